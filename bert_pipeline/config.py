@@ -1,0 +1,239 @@
+"""Pipeline configuration: one validated pydantic model, loaded from YAML plus dotted overrides.
+
+Validation happens before any work starts (torchtune's rule: fail fast on bad config). Every error names the
+dotted field and, for choices, the allowed values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bert_pipeline.errors import ConfigError
+
+Format = Literal["auto", "csv", "tsv", "jsonl", "parquet", "txt"]
+Precision = Literal["auto", "fp32", "bf16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+_RUN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_COLUMN = re.compile(r"^[^\x00-\x1f]{1,256}$")
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that keeps dates as strings, so run_date validation (not PyYAML) reports a bad date."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def today_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error that names it, never a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IngestConfig(_Section):
+    sources: list[str] = Field(default_factory=list, description="paths, globs or fsspec URLs (pkg://<package>/<path> too)")
+    format: Format = "auto"
+    text_column: str = "text"
+    label_column: str | None = None
+    id_column: str | None = None
+    split_column: str | None = None
+    shard_rows: int = Field(50_000, ge=1, description="rows per raw parquet shard")
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_not_blank(cls, value: list[str]) -> list[str]:
+        if any(not s.strip() for s in value):
+            raise ValueError("sources may not contain empty strings")
+        return value
+
+    @field_validator("text_column", "label_column", "id_column", "split_column")
+    @classmethod
+    def _column_name(cls, value: str | None) -> str | None:
+        if value is not None and not _COLUMN.match(value):
+            raise ValueError("must be a non-empty column name without control characters")
+        return value or None
+
+
+class CurateConfig(_Section):
+    min_chars: int = Field(3, ge=0, description="shorter cleaned texts are rejected as too_short")
+    max_chars: int = Field(100_000, ge=1, description="longer cleaned texts are rejected as too_long")
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    shard_rows: int = Field(10_000, ge=1, description="rows per curated shard: also the unit of scoring restarts")
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> "CurateConfig":
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError("validation_fraction + test_fraction must be < 1 so that some rows are trained on")
+        if self.min_chars > self.max_chars:
+            raise ValueError("min_chars must be <= max_chars")
+        return self
+
+
+class TokenizeConfig(_Section):
+    max_length: int = Field(128, ge=8, le=8192)
+    shard_rows: int = Field(50_000, ge=1)
+    batch_size: int = Field(2_048, ge=1, description="texts per encode_batch call")
+
+
+class TrainConfig(_Section):
+    base_model: str = Field("", description="empty = the packaged MiniLM; else a local HF folder or hub id")
+    epochs: int = Field(1, ge=1, le=1000)
+    max_train_samples: int | None = Field(None, ge=1, description="empty = all training rows")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
+    seed: int = 0
+    device: Device = "auto"
+    eval_batch_size: int = Field(128, ge=1)
+
+    @field_validator("max_train_samples", mode="before")
+    @classmethod
+    def _empty_means_all(cls, value: Any) -> Any:
+        return None if value in ("", "null", "None") else value
+
+
+class ScoreConfig(_Section):
+    model: str = Field("", description="empty = the model trained for this run_date, else the champion")
+    batch_tokens: int = Field(16_384, ge=64, description="padded tokens per forward pass")
+    max_length: int | None = Field(None, ge=8, le=8192, description="empty = tokenize.max_length")
+    precision: Precision = "auto"
+    device: Device = "auto"
+
+
+class PipelineConfig(_Section):
+    data_root: str = Field("./lake", description="the lake: a local folder or an fsspec URL (s3://bucket/prefix)")
+    run_date: str = Field(default_factory=today_utc, description="YYYY-MM-DD partition this run writes")
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+
+    @field_validator("data_root")
+    @classmethod
+    def _data_root(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a local folder or an fsspec URL such as s3://bucket/prefix")
+        return value.rstrip("/") or "/"
+
+    @field_validator("run_date", mode="before")
+    @classmethod
+    def _run_date(cls, value: Any) -> str:
+        if isinstance(value, dt.date):  # YAML turns 2026-11-28 into a date
+            value = value.isoformat()
+        if value in (None, "", "today"):
+            return today_utc()
+        if not isinstance(value, str) or not _RUN_DATE.match(value):
+            raise ValueError(f"must be a date written YYYY-MM-DD, got {value!r}")
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a real calendar date") from exc
+        return value
+
+    def fingerprint(self, *sections: str) -> str:
+        """A stable hash of the named sections (all when none): what a manifest records as `config_hash`."""
+        data = self.model_dump(mode="json")
+        picked = {name: data[name] for name in sections} if sections else data
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "<config>"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see `bert-pipeline --help`)"
+        elif err["type"] == "literal_error":
+            message = f"must be one of {err['ctx']['expected']}, got {err['input']!r}"
+        lines.append(f"{field}: {message}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`a.b=value` -> ("a.b", value); the value is parsed as YAML so numbers, lists and null work."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or not all(key.split(".")):
+        raise ConfigError(f"override {item!r} must look like dotted.key=value")
+    try:
+        value = _yaml_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}: value {raw!r} is not valid YAML: {exc}") from exc
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = json.loads(json.dumps(data, default=str))  # deep copy that also flattens dates
+    for dotted, value in overrides.items():
+        node = merged
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {dotted}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def build_config(data: Mapping[str, Any] | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    merged = apply_overrides(dict(data or {}), dict(overrides or {}))
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    from bert_pipeline.storage import read_text  # local import: storage is heavier than config
+
+    try:
+        text = read_text(str(path))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    try:
+        data = _yaml_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+) -> PipelineConfig:
+    """Load a YAML config (optional) and apply overrides given as a dict or as `key=value` strings."""
+    if overrides is None:
+        pairs: dict[str, Any] = {}
+    elif isinstance(overrides, Mapping):
+        pairs = dict(overrides)
+    else:
+        pairs = dict(parse_override(item) for item in overrides)
+    data = read_config_file(path) if path else {}
+    return build_config(data, pairs)

@@ -1,0 +1,37 @@
+"""Errors the pipeline raises on purpose. Tasks retry none of these: they are bad config or bad data, not weather."""
+
+
+class PipelineError(Exception):
+    """Base class: a problem the user must fix; the message says what and where."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """The configuration is invalid; the message names the dotted field."""
+
+
+class InputDataError(PipelineError, ValueError):
+    """An input file or column is missing or malformed; the message names the file and the problem."""
+
+
+class LakeStateError(PipelineError, RuntimeError):
+    """A stage found the lake in a state it cannot continue from (e.g. an earlier stage has not run)."""
+
+
+# Errors that say "the thing is not there / not allowed": retrying cannot help.
+_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry may cure: network, timeouts, throttling or 5xx from an object store.
+
+    Bad config, bad data and missing files are permanent: retrying them only delays the message the user needs.
+    """
+    if isinstance(exc, PipelineError) or isinstance(exc, _PERMANENT_OS_ERRORS):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, OSError):  # s3fs/aiohttp map network and 5xx failures to OSError subclasses
+        return True
+    name = type(exc).__name__
+    return name in {"ClientError", "ServerDisconnectedError", "ReadTimeoutError", "EndpointConnectionError",
+                    "ConnectTimeoutError", "SlowDown", "ServiceUnavailable", "InternalError"}

@@ -1,0 +1,242 @@
+"""Ingest: read every source (csv, tsv, jsonl, parquet, txt; gz/zst/bz2/xz too) into the raw partition.
+
+Each row gets a stable `doc_id`, its `source` and `source_row`; invalid UTF-8 is replaced with U+FFFD, counted in the
+manifest and flagged per row. Every problem with an input names the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from bert_pipeline import storage
+from bert_pipeline.config import IngestConfig, PipelineConfig
+from bert_pipeline.errors import InputDataError
+from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
+
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
+FORMAT_BY_EXTENSION = {
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".parquet": "parquet", ".pq": "parquet", ".txt": "txt", ".text": "txt",
+}
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation", "eval": "validation",
+    "test": "test", "testing": "test",
+}
+RAW_SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
+    ("source", pa.string()), ("source_row", pa.int64()), ("invalid_utf8", pa.bool_()),
+    ("ingested_at", pa.timestamp("us", tz="UTC")), ("run_date", pa.string()),
+])
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    url: str  # what we open
+    name: str  # what rows record as `source` and what doc_ids derive from: the URL as the config wrote it
+
+
+def expand_sources(sources: list[str]) -> list[SourceFile]:
+    if not sources:
+        raise InputDataError("ingest.sources is empty: list at least one file, glob or URL")
+    found: dict[str, SourceFile] = {}
+    for source in sources:
+        resolved = storage.resolve_package_url(source)
+        matches = storage.glob(resolved)
+        if not matches:
+            raise InputDataError(f"ingest.sources: {source!r} matches no file")
+        for url in matches:
+            name = source if url == resolved else url  # keep pkg:// and as-written names when not a glob
+            found.setdefault(url, SourceFile(url=url, name=name))
+    return list(found.values())
+
+
+def detect_format(url: str, configured: str) -> tuple[str, str | None]:
+    """(format, compression) from the configured format or the file's extension."""
+    lowered = url.lower()
+    compression = None
+    for suffix, codec in COMPRESSION_SUFFIXES.items():
+        if lowered.endswith(suffix):
+            compression, lowered = codec, lowered[: -len(suffix)]
+    if configured != "auto":
+        return configured, compression
+    for extension, fmt in FORMAT_BY_EXTENSION.items():
+        if lowered.endswith(extension):
+            return fmt, compression
+    raise InputDataError(
+        f"{url}: cannot tell the format from the extension; set ingest.format to one of "
+        "csv, tsv, jsonl, parquet, txt"
+    )
+
+
+def read_raw_bytes(url: str, compression: str | None) -> bytes:
+    fs, path = storage.filesystem(url)
+    try:
+        with fs.open(path, "rb", compression=compression) as handle:
+            return handle.read()
+    except (EOFError, OSError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError, ConnectionError, TimeoutError)):
+            raise
+        raise InputDataError(f"{url}: cannot decompress ({compression}): {exc}") from exc
+
+
+def decode_text(data: bytes) -> tuple[str, int]:
+    """Decode bytes as UTF-16 (when it has a BOM) or UTF-8; return the text and how many bad sequences were replaced."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        text = data.decode("utf-16", errors="replace")
+        return text, text.count("\ufffd")
+    if data[:3] == b"\xef\xbb\xbf":
+        data = data[3:]
+    text = data.decode("utf-8", errors="replace")
+    # errors="replace" emits one U+FFFD per bad sequence; genuine U+FFFD characters are the bytes EF BF BD.
+    return text, text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+
+
+def _read_table(url: str, fmt: str, compression: str | None, text_column: str) -> tuple[pl.DataFrame, int]:
+    data = read_raw_bytes(url, compression)
+    if fmt == "parquet":
+        try:
+            return pl.from_arrow(pq.read_table(io.BytesIO(data))), 0  # type: ignore[return-value]
+        except pa.ArrowInvalid as exc:
+            raise InputDataError(f"{url}: not a readable parquet file: {exc}") from exc
+    text, replaced = decode_text(data)
+    text = text.replace("\x00", "")  # NUL bytes break CSV parsers and are never meaningful text
+    try:
+        if fmt == "txt":
+            return pl.DataFrame({text_column: text.splitlines()}, schema={text_column: pl.String}), replaced
+        if fmt == "jsonl":
+            return pl.read_ndjson(io.BytesIO(text.encode()), infer_schema_length=None), replaced
+        separator = "\t" if fmt == "tsv" else ","
+        return pl.read_csv(
+            io.BytesIO(text.encode()), separator=separator, infer_schema=False, quote_char='"',
+        ), replaced
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, ValueError) as exc:
+        raise InputDataError(f"{url}: cannot parse as {fmt}: {exc}") from exc
+
+
+def _require_columns(df: pl.DataFrame, url: str, cfg: IngestConfig) -> None:
+    wanted = {
+        "ingest.text_column": cfg.text_column, "ingest.label_column": cfg.label_column,
+        "ingest.id_column": cfg.id_column, "ingest.split_column": cfg.split_column,
+    }
+    for field_name, column in wanted.items():
+        if column is not None and column not in df.columns:
+            raise InputDataError(
+                f"{url}: {field_name} is {column!r} but the file has no such column; "
+                f"its columns are: {', '.join(df.columns) or '(none)'}"
+            )
+
+
+def _as_string(df: pl.DataFrame, column: str | None, url: str) -> pl.Series | None:
+    if column is None:
+        return None
+    series = df[column]
+    if series.dtype != pl.String:
+        if series.dtype.is_nested():
+            raise InputDataError(f"{url}: column {column!r} holds {series.dtype}, not text")
+        series = series.cast(pl.String)
+    return series
+
+
+def _normalise_split(series: pl.Series | None, url: str) -> pl.Series | None:
+    if series is None:
+        return None
+    lowered = series.str.strip_chars().str.to_lowercase()
+    unknown = sorted(set(lowered.drop_nulls().unique().to_list()) - set(SPLIT_ALIASES) - {""})
+    if unknown:
+        raise InputDataError(
+            f"{url}: ingest.split_column holds {unknown[:5]}; allowed values are train, validation, test "
+            f"(or {', '.join(sorted(set(SPLIT_ALIASES) - {'train', 'validation', 'test'}))})"
+        )
+    return lowered.replace_strict(SPLIT_ALIASES, default=None, return_dtype=pl.String)
+
+
+def _stable_ids(source_name: str, texts: pl.Series) -> list[str]:
+    """xxh3-128 of (source, text, occurrence of that text in the source): stable across reruns, unique."""
+    seen: dict[str, int] = {}
+    ids = []
+    for text in texts.fill_null("").to_list():
+        occurrence = seen.get(text, 0)
+        seen[text] = occurrence + 1
+        ids.append(xxhash.xxh3_128_hexdigest(f"{source_name}\x00{occurrence}\x00{text}".encode()))
+    return ids
+
+
+def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, int]:
+    """One source file as raw-schema columns (without ingested_at/run_date) and its count of replaced bytes."""
+    fmt, compression = detect_format(source.url, cfg.format)
+    df, replaced = _read_table(source.url, fmt, compression, cfg.text_column)
+    if fmt != "txt":
+        _require_columns(df, source.url, cfg)
+    text = _as_string(df, cfg.text_column, source.url)
+    assert text is not None
+    ids = _as_string(df, cfg.id_column, source.url)
+    if ids is not None and ids.null_count():
+        raise InputDataError(f"{source.url}: ingest.id_column {cfg.id_column!r} has {ids.null_count()} empty ids")
+    labels = _as_string(df, cfg.label_column, source.url)
+    if labels is not None:
+        labels = labels.str.strip_chars().replace("", None)
+    split = _normalise_split(_as_string(df, cfg.split_column, source.url), source.url)
+    rows = df.height
+    out = pl.DataFrame({
+        "doc_id": ids if ids is not None else pl.Series(_stable_ids(source.name, text), dtype=pl.String),
+        "text": text,
+        "label": labels if labels is not None else pl.Series([None] * rows, dtype=pl.String),
+        "split": split if split is not None else pl.Series([None] * rows, dtype=pl.String),
+        "source": pl.Series([source.name] * rows, dtype=pl.String),
+        "source_row": pl.Series(range(rows), dtype=pl.Int64),
+    })
+    out = out.with_columns(invalid_utf8=pl.lit(replaced > 0) & pl.col("text").fill_null("").str.contains("\ufffd"))
+    return out, replaced
+
+
+def _check_unique_ids(df: pl.DataFrame, id_column: str | None) -> None:
+    duplicated = df.filter(pl.col("doc_id").is_duplicated())
+    if duplicated.height:
+        examples = duplicated["doc_id"].unique().head(5).to_list()
+        where = f"ingest.id_column {id_column!r}" if id_column else "derived doc_ids"
+        raise InputDataError(f"{where} are not unique: {duplicated.height} rows share ids such as {examples}")
+
+
+def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
+    lake = Lake(cfg.data_root)
+    folder = lake.partition("raw", cfg.run_date)
+    sources = expand_sources(cfg.ingest.sources)
+    inputs = [storage.file_identity(s.url) | {"name": s.name} for s in sources]
+    stage_fp = fingerprint("ingest", cfg.fingerprint("ingest"), inputs)
+    manifest = lake.read_manifest("raw", cfg.run_date)
+    if manifest_matches(manifest, stage_fp, folder):
+        return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"]}
+
+    frames, per_file = [], []
+    for source in sources:  # read (and so validate) every source before writing anything
+        frame, replaced = read_source(source, cfg.ingest)
+        frames.append(frame)
+        per_file.append({"source": source.name, "rows": frame.height, "invalid_utf8_replaced": replaced})
+    ingested_at = dt.datetime.now(dt.timezone.utc)
+    raw = pl.concat(frames, how="vertical").with_columns(
+        ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")), run_date=pl.lit(cfg.run_date)
+    )
+    _check_unique_ids(raw, cfg.ingest.id_column)
+
+    writer = PartitionWriter(folder, stage_fp).begin()
+    table = raw.to_arrow().cast(RAW_SCHEMA)
+    for index, start in enumerate(range(0, max(table.num_rows, 1), cfg.ingest.shard_rows)):
+        storage.write_parquet_atomic(writer.add(shard_name(index)), table.slice(start, cfg.ingest.shard_rows))
+    counts = {
+        "rows": raw.height,
+        "labelled_rows": raw.height - raw["label"].null_count(),
+        "invalid_utf8_rows": int(raw["invalid_utf8"].sum()),
+        "invalid_utf8_replaced": sum(f["invalid_utf8_replaced"] for f in per_file),
+    }
+    writer.commit(stage="ingest", run_date=cfg.run_date, inputs=inputs, files=per_file,
+                  config_hash=cfg.fingerprint("ingest"), counts=counts)
+    return {"stage": "ingest", "skipped": False, "partition": folder, **counts}

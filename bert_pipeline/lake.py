@@ -1,0 +1,132 @@
+"""The lake layout and the stage contract.
+
+    <root>/<area>/run_date=YYYY-MM-DD/part-00000.parquet ... _manifest.json
+    <root>/models/<model_version>/ (HF folder + metrics.json + _manifest.json)
+    <root>/models/_champion.json
+
+A partition is committed by its `_manifest.json`, written last. A stage first removes an old manifest that does not
+match, writes its shards (each atomically), deletes shards the new manifest does not list, and then writes the
+manifest. So a reader that trusts manifests never sees a half-written partition, and a stage whose manifest matches
+its fingerprint (inputs + config + code version) is skipped: that is what makes retries and reruns safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bert_pipeline import __version__, storage
+from bert_pipeline.errors import LakeStateError
+
+MANIFEST = "_manifest.json"
+AREAS = ("raw", "curated", "rejects", "tokens", "predictions")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
+
+
+def shard_name(index: int, extension: str = "parquet") -> str:
+    return f"part-{index:05d}.{extension}"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of JSON-able parts: the identity of a stage's work."""
+    blob = json.dumps([__version__, *parts], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def safe_name(value: str, what: str) -> str:
+    """Names that become part of a lake path may not climb out of it (no '/', no '..')."""
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise LakeStateError(f"{what} {value!r} is not a safe path component")
+    return value
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: str
+
+    def partition(self, area: str, run_date: str) -> str:
+        if area not in AREAS:
+            raise LakeStateError(f"unknown lake area {area!r}; areas are {', '.join(AREAS)}")
+        return storage.join(self.root, area, f"run_date={safe_name(run_date, 'run_date')}")
+
+    def manifest_url(self, area: str, run_date: str) -> str:
+        return storage.join(self.partition(area, run_date), MANIFEST)
+
+    def read_manifest(self, area: str, run_date: str) -> dict[str, Any] | None:
+        return storage.read_json(self.manifest_url(area, run_date))
+
+    def require_manifest(self, area: str, run_date: str, produced_by: str) -> dict[str, Any]:
+        manifest = self.read_manifest(area, run_date)
+        if manifest is None:
+            raise LakeStateError(
+                f"no committed {area} partition for run_date={run_date} under {self.root}: "
+                f"run the {produced_by} stage first (bert-pipeline {produced_by} ...)"
+            )
+        return manifest
+
+    def shard_urls(self, area: str, run_date: str, manifest: dict[str, Any]) -> list[str]:
+        folder = self.partition(area, run_date)
+        return [storage.join(folder, name) for name in manifest["outputs"]]
+
+    @property
+    def models(self) -> str:
+        return storage.join(self.root, "models")
+
+    def model_url(self, model_version: str) -> str:
+        return storage.join(self.models, safe_name(model_version, "model_version"))
+
+    @property
+    def champion_url(self) -> str:
+        return storage.join(self.models, "_champion.json")
+
+
+def manifest_matches(manifest: dict[str, Any] | None, expected_fingerprint: str, folder: str) -> bool:
+    """True when a committed manifest has this fingerprint and every file it lists is still there."""
+    if not manifest or manifest.get("fingerprint") != expected_fingerprint:
+        return False
+    return all(storage.exists(storage.join(folder, name)) for name in manifest.get("outputs", []))
+
+
+@dataclass
+class PartitionWriter:
+    """Writes one partition under the contract: uncommit, write shards, drop stale shards, commit."""
+
+    folder: str
+    fingerprint: str
+    outputs: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def begin(self) -> "PartitionWriter":
+        storage.remove([storage.join(self.folder, MANIFEST)])
+        return self
+
+    def url(self, name: str) -> str:
+        return storage.join(self.folder, name)
+
+    def add(self, name: str) -> str:
+        self.outputs.append(name)
+        return self.url(name)
+
+    def commit(self, **fields: Any) -> dict[str, Any]:
+        listed = set(self.outputs)
+        stale = [u for u in storage.list_files(self.folder, "part-*") if u.rsplit("/", 1)[-1] not in listed]
+        storage.remove(stale)
+        manifest = {
+            "fingerprint": self.fingerprint,
+            "code_version": __version__,
+            "outputs": self.outputs,
+            "committed_at": utc_now(),
+            "seconds": round(time.monotonic() - self.started, 3),
+            **fields,
+        }
+        storage.write_json_atomic(storage.join(self.folder, MANIFEST), manifest)
+        return manifest

@@ -1,0 +1,38 @@
+"""Classification metrics from integer labels, in numpy (no scikit-learn at run time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> np.ndarray:
+    matrix = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+    """accuracy, macro-F1 and per-class precision/recall/F1/support; classes absent from both count as F1 0."""
+    matrix = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), len(label_names))
+    true_positive = np.diag(matrix).astype(float)
+    predicted = matrix.sum(axis=0).astype(float)
+    actual = matrix.sum(axis=1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, true_positive / predicted, 0.0)
+        recall = np.where(actual > 0, true_positive / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    total = int(matrix.sum())
+    present = actual > 0  # macro over the classes this split contains, as scikit-learn does with labels=present
+    return {
+        "rows": total,
+        "accuracy": float(true_positive.sum() / total) if total else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(actual[i])}
+            for i, name in enumerate(label_names)
+        },
+        "confusion_matrix": matrix.tolist(),
+    }

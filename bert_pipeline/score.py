@@ -1,0 +1,177 @@
+"""Score: every curated row, shard by shard, with the champion (or `score.model`), into predictions/.
+
+Within a shard: tokenize with the model's own tokenizer, sort by length, cut batches by a padded-token budget, run
+under `torch.inference_mode()`, restore the original order. Each prediction shard carries the stage fingerprint in its
+parquet metadata, so a rerun after a crash scores only the shards that are missing, and a rerun of a completed
+run_date with the same model and data does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import uuid
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import torch
+
+from bert_pipeline import storage
+from bert_pipeline.config import PipelineConfig
+from bert_pipeline.errors import ConfigError, LakeStateError
+from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
+from bert_pipeline.models import (
+    fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir,
+)
+from bert_pipeline.tokenize import encode_texts
+from bert_pipeline.train import collate, pick_device
+
+FINGERPRINT_KEY = "bert_pipeline.fingerprint"
+Progress = Callable[[str], None]
+
+
+def probability_column(label: str) -> str:
+    return "prob_" + (re.sub(r"[^0-9a-zA-Z]+", "_", label.strip()).strip("_").lower() or "label")
+
+
+def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
+    """(local model folder, model_version) for score.model, else the registry's champion."""
+    if cfg.score.model:
+        folder = resolve_model_dir(cfg.score.model, field="score.model")
+        return folder, os.path.basename(cfg.score.model.rstrip("/")) or cfg.score.model
+    champion = storage.read_json(lake.champion_url)
+    if champion is None:
+        raise LakeStateError(
+            f"score.model is empty and {lake.champion_url} has no champion yet: run the train stage first, "
+            "or set score.model to a Hugging Face sequence-classification folder"
+        )
+    version = champion["model_version"]
+    return resolve_model_dir(lake.model_url(version), field="score.model"), version
+
+
+def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
+    """Indices sorted by length, cut so that rows x longest-row stays within batch_tokens (at least one row)."""
+    order = np.argsort(lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end - start + 1) * lengths[order[end]] <= batch_tokens:
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
+def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32. auto = bf16 on CUDA devices with native bf16, else fp32."""
+    if requested == "bf16":
+        return torch.bfloat16
+    if requested == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+class Scorer:
+    """A loaded model + tokenizer that turns texts into probabilities; one per worker process."""
+
+    def __init__(self, model_dir: str, max_length: int, batch_tokens: int, precision: str, device: str) -> None:
+        self.device = pick_device(device)
+        self.tokenizer = load_tokenizer(model_dir)
+        self.encoder = fast_encoder(self.tokenizer, max_length)
+        self.model = load_classifier(model_dir).to(self.device).eval()
+        self.dtype = pick_precision(precision, self.device)
+        self.batch_tokens = batch_tokens
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        id2label = self.model.config.id2label
+        self.labels = [str(id2label[i]) for i in range(self.model.config.num_labels)]
+        columns = [probability_column(label) for label in self.labels]
+        if len(set(columns)) != len(columns):
+            raise ConfigError(f"score.model: labels {self.labels} give clashing column names {columns}")
+        self.columns = columns
+
+    @torch.inference_mode()
+    def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities [rows, classes] in input order, truncated flags)."""
+        flat, offsets, truncated = encode_texts(self.encoder, texts, batch_size=4096)
+        sequences = [flat[offsets[i]:offsets[i + 1]] for i in range(len(texts))]
+        lengths = np.diff(offsets)
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for index in token_budget_batches(lengths, self.batch_tokens):
+            ids, mask = collate([sequences[i] for i in index], self.pad_id, self.device)
+            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+            probs[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return probs, truncated
+
+
+def prediction_table(scorer: Scorer, curated: pl.DataFrame, meta: dict[str, str]) -> pa.Table:
+    probs, truncated = scorer.probabilities(curated["text"].to_list())
+    best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    rows = curated.height
+    columns: dict[str, Any] = {
+        "doc_id": curated["doc_id"].to_arrow(),
+        "predicted_label": pa.array([scorer.labels[i] for i in best], pa.string()),
+        "confidence": pa.array(probs.max(axis=1) if rows else [], pa.float32()),
+    }
+    for j, column in enumerate(scorer.columns):
+        columns[column] = pa.array(probs[:, j], pa.float32())
+    columns |= {
+        "model_version": pa.array([meta["model_version"]] * rows, pa.string()),
+        "model_hash": pa.array([meta["model_hash"]] * rows, pa.string()),
+        "run_id": pa.array([meta["run_id"]] * rows, pa.string()),
+        "run_date": pa.array([meta["run_date"]] * rows, pa.string()),
+        "scored_at": pa.array([dt.datetime.now(dt.timezone.utc)] * rows, pa.timestamp("us", tz="UTC")),
+        "truncated": pa.array(truncated, pa.bool_()),
+    }
+    return pa.table(columns)
+
+
+def _shard_done(url: str, stage_fp: str) -> bool:
+    try:
+        return storage.parquet_metadata(url).get(FINGERPRINT_KEY) == stage_fp
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return False
+
+
+def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    lake = Lake(cfg.data_root)
+    curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
+    model_dir, model_version = resolve_scoring_model(cfg, lake)
+    model_hash = folder_content_hash(model_dir)
+    max_length = cfg.score.max_length or cfg.tokenize.max_length
+    stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision)
+    folder = lake.partition("predictions", cfg.run_date)
+    manifest = lake.read_manifest("predictions", cfg.run_date)
+    if manifest_matches(manifest, stage_fp, folder):
+        return {"stage": "score", "skipped": True, "partition": folder, **manifest["counts"]}
+
+    scorer = Scorer(model_dir, max_length, cfg.score.batch_tokens, cfg.score.precision, cfg.score.device)
+    meta = {"model_version": model_version, "model_hash": model_hash, "run_id": run_id or uuid.uuid4().hex,
+            "run_date": cfg.run_date}
+    file_meta = {FINGERPRINT_KEY: stage_fp, "bert_pipeline.model_version": model_version,
+                 "bert_pipeline.model_hash": model_hash, "bert_pipeline.model_source": cfg.score.model or "champion"}
+    writer = PartitionWriter(folder, stage_fp).begin()
+    curated_urls = lake.shard_urls("curated", cfg.run_date, curated)
+    rows, scored_now = 0, 0
+    for index, curated_url in enumerate(curated_urls):
+        url = writer.add(shard_name(index))
+        if _shard_done(url, stage_fp):
+            rows += storage.read_parquet(url, columns=["doc_id"]).num_rows
+            continue
+        shard = pl.from_arrow(storage.read_parquet(curated_url, columns=["doc_id", "text"]))
+        table = prediction_table(scorer, shard, meta)  # type: ignore[arg-type]
+        storage.write_parquet_atomic(url, table, file_meta)
+        rows += table.num_rows
+        scored_now += table.num_rows
+        if progress:
+            progress(f"scored shard {index + 1}/{len(curated_urls)} ({rows} rows)")
+    expected = curated["counts"]["curated_rows"]
+    if rows != expected:
+        raise LakeStateError(f"predictions hold {rows} rows but curated has {expected}; not committing")
+    counts = {"rows": rows, "scored_this_run": scored_now, "labels": scorer.labels}
+    writer.commit(stage="score", run_date=cfg.run_date, inputs=[curated["fingerprint"]], model_version=model_version,
+                  model_hash=model_hash, config_hash=cfg.fingerprint("score"), counts=counts)
+    return {"stage": "score", "skipped": False, "partition": folder, "model_version": model_version, **counts}

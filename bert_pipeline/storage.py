@@ -1,0 +1,177 @@
+"""The one storage seam: local folders, file://, s3:// and memory:// through fsspec (datatrove's io.py idea).
+
+Every location is a URL string. Writes that a reader can see are atomic: a local file is written under a temporary
+name in the same folder and renamed over the target; an object store PUT is atomic by itself.
+S3 endpoint, credentials and options come from the environment (AWS_* variables, AWS_ENDPOINT_URL, or fsspec's
+FSSPEC_S3_* variables); they are never part of a URL or a manifest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+PACKAGE_SCHEME = "pkg://"
+
+
+def resolve_package_url(url: str) -> str:
+    """`pkg://<package>/<relative path>` -> the file inside an installed package, found without importing it."""
+    if not url.startswith(PACKAGE_SCHEME):
+        return url
+    package, _, relative = url[len(PACKAGE_SCHEME):].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{url}: package {package!r} is not installed (pip install it, or use a plain path)")
+    return str(Path(list(spec.submodule_search_locations)[0]) / relative)
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path inside it) for any URL or local path."""
+    fs, path = fsspec.core.url_to_fs(resolve_package_url(url))
+    return fs, path
+
+
+def is_local(url: str) -> bool:
+    return isinstance(filesystem(url)[0], LocalFileSystem)
+
+
+def join(root: str, *parts: str) -> str:
+    """Join URL parts with '/', keeping the scheme and never doubling separators."""
+    out = root.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out
+
+
+def to_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The inverse of `filesystem`: local paths stay plain paths, others get their protocol back."""
+    return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as handle:
+        return handle.read()
+
+
+def read_text(url: str) -> str:
+    return read_bytes(url).decode("utf-8")
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    fs, path = filesystem(url)
+    parent = fs._parent(path)
+    if isinstance(fs, LocalFileSystem):
+        os.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        fs.pipe_file(path, data)
+
+
+def write_json_atomic(url: str, obj: Any) -> None:
+    write_bytes_atomic(url, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(url: str) -> Any | None:
+    """The parsed JSON at url, or None when there is no such file."""
+    try:
+        return json.loads(read_bytes(url))
+    except FileNotFoundError:
+        return None
+
+
+def list_files(folder: str, pattern: str = "*") -> list[str]:
+    """Sorted URLs of files directly in folder matching pattern; [] when the folder does not exist."""
+    fs, path = filesystem(folder)
+    return sorted(to_url(fs, p) for p in fs.glob(f"{path.rstrip('/')}/{pattern}") if not fs.isdir(p))
+
+
+def glob(pattern: str) -> list[str]:
+    fs, path = filesystem(pattern)
+    if not fsspec.core.has_magic(path):  # type: ignore[attr-defined]
+        return [to_url(fs, path)] if fs.exists(path) else []
+    return sorted(to_url(fs, p) for p in fs.glob(path) if not fs.isdir(p))
+
+
+def remove(urls: Iterable[str]) -> None:
+    for url in urls:
+        fs, path = filesystem(url)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
+def file_identity(url: str) -> dict[str, Any]:
+    """What tells whether an input changed between runs: size plus mtime/ETag where the filesystem has one."""
+    fs, path = filesystem(url)
+    info = fs.info(path)
+    changed = info.get("mtime") or info.get("LastModified") or info.get("ETag") or info.get("created")
+    return {"url": url, "size": int(info.get("size") or 0), "version": str(changed)}
+
+
+def write_parquet_atomic(url: str, table: pa.Table, metadata: dict[str, str] | None = None) -> None:
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", row_group_size=64 * 1024)
+    write_bytes_atomic(url, buffer.getvalue())
+
+
+def read_parquet(url: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as handle:
+        return pq.read_table(handle, columns=columns)
+
+
+def parquet_metadata(url: str) -> dict[str, str]:
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as handle:
+        raw = pq.read_schema(handle).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def download_folder(url: str, local_dir: str) -> str:
+    """Copy a (small) remote folder such as a model to local_dir; local folders are returned as they are."""
+    fs, path = filesystem(url)
+    if isinstance(fs, LocalFileSystem):
+        return path
+    os.makedirs(local_dir, exist_ok=True)
+    fs.get(path.rstrip("/") + "/", local_dir.rstrip("/") + "/", recursive=True)
+    return local_dir
+
+
+def upload_folder(local_dir: str, url: str) -> None:
+    """Copy every file of local_dir under url, each file atomically."""
+    for root, _dirs, files in os.walk(local_dir):
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            relative = os.path.relpath(full, local_dir).replace(os.sep, "/")
+            with open(full, "rb") as handle:
+                write_bytes_atomic(join(url, relative), handle.read())

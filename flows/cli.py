@@ -1,0 +1,112 @@
+"""`bert-pipeline`: run the nightly flow or one stage flow from a shell.
+
+Without PREFECT_API_URL, Prefect runs embedded (a temporary local server for this process); with it, runs are
+reported to that server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bert_pipeline.config import load_config, parse_override
+from bert_pipeline.errors import PipelineError
+
+COMMANDS = {
+    "run": "the nightly flow: ingest, curate, tokenize, train, score",
+    "ingest": "read ingest.sources into <data_root>/raw/run_date=...",
+    "curate": "clean, filter and deduplicate raw into curated/ and rejects/",
+    "tokenize": "tokenize curated text into Arrow shards under tokens/",
+    "train": "fine-tune a classifier from the token shards into models/<model_version>/",
+    "score": "score every curated row into predictions/ with the champion or score.model",
+}
+
+KEYS_HELP = """\
+configuration keys (YAML file and/or --set dotted.key=value; --set wins):
+  data_root                  the lake: a folder or an fsspec URL such as s3://bucket/prefix (default ./lake)
+  run_date                   partition to write, YYYY-MM-DD (default: today in UTC)
+  ingest.sources             list of paths, globs or URLs (pkg://<package>/<path> for files inside a package)
+  ingest.format              auto | csv | tsv | jsonl | parquet | txt  (auto: by extension; .gz/.zst/.bz2/.xz too)
+  ingest.text_column         column holding the text (default text)
+  ingest.label_column        column holding the label (optional: unlabelled rows are scored, not trained on)
+  ingest.id_column           column holding a unique id (optional: else derived from source and text)
+  ingest.split_column        column holding train/validation/test (optional: else assigned by hash)
+  curate.min_chars, curate.max_chars, curate.validation_fraction, curate.test_fraction
+  tokenize.max_length        tokens per text after truncation (default 128)
+  train.base_model           empty = packaged MiniLM; else a local HF folder, folder URL or hub id
+  train.epochs, train.max_train_samples (empty = all), train.batch_size, train.learning_rate, train.device
+  score.model                empty = the champion in <data_root>/models; else an HF sequence-classification folder
+  score.batch_tokens, score.precision (auto | fp32 | bf16), score.device (auto | cpu | cuda)
+
+examples:
+  bert-pipeline run --config configs/demo.yaml
+  bert-pipeline score --config configs/demo.yaml --set run_date=2026-11-28 --set score.model=./my-model
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bert-pipeline", description="Nightly BERT text-classification pipeline on Prefect.",
+        epilog=KEYS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text, epilog=KEYS_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_argument("--config", "-c", metavar="FILE", help="YAML config file (path or URL)")
+        command.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="override one key, e.g. --set train.epochs=2 (repeatable; value parsed as YAML)")
+    return parser
+
+
+def _print_summary(command: str, result: dict[str, Any]) -> None:
+    stages = result if command == "run" else {command: result}
+    print("\nbert-pipeline finished:")
+    for stage, summary in stages.items():
+        where = summary.get("partition") or summary.get("model_uri") or ""
+        state = "skipped (already committed)" if summary.get("skipped") else "done"
+        print(f"  {stage:<9} {state:<28} {where}")
+    train = stages.get("train") or {}
+    metrics = train.get("metrics")
+    if metrics:
+        test = metrics.get("test", {})
+        print(f"\nmodel {train['model_version']} (champion decision: "
+              f"{(train.get('champion_decision') or {}).get('reason', 'unchanged')})")
+        print(f"  validation: accuracy {metrics['validation'].get('accuracy', 0):.4f}  "
+              f"macro-F1 {metrics['validation'].get('macro_f1', 0):.4f}")
+        print(f"  test:       accuracy {test.get('accuracy', 0):.4f}  macro-F1 {test.get('macro_f1', 0):.4f}  "
+              f"({test.get('rows', 0)} rows)")
+        print(f"  metrics:    {train['model_uri']}/metrics.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        overrides = dict(parse_override(item) for item in args.overrides)
+        config_path = str(Path(args.config).resolve()) if args.config and "://" not in args.config else args.config
+        load_config(config_path, overrides)  # refuse a bad config before Prefect starts anything
+    except PipelineError as exc:
+        print(f"bert-pipeline: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from flows.nightly import STAGE_FLOWS, nightly_flow
+
+    flow = nightly_flow if args.command == "run" else STAGE_FLOWS[args.command]
+    try:
+        result = flow(config=config_path, overrides=overrides)
+    except PipelineError as exc:
+        print(f"bert-pipeline {args.command} failed: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(args.command, result)
+    if os.environ.get("BERT_PIPELINE_JSON"):
+        print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

