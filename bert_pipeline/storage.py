@@ -158,12 +158,33 @@ def parquet_metadata(url: str) -> dict[str, str]:
 
 
 def download_folder(url: str, local_dir: str) -> str:
-    """Copy a (small) remote folder such as a model to local_dir; local folders are returned as they are."""
+    """Copy a (small) remote folder such as a model to local_dir; local folders are returned as they are.
+
+    The copy lands in a temporary folder renamed into place when complete, so an existing local_dir is always whole
+    and is reused (callers key local_dir by the URL of an immutable folder).
+    """
     fs, path = filesystem(url)
     if isinstance(fs, LocalFileSystem):
         return path
-    os.makedirs(local_dir, exist_ok=True)
-    fs.get(path.rstrip("/") + "/", local_dir.rstrip("/") + "/", recursive=True)
+    if os.path.isdir(local_dir):
+        return local_dir
+    tmp = f"{local_dir}.tmp-{uuid.uuid4().hex}"
+    os.makedirs(tmp)
+    try:
+        for remote in fs.find(path):
+            relative = remote[len(path.rstrip("/")) + 1:]
+            os.makedirs(os.path.dirname(os.path.join(tmp, relative)) or tmp, exist_ok=True)
+            fs.get_file(remote, os.path.join(tmp, relative))
+        os.replace(tmp, local_dir)
+    except OSError:
+        if os.path.isdir(local_dir):  # another process finished the same copy first
+            return local_dir
+        raise
+    finally:
+        if os.path.isdir(tmp):
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
     return local_dir
 
 

@@ -1,0 +1,86 @@
+"""The stages against a real S3-protocol server (moto_server, the way s3fs tests itself), through s3fs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bert_pipeline import models, storage
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import run_curate
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.lake import Lake
+from bert_pipeline.score import run_score
+from bert_pipeline.tokenize import run_tokenize
+from bert_pipeline.train import run_train
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    port = _free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.2)
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                             "AWS_ENDPOINT_URL")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=endpoint)
+    try:
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_every_stage_reads_and_writes_s3(s3_endpoint: str, sample_config: dict, sample_csv: Path,
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.mkdir("bert-lake")
+    fs.put_file(str(sample_csv), "bert-lake/input/tweets.csv")
+    monkeypatch.setattr(models, "CACHE_DIR", tmp_path / "cache")
+    cfg = build_config(sample_config, {"data_root": "s3://bert-lake/nightly", "ingest.sources": ["s3://bert-lake/input/*.csv"]})
+
+    run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
+    trained = run_train(cfg)
+    scored = run_score(cfg, run_id="s3-run")
+    assert trained["model_uri"].startswith("s3://bert-lake/nightly/models/")
+    assert storage.exists(storage.join(trained["model_uri"], "model.safetensors"))
+
+    lake = Lake(cfg.data_root)
+    curated = lake.read_manifest("curated", cfg.run_date)
+    predictions = pl.concat([pl.from_arrow(storage.read_parquet(u))
+                             for u in lake.shard_urls("predictions", cfg.run_date, lake.read_manifest("predictions", cfg.run_date))])
+    assert predictions.height == curated["counts"]["curated_rows"] == scored["rows"]
+    assert predictions["doc_id"].n_unique() == predictions.height
+    assert fs.exists("bert-lake/nightly/raw/run_date=2026-11-27/_manifest.json")
+    assert run_score(cfg, run_id="again")["skipped"]
