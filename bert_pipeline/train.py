@@ -22,7 +22,7 @@ import torch
 
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig, TrainConfig
-from bert_pipeline.errors import LakeStateError
+from bert_pipeline.errors import InputDataError
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report
 from bert_pipeline.models import load_classifier, load_tokenizer, resolve_model_dir
@@ -215,6 +215,11 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
         return {"stage": "train", "skipped": True, "reason": "no labelled training rows", "model_version": None}
 
     labels: list[str] = tokens["label_names"]
+    if len(labels) < 2:
+        raise InputDataError(
+            f"train: the labelled rows of run_date={cfg.run_date} hold {len(labels)} distinct label(s) {labels}; "
+            "a classifier needs at least 2 (check ingest.label_column)"
+        )
     splits = load_splits(lake, cfg.run_date, tokens)
     train_data = subsample(splits["train"], cfg.train.max_train_samples, cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
