@@ -80,6 +80,13 @@ class CurateConfig(_Section):
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     shard_rows: int = Field(10_000, ge=1, description="rows per curated shard: also the unit of scoring restarts")
     split_seed: int = 0
+    min_alpha_ratio: float = Field(0.25, ge=0.0, le=1.0, description="letters / non-space characters below this: low_alpha")
+    max_repetition: float = Field(0.5, ge=0.0, le=1.0, description="repeated character 10-grams above this: repetitive")
+    near_dedup: bool = True
+    near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0, description="character 5-gram Jaccard for near duplicates")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    shingle_chars: int = Field(5, ge=2, le=32, description="characters per shingle")
+    dedup_across_nights: bool = True
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "CurateConfig":

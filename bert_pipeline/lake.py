@@ -24,7 +24,7 @@ from bert_pipeline import __version__, storage
 from bert_pipeline.errors import LakeStateError
 
 MANIFEST = "_manifest.json"
-AREAS = ("raw", "curated", "rejects", "tokens", "predictions")
+AREAS = ("raw", "curated", "rejects", "dedup_index", "tokens", "predictions")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 
 
@@ -63,6 +63,12 @@ class Lake:
 
     def read_manifest(self, area: str, run_date: str) -> dict[str, Any] | None:
         return storage.read_json(self.manifest_url(area, run_date))
+
+    def run_dates(self, area: str) -> list[str]:
+        """Sorted run_dates that have a committed partition in area."""
+        pattern = storage.join(self.root, area, "run_date=*", MANIFEST)
+        dates = [url.rsplit("/", 2)[-2].removeprefix("run_date=") for url in storage.glob(pattern)]
+        return sorted(d for d in dates if _SAFE_NAME.match(d))
 
     def require_manifest(self, area: str, run_date: str, produced_by: str) -> dict[str, Any]:
         manifest = self.read_manifest(area, run_date)

@@ -26,7 +26,6 @@ import numpy as np
 
 _SPACE = re.compile(r"\s+")
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
 _BASE = np.uint64(0x100000001B3)
 MAX_BUCKET_ALL_PAIRS = 32
 
@@ -37,11 +36,8 @@ def normal_form(text: str) -> str:
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: spreads a polynomial hash over all 64 bits."""
-    x = x ^ (x >> np.uint64(30))
+    """A multiply-xorshift finaliser (half of splitmix64's): spreads a polynomial hash over all 64 bits."""
     x = x * _MIX_1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _MIX_2
     return x ^ (x >> np.uint64(31))
 
 
@@ -72,12 +68,16 @@ def shingle_hashes(texts: Iterable[str], n: int) -> tuple[np.ndarray, np.ndarray
 
 def signatures(flat: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     """MinHash signatures [docs, num_perm] (uint32) from flat shingle hashes, computed in Rust by rensa."""
+    import itertools
+
     import rensa
 
-    if len(offsets) <= 1:
+    docs = len(offsets) - 1
+    if docs <= 0:
         return np.zeros((0, num_perm), dtype=np.uint32)
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets.astype(np.uint64), num_perm, seed)
-    return np.asarray(matrix.to_rows(), dtype=np.uint32).reshape(len(offsets) - 1, num_perm)
+    values = np.fromiter(itertools.chain.from_iterable(matrix.to_rows()), dtype=np.uint32, count=docs * num_perm)
+    return values.reshape(docs, num_perm)
 
 
 def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
@@ -114,27 +114,30 @@ def band_hashes(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 def candidate_pairs(bands: np.ndarray) -> np.ndarray:
-    """[pairs, 2] int64 of row indices (i < j) that share at least one band hash, deduplicated."""
+    """[pairs, 2] int64 of row indices (i < j) that share at least one band hash, deduplicated.
+
+    Buckets of two (nearly all of them) are paired in one vectorised step; bigger buckets get all pairs up to
+    MAX_BUCKET_ALL_PAIRS members, else a star to the first member plus a chain (connected, not quadratic).
+    """
     found: list[np.ndarray] = []
     for band in range(bands.shape[1]):
-        column = bands[:, band]
-        order = np.argsort(column, kind="stable")
-        ordered = column[order]
+        order = np.argsort(bands[:, band], kind="stable")
+        ordered = bands[order, band]
         boundaries = np.flatnonzero(np.diff(ordered)) + 1
         starts = np.concatenate(([0], boundaries))
-        ends = np.concatenate((boundaries, [len(ordered)]))
-        for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
-            members = order[start:end]
-            if len(members) <= MAX_BUCKET_ALL_PAIRS:
-                i, j = np.triu_indices(len(members), k=1)
+        sizes = np.diff(np.concatenate((starts, [len(ordered)])))
+        pairs_of_two = starts[sizes == 2]
+        found.append(np.stack([order[pairs_of_two], order[pairs_of_two + 1]], axis=1))
+        for start, size in zip(starts[sizes > 2], sizes[sizes > 2]):
+            members = order[start:start + size]
+            if size <= MAX_BUCKET_ALL_PAIRS:
+                i, j = np.triu_indices(size, k=1)
                 found.append(np.stack([members[i], members[j]], axis=1))
-            else:  # a star to the first member plus a chain: connected, without a quadratic blow-up
-                found.append(np.stack([np.full(len(members) - 1, members[0]), members[1:]], axis=1))
+            else:
+                found.append(np.stack([np.full(size - 1, members[0]), members[1:]], axis=1))
                 found.append(np.stack([members[:-1], members[1:]], axis=1))
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.sort(np.concatenate(found), axis=1)
-    return np.unique(pairs, axis=0)
+    pairs = np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.sort(pairs, axis=1), axis=0) if len(pairs) else pairs.astype(np.int64)
 
 
 def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -180,21 +183,31 @@ class NearDupParams:
     num_perm: int = 128
     shingle_chars: int = 5
     seed: int = 42
+    # LSH is tuned this far below the threshold: it only proposes candidates and exact verification removes the
+    # false positives, so the S-curve can favour recall.
+    recall_margin: float = 0.15
 
     @property
     def bands_rows(self) -> tuple[int, int]:
-        # Tuned a little below the threshold: LSH only proposes candidates and exact verification removes the false
-        # positives, so the S-curve can favour recall.
-        return lsh_params(max(0.05, self.threshold - 0.1), self.num_perm)
+        return lsh_params(max(0.05, self.threshold - self.recall_margin), self.num_perm)
+
+
+def shingle_sets(flat: np.ndarray, offsets: np.ndarray, rows: Iterable[int]) -> dict[int, frozenset[int]]:
+    return {int(r): frozenset(flat[offsets[r]:offsets[r + 1]].tolist()) for r in rows}
+
+
+def jaccard_of_sets(a: frozenset[int], b: frozenset[int]) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 1.0
 
 
 def find_near_duplicates(texts: list[str], params: NearDupParams) -> tuple[np.ndarray, np.ndarray]:
-    """Verified near-duplicate pairs within texts (normalised): ([pairs, 2] indices, [pairs] Jaccard)."""
+    """Verified near-duplicate pairs within normalised texts: ([pairs, 2] indices, [pairs] exact Jaccard)."""
     flat, offsets = shingle_hashes(texts, params.shingle_chars)
     sigs = signatures(flat, offsets, params.num_perm, params.seed)
     bands, rows = params.bands_rows
     pairs = candidate_pairs(band_hashes(sigs, bands, rows))
-    similarity = np.array([exact_jaccard(flat[offsets[i]:offsets[i + 1]], flat[offsets[j]:offsets[j + 1]])
-                           for i, j in pairs], dtype=np.float64)
+    sets = shingle_sets(flat, offsets, np.unique(pairs))
+    similarity = np.array([jaccard_of_sets(sets[i], sets[j]) for i, j in pairs.tolist()], dtype=np.float64)
     keep = similarity >= params.threshold
     return pairs[keep], similarity[keep]

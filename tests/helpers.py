@@ -58,21 +58,25 @@ def build_tiny_model(folder: Path, texts: list[str], num_labels: int = 2, vocab_
     return folder
 
 
-def write_other_tsv(path: Path) -> None:
+def write_other_tsv(path: Path, rows_per_topic: int = 36, seed: int = 0) -> None:
     """Not the demo's shape: TSV, other column names, multi-line quoted fields, a four-label set, given ids."""
+    import random
+
+    rng = random.Random(seed)
     topics = {
-        "sport": ["the team won the match", "a late goal in the final", "the striker scored twice"],
-        "weather": ["heavy rain all day", "a sunny and warm afternoon", "snow closed the mountain roads"],
-        "food": ["the soup was too salty", "fresh bread from the bakery", "a spicy curry with rice"],
-        "tech": ["the laptop battery died", "a new phone was released", "the update fixed the bug"],
+        "sport": "team match goal striker referee league coach season stadium fans penalty keeper trophy".split(),
+        "weather": "rain sunny snow storm wind forecast cloudy humid frost thunder drizzle heatwave fog".split(),
+        "food": "soup bread curry salty spicy bakery dessert noodles grilled recipe flavour dinner cheese".split(),
+        "tech": "laptop battery phone update software bug server chip screen keyboard release cloud app".split(),
     }
+    filler = "the a today was very quite our new old big small late early really again".split()
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
         writer.writerow(["uid", "category", "body"])
         n = 0
-        for repeat in range(12):
-            for topic, lines in topics.items():
-                for i, line in enumerate(lines):
-                    n += 1
-                    body = f"{line} (report {repeat})\nsecond line with \"quotes\" and\ttab {i}"
-                    writer.writerow([f"id-{n:04d}", topic, body])
+        for _ in range(rows_per_topic):
+            for topic, words in topics.items():
+                n += 1
+                first = " ".join(rng.sample(words, 6) + rng.sample(filler, 4))
+                second = " ".join(rng.sample(words + filler, 6))
+                writer.writerow([f"id-{n:04d}", topic, f'{first}\n{second} with "quotes" and\ttab'])

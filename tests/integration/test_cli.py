@@ -33,7 +33,9 @@ def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other
     lake = Lake(str(tmp_path / "lake"))
     manifest = lake.read_manifest("predictions", "2026-11-20")
     predictions = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", "2026-11-20", manifest)])
-    assert predictions.height == 144 and predictions["doc_id"].n_unique() == 144
+    curated = lake.read_manifest("curated", "2026-11-20")["counts"]
+    assert curated["raw_rows"] == 144 and curated["curated_rows"] >= 140
+    assert predictions.height == curated["curated_rows"] == predictions["doc_id"].n_unique()
     assert {"prob_food", "prob_sport", "prob_tech", "prob_weather"} <= set(predictions.columns)
     raw = pl.read_parquet(lake.shard_urls("raw", "2026-11-20", lake.read_manifest("raw", "2026-11-20"))[0])
     assert raw["text"][0].count("\n") == 1 and '"quotes"' in raw["text"][0]
@@ -41,7 +43,7 @@ def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other
     rerun = run_cli("score", "--config", str(config), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     again = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", "2026-11-20", manifest)])
-    assert again.height == 144 and again["doc_id"].n_unique() == 144
+    assert again.height == curated["curated_rows"] == again["doc_id"].n_unique()
 
 
 def test_cli_refuses_a_bad_config_with_the_field_name(tmp_path: Path) -> None:

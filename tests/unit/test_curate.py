@@ -43,18 +43,19 @@ def test_curate_conserves_rows_dedups_and_flags_conflicts() -> None:
         ("c", "GREAT product!", "neg"),
         ("d", "", "pos"),
         ("e", "ok", "neg"),
-        ("f", "x" * 50, "neg"),
+        ("f", "this text is far too long to keep here, truly it is", "neg"),
         ("g", "Terrible service", None),
     ])
     cfg = build_config({"curate": {"min_chars": 3, "max_chars": 40}})
-    curated, rejects = curate_frame(raw, cfg)
+    curated, rejects, _ = curate_frame(raw, cfg)
     assert curated.height + rejects.height == raw.height
     assert set(curated["doc_id"]) | set(rejects["doc_id"]) == set(raw["doc_id"])
     reasons = dict(zip(rejects["doc_id"], rejects["reason"]))
     assert reasons == {"d": "empty", "e": "too_short", "f": "too_long", "b": "exact_duplicate", "c": "exact_duplicate"}
     assert set(rejects.filter(pl.col("reason") == "exact_duplicate")["duplicate_of"]) == {"a"}  # smallest id kept
     kept = curated.filter(pl.col("doc_id") == "a").row(0, named=True)
-    assert kept["label_conflict"] and kept["duplicates"] == 3
+    assert kept["label_conflict"] and kept["duplicates"] == 3 and kept["cluster_id"] == "a"
+    assert set(rejects.filter(pl.col("duplicate_of") == "a")["cluster_id"]) == {"a"}
     assert curated.filter(pl.col("doc_id") == "g")["label"].to_list() == [None]
     assert rejects.filter(pl.col("doc_id") == "b")["original_text"].to_list() == ["Great product!"]
 
@@ -65,12 +66,34 @@ def test_splits_are_deterministic_by_text_and_honour_given_splits() -> None:
     splits = [assign_split(k, 0, 0.1, 0.2) for k in keys]
     assert abs(splits.count("test") / 5000 - 0.2) < 0.03 and abs(splits.count("validation") / 5000 - 0.1) < 0.03
     raw = _raw([("a", "first text", "x"), ("b", "second text", "y")]).with_columns(split=pl.Series(["test", None]))
-    curated, _ = curate_frame(raw, build_config({}))
+    curated, _, _ = curate_frame(raw, build_config({}))
     assert curated.filter(pl.col("doc_id") == "a")["split"].to_list() == ["test"]
 
 
 def test_curate_of_all_duplicates_and_of_one_row() -> None:
-    curated, rejects = curate_frame(_raw([(str(i), "same text", "l") for i in range(5)]), build_config({}))
+    curated, rejects, _ = curate_frame(_raw([(str(i), "same text", "l") for i in range(5)]), build_config({}))
     assert curated.height == 1 and rejects.height == 4
-    curated, rejects = curate_frame(_raw([("only", "single row", None)]), build_config({}))
+    curated, rejects, _ = curate_frame(_raw([("only", "single row", None)]), build_config({}))
     assert curated.height == 1 and rejects.height == 0
+
+
+def test_quality_filters_reject_symbols_and_repetition() -> None:
+    raw = _raw([
+        ("a", "!!! ??? ### $$$ %%% 123 456", None),
+        ("b", "buy now " * 30, None),
+        ("c", "A perfectly ordinary sentence about the weather, which was mild and grey all afternoon long today.", None),
+    ])
+    curated, rejects, _ = curate_frame(raw, build_config({"curate": {"max_chars": 10_000}}))
+    assert dict(zip(rejects["doc_id"], rejects["reason"])) == {"a": "low_alpha", "b": "repetitive"}
+    assert curated["doc_id"].to_list() == ["c"]
+
+
+def test_bad_inputs_end_kept_or_rejected_never_crash() -> None:
+    big = ("word " * 200_000).strip() + " end"  # ~1 MB, and repetitive
+    raw = _raw([("a", "", None), ("b", "   \t ", None), ("c", "nul\x00byte\x00text here", None), ("d", big, None),
+                ("e", None, None), ("f", "bad \ufffd\ufffd bytes but words", None)])
+    curated, rejects, _ = curate_frame(raw, build_config({"curate": {"max_chars": 2_000_000}}))
+    reasons = dict(zip(rejects["doc_id"], rejects["reason"]))
+    assert reasons == {"a": "empty", "b": "empty", "d": "repetitive", "e": "empty"}
+    assert curated.filter(pl.col("doc_id") == "c")["text"].to_list() == ["nul byte text here"]
+    assert curated.height + rejects.height == raw.height

@@ -1,0 +1,54 @@
+"""A second night's copies and near-copies of the first night's kept rows are rejected against the lake's index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import clean_text, run_curate
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.lake import Lake
+from tests.helpers import demo_frame
+
+
+def _night(tmp_path: Path, run_date: str, texts: list[str]) -> tuple[dict, Lake]:
+    path = tmp_path / f"batch-{run_date}.csv"
+    pl.DataFrame({"text": texts, "label": ["x"] * len(texts)}).write_csv(path)
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": run_date,
+                        "ingest": {"sources": [str(path)], "label_column": "label"}})
+    run_ingest(cfg)
+    return run_curate(cfg), Lake(cfg.data_root)
+
+
+def _read(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(u) for u in lake.shard_urls(area, run_date, lake.read_manifest(area, run_date))])
+
+
+def test_second_night_rejects_overlap_with_the_first(tmp_path: Path) -> None:
+    pool = [t for t in demo_frame()["text"].unique(maintain_order=True).to_list() if len(t) > 80][:400]
+    first, second_new = pool[:200], pool[200:260]
+    copies = first[:30]
+    edits = [t + " (updated)" for t in first[30:60]]
+    _night(tmp_path, "2026-01-01", first)
+    summary, lake = _night(tmp_path, "2026-01-02", copies + edits + second_new)
+
+    night1 = _read(lake, "curated", "2026-01-01")
+    rejects = _read(lake, "rejects", "2026-01-02")
+    curated = _read(lake, "curated", "2026-01-02")
+    assert summary["earlier_documents_indexed"] == night1.height
+    assert summary["raw_rows"] == curated.height + rejects.height == 120
+    by_text = dict(zip(night1["text"], night1["doc_id"]))
+    exact = rejects.filter(pl.col("reason") == "exact_duplicate")
+    assert exact.height == 30
+    assert all(by_text[t] == d for t, d in zip(exact["text"], exact["duplicate_of"]))
+    near = rejects.filter(pl.col("reason") == "near_duplicate")
+    assert near.height >= 28  # " (updated)" on a tweet keeps 5-gram Jaccard >= 0.8 for nearly all of them
+    assert set(near["duplicate_of"]) <= set(night1["doc_id"])
+    assert len(set(curated["text"]) & {clean_text(t) for t in second_new}) >= 55  # the pool has a few near-dups
+
+    # rerunning the first night is unaffected by the second (only earlier nights count)
+    assert run_curate(build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-01-01",
+                                    "ingest": {"sources": [str(tmp_path / "batch-2026-01-01.csv")],
+                                               "label_column": "label"}}))["skipped"]
