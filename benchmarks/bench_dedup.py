@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks._common import DEMO, load_texts, median_seconds
-from bert_pipeline.curate import clean_text
+from bert_pipeline.clean import clean_text
 from bert_pipeline.neardup import NearDupParams, find_near_duplicates, normal_form
 
 FILLER = ["really", "very", "so", "just", "today", "again", "now", "also", "still", "though"]

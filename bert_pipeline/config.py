@@ -56,7 +56,7 @@ class IngestConfig(_Section):
     label_column: str | None = None
     id_column: str | None = None
     split_column: str | None = None
-    shard_rows: int = Field(50_000, ge=1, description="rows per raw parquet shard")
+    shard_rows: int = Field(10_000, ge=1, description="rows per raw shard; curated, token and prediction shards follow")
 
     @field_validator("sources")
     @classmethod
@@ -78,7 +78,6 @@ class CurateConfig(_Section):
     max_chars: int = Field(100_000, ge=1, description="longer cleaned texts are rejected as too_long")
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    shard_rows: int = Field(10_000, ge=1, description="rows per curated shard: also the unit of scoring restarts")
     split_seed: int = 0
     min_alpha_ratio: float = Field(0.25, ge=0.0, le=1.0, description="letters / non-space characters below this: low_alpha")
     max_repetition: float = Field(0.5, ge=0.0, le=1.0, description="repeated character 10-grams above this: repetitive")
@@ -99,7 +98,6 @@ class CurateConfig(_Section):
 
 class TokenizeConfig(_Section):
     max_length: int = Field(128, ge=8, le=8192)
-    shard_rows: int = Field(50_000, ge=1)
     batch_size: int = Field(2_048, ge=1, description="texts per encode_batch call")
 
 

@@ -1,8 +1,8 @@
 """Curate: clean, filter, deduplicate (exact and near, within the night and against earlier nights), flag label
 conflicts and assign leak-free splits.
 
-Every raw row ends in exactly one of curated/ or rejects/ with a `reason`; the stage asserts raw = curated + rejected
-before it commits. Drop reasons are data (datatrove's filter idea), never exceptions:
+Every raw row ends in exactly one of curated/ or rejects/ with a `reason`; `commit` checks raw = curated + rejected
+before it writes the manifests. Drop reasons are data (datatrove's filter idea), never exceptions:
 
   empty            nothing left after cleaning
   too_short        fewer than curate.min_chars characters
@@ -10,37 +10,35 @@ before it commits. Drop reasons are data (datatrove's filter idea), never except
   low_alpha        letters are less than curate.min_alpha_ratio of the non-space characters
   repetitive       more than curate.max_repetition of its character 10-grams repeat an earlier one (texts >= 100 chars)
   exact_duplicate  same normalised text (NFKC, casefold, whitespace collapsed) as the kept row `duplicate_of`
-  near_duplicate   character 5-gram Jaccard >= curate.near_dup_threshold with a member of the kept row's cluster
+  near_duplicate   character 5-gram Jaccard >= curate.near_dup_threshold, chained within a cluster
 
-Steps (each a function over one shard or one small table, so they can be mapped over shards): `clean_frame` per raw
-shard, `cluster_documents` over the candidates' keys and texts plus the earlier nights' index, `split_frame` per shard.
+The stage is four steps so that the per-shard ones can be mapped over shards (Prefect, Dask):
+  begin                      fingerprint; skip if committed; else un-commit the outputs
+  prepare_shard(i)  [map]    clean + filter raw shard i, LSH band hashes of its candidates -> _work/
+  cluster                    exact groups + verified near pairs (tonight and vs. the earlier nights' index)
+  finish_shard(i)   [map]    curated/part-i and rejects/part-i from the clean shard and the clusters
+  commit                     conservation check, dedup index, manifests (curated last), _work removed
 """
 
 from __future__ import annotations
 
-import html
-import re
+from dataclasses import dataclass
 from typing import Any
 
-import ftfy
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import xxhash
 
 from bert_pipeline import storage
+from bert_pipeline.clean import clean_frame
 from bert_pipeline.config import CurateConfig, PipelineConfig
-from bert_pipeline.dedup import cluster_documents
+from bert_pipeline.dedup import TextLoader, cluster_documents, texts_bands
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
-from bert_pipeline.neardup import NearDupParams, normal_form
+from bert_pipeline.neardup import NearDupParams
 
 REASONS = ("empty", "too_short", "too_long", "low_alpha", "repetitive", "exact_duplicate", "near_duplicate")
-_TAG = re.compile(r"</?[A-Za-z!][^<>]{0,500}>")  # an HTML tag; leaves "<3" and "a < b" alone
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
-_SPACE = re.compile(r"\s+")
-REPETITION_MIN_CHARS = 100
-REPETITION_NGRAM = 10
+FINGERPRINT_KEY = "bert_pipeline.fingerprint"
 
 CURATED_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
@@ -56,48 +54,7 @@ INDEX_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("dedup_key", pa.string()), ("label", pa.string()), ("run_date", pa.string()),
     ("shard", pa.string()), ("bands", pa.list_(pa.uint64())),
 ])
-
-
-def clean_text(text: str | None) -> str:
-    """Repair mojibake (ftfy), unescape HTML entities, strip tags and control characters, collapse whitespace."""
-    if not text:
-        return ""
-    text = _CONTROL.sub(" ", text)  # first, so that ftfy does not glue the words around a control character
-    text = ftfy.fix_text(text, unescape_html=False)
-    text = _TAG.sub(" ", html.unescape(text))
-    return _SPACE.sub(" ", text).strip()
-
-
-def dedup_key(cleaned: str) -> str:
-    """The exact-duplicate key: xxh3-64 hex of the normal form (NFKC, casefolded, whitespace collapsed)."""
-    return xxhash.xxh3_64_hexdigest(normal_form(cleaned).encode())
-
-
-def alpha_ratio(text: str) -> float:
-    visible = [c for c in text if not c.isspace()]
-    return sum(c.isalpha() for c in visible) / len(visible) if visible else 0.0
-
-
-def repetition(text: str, n: int = REPETITION_NGRAM) -> float:
-    """Fraction of character n-grams that repeat an earlier one: ~0.05 for prose, near 1 for 'spam spam spam ...'."""
-    windows = len(text) - n + 1
-    if len(text) < REPETITION_MIN_CHARS or windows <= 0:
-        return 0.0
-    return 1.0 - len({text[i:i + n] for i in range(windows)}) / windows
-
-
-def filter_reason(cleaned: str, c: CurateConfig) -> str | None:
-    if not cleaned:
-        return "empty"
-    if len(cleaned) < c.min_chars:
-        return "too_short"
-    if len(cleaned) > c.max_chars:
-        return "too_long"
-    if alpha_ratio(cleaned) < c.min_alpha_ratio:
-        return "low_alpha"
-    if repetition(cleaned) > c.max_repetition:
-        return "repetitive"
-    return None
+CANDIDATE_COLUMNS = ["doc_id", "dedup_key", "label", "bands", "shard"]
 
 
 def assign_split(key: str, seed: int, validation_fraction: float, test_fraction: float) -> str:
@@ -114,129 +71,248 @@ def near_dup_params(c: CurateConfig) -> NearDupParams:
     return NearDupParams(threshold=c.near_dup_threshold, num_perm=c.num_perm, shingle_chars=c.shingle_chars)
 
 
-def clean_frame(raw: pl.DataFrame, c: CurateConfig) -> pl.DataFrame:
-    """Per shard: cleaned text, its normal form and dedup key, and the filter reason (null = candidate)."""
-    cleaned = [clean_text(t) for t in raw["text"].to_list()]
-    normal = [normal_form(t) for t in cleaned]
-    return raw.with_columns(
-        original_text=pl.col("text"),
-        text=pl.Series(cleaned, dtype=pl.String),
-        norm=pl.Series(normal, dtype=pl.String),
-        dedup_key=pl.Series([xxhash.xxh3_64_hexdigest(t.encode()) for t in normal], dtype=pl.String),
-        reason=pl.Series([filter_reason(t, c) for t in cleaned], dtype=pl.String),
-    )
-
-
-def curate_frame(raw: pl.DataFrame, cfg: PipelineConfig, earlier: pl.DataFrame | None = None,
-                 load_texts: Any = None) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
-    """(curated, rejects, band hashes of the curated rows) for a raw frame; pure apart from `load_texts`."""
-    c = cfg.curate
-    df = clean_frame(raw, c)
-    candidates = df.filter(pl.col("reason").is_null())
-    clusters, bands = cluster_documents(
-        candidates.select("doc_id", "dedup_key", "norm", "label"),
-        earlier if earlier is not None else empty_index(), load_texts or (lambda _: {}),
-        near_dup_params(c), near=c.near_dedup,
-    )
-    df = df.join(clusters.rename({"reason": "dup_reason"}), on="doc_id", how="left").with_columns(
-        reason=pl.coalesce("reason", "dup_reason"), kept=pl.col("kept").fill_null(False),
-        label_conflict=pl.col("label_conflict").fill_null(False),
-    )
-    sizes = df.filter(pl.col("cluster_id").is_not_null()).group_by("cluster_id").agg(duplicates=pl.len().cast(pl.Int32))
-    kept = df.filter(pl.col("kept")).join(sizes, on="cluster_id", how="left")
-    splits = [given or assign_split(key, c.split_seed, c.validation_fraction, c.test_fraction)
-              for given, key in zip(kept["split"].to_list(), kept["dedup_key"].to_list())]
-    curated = kept.with_columns(split=pl.Series(splits, dtype=pl.String)).select(CURATED_SCHEMA.names)
-    rejects = df.filter(~pl.col("kept")).select(REJECTS_SCHEMA.names)
-    if curated.height + rejects.height != raw.height:
-        raise LakeStateError(
-            f"conservation broken: raw {raw.height} != curated {curated.height} + rejected {rejects.height}"
-        )
-    rep_rows = {doc_id: i for i, doc_id in enumerate(
-        candidates.sort("doc_id").unique("dedup_key", keep="first", maintain_order=True)["doc_id"].to_list())}
-    kept_bands = bands[[rep_rows[d] for d in curated["doc_id"].to_list()]] if curated.height else bands[:0]
-    return curated, rejects, kept_bands
+def index_params(c: CurateConfig) -> dict[str, Any]:
+    """What must match for an earlier night's index to be comparable with tonight's band hashes."""
+    return {**near_dup_params(c).__dict__, "near_dedup": c.near_dedup}
 
 
 def empty_index() -> pl.DataFrame:
     return pl.from_arrow(INDEX_SCHEMA.empty_table())  # type: ignore[return-value]
 
 
-def read_earlier_index(lake: Lake, run_date: str, params: NearDupParams) -> tuple[pl.DataFrame, list[str]]:
-    """Index rows of every committed night before run_date built with the same near-dup parameters."""
-    frames, fingerprints = [], []
-    for date in lake.run_dates("dedup_index"):
-        if date >= run_date:
-            continue
-        manifest = lake.read_manifest("dedup_index", date)
-        if not manifest or manifest.get("near_dup_params") != params.__dict__:
-            continue
-        fingerprints.append(manifest["fingerprint"])
-        frames += [pl.from_arrow(storage.read_parquet(u)) for u in lake.shard_urls("dedup_index", date, manifest)]
-    return (pl.concat(frames) if frames else empty_index()), fingerprints  # type: ignore[return-value]
+# ---- the pure steps, on frames -------------------------------------------------------------------------------------
+
+def prepare_frame(raw: pl.DataFrame, c: CurateConfig, shard: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(cleaned rows, candidates with their band hashes) for one raw shard."""
+    cleaned = clean_frame(raw, c)
+    candidates = cleaned.filter(pl.col("reason").is_null())
+    params = near_dup_params(c)
+    bands = texts_bands(candidates["norm"].to_list(), params) if c.near_dedup else None
+    return cleaned, candidates.select(
+        "doc_id", "dedup_key", "label",
+        bands=pl.Series(bands.tolist() if bands is not None else [[]] * candidates.height, dtype=pl.List(pl.UInt64)),
+        shard=pl.lit(shard),
+    )
 
 
-def earlier_text_loader(lake: Lake) -> Any:
-    """Reads only the curated shards that hold the candidates, and only their doc_id and text columns."""
+def finish_frame(cleaned: pl.DataFrame, clusters: pl.DataFrame, c: CurateConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(curated, rejects) rows of one shard."""
+    df = cleaned.join(clusters, on="doc_id", how="left").with_columns(
+        reason=pl.coalesce("reason", "dup_reason"), kept=pl.col("kept").fill_null(False),
+        label_conflict=pl.col("label_conflict").fill_null(False),
+    )
+    kept = df.filter(pl.col("kept"))
+    splits = [given or assign_split(key, c.split_seed, c.validation_fraction, c.test_fraction)
+              for given, key in zip(kept["split"].to_list(), kept["dedup_key"].to_list())]
+    curated = kept.with_columns(split=pl.Series(splits, dtype=pl.String)).select(CURATED_SCHEMA.names)
+    rejects = df.filter(~pl.col("kept")).select(REJECTS_SCHEMA.names)
+    if curated.height + rejects.height != cleaned.height:
+        raise LakeStateError(f"conservation broken: {cleaned.height} rows in, {curated.height} curated + "
+                             f"{rejects.height} rejected out")
+    return curated, rejects
 
-    def load(rows: pl.DataFrame) -> dict[str, str]:
+
+def curate_frame(raw: pl.DataFrame, cfg: PipelineConfig, earlier: pl.DataFrame | None = None,
+                 load_earlier: TextLoader | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """All steps in memory for one frame: (curated, rejects, candidates with bands). For tests and small inputs."""
+    cleaned, candidates = prepare_frame(raw, cfg.curate, shard_name(0))
+    norm = dict(zip(cleaned["doc_id"].to_list(), cleaned["norm"].to_list()))
+    clusters = cluster_documents(
+        candidates, earlier if earlier is not None else empty_index(),
+        lambda rows: {d: norm[d] for d in rows["doc_id"].to_list()}, load_earlier or (lambda _: {}),
+        near_dup_params(cfg.curate), near=cfg.curate.near_dedup,
+    )
+    curated, rejects = finish_frame(cleaned, clusters, cfg.curate)
+    return curated, rejects, candidates
+
+
+# ---- the steps on the lake ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CuratePlan:
+    """What every step needs to agree on; small and JSON-able so tasks can pass it around."""
+
+    fingerprint: str
+    shards: int
+    skipped: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "shards": self.shards, "skipped": self.skipped}
+
+
+class CurateLake:
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.cfg = cfg
+        self.lake = Lake(cfg.data_root)
+        self.run_date = cfg.run_date
+        self.folders = {a: self.lake.partition(a, cfg.run_date) for a in ("curated", "rejects", "dedup_index")}
+        self.work = storage.join(cfg.data_root, "_work", "curate", f"run_date={cfg.run_date}")
+
+    def raw_urls(self) -> list[str]:
+        manifest = self.lake.require_manifest("raw", self.run_date, produced_by="ingest")
+        return self.lake.shard_urls("raw", self.run_date, manifest)
+
+    def work_url(self, kind: str, index: int | None = None) -> str:
+        return storage.join(self.work, kind, shard_name(index)) if index is not None else storage.join(self.work, kind)
+
+    def earlier_index(self) -> tuple[pl.DataFrame, list[str]]:
+        """Index rows of every committed night before this run_date built with the same near-dup parameters."""
+        if not self.cfg.curate.dedup_across_nights:
+            return empty_index(), []
+        params = index_params(self.cfg.curate)
+        frames, fingerprints = [], []
+        for date in self.lake.run_dates("dedup_index"):
+            manifest = self.lake.read_manifest("dedup_index", date)
+            if date >= self.run_date or not manifest or manifest.get("near_dup_params") != params:
+                continue
+            fingerprints.append(manifest["fingerprint"])
+            frames += [pl.from_arrow(storage.read_parquet(u)) for u in self.lake.shard_urls("dedup_index", date, manifest)]
+        return (pl.concat(frames) if frames else empty_index()), fingerprints  # type: ignore[return-value]
+
+    def load_tonight(self, rows: pl.DataFrame) -> dict[str, str]:
+        return self._load(rows, lambda shard: (self.work_url("clean", int(shard[5:10])), "norm"))
+
+    def load_earlier(self, rows: pl.DataFrame) -> dict[str, str]:
+        """Reads only the curated shards that hold the candidates, and only their doc_id and text columns."""
+        from bert_pipeline.neardup import normal_form
+
         texts: dict[str, str] = {}
         for (date, shard), group in rows.group_by(["run_date", "shard"]):
-            url = storage.join(lake.partition("curated", str(date)), str(shard))
+            url = storage.join(self.lake.partition("curated", str(date)), str(shard))
             frame = pl.from_arrow(storage.read_parquet(url, columns=["doc_id", "text"]))
             wanted = frame.filter(pl.col("doc_id").is_in(group["doc_id"].to_list()))  # type: ignore[union-attr]
             texts.update({d: normal_form(t) for d, t in wanted.iter_rows()})
         return texts
 
-    return load
+    def _load(self, rows: pl.DataFrame, locate: Any) -> dict[str, str]:
+        texts: dict[str, str] = {}
+        for (shard,), group in rows.group_by(["shard"]):
+            url, column = locate(str(shard))
+            frame = pl.from_arrow(storage.read_parquet(url, columns=["doc_id", column]))
+            wanted = frame.filter(pl.col("doc_id").is_in(group["doc_id"].to_list()))  # type: ignore[union-attr]
+            texts.update(dict(wanted.iter_rows()))
+        return texts
 
 
-def _write_shards(writer: PartitionWriter, table: pa.Table, shard_rows: int) -> None:
-    for index, start in enumerate(range(0, max(table.num_rows, 1), shard_rows)):
-        storage.write_parquet_atomic(writer.add(shard_name(index)), table.slice(start, shard_rows))
+def _done(url: str, stage_fp: str) -> bool:
+    try:
+        return storage.parquet_metadata(url).get(FINGERPRINT_KEY) == stage_fp
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return False
 
 
-def run_curate(cfg: PipelineConfig) -> dict[str, Any]:
-    lake = Lake(cfg.data_root)
-    raw_manifest = lake.require_manifest("raw", cfg.run_date, produced_by="ingest")
-    params = near_dup_params(cfg.curate)
-    earlier, earlier_fps = (read_earlier_index(lake, cfg.run_date, params) if cfg.curate.dedup_across_nights
-                            else (empty_index(), []))
+def _write(url: str, frame: pl.DataFrame | pa.Table, stage_fp: str, schema: pa.Schema | None = None) -> None:
+    table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+    storage.write_parquet_atomic(url, table.cast(schema) if schema else table, {FINGERPRINT_KEY: stage_fp})
+
+
+def begin(cfg: PipelineConfig) -> CuratePlan:
+    cl = CurateLake(cfg)
+    raw_manifest = cl.lake.require_manifest("raw", cfg.run_date, produced_by="ingest")
+    _, earlier_fps = cl.earlier_index()
     stage_fp = fingerprint("curate", raw_manifest["fingerprint"], cfg.fingerprint("curate"), earlier_fps)
-    folders = {area: lake.partition(area, cfg.run_date) for area in ("curated", "rejects", "dedup_index")}
-    manifest = lake.read_manifest("curated", cfg.run_date)
-    if all(manifest_matches(lake.read_manifest(a, cfg.run_date), stage_fp, f) for a, f in folders.items()):
-        return {"stage": "curate", "skipped": True, "partition": folders["curated"], **manifest["counts"]}  # type: ignore[index]
+    shards = len(raw_manifest["outputs"])
+    if all(manifest_matches(cl.lake.read_manifest(a, cfg.run_date), stage_fp, f) for a, f in cl.folders.items()):
+        return CuratePlan(stage_fp, shards, skipped=True)
+    for folder in cl.folders.values():
+        PartitionWriter(folder, stage_fp).begin()  # un-commit: readers must not trust a partition being rewritten
+    return CuratePlan(stage_fp, shards, skipped=False)
 
-    raw_urls = lake.shard_urls("raw", cfg.run_date, raw_manifest)
-    raw = pl.concat([pl.from_arrow(storage.read_parquet(u)) for u in raw_urls], how="vertical")  # type: ignore[misc]
-    curated, rejects, bands = curate_frame(raw, cfg, earlier, earlier_text_loader(lake))
 
-    by_reason = {r: 0 for r in REASONS} | dict(rejects["reason"].value_counts().iter_rows())
+def prepare_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
+    cl = CurateLake(cfg)
+    clean_url, bands_url = cl.work_url("clean", index), cl.work_url("bands", index)
+    if _done(clean_url, stage_fp) and _done(bands_url, stage_fp):
+        return index
+    raw = pl.from_arrow(storage.read_parquet(cl.raw_urls()[index]))
+    cleaned, candidates = prepare_frame(raw, cfg.curate, shard_name(index))  # type: ignore[arg-type]
+    _write(bands_url, candidates, stage_fp)
+    _write(clean_url, cleaned, stage_fp)
+    return index
+
+
+def cluster(cfg: PipelineConfig, stage_fp: str, shards: int) -> int:
+    cl = CurateLake(cfg)
+    url = cl.work_url("clusters.parquet")
+    if _done(url, stage_fp):
+        return shards
+    candidates = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), CANDIDATE_COLUMNS))
+                            for i in range(shards)])  # type: ignore[misc]
+    earlier, _ = cl.earlier_index()
+    clusters = cluster_documents(candidates, earlier, cl.load_tonight, cl.load_earlier,  # type: ignore[arg-type]
+                                 near_dup_params(cfg.curate), near=cfg.curate.near_dedup)
+    _write(url, clusters, stage_fp)
+    return shards
+
+
+def finish_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
+    cl = CurateLake(cfg)
+    curated_url = storage.join(cl.folders["curated"], shard_name(index))
+    rejects_url = storage.join(cl.folders["rejects"], shard_name(index))
+    if _done(curated_url, stage_fp) and _done(rejects_url, stage_fp):
+        return index
+    cleaned = pl.from_arrow(storage.read_parquet(cl.work_url("clean", index)))
+    clusters = pl.from_arrow(storage.read_parquet(cl.work_url("clusters.parquet")))
+    clusters = clusters.filter(pl.col("doc_id").is_in(cleaned["doc_id"].to_list()))  # type: ignore[union-attr]
+    curated, rejects = finish_frame(cleaned, clusters, cfg.curate)  # type: ignore[arg-type]
+    _write(rejects_url, rejects, stage_fp, REJECTS_SCHEMA)
+    _write(curated_url, curated, stage_fp, CURATED_SCHEMA)
+    return index
+
+
+def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
+    cl = CurateLake(cfg)
+    names = [shard_name(i) for i in range(shards)]
+    raw_manifest = cl.lake.require_manifest("raw", cfg.run_date, produced_by="ingest")
+    curated = pl.concat([pl.from_arrow(storage.read_parquet(storage.join(cl.folders["curated"], n),
+                                                            ["doc_id", "label_conflict", "split", "dedup_key", "label"]))
+                         for n in names])  # type: ignore[misc]
+    reasons = pl.concat([pl.from_arrow(storage.read_parquet(storage.join(cl.folders["rejects"], n), ["reason"]))
+                         for n in names])  # type: ignore[misc]
+    raw_rows = raw_manifest["counts"]["rows"]
+    if curated.height + reasons.height != raw_rows:
+        raise LakeStateError(f"conservation broken for run_date={cfg.run_date}: raw {raw_rows} != curated "
+                             f"{curated.height} + rejected {reasons.height}; not committing")
+    earlier, earlier_fps = cl.earlier_index()
     counts = {
-        "raw_rows": raw.height,
-        "curated_rows": curated.height,
-        "rejected_rows": rejects.height,
-        "rejected_by_reason": by_reason,
+        "raw_rows": raw_rows, "curated_rows": curated.height, "rejected_rows": reasons.height,
+        "rejected_by_reason": {r: 0 for r in REASONS} | dict(reasons["reason"].value_counts().iter_rows()),
         "label_conflicts": int(curated["label_conflict"].sum()),
         "earlier_documents_indexed": earlier.height,
         "splits": dict(curated["split"].value_counts().iter_rows()),
     }
     common = dict(stage="curate", run_date=cfg.run_date, inputs=[raw_manifest["fingerprint"], *earlier_fps],
                   config_hash=cfg.fingerprint("curate"), counts=counts)
-    writers = {area: PartitionWriter(folder, stage_fp).begin() for area, folder in folders.items()}
-    # rejects and the index first, curated last: the curated manifest is what commits the stage.
-    _write_shards(writers["rejects"], rejects.to_arrow().cast(REJECTS_SCHEMA), cfg.curate.shard_rows)
-    writers["rejects"].commit(**common)
-    shard_of_row = [shard_name(i // cfg.curate.shard_rows) for i in range(curated.height)]
-    index = pl.DataFrame({
-        "doc_id": curated["doc_id"], "dedup_key": curated["dedup_key"], "label": curated["label"],
-        "run_date": pl.Series([cfg.run_date] * curated.height, dtype=pl.String),
-        "shard": pl.Series(shard_of_row, dtype=pl.String),
-        "bands": pl.Series(bands.tolist(), dtype=pl.List(pl.UInt64)),
-    })
-    _write_shards(writers["dedup_index"], index.to_arrow().cast(INDEX_SCHEMA), 1_000_000)
-    writers["dedup_index"].commit(**common, near_dup_params=params.__dict__)
-    _write_shards(writers["curated"], curated.to_arrow().cast(CURATED_SCHEMA), cfg.curate.shard_rows)
-    writers["curated"].commit(**common)
-    return {"stage": "curate", "skipped": False, "partition": folders["curated"], **counts}
+    bands = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), ["doc_id", "bands", "shard"]))
+                       for i in range(shards)])  # type: ignore[misc]
+    index = curated.select("doc_id", "dedup_key", "label").join(bands, on="doc_id", how="left").with_columns(
+        run_date=pl.lit(cfg.run_date)).select(INDEX_SCHEMA.names)
+    index_writer = PartitionWriter(cl.folders["dedup_index"], stage_fp)
+    _write(index_writer.add(shard_name(0)), index, stage_fp, INDEX_SCHEMA)
+    # rejects and the index first, curated last: the curated manifest is what commits the stage
+    PartitionWriter(cl.folders["rejects"], stage_fp, outputs=list(names)).commit(**common)
+    index_writer.commit(**common, near_dup_params=index_params(cfg.curate))
+    PartitionWriter(cl.folders["curated"], stage_fp, outputs=list(names)).commit(**common)
+    storage.remove([cl.work])
+    storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
+    return {"stage": "curate", "skipped": False, "partition": cl.folders["curated"], **counts}
+
+
+def skipped_summary(cfg: PipelineConfig) -> dict[str, Any]:
+    lake = Lake(cfg.data_root)
+    manifest = lake.read_manifest("curated", cfg.run_date) or {"counts": {}}
+    return {"stage": "curate", "skipped": True, "partition": lake.partition("curated", cfg.run_date),
+            **manifest["counts"]}
+
+
+def run_curate(cfg: PipelineConfig) -> dict[str, Any]:
+    """All steps in one process, in order (the Prefect flow maps the per-shard steps instead)."""
+    plan = begin(cfg)
+    if plan.skipped:
+        return skipped_summary(cfg)
+    for index in range(plan.shards):
+        prepare_shard(cfg, index, plan.fingerprint)
+    cluster(cfg, plan.fingerprint, plan.shards)
+    for index in range(plan.shards):
+        finish_shard(cfg, index, plan.fingerprint)
+    return commit(cfg, plan.fingerprint, plan.shards)

@@ -126,6 +126,18 @@ def remove(urls: Iterable[str]) -> None:
             fs.rm(path, recursive=True)
 
 
+def remove_empty_folders(url: str) -> None:
+    """Remove url and the folders under it when they hold no files (object stores have no empty folders)."""
+    fs, path = filesystem(url)
+    if not isinstance(fs, LocalFileSystem) or not os.path.isdir(path):
+        return
+    for root, _dirs, _files in os.walk(path, topdown=False):
+        try:
+            os.rmdir(root)
+        except OSError:  # not empty
+            pass
+
+
 def file_identity(url: str) -> dict[str, Any]:
     """What tells whether an input changed between runs: size plus mtime/ETag where the filesystem has one."""
     fs, path = filesystem(url)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from prefect import flow
+from prefect import flow, unmapped
 
 from bert_pipeline.config import load_config
-from tasks.stages import curate_task, ingest_task, score_task, tokenize_task, train_task
+from tasks.stages import (
+    curate_begin_task, curate_cluster_task, curate_commit_task, curate_finish_task, curate_prepare_task,
+    curate_skipped_task, ingest_task, score_task, tokenize_task, train_task,
+)
 
 
 def run_name(stage: str) -> Callable[[], str]:
@@ -37,7 +40,20 @@ def _stage(stage: str, task: Any) -> Callable[..., dict[str, Any]]:
 
 
 ingest_flow = _stage("ingest", ingest_task)
-curate_flow = _stage("curate", curate_task)
 tokenize_flow = _stage("tokenize", tokenize_task)
 train_flow = _stage("train", train_task)
 score_flow = _stage("score", score_task)
+
+
+@flow(name="bert-curate", flow_run_name=run_name("curate"), validate_parameters=True)
+def curate_flow(config: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """bert-pipeline curate stage: clean and filter each shard, cluster duplicates, write each shard, commit."""
+    data = load_config(config, overrides).model_dump(mode="json")
+    plan = curate_begin_task(data)
+    if plan["skipped"]:
+        return curate_skipped_task(data)
+    shards, fp = list(range(plan["shards"])), plan["fingerprint"]
+    prepared = curate_prepare_task.map(unmapped(data), shards, unmapped(fp))
+    clustered = curate_cluster_task.submit(data, fp, plan["shards"], wait_for=prepared)
+    finished = curate_finish_task.map(unmapped(data), shards, unmapped(fp), wait_for=[clustered])
+    return curate_commit_task(data, fp, plan["shards"], wait_for=finished)

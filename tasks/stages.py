@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.curate import run_curate
+from bert_pipeline import curate
 from bert_pipeline.errors import is_transient
 from bert_pipeline.ingest import run_ingest
 from bert_pipeline.score import run_score
@@ -36,9 +36,35 @@ def ingest_task(config: dict[str, Any]) -> dict[str, Any]:
     return publish_summary(run_ingest(PipelineConfig.model_validate(config)))
 
 
-@task(name="curate", **RETRIES)
-def curate_task(config: dict[str, Any]) -> dict[str, Any]:
-    return publish_summary(run_curate(PipelineConfig.model_validate(config)))
+# curate is four steps so that the per-shard ones map over shards (threads here, a Dask cluster with prefect-dask)
+@task(name="curate-begin", **RETRIES)
+def curate_begin_task(config: dict[str, Any]) -> dict[str, Any]:
+    return curate.begin(PipelineConfig.model_validate(config)).as_dict()
+
+
+@task(name="curate-prepare", **RETRIES)
+def curate_prepare_task(config: dict[str, Any], shard: int, fingerprint: str) -> int:
+    return curate.prepare_shard(PipelineConfig.model_validate(config), shard, fingerprint)
+
+
+@task(name="curate-cluster", **RETRIES)
+def curate_cluster_task(config: dict[str, Any], fingerprint: str, shards: int) -> int:
+    return curate.cluster(PipelineConfig.model_validate(config), fingerprint, shards)
+
+
+@task(name="curate-finish", **RETRIES)
+def curate_finish_task(config: dict[str, Any], shard: int, fingerprint: str) -> int:
+    return curate.finish_shard(PipelineConfig.model_validate(config), shard, fingerprint)
+
+
+@task(name="curate-commit", **RETRIES)
+def curate_commit_task(config: dict[str, Any], fingerprint: str, shards: int) -> dict[str, Any]:
+    return publish_summary(curate.commit(PipelineConfig.model_validate(config), fingerprint, shards))
+
+
+@task(name="curate-skipped")
+def curate_skipped_task(config: dict[str, Any]) -> dict[str, Any]:
+    return publish_summary(curate.skipped_summary(PipelineConfig.model_validate(config)))
 
 
 @task(name="tokenize", **RETRIES)

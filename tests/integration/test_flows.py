@@ -45,11 +45,16 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
 
 def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path: Path, sample_config: dict) -> None:
     sample_config["run_date"] = "2026-11-26"
+    sample_config["ingest"]["shard_rows"] = 100  # several shards: the curate flow maps its steps over them
     config = write_config(tmp_path, sample_config)
     for stage_flow in (ingest_flow, curate_flow, tokenize_flow, train_flow, score_flow):
         summary = stage_flow(config=config)
         assert summary["skipped"] is False
     lake = Lake(sample_config["data_root"])
+    curated = lake.read_manifest("curated", "2026-11-26")
+    assert len(curated["outputs"]) == 4  # 303 rows in shards of 100: curate mapped its steps over 4 shards
+    assert curated["counts"]["raw_rows"] == curated["counts"]["curated_rows"] + curated["counts"]["rejected_rows"]
+    assert not Path(sample_config["data_root"], "_work").exists()
     before = _partition(lake, "predictions", "2026-11-26")
     assert score_flow(config=config)["skipped"] is True
     forced = score_flow(config=config, overrides={"score.batch_tokens": 512})  # same model + data: still skipped

@@ -4,7 +4,8 @@ import polars as pl
 import pytest
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import assign_split, clean_text, curate_frame, dedup_key
+from bert_pipeline.clean import clean_text, dedup_key
+from bert_pipeline.curate import assign_split, curate_frame
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ from pathlib import Path
 import polars as pl
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import clean_text, run_curate
+from bert_pipeline.clean import clean_text
+from bert_pipeline.curate import run_curate
 from bert_pipeline.ingest import run_ingest
 from bert_pipeline.lake import Lake
 from tests.helpers import demo_frame
@@ -52,3 +53,15 @@ def test_second_night_rejects_overlap_with_the_first(tmp_path: Path) -> None:
     assert run_curate(build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-01-01",
                                     "ingest": {"sources": [str(tmp_path / "batch-2026-01-01.csv")],
                                                "label_column": "label"}}))["skipped"]
+
+
+def test_the_same_file_on_a_second_night_is_all_duplicates(tmp_path: Path) -> None:
+    texts = [t for t in demo_frame()["text"].unique(maintain_order=True).to_list() if len(t) > 80][:50]
+    path = tmp_path / "same.csv"
+    pl.DataFrame({"text": texts}).write_csv(path)
+    for run_date in ("2026-02-01", "2026-02-02"):
+        cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": run_date, "ingest": {"sources": [str(path)]}})
+        run_ingest(cfg)
+        summary = run_curate(cfg)
+    assert summary["curated_rows"] == 0 and summary["raw_rows"] == summary["rejected_rows"] == 50
+    assert summary["rejected_by_reason"]["exact_duplicate"] == 50

@@ -1,0 +1,74 @@
+"""Text cleaning and quality filters: one row in, cleaned text and a drop reason (or none) out."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import ftfy
+import polars as pl
+import xxhash
+
+from bert_pipeline.config import CurateConfig
+from bert_pipeline.neardup import normal_form
+
+_TAG = re.compile(r"</?[A-Za-z!][^<>]{0,500}>")  # an HTML tag; leaves "<3" and "a < b" alone
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
+_SPACE = re.compile(r"\s+")
+REPETITION_MIN_CHARS = 100
+REPETITION_NGRAM = 10
+
+
+def clean_text(text: str | None) -> str:
+    """Repair mojibake (ftfy), unescape HTML entities, strip tags and control characters, collapse whitespace."""
+    if not text:
+        return ""
+    text = _CONTROL.sub(" ", text)  # first, so that ftfy does not glue the words around a control character
+    text = ftfy.fix_text(text, unescape_html=False)
+    text = _TAG.sub(" ", html.unescape(text))
+    return _SPACE.sub(" ", text).strip()
+
+
+def dedup_key(cleaned: str) -> str:
+    """The exact-duplicate key: xxh3-64 hex of the normal form (NFKC, casefolded, whitespace collapsed)."""
+    return xxhash.xxh3_64_hexdigest(normal_form(cleaned).encode())
+
+
+def alpha_ratio(text: str) -> float:
+    visible = [c for c in text if not c.isspace()]
+    return sum(c.isalpha() for c in visible) / len(visible) if visible else 0.0
+
+
+def repetition(text: str, n: int = REPETITION_NGRAM) -> float:
+    """Fraction of character n-grams that repeat an earlier one: ~0.05 for prose, near 1 for 'spam spam spam ...'."""
+    windows = len(text) - n + 1
+    if len(text) < REPETITION_MIN_CHARS or windows <= 0:
+        return 0.0
+    return 1.0 - len({text[i:i + n] for i in range(windows)}) / windows
+
+
+def filter_reason(cleaned: str, c: CurateConfig) -> str | None:
+    if not cleaned:
+        return "empty"
+    if len(cleaned) < c.min_chars:
+        return "too_short"
+    if len(cleaned) > c.max_chars:
+        return "too_long"
+    if alpha_ratio(cleaned) < c.min_alpha_ratio:
+        return "low_alpha"
+    if repetition(cleaned) > c.max_repetition:
+        return "repetitive"
+    return None
+
+
+def clean_frame(raw: pl.DataFrame, c: CurateConfig) -> pl.DataFrame:
+    """Cleaned text, its normal form and dedup key, the filter reason (null = a dedup candidate), original text."""
+    cleaned = [clean_text(t) for t in raw["text"].to_list()]
+    normal = [normal_form(t) for t in cleaned]
+    return raw.with_columns(
+        original_text=pl.col("text"),
+        text=pl.Series(cleaned, dtype=pl.String),
+        norm=pl.Series(normal, dtype=pl.String),
+        dedup_key=pl.Series([xxhash.xxh3_64_hexdigest(t.encode()) for t in normal], dtype=pl.String),
+        reason=pl.Series([filter_reason(t, c) for t in cleaned], dtype=pl.String),
+    )
