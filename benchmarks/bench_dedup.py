@@ -1,7 +1,8 @@
 """Near-dedup speed and quality against datasketch, with brute-force Jaccard on a sample as ground truth.
 
 The corpus (default: the demo tweets) gets planted near-duplicates: word edits, insertions and truncations of real
-rows. Both sides see the same normalised texts and the same shingles (character 5-grams, NUL-padded when shorter).
+rows (characters instead of words for text without spaces). Both sides see the same normalised texts and the same
+shingles (character 5-grams, 3-grams for Han/Kana/Hangul texts, NUL-padded when shorter).
   ours:        bert_pipeline.neardup.find_near_duplicates (rensa MinHash, LSH bands, exact verification)
   datasketch:  MinHash(num_perm=128) + MinHashLSH(threshold) insert and query, as its users run it
 Ground truth: exact Jaccard of every pair inside a sample (all planted pairs' rows plus random rows), by a sparse
@@ -22,42 +23,54 @@ import scipy.sparse as sp
 
 from benchmarks._common import DEMO, load_texts, median_seconds
 from bert_pipeline.clean import clean_text
-from bert_pipeline.neardup import NearDupParams, find_near_duplicates, normal_form
+from bert_pipeline.neardup import NearDupParams, find_near_duplicates, normal_form, shingle_sizes
 
 FILLER = ["really", "very", "so", "just", "today", "again", "now", "also", "still", "though"]
 
 
+def _units(text: str) -> tuple[list[str], str]:
+    """Words when the text has spaces between them, else characters (Chinese, Japanese, Thai)."""
+    words = text.split(" ")
+    return (words, " ") if len(words) >= 8 else (list(text), "")
+
+
 def plant(texts: list[str], count: int, rng: random.Random) -> tuple[list[str], list[tuple[int, int]]]:
-    """Append `count` edited copies of random rows with enough words; return texts and (original, copy) pairs."""
-    eligible = [i for i, t in enumerate(texts) if len(t.split(" ")) >= 8]
+    """Append `count` edited copies of random rows long enough to edit; return texts and (original, copy) pairs.
+
+    One edit per copy: replace a word (or character), insert one, or cut the last tenth.
+    """
+    eligible = [i for i, t in enumerate(texts) if len(_units(t)[0]) >= 8]
     out, pairs = list(texts), []
     for original in rng.sample(eligible, min(count, len(eligible))):
-        words = texts[original].split(" ")
+        units, joiner = _units(texts[original])
+        filler = rng.choice(FILLER) if joiner else rng.choice(units)
         kind = rng.choice(["edit", "insert", "truncate"])
         if kind == "edit":
-            words[rng.randrange(len(words))] = rng.choice(FILLER)
+            units[rng.randrange(len(units))] = filler
         elif kind == "insert":
-            words.insert(rng.randrange(len(words) + 1), rng.choice(FILLER))
+            units.insert(rng.randrange(len(units) + 1), filler)
         else:
-            words = words[: max(1, len(words) - max(1, len(words) // 10))]
+            units = units[: max(1, len(units) - max(1, len(units) // 10))]
         pairs.append((original, len(out)))
-        out.append(" ".join(words))
+        out.append(joiner.join(units))
     return out, pairs
 
 
-def shingle_strings(text: str, n: int) -> list[bytes]:
+def shingle_strings(text: str, params: NearDupParams) -> list[bytes]:
+    """The same shingles as the pipeline: per-text size (dense scripts get shorter ones), NUL-padded."""
+    n = int(shingle_sizes([text], params.shingle_chars, params.dense_shingle_chars)[0])
     text = text if len(text) >= n else text + "\x00" * (n - len(text))
     return [text[i:i + n].encode() for i in range(len(text) - n + 1)]
 
 
-def datasketch_pairs(texts: list[str], threshold: float, num_perm: int, n: int) -> set[tuple[int, int]]:
+def datasketch_pairs(texts: list[str], params: NearDupParams) -> set[tuple[int, int]]:
     from datasketch import MinHash, MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
     hashes = []
     for i, text in enumerate(texts):
-        m = MinHash(num_perm=num_perm)
-        m.update_batch(shingle_strings(text, n))
+        m = MinHash(num_perm=params.num_perm)
+        m.update_batch(shingle_strings(text, params))
         lsh.insert(i, m)
         hashes.append(m)
     pairs = set()
@@ -68,12 +81,12 @@ def datasketch_pairs(texts: list[str], threshold: float, num_perm: int, n: int) 
     return pairs
 
 
-def true_pairs(texts: list[str], sample: list[int], threshold: float, n: int) -> set[tuple[int, int]]:
+def true_pairs(texts: list[str], sample: list[int], params: NearDupParams) -> set[tuple[int, int]]:
     """Every pair inside `sample` whose exact shingle Jaccard >= threshold (sparse A·Aᵀ)."""
     vocab: dict[bytes, int] = {}
     rows, cols = [], []
     for r, doc in enumerate(sample):
-        for s in set(shingle_strings(texts[doc], n)):
+        for s in set(shingle_strings(texts[doc], params)):
             rows.append(r)
             cols.append(vocab.setdefault(s, len(vocab)))
     matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(sample), len(vocab)))
@@ -82,7 +95,7 @@ def true_pairs(texts: list[str], sample: list[int], threshold: float, n: int) ->
     upper = inter.row < inter.col
     i, j, x = inter.row[upper], inter.col[upper], inter.data[upper]
     jac = x / (sizes[i] + sizes[j] - x)
-    keep = jac >= threshold - 1e-9
+    keep = jac >= params.threshold - 1e-9
     return {(min(sample[a], sample[b]), max(sample[a], sample[b])) for a, b in zip(i[keep], j[keep])}
 
 
@@ -115,16 +128,17 @@ def main() -> None:
     pairs, _ = find_near_duplicates(texts, params)
     ours = {(int(a), int(b)) for a, b in pairs.tolist()}
     start = time.perf_counter()
-    theirs = datasketch_pairs(texts, args.threshold, params.num_perm, params.shingle_chars)
+    theirs = datasketch_pairs(texts, params)
     theirs_seconds = time.perf_counter() - start
 
     sample = sorted({i for p in planted for i in p} | set(rng.sample(range(len(texts)), min(args.sample, len(texts)))))
-    truth = true_pairs(texts, sample, args.threshold, params.shingle_chars)
+    truth = true_pairs(texts, sample, params)
     sample_set = set(sample)
     ours_q, theirs_q = quality(ours, truth, sample_set), quality(theirs, truth, sample_set)
 
     print(f"{len(texts)} documents ({len(base)} unique real + {len(planted)} planted), threshold {args.threshold}, "
-          f"{params.num_perm} permutations, character {params.shingle_chars}-grams")
+          f"{params.num_perm} permutations, character {params.shingle_chars}-grams "
+          f"({params.dense_shingle_chars}-grams for Han/Kana/Hangul texts)")
     print(f"ground truth: {len(truth)} pairs with Jaccard >= {args.threshold} among {len(sample)} sampled rows")
     print(f"  ours        {len(texts) / ours_seconds:>9,.0f} docs/s  recall {ours_q[0]:.3f}  precision {ours_q[1]:.3f}"
           f"  (median of {args.repeats})")

@@ -85,6 +85,7 @@ class CurateConfig(_Section):
     near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0, description="character 5-gram Jaccard for near duplicates")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     shingle_chars: int = Field(5, ge=2, le=32, description="characters per shingle")
+    dense_shingle_chars: int = Field(3, ge=1, le=32, description="characters per shingle for Han/Kana/Hangul texts")
     dedup_across_nights: bool = True
 
     @model_validator(mode="after")

@@ -68,7 +68,8 @@ def assign_split(key: str, seed: int, validation_fraction: float, test_fraction:
 
 
 def near_dup_params(c: CurateConfig) -> NearDupParams:
-    return NearDupParams(threshold=c.near_dup_threshold, num_perm=c.num_perm, shingle_chars=c.shingle_chars)
+    return NearDupParams(threshold=c.near_dup_threshold, num_perm=c.num_perm, shingle_chars=c.shingle_chars,
+                         dense_shingle_chars=c.dense_shingle_chars)
 
 
 def index_params(c: CurateConfig) -> dict[str, Any]:

@@ -29,7 +29,7 @@ CLUSTER_SCHEMA = {
 
 def texts_bands(texts: list[str], params: NearDupParams) -> np.ndarray:
     """LSH band hashes [docs, bands] of normalised texts: computed per shard, stored in the dedup index."""
-    flat, offsets = shingle_hashes(texts, params.shingle_chars)
+    flat, offsets = shingle_hashes(texts, params.shingle_chars, params.dense_shingle_chars)
     bands, rows = params.bands_rows
     return band_hashes(signatures(flat, offsets, params.num_perm, params.seed), bands, rows)
 
@@ -54,7 +54,7 @@ def _cross_night_candidates(bands: np.ndarray, earlier_bands: np.ndarray) -> np.
 
 
 def _shingle_sets(texts: list[str], params: NearDupParams) -> list[frozenset[int]]:
-    flat, offsets = shingle_hashes(texts, params.shingle_chars)
+    flat, offsets = shingle_hashes(texts, params.shingle_chars, params.dense_shingle_chars)
     return [frozenset(flat[offsets[i]:offsets[i + 1]].tolist()) for i in range(len(texts))]
 
 

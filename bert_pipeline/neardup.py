@@ -1,8 +1,10 @@
 """Near-duplicate detection: character n-gram shingles, MinHash (rensa, Rust), LSH banding, exact verification.
 
 Why character n-grams: they need no word segmentation, so Chinese, Japanese and Thai text (no spaces between words)
-shingles as well as English; splitting on spaces or `\\W` would make a whole Chinese review one token. Text is first
-put in the same normal form as the exact-dedup key (NFKC, casefolded, whitespace collapsed).
+shingles as well as English; splitting on spaces or `\\W` would make a whole Chinese review one token. The size is
+chosen per text: 5 characters, or 3 for texts mostly in Han, Kana or Hangul, where one character is about a syllable
+or a word (with 5-grams one edited character would cost five shingles of a short review). Text is first put in the
+same normal form as the exact-dedup key (NFKC, casefolded, whitespace collapsed).
 
 Pipeline, shaped so each step can be mapped over shards:
   1. `shingle_hashes` + `signatures`: per shard, a 64-bit hash per shingle (vectorised rolling hash in numpy) and a
@@ -41,29 +43,65 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def shingle_hashes(texts: Iterable[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(flat uint64 hashes of every character n-gram, row offsets) for already-normalised texts.
+# Han, Kana, Hangul: scripts where one character is about a syllable or a word.
+_DENSE_SCRIPTS = ((0x1100, 0x11FF), (0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF),
+                  (0xF900, 0xFAFF))
 
-    A text shorter than n characters is padded with NULs, so it still has one shingle.
-    """
-    padded = [t if len(t) >= n else t + "\x00" * (n - len(t)) for t in texts]
-    lengths = np.fromiter((len(t) for t in padded), dtype=np.int64, count=len(padded))
-    if not len(padded):
-        return np.zeros(0, np.uint64), np.zeros(1, np.int64)
-    codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+
+def _dense_mask(codes: np.ndarray) -> np.ndarray:
+    mask = np.zeros(len(codes), dtype=bool)
+    for low, high in _DENSE_SCRIPTS:
+        mask |= (codes >= low) & (codes <= high)
+    return mask
+
+
+def shingle_sizes(texts: list[str], n: int, dense_n: int | None) -> np.ndarray:
+    """Per text: dense_n when at least half its characters are Han/Kana/Hangul, else n."""
+    sizes = np.full(len(texts), n, dtype=np.int64)
+    if not texts or not dense_n or dense_n == n:
+        return sizes
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    ends = np.cumsum([len(t) for t in texts])
+    dense = np.concatenate(([0], np.cumsum(_dense_mask(codes))))
+    counts = dense[ends] - dense[np.concatenate(([0], ends[:-1]))]
+    lengths = np.maximum(1, np.diff(np.concatenate(([0], ends))))
+    return np.where(counts * 2 >= lengths, dense_n, n)
+
+
+def _rolling(codes: np.ndarray, n: int) -> np.ndarray:
     windows = len(codes) - n + 1
-    rolling = np.zeros(windows, dtype=np.uint64)
+    rolling = np.full(max(windows, 0), np.uint64(n), dtype=np.uint64)  # seeded by n: sizes hash apart
     with np.errstate(over="ignore"):
         for j in range(n):  # h = sum code[i+j] * BASE^(n-1-j), wrapping mod 2^64
             rolling = rolling * _BASE + codes[j:j + windows]
-        hashed = _mix(rolling)
+        return _mix(rolling)
+
+
+def shingle_hashes(texts: Iterable[str], n: int, dense_n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(flat uint64 hashes of every character shingle, row offsets) for already-normalised texts.
+
+    Shingles are n characters, or dense_n for texts mostly in Han/Kana/Hangul. A text shorter than its shingle is
+    padded with NULs, so it still has one.
+    """
+    texts = list(texts)
+    if not texts:
+        return np.zeros(0, np.uint64), np.zeros(1, np.int64)
+    sizes = shingle_sizes(texts, n, dense_n)
+    padded = [t if len(t) >= k else t + "\x00" * (k - len(t)) for t, k in zip(texts, sizes.tolist())]
+    lengths = np.fromiter((len(t) for t in padded), dtype=np.int64, count=len(padded))
+    codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    counts = lengths - n + 1
+    counts = lengths - sizes + 1
     offsets = np.zeros(len(padded) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     # Document d owns windows starts[d] .. starts[d] + counts[d] - 1; windows straddling two documents are dropped.
-    keep = np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], counts)
-    return hashed[keep], offsets
+    position = np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], counts)
+    size_of = np.repeat(sizes, counts)
+    flat = np.empty(offsets[-1], dtype=np.uint64)
+    for size in np.unique(sizes).tolist():
+        chosen = size_of == size
+        flat[chosen] = _rolling(codes, size)[position[chosen]]
+    return flat, offsets
 
 
 def signatures(flat: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
@@ -182,6 +220,7 @@ class NearDupParams:
     threshold: float = 0.8
     num_perm: int = 128
     shingle_chars: int = 5
+    dense_shingle_chars: int = 3
     seed: int = 42
     # LSH is tuned this far below the threshold: it only proposes candidates and exact verification removes the
     # false positives, so the S-curve can favour recall.
@@ -203,7 +242,7 @@ def jaccard_of_sets(a: frozenset[int], b: frozenset[int]) -> float:
 
 def find_near_duplicates(texts: list[str], params: NearDupParams) -> tuple[np.ndarray, np.ndarray]:
     """Verified near-duplicate pairs within normalised texts: ([pairs, 2] indices, [pairs] exact Jaccard)."""
-    flat, offsets = shingle_hashes(texts, params.shingle_chars)
+    flat, offsets = shingle_hashes(texts, params.shingle_chars, params.dense_shingle_chars)
     sigs = signatures(flat, offsets, params.num_perm, params.seed)
     bands, rows = params.bands_rows
     pairs = candidate_pairs(band_hashes(sigs, bands, rows))

@@ -30,4 +30,14 @@ def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
     get_run_logger().info("%s: %s", stage, "skipped (already committed)" if summary.get("skipped") else "done")
     create_table_artifact(table=summary_rows(summary), key=f"bert-{stage}-summary",
                           description=f"bert-pipeline {stage} stage summary")
+    reasons = summary.get("rejected_by_reason")
+    if reasons and not summary.get("skipped"):
+        raw = max(1, int(summary.get("raw_rows", 0)))
+        create_table_artifact(
+            table=[{"reason": r, "rows": n, "share_of_raw": f"{n / raw:.2%}"} for r, n in reasons.items()]
+            + [{"reason": "(curated)", "rows": summary.get("curated_rows", 0),
+                "share_of_raw": f"{summary.get('curated_rows', 0) / raw:.2%}"}],
+            key="bert-curate-reject-reasons",
+            description=f"run_date rows by outcome: raw {summary.get('raw_rows')} = curated + rejected",
+        )
     return summary

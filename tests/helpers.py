@@ -80,3 +80,24 @@ def write_other_tsv(path: Path, rows_per_topic: int = 36, seed: int = 0) -> None
                 first = " ".join(rng.sample(words, 6) + rng.sample(filler, 4))
                 second = " ".join(rng.sample(words + filler, 6))
                 writer.writerow([f"id-{n:04d}", topic, f'{first}\n{second} with "quotes" and\ttab'])
+
+
+HAN = ("的一是不了人我在有他这中大来上个国到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可她里后小么心多天而能好"
+       "都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长知民样现分将外但身些与高意进把法"
+       "此实回二理美点月明其种声全工己话儿者向情部正名定女问力机给等几很业最间新什打便位因重被走电四第门相次东政海口使教西再")
+
+
+def cjk_corpus(rows: int = 400, seed: int = 0) -> tuple[list[str], list[tuple[int, int]]]:
+    """Random Han strings (no spaces), plus exact repeats and one-character edits; returns texts, (original, edit)."""
+    import random
+
+    rng = random.Random(seed)
+    texts = ["".join(rng.choice(HAN) for _ in range(rng.randint(30, 45))) for _ in range(rows)]
+    edits = []
+    for i in range(0, 100, 2):  # one edited character in each of 50 originals
+        chars = list(texts[i])
+        chars[rng.randrange(len(chars))] = rng.choice(HAN)
+        edits.append((i, len(texts)))
+        texts.append("".join(chars))
+    texts += [texts[i] for i in range(100, 150)]  # 50 exact repeats
+    return texts, edits

@@ -89,3 +89,25 @@ def test_helpers() -> None:
     assert candidate_pairs(bands).tolist() == [[0, 1], [1, 2]]
     b, r = lsh_params(0.8, 128)
     assert b * r <= 128 and 0.6 < (1 / b) ** (1 / r) < 0.9
+
+
+def test_a_corpus_without_spaces_and_many_repeats(tmp_path) -> None:
+    from bert_pipeline.curate import run_curate
+    from bert_pipeline.ingest import run_ingest
+    from bert_pipeline.lake import Lake
+    from tests.helpers import cjk_corpus
+
+    texts, edits = cjk_corpus()
+    pl.DataFrame({"review": texts}).write_csv(tmp_path / "reviews.csv")
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01",
+                        "ingest": {"sources": [str(tmp_path / "reviews.csv")], "text_column": "review"}})
+    run_ingest(cfg)
+    summary = run_curate(cfg)
+    assert summary["raw_rows"] == summary["curated_rows"] + summary["rejected_rows"] == 500
+    assert summary["rejected_by_reason"]["exact_duplicate"] == 50
+    lake = Lake(cfg.data_root)
+    rejects = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("rejects", cfg.run_date,
+                                                                        lake.read_manifest("rejects", cfg.run_date))])
+    near = set(rejects.filter(pl.col("reason") == "near_duplicate")["text"])
+    assert len(near) >= 48  # one changed character in 30-45: 3-gram Jaccard >= 0.8 for nearly every edit
+    assert near <= {texts[j] for _, j in edits} | {texts[i] for i, _ in edits}
