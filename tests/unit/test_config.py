@@ -73,3 +73,17 @@ def test_fingerprint_changes_with_the_section_it_covers() -> None:
     b = PipelineConfig(run_date="2026-01-01", train={"epochs": 2})
     assert a.fingerprint("ingest") == b.fingerprint("ingest")
     assert a.fingerprint("train") != b.fingerprint("train")
+
+
+def test_an_unreachable_hub_id_is_a_config_error_not_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bert_pipeline.errors import is_transient
+    from bert_pipeline.models import load_tokenizer, resolve_model_dir
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ref = resolve_model_dir("no-such-org/no-such-model-xyz")
+    assert ref == "no-such-org/no-such-model-xyz"
+    with pytest.raises(ConfigError, match="not a local folder") as err:
+        load_tokenizer(ref)
+    assert not is_transient(err.value)
+    with pytest.raises(ConfigError, match="neither an existing folder"):
+        resolve_model_dir("./missing/folder")

@@ -1,0 +1,67 @@
+"""kill -9 during training, then rerun: the train stage resumes from its last checkpoint and ends on the same model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import run_curate
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.tokenize import run_tokenize
+from bert_pipeline.train import run_train
+
+TRAIN = {"epochs": 6, "batch_size": 8, "learning_rate": 1e-3, "checkpoint_every_steps": 4,
+         "early_stopping_patience": 0}
+
+
+def _progress(lake: Path) -> dict | None:
+    found = list((lake / "_work" / "train").glob("*/progress.json"))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path: Path, sample_config: dict) -> None:
+    sample_config["train"].update(TRAIN)
+    cfg = build_config(sample_config)
+    run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
+    lake = Path(cfg.data_root)
+    shutil.copytree(lake, tmp_path / "reference")
+    reference = run_train(build_config(sample_config, {"data_root": str(tmp_path / "reference")}))
+
+    code = ("import json, sys; from bert_pipeline.config import build_config; from bert_pipeline.train import run_train;"
+            "run_train(build_config(json.loads(sys.argv[1])))")
+    child = subprocess.Popen([sys.executable, "-c", code, json.dumps(sample_config)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+    deadline = time.monotonic() + 300
+    while True:
+        state = _progress(lake)
+        if state and state["global_step"] >= 40 and not state["finished"]:
+            os.kill(child.pid, signal.SIGKILL)
+            break
+        if child.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"training ended before it could be killed: {child.stderr.read().decode()[-2000:]}")
+        time.sleep(0.01)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    killed_at = _progress(lake)["global_step"]
+
+    resumed = run_train(cfg)
+    assert 40 <= resumed["metrics"]["train"]["resumed_from_step"] == killed_at
+    assert resumed["metrics"]["train"]["steps"] == reference["metrics"]["train"]["steps"]
+    assert resumed["model_version"] == reference["model_version"]
+    for split in ("validation", "test"):
+        assert resumed["metrics"][split]["confusion_matrix"] == reference["metrics"][split]["confusion_matrix"]
+    ours = load_file(str(Path(resumed["model_uri"]) / "model.safetensors"))
+    theirs = load_file(str(tmp_path / "reference" / "models" / reference["model_version"] / "model.safetensors"))
+    assert ours.keys() == theirs.keys()
+    assert all((ours[k] - theirs[k]).abs().max().item() < 1e-5 for k in ours)
+    assert not (lake / "_work").exists()  # checkpoints are removed once the model is committed
