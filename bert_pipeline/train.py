@@ -321,6 +321,7 @@ def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[st
     model = load_classifier(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
+        **dropout_overrides(cfg.train),
     ).to(device)
     pad_id = tokens["tokenizer"]["pad_token_id"] or 0
     store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", model_version))
@@ -349,6 +350,12 @@ def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[st
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
     return {"stage": "train", "skipped": False, "model_version": model_version, "model_uri": model_url,
             "metrics": metrics, "champion_decision": decision}
+
+
+def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
+    """Config overrides for BERT-family dropout settings that the user set (None keeps the model's)."""
+    chosen = {"attention_probs_dropout_prob": cfg.attention_dropout, "hidden_dropout_prob": cfg.hidden_dropout}
+    return {key: value for key, value in chosen.items() if value is not None}
 
 
 def evaluate_and_calibrate(model: Any, splits: dict[str, SplitData], labels: list[str], cfg: TrainConfig,
