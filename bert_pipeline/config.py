@@ -99,6 +99,7 @@ class CurateConfig(_Section):
 
 class TokenizeConfig(_Section):
     max_length: int = Field(128, ge=8, le=8192)
+    shard_rows: int = Field(50_000, ge=1, description="rows per Arrow token shard (a curated shard is split if larger)")
     batch_size: int = Field(2_048, ge=1, description="texts per encode_batch call")
 
 
@@ -124,6 +125,8 @@ class TrainConfig(_Section):
         description="attention-probability dropout while fine-tuning; 0 keeps SDPA on its fused path "
                     "(~1.25x faster steps on CPU); empty = the model's own value")
     hidden_dropout: float | None = Field(None, ge=0.0, lt=1.0, description="empty = the model's own value")
+    champion_tolerance: float = Field(0.0, ge=0.0, le=1.0,
+                                      description="a new model may be this much worse in macro-F1 and still win")
 
     @field_validator("max_train_samples", mode="before")
     @classmethod

@@ -162,6 +162,12 @@ def read_parquet(url: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(handle, columns=columns)
 
 
+def parquet_rows(url: str) -> int:
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
+
+
 def parquet_metadata(url: str) -> dict[str, str]:
     fs, path = filesystem(url)
     with fs.open(path, "rb") as handle:

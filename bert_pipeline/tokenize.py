@@ -8,6 +8,7 @@ stage's fingerprint in its schema metadata is not tokenized again.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
+from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches
 from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
 
 FINGERPRINT_KEY = "bert_pipeline.fingerprint"
@@ -121,14 +122,18 @@ def run_tokenize(cfg: PipelineConfig) -> dict[str, Any]:
     encoder = fast_encoder(tokenizer, cfg.tokenize.max_length)
     writer = PartitionWriter(folder, stage_fp).begin()
     tables = []
+    size = cfg.tokenize.shard_rows
     for index, curated_url in enumerate(lake.shard_urls("curated", cfg.run_date, curated_manifest)):
-        url = writer.add(shard_name(index, "arrow"))
-        if _shard_done(url, stage_fp):
-            tables.append(read_arrow(url, ["length", "label_id", "split", "truncated"]))
+        # curated shard i becomes token shards part-iiiii-jjj.arrow of at most tokenize.shard_rows rows each
+        pieces = max(1, math.ceil(storage.parquet_rows(curated_url) / size))
+        urls = [writer.add(f"part-{index:05d}-{piece:03d}.arrow") for piece in range(pieces)]
+        if all(_shard_done(url, stage_fp) for url in urls):
+            tables += [read_arrow(url, ["length", "label_id", "split", "truncated"]) for url in urls]
             continue
         curated = pl.from_arrow(storage.read_parquet(curated_url))
         table = token_table(curated, encoder, labels, cfg.tokenize.batch_size)  # type: ignore[arg-type]
-        write_arrow_atomic(url, table, {FINGERPRINT_KEY: stage_fp})
+        for piece, url in enumerate(urls):
+            write_arrow_atomic(url, table.slice(piece * size, size), {FINGERPRINT_KEY: stage_fp})
         tables.append(table)
     counts = _summarise(tables)
     writer.commit(

@@ -270,23 +270,41 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
             "precision": str(loop.dtype).replace("torch.", "") if loop.dtype else "fp32"}
 
 
-def promote_if_better(lake: Lake, model_version: str, metrics: dict[str, Any], labels: list[str],
-                      tolerance: float = 0.0) -> dict[str, Any]:
-    """Make the new model champion unless it is worse on validation macro-F1 than the champion (same labels)."""
+def champion_on_validation(lake: Lake, champion: dict[str, Any], validation: SplitData, labels: list[str],
+                           tokenizer_hash: str, cfg: TrainConfig, pad_id: int, device: torch.device) -> float | None:
+    """The champion's macro-F1 on *this* validation set, when it reads the same token ids (same tokenizer)."""
+    manifest = storage.read_json(storage.join(lake.model_url(champion["model_version"]), "_manifest.json")) or {}
+    if manifest.get("tokenizer_hash") != tokenizer_hash or not len(validation):
+        return None
+    model = load_classifier(resolve_model_dir(lake.model_url(champion["model_version"]), "champion")).to(device)
+    logits = predict_logits(model, validation, cfg.eval_batch_size, pad_id, device)
+    return classification_report(validation.labels, logits.argmax(axis=1), labels)["macro_f1"]
+
+
+def promote_if_better(lake: Lake, model_version: str, new_f1: float, labels: list[str],
+                      champion_f1: Callable[[dict[str, Any]], float | None], tolerance: float) -> dict[str, Any]:
+    """Make the new model champion unless its validation macro-F1 is worse than the champion's by more than
+    `tolerance`, both measured on the new model's validation set when the champion reads the same token ids."""
     champion = storage.read_json(lake.champion_url)
-    new_f1 = metrics["validation"].get("macro_f1", 0.0)
+    decision: dict[str, Any] = {"new_validation_macro_f1": new_f1, "tolerance": tolerance,
+                                "previous_champion": champion and champion["model_version"]}
     if champion is None:
         promote, why = True, "no champion yet"
     elif champion.get("label_names") != labels:
         promote, why = True, "champion was trained on another label set"
     else:
-        promote = new_f1 >= champion["validation_macro_f1"] - tolerance
-        why = f"validation macro-F1 {new_f1:.4f} vs champion {champion['validation_macro_f1']:.4f}"
-    decision = {"promoted": promote, "reason": why, "previous_champion": champion and champion["model_version"]}
+        theirs = champion_f1(champion)
+        same_set = theirs is not None
+        theirs = theirs if same_set else champion["validation_macro_f1"]
+        promote = new_f1 >= theirs - tolerance
+        where = "on this validation set" if same_set else "on its own validation set (another tokenizer)"
+        why = f"validation macro-F1 {new_f1:.4f} vs champion {theirs:.4f} {where}"
+        decision["champion_validation_macro_f1"] = theirs
+    decision |= {"promoted": promote, "reason": why}
     if promote:
         storage.write_json_atomic(lake.champion_url, {
             "model_version": model_version, "validation_macro_f1": new_f1, "label_names": labels,
-            "promoted_at": utc_now(),
+            "promoted_at": utc_now(), "decision": decision,
         })
     return decision
 
@@ -339,7 +357,11 @@ def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[st
         with open(os.path.join(tmp, "README.md"), "w") as card:
             card.write(model_card(model_version, cfg, metrics, fingerprints))
         storage.upload_folder(tmp, model_url)
-    decision = promote_if_better(lake, model_version, metrics, labels)
+    decision = promote_if_better(
+        lake, model_version, metrics["validation"].get("macro_f1", 0.0), labels,
+        lambda champion: champion_on_validation(lake, champion, splits["validation"], labels,
+                                                tokens["tokenizer"]["hash"], cfg.train, pad_id, device),
+        cfg.train.champion_tolerance)
     storage.write_json_atomic(storage.join(model_url, "_manifest.json"), {
         "fingerprint": stage_fp, "stage": "train", "run_date": cfg.run_date, "inputs": [tokens["fingerprint"]],
         "config_hash": cfg.fingerprint("train"), "base_model": cfg.train.base_model or "packaged MiniLM",

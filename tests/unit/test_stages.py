@@ -30,7 +30,7 @@ def read_partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
 
 @pytest.fixture
 def pipeline(sample_config: dict) -> tuple:
-    cfg = build_config(sample_config, {"ingest.shard_rows": 120})
+    cfg = build_config(sample_config, {"ingest.shard_rows": 120, "tokenize.shard_rows": 50})
     results = [run_ingest(cfg), run_curate(cfg), run_tokenize(cfg), run_train(cfg), run_score(cfg, run_id="r1")]
     return cfg, Lake(cfg.data_root), results
 
@@ -64,7 +64,12 @@ def test_token_shards_hold_compact_ids_and_the_label_map(pipeline: tuple) -> Non
     cfg, lake, results = pipeline
     manifest = lake.read_manifest("tokens", cfg.run_date)
     assert manifest["label_names"] == ["negative", "neutral", "positive"]
-    assert manifest["max_length"] == 64 and len(manifest["outputs"]) == 3  # one per raw shard of 120 rows
+    # 3 curated shards (raw shards of 120 rows, a few rejected), each cut into token shards of at most 50 rows
+    assert manifest["max_length"] == 64 and manifest["outputs"][:3] == [
+        "part-00000-000.arrow", "part-00000-001.arrow", "part-00000-002.arrow"]
+    curated = lake.read_manifest("curated", cfg.run_date)
+    sizes = [pl.read_parquet(u).height for u in lake.shard_urls("curated", cfg.run_date, curated)]
+    assert len(manifest["outputs"]) == sum(-(-n // 50) for n in sizes) >= 7
     table = read_arrow(lake.shard_urls("tokens", cfg.run_date, manifest)[0])
     assert table.schema.field("input_ids").type == pa.list_(pa.uint16())
     lengths = table["length"].to_numpy()
@@ -126,3 +131,27 @@ def test_batching_helpers_cover_every_row_once() -> None:
     budget = token_budget_batches(lengths, 512)
     assert sorted(np.concatenate(budget).tolist()) == list(range(1000))
     assert all(len(b) * lengths[b].max() <= 512 or len(b) == 1 for b in budget)
+
+
+def test_the_champion_is_compared_on_the_new_validation_set(pipeline: tuple) -> None:
+    cfg, lake, (*_, trained, _) = pipeline
+    before = storage.read_json(lake.champion_url)["model_version"]
+    other = run_train(build_config(cfg.model_dump(), {"train.learning_rate": 1e-9, "train.seed": 1}))
+    decision = other["champion_decision"]
+    assert "on this validation set" in decision["reason"]
+    # the champion's score was recomputed on this run's validation split: it equals what it scored when trained
+    assert decision["champion_validation_macro_f1"] == pytest.approx(trained["metrics"]["validation"]["macro_f1"])
+    after = storage.read_json(lake.champion_url)["model_version"]
+    assert after == (other["model_version"] if decision["promoted"] else before)
+
+
+@pytest.mark.parametrize(("new", "tolerance", "promoted"), [(0.70, 0.0, False), (0.70, 0.15, True), (0.81, 0.0, True)])
+def test_promotion_rule(tmp_path: Path, new: float, tolerance: float, promoted: bool) -> None:
+    from bert_pipeline.train import promote_if_better
+
+    lake = Lake(str(tmp_path))
+    storage.write_json_atomic(lake.champion_url, {"model_version": "old", "validation_macro_f1": 0.5,
+                                                  "label_names": ["a", "b"]})
+    decision = promote_if_better(lake, "new", new, ["a", "b"], lambda champion: 0.8, tolerance)
+    assert decision["promoted"] is promoted and decision["champion_validation_macro_f1"] == 0.8
+    assert storage.read_json(lake.champion_url)["model_version"] == ("new" if promoted else "old")
