@@ -3,7 +3,7 @@
 Demo tweets (unique texts, seed-0 shuffle): 4,000 train / 2,000 eval, max_length 128, batch 32, lr 5e-5, one epoch,
 no warmup, no weight decay, seed 0. The Trainer gets dynamic padding (DataCollatorWithPadding); ours is
 bert_pipeline.train.fit with the pipeline's defaults (length-grouped batches, fused AdamW, attention dropout off so
-SDPA stays on its fused kernel; the Trainer keeps the model's 0.1). Both models are then evaluated by the same loop.
+SDPA stays on its fused kernel, hidden dropout off; the Trainer keeps the model's 0.1 for both). Both models are then evaluated by the same loop.
 Prints ratios last.
 
     .venv/bin/python -m benchmarks.bench_train [--input FILE --text-column COL --label-column COL --model DIR]
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=2000)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--attention-dropout", type=float, default=TrainConfig().attention_dropout)
-    parser.add_argument("--hidden-dropout", type=float, default=None)
+    parser.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
     args = parser.parse_args()
 
     texts, raw_labels = load_data(args)

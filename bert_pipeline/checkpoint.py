@@ -41,14 +41,19 @@ def _load(url: str) -> Any:
 
 
 class CheckpointStore:
-    def __init__(self, folder: str) -> None:
+    """`writer` is False on every DDP rank but 0: they read checkpoints, never write them."""
+
+    def __init__(self, folder: str, writer: bool = True) -> None:
         self.folder = folder
+        self.writer = writer
 
     def load_progress(self) -> Progress | None:
         data = storage.read_json(storage.join(self.folder, "progress.json"))
         return Progress(**data) if data else None
 
     def save(self, progress: Progress, model: Any, optimizer: Any, scheduler: Any, scaler: Any = None) -> None:
+        if not self.writer:
+            return
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                  "scaler": scaler.state_dict() if scaler is not None else {}}
@@ -65,6 +70,8 @@ class CheckpointStore:
             scaler.load_state_dict(state["scaler"])
 
     def save_best(self, model: Any) -> None:
+        if not self.writer:
+            return
         storage.write_bytes_atomic(storage.join(self.folder, "best.pt"), _to_bytes(model.state_dict()))
 
     def load_best(self, model: Any) -> bool:

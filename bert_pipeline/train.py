@@ -23,6 +23,7 @@ import torch
 
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig, TrainConfig
+from bert_pipeline.distributed import Dist, launch
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.calibration import expected_calibration_error, fit_temperature, nll, softmax
@@ -173,12 +174,13 @@ def class_weight_tensor(labels: np.ndarray, num_labels: int, device: torch.devic
 class Trainer:
     """The loop's moving parts; `step` runs one optimizer step over a group of micro-batches."""
 
-    model: Any
+    model: Any  # the module that runs forward and backward (DDP-wrapped when distributed)
     cfg: TrainConfig
     train: SplitData
     pad_id: int
     device: torch.device
     total_steps: int
+    num_labels: int
 
     def __post_init__(self) -> None:
         self.optimizer = make_optimizer(self.model, self.cfg)
@@ -186,7 +188,7 @@ class Trainer:
             self.optimizer, warmup_linear(self.total_steps, self.cfg.warmup_ratio))
         self.dtype, needs_scaler = training_precision(self.cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
-        self.weight = (class_weight_tensor(self.train.labels, self.model.config.num_labels, self.device)
+        self.weight = (class_weight_tensor(self.train.labels, self.num_labels, self.device)
                        if self.cfg.class_weights else None)
 
     def step(self, group: list[np.ndarray]) -> float:
@@ -220,11 +222,16 @@ def epoch_groups(lengths: np.ndarray, cfg: TrainConfig, epoch: int) -> list[list
 
 
 def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: TrainConfig, pad_id: int,
-        device: torch.device, store: CheckpointStore, progress: Progress_ | None = None) -> dict[str, Any]:
-    """Train with per-epoch validation, early stopping on macro-F1 and resumable checkpoints; end on the best weights."""
+        device: torch.device, store: CheckpointStore, progress: Progress_ | None = None,
+        dist: Dist = Dist()) -> dict[str, Any]:
+    """Train with per-epoch validation, early stopping on macro-F1 and resumable checkpoints; end on the best weights.
+
+    Under DDP every rank builds the same step list and takes its share (`dist.shard`); rank 0 writes checkpoints.
+    """
     train, validation = splits["train"], splits["validation"]
-    steps_per_epoch = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.grad_accum_steps)
-    loop = Trainer(model, cfg, train, pad_id, device, steps_per_epoch * cfg.epochs)
+    steps_per_epoch = len(dist.shard(epoch_groups(train.lengths, cfg, 0)))
+    net = dist.wrap(model, device)
+    loop = Trainer(net, cfg, train, pad_id, device, steps_per_epoch * cfg.epochs, len(label_names))
     state = store.load_progress()
     resumed_from = state.global_step if state else 0
     if state is not None:
@@ -232,7 +239,7 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
     state = state or Checkpoint()
     started, samples, lengths = time.monotonic(), 0, train.lengths
     for epoch in range(state.epoch, cfg.epochs if not state.finished else state.epoch):
-        groups = epoch_groups(lengths, cfg, epoch)
+        groups = dist.shard(epoch_groups(lengths, cfg, epoch))
         model.train()
         losses: list[float] = []
         for index in range(state.step_in_epoch, len(groups)):
@@ -244,6 +251,7 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
                          f"loss {np.mean(losses[-50:]):.4f}")
             if state.global_step % cfg.checkpoint_every_steps == 0 and index + 1 < len(groups):
                 store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
+                dist.barrier()
         val = report(predict_logits(model, validation, cfg.eval_batch_size, pad_id, device), validation.labels,
                      label_names)
         f1 = val.get("macro_f1", 0.0)
@@ -258,6 +266,7 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
         stop = cfg.early_stopping_patience > 0 and state.bad_epochs >= cfg.early_stopping_patience
         state.epoch, state.step_in_epoch, state.finished = epoch + 1, 0, stop or epoch + 1 == cfg.epochs
         store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
+        dist.barrier()
         if progress:
             progress(f"epoch {epoch + 1}: validation macro-F1 {f1:.4f} (best {state.best_macro_f1:.4f})")
         if stop:
@@ -267,7 +276,7 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
     return {"steps": state.global_step, "resumed_from_step": resumed_from, "epochs_run": state.epoch,
             "best_epoch": state.best_epoch + 1, "stopped_early": state.epoch < cfg.epochs, "history": state.history,
             "seconds": round(seconds, 2), "samples_per_second": round(samples / max(seconds, 1e-9), 2),
-            "precision": str(loop.dtype).replace("torch.", "") if loop.dtype else "fp32"}
+            "precision": str(loop.dtype).replace("torch.", "") if loop.dtype else "fp32", "world_size": dist.world}
 
 
 def champion_on_validation(lake: Lake, champion: dict[str, Any], validation: SplitData, labels: list[str],
@@ -324,6 +333,12 @@ def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[st
                     cfg.run_date)
         return {"stage": "train", "skipped": True, "reason": "no labelled training rows", "model_version": None}
 
+    dist = Dist.from_env()
+    if cfg.train.devices > 1 and not dist.active:
+        launch(cfg.model_dump(mode="json"), cfg.train.devices)
+        done = storage.read_json(storage.join(model_url, "_manifest.json")) or {}
+        return {"stage": "train", "skipped": False, "model_version": model_version, "model_uri": model_url,
+                "metrics": done.get("metrics"), "champion_decision": done.get("champion_decision")}
     labels: list[str] = tokens["label_names"]
     if len(labels) < 2:
         raise InputDataError(
@@ -333,7 +348,7 @@ def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[st
     splits = load_splits(lake, cfg.run_date, tokens)
     splits["train"] = subsample(splits["train"], cfg.train.max_train_samples, cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
-    device = pick_device(cfg.train.device)
+    device = dist.device(pick_device(cfg.train.device))
     base_dir = resolve_model_dir(cfg.train.base_model)
     tokenizer = load_tokenizer(base_dir)
     model = load_classifier(
@@ -342,8 +357,11 @@ def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[st
         **dropout_overrides(cfg.train),
     ).to(device)
     pad_id = tokens["tokenizer"]["pad_token_id"] or 0
-    store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", model_version))
-    history = fit(model, splits, labels, cfg.train, pad_id, device, store, progress)
+    store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", model_version), writer=dist.is_writer)
+    history = fit(model, splits, labels, cfg.train, pad_id, device, store, progress, dist)
+    if not dist.is_writer:  # rank 0 evaluates and commits; the others wait for it and stop
+        dist.barrier()
+        return {"stage": "train", "skipped": False, "model_version": model_version, "rank": dist.rank}
     metrics = evaluate_and_calibrate(model, splits, labels, cfg.train, pad_id, device)
     metrics |= {"model_version": model_version, "label_names": labels, "device": str(device),
                 "train": {"rows": len(splits["train"]), **history}}
@@ -370,6 +388,7 @@ def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[st
     })
     store.clear()
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
+    dist.barrier()
     return {"stage": "train", "skipped": False, "model_version": model_version, "model_uri": model_url,
             "metrics": metrics, "champion_decision": decision}
 

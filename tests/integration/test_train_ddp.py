@@ -1,0 +1,36 @@
+"""train.devices > 1 runs the train stage under torchrun DDP; proven here with 2 CPU processes on gloo."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import polars as pl
+
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import run_curate
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.lake import Lake
+from bert_pipeline.score import run_score
+from bert_pipeline.tokenize import run_tokenize
+from bert_pipeline.train import run_train
+
+
+def test_two_process_ddp_training_commits_one_model(sample_config: dict) -> None:
+    sample_config["train"].update({"devices": 2, "device": "cpu", "epochs": 2, "early_stopping_patience": 0})
+    cfg = build_config(sample_config)
+    run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
+    trained = run_train(cfg)
+
+    train = trained["metrics"]["train"]
+    assert train["world_size"] == 2
+    batches = math.ceil(train["rows"] / cfg.train.batch_size)
+    assert train["steps"] == 2 * (batches // 2)  # each rank took every other step, for 2 epochs
+    assert Path(trained["model_uri"], "model.safetensors").exists()
+    assert not Path(cfg.data_root, "_work").exists()
+    scored = run_score(cfg)
+    lake = Lake(cfg.data_root)
+    predictions = pl.concat([pl.read_parquet(u) for u in lake.shard_urls(
+        "predictions", cfg.run_date, lake.read_manifest("predictions", cfg.run_date))])
+    assert predictions.height == scored["rows"] and set(predictions["model_version"]) == {trained["model_version"]}
+    assert run_train(cfg)["skipped"]  # committed once, by rank 0
