@@ -34,6 +34,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m benchmarks.bench_tokenize
+	$(PY) -m benchmarks.bench_dedup
+	$(PY) -m benchmarks.bench_train
 
 clean-lake:
 	rm -rf lake

@@ -15,8 +15,8 @@ from bert_pipeline.neardup import normal_form
 _TAG = re.compile(r"</?[A-Za-z!][^<>]{0,500}>")  # an HTML tag; leaves "<3" and "a < b" alone
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
 _SPACE = re.compile(r"\s+")
-REPETITION_MIN_CHARS = 100
-REPETITION_NGRAM = 10
+REPETITION_MIN_CHARS = 20
+SHORT_TEXT_CHARS = 100  # below this, repetition is measured on 3-grams ("hahahahaha...", "no no no no no ...")
 
 
 def clean_text(text: str | None) -> str:
@@ -39,8 +39,10 @@ def alpha_ratio(text: str) -> float:
     return sum(c.isalpha() for c in visible) / len(visible) if visible else 0.0
 
 
-def repetition(text: str, n: int = REPETITION_NGRAM) -> float:
-    """Fraction of character n-grams that repeat an earlier one: ~0.05 for prose, near 1 for 'spam spam spam ...'."""
+def repetition(text: str) -> float:
+    """Fraction of character n-grams that repeat an earlier one (10-grams, or 3-grams under 100 characters):
+    ~0.05 for prose, near 1 for 'spam spam spam ...'. Texts under 20 characters are not judged."""
+    n = 10 if len(text) >= SHORT_TEXT_CHARS else 3
     windows = len(text) - n + 1
     if len(text) < REPETITION_MIN_CHARS or windows <= 0:
         return 0.0

@@ -65,12 +65,17 @@ class IngestConfig(_Section):
             raise ValueError("sources may not contain empty strings")
         return value
 
+    @field_validator("label_column", "id_column", "split_column", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("text_column", "label_column", "id_column", "split_column")
     @classmethod
     def _column_name(cls, value: str | None) -> str | None:
         if value is not None and not _COLUMN.match(value):
             raise ValueError("must be a non-empty column name without control characters")
-        return value or None
+        return value
 
 
 class CurateConfig(_Section):
@@ -103,6 +108,10 @@ class TokenizeConfig(_Section):
     batch_size: int = Field(2_048, ge=1, description="texts per encode_batch call")
 
 
+def _none_means_empty(value: Any) -> Any:
+    return "" if value is None else value
+
+
 class TrainConfig(_Section):
     base_model: str = Field("", description="empty = the packaged MiniLM; else a local HF folder or hub id")
     epochs: int = Field(1, ge=1, le=1000)
@@ -133,9 +142,13 @@ class TrainConfig(_Section):
     def _empty_means_all(cls, value: Any) -> Any:
         return None if value in ("", "null", "None") else value
 
+    _base_model_default = field_validator("base_model", mode="before")(classmethod(lambda cls, v: _none_means_empty(v)))
+
 
 class ScoreConfig(_Section):
-    model: str = Field("", description="empty = the model trained for this run_date, else the champion")
+    model: str = Field("", description="empty = the registry's champion; else any HF sequence-classification folder")
+
+    _model_default = field_validator("model", mode="before")(classmethod(lambda cls, v: _none_means_empty(v)))
     batch_tokens: int = Field(16_384, ge=64, description="padded tokens per forward pass")
     max_length: int | None = Field(None, ge=8, le=8192, description="empty = tokenize.max_length")
     precision: Precision = "auto"

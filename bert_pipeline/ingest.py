@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -53,8 +54,9 @@ def expand_sources(sources: list[str]) -> list[SourceFile]:
         matches = storage.glob(resolved)
         if not matches:
             raise InputDataError(f"ingest.sources: {source!r} matches no file")
+        single = not fsspec.core.has_magic(resolved)  # type: ignore[attr-defined]
         for url in matches:
-            name = source if url == resolved else url  # keep pkg:// and as-written names when not a glob
+            name = source if single else url  # a plain source keeps its name as written: ids don't depend on the cwd
             found.setdefault(url, SourceFile(url=url, name=name))
     return list(found.values())
 
@@ -109,6 +111,8 @@ def _read_table(url: str, fmt: str, compression: str | None, text_column: str) -
             raise InputDataError(f"{url}: not a readable parquet file: {exc}") from exc
     text, replaced = decode_text(data)
     text = text.replace("\x00", "")  # NUL bytes break CSV parsers and are never meaningful text
+    if not text.strip():  # an empty file is a source with no rows, not an error
+        return pl.DataFrame(schema={text_column: pl.String}), replaced
     try:
         if fmt == "txt":
             return pl.DataFrame({text_column: text.splitlines()}, schema={text_column: pl.String}), replaced
@@ -173,9 +177,14 @@ def _stable_ids(source_name: str, texts: pl.Series) -> list[str]:
 def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, int]:
     """One source file as raw-schema columns (without ingested_at/run_date) and its count of replaced bytes."""
     fmt, compression = detect_format(source.url, cfg.format)
+    if fmt == "txt" and (cfg.label_column or cfg.id_column or cfg.split_column):
+        raise InputDataError(f"{source.url}: a txt source holds only text (one document per line); unset "
+                             "ingest.label_column, ingest.id_column and ingest.split_column or use csv/tsv/jsonl")
     df, replaced = _read_table(source.url, fmt, compression, cfg.text_column)
-    if fmt != "txt":
-        _require_columns(df, source.url, cfg)
+    if df.height == 0:
+        df = pl.DataFrame(schema={c: pl.String for c in (cfg.text_column, cfg.label_column, cfg.id_column,
+                                                         cfg.split_column) if c})
+    _require_columns(df, source.url, cfg)
     text = _as_string(df, cfg.text_column, source.url)
     assert text is not None
     ids = _as_string(df, cfg.id_column, source.url)

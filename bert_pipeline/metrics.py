@@ -14,7 +14,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) ->
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, Any]:
-    """accuracy, macro-F1 and per-class precision/recall/F1/support; classes absent from both count as F1 0."""
+    """accuracy, macro-F1 and per-class precision/recall/F1/support.
+
+    Macro-F1 averages over the classes that occur in the labels or the predictions (scikit-learn's default), so a
+    class that is predicted but absent counts as F1 0 instead of being ignored.
+    """
     matrix = confusion_matrix(np.asarray(y_true), np.asarray(y_pred), len(label_names))
     true_positive = np.diag(matrix).astype(float)
     predicted = matrix.sum(axis=0).astype(float)
@@ -24,7 +28,7 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, label_names: l
         recall = np.where(actual > 0, true_positive / actual, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     total = int(matrix.sum())
-    present = actual > 0  # macro over the classes this split contains, as scikit-learn does with labels=present
+    present = (actual > 0) | (predicted > 0)
     return {
         "rows": total,
         "accuracy": float(true_positive.sum() / total) if total else 0.0,

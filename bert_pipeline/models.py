@@ -9,6 +9,7 @@ code on load.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -43,7 +44,10 @@ def resolve_model_dir(ref: str, field: str = "train.base_model") -> str:
             raise ConfigError(f"{field}: {ref} has no config.json; it must be a Hugging Face model folder")
         if storage.is_local(ref):
             return storage.filesystem(ref)[1]
-        local = CACHE_DIR / "models" / hashlib.sha256(ref.encode()).hexdigest()[:16]
+        # keyed by the URL and the weights' size and ETag/mtime: a replaced remote model is downloaded again
+        identity = [storage.file_identity(u) for u in storage.list_files(ref, "*.safetensors")]
+        key = hashlib.sha256(json.dumps([ref, identity], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        local = CACHE_DIR / "models" / key
         return storage.download_folder(ref, str(local))
     local_path = storage.resolve_package_url(ref)
     if os.path.isdir(local_path):
@@ -52,7 +56,28 @@ def resolve_model_dir(ref: str, field: str = "train.base_model") -> str:
         return local_path
     if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
         raise ConfigError(f"{field}: {ref} is neither an existing folder nor a hub id like 'org/name'")
+    if _offline() and not _in_hub_cache(ref):
+        raise ConfigError(f"{field}: {ref!r} is not a folder, and as a hub id it is not in the local Hugging Face "
+                          "cache while HF_HUB_OFFLINE is set; point it at a model folder")
     return ref  # a hub id
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def preflight(cfg: Any, stages: list[str]) -> None:
+    """Resolve the models the given stages will load, so a bad reference fails before any stage writes anything."""
+    if {"tokenize", "train"} & set(stages):
+        resolve_model_dir(cfg.train.base_model, "train.base_model")
+    if "score" in stages and cfg.score.model:
+        resolve_model_dir(cfg.score.model, "score.model")
 
 
 def _loading(model_dir: str, what: str, load: Callable[[], Any]) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import uuid
 from typing import Any, Callable
 
@@ -21,20 +20,16 @@ import torch
 
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.errors import ConfigError, LakeStateError
+from bert_pipeline.errors import LakeStateError
 from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
 from bert_pipeline.models import (
     fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir,
 )
-from bert_pipeline.tokenize import encode_texts
+from bert_pipeline.tokenize import check_label_columns, encode_texts
 from bert_pipeline.train import collate, pick_device
 
 FINGERPRINT_KEY = "bert_pipeline.fingerprint"
 Progress = Callable[[str], None]
-
-
-def probability_column(label: str) -> str:
-    return "prob_" + (re.sub(r"[^0-9a-zA-Z]+", "_", label.strip()).strip("_").lower() or "label")
 
 
 def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
@@ -45,8 +40,9 @@ def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
     champion = storage.read_json(lake.champion_url)
     if champion is None:
         raise LakeStateError(
-            f"score.model is empty and {lake.champion_url} has no champion yet: run the train stage first, "
-            "or set score.model to a Hugging Face sequence-classification folder"
+            f"score.model is empty and {lake.champion_url} names no champion yet: no train stage has produced a "
+            "model in this lake (a run_date without labelled rows trains nothing); set score.model to a Hugging "
+            "Face sequence-classification folder, or train on labelled data first"
         )
     version = champion["model_version"]
     return resolve_model_dir(lake.model_url(version), field="score.model"), version
@@ -89,10 +85,7 @@ class Scorer:
         self.temperature = float((calibration or {}).get("temperature", 1.0))
         id2label = self.model.config.id2label
         self.labels = [str(id2label[i]) for i in range(self.model.config.num_labels)]
-        columns = [probability_column(label) for label in self.labels]
-        if len(set(columns)) != len(columns):
-            raise ConfigError(f"score.model: labels {self.labels} give clashing column names {columns}")
-        self.columns = columns
+        self.columns = check_label_columns(self.labels, f"score.model {model_dir}")
 
     @torch.inference_mode()
     def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,9 +131,21 @@ def _shard_done(url: str, stage_fp: str) -> bool:
         return False
 
 
+def _commit_empty(lake: Lake, cfg: PipelineConfig, curated: dict[str, Any]) -> dict[str, Any]:
+    folder = lake.partition("predictions", cfg.run_date)
+    stage_fp = fingerprint("score", curated["fingerprint"], "no rows")
+    if not manifest_matches(lake.read_manifest("predictions", cfg.run_date), stage_fp, folder):
+        PartitionWriter(folder, stage_fp).begin().commit(
+            stage="score", run_date=cfg.run_date, inputs=[curated["fingerprint"]], model_version=None,
+            counts={"rows": 0, "scored_this_run": 0, "labels": []})
+    return {"stage": "score", "skipped": False, "partition": folder, "rows": 0, "scored_this_run": 0}
+
+
 def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
+    if curated["counts"]["curated_rows"] == 0:  # nothing to score (e.g. a night of duplicates): no model needed
+        return _commit_empty(lake, cfg, curated)
     model_dir, model_version = resolve_scoring_model(cfg, lake)
     model_hash = folder_content_hash(model_dir)
     max_length = cfg.score.max_length or cfg.tokenize.max_length

@@ -9,6 +9,7 @@ stage's fingerprint in its schema metadata is not tokenized again.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,26 @@ import pyarrow as pa
 
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
+from bert_pipeline.errors import InputDataError
 from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches
 from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
 
 FINGERPRINT_KEY = "bert_pipeline.fingerprint"
 HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+
+
+def probability_column(label: str) -> str:
+    """The predictions column of a label: prob_ + the label lower-cased, non-alphanumerics as '_'."""
+    return "prob_" + (re.sub(r"[^0-9a-zA-Z]+", "_", label.strip()).strip("_").lower() or "label")
+
+
+def check_label_columns(labels: list[str], where: str) -> list[str]:
+    columns = [probability_column(label) for label in labels]
+    clashes = sorted({c for c in columns if columns.count(c) > 1})
+    if clashes:
+        raise InputDataError(f"{where}: labels {labels} give clashing prediction columns {clashes}; "
+                             "make the labels differ in more than case and punctuation")
+    return columns
 
 
 def label_names(lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> list[str]:
@@ -119,6 +135,7 @@ def run_tokenize(cfg: PipelineConfig) -> dict[str, Any]:
         return {"stage": "tokenize", "skipped": True, "partition": folder, **manifest["counts"]}
 
     labels = label_names(lake, cfg.run_date, curated_manifest)
+    check_label_columns(labels, f"ingest.label_column of run_date={cfg.run_date}")
     encoder = fast_encoder(tokenizer, cfg.tokenize.max_length)
     writer = PartitionWriter(folder, stage_fp).begin()
     tables = []

@@ -15,6 +15,7 @@ from typing import Any
 
 from bert_pipeline.config import load_config, parse_override
 from bert_pipeline.errors import PipelineError
+from bert_pipeline.models import preflight
 
 COMMANDS = {
     "run": "the nightly flow: ingest, curate, tokenize, train, score",
@@ -70,6 +71,9 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
         where = summary.get("partition") or summary.get("model_uri") or ""
         state = "skipped (already committed)" if summary.get("skipped") else "done"
         print(f"  {stage:<9} {state:<28} {where}")
+        if stage == "curate" and where:
+            for area in ("rejects", "dedup_index"):
+                print(f"  {'':<9} {'':<28} {where.replace('/curated/', f'/{area}/')}")
     train = stages.get("train") or {}
     metrics = train.get("metrics")
     if metrics:
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = dict(parse_override(item) for item in args.overrides)
         config_path = str(Path(args.config).resolve()) if args.config and "://" not in args.config else args.config
-        load_config(config_path, overrides)  # refuse a bad config before Prefect starts anything
+        cfg = load_config(config_path, overrides)  # refuse a bad config before Prefect starts anything
+        preflight(cfg, list(COMMANDS)[1:] if args.command == "run" else [args.command])
     except PipelineError as exc:
         print(f"bert-pipeline: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from bert_pipeline.config import load_config
+from bert_pipeline.models import preflight
 from flows.stages import curate_flow, ingest_flow, run_name, score_flow, tokenize_flow, train_flow
 
 STAGE_FLOWS = {"ingest": ingest_flow, "curate": curate_flow, "tokenize": tokenize_flow, "train": train_flow,
@@ -17,6 +18,7 @@ STAGE_FLOWS = {"ingest": ingest_flow, "curate": curate_flow, "tokenize": tokeniz
 def nightly_flow(config: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ingest -> curate -> tokenize -> train -> score for one run_date."""
     cfg = load_config(config, overrides)
+    preflight(cfg, list(STAGE_FLOWS))
     # Pin the date so a run that crosses midnight writes one partition.
     pinned = {**(overrides or {}), "run_date": cfg.run_date}
     return {stage: stage_flow(config=config, overrides=pinned) for stage, stage_flow in STAGE_FLOWS.items()}

@@ -7,6 +7,7 @@ from typing import Any, Callable
 from prefect import flow, unmapped
 
 from bert_pipeline.config import load_config
+from bert_pipeline.models import preflight
 from tasks.stages import (
     curate_begin_task, curate_cluster_task, curate_commit_task, curate_finish_task, curate_prepare_task,
     curate_skipped_task, ingest_task, score_task, tokenize_task, train_task,
@@ -32,6 +33,7 @@ def run_name(stage: str) -> Callable[[], str]:
 def _stage(stage: str, task: Any) -> Callable[..., dict[str, Any]]:
     def run(config: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg = load_config(config, overrides)  # fails here, naming the field, before any work
+        preflight(cfg, [stage])
         return task(cfg.model_dump(mode="json"))
 
     run.__name__ = f"{stage}_flow"

@@ -46,8 +46,19 @@ def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other
     assert again.height == curated["curated_rows"] == again["doc_id"].n_unique()
 
 
-def test_cli_refuses_a_bad_config_with_the_field_name(tmp_path: Path) -> None:
-    done = run_cli("ingest", "--set", "ingest.format=xls", "--set", "run_date=yesterday", cwd=tmp_path)
+def test_cli_refuses_a_bad_config_with_the_field_name(tmp_path: Path, other_tsv: Path) -> None:
+    source = f"ingest.sources=[{other_tsv}]"
+    done = run_cli("ingest", "--set", source, "--set", "ingest.format=xls", "--set", "run_date=yesterday", cwd=tmp_path)
     assert done.returncode == 2
     assert "ingest.format: must be one of" in done.stderr and "run_date: must be a date" in done.stderr
-    assert not (tmp_path / "lake").exists()
+    missing = run_cli("run", "--set", source, "--set", "ingest.text_column=body", "--set", "train.base_model=./nope",
+                      cwd=tmp_path)
+    assert missing.returncode == 2 and "train.base_model: ./nope is neither an existing folder" in missing.stderr
+    assert not (tmp_path / "lake").exists()  # the same sources with a good config would have been ingested
+
+
+def test_help_lists_commands_and_keys(tmp_path: Path) -> None:
+    done = run_cli("train", "--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for text in ("--config", "--set KEY=VALUE", "train.max_train_samples", "score.model", "ingest.split_column"):
+        assert text in done.stdout

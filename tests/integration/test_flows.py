@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+from prefect.client.orchestration import get_client
 
 from bert_pipeline.errors import ConfigError, LakeStateError
 from bert_pipeline.lake import Lake
@@ -37,7 +39,15 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
     assert predictions.height == curated.height and predictions["doc_id"].n_unique() == curated.height
     assert lake.read_manifest("tokens", run_date)["counts"]["rows"] == curated.height
     assert Path(result["train"]["model_uri"], "metrics.json").exists()
-    assert set(predictions["run_id"].unique()) != {""}
+    run_ids = predictions["run_id"].unique().to_list()
+    assert len(run_ids) == 1 and len(run_ids[0]) == 36  # the Prefect flow run's UUID
+
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts() if a.key}
+    reasons = json.loads(artifacts["bert-curate-reject-reasons"].data)
+    assert sum(row["rows"] for row in reasons) == raw.height  # every raw row: curated or one reject reason
+    assert {"exact_duplicate", "near_duplicate", "empty", "(curated)"} <= {row["reason"] for row in reasons}
+    assert "bert-train-summary" in artifacts and "bert-score-summary" in artifacts
 
     again = nightly_flow(config=config, overrides={"train.epochs": 1})
     assert all(summary["skipped"] for summary in again.values())
@@ -65,8 +75,27 @@ def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path
 
 def test_flows_refuse_bad_parameters_before_work(tmp_path: Path, sample_config: dict) -> None:
     config = write_config(tmp_path, sample_config)
+    ingest_flow(config=config)
+    curate_flow(config=config)
     with pytest.raises(ConfigError, match="tokenize.max_length"):
         tokenize_flow(config=config, overrides={"tokenize.max_length": 2})
+    with pytest.raises(ConfigError, match="train.base_model"):
+        tokenize_flow(config=config, overrides={"train.base_model": "./no/such/model"})
+    assert not Path(sample_config["data_root"], "tokens").exists()  # refused before any work
     with pytest.raises(LakeStateError, match="run the ingest stage first"):
         curate_flow(config=config, overrides={"run_date": "2020-01-01"})
-    assert not Path(sample_config["data_root"], "curated").exists()
+
+
+def test_an_unlabelled_night_then_a_night_of_duplicates(tmp_path: Path, sample_config: dict, sample_csv: Path,
+                                                         tiny_model: Path) -> None:
+    sample_config["ingest"]["label_column"] = None  # nothing to train on: scored with a given model
+    sample_config["score"]["model"] = str(tiny_model)
+    config = write_config(tmp_path, sample_config)
+    first = nightly_flow(config=config)
+    assert first["train"]["reason"] == "no labelled training rows"
+    assert first["score"]["rows"] == first["curate"]["curated_rows"] > 250
+    second = nightly_flow(config=config, overrides={"run_date": "2026-11-28"})  # the same file again
+    assert second["curate"]["curated_rows"] == 0 and second["curate"]["rejected_rows"] == 303
+    assert second["score"]["rows"] == 0
+    lake = Lake(sample_config["data_root"])
+    assert lake.read_manifest("predictions", "2026-11-28")["counts"]["rows"] == 0

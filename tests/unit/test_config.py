@@ -80,10 +80,27 @@ def test_an_unreachable_hub_id_is_a_config_error_not_a_retry(monkeypatch: pytest
     from bert_pipeline.models import load_tokenizer, resolve_model_dir
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    ref = resolve_model_dir("no-such-org/no-such-model-xyz")
-    assert ref == "no-such-org/no-such-model-xyz"
+    with pytest.raises(ConfigError, match="not in the local Hugging Face cache"):
+        resolve_model_dir("no-such-org/no-such-model-xyz")
     with pytest.raises(ConfigError, match="not a local folder") as err:
-        load_tokenizer(ref)
+        load_tokenizer("no-such-org/no-such-model-xyz")
     assert not is_transient(err.value)
     with pytest.raises(ConfigError, match="neither an existing folder"):
         resolve_model_dir("./missing/folder")
+
+
+def test_null_and_empty_mean_the_defaults() -> None:
+    cfg = load_config(None, ["train.base_model=null", "score.model=", "ingest.label_column=", "ingest.id_column=null"])
+    assert cfg.train.base_model == "" and cfg.score.model == ""
+    assert cfg.ingest.label_column is None and cfg.ingest.id_column is None
+
+
+def test_preflight_refuses_missing_model_folders_before_any_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bert_pipeline.models import preflight
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="train.base_model: 'models/x' is not a folder"):
+        preflight(load_config(None, ["train.base_model=models/x"]), ["train"])
+    with pytest.raises(ConfigError, match="score.model"):
+        preflight(load_config(None, ["score.model=./nope"]), ["score"])
+    preflight(load_config(None, ["train.base_model=models/x"]), ["ingest", "curate"])  # not needed: not checked

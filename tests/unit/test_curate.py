@@ -98,3 +98,15 @@ def test_bad_inputs_end_kept_or_rejected_never_crash() -> None:
     assert reasons == {"a": "empty", "b": "empty", "d": "repetitive", "e": "empty"}
     assert curated.filter(pl.col("doc_id") == "c")["text"].to_list() == ["nul byte text here"]
     assert curated.height + rejects.height == raw.height
+
+
+@pytest.mark.parametrize("text", ["hahahahahahahahahahahahaha", "no no no no no no no no no no", "!!!!!!!!!!!!!!!!!!!!!!!!!"])
+def test_short_repetitive_texts_are_rejected(text: str) -> None:
+    _, rejects, _ = curate_frame(_raw([("a", text, None)]), build_config({}))
+    assert rejects["reason"].to_list() in (["repetitive"], ["low_alpha"])
+
+
+@pytest.mark.parametrize("text", ["I loved the flight, thanks!", "@united where is my bag? Flight 123 landed an hour ago"])
+def test_ordinary_short_texts_are_kept(text: str) -> None:
+    curated, _, _ = curate_frame(_raw([("a", text, None)]), build_config({}))
+    assert curated.height == 1

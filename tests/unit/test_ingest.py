@@ -124,3 +124,25 @@ def test_rerun_is_skipped_until_the_input_changes(tmp_path: Path) -> None:
     path.write_text("text\none\ntwo\nthree\n")
     third, raw = ingest(tmp_path, [str(path)])
     assert not third["skipped"] and raw.height == 3
+
+
+def test_empty_files_are_sources_with_no_rows(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "a.csv").write_text("text,label\nhello,x\n")
+    summary, raw = ingest(tmp_path, [str(tmp_path / "empty.csv"), str(tmp_path / "a.csv")], label_column="label")
+    assert summary["rows"] == 1 and raw["text"].to_list() == ["hello"]
+
+
+def test_txt_sources_refuse_label_columns(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    with pytest.raises(InputDataError, match="txt source holds only text"):
+        ingest(tmp_path, [str(tmp_path / "a.txt")], label_column="label")
+
+
+def test_relative_sources_keep_their_name_and_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.csv").write_text("text\nhello\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config({"ingest": {"sources": ["d/a.csv"]}})
+    frame, _ = read_source(expand_sources(cfg.ingest.sources)[0], cfg.ingest)
+    assert frame["source"].to_list() == ["d/a.csv"]

@@ -13,3 +13,8 @@ def test_report_matches_hand_computed_values() -> None:
     assert report["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert report["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
     assert report["per_class"]["c"]["support"] == 1
+
+
+def test_macro_f1_counts_classes_that_are_only_predicted() -> None:
+    report = classification_report(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]), ["a", "b", "c"])
+    assert report["macro_f1"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)  # scikit-learn: 0.5556
