@@ -8,7 +8,8 @@ before it writes the manifests. Drop reasons are data (datatrove's filter idea),
   too_short        fewer than curate.min_chars characters
   too_long         more than curate.max_chars characters
   low_alpha        letters are less than curate.min_alpha_ratio of the non-space characters
-  repetitive       more than curate.max_repetition of its character 10-grams repeat an earlier one (texts >= 100 chars)
+  repetitive       more than curate.max_repetition of its character n-grams repeat an earlier one (10-grams from
+                   100 characters, 3-grams for 20-99)
   exact_duplicate  same normalised text (NFKC, casefold, whitespace collapsed) as the kept row `duplicate_of`
   near_duplicate   character 5-gram Jaccard >= curate.near_dup_threshold, chained within a cluster
 

@@ -318,79 +318,119 @@ def promote_if_better(lake: Lake, model_version: str, new_f1: float, labels: lis
     return decision
 
 
+@dataclass
+class TrainRun:
+    """Where this run's model goes and what it is made from; the model version is fixed by the fingerprint."""
+
+    cfg: PipelineConfig
+    lake: Lake
+    tokens: dict[str, Any]
+    fingerprint: str
+
+    @classmethod
+    def plan(cls, cfg: PipelineConfig) -> "TrainRun":
+        lake = Lake(cfg.data_root)
+        tokens = lake.require_manifest("tokens", cfg.run_date, produced_by="tokenize")
+        return cls(cfg, lake, tokens, fingerprint("train", tokens["fingerprint"], cfg.fingerprint("train")))
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.cfg.run_date}-{self.fingerprint[:10]}"
+
+    @property
+    def model_url(self) -> str:
+        return self.lake.model_url(self.model_version)
+
+    def committed(self) -> dict[str, Any] | None:
+        done = storage.read_json(storage.join(self.model_url, "_manifest.json"))
+        return done if done and done.get("fingerprint") == self.fingerprint else None
+
+    def summary(self, manifest: dict[str, Any], skipped: bool) -> dict[str, Any]:
+        return {"stage": "train", "skipped": skipped, "model_version": self.model_version,
+                "model_uri": self.model_url, "metrics": manifest.get("metrics"),
+                "champion_decision": manifest.get("champion_decision")}
+
+    def label_names(self) -> list[str]:
+        labels: list[str] = self.tokens["label_names"]
+        if len(labels) < 2:
+            raise InputDataError(
+                f"train: the labelled rows of run_date={self.cfg.run_date} hold {len(labels)} distinct label(s) "
+                f"{labels}; a classifier needs at least 2 (check ingest.label_column)")
+        return labels
+
+
 def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[str, Any]:
-    lake = Lake(cfg.data_root)
-    tokens = lake.require_manifest("tokens", cfg.run_date, produced_by="tokenize")
-    stage_fp = fingerprint("train", tokens["fingerprint"], cfg.fingerprint("train"))
-    model_version = f"{cfg.run_date}-{stage_fp[:10]}"
-    model_url = lake.model_url(model_version)
-    done = storage.read_json(storage.join(model_url, "_manifest.json"))
-    if done and done.get("fingerprint") == stage_fp:
-        return {"stage": "train", "skipped": True, "model_version": model_version, "model_uri": model_url,
-                "metrics": done["metrics"]}
-    if not tokens["counts"]["trainable_by_split"].get("train"):
+    run = TrainRun.plan(cfg)
+    if (done := run.committed()) is not None:
+        return run.summary(done, skipped=True)
+    if not run.tokens["counts"]["trainable_by_split"].get("train"):
         log.warning("no labelled training rows for run_date=%s: nothing to train, scoring will use the champion",
                     cfg.run_date)
         return {"stage": "train", "skipped": True, "reason": "no labelled training rows", "model_version": None}
-
     dist = Dist.from_env()
     if cfg.train.devices > 1 and not dist.active:
         launch(cfg.model_dump(mode="json"), cfg.train.devices)
-        done = storage.read_json(storage.join(model_url, "_manifest.json")) or {}
-        return {"stage": "train", "skipped": False, "model_version": model_version, "model_uri": model_url,
-                "metrics": done.get("metrics"), "champion_decision": done.get("champion_decision")}
-    labels: list[str] = tokens["label_names"]
-    if len(labels) < 2:
-        raise InputDataError(
-            f"train: the labelled rows of run_date={cfg.run_date} hold {len(labels)} distinct label(s) {labels}; "
-            "a classifier needs at least 2 (check ingest.label_column)"
-        )
-    splits = load_splits(lake, cfg.run_date, tokens)
+        return run.summary(run.committed() or {}, skipped=False)
+
+    labels = run.label_names()
+    splits = load_splits(run.lake, cfg.run_date, run.tokens)
     splits["train"] = subsample(splits["train"], cfg.train.max_train_samples, cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
     device = dist.device(pick_device(cfg.train.device))
-    base_dir = resolve_model_dir(cfg.train.base_model)
-    tokenizer = load_tokenizer(base_dir)
-    model = load_classifier(
-        base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
-        **dropout_overrides(cfg.train),
-    ).to(device)
-    pad_id = tokens["tokenizer"]["pad_token_id"] or 0
-    store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", model_version), writer=dist.is_writer)
+    model, tokenizer = new_classifier(cfg.train, labels, device)
+    pad_id = run.tokens["tokenizer"]["pad_token_id"] or 0
+    store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", run.model_version), writer=dist.is_writer)
     history = fit(model, splits, labels, cfg.train, pad_id, device, store, progress, dist)
     if not dist.is_writer:  # rank 0 evaluates and commits; the others wait for it and stop
         dist.barrier()
-        return {"stage": "train", "skipped": False, "model_version": model_version, "rank": dist.rank}
+        return {"stage": "train", "skipped": False, "model_version": run.model_version, "rank": dist.rank}
     metrics = evaluate_and_calibrate(model, splits, labels, cfg.train, pad_id, device)
-    metrics |= {"model_version": model_version, "label_names": labels, "device": str(device),
+    metrics |= {"model_version": run.model_version, "label_names": labels, "device": str(device),
                 "train": {"rows": len(splits["train"]), **history}}
-    fingerprints = {"data": tokens["inputs"][0], "tokens": tokens["fingerprint"], "tokenizer": tokens["tokenizer"]["hash"],
-                    "train_config": cfg.fingerprint("train")}
+    decide = lambda champion: champion_on_validation(  # noqa: E731
+        run.lake, champion, splits["validation"], labels, run.tokens["tokenizer"]["hash"], cfg.train, pad_id, device)
+    manifest = commit_model(run, model, tokenizer, metrics, decide)
+    store.clear()
+    storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
+    dist.barrier()
+    return run.summary(manifest, skipped=False)
+
+
+def new_classifier(cfg: TrainConfig, labels: list[str], device: torch.device) -> tuple[Any, Any]:
+    """The base model with a fresh classification head for `labels`, and its tokenizer."""
+    base_dir = resolve_model_dir(cfg.base_model)
+    model = load_classifier(
+        base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
+        **dropout_overrides(cfg),
+    ).to(device)
+    return model, load_tokenizer(base_dir)
+
+
+def commit_model(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any],
+                 champion_f1: Callable[[dict[str, Any]], float | None]) -> dict[str, Any]:
+    """Upload the HF folder, decide on the champion, then write the model's _manifest.json (last: the commit)."""
+    cfg, tokens = run.cfg, run.tokens
+    fingerprints = {"data": tokens["inputs"][0], "tokens": tokens["fingerprint"],
+                    "tokenizer": tokens["tokenizer"]["hash"], "train_config": cfg.fingerprint("train")}
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         storage.write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
         storage.write_json_atomic(os.path.join(tmp, "calibration.json"), metrics["calibration"])
         with open(os.path.join(tmp, "README.md"), "w") as card:
-            card.write(model_card(model_version, cfg, metrics, fingerprints))
-        storage.upload_folder(tmp, model_url)
-    decision = promote_if_better(
-        lake, model_version, metrics["validation"].get("macro_f1", 0.0), labels,
-        lambda champion: champion_on_validation(lake, champion, splits["validation"], labels,
-                                                tokens["tokenizer"]["hash"], cfg.train, pad_id, device),
-        cfg.train.champion_tolerance)
-    storage.write_json_atomic(storage.join(model_url, "_manifest.json"), {
-        "fingerprint": stage_fp, "stage": "train", "run_date": cfg.run_date, "inputs": [tokens["fingerprint"]],
+            card.write(model_card(run.model_version, cfg, metrics, fingerprints))
+        storage.upload_folder(tmp, run.model_url)
+    decision = promote_if_better(run.lake, run.model_version, metrics["validation"].get("macro_f1", 0.0),
+                                 metrics["label_names"], champion_f1, cfg.train.champion_tolerance)
+    manifest = {
+        "fingerprint": run.fingerprint, "stage": "train", "run_date": cfg.run_date, "inputs": [tokens["fingerprint"]],
         "config_hash": cfg.fingerprint("train"), "base_model": cfg.train.base_model or "packaged MiniLM",
         "fingerprints": fingerprints, "tokenizer_hash": tokens["tokenizer"]["hash"], "metrics": metrics,
         "champion_decision": decision, "committed_at": utc_now(),
-    })
-    store.clear()
-    storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
-    dist.barrier()
-    return {"stage": "train", "skipped": False, "model_version": model_version, "model_uri": model_url,
-            "metrics": metrics, "champion_decision": decision}
+    }
+    storage.write_json_atomic(storage.join(run.model_url, "_manifest.json"), manifest)
+    return manifest
 
 
 def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
