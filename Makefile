@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_tokenize
 	$(PY) -m benchmarks.bench_dedup
 	$(PY) -m benchmarks.bench_train
+	$(PY) -m benchmarks.bench_score
 
 clean-lake:
 	rm -rf lake
