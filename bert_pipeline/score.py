@@ -9,6 +9,7 @@ run_date with the same model and data does nothing.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import uuid
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
 from bert_pipeline.models import (
-    fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir,
+    fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir, tokenizer_hash,
 )
 from bert_pipeline.tokenize import check_label_columns, encode_texts
 from bert_pipeline.train import collate, pick_device
@@ -61,12 +62,23 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndar
     return batches
 
 
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX512-BF16 in the CPU flags: without them bf16 is emulated and several times slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. auto = bf16 on CUDA devices with native bf16, else fp32."""
+    """The autocast dtype, or None for fp32. auto = bf16 on CUDA devices and CPUs with native bf16, else fp32."""
     if requested == "bf16":
         return torch.bfloat16
-    if requested == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    if requested == "auto":
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+        return torch.bfloat16 if native else None
     return None
 
 
@@ -159,7 +171,11 @@ def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress
     meta = {"model_version": model_version, "model_hash": model_hash, "run_id": run_id or uuid.uuid4().hex,
             "run_date": cfg.run_date}
     file_meta = {FINGERPRINT_KEY: stage_fp, "bert_pipeline.model_version": model_version,
-                 "bert_pipeline.model_hash": model_hash, "bert_pipeline.model_source": cfg.score.model or "champion"}
+                 "bert_pipeline.model_hash": model_hash, "bert_pipeline.model_source": cfg.score.model or "champion",
+                 "bert_pipeline.tokenizer_hash": tokenizer_hash(scorer.tokenizer),
+                 "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": max_length}),
+                 "bert_pipeline.temperature": str(scorer.temperature),
+                 "bert_pipeline.precision": str(scorer.dtype).replace("torch.", "") if scorer.dtype else "fp32"}
     writer = PartitionWriter(folder, stage_fp).begin()
     curated_urls = lake.shard_urls("curated", cfg.run_date, curated)
     rows, scored_now = 0, 0

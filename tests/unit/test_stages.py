@@ -58,6 +58,14 @@ def test_stages_end_to_end_conserve_rows_and_score_every_curated_row(pipeline: t
     assert set(predictions["model_version"]) == {trained["model_version"]}
     assert set(predictions["run_id"]) == {"r1"}
     assert scored["rows"] == curated.height
+    meta = storage.parquet_metadata(lake.shard_urls("predictions", cfg.run_date,
+                                                    lake.read_manifest("predictions", cfg.run_date))[0])
+    assert meta["bert_pipeline.model_version"] == trained["model_version"]
+    from bert_pipeline.score import cpu_has_native_bf16
+
+    assert meta["bert_pipeline.precision"] == ("bfloat16" if cpu_has_native_bf16() else "fp32")
+    assert len(meta["bert_pipeline.tokenizer_hash"]) == 16
+    assert json.loads(meta["bert_pipeline.score_config"])["max_length"] == 64
 
 
 def test_token_shards_hold_compact_ids_and_the_label_map(pipeline: tuple) -> None:
@@ -155,3 +163,16 @@ def test_promotion_rule(tmp_path: Path, new: float, tolerance: float, promoted: 
     decision = promote_if_better(lake, "new", new, ["a", "b"], lambda champion: 0.8, tolerance)
     assert decision["promoted"] is promoted and decision["champion_validation_macro_f1"] == 0.8
     assert storage.read_json(lake.champion_url)["model_version"] == ("new" if promoted else "old")
+
+
+def test_auto_precision_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from bert_pipeline import score
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(score, "cpu_has_native_bf16", lambda: True)
+    assert score.pick_precision("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(score, "cpu_has_native_bf16", lambda: False)
+    assert score.pick_precision("auto", cpu) is None and score.pick_precision("bf16", cpu) is torch.bfloat16
+    assert score.pick_precision("fp32", cpu) is None
