@@ -153,6 +153,7 @@ class ScoreConfig(_Section):
     max_length: int | None = Field(None, ge=8, le=8192, description="empty = tokenize.max_length")
     precision: Precision = "auto"
     device: Device = "auto"
+    force: bool = Field(False, description="rescore a run_date even when its predictions are already committed")
 
 
 class PipelineConfig(_Section):

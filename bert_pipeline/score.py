@@ -164,8 +164,16 @@ def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress
     stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision)
     folder = lake.partition("predictions", cfg.run_date)
     manifest = lake.read_manifest("predictions", cfg.run_date)
-    if manifest_matches(manifest, stage_fp, folder):
+    if manifest_matches(manifest, stage_fp, folder) and not cfg.score.force:
         return {"stage": "score", "skipped": True, "partition": folder, **manifest["counts"]}
+    # Replacing a committed partition (another model, or score.force): build the new one aside and swap it in, so
+    # readers see the old rows or the new ones, never a mix. The staging name is deterministic: a crash resumes it.
+    # A partition of the same fingerprint that lost shards is repaired in place: its other shards are identical.
+    replacing = manifest is not None and (manifest.get("fingerprint") != stage_fp or cfg.score.force)
+    staging = storage.join(cfg.data_root, "predictions", ".staging", f"run_date={cfg.run_date}-{stage_fp[:12]}")
+    if replacing and cfg.score.force and not storage.exists(storage.join(staging, "_started")):
+        storage.remove([staging])  # a forced run recomputes everything, once
+        storage.write_bytes_atomic(storage.join(staging, "_started"), b"")
 
     scorer = Scorer(model_dir, max_length, cfg.score.batch_tokens, cfg.score.precision, cfg.score.device)
     meta = {"model_version": model_version, "model_hash": model_hash, "run_id": run_id or uuid.uuid4().hex,
@@ -176,7 +184,7 @@ def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress
                  "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": max_length}),
                  "bert_pipeline.temperature": str(scorer.temperature),
                  "bert_pipeline.precision": str(scorer.dtype).replace("torch.", "") if scorer.dtype else "fp32"}
-    writer = PartitionWriter(folder, stage_fp).begin()
+    writer = PartitionWriter(staging, stage_fp) if replacing else PartitionWriter(folder, stage_fp).begin()
     curated_urls = lake.shard_urls("curated", cfg.run_date, curated)
     rows, scored_now = 0, 0
     for index, curated_url in enumerate(curated_urls):
@@ -197,4 +205,8 @@ def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress
     counts = {"rows": rows, "scored_this_run": scored_now, "labels": scorer.labels}
     writer.commit(stage="score", run_date=cfg.run_date, inputs=[curated["fingerprint"]], model_version=model_version,
                   model_hash=model_hash, config_hash=cfg.fingerprint("score"), counts=counts)
+    if replacing:
+        storage.remove([storage.join(staging, "_started")])
+        storage.replace_folder(staging, folder)
+        storage.remove_empty_folders(storage.join(cfg.data_root, "predictions", ".staging"))
     return {"stage": "score", "skipped": False, "partition": folder, "model_version": model_version, **counts}

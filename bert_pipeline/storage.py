@@ -138,6 +138,33 @@ def remove_empty_folders(url: str) -> None:
             pass
 
 
+def replace_folder(source: str, target: str) -> None:
+    """Put the folder `source` in place of `target`.
+
+    Local filesystems: two renames (target to a trash folder beside source, source to target), so a reader sees
+    the old folder or the new one, never a mix (for an instant, neither). Object stores have no rename: files are
+    copied over one by one and extra ones deleted; readers there should go through the manifest.
+    """
+    fs, src = filesystem(source)
+    _, dst = filesystem(target)
+    if isinstance(fs, LocalFileSystem):
+        trash = f"{src.rstrip('/')}.trash-{uuid.uuid4().hex}"
+        if os.path.exists(dst):
+            os.rename(dst, trash)
+        os.rename(src, dst)
+        import shutil
+
+        shutil.rmtree(trash, ignore_errors=True)
+        return
+    names = {p[len(src.rstrip("/")) + 1:] for p in fs.find(src)}
+    for name in sorted(names - {"_manifest.json"}) + ["_manifest.json"]:  # the manifest last
+        if name in names:
+            write_bytes_atomic(join(target, name), read_bytes(join(source, name)))
+    remove([join(target, p[len(dst.rstrip("/")) + 1:]) for p in fs.find(dst)
+            if p[len(dst.rstrip("/")) + 1:] not in names])
+    remove([source])
+
+
 def file_identity(url: str) -> dict[str, Any]:
     """What tells whether an input changed between runs: size plus mtime/ETag where the filesystem has one."""
     fs, path = filesystem(url)

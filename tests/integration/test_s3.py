@@ -84,3 +84,9 @@ def test_every_stage_reads_and_writes_s3(s3_endpoint: str, sample_config: dict, 
     assert predictions["doc_id"].n_unique() == predictions.height
     assert fs.exists("bert-lake/nightly/raw/run_date=2026-11-27/_manifest.json")
     assert run_score(cfg, run_id="again")["skipped"]
+    forced = run_score(build_config(cfg.model_dump(), {"score.force": True}), run_id="forced")  # copy-over on S3
+    assert forced["scored_this_run"] == scored["rows"]
+    again = pl.concat([pl.from_arrow(storage.read_parquet(u))
+                       for u in lake.shard_urls("predictions", cfg.run_date, lake.read_manifest("predictions", cfg.run_date))])
+    assert again.height == scored["rows"] and set(again["run_id"]) == {"forced"}
+    assert not fs.exists("bert-lake/nightly/predictions/.staging") or not fs.find("bert-lake/nightly/predictions/.staging")

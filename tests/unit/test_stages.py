@@ -176,3 +176,37 @@ def test_auto_precision_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(score, "cpu_has_native_bf16", lambda: False)
     assert score.pick_precision("auto", cpu) is None and score.pick_precision("bf16", cpu) is torch.bfloat16
     assert score.pick_precision("fp32", cpu) is None
+
+
+def test_forced_and_replacing_runs_swap_the_partition_whole(pipeline: tuple, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from bert_pipeline import score
+
+    cfg, lake, (*_, trained, first) = pipeline
+    folder = Path(lake.partition("predictions", cfg.run_date))
+    forced = run_score(build_config(cfg.model_dump(), {"score.force": True}), run_id="forced")
+    assert forced["scored_this_run"] == forced["rows"] == first["rows"]
+    assert set(read_partition(lake, "predictions", cfg.run_date)["run_id"]) == {"forced"}
+
+    other = build_tiny_model(tmp_path / "other", ["good day", "bad day"] * 50, num_labels=2)
+    replace = build_config(cfg.model_dump(), {"score.model": str(other)})
+    real, calls = score.prediction_table, []
+
+    def crash_on_second_shard(*args, **kwargs):  # noqa: ANN002, ANN003
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed mid-replacement")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score, "prediction_table", crash_on_second_shard)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_score(replace, run_id="b")
+    before = read_partition(lake, "predictions", cfg.run_date)  # readers still see the whole old partition
+    assert set(before["model_version"]) == {trained["model_version"]} and before.height == first["rows"]
+    monkeypatch.setattr(score, "prediction_table", real)
+    done = run_score(replace, run_id="b")
+    after = read_partition(lake, "predictions", cfg.run_date)
+    assert set(after["model_version"]) == {"other"} and after.height == first["rows"] == after["doc_id"].n_unique()
+    assert done["scored_this_run"] < done["rows"]  # the shard finished before the crash was kept
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith("part-")) == ["_manifest.json"]
+    assert not (folder.parent / ".staging").exists()
