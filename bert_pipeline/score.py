@@ -9,6 +9,7 @@ run_date with the same model and data does nothing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import uuid
@@ -153,19 +154,30 @@ def _commit_empty(lake: Lake, cfg: PipelineConfig, curated: dict[str, Any]) -> d
     return {"stage": "score", "skipped": False, "partition": folder, "rows": 0, "scored_this_run": 0}
 
 
-def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+@functools.lru_cache(maxsize=2)
+def cached_scorer(model_ref: str, model_hash: str, max_length: int, batch_tokens: int, precision: str,
+                  device: str) -> Scorer:
+    """One model load per worker process, however many shards it scores (model_hash keys a changed folder anew)."""
+    return Scorer(resolve_model_dir(model_ref, "score.model"), max_length, batch_tokens, precision, device)
+
+
+def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> dict[str, Any]:
+    """What every shard task needs (small, JSON-able); `skipped` when the committed partition already matches."""
     lake = Lake(cfg.data_root)
     curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
+    folder = lake.partition("predictions", cfg.run_date)
     if curated["counts"]["curated_rows"] == 0:  # nothing to score (e.g. a night of duplicates): no model needed
-        return _commit_empty(lake, cfg, curated)
+        return {"skipped": False, "empty": True, "folder": folder}
     model_dir, model_version = resolve_scoring_model(cfg, lake)
     model_hash = folder_content_hash(model_dir)
     max_length = cfg.score.max_length or cfg.tokenize.max_length
     stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision)
-    folder = lake.partition("predictions", cfg.run_date)
     manifest = lake.read_manifest("predictions", cfg.run_date)
+    plan = {"skipped": False, "empty": False, "folder": folder, "fingerprint": stage_fp, "max_length": max_length,
+            "model_ref": cfg.score.model or lake.model_url(model_version), "model_version": model_version,
+            "model_hash": model_hash, "run_id": run_id or uuid.uuid4().hex, "shards": len(curated["outputs"])}
     if manifest_matches(manifest, stage_fp, folder) and not cfg.score.force:
-        return {"stage": "score", "skipped": True, "partition": folder, **manifest["counts"]}
+        return plan | {"skipped": True, "counts": manifest["counts"]}
     # Replacing a committed partition (another model, or score.force): build the new one aside and swap it in, so
     # readers see the old rows or the new ones, never a mix. The staging name is deterministic: a crash resumes it.
     # A partition of the same fingerprint that lost shards is repaired in place: its other shards are identical.
@@ -174,39 +186,67 @@ def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress
     if replacing and cfg.score.force and not storage.exists(storage.join(staging, "_started")):
         storage.remove([staging])  # a forced run recomputes everything, once
         storage.write_bytes_atomic(storage.join(staging, "_started"), b"")
+    if not replacing:
+        PartitionWriter(folder, stage_fp).begin()
+    return plan | {"replacing": replacing, "target": staging if replacing else folder}
 
-    scorer = Scorer(model_dir, max_length, cfg.score.batch_tokens, cfg.score.precision, cfg.score.device)
-    meta = {"model_version": model_version, "model_hash": model_hash, "run_id": run_id or uuid.uuid4().hex,
-            "run_date": cfg.run_date}
-    file_meta = {FINGERPRINT_KEY: stage_fp, "bert_pipeline.model_version": model_version,
-                 "bert_pipeline.model_hash": model_hash, "bert_pipeline.model_source": cfg.score.model or "champion",
+
+def score_shard(cfg: PipelineConfig, plan: dict[str, Any], index: int) -> dict[str, int]:
+    """Score curated shard `index` into the plan's target folder, unless that shard is already there."""
+    url = storage.join(plan["target"], shard_name(index))
+    if _shard_done(url, plan["fingerprint"]):
+        return {"rows": storage.parquet_rows(url), "scored": 0}
+    lake = Lake(cfg.data_root)
+    curated_url = lake.shard_urls("curated", cfg.run_date, lake.require_manifest("curated", cfg.run_date, "curate"))[index]
+    scorer = cached_scorer(plan["model_ref"], plan["model_hash"], plan["max_length"], cfg.score.batch_tokens,
+                           cfg.score.precision, cfg.score.device)
+    meta = {k: plan[k] for k in ("model_version", "model_hash", "run_id")} | {"run_date": cfg.run_date}
+    file_meta = {FINGERPRINT_KEY: plan["fingerprint"], "bert_pipeline.model_version": plan["model_version"],
+                 "bert_pipeline.model_hash": plan["model_hash"], "bert_pipeline.model_source": cfg.score.model or "champion",
                  "bert_pipeline.tokenizer_hash": tokenizer_hash(scorer.tokenizer),
-                 "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": max_length}),
+                 "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": plan["max_length"]}),
                  "bert_pipeline.temperature": str(scorer.temperature),
                  "bert_pipeline.precision": str(scorer.dtype).replace("torch.", "") if scorer.dtype else "fp32"}
-    writer = PartitionWriter(staging, stage_fp) if replacing else PartitionWriter(folder, stage_fp).begin()
-    curated_urls = lake.shard_urls("curated", cfg.run_date, curated)
-    rows, scored_now = 0, 0
-    for index, curated_url in enumerate(curated_urls):
-        url = writer.add(shard_name(index))
-        if _shard_done(url, stage_fp):
-            rows += storage.read_parquet(url, columns=["doc_id"]).num_rows
-            continue
-        shard = pl.from_arrow(storage.read_parquet(curated_url, columns=["doc_id", "text"]))
-        table = prediction_table(scorer, shard, meta)  # type: ignore[arg-type]
-        storage.write_parquet_atomic(url, table, file_meta)
-        rows += table.num_rows
-        scored_now += table.num_rows
-        if progress:
-            progress(f"scored shard {index + 1}/{len(curated_urls)} ({rows} rows)")
-    expected = curated["counts"]["curated_rows"]
-    if rows != expected:
-        raise LakeStateError(f"predictions hold {rows} rows but curated has {expected}; not committing")
-    counts = {"rows": rows, "scored_this_run": scored_now, "labels": scorer.labels}
-    writer.commit(stage="score", run_date=cfg.run_date, inputs=[curated["fingerprint"]], model_version=model_version,
-                  model_hash=model_hash, config_hash=cfg.fingerprint("score"), counts=counts)
-    if replacing:
-        storage.remove([storage.join(staging, "_started")])
-        storage.replace_folder(staging, folder)
+    shard = pl.from_arrow(storage.read_parquet(curated_url, columns=["doc_id", "text"]))
+    table = prediction_table(scorer, shard, meta)  # type: ignore[arg-type]
+    storage.write_parquet_atomic(url, table, file_meta)
+    return {"rows": table.num_rows, "scored": table.num_rows}
+
+
+def commit_score(cfg: PipelineConfig, plan: dict[str, Any], shard_results: list[dict[str, int]]) -> dict[str, Any]:
+    """Check every curated row is scored exactly once, write the manifest, swap a replacement in."""
+    lake = Lake(cfg.data_root)
+    curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
+    rows = sum(r["rows"] for r in shard_results)
+    if rows != curated["counts"]["curated_rows"]:
+        raise LakeStateError(f"predictions hold {rows} rows but curated has {curated['counts']['curated_rows']}; "
+                             "not committing")
+    scorer = cached_scorer(plan["model_ref"], plan["model_hash"], plan["max_length"], cfg.score.batch_tokens,
+                           cfg.score.precision, cfg.score.device)
+    counts = {"rows": rows, "scored_this_run": sum(r["scored"] for r in shard_results), "labels": scorer.labels}
+    writer = PartitionWriter(plan["target"], plan["fingerprint"], outputs=[shard_name(i) for i in range(plan["shards"])])
+    writer.commit(stage="score", run_date=cfg.run_date, inputs=[curated["fingerprint"]],
+                  model_version=plan["model_version"], model_hash=plan["model_hash"],
+                  config_hash=cfg.fingerprint("score"), counts=counts)
+    if plan["replacing"]:
+        storage.remove([storage.join(plan["target"], "_started")])
+        storage.replace_folder(plan["target"], plan["folder"])
         storage.remove_empty_folders(storage.join(cfg.data_root, "predictions", ".staging"))
-    return {"stage": "score", "skipped": False, "partition": folder, "model_version": model_version, **counts}
+    return {"stage": "score", "skipped": False, "partition": plan["folder"], "model_version": plan["model_version"],
+            **counts}
+
+
+def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """All shards in this process, in order (the Prefect flow maps `score_shard` instead)."""
+    plan = plan_score(cfg, run_id)
+    if plan["empty"]:
+        return _commit_empty(Lake(cfg.data_root), cfg,
+                             Lake(cfg.data_root).require_manifest("curated", cfg.run_date, "curate"))
+    if plan["skipped"]:
+        return {"stage": "score", "skipped": True, "partition": plan["folder"], **plan["counts"]}
+    results = []
+    for index in range(plan["shards"]):
+        results.append(score_shard(cfg, plan, index))
+        if progress:
+            progress(f"scored shard {index + 1}/{plan['shards']} ({sum(r['rows'] for r in results)} rows)")
+    return commit_score(cfg, plan, results)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from bert_pipeline.config import load_config
 from bert_pipeline.models import preflight
 from tasks.stages import (
     curate_begin_task, curate_cluster_task, curate_commit_task, curate_finish_task, curate_prepare_task,
-    curate_skipped_task, ingest_task, score_task, tokenize_task, train_task,
+    curate_skipped_task, ingest_task, score_commit_task, score_done_task, score_plan_task, score_shard_task,
+    tokenize_task, train_task,
 )
 
 
@@ -44,7 +46,6 @@ def _stage(stage: str, task: Any) -> Callable[..., dict[str, Any]]:
 ingest_flow = _stage("ingest", ingest_task)
 tokenize_flow = _stage("tokenize", tokenize_task)
 train_flow = _stage("train", train_task)
-score_flow = _stage("score", score_task)
 
 
 @flow(name="bert-curate", flow_run_name=run_name("curate"), validate_parameters=True)
@@ -59,3 +60,19 @@ def curate_flow(config: str | None = None, overrides: dict[str, Any] | None = No
     clustered = curate_cluster_task.submit(data, fp, plan["shards"], wait_for=prepared)
     finished = curate_finish_task.map(unmapped(data), shards, unmapped(fp), wait_for=[clustered])
     return curate_commit_task(data, fp, plan["shards"], wait_for=finished)
+
+
+# One shard at a time per process: the model is loaded once and uses every core; more parallelism comes from more
+# workers (a Dask cluster), not from threads sharing one model.
+@flow(name="bert-score", flow_run_name=run_name("score"), validate_parameters=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=1))
+def score_flow(config: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """bert-pipeline score stage: plan, score each curated shard, commit (or swap in a replacement)."""
+    cfg = load_config(config, overrides)
+    preflight(cfg, ["score"])
+    data = cfg.model_dump(mode="json")
+    plan = score_plan_task(data)
+    if plan["empty"] or plan["skipped"]:
+        return score_done_task(data, plan)
+    results = score_shard_task.map(unmapped(data), unmapped(plan), list(range(plan["shards"])))
+    return score_commit_task(data, plan, results)

@@ -13,7 +13,7 @@ from bert_pipeline.config import PipelineConfig
 from bert_pipeline import curate
 from bert_pipeline.errors import is_transient
 from bert_pipeline.ingest import run_ingest
-from bert_pipeline.score import run_score
+from bert_pipeline import score
 from bert_pipeline.tokenize import run_tokenize
 from bert_pipeline.train import run_train
 from tasks.reporting import publish_summary
@@ -78,8 +78,29 @@ def train_task(config: dict[str, Any]) -> dict[str, Any]:
     return publish_summary(run_train(PipelineConfig.model_validate(config), progress=log.info))
 
 
-@task(name="score", tags=["gpu"], **RETRIES)
-def score_task(config: dict[str, Any]) -> dict[str, Any]:
-    log = get_run_logger()
-    run_id = str(flow_run.id or "") or None
-    return publish_summary(run_score(PipelineConfig.model_validate(config), run_id=run_id, progress=log.info))
+# score is planned once, mapped over shards (one model load per worker process), then committed
+@task(name="score-plan", **RETRIES)
+def score_plan_task(config: dict[str, Any]) -> dict[str, Any]:
+    return score.plan_score(PipelineConfig.model_validate(config), run_id=str(flow_run.id or "") or None)
+
+
+@task(name="score-shard", tags=["gpu"], **RETRIES)
+def score_shard_task(config: dict[str, Any], plan: dict[str, Any], shard: int) -> dict[str, int]:
+    result = score.score_shard(PipelineConfig.model_validate(config), plan, shard)
+    get_run_logger().info("shard %d/%d: %d rows (%d scored now)", shard + 1, plan["shards"], result["rows"],
+                          result["scored"])
+    return result
+
+
+@task(name="score-commit", **RETRIES)
+def score_commit_task(config: dict[str, Any], plan: dict[str, Any], results: list[dict[str, int]]) -> dict[str, Any]:
+    return publish_summary(score.commit_score(PipelineConfig.model_validate(config), plan, results))
+
+
+@task(name="score-done")
+def score_done_task(config: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    """A run_date with nothing to do: no curated rows, or predictions already committed for this model."""
+    cfg = PipelineConfig.model_validate(config)
+    if plan["empty"]:
+        return publish_summary(score.run_score(cfg))
+    return publish_summary({"stage": "score", "skipped": True, "partition": plan["folder"], **plan["counts"]})

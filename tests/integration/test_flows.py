@@ -65,6 +65,10 @@ def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path
     assert len(curated["outputs"]) == 4  # 303 rows in shards of 100: curate mapped its steps over 4 shards
     assert curated["counts"]["raw_rows"] == curated["counts"]["curated_rows"] + curated["counts"]["rejected_rows"]
     assert not Path(sample_config["data_root"], "_work").exists()
+    with get_client(sync_client=True) as client:  # the score flow mapped one task per shard
+        shard_runs = [r for r in client.read_task_runs() if r.name.startswith("score-shard")]
+    assert len(shard_runs) >= 4 and lake.read_manifest("predictions", "2026-11-26")["outputs"] == [
+        f"part-{i:05d}.parquet" for i in range(4)]
     before = _partition(lake, "predictions", "2026-11-26")
     assert score_flow(config=config)["skipped"] is True
     forced = score_flow(config=config, overrides={"score.batch_tokens": 512})  # same model + data: still skipped
