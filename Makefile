@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_dedup
 	$(PY) -m benchmarks.bench_train
 	$(PY) -m benchmarks.bench_score
+	$(PY) -m benchmarks.bench_score_memory
 
 clean-lake:
 	rm -rf lake

@@ -8,8 +8,10 @@ run_date with the same model and data does nothing.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import functools
+import gc
 import json
 import os
 import uuid
@@ -210,7 +212,20 @@ def score_shard(cfg: PipelineConfig, plan: dict[str, Any], index: int) -> dict[s
     shard = pl.from_arrow(storage.read_parquet(curated_url, columns=["doc_id", "text"]))
     table = prediction_table(scorer, shard, meta)  # type: ignore[arg-type]
     storage.write_parquet_atomic(url, table, file_meta)
-    return {"rows": table.num_rows, "scored": table.num_rows}
+    rows = table.num_rows
+    del shard, table
+    release_memory()
+    return {"rows": rows, "scored": rows}
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS between shards, so peak RSS follows the shard size, not the corpus size."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def commit_score(cfg: PipelineConfig, plan: dict[str, Any], shard_results: list[dict[str, int]]) -> dict[str, Any]:
