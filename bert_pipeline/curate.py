@@ -35,11 +35,12 @@ from bert_pipeline.clean import clean_frame
 from bert_pipeline.config import CurateConfig, PipelineConfig
 from bert_pipeline.dedup import TextLoader, cluster_documents, texts_bands
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
+from bert_pipeline.lake import (
+    SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches, shard_name,
+)
 from bert_pipeline.neardup import NearDupParams
 
 REASONS = ("empty", "too_short", "too_long", "low_alpha", "repetitive", "exact_duplicate", "near_duplicate")
-FINGERPRINT_KEY = "bert_pipeline.fingerprint"
 
 CURATED_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
@@ -196,16 +197,9 @@ class CurateLake:
         return texts
 
 
-def _done(url: str, stage_fp: str) -> bool:
-    try:
-        return storage.parquet_metadata(url).get(FINGERPRINT_KEY) == stage_fp
-    except (FileNotFoundError, pa.ArrowInvalid, OSError):
-        return False
-
-
 def _write(url: str, frame: pl.DataFrame | pa.Table, stage_fp: str, schema: pa.Schema | None = None) -> None:
     table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
-    storage.write_parquet_atomic(url, table.cast(schema) if schema else table, {FINGERPRINT_KEY: stage_fp})
+    storage.write_parquet_atomic(url, table.cast(schema) if schema else table, {SHARD_FINGERPRINT: stage_fp})
 
 
 def begin(cfg: PipelineConfig) -> CuratePlan:
@@ -224,7 +218,7 @@ def begin(cfg: PipelineConfig) -> CuratePlan:
 def prepare_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
     cl = CurateLake(cfg)
     clean_url, bands_url = cl.work_url("clean", index), cl.work_url("bands", index)
-    if _done(clean_url, stage_fp) and _done(bands_url, stage_fp):
+    if shard_matches(clean_url, stage_fp) and shard_matches(bands_url, stage_fp):
         return index
     raw = pl.from_arrow(storage.read_parquet(cl.raw_urls()[index]))
     cleaned, candidates = prepare_frame(raw, cfg.curate, shard_name(index))  # type: ignore[arg-type]
@@ -236,7 +230,7 @@ def prepare_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
 def cluster(cfg: PipelineConfig, stage_fp: str, shards: int) -> int:
     cl = CurateLake(cfg)
     url = cl.work_url("clusters.parquet")
-    if _done(url, stage_fp):
+    if shard_matches(url, stage_fp):
         return shards
     candidates = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), CANDIDATE_COLUMNS))
                             for i in range(shards)])  # type: ignore[misc]
@@ -251,7 +245,7 @@ def finish_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
     cl = CurateLake(cfg)
     curated_url = storage.join(cl.folders["curated"], shard_name(index))
     rejects_url = storage.join(cl.folders["rejects"], shard_name(index))
-    if _done(curated_url, stage_fp) and _done(rejects_url, stage_fp):
+    if shard_matches(curated_url, stage_fp) and shard_matches(rejects_url, stage_fp):
         return index
     cleaned = pl.from_arrow(storage.read_parquet(cl.work_url("clean", index)))
     clusters = pl.from_arrow(storage.read_parquet(cl.work_url("clusters.parquet")))

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from bert_pipeline import __version__, storage
 from bert_pipeline.errors import LakeStateError
 
@@ -93,6 +95,20 @@ class Lake:
     @property
     def champion_url(self) -> str:
         return storage.join(self.models, "_champion.json")
+
+
+SHARD_FINGERPRINT = "bert_pipeline.fingerprint"  # file-metadata key: which stage run wrote a shard
+
+
+def shard_matches(url: str, stage_fp: str) -> bool:
+    """True when the shard at url (parquet or Arrow IPC) exists whole and was written by this stage fingerprint.
+
+    Reads only the file's footer/schema; a torn or missing file is simply not done.
+    """
+    try:
+        return storage.file_metadata(url).get(SHARD_FINGERPRINT) == stage_fp
+    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+        return False
 
 
 def manifest_matches(manifest: dict[str, Any] | None, expected_fingerprint: str, folder: str) -> bool:

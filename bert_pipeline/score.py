@@ -25,14 +25,15 @@ import torch
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
+from bert_pipeline.lake import (
+    SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches, shard_name,
+)
 from bert_pipeline.models import (
     fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir, tokenizer_hash,
 )
 from bert_pipeline.tokenize import check_label_columns, encode_texts
 from bert_pipeline.train import collate, pick_device
 
-FINGERPRINT_KEY = "bert_pipeline.fingerprint"
 Progress = Callable[[str], None]
 
 
@@ -139,13 +140,6 @@ def prediction_table(scorer: Scorer, curated: pl.DataFrame, meta: dict[str, str]
     return pa.table(columns)
 
 
-def _shard_done(url: str, stage_fp: str) -> bool:
-    try:
-        return storage.parquet_metadata(url).get(FINGERPRINT_KEY) == stage_fp
-    except (FileNotFoundError, pa.ArrowInvalid, OSError):
-        return False
-
-
 def _commit_empty(lake: Lake, cfg: PipelineConfig, curated: dict[str, Any]) -> dict[str, Any]:
     folder = lake.partition("predictions", cfg.run_date)
     stage_fp = fingerprint("score", curated["fingerprint"], "no rows")
@@ -196,14 +190,14 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> dict[str, Any]
 def score_shard(cfg: PipelineConfig, plan: dict[str, Any], index: int) -> dict[str, int]:
     """Score curated shard `index` into the plan's target folder, unless that shard is already there."""
     url = storage.join(plan["target"], shard_name(index))
-    if _shard_done(url, plan["fingerprint"]):
+    if shard_matches(url, plan["fingerprint"]):
         return {"rows": storage.parquet_rows(url), "scored": 0}
     lake = Lake(cfg.data_root)
     curated_url = lake.shard_urls("curated", cfg.run_date, lake.require_manifest("curated", cfg.run_date, "curate"))[index]
     scorer = cached_scorer(plan["model_ref"], plan["model_hash"], plan["max_length"], cfg.score.batch_tokens,
                            cfg.score.precision, cfg.score.device)
     meta = {k: plan[k] for k in ("model_version", "model_hash", "run_id")} | {"run_date": cfg.run_date}
-    file_meta = {FINGERPRINT_KEY: plan["fingerprint"], "bert_pipeline.model_version": plan["model_version"],
+    file_meta = {SHARD_FINGERPRINT: plan["fingerprint"], "bert_pipeline.model_version": plan["model_version"],
                  "bert_pipeline.model_hash": plan["model_hash"], "bert_pipeline.model_source": cfg.score.model or "champion",
                  "bert_pipeline.tokenizer_hash": tokenizer_hash(scorer.tokenizer),
                  "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": plan["max_length"]}),

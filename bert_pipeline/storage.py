@@ -202,6 +202,16 @@ def parquet_metadata(url: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+def file_metadata(url: str) -> dict[str, str]:
+    """Schema metadata of a parquet or Arrow IPC file, read from its footer only."""
+    if not url.endswith(".arrow"):
+        return parquet_metadata(url)
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as handle:
+        raw = pa.ipc.open_file(handle).schema.metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
 def download_folder(url: str, local_dir: str) -> str:
     """Copy a (small) remote folder such as a model to local_dir; local folders are returned as they are.
 

@@ -19,10 +19,11 @@ import pyarrow as pa
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches
+from bert_pipeline.lake import (
+    SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches,
+)
 from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
 
-FINGERPRINT_KEY = "bert_pipeline.fingerprint"
 HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
 
@@ -97,16 +98,6 @@ def read_arrow(url: str, columns: list[str] | None = None) -> pa.Table:
     return table.select(columns) if columns else table
 
 
-def _shard_done(url: str, stage_fp: str) -> bool:
-    if not storage.exists(url):
-        return False
-    try:
-        reader = pa.ipc.open_file(pa.BufferReader(storage.read_bytes(url)))
-    except pa.ArrowInvalid:  # a torn file from a crash: redo it
-        return False
-    return (reader.schema.metadata or {}).get(FINGERPRINT_KEY.encode()) == stage_fp.encode()
-
-
 def _summarise(tables: list[pa.Table]) -> dict[str, Any]:
     lengths = np.concatenate([t["length"].to_numpy() for t in tables]) if tables else np.zeros(0, np.int32)
     frames = [pl.from_arrow(t.select(["label_id", "split", "truncated"])) for t in tables]
@@ -144,13 +135,13 @@ def run_tokenize(cfg: PipelineConfig) -> dict[str, Any]:
         # curated shard i becomes token shards part-iiiii-jjj.arrow of at most tokenize.shard_rows rows each
         pieces = max(1, math.ceil(storage.parquet_rows(curated_url) / size))
         urls = [writer.add(f"part-{index:05d}-{piece:03d}.arrow") for piece in range(pieces)]
-        if all(_shard_done(url, stage_fp) for url in urls):
+        if all(shard_matches(url, stage_fp) for url in urls):
             tables += [read_arrow(url, ["length", "label_id", "split", "truncated"]) for url in urls]
             continue
         curated = pl.from_arrow(storage.read_parquet(curated_url))
         table = token_table(curated, encoder, labels, cfg.tokenize.batch_size)  # type: ignore[arg-type]
         for piece, url in enumerate(urls):
-            write_arrow_atomic(url, table.slice(piece * size, size), {FINGERPRINT_KEY: stage_fp})
+            write_arrow_atomic(url, table.slice(piece * size, size), {SHARD_FINGERPRINT: stage_fp})
         tables.append(table)
     counts = _summarise(tables)
     writer.commit(
