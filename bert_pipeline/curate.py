@@ -38,7 +38,7 @@ from bert_pipeline.errors import LakeStateError
 from bert_pipeline.lake import (
     SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches, shard_name,
 )
-from bert_pipeline.neardup import NearDupParams
+from bert_pipeline.neardup import NearDupParams, normal_form
 
 REASONS = ("empty", "too_short", "too_long", "low_alpha", "repetitive", "exact_duplicate", "near_duplicate")
 
@@ -158,43 +158,46 @@ class CurateLake:
     def work_url(self, kind: str, index: int | None = None) -> str:
         return storage.join(self.work, kind, shard_name(index)) if index is not None else storage.join(self.work, kind)
 
-    def earlier_index(self) -> tuple[pl.DataFrame, list[str]]:
-        """Index rows of every committed night before this run_date built with the same near-dup parameters."""
+    def earlier_manifests(self) -> dict[str, dict[str, Any]]:
+        """run_date -> index manifest, for every committed night before this one built with the same parameters.
+
+        Only manifests: the fingerprint and the counts need no index rows; `earlier_index` reads those, once.
+        """
         if not self.cfg.curate.dedup_across_nights:
-            return empty_index(), []
+            return {}
         params = index_params(self.cfg.curate)
-        frames, fingerprints = [], []
+        found = {}
         for date in self.lake.run_dates("dedup_index"):
             manifest = self.lake.read_manifest("dedup_index", date)
-            if date >= self.run_date or not manifest or manifest.get("near_dup_params") != params:
-                continue
-            fingerprints.append(manifest["fingerprint"])
-            frames += [pl.from_arrow(storage.read_parquet(u)) for u in self.lake.shard_urls("dedup_index", date, manifest)]
-        return (pl.concat(frames) if frames else empty_index()), fingerprints  # type: ignore[return-value]
+            if date < self.run_date and manifest and manifest.get("near_dup_params") == params:
+                found[date] = manifest
+        return found
+
+    def earlier_index(self) -> pl.DataFrame:
+        """The index rows (keys, labels, LSH bands) of the earlier nights."""
+        frames = [pl.from_arrow(storage.read_parquet(url)) for date, manifest in self.earlier_manifests().items()
+                  for url in self.lake.shard_urls("dedup_index", date, manifest)]
+        return pl.concat(frames) if frames else empty_index()  # type: ignore[return-value]
 
     def load_tonight(self, rows: pl.DataFrame) -> dict[str, str]:
-        return self._load(rows, lambda shard: (self.work_url("clean", int(shard[5:10])), "norm"))
+        """Normal forms of tonight's candidates, from the clean shards that hold them."""
+        return _column_of(rows, ["shard"], lambda shard: storage.join(self.work, "clean", shard), "norm")
 
     def load_earlier(self, rows: pl.DataFrame) -> dict[str, str]:
         """Reads only the curated shards that hold the candidates, and only their doc_id and text columns."""
-        from bert_pipeline.neardup import normal_form
+        texts = _column_of(rows, ["run_date", "shard"],
+                           lambda date, shard: storage.join(self.lake.partition("curated", date), shard), "text")
+        return {doc_id: normal_form(text) for doc_id, text in texts.items()}
 
-        texts: dict[str, str] = {}
-        for (date, shard), group in rows.group_by(["run_date", "shard"]):
-            url = storage.join(self.lake.partition("curated", str(date)), str(shard))
-            frame = pl.from_arrow(storage.read_parquet(url, columns=["doc_id", "text"]))
-            wanted = frame.filter(pl.col("doc_id").is_in(group["doc_id"].to_list()))  # type: ignore[union-attr]
-            texts.update({d: normal_form(t) for d, t in wanted.iter_rows()})
-        return texts
 
-    def _load(self, rows: pl.DataFrame, locate: Any) -> dict[str, str]:
-        texts: dict[str, str] = {}
-        for (shard,), group in rows.group_by(["shard"]):
-            url, column = locate(str(shard))
-            frame = pl.from_arrow(storage.read_parquet(url, columns=["doc_id", column]))
-            wanted = frame.filter(pl.col("doc_id").is_in(group["doc_id"].to_list()))  # type: ignore[union-attr]
-            texts.update(dict(wanted.iter_rows()))
-        return texts
+def _column_of(rows: pl.DataFrame, by: list[str], url_of: Any, column: str) -> dict[str, str]:
+    """{doc_id: column} for `rows`, reading each shard named by the `by` columns once, two columns only."""
+    values: dict[str, str] = {}
+    for key, group in rows.group_by(by):
+        frame = pl.from_arrow(storage.read_parquet(url_of(*map(str, key)), columns=["doc_id", column]))
+        wanted = frame.filter(pl.col("doc_id").is_in(group["doc_id"].to_list()))  # type: ignore[union-attr]
+        values.update(dict(wanted.iter_rows()))
+    return values
 
 
 def _write(url: str, frame: pl.DataFrame | pa.Table, stage_fp: str, schema: pa.Schema | None = None) -> None:
@@ -205,7 +208,7 @@ def _write(url: str, frame: pl.DataFrame | pa.Table, stage_fp: str, schema: pa.S
 def begin(cfg: PipelineConfig) -> CuratePlan:
     cl = CurateLake(cfg)
     raw_manifest = cl.lake.require_manifest("raw", cfg.run_date, produced_by="ingest")
-    _, earlier_fps = cl.earlier_index()
+    earlier_fps = [m["fingerprint"] for m in cl.earlier_manifests().values()]
     stage_fp = fingerprint("curate", raw_manifest["fingerprint"], cfg.fingerprint("curate"), earlier_fps)
     shards = len(raw_manifest["outputs"])
     if all(manifest_matches(cl.lake.read_manifest(a, cfg.run_date), stage_fp, f) for a, f in cl.folders.items()):
@@ -234,8 +237,7 @@ def cluster(cfg: PipelineConfig, stage_fp: str, shards: int) -> int:
         return shards
     candidates = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), CANDIDATE_COLUMNS))
                             for i in range(shards)])  # type: ignore[misc]
-    earlier, _ = cl.earlier_index()
-    clusters = cluster_documents(candidates, earlier, cl.load_tonight, cl.load_earlier,  # type: ignore[arg-type]
+    clusters = cluster_documents(candidates, cl.earlier_index(), cl.load_tonight, cl.load_earlier,  # type: ignore[arg-type]
                                  near_dup_params(cfg.curate), near=cfg.curate.near_dedup)
     _write(url, clusters, stage_fp)
     return shards
@@ -269,12 +271,13 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
     if curated.height + reasons.height != raw_rows:
         raise LakeStateError(f"conservation broken for run_date={cfg.run_date}: raw {raw_rows} != curated "
                              f"{curated.height} + rejected {reasons.height}; not committing")
-    earlier, earlier_fps = cl.earlier_index()
+    earlier = cl.earlier_manifests()
+    earlier_fps = [m["fingerprint"] for m in earlier.values()]
     counts = {
         "raw_rows": raw_rows, "curated_rows": curated.height, "rejected_rows": reasons.height,
         "rejected_by_reason": {r: 0 for r in REASONS} | dict(reasons["reason"].value_counts().iter_rows()),
         "label_conflicts": int(curated["label_conflict"].sum()),
-        "earlier_documents_indexed": earlier.height,
+        "earlier_documents_indexed": sum(m["counts"]["curated_rows"] for m in earlier.values()),
         "splits": dict(curated["split"].value_counts().iter_rows()),
     }
     common = dict(stage="curate", run_date=cfg.run_date, inputs=[raw_manifest["fingerprint"], *earlier_fps],
