@@ -92,6 +92,7 @@ class Scorer:
     def __init__(self, model_dir: str, max_length: int, batch_tokens: int, precision: str, device: str) -> None:
         self.device = pick_device(device)
         self.tokenizer = load_tokenizer(model_dir)
+        self.tokenizer_hash = tokenizer_hash(self.tokenizer)
         self.encoder = fast_encoder(self.tokenizer, max_length)
         self.model = load_classifier(model_dir).to(self.device).eval()
         self.dtype = pick_precision(precision, self.device)
@@ -140,14 +141,23 @@ def prediction_table(scorer: Scorer, curated: pl.DataFrame, meta: dict[str, str]
     return pa.table(columns)
 
 
-def _commit_empty(lake: Lake, cfg: PipelineConfig, curated: dict[str, Any]) -> dict[str, Any]:
-    folder = lake.partition("predictions", cfg.run_date)
-    stage_fp = fingerprint("score", curated["fingerprint"], "no rows")
-    if not manifest_matches(lake.read_manifest("predictions", cfg.run_date), stage_fp, folder):
+def commit_empty(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Any]:
+    """A run_date with no curated rows (e.g. a night of duplicates): an empty, committed partition, no model needed."""
+    folder = plan["folder"]
+    stage_fp = fingerprint("score", plan["curated_fingerprint"], "no rows")
+    if not manifest_matches(Lake(cfg.data_root).read_manifest("predictions", cfg.run_date), stage_fp, folder):
         PartitionWriter(folder, stage_fp).begin().commit(
-            stage="score", run_date=cfg.run_date, inputs=[curated["fingerprint"]], model_version=None,
+            stage="score", run_date=cfg.run_date, inputs=[plan["curated_fingerprint"]], model_version=None,
             counts={"rows": 0, "scored_this_run": 0, "labels": []})
     return {"stage": "score", "skipped": False, "partition": folder, "rows": 0, "scored_this_run": 0}
+
+
+def model_labels(model_dir: str) -> list[str]:
+    """The classifier's labels in id order, from its config alone (no weights loaded)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
 
 
 @functools.lru_cache(maxsize=2)
@@ -162,16 +172,20 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> dict[str, Any]
     lake = Lake(cfg.data_root)
     curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     folder = lake.partition("predictions", cfg.run_date)
-    if curated["counts"]["curated_rows"] == 0:  # nothing to score (e.g. a night of duplicates): no model needed
-        return {"skipped": False, "empty": True, "folder": folder}
+    source = {"folder": folder, "curated_fingerprint": curated["fingerprint"],
+              "curated_rows": curated["counts"]["curated_rows"],
+              "curated_urls": lake.shard_urls("curated", cfg.run_date, curated)}
+    if source["curated_rows"] == 0:  # nothing to score (e.g. a night of duplicates): no model needed
+        return source | {"skipped": False, "empty": True}
     model_dir, model_version = resolve_scoring_model(cfg, lake)
     model_hash = folder_content_hash(model_dir)
     max_length = cfg.score.max_length or cfg.tokenize.max_length
     stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision)
     manifest = lake.read_manifest("predictions", cfg.run_date)
-    plan = {"skipped": False, "empty": False, "folder": folder, "fingerprint": stage_fp, "max_length": max_length,
-            "model_ref": cfg.score.model or lake.model_url(model_version), "model_version": model_version,
-            "model_hash": model_hash, "run_id": run_id or uuid.uuid4().hex, "shards": len(curated["outputs"])}
+    plan = source | {"skipped": False, "empty": False, "fingerprint": stage_fp, "max_length": max_length,
+                     "model_ref": cfg.score.model or lake.model_url(model_version), "model_version": model_version,
+                     "model_hash": model_hash, "labels": model_labels(model_dir), "run_id": run_id or uuid.uuid4().hex,
+                     "shards": len(source["curated_urls"])}
     if manifest_matches(manifest, stage_fp, folder) and not cfg.score.force:
         return plan | {"skipped": True, "counts": manifest["counts"]}
     # Replacing a committed partition (another model, or score.force): build the new one aside and swap it in, so
@@ -192,18 +206,16 @@ def score_shard(cfg: PipelineConfig, plan: dict[str, Any], index: int) -> dict[s
     url = storage.join(plan["target"], shard_name(index))
     if shard_matches(url, plan["fingerprint"]):
         return {"rows": storage.parquet_rows(url), "scored": 0}
-    lake = Lake(cfg.data_root)
-    curated_url = lake.shard_urls("curated", cfg.run_date, lake.require_manifest("curated", cfg.run_date, "curate"))[index]
     scorer = cached_scorer(plan["model_ref"], plan["model_hash"], plan["max_length"], cfg.score.batch_tokens,
                            cfg.score.precision, cfg.score.device)
     meta = {k: plan[k] for k in ("model_version", "model_hash", "run_id")} | {"run_date": cfg.run_date}
     file_meta = {SHARD_FINGERPRINT: plan["fingerprint"], "bert_pipeline.model_version": plan["model_version"],
                  "bert_pipeline.model_hash": plan["model_hash"], "bert_pipeline.model_source": cfg.score.model or "champion",
-                 "bert_pipeline.tokenizer_hash": tokenizer_hash(scorer.tokenizer),
+                 "bert_pipeline.tokenizer_hash": scorer.tokenizer_hash,
                  "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": plan["max_length"]}),
                  "bert_pipeline.temperature": str(scorer.temperature),
                  "bert_pipeline.precision": str(scorer.dtype).replace("torch.", "") if scorer.dtype else "fp32"}
-    shard = pl.from_arrow(storage.read_parquet(curated_url, columns=["doc_id", "text"]))
+    shard = pl.from_arrow(storage.read_parquet(plan["curated_urls"][index], columns=["doc_id", "text"]))
     table = prediction_table(scorer, shard, meta)  # type: ignore[arg-type]
     storage.write_parquet_atomic(url, table, file_meta)
     rows = table.num_rows
@@ -224,17 +236,12 @@ def release_memory() -> None:
 
 def commit_score(cfg: PipelineConfig, plan: dict[str, Any], shard_results: list[dict[str, int]]) -> dict[str, Any]:
     """Check every curated row is scored exactly once, write the manifest, swap a replacement in."""
-    lake = Lake(cfg.data_root)
-    curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     rows = sum(r["rows"] for r in shard_results)
-    if rows != curated["counts"]["curated_rows"]:
-        raise LakeStateError(f"predictions hold {rows} rows but curated has {curated['counts']['curated_rows']}; "
-                             "not committing")
-    scorer = cached_scorer(plan["model_ref"], plan["model_hash"], plan["max_length"], cfg.score.batch_tokens,
-                           cfg.score.precision, cfg.score.device)
-    counts = {"rows": rows, "scored_this_run": sum(r["scored"] for r in shard_results), "labels": scorer.labels}
+    if rows != plan["curated_rows"]:
+        raise LakeStateError(f"predictions hold {rows} rows but curated has {plan['curated_rows']}; not committing")
+    counts = {"rows": rows, "scored_this_run": sum(r["scored"] for r in shard_results), "labels": plan["labels"]}
     writer = PartitionWriter(plan["target"], plan["fingerprint"], outputs=[shard_name(i) for i in range(plan["shards"])])
-    writer.commit(stage="score", run_date=cfg.run_date, inputs=[curated["fingerprint"]],
+    writer.commit(stage="score", run_date=cfg.run_date, inputs=[plan["curated_fingerprint"]],
                   model_version=plan["model_version"], model_hash=plan["model_hash"],
                   config_hash=cfg.fingerprint("score"), counts=counts)
     if plan["replacing"]:
@@ -249,8 +256,7 @@ def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress
     """All shards in this process, in order (the Prefect flow maps `score_shard` instead)."""
     plan = plan_score(cfg, run_id)
     if plan["empty"]:
-        return _commit_empty(Lake(cfg.data_root), cfg,
-                             Lake(cfg.data_root).require_manifest("curated", cfg.run_date, "curate"))
+        return commit_empty(cfg, plan)
     if plan["skipped"]:
         return {"stage": "score", "skipped": True, "partition": plan["folder"], **plan["counts"]}
     results = []

@@ -102,5 +102,5 @@ def score_done_task(config: dict[str, Any], plan: dict[str, Any]) -> dict[str, A
     """A run_date with nothing to do: no curated rows, or predictions already committed for this model."""
     cfg = PipelineConfig.model_validate(config)
     if plan["empty"]:
-        return publish_summary(score.run_score(cfg))
+        return publish_summary(score.commit_empty(cfg, plan))
     return publish_summary({"stage": "score", "skipped": True, "partition": plan["folder"], **plan["counts"]})
