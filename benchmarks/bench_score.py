@@ -10,14 +10,13 @@ seed), which costs the same per text as a trained one.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-from benchmarks._common import DEMO, load_texts
+from benchmarks._common import corpus_parser, load_texts
 from bert_pipeline.models import load_classifier, load_tokenizer, resolve_model_dir
 from bert_pipeline.score import Scorer
 
@@ -49,12 +48,8 @@ def hf_pipeline(model_dir: str, texts: list[str], max_length: int) -> np.ndarray
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", default=DEMO)
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--model", default="", help="an HF sequence-classification folder")
+    parser = corpus_parser(__doc__)
     parser.add_argument("--rows", type=int, default=4000)
-    parser.add_argument("--max-length", type=int, default=128)
     args = parser.parse_args()
     texts = load_texts(args.input, args.text_column, limit=args.rows)
 

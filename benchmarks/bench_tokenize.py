@@ -8,23 +8,18 @@ the Arrow table and writing the IPC file (to memory). Prints ratios last.
 
 from __future__ import annotations
 
-import argparse
 import io
 
 import polars as pl
 import pyarrow as pa
 
-from benchmarks._common import DEMO, load_texts, median_seconds
+from benchmarks._common import corpus_parser, load_texts, median_seconds
 from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir
 from bert_pipeline.tokenize import token_table
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", default=DEMO)
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--model", default="", help="model folder (default: the packaged MiniLM)")
-    parser.add_argument("--max-length", type=int, default=128)
+    parser = corpus_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-datasets", action="store_true", help="skip the datasets.map anchor")
     args = parser.parse_args()

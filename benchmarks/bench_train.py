@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks._common import DEMO
+from benchmarks._common import corpus_parser
 from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.config import IngestConfig, TrainConfig
 from bert_pipeline.ingest import expand_sources, read_source
@@ -78,14 +78,10 @@ def run_trainer(model_dir: str, label_names: list[str], train: SplitData, tokeni
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", default=DEMO)
-    parser.add_argument("--text-column", default="text")
+    parser = corpus_parser(__doc__)
     parser.add_argument("--label-column", default="sentiment")
-    parser.add_argument("--model", default="", help="model folder (default: the packaged MiniLM)")
     parser.add_argument("--train-rows", type=int, default=4000)
     parser.add_argument("--eval-rows", type=int, default=2000)
-    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--attention-dropout", type=float, default=TrainConfig().attention_dropout)
     parser.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
