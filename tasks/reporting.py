@@ -8,21 +8,22 @@ from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
 
-def _flatten(prefix: str, value: Any, rows: list[dict[str, str]]) -> None:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, rows)
-    elif not isinstance(value, list) or len(value) <= 10:
-        rows.append({"field": prefix, "value": str(value)})
+# Too detailed for a summary table: the full metrics are in the model's metrics.json.
+_DETAIL = {"per_class", "confusion_matrix"}
 
 
-def summary_rows(summary: dict[str, Any]) -> list[dict[str, str]]:
+def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
+    """Nested summary dict -> rows of dotted field and value, leaving out per-class detail and long lists."""
     rows: list[dict[str, str]] = []
     for key, value in summary.items():
-        if key in ("per_class", "confusion_matrix"):
+        field = f"{prefix}.{key}" if prefix else str(key)
+        if key in _DETAIL:
             continue
-        _flatten(key, value, rows)
-    return [r for r in rows if ".per_class." not in r["field"] and "confusion_matrix" not in r["field"]]
+        if isinstance(value, dict):
+            rows += summary_rows(value, field)
+        elif not isinstance(value, list) or len(value) <= 10:
+            rows.append({"field": field, "value": str(value)})
+    return rows
 
 
 def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
