@@ -3,6 +3,10 @@ length-sorted fp32 loop: same model folder, same texts, one process. Also argmax
 probability difference against an fp32 reference. Prints ratios last.
 
     .venv/bin/python -m benchmarks.bench_score [--input FILE --text-column COL --model DIR --rows 4000]
+    .venv/bin/python -m benchmarks.bench_score --long --rows 1000 --max-length 512
+
+--long joins 4-16 consecutive texts into one (about 100-400 tokens for the demo tweets), where fixed-size batches
+waste more on padding.
 
 Without --model it fine-tunes nothing: it scores with a 3-label head on the packaged MiniLM (random head, fixed
 seed), which costs the same per text as a trained one.
@@ -47,11 +51,21 @@ def hf_pipeline(model_dir: str, texts: list[str], max_length: int) -> np.ndarray
     return np.array([[next(d["score"] for d in row if d["label"] == name) for name in labels] for row in out])
 
 
+def join_texts(texts: list[str], rows: int) -> list[str]:
+    """`rows` texts, each 4-16 consecutive input texts joined (seeded, so every run sees the same corpus)."""
+    sizes = np.random.default_rng(0).integers(4, 17, size=rows)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) % max(len(texts) - 16, 1)
+    return [" ".join(texts[s:s + n]) for s, n in zip(starts, sizes)]
+
+
 def main() -> None:
     parser = corpus_parser(__doc__)
     parser.add_argument("--rows", type=int, default=4000)
+    parser.add_argument("--long", action="store_true", help="join 4-16 consecutive texts into each text")
     args = parser.parse_args()
-    texts = load_texts(args.input, args.text_column, limit=args.rows)
+    texts = load_texts(args.input, args.text_column, limit=args.rows * 16 if args.long else args.rows)
+    if args.long:
+        texts = join_texts(texts, args.rows)
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model
@@ -70,12 +84,12 @@ def main() -> None:
         timings["length-sorted fp32 loop, batch 32"] = time.perf_counter() - start
         results = {}
         for precision in ("fp32", "bf16"):
-            scorer = Scorer(model_dir, args.max_length, 16_384, precision, "cpu")
+            scorer = Scorer(model_dir, args.max_length, None, precision, "cpu")
             start = time.perf_counter()
             results[precision], _ = scorer.probabilities(texts)
             timings[f"bert-pipeline Scorer ({precision})"] = time.perf_counter() - start
 
-    print(f"{len(texts)} texts, max_length {args.max_length}, {torch.get_num_threads()} CPU threads, "
+    print(f"{len(texts)} texts{' (joined, --long)' if args.long else ''}, max_length {args.max_length}, {torch.get_num_threads()} CPU threads, "
           f"model {args.model or 'MiniLM-L6 + 3-label head'}")
     for name, seconds in timings.items():
         print(f"  {name:<36} {len(texts) / seconds:8.1f} texts/s")

@@ -149,7 +149,8 @@ class ScoreConfig(_Section):
     model: str = Field("", description="empty = the registry's champion; else any HF sequence-classification folder")
 
     _model_default = field_validator("model", mode="before")(classmethod(lambda cls, v: _none_means_empty(v)))
-    batch_tokens: int = Field(16_384, ge=64, description="padded tokens per forward pass")
+    batch_tokens: int | None = Field(
+        None, ge=64, description="padded tokens per forward pass; empty = 4096 on CPU, 65536 on CUDA")
     max_length: int | None = Field(None, ge=8, le=8192, description="empty = tokenize.max_length")
     precision: Precision = "auto"
     device: Device = "auto"
