@@ -157,6 +157,13 @@ class ScoreConfig(_Section):
     force: bool = Field(False, description="rescore a run_date even when its predictions are already committed")
 
 
+class RunnerConfig(_Section):
+    """Where the per-shard tasks of curate and score run (Prefect task runner); not part of any stage fingerprint."""
+
+    kind: Literal["thread", "dask"] = Field("thread", description="thread = in the flow's process; dask = a cluster")
+    address: str = Field("", description="dask scheduler address (tcp://host:8786); empty = a local cluster")
+
+
 class PipelineConfig(_Section):
     data_root: str = Field("./lake", description="the lake: a local folder or an fsspec URL (s3://bucket/prefix)")
     run_date: str = Field(default_factory=today_utc, description="YYYY-MM-DD partition this run writes")
@@ -165,6 +172,10 @@ class PipelineConfig(_Section):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    storage_block: str = Field(
+        "", description="name of a Prefect Secret block holding fsspec options for data_root as JSON (S3 keys, "
+        "endpoint); empty = options from the environment")
 
     @field_validator("data_root")
     @classmethod
@@ -193,6 +204,39 @@ class PipelineConfig(_Section):
         data = self.model_dump(mode="json")
         picked = {name: data[name] for name in sections} if sections else data
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def overrides_schema() -> dict[str, Any]:
+    """JSON schema of the `overrides` flow parameter: one typed property per dotted key, nothing else allowed.
+
+    The Prefect UI draws its form from it, and the server refuses a run whose overrides break it at submission.
+    """
+    schema = PipelineConfig.model_json_schema()
+    defs = schema.get("$defs", {})
+    properties: dict[str, Any] = {}
+    for name, prop in schema["properties"].items():
+        ref = prop.get("$ref", "").removeprefix("#/$defs/")
+        if ref in defs:  # a section: its fields become dotted keys
+            for field, sub in defs[ref]["properties"].items():
+                properties[f"{name}.{field}"] = _inline_refs(sub, defs)
+        else:
+            properties[name] = _inline_refs(prop, defs)
+    for key, prop in properties.items():
+        prop.pop("default", None)  # an override has no default: absent means the config's value
+        prop["title"] = key  # the UI labels fields by title: "max_length" alone would be ambiguous
+    properties["run_date"]["pattern"] = r"^(\d{4}-\d{2}-\d{2}|today)?$"
+    return {"type": "object", "title": "overrides", "properties": properties, "additionalProperties": False,
+            "description": "dotted keys over the YAML config, e.g. {\"train.epochs\": 2, \"run_date\": \"2026-11-28\"}"}
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline_refs(defs[schema["$ref"].removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
 
 
 def _format_error(exc: ValidationError) -> str:

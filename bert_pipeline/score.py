@@ -15,7 +15,7 @@ import gc
 import json
 import os
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -25,6 +25,7 @@ import torch
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import LakeStateError
+from bert_pipeline.progress import Progress
 from bert_pipeline.lake import (
     SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches, shard_name,
 )
@@ -33,8 +34,6 @@ from bert_pipeline.models import (
 )
 from bert_pipeline.tokenize import check_label_columns, encode_texts
 from bert_pipeline.train import collate, pick_device
-
-Progress = Callable[[str], None]
 
 
 def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
@@ -282,5 +281,6 @@ def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress
     for index in range(plan["shards"]):
         results.append(score_shard(cfg, plan, index))
         if progress:
-            progress(f"scored shard {index + 1}/{plan['shards']} ({sum(r['rows'] for r in results)} rows)")
+            progress(f"scored shard {index + 1}/{plan['shards']} ({sum(r['rows'] for r in results)} rows)",
+                     (index + 1) / plan["shards"])
     return commit_score(cfg, plan, results)

@@ -41,6 +41,13 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path
 
 
+def set_options(url: str, options: dict[str, Any]) -> None:
+    """Default fsspec options (keys, endpoint, client_kwargs) for url's protocol in this process, e.g. from a
+    Prefect Secret block. They live in fsspec's config, never in a URL, manifest or log line."""
+    protocol = fsspec.core.split_protocol(url)[0] or "file"
+    fsspec.config.conf.setdefault(protocol, {}).update(options)
+
+
 def is_local(url: str) -> bool:
     return isinstance(filesystem(url)[0], LocalFileSystem)
 

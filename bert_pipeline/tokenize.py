@@ -22,6 +22,7 @@ from bert_pipeline.errors import InputDataError
 from bert_pipeline.lake import (
     SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches,
 )
+from bert_pipeline.progress import Progress
 from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
 
 HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
@@ -113,7 +114,7 @@ def _summarise(tables: list[pa.Table]) -> dict[str, Any]:
     }
 
 
-def run_tokenize(cfg: PipelineConfig) -> dict[str, Any]:
+def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     curated_manifest = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     model_dir = resolve_model_dir(cfg.train.base_model)
@@ -131,7 +132,10 @@ def run_tokenize(cfg: PipelineConfig) -> dict[str, Any]:
     writer = PartitionWriter(folder, stage_fp).begin()
     tables = []
     size = cfg.tokenize.shard_rows
-    for index, curated_url in enumerate(lake.shard_urls("curated", cfg.run_date, curated_manifest)):
+    curated_urls = lake.shard_urls("curated", cfg.run_date, curated_manifest)
+    for index, curated_url in enumerate(curated_urls):
+        if progress:
+            progress(f"tokenizing curated shard {index + 1}/{len(curated_urls)}", index / len(curated_urls))
         # curated shard i becomes token shards part-iiiii-jjj.arrow of at most tokenize.shard_rows rows each
         pieces = max(1, math.ceil(storage.parquet_rows(curated_url) / size))
         urls = [writer.add(f"part-{index:05d}-{piece:03d}.arrow") for piece in range(pieces)]
@@ -144,6 +148,8 @@ def run_tokenize(cfg: PipelineConfig) -> dict[str, Any]:
             write_arrow_atomic(url, table.slice(piece * size, size), {SHARD_FINGERPRINT: stage_fp})
         tables.append(table)
     counts = _summarise(tables)
+    if progress:
+        progress(f"{len(curated_urls)} curated shards tokenized", 1.0)
     writer.commit(
         stage="tokenize", run_date=cfg.run_date, inputs=[curated_manifest["fingerprint"]],
         config_hash=cfg.fingerprint("tokenize"), counts=counts, label_names=labels, max_length=cfg.tokenize.max_length,

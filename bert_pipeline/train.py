@@ -29,12 +29,12 @@ from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.calibration import expected_calibration_error, fit_temperature, nll, softmax
 from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.checkpoint import Progress as Checkpoint
+from bert_pipeline.progress import Progress
 from bert_pipeline.metrics import classification_report
 from bert_pipeline.models import load_classifier, load_tokenizer, resolve_model_dir
 from bert_pipeline.tokenize import read_arrow
 
 log = logging.getLogger(__name__)
-Progress_ = Callable[[str], None]
 
 
 @dataclass
@@ -222,7 +222,7 @@ def epoch_groups(lengths: np.ndarray, cfg: TrainConfig, epoch: int) -> list[list
 
 
 def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: TrainConfig, pad_id: int,
-        device: torch.device, store: CheckpointStore, progress: Progress_ | None = None,
+        device: torch.device, store: CheckpointStore, progress: Progress | None = None,
         dist: Dist = Dist()) -> dict[str, Any]:
     """Train with per-epoch validation, early stopping on macro-F1 and resumable checkpoints; end on the best weights.
 
@@ -248,7 +248,7 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
             state.step_in_epoch, state.global_step = index + 1, state.global_step + 1
             if progress and (state.global_step % 50 == 0 or index + 1 == len(groups)):
                 progress(f"epoch {epoch + 1}/{cfg.epochs} step {index + 1}/{len(groups)} "
-                         f"loss {np.mean(losses[-50:]):.4f}")
+                         f"loss {np.mean(losses[-50:]):.4f}", (epoch + (index + 1) / len(groups)) / cfg.epochs)
             if state.global_step % cfg.checkpoint_every_steps == 0 and index + 1 < len(groups):
                 store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
                 dist.barrier()
@@ -268,7 +268,8 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
         store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
         dist.barrier()
         if progress:
-            progress(f"epoch {epoch + 1}: validation macro-F1 {f1:.4f} (best {state.best_macro_f1:.4f})")
+            progress(f"epoch {epoch + 1}: validation macro-F1 {f1:.4f} (best {state.best_macro_f1:.4f})",
+                     (epoch + 1) / cfg.epochs)
         if stop:
             break
     store.load_best(model)
@@ -359,7 +360,7 @@ class TrainRun:
         return labels
 
 
-def run_train(cfg: PipelineConfig, progress: Progress_ | None = None) -> dict[str, Any]:
+def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
     run = TrainRun.plan(cfg)
     if (done := run.committed()) is not None:
         return run.summary(done, skipped=True)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from pydantic import Field, WithJsonSchema
 
-from bert_pipeline.config import load_config
+from bert_pipeline.config import PipelineConfig, load_config, overrides_schema
 from bert_pipeline.models import preflight
+from tasks.reporting import ProgressReporter
 from tasks.stages import (
     curate_begin_task, curate_cluster_task, curate_commit_task, curate_finish_task, curate_prepare_task,
     curate_skipped_task, ingest_task, score_commit_task, score_done_task, score_plan_task, score_shard_task,
     tokenize_task, train_task,
 )
+
+# The parameters every flow takes. Their JSON schema is what the Prefect UI draws as a form and what the server
+# checks at submission: overrides lists every dotted key with its type and limits, and refuses unknown keys.
+Config = Annotated[str | None, Field(description="path or URL of a YAML config; empty = defaults + overrides")]
+Overrides = Annotated[dict[str, Any] | None, WithJsonSchema(overrides_schema() | {"default": None})]
 
 
 def run_name(stage: str) -> Callable[[], str]:
@@ -33,7 +40,7 @@ def run_name(stage: str) -> Callable[[], str]:
 
 
 def _stage(stage: str, task: Any) -> Callable[..., dict[str, Any]]:
-    def run(config: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    def run(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
         cfg = load_config(config, overrides)  # fails here, naming the field, before any work
         preflight(cfg, [stage])
         return task(cfg.model_dump(mode="json"))
@@ -48,25 +55,34 @@ tokenize_flow = _stage("tokenize", tokenize_task)
 train_flow = _stage("train", train_task)
 
 
+def shard_runner(cfg: PipelineConfig, threads: int | None = None) -> TaskRunner:
+    """Where per-shard tasks run: threads in this process, or the Dask cluster at runner.address (prefect-dask)."""
+    if cfg.runner.kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=cfg.runner.address or None)
+    return ThreadPoolTaskRunner(max_workers=threads)
+
+
 @flow(name="bert-curate", flow_run_name=run_name("curate"), validate_parameters=True)
-def curate_flow(config: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def curate_flow(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
     """bert-pipeline curate stage: clean and filter each shard, cluster duplicates, write each shard, commit."""
-    data = load_config(config, overrides).model_dump(mode="json")
+    cfg = load_config(config, overrides)
+    data = cfg.model_dump(mode="json")
     plan = curate_begin_task(data)
     if plan["skipped"]:
         return curate_skipped_task(data)
     shards, fp = list(range(plan["shards"])), plan["fingerprint"]
-    prepared = curate_prepare_task.map(unmapped(data), shards, unmapped(fp))
-    clustered = curate_cluster_task.submit(data, fp, plan["shards"], wait_for=prepared)
-    finished = curate_finish_task.map(unmapped(data), shards, unmapped(fp), wait_for=[clustered])
-    return curate_commit_task(data, fp, plan["shards"], wait_for=finished)
+    with shard_runner(cfg) as runner:
+        args = {"config": unmapped(data), "fingerprint": unmapped(fp)}
+        runner.map(curate_prepare_task, args | {"shard": shards}).result()
+        curate_cluster_task(data, fp, plan["shards"])
+        runner.map(curate_finish_task, args | {"shard": shards}).result()
+    return curate_commit_task(data, fp, plan["shards"])
 
 
-# One shard at a time per process: the model is loaded once and uses every core; more parallelism comes from more
-# workers (a Dask cluster), not from threads sharing one model.
-@flow(name="bert-score", flow_run_name=run_name("score"), validate_parameters=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=1))
-def score_flow(config: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+@flow(name="bert-score", flow_run_name=run_name("score"), validate_parameters=True)
+def score_flow(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
     """bert-pipeline score stage: plan, score each curated shard, commit (or swap in a replacement)."""
     cfg = load_config(config, overrides)
     preflight(cfg, ["score"])
@@ -74,5 +90,14 @@ def score_flow(config: str | None = None, overrides: dict[str, Any] | None = Non
     plan = score_plan_task(data)
     if plan["empty"] or plan["skipped"]:
         return score_done_task(data, plan)
-    results = score_shard_task.map(unmapped(data), unmapped(plan), list(range(plan["shards"])))
+    progress = ProgressReporter("score", every_seconds=0)
+    # Threads: one shard at a time, since the model already uses every core; a Dask cluster runs one per worker,
+    # each worker process loading the model once.
+    with shard_runner(cfg, threads=1) as runner:
+        futures = runner.map(score_shard_task, {"config": unmapped(data), "plan": unmapped(plan),
+                                                "shard": list(range(plan["shards"]))})
+        results = []
+        for future in futures:  # in shard order; the commit needs them all anyway
+            results.append(future.result())
+            progress(f"{len(results)}/{plan['shards']} shards scored", len(results) / plan["shards"])
     return score_commit_task(data, plan, results)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact, create_markdown_artifact, create_progress_artifact, create_table_artifact,
+    update_progress_artifact,
+)
+
+from bert_pipeline import storage
 
 
 # Too detailed for a summary table: the full metrics are in the model's metrics.json.
@@ -26,11 +33,36 @@ def summary_rows(summary: dict[str, Any], prefix: str = "") -> list[dict[str, st
     return rows
 
 
+class ProgressReporter:
+    """The library's progress callback as log lines plus a progress artifact the UI updates while a stage runs."""
+
+    def __init__(self, stage: str, every_seconds: float = 5.0) -> None:
+        self.stage, self.every, self.last = stage, every_seconds, 0.0
+        self.artifact_id = create_progress_artifact(0.0, key=f"bert-{stage}-progress",
+                                                    description=f"bert-pipeline {stage}: starting")
+
+    def __call__(self, message: str, fraction: float) -> None:
+        get_run_logger().info("%s: %s", self.stage, message)
+        now = time.monotonic()
+        if now - self.last >= self.every or fraction >= 1.0:  # at most one API call per interval
+            self.last = now
+            update_progress_artifact(self.artifact_id, round(100 * min(max(fraction, 0.0), 1.0), 1),
+                                     description=f"bert-pipeline {self.stage}: {message}")
+
+
+def output_link(url: str) -> str:
+    """A clickable link for a lake location: file:// for local folders, the URL itself otherwise."""
+    return url if "://" in url else "file://" + os.path.abspath(url)
+
+
 def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
     stage = summary.get("stage", "stage")
     get_run_logger().info("%s: %s", stage, "skipped (already committed)" if summary.get("skipped") else "done")
     create_table_artifact(table=summary_rows(summary), key=f"bert-{stage}-summary",
                           description=f"bert-pipeline {stage} stage summary")
+    if summary.get("partition"):
+        create_link_artifact(output_link(summary["partition"]), link_text=f"{stage} output: {summary['partition']}",
+                             key=f"bert-{stage}-output", description=f"bert-pipeline {stage} output partition")
     reasons = summary.get("rejected_by_reason")
     if reasons and not summary.get("skipped"):
         raw = max(1, int(summary.get("raw_rows", 0)))
@@ -41,4 +73,13 @@ def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
             key="bert-curate-reject-reasons",
             description=f"run_date rows by outcome: raw {summary.get('raw_rows')} = curated + rejected",
         )
+    return summary
+
+
+def publish_report(summary: dict[str, Any]) -> dict[str, Any]:
+    """The nightly report as a markdown artifact (the PNGs stay next to report.md in the lake) and a link to it."""
+    text = storage.read_text(summary["report"])
+    create_markdown_artifact(text, key="bert-nightly-report", description="bert-pipeline nightly report")
+    create_link_artifact(output_link(summary["report"]), link_text="report.md and plots", key="bert-report-output")
+    get_run_logger().info("report: %s (%s)", summary["report"], ", ".join(summary["plots"]))
     return summary

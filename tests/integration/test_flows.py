@@ -30,7 +30,7 @@ def write_config(tmp_path: Path, data: dict) -> str:
 def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dict) -> None:
     config = write_config(tmp_path, sample_config)
     result = nightly_flow(config=config, overrides={"train.epochs": 1})
-    assert list(result) == ["ingest", "curate", "tokenize", "train", "score"]
+    assert list(result) == ["ingest", "curate", "tokenize", "train", "score", "report"]
     lake = Lake(sample_config["data_root"])
     run_date = sample_config["run_date"]
     raw, curated = _partition(lake, "raw", run_date), _partition(lake, "curated", run_date)
@@ -48,9 +48,21 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
     assert sum(row["rows"] for row in reasons) == raw.height  # every raw row: curated or one reject reason
     assert {"exact_duplicate", "near_duplicate", "empty", "(curated)"} <= {row["reason"] for row in reasons}
     assert "bert-train-summary" in artifacts and "bert-score-summary" in artifacts
+    for stage in ("tokenize", "train", "score"):  # progress bars, finished
+        assert artifacts[f"bert-{stage}-progress"].data == 100.0, stage
+    assert artifacts["bert-score-output"].data.endswith(f"predictions/run_date={run_date})")  # a markdown link
+
+    report = Path(result["report"]["report"])
+    assert report.parent.name == f"run_date={run_date}" and report.parent.parent.name == "reports"
+    text = report.read_text()
+    assert f"{raw.height} raw rows = {curated.height} curated" in text
+    for plot in ("reject_reasons", "confusion_matrix", "score_distribution", "score_change"):
+        assert (report.parent / f"{plot}.png").read_bytes().startswith(b"\x89PNG"), plot
+        assert f"({plot}.png)" in text
+    assert "bert-nightly-report" in artifacts
 
     again = nightly_flow(config=config, overrides={"train.epochs": 1})
-    assert all(summary["skipped"] for summary in again.values())
+    assert all(summary["skipped"] for stage, summary in again.items() if stage != "report")
 
 
 def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path: Path, sample_config: dict) -> None:

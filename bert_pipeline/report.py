@@ -1,0 +1,166 @@
+"""The nightly report: `reports/run_date=YYYY-MM-DD/report.md` plus PNG plots, for people who never open the code.
+
+Plots: rows by curation outcome (reject reasons), the model's test confusion matrix, the distribution of tonight's
+scores, and the change in predicted-label shares against the previous night that has predictions. Every number
+comes from committed manifests and prediction shards, so the report can be rebuilt for any run_date.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bert_pipeline import storage
+from bert_pipeline.config import PipelineConfig
+from bert_pipeline.lake import Lake, utc_now
+
+
+def write_report(cfg: PipelineConfig) -> dict[str, Any]:
+    """Write report.md and its plots for cfg.run_date; returns the folder and what went into it."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on workers
+    lake = Lake(cfg.data_root)
+    folder = storage.join(cfg.data_root, "reports", f"run_date={cfg.run_date}")
+    curated = lake.read_manifest("curated", cfg.run_date)
+    scores = label_shares(lake, cfg.run_date)
+    previous = next((d for d in reversed(lake.run_dates("predictions")) if d < cfg.run_date), None)
+    metrics = model_metrics(lake, scores["model_version"] if scores else None)
+    sections = [f"# bert-pipeline report, run_date {cfg.run_date}\n\nWritten {utc_now()} from the committed "
+                f"manifests under `{cfg.data_root}`.\n"]
+    plots: dict[str, bytes] = {}
+    if curated:
+        sections.append(curation_section(curated["counts"]))
+        plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
+    if metrics:
+        sections.append(model_section(metrics))
+        plots["confusion_matrix.png"] = plot_confusion(metrics)
+    if scores:
+        before = label_shares(lake, previous) if previous else None
+        sections.append(score_section(scores, before, previous))
+        plots["score_distribution.png"] = plot_score_distribution(scores)
+        plots["score_change.png"] = plot_score_change(scores, before, previous)
+    sections += [f"![{name}]({name})\n" for name in plots]
+    for name, png in plots.items():
+        storage.write_bytes_atomic(storage.join(folder, name), png)
+    report_url = storage.join(folder, "report.md")
+    storage.write_bytes_atomic(report_url, "\n".join(sections).encode())  # last: the report names its plots
+    return {"stage": "report", "report": report_url, "plots": sorted(plots), "previous_run_date": previous}
+
+
+def model_metrics(lake: Lake, model_version: str | None) -> dict[str, Any] | None:
+    return storage.read_json(storage.join(lake.model_url(model_version), "metrics.json")) if model_version else None
+
+
+def label_shares(lake: Lake, run_date: str) -> dict[str, Any] | None:
+    """Predicted-label counts and a confidence sample of a committed predictions partition (None when absent)."""
+    manifest = lake.read_manifest("predictions", run_date)
+    if not manifest or not manifest["counts"]["rows"]:
+        return None
+    counts: dict[str, int] = {}
+    confidences = []
+    for url in lake.shard_urls("predictions", run_date, manifest):  # shard by shard: two small columns each
+        shard = pl.from_arrow(storage.read_parquet(url, columns=["predicted_label", "confidence"]))
+        for label, n in shard["predicted_label"].value_counts().iter_rows():
+            counts[label] = counts.get(label, 0) + n
+        confidences.append(shard["confidence"].to_numpy()[:20_000])
+    return {"run_date": run_date, "model_version": manifest.get("model_version"), "rows": manifest["counts"]["rows"],
+            "labels": manifest["counts"].get("labels") or sorted(counts), "counts": counts,
+            "confidence": np.concatenate(confidences)}
+
+
+def curation_section(counts: dict[str, Any]) -> str:
+    raw = max(1, counts["raw_rows"])
+    rows = [f"| curated | {counts['curated_rows']} | {counts['curated_rows'] / raw:.2%} |"]
+    rows += [f"| rejected: {reason} | {n} | {n / raw:.2%} |" for reason, n in counts["rejected_by_reason"].items() if n]
+    return ("## Curation\n\n" f"{counts['raw_rows']} raw rows = {counts['curated_rows']} curated + "
+            f"{counts['rejected_rows']} rejected; {counts.get('label_conflicts', 0)} label conflicts.\n\n"
+            "| outcome | rows | share of raw |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def model_section(metrics: dict[str, Any]) -> str:
+    test, val = metrics["test"], metrics["validation"]
+    return (f"## Model {metrics['model_version']}\n\n| split | rows | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|\n"
+            + "".join(f"| {name} | {m.get('rows', 0)} | {m.get('accuracy', 0):.4f} | {m.get('macro_f1', 0):.4f} | "
+                      f"{m.get('ece', 0):.4f} |\n" for name, m in (("validation", val), ("test", test))))
+
+
+def score_section(now: dict[str, Any], before: dict[str, Any] | None, previous: str | None) -> str:
+    lines = ["## Scores\n", f"{now['rows']} rows scored with model {now['model_version']}.\n",
+             f"| label | rows | share | share on {previous or '(no earlier night)'} | change |", "|---|---|---|---|---|"]
+    for label in now["labels"]:
+        share = now["counts"].get(label, 0) / now["rows"]
+        old = before["counts"].get(label, 0) / before["rows"] if before else None
+        lines.append(f"| {label} | {now['counts'].get(label, 0)} | {share:.2%} | "
+                     f"{'' if old is None else f'{old:.2%}'} | {'' if old is None else f'{share - old:+.2%}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_reject_reasons(counts: dict[str, Any]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    outcomes = {"curated": counts["curated_rows"], **{k: v for k, v in counts["rejected_by_reason"].items() if v}}
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(outcomes) + 1.2))
+    ax.barh(list(outcomes), list(outcomes.values()), color=["tab:green"] + ["tab:red"] * (len(outcomes) - 1))
+    ax.set_xscale("log")
+    ax.set_xlabel("rows (log scale)")
+    ax.set_title(f"rows by curation outcome (raw {counts['raw_rows']})")
+    return _png(fig)
+
+
+def plot_confusion(metrics: dict[str, Any]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    matrix, labels = np.asarray(metrics["test"].get("confusion_matrix") or [[0]]), metrics["label_names"]
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"test confusion matrix ({metrics['test'].get('rows', 0)} rows)")
+    return _png(fig)
+
+
+def plot_score_distribution(scores: dict[str, Any]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(scores["confidence"], bins=40, range=(0, 1), color="tab:blue")
+    ax.set_xlabel("confidence of the predicted label")
+    ax.set_ylabel("rows")
+    ax.set_title(f"score distribution, run_date {scores['run_date']}")
+    return _png(fig)
+
+
+def plot_score_change(now: dict[str, Any], before: dict[str, Any] | None, previous: str | None) -> bytes:
+    import matplotlib.pyplot as plt
+
+    labels = now["labels"]
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(1.5 * len(labels) + 3, 4))
+    if before:
+        ax.bar(x - 0.2, [before["counts"].get(k, 0) / before["rows"] for k in labels], 0.4, label=previous)
+    ax.bar(x + (0.2 if before else 0), [now["counts"].get(k, 0) / now["rows"] for k in labels], 0.4,
+           label=now["run_date"])
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("share of rows")
+    ax.set_title("predicted-label shares against the previous night" if before else
+                 "predicted-label shares (no earlier night to compare)")
+    ax.legend()
+    return _png(fig)
