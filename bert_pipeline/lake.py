@@ -12,13 +12,17 @@ its fingerprint (inputs + config + code version) is skipped: that is what makes 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import re
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -152,3 +156,80 @@ class PartitionWriter:
         }
         storage.write_json_atomic(storage.join(self.folder, MANIFEST), manifest)
         return manifest
+
+
+# A lock older than this is taken over even when its owner cannot be checked (another host): a stage that has not
+# finished in a day has died, and a nightly pipeline must not stay blocked on it forever.
+LOCK_STALE_SECONDS = 24 * 3600
+
+
+def lock_url(root: str, stage: str, run_date: str) -> str:
+    return storage.join(root, "_locks", f"{safe_name(stage, 'stage')}-run_date={safe_name(run_date, 'run_date')}.lock")
+
+
+@contextlib.contextmanager
+def stage_lock(root: str, stage: str, run_date: str) -> Iterator[dict[str, Any]]:
+    """One writer per (stage, run_date): a second run started while the first holds the lock is refused with a
+    message naming the holder, before it writes anything.
+
+    Locally the lock file is created with O_EXCL, and a lock whose process is gone (same host, kill -9) is taken
+    over. Object stores have no create-if-absent here: the lock is written, read back and compared, which narrows but
+    does not close the race; the Prefect deployment concurrency limits are the guarantee there.
+    """
+    url = lock_url(root, stage, run_date)
+    owner = {"token": uuid.uuid4().hex, "pid": os.getpid(), "host": socket.gethostname(), "since": utc_now(),
+             "since_epoch": time.time(), "stage": stage, "run_date": run_date}
+    _acquire(url, owner)
+    try:
+        yield owner
+    finally:
+        holder = storage.read_json(url)
+        if holder and holder.get("token") == owner["token"]:
+            storage.remove([url])
+
+
+def _acquire(url: str, owner: dict[str, Any]) -> None:
+    for _ in range(2):  # second try after removing a stale lock
+        holder = storage.read_json(url)
+        if holder is not None:
+            if not _is_stale(holder):
+                raise LakeStateError(
+                    f"{owner['stage']} for run_date={owner['run_date']} is already running (pid {holder.get('pid')} on "
+                    f"{holder.get('host')} since {holder.get('since')}); this run stops without writing. If that "
+                    f"process is gone, delete {url}")
+            storage.remove([url])
+        if _create_exclusive(url, owner) and (storage.read_json(url) or {}).get("token") == owner["token"]:
+            return
+    raise LakeStateError(f"could not take the lock {url}: another run took it at the same moment")
+
+
+def _is_stale(holder: dict[str, Any]) -> bool:
+    if time.time() - float(holder.get("since_epoch", 0)) > LOCK_STALE_SECONDS:
+        return True
+    if holder.get("host") != socket.gethostname():
+        return False  # cannot check a process on another host
+    try:
+        os.kill(int(holder.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return True  # killed (kill -9, OOM): its partial work is redone by the manifests
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+def _create_exclusive(url: str, owner: dict[str, Any]) -> bool:
+    data = json.dumps(owner).encode()
+    if storage.is_local(url):
+        path = storage.filesystem(url)[1]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+    if storage.exists(url):
+        return False
+    storage.write_bytes_atomic(url, data)
+    return True

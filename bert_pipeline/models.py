@@ -75,9 +75,9 @@ def _in_hub_cache(repo_id: str) -> bool:
 def preflight(cfg: Any, stages: list[str]) -> None:
     """Resolve the models the given stages will load, so a bad reference fails before any stage writes anything."""
     if {"tokenize", "train"} & set(stages):
-        resolve_model_dir(cfg.train.base_model, "train.base_model")
+        require_safetensors(resolve_model_dir(cfg.train.base_model, "train.base_model"), "train.base_model")
     if "score" in stages and cfg.score.model:
-        resolve_model_dir(cfg.score.model, "score.model")
+        require_safetensors(resolve_model_dir(cfg.score.model, "score.model"), "score.model")
 
 
 def _loading(model_dir: str, what: str, load: Callable[[], Any]) -> Any:
@@ -128,9 +128,26 @@ def folder_content_hash(model_dir: str) -> str:
     return digest.hexdigest()
 
 
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "model.ckpt.index",
+                  "flax_model.msgpack")
+
+
+def require_safetensors(model_dir: str, field: str = "model") -> None:
+    """Refuse a local model folder whose weights exist only in a pickle-based format: loading one can run code."""
+    if not os.path.isdir(model_dir):
+        return
+    names = set(os.listdir(model_dir))
+    if not any(n.endswith(".safetensors") for n in names) and names & set(PICKLE_WEIGHTS):
+        raise ConfigError(
+            f"{field}: {model_dir} holds only {', '.join(sorted(names & set(PICKLE_WEIGHTS)))} (pickle-based weights, "
+            "which can run code when loaded); bert-pipeline loads safetensors only. Convert it once where you trust "
+            "it: AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)")
+
+
 def load_classifier(model_dir: str, **kwargs: Any) -> Any:
     from transformers import AutoModelForSequenceClassification
 
+    require_safetensors(model_dir)
     return _loading(model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
         model_dir, use_safetensors=True, trust_remote_code=False, **kwargs
     ))

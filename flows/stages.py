@@ -9,6 +9,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field, WithJsonSchema
 
 from bert_pipeline.config import PipelineConfig, load_config, overrides_schema
+from bert_pipeline.lake import stage_lock
 from bert_pipeline.models import preflight
 from tasks.reporting import ProgressReporter
 from tasks.stages import (
@@ -43,7 +44,8 @@ def _stage(stage: str, task: Any) -> Callable[..., dict[str, Any]]:
     def run(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
         cfg = load_config(config, overrides)  # fails here, naming the field, before any work
         preflight(cfg, [stage])
-        return task(cfg.model_dump(mode="json"))
+        with stage_lock(cfg.data_root, stage, cfg.run_date):  # a second run of this stage and date is refused
+            return task(cfg.model_dump(mode="json"))
 
     run.__name__ = f"{stage}_flow"
     run.__doc__ = f"bert-pipeline {stage} stage for one run_date: `config` is a YAML path/URL, `overrides` dotted keys."
@@ -68,6 +70,11 @@ def shard_runner(cfg: PipelineConfig, threads: int | None = None) -> TaskRunner:
 def curate_flow(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
     """bert-pipeline curate stage: clean and filter each shard, cluster duplicates, write each shard, commit."""
     cfg = load_config(config, overrides)
+    with stage_lock(cfg.data_root, "curate", cfg.run_date):
+        return _curate(cfg)
+
+
+def _curate(cfg: PipelineConfig) -> dict[str, Any]:
     data = cfg.model_dump(mode="json")
     plan = curate_begin_task(data)
     if plan["skipped"]:
@@ -86,6 +93,11 @@ def score_flow(config: Config = None, overrides: Overrides = None) -> dict[str, 
     """bert-pipeline score stage: plan, score each curated shard, commit (or swap in a replacement)."""
     cfg = load_config(config, overrides)
     preflight(cfg, ["score"])
+    with stage_lock(cfg.data_root, "score", cfg.run_date):
+        return _score(cfg)
+
+
+def _score(cfg: PipelineConfig) -> dict[str, Any]:
     data = cfg.model_dump(mode="json")
     plan = score_plan_task(data)
     if plan["empty"] or plan["skipped"]:

@@ -43,7 +43,7 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
     assert len(run_ids) == 1 and len(run_ids[0]) == 36  # the Prefect flow run's UUID
 
     with get_client(sync_client=True) as client:
-        artifacts = {a.key: a for a in client.read_artifacts() if a.key}
+        artifacts = {a.key: a for a in sorted(client.read_artifacts(), key=lambda a: a.created) if a.key}  # latest wins
     reasons = json.loads(artifacts["bert-curate-reject-reasons"].data)
     assert sum(row["rows"] for row in reasons) == raw.height  # every raw row: curated or one reject reason
     assert {"exact_duplicate", "near_duplicate", "empty", "(curated)"} <= {row["reason"] for row in reasons}
@@ -115,3 +115,14 @@ def test_an_unlabelled_night_then_a_night_of_duplicates(tmp_path: Path, sample_c
     assert second["score"]["rows"] == 0
     lake = Lake(sample_config["data_root"])
     assert lake.read_manifest("predictions", "2026-11-28")["counts"]["rows"] == 0
+
+
+def test_a_stage_already_running_for_the_date_refuses_a_second_run(tmp_path: Path, sample_config: dict) -> None:
+    from bert_pipeline.lake import stage_lock
+
+    config = write_config(tmp_path, sample_config)
+    with stage_lock(sample_config["data_root"], "ingest", sample_config["run_date"]):  # another run holds it
+        with pytest.raises(LakeStateError, match="ingest for run_date=2026-11-27 is already running"):
+            ingest_flow(config=config)
+    assert not Path(sample_config["data_root"], "raw").exists()  # refused without writing
+    assert ingest_flow(config=config)["skipped"] is False  # released: the next run goes ahead

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from bert_pipeline import models, storage
 from bert_pipeline.config import build_config
@@ -90,3 +91,41 @@ def test_every_stage_reads_and_writes_s3(s3_endpoint: str, sample_config: dict, 
                        for u in lake.shard_urls("predictions", cfg.run_date, lake.read_manifest("predictions", cfg.run_date))])
     assert again.height == scored["rows"] and set(again["run_id"]) == {"forced"}
     assert not fs.exists("bert-lake/nightly/predictions/.staging") or not fs.find("bert-lake/nightly/predictions/.staging")
+
+
+def test_flows_take_s3_options_from_a_prefect_secret_block_and_never_log_them(
+        s3_endpoint: str, sample_config: dict, sample_csv: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import fsspec.config
+    import s3fs
+    from prefect.blocks.system import Secret
+    from prefect.client.orchestration import get_client
+
+    from flows.stages import curate_flow, ingest_flow
+
+    secret = "s3cr3t-value-that-must-not-leak"
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.mkdir("block-lake")
+    fs.put_file(str(sample_csv), "block-lake/input/tweets.csv")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):  # only the block knows them now
+        monkeypatch.delenv(key)
+    Secret(value={"key": "block-key-id", "secret": secret,
+                  "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}).save("lake-s3",
+                                                                                                     overwrite=True)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {})  # the block's options land here; dropped after the test
+    overrides = {"data_root": "s3://block-lake/nightly", "ingest.sources": ["s3://block-lake/input/*.csv"],
+                 "storage_block": "lake-s3", "run_date": "2026-11-20"}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(sample_config))
+    assert ingest_flow(config=str(config), overrides=overrides)["skipped"] is False
+    summary = curate_flow(config=str(config), overrides=overrides)
+    assert summary["raw_rows"] == summary["curated_rows"] + summary["rejected_rows"] == 303
+    assert fs.exists("block-lake/nightly/curated/run_date=2026-11-20/_manifest.json")
+
+    with get_client(sync_client=True) as client:
+        logged = " ".join(log.message for log in client.read_logs())
+        shown = " ".join(str(a.data) + str(a.description) for a in client.read_artifacts())
+    manifests = " ".join(fs.cat(p).decode() for p in fs.glob("block-lake/nightly/**/_manifest.json"))
+    assert "curate" in logged and "raw_rows" in shown and manifests
+    for text in (logged, shown, manifests):
+        assert secret not in text and "block-key-id" not in text

@@ -1,0 +1,80 @@
+"""The bad-input corpus (tests/data/bad/cases.yaml): every case ends in a clear error naming the file before anything
+is written, or in rows kept or rejected with a reason, and raw = curated + rejects."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import run_curate
+from bert_pipeline.errors import InputDataError
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.lake import Lake
+
+BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
+CASES = yaml.safe_load((BAD / "cases.yaml").read_text())
+
+
+def generate(name: str, folder: Path) -> Path:
+    """The two large cases, written at test time rather than committed."""
+    path = folder / name
+    if name == "ten_mb_document.csv":
+        words = ("lorem ipsum dolor sit amet consectetur " * 300_000)[:10 * 1024 * 1024]
+        path.write_text(f'text,label\n"{words}",positive\n"a normal short review",negative\n')
+    elif name == "long_line.txt":
+        line = " ".join(f"word{i}" for i in range(20_000))[:100_000]
+        path.write_text(f"{line}\nand one short line\n")
+    return path
+
+
+def partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
+    manifest = lake.read_manifest(area, run_date)
+    frames = [pl.read_parquet(u) for u in lake.shard_urls(area, run_date, manifest)]
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input(case: str, tmp_path: Path) -> None:
+    spec = CASES[case]
+    source = generate(spec["generated"], tmp_path) if "generated" in spec else BAD / spec["source"]
+    config = {"data_root": str(tmp_path / "lake"), "run_date": "2026-11-01",
+              "ingest": {"sources": [str(source)],
+                         "label_column": None if spec.get("format_txt") else "label"}}
+    cfg = build_config(config)
+    if "error" in spec:
+        with pytest.raises(InputDataError) as failure:
+            run_ingest(cfg)
+        message = str(failure.value)
+        assert re.search(spec["error"], message), message
+        assert str(source) in message or (spec.get("names_source") and spec["source"] in message), message
+        assert not (tmp_path / "lake" / "raw").exists()  # refused before any output
+        return
+
+    ingested, curated = run_ingest(cfg), run_curate(cfg)
+    assert ingested["rows"] == spec["raw"]
+    assert curated["raw_rows"] == curated["curated_rows"] + curated["rejected_rows"] == spec["raw"]
+    lake = Lake(cfg.data_root)
+    kept, rejects = partition(lake, "curated", cfg.run_date), partition(lake, "rejects", cfg.run_date)
+    assert kept.height + rejects.height == spec["raw"]
+    if rejects.height:
+        assert rejects["reason"].null_count() == 0  # every rejected row says why
+    for reason in spec.get("rejected", []):
+        assert curated["rejected_by_reason"][reason] >= 1, curated["rejected_by_reason"]
+    if "invalid_utf8_rows" in spec:
+        assert ingested["invalid_utf8_rows"] == spec["invalid_utf8_rows"]
+    if spec.get("no_carriage_returns"):
+        assert not any("\r" in t for t in kept["text"].to_list())
+    if "labels" in spec:
+        assert set(kept["label"].drop_nulls().to_list()) == set(spec["labels"])
+    if "train_error" in spec:
+        from bert_pipeline.tokenize import run_tokenize
+        from bert_pipeline.train import run_train
+
+        run_tokenize(cfg)
+        with pytest.raises(InputDataError, match=spec["train_error"]):
+            run_train(cfg)
