@@ -18,7 +18,7 @@ export BERT_PIPELINE_TIMEZONE ?= UTC
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: venv demo test bench clean-lake server deploy worker
+.PHONY: venv demo test bench reliability clean-lake server deploy worker
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# kill -9 trials: 10 per stage (curate, tokenize, train, score), then a table of rows lost / duplicated / mismatched.
+reliability: $(STAMP)
+	$(PY) -m tests.reliability.crash_harness --trials 10
 
 # A local Prefect server on loopback (foreground; the UI is at http://$(PREFECT_HOST):$(PREFECT_PORT)).
 server: $(STAMP)

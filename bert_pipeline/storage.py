@@ -8,13 +8,14 @@ FSSPEC_S3_* variables); they are never part of a URL or a manifest.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import fsspec
 import pyarrow as pa
@@ -48,6 +49,15 @@ def set_options(url: str, options: dict[str, Any]) -> None:
     fsspec.config.conf.setdefault(protocol, {}).update(options)
 
 
+OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl"}
+
+
+def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    """Object stores have no folders to create; their buckets are the user's to create."""
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return bool(protocols & OBJECT_STORES)
+
+
 def is_local(url: str) -> bool:
     return isinstance(filesystem(url)[0], LocalFileSystem)
 
@@ -65,11 +75,28 @@ def to_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
 
 
+def _names_the_url(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A refused request (bad or revoked credentials, no access) says which location it was about."""
+
+    @functools.wraps(fn)
+    def wrapped(url: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(url, *args, **kwargs)
+        except PermissionError as exc:
+            if str(url) in str(exc):
+                raise
+            raise PermissionError(f"access to {url} refused: {exc} (check the credentials for it)") from exc
+
+    return wrapped
+
+
+@_names_the_url
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     return fs.exists(path)
 
 
+@_names_the_url
 def read_bytes(url: str) -> bytes:
     fs, path = filesystem(url)
     with fs.open(path, "rb") as handle:
@@ -96,9 +123,13 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
             if os.path.exists(tmp):
                 os.remove(tmp)
     else:
-        if parent:
+        if parent and not is_object_store(fs):  # s3fs's makedirs would create a misspelt bucket: never do that
             fs.makedirs(parent, exist_ok=True)
-        fs.pipe_file(path, data)
+        try:
+            fs.pipe_file(path, data)
+        except (FileNotFoundError, PermissionError) as exc:  # permanent: say where, so nobody retries blindly
+            raise type(exc)(f"cannot write {url}: {exc} (check that the bucket exists and that these credentials "
+                            "may write to it)") from exc
 
 
 def write_json_atomic(url: str, obj: Any) -> None:
@@ -113,12 +144,14 @@ def read_json(url: str) -> Any | None:
         return None
 
 
+@_names_the_url
 def list_files(folder: str, pattern: str = "*") -> list[str]:
     """Sorted URLs of files directly in folder matching pattern; [] when the folder does not exist."""
     fs, path = filesystem(folder)
     return sorted(to_url(fs, p) for p in fs.glob(f"{path.rstrip('/')}/{pattern}") if not fs.isdir(p))
 
 
+@_names_the_url
 def glob(pattern: str) -> list[str]:
     fs, path = filesystem(pattern)
     if not fsspec.core.has_magic(path):  # type: ignore[attr-defined]

@@ -87,7 +87,8 @@ def run_child(stage: str, config: dict[str, Any], kill_after: float | None = Non
     """Run the stage in a fresh process; with kill_after, SIGKILL it that many seconds into its work.
 
     Returns (killed, seconds of work the child reported; 0 when killed)."""
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
+           "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, stage, json.dumps(config)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
@@ -254,6 +255,8 @@ def main() -> int:
     args = parser.parse_args()
     workdir = Path(args.workdir) if args.workdir else Path(__import__("tempfile").mkdtemp(prefix="bert-crash-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         config = harness_config(workdir)
         rng = random.Random(args.seed)
