@@ -8,6 +8,7 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("MKL_CBWR", "AUTO")  # MKL's reproducible mode: same results run to run on this CPU
 
 from tests.helpers import build_tiny_model, demo_frame, write_other_tsv, write_sample_csv  # noqa: E402
 

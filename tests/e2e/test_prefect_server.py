@@ -153,3 +153,31 @@ def test_nightly_deployment_fills_the_lake_and_a_score_rerun_duplicates_nothing(
     second = predictions(lake, run_date)
     assert second.height == first.height == second["doc_id"].n_unique()
     assert second["run_id"].to_list() == first["run_id"].to_list()  # committed shards were kept, not rescored
+
+
+def api(env: dict[str, str], path: str) -> dict:
+    with urllib.request.urlopen(f"{env['PREFECT_API_URL']}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_two_score_runs_submitted_together_run_one_after_the_other(
+        prefect_env: dict[str, str], tmp_path: Path, sample_config: dict) -> None:
+    config = tmp_path / "nightly.yaml"
+    config.write_text(yaml.safe_dump(sample_config))
+    lake, run_date = Lake(sample_config["data_root"]), sample_config["run_date"]
+    nightly = run_deployment(prefect_env, "bert-nightly/nightly", {"config": str(config)})
+    assert nightly.returncode == 0, nightly.stdout[-2000:]
+    params = json.dumps({"config": str(config), "overrides": {"score.force": True}})
+    submitted = [prefect(prefect_env, "deployment", "run", "bert-score/score", "--params", params) for _ in range(2)]
+    ids = [next(line.split()[-1] for line in s.stdout.splitlines() if "UUID" in line) for s in submitted]
+    deadline, runs = time.monotonic() + 600, []
+    while time.monotonic() < deadline:
+        runs = [api(prefect_env, f"/flow_runs/{run_id}") for run_id in ids]
+        if all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in runs):
+            break
+        time.sleep(2)
+    assert [r["state_type"] for r in runs] == ["COMPLETED", "COMPLETED"], runs
+    first, second = sorted(runs, key=lambda r: r["start_time"])
+    assert first["end_time"] <= second["start_time"]  # the deployment's concurrency limit queued the second
+    scored = predictions(lake, run_date)
+    assert scored.height == lake.read_manifest("curated", run_date)["counts"]["curated_rows"] == scored["doc_id"].n_unique()

@@ -96,12 +96,16 @@ class FaultProxy:
 
 @pytest.fixture
 def proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:  # noqa: F811
+    import s3fs
+
     fault = FaultProxy(s3_endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL", fault.url)
+    s3fs.S3FileSystem.clear_instance_cache()  # cached clients keep the endpoint they were made with
     try:
         yield fault
     finally:
         fault.server.shutdown()
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def _s3fs():
