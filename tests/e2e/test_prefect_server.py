@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,21 +16,15 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-import polars as pl
 import pytest
 import yaml
 
 from bert_pipeline.lake import Lake
+from tests.helpers import free_port, read_partition
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -107,11 +100,6 @@ def run_deployment(env: dict[str, str], name: str, params: dict) -> subprocess.C
                    "--watch-timeout", "800")
 
 
-def predictions(lake: Lake, run_date: str) -> pl.DataFrame:
-    manifest = lake.read_manifest("predictions", run_date)
-    return pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", run_date, manifest)])
-
-
 def test_deployments_are_listed_with_the_nightly_schedule(prefect_env: dict[str, str]) -> None:
     listed = prefect(prefect_env, "deployment", "ls")
     for flow in ("bert-nightly", "bert-ingest", "bert-curate", "bert-tokenize", "bert-train", "bert-score"):
@@ -144,13 +132,13 @@ def test_nightly_deployment_fills_the_lake_and_a_score_rerun_duplicates_nothing(
 
     lake, run_date = Lake(sample_config["data_root"]), sample_config["run_date"]
     curated = lake.read_manifest("curated", run_date)["counts"]
-    first = predictions(lake, run_date)
+    first = read_partition(lake, "predictions", run_date)
     assert first.height == curated["curated_rows"] == first["doc_id"].n_unique() > 250
     assert Path(sample_config["data_root"], "reports", f"run_date={run_date}", "report.md").exists()
 
     again = run_deployment(prefect_env, "bert-score/score", params)
     assert again.returncode == 0 and "Completed" in again.stdout, again.stdout[-3000:] + again.stderr[-3000:]
-    second = predictions(lake, run_date)
+    second = read_partition(lake, "predictions", run_date)
     assert second.height == first.height == second["doc_id"].n_unique()
     assert second["run_id"].to_list() == first["run_id"].to_list()  # committed shards were kept, not rescored
 
@@ -179,5 +167,5 @@ def test_two_score_runs_submitted_together_run_one_after_the_other(
     assert [r["state_type"] for r in runs] == ["COMPLETED", "COMPLETED"], runs
     first, second = sorted(runs, key=lambda r: r["start_time"])
     assert first["end_time"] <= second["start_time"]  # the deployment's concurrency limit queued the second
-    scored = predictions(lake, run_date)
+    scored = read_partition(lake, "predictions", run_date)
     assert scored.height == lake.read_manifest("curated", run_date)["counts"]["curated_rows"] == scored["doc_id"].n_unique()

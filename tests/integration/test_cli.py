@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from bert_pipeline.lake import Lake
+from tests.helpers import read_partition
 
 BIN = Path(sys.executable).parent / "bert-pipeline"
 
@@ -31,8 +32,7 @@ def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test:" in done.stdout and "macro-F1" in done.stdout and "predictions/run_date=2026-11-20" in done.stdout
     lake = Lake(str(tmp_path / "lake"))
-    manifest = lake.read_manifest("predictions", "2026-11-20")
-    predictions = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", "2026-11-20", manifest)])
+    predictions = read_partition(lake, "predictions", "2026-11-20")
     curated = lake.read_manifest("curated", "2026-11-20")["counts"]
     assert curated["raw_rows"] == 144 and curated["curated_rows"] >= 140
     assert predictions.height == curated["curated_rows"] == predictions["doc_id"].n_unique()
@@ -42,7 +42,7 @@ def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other
 
     rerun = run_cli("score", "--config", str(config), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    again = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", "2026-11-20", manifest)])
+    again = read_partition(lake, "predictions", "2026-11-20")
     assert again.height == curated["curated_rows"] == again["doc_id"].n_unique()
 
 

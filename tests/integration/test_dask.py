@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import polars as pl
 import pytest
 from prefect.client.orchestration import get_client
 
 from bert_pipeline.lake import Lake
 from flows.stages import curate_flow, ingest_flow, score_flow, tokenize_flow, train_flow
+from tests.helpers import read_partition
 from tests.integration.test_flows import write_config
 
 distributed = pytest.importorskip("distributed")
@@ -35,8 +35,7 @@ def test_curate_and_score_shards_run_on_a_dask_cluster(tmp_path: Path, sample_co
         assert stage_flow(config=config)["skipped"] is False
     lake = Lake(sample_config["data_root"])
     curated = lake.read_manifest("curated", "2026-11-25")
-    predictions = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("predictions", "2026-11-25",
-                                                                          lake.read_manifest("predictions", "2026-11-25"))])
+    predictions = read_partition(lake, "predictions", "2026-11-25")
     assert predictions.height == curated["counts"]["curated_rows"] == predictions["doc_id"].n_unique()
     with get_client(sync_client=True) as client:  # the shard task runs were reported from the Dask workers
         names = [r.name for r in client.read_task_runs() if r.state and r.state.is_completed()]

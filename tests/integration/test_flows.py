@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
@@ -14,11 +13,7 @@ from bert_pipeline.errors import ConfigError, LakeStateError
 from bert_pipeline.lake import Lake
 from flows.nightly import nightly_flow
 from flows.stages import curate_flow, ingest_flow, score_flow, tokenize_flow, train_flow
-
-
-def _partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
-    manifest = lake.read_manifest(area, run_date)
-    return pl.concat([pl.read_parquet(u) for u in lake.shard_urls(area, run_date, manifest)])
+from tests.helpers import read_partition
 
 
 def write_config(tmp_path: Path, data: dict) -> str:
@@ -33,8 +28,8 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
     assert list(result) == ["ingest", "curate", "tokenize", "train", "score", "report"]
     lake = Lake(sample_config["data_root"])
     run_date = sample_config["run_date"]
-    raw, curated = _partition(lake, "raw", run_date), _partition(lake, "curated", run_date)
-    rejects, predictions = _partition(lake, "rejects", run_date), _partition(lake, "predictions", run_date)
+    raw, curated = read_partition(lake, "raw", run_date), read_partition(lake, "curated", run_date)
+    rejects, predictions = read_partition(lake, "rejects", run_date), read_partition(lake, "predictions", run_date)
     assert raw.height == curated.height + rejects.height == 303
     assert predictions.height == curated.height and predictions["doc_id"].n_unique() == curated.height
     assert lake.read_manifest("tokens", run_date)["counts"]["rows"] == curated.height
@@ -81,11 +76,11 @@ def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path
         shard_runs = [r for r in client.read_task_runs() if r.name.startswith("score-shard")]
     assert len(shard_runs) >= 4 and lake.read_manifest("predictions", "2026-11-26")["outputs"] == [
         f"part-{i:05d}.parquet" for i in range(4)]
-    before = _partition(lake, "predictions", "2026-11-26")
+    before = read_partition(lake, "predictions", "2026-11-26")
     assert score_flow(config=config)["skipped"] is True
     forced = score_flow(config=config, overrides={"score.batch_tokens": 512})  # same model + data: still skipped
     assert forced["skipped"] is True
-    after = _partition(lake, "predictions", "2026-11-26")
+    after = read_partition(lake, "predictions", "2026-11-26")
     assert after.height == before.height == after["doc_id"].n_unique()
 
 

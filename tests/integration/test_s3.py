@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 import yaml
 
@@ -21,17 +20,12 @@ from bert_pipeline.lake import Lake
 from bert_pipeline.score import run_score
 from bert_pipeline.tokenize import run_tokenize
 from bert_pipeline.train import run_train
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import free_port, read_partition
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -79,16 +73,14 @@ def test_every_stage_reads_and_writes_s3(s3_endpoint: str, sample_config: dict, 
 
     lake = Lake(cfg.data_root)
     curated = lake.read_manifest("curated", cfg.run_date)
-    predictions = pl.concat([pl.from_arrow(storage.read_parquet(u))
-                             for u in lake.shard_urls("predictions", cfg.run_date, lake.read_manifest("predictions", cfg.run_date))])
+    predictions = read_partition(lake, "predictions", cfg.run_date)
     assert predictions.height == curated["counts"]["curated_rows"] == scored["rows"]
     assert predictions["doc_id"].n_unique() == predictions.height
     assert fs.exists("bert-lake/nightly/raw/run_date=2026-11-27/_manifest.json")
     assert run_score(cfg, run_id="again")["skipped"]
     forced = run_score(build_config(cfg.model_dump(), {"score.force": True}), run_id="forced")  # copy-over on S3
     assert forced["scored_this_run"] == scored["rows"]
-    again = pl.concat([pl.from_arrow(storage.read_parquet(u))
-                       for u in lake.shard_urls("predictions", cfg.run_date, lake.read_manifest("predictions", cfg.run_date))])
+    again = read_partition(lake, "predictions", cfg.run_date)
     assert again.height == scored["rows"] and set(again["run_id"]) == {"forced"}
     assert not fs.exists("bert-lake/nightly/predictions/.staging") or not fs.find("bert-lake/nightly/predictions/.staging")
 

@@ -15,12 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
-import polars as pl
 import pytest
 import yaml
 
-from bert_pipeline import storage
 from bert_pipeline.lake import Lake
+from tests.helpers import read_partition
 from tests.integration.test_s3 import s3_endpoint  # noqa: F401 - the moto_server fixture
 
 SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
@@ -133,8 +132,7 @@ def test_the_pipeline_completes_through_injected_5xx_responses(proxy: FaultProxy
     assert proxy.injected >= 20 and proxy.requests - started > 100, (proxy.injected, proxy.requests)
     lake = Lake("s3://fault-lake/nightly")
     curated = lake.read_manifest("curated", "2026-11-21")["counts"]
-    predictions = pl.concat([pl.from_arrow(storage.read_parquet(u)) for u in lake.shard_urls(
-        "predictions", "2026-11-21", lake.read_manifest("predictions", "2026-11-21"))])
+    predictions = read_partition(lake, "predictions", "2026-11-21")
     assert curated["raw_rows"] == curated["curated_rows"] + curated["rejected_rows"] == 303
     assert predictions.height == curated["curated_rows"] == predictions["doc_id"].n_unique()
     assert result["score"]["rows"] == curated["curated_rows"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import polars as pl
 
 from bert_pipeline.config import build_config
 from bert_pipeline.curate import run_curate
@@ -14,6 +13,7 @@ from bert_pipeline.lake import Lake
 from bert_pipeline.score import run_score
 from bert_pipeline.tokenize import run_tokenize
 from bert_pipeline.train import run_train
+from tests.helpers import read_partition
 
 
 def test_two_process_ddp_training_commits_one_model(sample_config: dict) -> None:
@@ -30,7 +30,6 @@ def test_two_process_ddp_training_commits_one_model(sample_config: dict) -> None
     assert not Path(cfg.data_root, "_work").exists()
     scored = run_score(cfg)
     lake = Lake(cfg.data_root)
-    predictions = pl.concat([pl.read_parquet(u) for u in lake.shard_urls(
-        "predictions", cfg.run_date, lake.read_manifest("predictions", cfg.run_date))])
+    predictions = read_partition(lake, "predictions", cfg.run_date)
     assert predictions.height == scored["rows"] and set(predictions["model_version"]) == {trained["model_version"]}
     assert run_train(cfg)["skipped"]  # committed once, by rank 0

@@ -25,12 +25,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import polars as pl
 
 from bert_pipeline.config import build_config
 from bert_pipeline.lake import Lake
+from tests.helpers import read_partition
 
 STAGES = ("ingest", "curate", "tokenize", "train", "score")
 CRASHED = ("curate", "tokenize", "train", "score")
@@ -39,12 +40,8 @@ CRASHED = ("curate", "tokenize", "train", "score")
 CHILD = """
 import json, sys, time
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
-from bert_pipeline.score import run_score
-run = {"curate": run_curate, "tokenize": run_tokenize, "train": run_train, "score": run_score}[sys.argv[1]]
-cfg = build_config(json.loads(sys.argv[2]))
+from tests.reliability.crash_harness import stage_runner
+run, cfg = stage_runner(sys.argv[1]), build_config(json.loads(sys.argv[2]))
 print("READY", flush=True)
 started = time.monotonic()
 run(cfg)
@@ -71,16 +68,20 @@ def stage_config(base: dict[str, Any], lake: Path) -> dict[str, Any]:
     return {**base, "data_root": str(lake)}
 
 
-def run_in_process(stage: str, config: dict[str, Any]) -> None:
+def stage_runner(stage: str) -> Callable[[Any], dict[str, Any]]:
+    """The library entry point of a stage (imported here, so a child process pays the imports before READY)."""
     from bert_pipeline.curate import run_curate
     from bert_pipeline.ingest import run_ingest
     from bert_pipeline.score import run_score
     from bert_pipeline.tokenize import run_tokenize
     from bert_pipeline.train import run_train
 
-    runs = {"ingest": run_ingest, "curate": run_curate, "tokenize": run_tokenize, "train": run_train,
-            "score": run_score}
-    runs[stage](build_config(config))
+    return {"ingest": run_ingest, "curate": run_curate, "tokenize": run_tokenize, "train": run_train,
+            "score": run_score}[stage]
+
+
+def run_in_process(stage: str, config: dict[str, Any]) -> None:
+    stage_runner(stage)(build_config(config))
 
 
 def run_child(stage: str, config: dict[str, Any], kill_after: float | None = None) -> tuple[bool, float]:
@@ -90,7 +91,8 @@ def run_child(stage: str, config: dict[str, Any], kill_after: float | None = Non
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
            "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, stage, json.dumps(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=Path(__file__).resolve().parents[2])  # the child imports this module
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("READY"):
@@ -108,21 +110,6 @@ def run_child(stage: str, config: dict[str, Any], kill_after: float | None = Non
         raise RuntimeError(f"{stage} child exited {proc.returncode}: {err[-3000:]}")
     work = next((float(l.split()[1]) for l in out.splitlines() if l.startswith("WORK")), 0.0)
     return False, work
-
-
-def partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
-    manifest = lake.read_manifest(area, run_date)
-    if manifest is None:
-        return pl.DataFrame()
-    frames = []
-    for url in lake.shard_urls(area, run_date, manifest):
-        if url.endswith(".arrow"):
-            from bert_pipeline.tokenize import read_arrow
-
-            frames.append(pl.from_arrow(read_arrow(url)))
-        else:
-            frames.append(pl.read_parquet(url))
-    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 # What must be identical between a crashed-and-rerun stage and the reference, per area.
@@ -211,7 +198,7 @@ def crash_stage(stage: str, base_config: dict[str, Any], workdir: Path, trials: 
         outcome.killed += killed
         ref_lake, trial_lake = Lake(str(reference)), Lake(str(lake_dir))
         for area in AREAS.get(stage, []):
-            compare_rows(partition(ref_lake, area, run_date), partition(trial_lake, area, run_date),
+            compare_rows(read_partition(ref_lake, area, run_date), read_partition(trial_lake, area, run_date),
                          COMPARED[area], outcome)
         if stage == "train":
             compare_models(ref_lake, trial_lake, outcome)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import polars as pl
 import pytest
 import yaml
 
@@ -15,6 +14,7 @@ from bert_pipeline.curate import run_curate
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.ingest import run_ingest
 from bert_pipeline.lake import Lake
+from tests.helpers import read_partition
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 CASES = yaml.safe_load((BAD / "cases.yaml").read_text())
@@ -30,12 +30,6 @@ def generate(name: str, folder: Path) -> Path:
         line = " ".join(f"word{i}" for i in range(20_000))[:100_000]
         path.write_text(f"{line}\nand one short line\n")
     return path
-
-
-def partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
-    manifest = lake.read_manifest(area, run_date)
-    frames = [pl.read_parquet(u) for u in lake.shard_urls(area, run_date, manifest)]
-    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -59,7 +53,7 @@ def test_bad_input(case: str, tmp_path: Path) -> None:
     assert ingested["rows"] == spec["raw"]
     assert curated["raw_rows"] == curated["curated_rows"] + curated["rejected_rows"] == spec["raw"]
     lake = Lake(cfg.data_root)
-    kept, rejects = partition(lake, "curated", cfg.run_date), partition(lake, "rejects", cfg.run_date)
+    kept, rejects = read_partition(lake, "curated", cfg.run_date), read_partition(lake, "rejects", cfg.run_date)
     assert kept.height + rejects.height == spec["raw"]
     if rejects.height:
         assert rejects["reason"].null_count() == 0  # every rejected row says why

@@ -14,6 +14,7 @@ from bert_pipeline.config import build_config
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.ingest import decode_text, expand_sources, read_source, run_ingest
 from bert_pipeline.lake import Lake
+from tests.helpers import read_partition
 
 CSV = 'id,text,label\n1,"first line\nsecond line, with comma",pos\n2,"he said ""hi""",neg\n3,plain,\n'
 
@@ -23,8 +24,7 @@ def ingest(tmp_path: Path, sources: list[str], **ingest_cfg) -> tuple[dict, pl.D
                         "ingest": {"sources": sources, **ingest_cfg}})
     summary = run_ingest(cfg)
     lake = Lake(cfg.data_root)
-    manifest = lake.read_manifest("raw", cfg.run_date)
-    frame = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("raw", cfg.run_date, manifest)])
+    frame = read_partition(lake, "raw", cfg.run_date)
     return summary, frame
 
 

@@ -19,13 +19,7 @@ from bert_pipeline.lake import Lake
 from bert_pipeline.score import run_score, token_budget_batches
 from bert_pipeline.tokenize import read_arrow, run_tokenize
 from bert_pipeline.train import length_grouped_batches, run_train
-from tests.helpers import build_tiny_model
-
-
-def read_partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
-    manifest = lake.read_manifest(area, run_date)
-    assert manifest is not None, f"{area} has no manifest"
-    return pl.concat([pl.read_parquet(u) for u in lake.shard_urls(area, run_date, manifest)])
+from tests.helpers import build_tiny_model, read_partition
 
 
 @pytest.fixture
