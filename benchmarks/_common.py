@@ -38,3 +38,29 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def cpu_flags(wanted: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")) -> str:
+    """The CPU flags a figure depends on (matmul width, native bf16), for the benchmark's header line."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = set(next((line for line in handle if line.startswith("flags")), "").split())
+    except OSError:
+        return "unknown"
+    return " ".join(f"{flag}={'yes' if flag in flags else 'no'}" for flag in wanted)
+
+
+def tfidf_macro_f1(train_texts: list[str], train_labels: list[str], test_texts: list[str],
+                   test_labels: list[str]) -> float:
+    """Test macro-F1 of TF-IDF (word 1-2-grams + character 2-5-grams) + logistic regression: the plain anchor."""
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
+    x_train = hstack([words.fit_transform(train_texts), chars.fit_transform(train_texts)]).tocsr()
+    x_test = hstack([words.transform(test_texts), chars.transform(test_texts)]).tocsr()
+    classifier = LogisticRegression(max_iter=2000, C=4.0).fit(x_train, train_labels)
+    return float(f1_score(test_labels, classifier.predict(x_test), average="macro"))

@@ -12,11 +12,8 @@ from __future__ import annotations
 import argparse
 
 import polars as pl
-from scipy.sparse import hstack
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 
+from benchmarks._common import tfidf_macro_f1
 from bert_pipeline.config import load_config
 from bert_pipeline.curate import run_curate
 from bert_pipeline.ingest import run_ingest
@@ -42,12 +39,8 @@ def main() -> None:
         "curated", cfg.run_date, lake.read_manifest("curated", cfg.run_date))])
     usable = curated.filter(pl.col("label").is_not_null() & ~pl.col("label_conflict"))
     train, test = usable.filter(pl.col("split") == "train"), usable.filter(pl.col("split") == "test")
-    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True)
-    x_train = hstack([words.fit_transform(train["text"]), chars.fit_transform(train["text"])]).tocsr()
-    x_test = hstack([words.transform(test["text"]), chars.transform(test["text"])]).tocsr()
-    classifier = LogisticRegression(max_iter=2000, C=4.0).fit(x_train, train["label"].to_list())
-    baseline = f1_score(test["label"].to_list(), classifier.predict(x_test), average="macro")
+    baseline = tfidf_macro_f1(train["text"].to_list(), train["label"].to_list(), test["text"].to_list(),
+                              test["label"].to_list())
 
     ours = trained["metrics"]["test"]
     print(f"same split: {train.height} train / {test.height} test rows (curated, no label conflicts)")

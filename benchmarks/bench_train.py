@@ -23,7 +23,9 @@ from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.config import IngestConfig, TrainConfig
 from bert_pipeline.ingest import expand_sources, read_source
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
-from bert_pipeline.train import SplitData, dropout_overrides, fit, predict_logits
+from bert_pipeline.inference import predict_logits
+from bert_pipeline.train import dropout_overrides, fit
+from bert_pipeline.trainset import SplitData
 
 
 def load_data(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -40,7 +42,7 @@ def encode(texts: list[str], labels: list[int], encoder) -> SplitData:  # type: 
 
 
 def accuracy(model, data: SplitData, pad_id: int) -> float:  # type: ignore[no-untyped-def]
-    logits = predict_logits(model, data, 128, pad_id, torch.device("cpu"))
+    logits = predict_logits(model, data.sequences, 128, pad_id, torch.device("cpu"))
     return float((logits.argmax(axis=1) == data.labels).mean())
 
 

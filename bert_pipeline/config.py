@@ -114,7 +114,15 @@ def _none_means_empty(value: Any) -> Any:
 
 class TrainConfig(_Section):
     base_model: str = Field("", description="empty = the packaged MiniLM; else a local HF folder or hub id")
-    epochs: int = Field(1, ge=1, le=1000)
+    epochs: int | Literal["auto"] = Field(
+        "auto", description="auto = enough epochs for train.min_steps optimizer steps, then more while validation "
+        "macro-F1 improves (early stopping), at most twice that; or a number")
+    min_steps: int = Field(300, ge=1, le=1_000_000, description="with epochs: auto, optimizer steps run before early "
+                           "stopping may stop")
+    window_days: int | None = Field(None, ge=1, description="train on the nights of the last N days up to run_date; "
+                                    "empty = every committed night")
+    drop_unseen_labels: bool = Field(False, description="leave out validation/test rows whose label has no training "
+                                     "rows, instead of refusing to train")
     max_train_samples: int | None = Field(None, ge=1, description="empty = all training rows")
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(5e-5, gt=0.0, lt=1.0)
@@ -137,7 +145,14 @@ class TrainConfig(_Section):
     champion_tolerance: float = Field(0.0, ge=0.0, le=1.0,
                                       description="a new model may be this much worse in macro-F1 and still win")
 
-    @field_validator("max_train_samples", mode="before")
+    @field_validator("epochs")
+    @classmethod
+    def _epochs_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 1000:
+            raise ValueError("must be auto or a number of epochs from 1 to 1000")
+        return value
+
+    @field_validator("max_train_samples", "window_days", mode="before")
     @classmethod
     def _empty_means_all(cls, value: Any) -> Any:
         return None if value in ("", "null", "None") else value

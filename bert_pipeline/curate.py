@@ -12,6 +12,8 @@ before it writes the manifests. Drop reasons are data (datatrove's filter idea),
                    100 characters, 3-grams for 20-99)
   exact_duplicate  same normalised text (NFKC, casefold, whitespace collapsed) as the kept row `duplicate_of`
   near_duplicate   character 5-gram Jaccard >= curate.near_dup_threshold, chained within a cluster
+  label_correction same normalised text as an earlier night's kept row `duplicate_of`, with another label: the
+                   newest label is the one the accumulated training set uses (`labels.read_corrections`)
 
 The stage is four steps so that the per-shard ones can be mapped over shards (Prefect, Dask):
   begin                      fingerprint; skip if committed; else un-commit the outputs
@@ -35,12 +37,14 @@ from bert_pipeline.clean import clean_frame
 from bert_pipeline.config import CurateConfig, PipelineConfig
 from bert_pipeline.dedup import TextLoader, cluster_documents, texts_bands
 from bert_pipeline.errors import LakeStateError
+from bert_pipeline.labels import CORRECTION, apply_corrections, read_corrections
 from bert_pipeline.lake import (
     SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches, shard_name,
 )
 from bert_pipeline.neardup import NearDupParams, normal_form
 
-REASONS = ("empty", "too_short", "too_long", "low_alpha", "repetitive", "exact_duplicate", "near_duplicate")
+REASONS = ("empty", "too_short", "too_long", "low_alpha", "repetitive", "exact_duplicate", "near_duplicate",
+           CORRECTION)
 
 CURATED_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
@@ -174,10 +178,13 @@ class CurateLake:
         return found
 
     def earlier_index(self) -> pl.DataFrame:
-        """The index rows (keys, labels, LSH bands) of the earlier nights."""
-        frames = [pl.from_arrow(storage.read_parquet(url)) for date, manifest in self.earlier_manifests().items()
+        """The index rows (keys, labels, LSH bands) of the earlier nights, each row's label as corrected since."""
+        earlier = self.earlier_manifests()
+        frames = [pl.from_arrow(storage.read_parquet(url)) for date, manifest in earlier.items()
                   for url in self.lake.shard_urls("dedup_index", date, manifest)]
-        return pl.concat(frames) if frames else empty_index()  # type: ignore[return-value]
+        if not frames:
+            return empty_index()
+        return apply_corrections(pl.concat(frames), read_corrections(self.lake, earlier))  # type: ignore[arg-type]
 
     def load_tonight(self, rows: pl.DataFrame) -> dict[str, str]:
         """Normal forms of tonight's candidates, from the clean shards that hold them."""
@@ -277,6 +284,7 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
         "raw_rows": raw_rows, "curated_rows": curated.height, "rejected_rows": reasons.height,
         "rejected_by_reason": {r: 0 for r in REASONS} | dict(reasons["reason"].value_counts().iter_rows()),
         "label_conflicts": int(curated["label_conflict"].sum()),
+        "label_corrections": int((reasons["reason"] == CORRECTION).sum()),
         "earlier_documents_indexed": sum(m["counts"]["curated_rows"] for m in earlier.values()),
         "splits": dict(curated["split"].value_counts().iter_rows()),
     }

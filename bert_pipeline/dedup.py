@@ -5,6 +5,12 @@ The inputs are small per-document rows (doc_id, dedup_key, label, LSH band hashe
 loaded only for candidate pairs, to verify them exactly. The kept member of a cluster is an earlier night's document
 when there is one (earliest run_date, then smallest doc_id), else tonight's smallest doc_id: deterministic whatever
 the input order.
+
+Label corrections: a row of tonight whose normalised key equals an earlier night's kept row's key but whose label
+differs from that row's current label (`earlier["label"]`, with earlier corrections already applied) is not a plain
+duplicate: it gets `label_correction`, `duplicate_of` the earlier row. Rows without a label stay `exact_duplicate`
+(a missing label corrects nothing). When tonight's rows of one key carry several labels, each is still recorded as
+a correction; the training set then treats the earlier row as a label conflict (`labels.read_corrections`).
 """
 
 from __future__ import annotations
@@ -58,6 +64,18 @@ def _shingle_sets(texts: list[str], params: NearDupParams) -> list[frozenset[int
     return [frozenset(flat[offsets[i]:offsets[i + 1]].tolist()) for i in range(len(texts))]
 
 
+def _corrected_keys(ordered: pl.DataFrame, earlier: pl.DataFrame, first_old_by_key: dict[str, int],
+                    n_reps: int) -> set[tuple[str, str]]:
+    """(doc_id, key) of tonight's labelled rows whose key is an earlier kept row's and whose label differs from it."""
+    old_label = earlier["label"].to_list()
+    corrected = set()
+    for doc_id, key, label in ordered.select("doc_id", "dedup_key", "label").iter_rows():
+        old = first_old_by_key.get(key)
+        if old is not None and label is not None and label != old_label[old - n_reps]:
+            corrected.add((doc_id, key))
+    return corrected
+
+
 def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight: TextLoader,
                       load_earlier: TextLoader, params: NearDupParams, near: bool = True) -> pl.DataFrame:
     """One CLUSTER_SCHEMA row per tonight's candidate (doc_id, dedup_key, label, bands, shard).
@@ -94,6 +112,7 @@ def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight
             if jaccard_of_sets(sets[a], sets[b]) >= params.threshold:
                 uf.union(a, b)
 
+    corrected = _corrected_keys(ordered, earlier, first_old_by_key, n_reps)
     roots = uf.roots()
     kept_of_root: dict[int, int] = {}
     for node in list(range(n_reps, n_reps + n_old)) + list(range(n_reps)):  # earlier nights win, then doc_id order
@@ -121,6 +140,9 @@ def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight
         # the same doc_id as an earlier night's kept row is that row seen again: a duplicate of it)
         if kept == rep and doc_id == node_id[rep]:
             out.append((doc_id, kept_id, True, None, None, None, conflict, size))
+        elif (doc_id, key) in corrected:
+            old_id = node_id[first_old_by_key[key]]
+            out.append((doc_id, kept_id, False, "label_correction", old_id, 1.0, conflict, size))
         elif node_key[kept] == key:
             out.append((doc_id, kept_id, False, "exact_duplicate", kept_id, 1.0, conflict, size))
         else:

@@ -2,18 +2,22 @@
 DDP; NCCL on GPUs, gloo on CPUs). Rank 0 writes checkpoints and the model; every rank replays the same
 deterministic batch order and takes every world-th optimizer step of it, so gradients average over world x batch.
 
-    python -m torch.distributed.run --standalone --nproc_per_node=N -m bert_pipeline.distributed CONFIG.json
+    python -m torch.distributed.run --standalone --nproc_per_node=N -m bert_pipeline.train CONFIG.json
+
+This module knows nothing of training: `launch` starts any module's `python -m` entry point under torchrun, and
+`process_group` is what that entry point wraps its work in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import torch
 
@@ -61,15 +65,15 @@ class Dist:
             torch.distributed.barrier()
 
 
-def launch(config: dict[str, Any], devices: int) -> None:
-    """Run the train stage under torchrun with `devices` processes; raise when any rank fails."""
+def launch(module: str, config: dict[str, Any], devices: int) -> None:
+    """Run `python -m module CONFIG.json` under torchrun with `devices` processes; raise when any rank fails."""
     from bert_pipeline.errors import LakeStateError
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(config, handle)
     try:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
-                   "-m", "bert_pipeline.distributed", handle.name]
+                   "-m", module, handle.name]
         result = subprocess.run(command, check=False)
     finally:
         os.unlink(handle.name)
@@ -78,19 +82,12 @@ def launch(config: dict[str, Any], devices: int) -> None:
                              "the ranks' errors are in the log above")
 
 
-def main(path: str) -> None:
-    from bert_pipeline.config import PipelineConfig
-    from bert_pipeline.train import run_train
-
-    with open(path) as handle:
-        cfg = PipelineConfig.model_validate(json.load(handle))
-    use_cuda = torch.cuda.is_available() and cfg.train.device != "cpu"
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[None]:
+    """The torch.distributed process group of a rank started by torchrun: NCCL when it trains on CUDA, else gloo."""
+    use_cuda = torch.cuda.is_available() and device != "cpu"
     torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
     try:
-        run_train(cfg)
+        yield
     finally:
         torch.distributed.destroy_process_group()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])

@@ -20,6 +20,7 @@ import xxhash
 from bert_pipeline import storage
 from bert_pipeline.config import IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
+from bert_pipeline.labels import canonical_labels, check_label_spellings
 from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
@@ -190,9 +191,12 @@ def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, in
     ids = _as_string(df, cfg.id_column, source.url)
     if ids is not None and ids.null_count():
         raise InputDataError(f"{source.url}: ingest.id_column {cfg.id_column!r} has {ids.null_count()} empty ids")
-    labels = _as_string(df, cfg.label_column, source.url)
-    if labels is not None:
-        labels = labels.str.strip_chars().replace("", None)
+    labels = None
+    if cfg.label_column is not None:
+        try:  # one label identity whatever the file's type: 1, 1.0 and "1" are all the label "1"
+            labels = canonical_labels(df[cfg.label_column])
+        except InputDataError as exc:
+            raise InputDataError(f"{source.url}: ingest.label_column {cfg.label_column!r}: {exc}") from None
     split = _normalise_split(_as_string(df, cfg.split_column, source.url), source.url)
     rows = df.height
     out = pl.DataFrame({
@@ -215,6 +219,21 @@ def _check_unique_ids(df: pl.DataFrame, id_column: str | None) -> None:
         raise InputDataError(f"{where} are not unique: {duplicated.height} rows share ids such as {examples}")
 
 
+def check_labels(raw: pl.DataFrame, lake: Lake, run_date: str) -> dict[str, int]:
+    """Tonight's rows per label, after refusing spellings that collide with each other or with an earlier night's
+    labels (from the raw manifests), naming both and where each was seen."""
+    counts = dict(raw["label"].drop_nulls().value_counts(sort=True).iter_rows())
+    first = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
+    where = {label: f"{source} row {row + 1}" for label, source, row in first.select("label", "source", "source_row").iter_rows()}
+    for date in lake.run_dates("raw"):
+        manifest = lake.read_manifest("raw", date) or {}
+        if date != run_date:
+            for label in (manifest.get("counts") or {}).get("labels") or {}:
+                where.setdefault(label, f"run_date={date}")
+    check_label_spellings(where, where, setting="ingest.label_column")
+    return {str(k): int(v) for k, v in counts.items()}
+
+
 def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     folder = lake.partition("raw", cfg.run_date)
@@ -235,6 +254,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")), run_date=pl.lit(cfg.run_date)
     )
     _check_unique_ids(raw, cfg.ingest.id_column)
+    labels = check_labels(raw, lake, cfg.run_date)
 
     writer = PartitionWriter(folder, stage_fp).begin()
     table = raw.to_arrow().cast(RAW_SCHEMA)
@@ -243,6 +263,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     counts = {
         "rows": raw.height,
         "labelled_rows": raw.height - raw["label"].null_count(),
+        "labels": labels,
         "invalid_utf8_rows": int(raw["invalid_utf8"].sum()),
         "invalid_utf8_replaced": sum(f["invalid_utf8_replaced"] for f in per_file),
     }

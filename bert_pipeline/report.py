@@ -29,12 +29,15 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     scores = label_shares(lake, cfg.run_date)
     previous = next((d for d in reversed(lake.run_dates("predictions")) if d < cfg.run_date), None)
     metrics = model_metrics(lake, scores["model_version"] if scores else None)
+    trained = tonight_model(lake, cfg.run_date)
     sections = [f"# bert-pipeline report, run_date {cfg.run_date}\n\nWritten {utc_now()} from the committed "
                 f"manifests under `{cfg.data_root}`.\n"]
     plots: dict[str, bytes] = {}
     if curated:
         sections.append(curation_section(curated["counts"]))
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
+    if trained:
+        sections.append(training_section(trained))
     if metrics:
         sections.append(model_section(metrics))
         plots["confusion_matrix.png"] = plot_confusion(metrics)
@@ -49,6 +52,31 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     report_url = storage.join(folder, "report.md")
     storage.write_bytes_atomic(report_url, "\n".join(sections).encode())  # last: the report names its plots
     return {"stage": "report", "report": report_url, "plots": sorted(plots), "previous_run_date": previous}
+
+
+def tonight_model(lake: Lake, run_date: str) -> dict[str, Any] | None:
+    """The manifest of the newest model trained for run_date (promoted or not), None when none was."""
+    manifests = [storage.read_json(url) for url in storage.glob(storage.join(lake.models, f"{run_date}-*",
+                                                                             "_manifest.json"))]
+    manifests = [m for m in manifests if m]
+    return max(manifests, key=lambda m: m.get("committed_at", "")) if manifests else None
+
+
+def training_section(manifest: dict[str, Any]) -> str:
+    """What tonight's model was trained on and why it was or was not promoted."""
+    decision, training = manifest.get("champion_decision") or {}, manifest.get("training_set") or {}
+    version = (manifest.get("metrics") or {}).get("model_version", "")
+    verdict = "promoted to champion" if decision.get("promoted") else "**not promoted**: scoring keeps the champion"
+    rows = "\n".join(f"| {date} | {c['train']} | {c['validation']} | {c['test']} |"
+                     for date, c in sorted((training.get("rows_by_night") or {}).items()))
+    champion = decision.get("champion_validation_macro_f1")
+    return (f"## Training\n\nModel {version} was {verdict}. {decision.get('reason', '')}.\n\n"
+            f"| validation macro-F1 | new model | champion ({decision.get('previous_champion') or 'none'}) | "
+            f"majority baseline |\n|---|---|---|---|\n| {decision.get('validation_rows', 0)} rows | "
+            f"{decision.get('new_validation_macro_f1', 0):.4f} | {'' if champion is None else f'{champion:.4f}'} | "
+            f"{decision.get('baseline_validation_macro_f1', 0):.4f} |\n\n"
+            f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per night:\n\n"
+            f"| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
 
 
 def model_metrics(lake: Lake, model_version: str | None) -> dict[str, Any] | None:
@@ -77,7 +105,8 @@ def curation_section(counts: dict[str, Any]) -> str:
     rows = [f"| curated | {counts['curated_rows']} | {counts['curated_rows'] / raw:.2%} |"]
     rows += [f"| rejected: {reason} | {n} | {n / raw:.2%} |" for reason, n in counts["rejected_by_reason"].items() if n]
     return ("## Curation\n\n" f"{counts['raw_rows']} raw rows = {counts['curated_rows']} curated + "
-            f"{counts['rejected_rows']} rejected; {counts.get('label_conflicts', 0)} label conflicts.\n\n"
+            f"{counts['rejected_rows']} rejected; {counts.get('label_conflicts', 0)} label conflicts; "
+            f"{counts.get('label_corrections', 0)} label corrections of earlier nights' rows.\n\n"
             "| outcome | rows | share of raw |\n|---|---|---|\n" + "\n".join(rows) + "\n")
 
 

@@ -33,7 +33,7 @@ from bert_pipeline.models import (
     fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir, tokenizer_hash,
 )
 from bert_pipeline.tokenize import check_label_columns, encode_texts
-from bert_pipeline.train import collate, pick_device
+from bert_pipeline.inference import collate, pick_device
 
 
 def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
@@ -43,11 +43,15 @@ def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
         return folder, os.path.basename(cfg.score.model.rstrip("/")) or cfg.score.model
     champion = storage.read_json(lake.champion_url)
     if champion is None:
+        refused = [m for m in map(storage.read_json, storage.glob(storage.join(lake.models, "*", "_manifest.json")))
+                   if m and not m.get("promoted", True)]
+        why = ("no train stage has produced a model in this lake (a run_date without labelled rows trains nothing)"
+               if not refused else
+               f"{len(refused)} model(s) were trained but none passed the champion gate (newest: "
+               f"{max(refused, key=lambda m: m.get('committed_at', ''))['champion_decision']['reason']})")
         raise LakeStateError(
-            f"score.model is empty and {lake.champion_url} names no champion yet: no train stage has produced a "
-            "model in this lake (a run_date without labelled rows trains nothing); set score.model to a Hugging "
-            "Face sequence-classification folder, or train on labelled data first"
-        )
+            f"score.model is empty and {lake.champion_url} names no champion yet: {why}; set score.model to a "
+            "Hugging Face sequence-classification folder, or train on more labelled data first")
     version = champion["model_version"]
     return resolve_model_dir(lake.model_url(version), field="score.model"), version
 

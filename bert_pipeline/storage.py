@@ -154,7 +154,7 @@ def list_files(folder: str, pattern: str = "*") -> list[str]:
     return sorted(to_url(fs, p) for p in fs.glob(f"{path.rstrip('/')}/{pattern}") if not fs.isdir(p))
 
 
-@_names_the_url(PermissionError)
+@_names_the_url(PermissionError, FileNotFoundError)  # a glob over a missing folder is [], a missing bucket an error
 def glob(pattern: str) -> list[str]:
     fs, path = filesystem(pattern)
     if not fsspec.core.has_magic(path):  # type: ignore[attr-defined]

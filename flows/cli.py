@@ -78,8 +78,14 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
     metrics = train.get("metrics")
     if metrics:
         test = metrics.get("test", {})
-        print(f"\nmodel {train['model_version']} (champion decision: "
-              f"{(train.get('champion_decision') or {}).get('reason', 'unchanged')})")
+        decision = train.get("champion_decision") or {}
+        verdict = "promoted to champion" if decision.get("promoted") else "NOT promoted (scoring keeps the champion)"
+        print(f"\nmodel {train['model_version']}: {verdict}: {decision.get('reason', 'unchanged')}")
+        training = train.get("training_set") or {}
+        if training:
+            print(f"  trained on: {training['rows']} rows of {len(training['run_dates'])} night(s) "
+                  f"({training['run_dates'][0]} .. {training['run_dates'][-1]}), "
+                  f"{training['corrections_applied']} label correction(s) applied")
         print(f"  validation: accuracy {metrics['validation'].get('accuracy', 0):.4f}  "
               f"macro-F1 {metrics['validation'].get('macro_f1', 0):.4f}")
         print(f"  test:       accuracy {test.get('accuracy', 0):.4f}  macro-F1 {test.get('macro_f1', 0):.4f}  "

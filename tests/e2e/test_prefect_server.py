@@ -124,7 +124,7 @@ def test_nightly_deployment_fills_the_lake_and_a_score_rerun_duplicates_nothing(
         prefect_env: dict[str, str], tmp_path: Path, sample_config: dict) -> None:
     config = tmp_path / "nightly.yaml"
     config.write_text(yaml.safe_dump(sample_config))
-    params = {"config": str(config), "overrides": {"train.epochs": 1}}
+    params = {"config": str(config), "overrides": {}}
     nightly = run_deployment(prefect_env, "bert-nightly/nightly", params)
     worker_log = Path(prefect_env["PREFECT_HOME"], "worker.log")
     assert nightly.returncode == 0 and "Completed" in nightly.stdout, (

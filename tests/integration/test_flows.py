@@ -24,7 +24,7 @@ def write_config(tmp_path: Path, data: dict) -> str:
 
 def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dict) -> None:
     config = write_config(tmp_path, sample_config)
-    result = nightly_flow(config=config, overrides={"train.epochs": 1})
+    result = nightly_flow(config=config)
     assert list(result) == ["ingest", "curate", "tokenize", "train", "score", "report"]
     lake = Lake(sample_config["data_root"])
     run_date = sample_config["run_date"]
@@ -56,7 +56,7 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
         assert f"({plot}.png)" in text
     assert "bert-nightly-report" in artifacts
 
-    again = nightly_flow(config=config, overrides={"train.epochs": 1})
+    again = nightly_flow(config=config)
     assert all(summary["skipped"] for stage, summary in again.items() if stage != "report")
 
 

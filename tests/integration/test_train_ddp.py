@@ -17,7 +17,7 @@ from tests.helpers import read_partition
 
 
 def test_two_process_ddp_training_commits_one_model(sample_config: dict) -> None:
-    sample_config["train"].update({"devices": 2, "device": "cpu", "epochs": 2, "early_stopping_patience": 0})
+    sample_config["train"].update({"devices": 2, "device": "cpu", "early_stopping_patience": 0})
     cfg = build_config(sample_config)
     run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
     trained = run_train(cfg)
@@ -25,7 +25,8 @@ def test_two_process_ddp_training_commits_one_model(sample_config: dict) -> None
     train = trained["metrics"]["train"]
     assert train["world_size"] == 2
     batches = math.ceil(train["rows"] / cfg.train.batch_size)
-    assert train["steps"] == 2 * (batches // 2)  # each rank took every other step, for 2 epochs
+    assert train["epochs_run"] == train["epochs_planned"] > 1  # no early stopping: every planned epoch ran
+    assert train["steps"] == train["epochs_run"] * (batches // 2)  # each rank took every other step
     assert Path(trained["model_uri"], "model.safetensors").exists()
     assert not Path(cfg.data_root, "_work").exists()
     scored = run_score(cfg)

@@ -228,8 +228,9 @@ def harness_config(workdir: Path) -> dict[str, Any]:
     return {"run_date": "2026-11-27",
             "ingest": {"sources": [str(source)], "label_column": "sentiment", "shard_rows": 100},
             "tokenize": {"max_length": 64, "shard_rows": 60},
-            "train": {"base_model": str(model), "epochs": 2, "batch_size": 16, "learning_rate": 1e-3,
-                      "checkpoint_every_steps": 3, "early_stopping_patience": 0},
+            # enough steps to beat the majority-class baseline: the champion gate refuses a model that did not
+            "train": {"base_model": str(model), "epochs": "auto", "min_steps": 120, "batch_size": 16,
+                      "learning_rate": 1e-3, "checkpoint_every_steps": 3, "early_stopping_patience": 0},
             "score": {"batch_tokens": 512}}
 
 

@@ -31,7 +31,7 @@ def test_demo_config_is_valid_and_points_at_installed_data() -> None:
         ("ingest.format=xls", "ingest.format: must be one of 'auto', 'csv', 'tsv', 'jsonl', 'parquet' or 'txt'"),
         ("run_date=2026-02-30", "run_date: '2026-02-30' is not a real calendar date"),
         ("run_date=28/11/2026", "run_date: must be a date written YYYY-MM-DD"),
-        ("train.epochs=0", "train.epochs: Input should be greater than or equal to 1"),
+        ("train.epochs=0", "train.epochs: must be auto or a number of epochs from 1 to 1000"),
         ("train.learning_rat=0.1", "train.learning_rat: unknown key"),
         ("score.precision=fp8", "score.precision: must be one of 'auto', 'fp32' or 'bf16'"),
         ("curate.test_fraction=0.95", "validation_fraction + test_fraction must be < 1"),

@@ -28,3 +28,19 @@ def test_tasks_do_not_import_flows() -> None:
     code = "import sys, tasks.stages; assert not any(m.startswith('flows') for m in sys.modules); print('ok')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_library_modules_import_in_one_direction() -> None:
+    """No import circles: the stage modules sit above the helpers they use, never the other way round."""
+    below = {  # module -> stage modules it must not load (directly or through anything it imports)
+        "bert_pipeline.distributed": ["bert_pipeline.train", "bert_pipeline.registry"],
+        "bert_pipeline.registry": ["bert_pipeline.train", "bert_pipeline.score"],
+        "bert_pipeline.trainset": ["bert_pipeline.train", "bert_pipeline.registry", "bert_pipeline.score"],
+        "bert_pipeline.inference": ["bert_pipeline.train", "bert_pipeline.score"],
+        "bert_pipeline.labels": ["bert_pipeline.curate", "bert_pipeline.ingest", "bert_pipeline.train"],
+    }
+    for module, forbidden in below.items():
+        code = f"import sys, {module}; print(sorted(set({forbidden!r}) & set(sys.modules)))"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "[]", f"{module} loads {result.stdout.strip()}"

@@ -1,0 +1,144 @@
+"""Label identity: one canonical string per label from ingest to predictions, and the rule that refuses spellings
+that would still be taken for one label.
+
+The canonical form (applied at ingest, whatever the source format):
+  - a label is a string, stripped of surrounding whitespace; empty or missing (null, NaN) means "no label";
+  - an integral number is written as an integer, whether it arrived as int 1, float 1.0 or the text "1", "1.0",
+    "+1" or "1.00" (so a pandas export whose gaps turned 0/1 into 0.0/1.0/NaN reads as the same labels);
+    text with leading zeros ("007") is a code, not a number, and is kept as written;
+  - any other float is written in its shortest round-trip form (0.5), booleans as true/false; text is kept as written.
+
+Two canonical labels collide when they differ only in case, punctuation or spacing ("Positive" / "positive",
+"none" / "None", "very-good" / "very good"): they would be one prediction column and one label to a reader, so they
+are refused before anything is written, naming both (`check_label_spellings`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+import polars as pl
+
+from bert_pipeline.errors import InputDataError
+
+if TYPE_CHECKING:
+    from bert_pipeline.lake import Lake
+
+# integral numbers written as text: optional sign, no leading zeros, optional all-zero fraction ("1", "-3", "1.00")
+_INTEGRAL_TEXT = re.compile(r"^[+-]?(0|[1-9][0-9]*)(\.0*)?$")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def canonical_label(value: object) -> str | None:
+    """One label value in canonical form (see the module docstring); None for a missing label."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    if _INTEGRAL_TEXT.match(text):
+        return str(int(float(text))) if "." in text else str(int(text))
+    return text
+
+
+def canonical_labels(series: pl.Series) -> pl.Series:
+    """A label column of any dtype (int, float with NaN gaps, bool, string) as canonical strings (nulls kept).
+
+    Shape: same length as `series`, dtype String. Errors: InputDataError for a nested column (list, struct).
+    """
+    if series.dtype.is_nested():
+        raise InputDataError(f"label column holds {series.dtype}, not one label per row")
+    if series.dtype == pl.Boolean:
+        return series.cast(pl.String)
+    if series.dtype.is_integer():
+        return series.cast(pl.String)
+    if series.dtype.is_float():
+        series = series.fill_nan(None)
+    # one Python call per distinct label, not per row
+    mapping = {value: canonical_label(value) for value in series.drop_nulls().unique().to_list()}
+    return series.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def label_key(label: str) -> str:
+    """What two spellings of one label share: casefolded, runs of non-word characters as one '_' (Unicode-aware, so
+    Chinese or Cyrillic labels keep their letters)."""
+    return _NOT_WORD.sub("_", label.casefold()).strip("_") or "label"
+
+
+def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None = None, setting: str = "") -> None:
+    """Refuse labels that differ only in case, punctuation or spacing, naming both spellings and where each was seen.
+
+    `where` maps a label to where it was seen (a file and line, or a run_date). Errors: InputDataError.
+    """
+    seen: dict[str, str] = {}
+    clashes = []
+    for label in sorted(set(labels)):
+        key = label_key(label)
+        if key in seen:
+            clashes.append((seen[key], label))
+        else:
+            seen[key] = label
+    if not clashes:
+        return
+    where = where or {}
+
+    def named(label: str) -> str:
+        return f"{label!r}" + (f" ({where[label]})" if label in where else "")
+
+    pairs = "; ".join(f"{named(a)} and {named(b)}" for a, b in clashes[:5])
+    raise InputDataError(
+        f"{setting or 'labels'}: {pairs} are different spellings of what would be one label (they differ only in "
+        "case, punctuation or spacing); write each label one way in the sources. Nothing was written.")
+
+
+CORRECTION = "label_correction"  # the rejects reason of a row that re-sends an earlier night's text with a new label
+
+
+def read_corrections(lake: "Lake", run_dates: Iterable[str]) -> pl.DataFrame:
+    """The current label of every earlier row that a later night corrected, from the rejects of `run_dates`.
+
+    Returns one row per corrected doc_id: `doc_id` (the earlier kept row), `label` (the newest night's label; null
+    when that night's rows disagreed among themselves: a label conflict, not trained on), `corrected_on` (that
+    night's run_date) and `corrected_by` (tonight's doc_ids, comma-separated). The newest night wins.
+    """
+    from bert_pipeline import storage
+
+    frames = []
+    for date in run_dates:
+        manifest = lake.read_manifest("rejects", date)
+        if not manifest or not (manifest.get("counts") or {}).get("rejected_by_reason", {}).get(CORRECTION):
+            continue  # most nights correct nothing: their rejects are not read at all
+        for url in lake.shard_urls("rejects", date, manifest):
+            table = storage.read_parquet(url, ["doc_id", "duplicate_of", "label", "reason"])
+            frame = pl.from_arrow(table).filter(pl.col("reason") == CORRECTION)  # type: ignore[union-attr]
+            frames.append(frame.with_columns(corrected_on=pl.lit(date)))
+    if not frames:
+        return pl.DataFrame(schema={"doc_id": pl.String, "label": pl.String, "corrected_on": pl.String,
+                                    "corrected_by": pl.String})
+    rows = pl.concat(frames)
+    newest = rows.filter(pl.col("corrected_on") == pl.col("corrected_on").max().over("duplicate_of"))
+    return newest.group_by("duplicate_of").agg(
+        label=pl.when(pl.col("label").n_unique() == 1).then(pl.col("label").first()),
+        corrected_on=pl.col("corrected_on").first(),
+        corrected_by=pl.col("doc_id").sort().str.join(","),
+    ).rename({"duplicate_of": "doc_id"}).sort("doc_id")
+
+
+def apply_corrections(frame: pl.DataFrame, corrections: pl.DataFrame, label: str = "label") -> pl.DataFrame:
+    """`frame` with its `label` column replaced by the corrected label for doc_ids in `corrections`."""
+    if corrections.is_empty():
+        return frame
+    fixed = corrections.select("doc_id", pl.col("label").alias("_corrected"), pl.lit(True).alias("_is_corrected"))
+    return frame.join(fixed, on="doc_id", how="left", maintain_order="left").with_columns(
+        pl.when(pl.col("_is_corrected")).then(pl.col("_corrected")).otherwise(pl.col(label)).alias(label),
+    ).drop("_corrected", "_is_corrected")

@@ -1,0 +1,181 @@
+"""The model registry: versioned model folders under models/, the champion gate, and `models/_champion.json`.
+
+The gate (`gate`) promotes a new model only when, on this run's validation rows compared by label *name*:
+  1. its macro-F1 beats the majority-class baseline (always predicting the most frequent validation label: the best
+     macro-F1 any model that answers one class for everything can reach), and
+  2. when a champion exists, its macro-F1 is at least the champion's minus `train.champion_tolerance`.
+The champion is re-evaluated on the same rows (re-tokenized with its own tokenizer when that differs); a label the
+champion lacks counts as wrong for it, so a label-set change is compared like anything else, never waved through.
+Every decision records both numbers and the baseline. A refused model stays in the registry, marked as refused in
+its manifest and model card, and scoring keeps using the champion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+
+from bert_pipeline import storage
+from bert_pipeline.errors import ConfigError
+from bert_pipeline.inference import predict_logits
+from bert_pipeline.lake import Lake, utc_now
+from bert_pipeline.metrics import classification_report
+from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.tokenize import encode_texts
+from bert_pipeline.trainset import SplitData, texts_of
+
+log = logging.getLogger(__name__)
+
+
+def macro_f1_by_name(true: Sequence[str], predicted: Sequence[str]) -> float:
+    """Macro-F1 over the labels present in either list (scikit-learn's default set of classes), matched by name."""
+    if not len(true):
+        return 0.0
+    names = sorted(set(true) | set(predicted))
+    index = {name: i for i, name in enumerate(names)}
+    return classification_report(np.asarray([index[x] for x in true]), np.asarray([index[x] for x in predicted]),
+                                 names)["macro_f1"]
+
+
+def majority_label(labels: Sequence[str]) -> str:
+    """The most frequent label (ties: the first by name): what the majority-class baseline always predicts."""
+    counts = Counter(labels)
+    return min(counts, key=lambda name: (-counts[name], name))
+
+
+def gate(true: Sequence[str], new: Sequence[str], majority: str, label_names: Sequence[str],
+         champion: dict[str, Any] | None, champion_predicted: Sequence[str] | None, tolerance: float) -> dict[str, Any]:
+    """The champion decision for a new model, from validation labels and predictions by name (pure).
+
+    `champion_predicted` is None when a champion exists but could not be run (its folder is gone): its recorded
+    score is used instead and the reason says so.
+    """
+    rows = len(true)
+    new_f1 = macro_f1_by_name(true, new)
+    baseline = macro_f1_by_name(true, [majority] * rows)
+    share = Counter(new).most_common(1)[0] if rows else (None, 0)
+    theirs, where = None, ""
+    if champion is not None and champion_predicted is not None and rows:
+        theirs, where = macro_f1_by_name(true, champion_predicted), f"on the same {rows} validation rows, by label name"
+    elif champion is not None:
+        theirs, where = float(champion["validation_macro_f1"]), "as recorded (it could not be run on these rows)"
+    decision: dict[str, Any] = {
+        "validation_rows": rows, "new_validation_macro_f1": new_f1, "baseline_validation_macro_f1": baseline,
+        "baseline_label": majority, "champion_validation_macro_f1": theirs,
+        "previous_champion": champion and champion["model_version"], "new_top_predicted_label": share[0],
+        "new_top_predicted_share": share[1] / rows if rows else None, "tolerance": tolerance,
+    }
+    if not rows:
+        return decision | {"promoted": False, "reason": "no labelled validation rows to compare on; give the sources "
+                           "validation rows or raise curate.validation_fraction"}
+    if new_f1 <= baseline:
+        one_class = f"; it predicts {share[0]!r} for {share[1] / rows:.0%} of them" if share[1] / rows > 0.95 else ""
+        return decision | {"promoted": False, "reason": (
+            f"validation macro-F1 {new_f1:.4f} does not beat the majority-class baseline {baseline:.4f} (always "
+            f"{majority!r}) on {rows} validation rows{one_class}: the model learned too little to be trusted")}
+    if champion is None or theirs is None:
+        return decision | {"promoted": True, "reason": f"validation macro-F1 {new_f1:.4f} beats the majority-class "
+                           f"baseline {baseline:.4f}; no champion yet"}
+    labels_note = ""
+    if set(champion.get("label_names") or []) != set(label_names):
+        labels_note = f"; the champion's labels are {champion.get('label_names')}"
+    promote = new_f1 >= theirs - tolerance
+    verdict = "beats or ties" if new_f1 >= theirs else ("is within tolerance of" if promote else "is worse than")
+    return decision | {"promoted": promote, "reason": (
+        f"validation macro-F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {theirs:.4f} {where} "
+        f"(baseline {baseline:.4f}){labels_note}")}
+
+
+def read_champion(lake: Lake) -> dict[str, Any] | None:
+    return storage.read_json(lake.champion_url)
+
+
+def promote(lake: Lake, model_version: str, label_names: list[str], decision: dict[str, Any]) -> None:
+    """Make model_version the champion (an atomic write of models/_champion.json)."""
+    storage.write_json_atomic(lake.champion_url, {
+        "model_version": model_version, "validation_macro_f1": decision["new_validation_macro_f1"],
+        "label_names": label_names, "promoted_at": utc_now(), "decision": decision,
+    })
+
+
+def model_manifest(lake: Lake, model_version: str) -> dict[str, Any]:
+    return storage.read_json(storage.join(lake.model_url(model_version), "_manifest.json")) or {}
+
+
+def write_model_folder(model_url: str, model: Any, tokenizer: Any, metrics: dict[str, Any], card: str) -> None:
+    """Upload the HF folder (weights, tokenizer), metrics.json, calibration.json and the model card README.md."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        storage.write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
+        storage.write_json_atomic(os.path.join(tmp, "calibration.json"), metrics["calibration"])
+        with open(os.path.join(tmp, "README.md"), "w") as handle:
+            handle.write(card)
+        storage.upload_folder(tmp, model_url)
+
+
+def commit_model(lake: Lake, model_version: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the model's _manifest.json: last, it commits the folder."""
+    storage.write_json_atomic(storage.join(lake.model_url(model_version), "_manifest.json"), manifest)
+    return manifest
+
+
+def model_card(model_version: str, run_date: str, base_model: str, metrics: dict[str, Any],
+               training_set: dict[str, Any], decision: dict[str, Any], recipe: str,
+               fingerprints: dict[str, str]) -> str:
+    """The model folder's README.md: status, labels, metrics, the nights and rows it was trained on."""
+    test, val = metrics["test"], metrics["validation"]
+    status = ("**Champion**" if decision.get("promoted") else "**Not promoted** (kept for inspection; scoring uses "
+              "the champion)") + f": {decision.get('reason')}."
+    nights = "\n".join(f"| {date} | {c['train']} | {c['validation']} | {c['test']} | "
+                       f"{training_set['token_source'].get(date, '')} |"
+                       for date, c in sorted(training_set["rows_by_night"].items()))
+    return (
+        f"# {model_version}\n\n{status}\n\nText classifier fine-tuned by bert-pipeline for run_date {run_date} from "
+        f"`{base_model}`.\n\nLabels: {', '.join(metrics['label_names'])}\n\n"
+        f"| split | rows | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|\n"
+        f"| validation | {val.get('rows', 0)} | {val.get('accuracy', 0):.4f} | {val.get('macro_f1', 0):.4f} | "
+        f"{val.get('ece', 0):.4f} |\n| test | {test.get('rows', 0)} | {test.get('accuracy', 0):.4f} | "
+        f"{test.get('macro_f1', 0):.4f} | {test.get('ece', 0):.4f} |\n\n"
+        f"Majority-class baseline on validation: macro-F1 {decision.get('baseline_validation_macro_f1', 0):.4f} "
+        f"(always {decision.get('baseline_label')!r}).\n\n"
+        f"Training set: the labelled rows of {len(training_set['rows_by_night'])} night(s), "
+        f"{training_set['corrections_applied']} label correction(s) applied"
+        + (f", rows of labels without training rows left out: {training_set['dropped_unseen_labels']}"
+           if training_set["dropped_unseen_labels"] else "") + ".\n\n"
+        f"| run_date | train | validation | test | token ids from |\n|---|---|---|---|---|\n{nights}\n\n"
+        f"Recipe: {recipe}. Softmax temperature {metrics['calibration']['temperature']:.3f} (calibration.json).\n\n"
+        f"Fingerprints: {json.dumps(fingerprints)}\n"
+    )
+
+
+def champion_predictions(lake: Lake, champion: dict[str, Any], validation: SplitData, tokenizer_hash: str,
+                         max_length: int, pad_id: int, batch_size: int, device: Any) -> list[str] | None:
+    """The champion's predicted label names for the validation rows, or None when its folder cannot be loaded.
+
+    Rows are this run's token ids when the champion shares the tokenizer; otherwise their curated texts are
+    tokenized again with the champion's own tokenizer at the max_length it was trained with.
+    """
+    url = lake.model_url(champion["model_version"])
+    manifest = model_manifest(lake, champion["model_version"])
+    try:
+        folder = resolve_model_dir(url, "champion")
+        model = load_classifier(folder).to(device)
+    except (ConfigError, OSError) as exc:
+        log.warning("champion %s cannot be loaded (%s): comparing with its recorded score", url, exc)
+        return None
+    sequences = validation.sequences
+    if manifest.get("tokenizer_hash") != tokenizer_hash:
+        encoder = fast_encoder(load_tokenizer(folder), int(manifest.get("max_length") or max_length))
+        flat, offsets, _ = encode_texts(encoder, texts_of(lake, validation), 1024)
+        sequences = [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+        pad_id = load_tokenizer(folder).pad_token_id or 0
+    logits = predict_logits(model, sequences, batch_size, pad_id, device)
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    return [id2label[i] for i in logits.argmax(axis=1).tolist()]

@@ -1,0 +1,185 @@
+"""Several nights: the training set accumulates, labels keep one identity whatever their type, corrections count and
+their newest label is trained on, unseen labels are refused, colliding spellings are refused before any write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import run_curate
+from bert_pipeline.errors import InputDataError
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.lake import Lake
+from bert_pipeline.models import fast_encoder, load_tokenizer
+from bert_pipeline.tokenize import run_tokenize
+from bert_pipeline.train import run_train
+from bert_pipeline.trainset import load_training_set, plan_training_set
+from tests.helpers import demo_frame, read_partition
+
+SENTIMENT_CODE = {"negative": 0, "neutral": 1, "positive": 2}
+NIGHT1, NIGHT2 = "2026-03-01", "2026-03-02"
+
+
+def tweets(skip: int, rows: int) -> pl.DataFrame:
+    """Distinct longer demo tweets (few near duplicates among them) with their sentiment as an int code."""
+    frame = demo_frame().filter(pl.col("text").str.len_chars() > 60).unique("text", maintain_order=True)
+    frame = frame.sample(fraction=1.0, shuffle=True, seed=0)  # the corpus is sorted by label
+    return frame.slice(skip, rows).select("text", label=pl.col("sentiment").replace_strict(SENTIMENT_CODE,
+                                                                                          return_dtype=pl.Int64))
+
+
+def night_config(root: Path, run_date: str, source: Path, model: Path, **train: object) -> dict:
+    return {"data_root": str(root / "lake"), "run_date": run_date,
+            "ingest": {"sources": [str(source)], "label_column": "label"}, "tokenize": {"max_length": 48},
+            "train": {"base_model": str(model), "epochs": 2, "batch_size": 16, "learning_rate": 1e-3, **train}}
+
+
+def run_night(config: dict) -> dict:
+    cfg = build_config(config)
+    return {"ingest": run_ingest(cfg), "curate": run_curate(cfg), "tokenize": run_tokenize(cfg),
+            "train": run_train(cfg)}
+
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict:
+    """Night 1: int64 labels. Night 2: the same labels as float64 with NaN gaps, 30 texts of night 1 sent again
+    (10 with a corrected label), and one new text sent twice with two labels (a conflict within the night)."""
+    root = tmp_path_factory.mktemp("nights")
+    first = tweets(0, 240)
+    first.write_parquet(root / "night1.parquet")
+    one = run_night(night_config(root, NIGHT1, root / "night1.parquet", tiny_model))
+    kept = read_partition(Lake(str(root / "lake")), "curated", NIGHT1).filter(pl.col("label").is_not_null())
+    kept = kept.filter(~pl.col("label_conflict")).head(30)
+    resent = kept.select("text", label=pl.col("label").cast(pl.Int64))
+    corrected = resent.head(10).with_columns(label=(pl.col("label") + 1) % 3)
+    new = tweets(240, 200)
+    new = new.with_columns(label=pl.when(pl.int_range(pl.len()) % 5 == 0).then(None).otherwise(pl.col("label")))
+    conflict = pl.DataFrame({"text": ["this exact sentence arrives twice tonight with two labels"] * 2,
+                             "label": [0, 1]})
+    second = pl.concat([corrected, resent.slice(10), new, conflict]).with_columns(
+        label=pl.col("label").cast(pl.Float64).fill_null(float("nan")))
+    second.write_parquet(root / "night2.parquet")
+    two = run_night(night_config(root, NIGHT2, root / "night2.parquet", tiny_model))
+    return {"root": root, "lake": Lake(str(root / "lake")), "model": tiny_model, "one": one, "two": two,
+            "corrected": dict(zip(corrected["text"], corrected["label"].cast(pl.String)))}
+
+
+def test_float_labels_with_gaps_are_the_same_labels_as_ints(two_nights: dict) -> None:
+    lake = two_nights["lake"]
+    labels1 = set(read_partition(lake, "raw", NIGHT1)["label"].drop_nulls())
+    labels2 = set(read_partition(lake, "raw", NIGHT2)["label"].drop_nulls())
+    assert labels1 == labels2 == {"0", "1", "2"}
+    assert lake.read_manifest("raw", NIGHT2)["counts"]["labels"].keys() == {"0", "1", "2"}
+    trained = two_nights["two"]["train"]
+    assert trained["metrics"]["label_names"] == ["0", "1", "2"]
+
+
+def test_corrections_are_counted_and_the_newest_label_is_trained_on(two_nights: dict) -> None:
+    lake, curate = two_nights["lake"], two_nights["two"]["curate"]
+    rejects = read_partition(lake, "rejects", NIGHT2)
+    corrections = rejects.filter(pl.col("reason") == "label_correction")
+    assert curate["label_corrections"] == curate["rejected_by_reason"]["label_correction"] == corrections.height == 10
+    assert lake.read_manifest("curated", NIGHT2)["counts"]["label_corrections"] == 10
+    night1 = read_partition(lake, "curated", NIGHT1)
+    by_text = dict(zip(night1["text"], night1["doc_id"]))
+    assert sorted(corrections["duplicate_of"]) == sorted(by_text[t] for t in two_nights["corrected"])
+    assert rejects.filter(pl.col("reason") == "exact_duplicate").height >= 20  # the unchanged re-sends
+    conflicted = read_partition(lake, "curated", NIGHT2).filter(pl.col("label_conflict"))
+    assert conflicted["text"].to_list() == ["this exact sentence arrives twice tonight with two labels"]
+
+    training = two_nights["two"]["train"]["training_set"]
+    assert training["corrections_applied"] == 10
+    trained_labels = training_labels(two_nights, NIGHT2)
+    for text, label in two_nights["corrected"].items():
+        assert trained_labels[by_text[text]] == label  # the newest label, not night 1's
+
+
+def training_labels(two_nights: dict, run_date: str, **train: object) -> dict[str, str]:
+    """{doc_id: label} of every row of every split of the training set that train builds for run_date."""
+    config = night_config(two_nights["root"], run_date, two_nights["root"] / "unused", two_nights["model"], **train)
+    cfg = build_config(config)
+    lake = Lake(cfg.data_root)
+    plan = plan_training_set(cfg, lake.read_manifest("tokens", run_date))
+    data = load_training_set(cfg, plan, fast_encoder(load_tokenizer(str(two_nights["model"])), 48))
+    return {doc: data.label_names[label] for split in data.splits.values()
+            for doc, label in zip(split.doc_ids, split.labels.tolist())}
+
+
+def test_each_night_trains_on_every_labelled_row_to_date(two_nights: dict) -> None:
+    lake = two_nights["lake"]
+    expected: dict[str, str] = {}
+    for date in (NIGHT1, NIGHT2):  # every labelled, conflict-free curated row to date, then the corrections
+        curated = read_partition(lake, "curated", date).filter(pl.col("label").is_not_null() & ~pl.col("label_conflict"))
+        expected.update(zip(curated["doc_id"], curated["label"]))
+    night1 = read_partition(lake, "curated", NIGHT1)
+    expected.update({doc: two_nights["corrected"][text] for doc, text in zip(night1["doc_id"], night1["text"])
+                     if text in two_nights["corrected"]})
+    assert training_labels(two_nights, NIGHT2) == expected
+
+    training = two_nights["two"]["train"]["training_set"]
+    assert training["run_dates"] == [NIGHT1, NIGHT2]
+    assert sum(sum(c.values()) for c in training["rows_by_night"].values()) == len(expected)
+    assert training["token_source"] == {NIGHT1: "token shards", NIGHT2: "token shards"}
+    first = two_nights["one"]["train"]["training_set"]
+    assert first["run_dates"] == [NIGHT1] and sum(first["rows"].values()) < len(expected)
+    card = (Path(two_nights["two"]["train"]["model_uri"]) / "README.md").read_text()
+    assert f"| {NIGHT1} | {training['rows_by_night'][NIGHT1]['train']} |" in card
+
+
+def test_window_and_cap_bound_the_history(two_nights: dict) -> None:
+    tonight_only = training_labels(two_nights, NIGHT2, window_days=1)
+    night2 = read_partition(two_nights["lake"], "curated", NIGHT2)
+    assert set(tonight_only) == set(night2.filter(pl.col("label").is_not_null() & ~pl.col("label_conflict"))["doc_id"])
+    capped = training_labels(two_nights, NIGHT2, max_train_samples=50)
+    assert len(capped) < len(training_labels(two_nights, NIGHT2))
+
+
+def test_an_older_night_is_tokenized_again_for_another_max_length(two_nights: dict) -> None:
+    root, model = two_nights["root"], two_nights["model"]
+    cfg = build_config(night_config(root, NIGHT2, root / "night2.parquet", model) | {"tokenize": {"max_length": 16}})
+    run_tokenize(cfg)  # tonight at 16 tokens; night 1's shards hold 48-token rows
+    lake = Lake(cfg.data_root)
+    plan = plan_training_set(cfg, lake.read_manifest("tokens", NIGHT2))
+    assert [night.tokens is None for night in plan.nights] == [True, False]
+    data = load_training_set(cfg, plan, fast_encoder(load_tokenizer(str(model)), 16))
+    assert max(len(s) for split in data.splits.values() for s in split.sequences) == 16
+    run_tokenize(build_config(night_config(root, NIGHT2, root / "night2.parquet", model)))  # back to 48
+
+
+def test_labels_without_training_rows_are_refused_or_dropped(tmp_path: Path, tiny_model: Path) -> None:
+    rows = tweets(0, 120).with_columns(label=pl.col("label").cast(pl.String), split=pl.lit("train"))
+    rows = rows.with_columns(split=pl.when(pl.int_range(pl.len()) % 4 == 0).then(pl.lit("validation"))
+                             .otherwise(pl.col("split")))
+    odd = pl.DataFrame({"text": [f"a rare kind of tweet, number {i}, about something else" for i in range(3)],
+                        "label": ["sarcastic"] * 3, "split": ["validation", "validation", "test"]})
+    pl.concat([rows, odd]).write_csv(tmp_path / "given.csv")
+    config = night_config(tmp_path, NIGHT1, tmp_path / "given.csv", tiny_model)
+    config["ingest"]["split_column"] = "split"
+    config["curate"] = {"near_dedup": False}
+    cfg = build_config(config)
+    run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
+    with pytest.raises(InputDataError, match=r"'sarcastic': \{'train': 0, 'validation': 2, 'test': 1\}.*"
+                                             r"train.drop_unseen_labels"):
+        run_train(cfg)
+    trained = run_train(build_config(config, {"train.drop_unseen_labels": True}))
+    assert trained["training_set"]["dropped_unseen_labels"] == {"sarcastic": {"train": 0, "validation": 2, "test": 1}}
+    assert "sarcastic" not in trained["metrics"]["label_names"]
+
+
+def test_spellings_that_collide_are_refused_before_any_write(tmp_path: Path) -> None:
+    pl.DataFrame({"text": ["a good day for a walk", "a sad day indoors"], "label": ["positive", "negative"]}).write_csv(
+        tmp_path / "one.csv")
+    pl.DataFrame({"text": ["more good news today", "nothing much happened"], "label": ["Positive", "none"]}).write_csv(
+        tmp_path / "two.csv")
+    pl.DataFrame({"text": ["x y z", "z y x"], "label": ["None", "none"]}).write_csv(tmp_path / "three.csv")
+    base = {"data_root": str(tmp_path / "lake"), "ingest": {"label_column": "label"}}
+    run_ingest(build_config(base, {"run_date": NIGHT1, "ingest.sources": [str(tmp_path / "one.csv")]}))
+    with pytest.raises(InputDataError, match=r"'Positive' \(.*two.csv row 1\) and 'positive' \(run_date=2026-03-01\)"):
+        run_ingest(build_config(base, {"run_date": NIGHT2, "ingest.sources": [str(tmp_path / "two.csv")]}))
+    with pytest.raises(InputDataError, match=r"'None' \(.*three.csv row 1\) and 'none' \(.*three.csv row 2\)"):
+        run_ingest(build_config(base, {"run_date": "2026-03-03", "ingest.sources": [str(tmp_path / "three.csv")]}))
+    assert Lake(str(tmp_path / "lake")).run_dates("raw") == [NIGHT1]
+    assert not (tmp_path / "lake" / "raw" / f"run_date={NIGHT2}").exists()
