@@ -224,7 +224,8 @@ def check_labels(raw: pl.DataFrame, lake: Lake, run_date: str) -> dict[str, int]
     labels (from the raw manifests), naming both and where each was seen."""
     counts = dict(raw["label"].drop_nulls().value_counts(sort=True).iter_rows())
     first = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
-    where = {label: f"{source} row {row + 1}" for label, source, row in first.select("label", "source", "source_row").iter_rows()}
+    where = {label: f"{source} row {row + 1}"
+             for label, source, row in first.select("label", "source", "source_row").iter_rows()}
     for date in lake.run_dates("raw"):
         manifest = lake.read_manifest("raw", date) or {}
         if date != run_date:

@@ -68,6 +68,7 @@ def gate(true: Sequence[str], new: Sequence[str], majority: str, label_names: Se
     decision: dict[str, Any] = {
         "validation_rows": rows, "new_validation_macro_f1": new_f1, "baseline_validation_macro_f1": baseline,
         "baseline_label": majority, "champion_validation_macro_f1": theirs,
+        "champion_run_on_these_rows": champion_predicted is not None and bool(rows),
         "previous_champion": champion and champion["model_version"], "new_top_predicted_label": share[0],
         "new_top_predicted_share": share[1] / rows if rows else None, "tolerance": tolerance,
     }
@@ -172,10 +173,11 @@ def champion_predictions(lake: Lake, champion: dict[str, Any], validation: Split
         return None
     sequences = validation.sequences
     if manifest.get("tokenizer_hash") != tokenizer_hash:
-        encoder = fast_encoder(load_tokenizer(folder), int(manifest.get("max_length") or max_length))
+        tokenizer = load_tokenizer(folder)
+        encoder = fast_encoder(tokenizer, int(manifest.get("max_length") or max_length))
         flat, offsets, _ = encode_texts(encoder, texts_of(lake, validation), 1024)
         sequences = [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
-        pad_id = load_tokenizer(folder).pad_token_id or 0
+        pad_id = tokenizer.pad_token_id or 0
     logits = predict_logits(model, sequences, batch_size, pad_id, device)
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     return [id2label[i] for i in logits.argmax(axis=1).tolist()]

@@ -83,9 +83,10 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
         print(f"\nmodel {train['model_version']}: {verdict}: {decision.get('reason', 'unchanged')}")
         training = train.get("training_set") or {}
         if training:
-            print(f"  trained on: {training['rows']} rows of {len(training['run_dates'])} night(s) "
-                  f"({training['run_dates'][0]} .. {training['run_dates'][-1]}), "
-                  f"{training['corrections_applied']} label correction(s) applied")
+            rows = training["rows"]
+            print(f"  trained on: {rows['train']} train / {rows['validation']} validation / {rows['test']} test rows "
+                  f"of {len(training['run_dates'])} night(s) ({training['run_dates'][0]} .. "
+                  f"{training['run_dates'][-1]}), {training['corrections_applied']} label correction(s) applied")
         print(f"  validation: accuracy {metrics['validation'].get('accuracy', 0):.4f}  "
               f"macro-F1 {metrics['validation'].get('macro_f1', 0):.4f}")
         print(f"  test:       accuracy {test.get('accuracy', 0):.4f}  macro-F1 {test.get('macro_f1', 0):.4f}  "

@@ -51,6 +51,10 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
     assert report.parent.name == f"run_date={run_date}" and report.parent.parent.name == "reports"
     text = report.read_text()
     assert f"{raw.height} raw rows = {curated.height} curated" in text
+    decision = result["train"]["champion_decision"]
+    assert f"Model {result['train']['model_version']} was promoted to champion" in text
+    assert f"| {decision['new_validation_macro_f1']:.4f} |  | {decision['baseline_validation_macro_f1']:.4f} |" in text
+    assert f"| {run_date} | {result['train']['training_set']['rows_by_night'][run_date]['train']} |" in text
     for plot in ("reject_reasons", "confusion_matrix", "score_distribution", "score_change"):
         assert (report.parent / f"{plot}.png").read_bytes().startswith(b"\x89PNG"), plot
         assert f"({plot}.png)" in text

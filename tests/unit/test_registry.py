@@ -73,4 +73,4 @@ def test_a_champion_that_cannot_be_loaded_is_compared_by_its_recorded_score() ->
     true = ["neg", "pos", "pos", "neg"]
     decision = gate(true, ["neg", "pos", "neg", "neg"], "neg", ["neg", "pos"], CHAMPION, None, 0.0)
     assert decision["promoted"] is False and decision["champion_validation_macro_f1"] == 0.9
-    assert "as recorded" in decision["reason"]
+    assert "as recorded" in decision["reason"] and decision["champion_run_on_these_rows"] is False

@@ -148,6 +148,19 @@ def test_the_champion_is_compared_on_the_new_validation_set(pipeline: tuple) -> 
     assert after == (other["model_version"] if decision["promoted"] else before)
 
 
+def test_a_champion_with_another_tokenizer_is_run_on_the_same_rows(pipeline: tuple, tmp_path: Path) -> None:
+    cfg, lake, (*_, trained, _) = pipeline
+    texts = read_partition(lake, "curated", cfg.run_date)["text"].to_list()
+    other = build_tiny_model(tmp_path / "other-vocab", texts, num_labels=3, vocab_size=400)
+    switched = build_config(cfg.model_dump(), {"train.base_model": str(other)})
+    run_tokenize(switched)  # tonight's token ids now come from the other tokenizer
+    decision = run_train(switched)["champion_decision"]
+    assert decision["previous_champion"] == trained["model_version"]
+    assert decision["champion_run_on_these_rows"] is True
+    # the champion read the same rows through its own tokenizer: the score it had when it was trained
+    assert decision["champion_validation_macro_f1"] == pytest.approx(trained["metrics"]["validation"]["macro_f1"])
+
+
 def test_a_model_that_learned_nothing_is_kept_but_never_promoted(pipeline: tuple) -> None:
     cfg, lake, (*_, trained, _) = pipeline
     # a learning rate this large destroys the weights: the model answers one class for everything
