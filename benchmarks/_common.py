@@ -64,3 +64,30 @@ def tfidf_macro_f1(train_texts: list[str], train_labels: list[str], test_texts: 
     x_test = hstack([words.transform(test_texts), chars.transform(test_texts)]).tocsr()
     classifier = LogisticRegression(max_iter=2000, C=4.0).fit(x_train, train_labels)
     return float(f1_score(test_labels, classifier.predict(x_test), average="macro"))
+
+
+def run_parser(doc: str | None, lake: str) -> argparse.ArgumentParser:
+    """The options of benchmarks that run the pipeline's stages: --lake (emptied first), --seed, --set key=value."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lake", default=lake, help="a scratch lake; it is emptied first")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
+    return parser
+
+
+def curated_split_tfidf(lake_root: str, run_date: str) -> tuple[int, int, str, float, float]:
+    """On a committed curated partition's trainable rows: (train rows, test rows, majority label, its share of
+    train, TF-IDF + logistic regression test macro-F1 on that split)."""
+    import polars as pl
+
+    from bert_pipeline.lake import Lake
+
+    lake = Lake(lake_root)
+    curated = pl.concat([pl.read_parquet(u) for u in lake.shard_urls(
+        "curated", run_date, lake.read_manifest("curated", run_date))])
+    usable = curated.filter(pl.col("label").is_not_null() & ~pl.col("label_conflict"))
+    train, test = usable.filter(pl.col("split") == "train"), usable.filter(pl.col("split") == "test")
+    f1 = tfidf_macro_f1(train["text"].to_list(), train["label"].to_list(), test["text"].to_list(),
+                        test["label"].to_list())
+    majority = train["label"].value_counts(sort=True)
+    return train.height, test.height, majority["label"][0], majority["count"][0] / max(1, train.height), f1

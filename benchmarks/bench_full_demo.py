@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-import polars as pl
-
-from benchmarks._common import tfidf_macro_f1
+from benchmarks._common import curated_split_tfidf
 from bert_pipeline.config import load_config
 from bert_pipeline.curate import run_curate
 from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
 from bert_pipeline.tokenize import run_tokenize
 from bert_pipeline.train import run_train
 
@@ -34,16 +31,10 @@ def main() -> None:
     run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
     trained = run_train(cfg, progress=print)
 
-    lake = Lake(cfg.data_root)
-    curated = pl.concat([pl.read_parquet(u) for u in lake.shard_urls(
-        "curated", cfg.run_date, lake.read_manifest("curated", cfg.run_date))])
-    usable = curated.filter(pl.col("label").is_not_null() & ~pl.col("label_conflict"))
-    train, test = usable.filter(pl.col("split") == "train"), usable.filter(pl.col("split") == "test")
-    baseline = tfidf_macro_f1(train["text"].to_list(), train["label"].to_list(), test["text"].to_list(),
-                              test["label"].to_list())
+    train_rows, test_rows, _, _, baseline = curated_split_tfidf(cfg.data_root, cfg.run_date)
 
     ours = trained["metrics"]["test"]
-    print(f"same split: {train.height} train / {test.height} test rows (curated, no label conflicts)")
+    print(f"same split: {train_rows} train / {test_rows} test rows (curated, no label conflicts)")
     print(f"  TF-IDF + logistic regression  test macro-F1 {baseline:.4f}")
     print(f"  bert-pipeline ({trained['model_version']}, {trained['metrics']['train']['rows']} rows, "
           f"{trained['metrics']['train']['epochs_run']} epoch(s))  test macro-F1 {ours['macro_f1']:.4f}  "

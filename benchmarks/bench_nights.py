@@ -14,14 +14,13 @@ the train stage's seconds against the number of nights, so the cost of the growi
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from pathlib import Path
 
 import polars as pl
 
-from benchmarks._common import DEMO, cpu_flags
+from benchmarks._common import DEMO, cpu_flags, run_parser
 from bert_pipeline.config import load_config
 from bert_pipeline.curate import run_curate
 from bert_pipeline.ingest import decode_text, run_ingest
@@ -71,11 +70,8 @@ def labelled_to_date(lake: Lake, run_date: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = run_parser(__doc__, "/tmp/nights-lake")
     parser.add_argument("--rows", type=int, default=600, help="new tweets per night")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lake", default="/tmp/nights-lake")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     print(f"CPU flags: {cpu_flags()}")
     shutil.rmtree(args.lake, ignore_errors=True)

@@ -11,18 +11,16 @@ logistic regression on the same train rows. Prints test macro-F1 of each, and th
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from pathlib import Path
 
 import polars as pl
 
-from benchmarks._common import DEMO, cpu_flags, tfidf_macro_f1
+from benchmarks._common import DEMO, cpu_flags, curated_split_tfidf, run_parser
 from bert_pipeline.config import load_config
 from bert_pipeline.curate import run_curate
 from bert_pipeline.ingest import decode_text, run_ingest
-from bert_pipeline.lake import Lake
 from bert_pipeline.storage import resolve_package_url
 from bert_pipeline.tokenize import run_tokenize
 from bert_pipeline.train import run_train
@@ -47,12 +45,9 @@ def imbalanced_split(rows: int, majority: float, seed: int) -> pl.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = run_parser(__doc__, "/tmp/small-data-lake")
     parser.add_argument("--train-rows", type=int, default=470)
     parser.add_argument("--majority", type=float, default=0.65)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lake", default="/tmp/small-data-lake")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     print(f"CPU flags: {cpu_flags()}")
     shutil.rmtree(args.lake, ignore_errors=True)
@@ -69,16 +64,8 @@ def main() -> None:
         trained = run_train(load_config(None, [*base, *extra]), progress=None)
         results[name] = (trained, time.monotonic() - started)
 
-    lake = Lake(cfg.data_root)
-    curated = pl.concat([pl.read_parquet(u) for u in lake.shard_urls(
-        "curated", cfg.run_date, lake.read_manifest("curated", cfg.run_date))])
-    usable = curated.filter(pl.col("label").is_not_null() & ~pl.col("label_conflict"))
-    train, test = usable.filter(pl.col("split") == "train"), usable.filter(pl.col("split") == "test")
-    tfidf = tfidf_macro_f1(train["text"].to_list(), train["label"].to_list(), test["text"].to_list(),
-                           test["label"].to_list())
-    majority = train["label"].value_counts(sort=True)
-    print(f"same split: {train.height} train / {test.height} test rows; majority class "
-          f"{majority['label'][0]!r} {majority['count'][0] / train.height:.0%} of train")
+    train_rows, test_rows, majority, share, tfidf = curated_split_tfidf(cfg.data_root, cfg.run_date)
+    print(f"same split: {train_rows} train / {test_rows} test rows; majority class {majority!r} {share:.0%} of train")
     print(f"  TF-IDF + logistic regression        test macro-F1 {tfidf:.4f}")
     for name, (trained, seconds) in results.items():
         run, test_metrics = trained["metrics"]["train"], trained["metrics"]["test"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 import ftfy
 import polars as pl
@@ -14,23 +15,35 @@ from bert_pipeline.neardup import normal_form
 
 _TAG = re.compile(r"</?[A-Za-z!][^<>]{0,500}>")  # an HTML tag; leaves "<3" and "a < b" alone
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
+# The same without C1 (\x80-\x9f): before ftfy those are often part of mojibake ("â€\x9d" is a mangled ”).
+_CONTROL_BUT_C1 = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b\u2028\u2029\ufeff]")
 _SPACE = re.compile(r"\s+")
 REPETITION_MIN_CHARS = 20
 SHORT_TEXT_CHARS = 100  # below this, repetition is measured on 3-grams ("hahahahaha...", "no no no no no ...")
+# The stored text is what the user wrote, repaired: ftfy fixes mojibake, C1 controls and surrogates only. Its default
+# width folding (every full-width ，！：（） to ASCII), quote straightening and ligature expansion rewrote most Chinese
+# reviews; such folding belongs in the dedup key alone (neardup.normal_form). HTML is unescaped below, for every text.
+_REPAIR_ONLY = ftfy.TextFixerConfig(
+    unescape_html=False, fix_character_width=False, uncurl_quotes=False, fix_latin_ligatures=False,
+    normalization="NFC", explain=False,
+)
 
 
 def clean_text(text: str | None) -> str:
-    """Repair mojibake (ftfy), unescape HTML entities, strip tags and control characters, collapse whitespace."""
+    """The text as the user wrote it, repaired: mojibake fixed (ftfy), HTML entities unescaped and tags stripped,
+    control characters removed, whitespace collapsed to single spaces, Unicode NFC. Width, quotes and ligatures are
+    kept: "，" stays "，", "“" stays "“", "ﬁ" stays "ﬁ"."""
     if not text:
         return ""
-    text = _CONTROL.sub(" ", text)  # first, so that ftfy does not glue the words around a control character
-    text = ftfy.fix_text(text, unescape_html=False)
-    text = _TAG.sub(" ", html.unescape(text))
-    return _SPACE.sub(" ", text).strip()
+    text = _CONTROL_BUT_C1.sub(" ", text)  # first, so that ftfy does not glue the words around a control character
+    text = ftfy.fix_text(text, _REPAIR_ONLY)
+    text = _CONTROL.sub(" ", _TAG.sub(" ", html.unescape(text)))  # again: an entity such as &#7; is a control too
+    return unicodedata.normalize("NFC", _SPACE.sub(" ", text).strip())  # an entity may spell a decomposed accent
 
 
 def dedup_key(cleaned: str) -> str:
-    """The exact-duplicate key: xxh3-64 hex of the normal form (NFKC, casefolded, whitespace collapsed)."""
+    """The exact-duplicate key: xxh3-64 hex of the normal form (NFKC, quotes straightened, casefolded, whitespace
+    collapsed), so "ＡＢＣ" and "ABC", or “x” and "x", are one text."""
     return xxhash.xxh3_64_hexdigest(normal_form(cleaned).encode())
 
 

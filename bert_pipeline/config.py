@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from bert_pipeline.errors import ConfigError
 
@@ -56,6 +56,10 @@ class IngestConfig(_Section):
     label_column: str | None = None
     id_column: str | None = None
     split_column: str | None = None
+    delimiter: str | None = Field(None, description="csv/tsv field separator, one character (tab may be written tab); "
+                                  "empty = the format's own: , for csv, tab for tsv")
+    quote_char: str | None = Field("auto", description="csv/tsv quote character, one character; empty = no quoting; "
+                                   "auto = \" for csv and none for tsv (TSV has no quoting)")
     shard_rows: int = Field(10_000, ge=1, description="rows per raw shard; curated, token and prediction shards follow")
 
     @field_validator("sources")
@@ -76,6 +80,24 @@ class IngestConfig(_Section):
         if value is not None and not _COLUMN.match(value):
             raise ValueError("must be a non-empty column name without control characters")
         return value
+
+    @field_validator("delimiter", "quote_char", mode="before")
+    @classmethod
+    def _dialect_char(cls, value: Any, info: ValidationInfo) -> Any:
+        if value in ("", None, "auto"):  # auto: the format's own; kept for quote_char, whose None means "no quoting"
+            return "auto" if value == "auto" and info.field_name == "quote_char" else None
+        if isinstance(value, str):  # a tab is hard to write in YAML or on a shell
+            value = {"tab": "\t", "\\t": "\t"}.get(value, value)
+        # one byte: the CSV reader splits bytes, and a line break would end the record
+        if not isinstance(value, str) or len(value.encode()) != 1 or value in "\r\n":
+            raise ValueError(f"must be one ASCII character other than a line break (or empty), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _delimiter_is_not_quote(self) -> "IngestConfig":
+        if self.delimiter is not None and self.delimiter == self.quote_char:
+            raise ValueError("delimiter and quote_char must differ")
+        return self
 
 
 class CurateConfig(_Section):

@@ -1,13 +1,20 @@
 """Ingest: read every source (csv, tsv, jsonl, parquet, txt; gz/zst/bz2/xz too) into the raw partition.
 
 Each row gets a stable `doc_id`, its `source` and `source_row`; invalid UTF-8 is replaced with U+FFFD, counted in the
-manifest and flagged per row. Every problem with an input names the file.
+manifest and flagged per row. Every problem with an input names the file, the line and the setting that would help:
+polars reads every file, and only when it refuses one is the text checked line by line (csv, json) to say where.
+
+TSV has no quoting (IANA text/tab-separated-values): a `"` in a value is text, so `24" monitor` stays as written.
+CSV quotes with `"`. ingest.delimiter and ingest.quote_char override either.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +110,14 @@ def decode_text(data: bytes) -> tuple[str, int]:
     return text, text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
 
 
-def _read_table(url: str, fmt: str, compression: str | None, text_column: str) -> tuple[pl.DataFrame, int]:
+def csv_dialect(fmt: str, cfg: IngestConfig) -> tuple[str, str | None]:
+    """(delimiter, quote character or None for no quoting) of a csv or tsv source: the settings, else the format's."""
+    delimiter = cfg.delimiter or ("\t" if fmt == "tsv" else ",")
+    quote = ('"' if fmt == "csv" else None) if cfg.quote_char == "auto" else cfg.quote_char
+    return delimiter, quote
+
+
+def _read_table(url: str, fmt: str, compression: str | None, cfg: IngestConfig) -> tuple[pl.DataFrame, int]:
     data = read_raw_bytes(url, compression)
     if fmt == "parquet":
         try:
@@ -113,18 +127,117 @@ def _read_table(url: str, fmt: str, compression: str | None, text_column: str) -
     text, replaced = decode_text(data)
     text = text.replace("\x00", "")  # NUL bytes break CSV parsers and are never meaningful text
     if not text.strip():  # an empty file is a source with no rows, not an error
-        return pl.DataFrame(schema={text_column: pl.String}), replaced
+        return pl.DataFrame(schema={cfg.text_column: pl.String}), replaced
+    if fmt == "txt":
+        return pl.DataFrame({cfg.text_column: text.splitlines()}, schema={cfg.text_column: pl.String}), replaced
+    if fmt == "jsonl":
+        return _read_jsonl(text, url), replaced
+    return _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg)), replaced
+
+
+def _read_jsonl(text: str, url: str) -> pl.DataFrame:
     try:
-        if fmt == "txt":
-            return pl.DataFrame({text_column: text.splitlines()}, schema={text_column: pl.String}), replaced
-        if fmt == "jsonl":
-            return pl.read_ndjson(io.BytesIO(text.encode()), infer_schema_length=None), replaced
-        separator = "\t" if fmt == "tsv" else ","
-        return pl.read_csv(
-            io.BytesIO(text.encode()), separator=separator, infer_schema=False, quote_char='"',
-        ), replaced
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError, ValueError) as exc:
-        raise InputDataError(f"{url}: cannot parse as {fmt}: {exc}") from exc
+        return pl.read_ndjson(io.BytesIO(text.encode()), infer_schema_length=None)
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        problem = jsonl_problem(text) or f"cannot parse as jsonl ({str(exc).splitlines()[0]}); {JSONL_ADVICE}"
+        raise InputDataError(f"{url}: {problem}") from None
+
+
+JSONL_ADVICE = "ingest.format is jsonl: one JSON object per line (set ingest.format if the file is another format)"
+
+
+def jsonl_problem(text: str) -> str | None:
+    """The first line that is not one JSON object, as 'line N ...' with what to do; None when every line is one."""
+    last = text.rstrip().count("\n") + 1
+    for number, line in enumerate(text.split("\n"), start=1):  # "\n" only, as polars: a JSON string may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            cut = ", so the file may be cut off" if number == last else ""
+            return (f"line {number} is not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}{cut}; "
+                    f"{JSONL_ADVICE}")
+        if not isinstance(value, dict):
+            return f"line {number} holds a JSON {type(value).__name__}, not an object; {JSONL_ADVICE}"
+    return None
+
+
+def _read_delimited(text: str, url: str, fmt: str, delimiter: str, quote: str | None) -> pl.DataFrame:
+    """csv/tsv text as string columns. Without quoting every line is one record, so a line whose field count differs
+    from the header's is refused here, before polars would fill the missing fields with nulls."""
+    problem = unquoted_ragged_line(text, fmt, delimiter) if quote is None else None
+    if problem is None:
+        try:
+            return pl.read_csv(io.BytesIO(text.encode()), separator=delimiter, infer_schema=False, quote_char=quote)
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            problem = delimited_problem(text, fmt, delimiter, quote) or (
+                f"cannot parse as {fmt} ({str(exc).splitlines()[0]}); {_dialect_advice(fmt, delimiter, quote)}")
+    raise InputDataError(f"{url}: {problem}")
+
+
+def _dialect_advice(fmt: str, delimiter: str, quote: str | None) -> str:
+    """The settings that would split the file another way, worded for the dialect that failed."""
+    name = {"\t": "tab", ",": "comma"}.get(delimiter, repr(delimiter))
+    if quote is None:
+        return (f"ingest.format is {fmt} with no quoting and a {name} between fields: if its values are quoted "
+                "(to hold a line break or the delimiter) set ingest.quote_char: '\"', else set ingest.delimiter")
+    if fmt == "csv" and delimiter == ",":
+        return "if the file is tab-separated set ingest.format: tsv, or set ingest.delimiter / ingest.quote_char"
+    return (f"ingest.format is {fmt} with a {name} between fields and {quote} quoting: set ingest.delimiter, or "
+            "ingest.quote_char (empty = no quoting)")
+
+
+def _field_count(line: int, fields: int, header: int, fmt: str, delimiter: str, quote: str | None) -> str:
+    return (f"line {line} has {fields} field{'s' * (fields != 1)}, the header has {header}; "
+            f"{_dialect_advice(fmt, delimiter, quote)}")
+
+
+def unquoted_ragged_line(text: str, fmt: str, delimiter: str) -> str | None:
+    """'line N has X fields, the header has Y; ...' for the first non-blank line of unquoted text whose field count
+    is not the header's; None when all agree. Vectorised (polars), as it runs on every unquoted file."""
+    lines = pl.Series([text]).str.split("\n").explode()
+    fields = lines.str.count_matches(delimiter, literal=True) + 1
+    ragged = ((fields != fields[0]) & (lines.str.strip_chars().str.len_chars() > 0)).arg_true()
+    if ragged.len() == 0:
+        return None
+    return _field_count(ragged[0] + 1, fields[ragged[0]], fields[0], fmt, delimiter, None)
+
+
+def delimited_problem(text: str, fmt: str, delimiter: str, quote: str | None) -> str | None:
+    """Where quoted csv/tsv text breaks, found with Python's csv module (only after polars refused the file):
+    'line N ...; what to set' for a record with more fields than the header, a quoted value never closed or followed
+    by text, or a quote inside an unquoted value; None when no such line is found."""
+    csv.field_size_limit(2**31 - 1)  # one review may be megabytes; the default limit is 128 KiB
+    lines = list(io.StringIO(text, newline=""))  # the lines csv.reader counts in line_num, endings kept
+    quoting = {"quotechar": quote, "quoting": csv.QUOTE_MINIMAL} if quote else {"quoting": csv.QUOTE_NONE}
+    reader = csv.reader(lines, delimiter=delimiter, strict=True, **quoting)  # type: ignore[call-overload]
+    plain_quotes = f"if {quote} is plain text in this file set ingest.quote_char to empty (no quoting)"
+    header, start = None, 1
+    try:
+        for row in reader:
+            if header is None:
+                header = len(row)
+            elif len(row) > header:
+                return _field_count(start, len(row), header, fmt, delimiter, quote)
+            elif quote and reader.line_num == start and _quote_inside_value(lines[start - 1], delimiter, quote):
+                return f"line {start} has a {quote} inside a value that does not start with one; {plain_quotes}"
+            start = reader.line_num + 1
+    except csv.Error:
+        if quote is None:  # unquoted text breaks only on a lone carriage return: let polars' message stand
+            return None
+        if reader.line_num >= len(lines):
+            return f"line {start} opens a {quote}-quoted value that the file never closes; {plain_quotes}"
+        return f"line {start} has text after the closing {quote} of a quoted value; {plain_quotes}"
+    return None
+
+
+def _quote_inside_value(line: str, delimiter: str, quote: str) -> bool:
+    """True when some value of a one-line record is neither quoted ("x", "x ""y"" z") nor free of quotes: Python's
+    csv reads `24" monitor` as text, polars refuses it."""
+    d, q = re.escape(delimiter), re.escape(quote)
+    value = f"{q}(?:[^{q}]|{q}{q})*{q}|[^{d}{q}\r\n]*"
+    return re.fullmatch(f"(?:{value})(?:{d}(?:{value}))*", line.rstrip("\r\n")) is None
 
 
 def _require_columns(df: pl.DataFrame, url: str, cfg: IngestConfig) -> None:
@@ -181,7 +294,7 @@ def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, in
     if fmt == "txt" and (cfg.label_column or cfg.id_column or cfg.split_column):
         raise InputDataError(f"{source.url}: a txt source holds only text (one document per line); unset "
                              "ingest.label_column, ingest.id_column and ingest.split_column or use csv/tsv/jsonl")
-    df, replaced = _read_table(source.url, fmt, compression, cfg.text_column)
+    df, replaced = _read_table(source.url, fmt, compression, cfg)
     if df.height == 0:
         df = pl.DataFrame(schema={c: pl.String for c in (cfg.text_column, cfg.label_column, cfg.id_column,
                                                          cfg.split_column) if c})

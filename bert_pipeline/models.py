@@ -66,18 +66,80 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def _in_hub_cache(repo_id: str) -> bool:
+def _hub_cached(repo_id: str, filename: str) -> str | None:
+    """The local path of a hub file when the Hugging Face cache holds it; never downloads."""
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    path = try_to_load_from_cache(repo_id, filename)
+    return path if isinstance(path, str) else None
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    return _hub_cached(repo_id, "config.json") is not None
+
+
+# Models whose position ids start after the padding id (fairseq style): config.json says 514, 512 are usable.
+_POSITION_OFFSET_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text"}
+
+
+def max_positions(model_dir: str) -> int | None:
+    """Tokens the model can take (max_position_embeddings from its config.json, less fairseq's reserved positions);
+    None when unknown without a download, or unlimited (relative positions only, as in DeBERTa-v2/v3)."""
+    path = os.path.join(model_dir, "config.json") if os.path.isdir(model_dir) else _hub_cached(model_dir, "config.json")
+    try:
+        with open(path or "", encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    limit = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if not isinstance(limit, int) or limit <= 0 or config.get("position_biased_input") is False:
+        return None
+    if config.get("model_type") in _POSITION_OFFSET_MODELS:
+        limit -= int(config.get("pad_token_id") or 1) + 1
+    return limit
+
+
+def check_max_length(model_dir: str, model_field: str, max_length: int, length_field: str) -> None:
+    """Refuse a max_length (tokens) the model has no position embeddings for: it would fail mid-stage, after writes.
+
+    Raises ConfigError naming both numbers and the setting to lower."""
+    limit = max_positions(model_dir)
+    if limit is not None and max_length > limit:
+        raise ConfigError(
+            f"{length_field} is {max_length}, but {model_field} ({model_dir}) takes at most {limit} tokens "
+            f"(max_position_embeddings in its config.json); set {length_field} to {limit} or less")
 
 
 def preflight(cfg: Any, stages: list[str]) -> None:
-    """Resolve the models the given stages will load, so a bad reference fails before any stage writes anything."""
+    """Resolve the models the given stages will load and check max_length against them, so that a bad reference or
+    a length the model cannot take fails before any stage writes anything. Raises ConfigError."""
+    base = None
     if {"tokenize", "train"} & set(stages):
-        require_safetensors(resolve_model_dir(cfg.train.base_model, "train.base_model"), "train.base_model")
-    if "score" in stages and cfg.score.model:
-        require_safetensors(resolve_model_dir(cfg.score.model, "score.model"), "score.model")
+        base = resolve_model_dir(cfg.train.base_model, "train.base_model")
+        require_safetensors(base, "train.base_model")
+        check_max_length(base, "train.base_model", cfg.tokenize.max_length, "tokenize.max_length")
+    if "score" in stages:
+        _preflight_score(cfg, base)
+
+
+def _preflight_score(cfg: Any, base: str | None) -> None:
+    """score.model when set; else train.base_model, which the champion in the lake was trained from: the best check
+    at hand, made only when the base is local or already resolved (a score run downloads no model it won't load)."""
+    length_field = "score.max_length" if cfg.score.max_length else "tokenize.max_length"
+    max_length = cfg.score.max_length or cfg.tokenize.max_length
+    if cfg.score.model:
+        model = resolve_model_dir(cfg.score.model, "score.model")
+        require_safetensors(model, "score.model")
+        check_max_length(model, "score.model", max_length, length_field)
+        return
+    ref = cfg.train.base_model
+    if base is None and not ("://" in ref and not ref.startswith("pkg://")):
+        try:
+            base = resolve_model_dir(ref, "train.base_model")
+        except ConfigError:  # the champion does not need its base model to score
+            return
+    if base is not None:
+        check_max_length(base, "train.base_model (the champion's base model)", max_length, length_field)
 
 
 def _loading(model_dir: str, what: str, load: Callable[[], Any]) -> Any:
@@ -102,16 +164,27 @@ def load_tokenizer(model_dir: str) -> Any:
     return tokenizer
 
 
+# How fast_encoder encodes beyond the tokenizer's JSON (which does not record it). Part of tokenizer_hash, so token
+# shards made before user-typed "[SEP]" became text are not reused as if they matched.
+ENCODING_RULES = "special-token strings in the text are text"
+
+
 def fast_encoder(tokenizer: Any, max_length: int) -> tokenizers.Tokenizer:
-    """A private copy of the Rust tokenizer with truncation at max_length and no padding (batches pad later)."""
+    """A private copy of the Rust tokenizer with truncation at max_length and no padding (batches pad later).
+
+    "[SEP]", "[CLS]", "[PAD]" or "[MASK]" typed by a user is encoded as text ("[", "sep", "]"), never as the special
+    id: a review must not end its own sequence or mask itself. The template post-processor still adds the real
+    [CLS] ... [SEP] around every text, at training and scoring alike (both encode here)."""
     backend = tokenizers.Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.encode_special_tokens = True
     backend.no_padding()
     backend.enable_truncation(max_length=max_length)
     return backend
 
 
 def tokenizer_hash(tokenizer: Any) -> str:
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+    """16 hex digits identifying how fast_encoder turns text into ids: the tokenizer's JSON and ENCODING_RULES."""
+    return hashlib.sha256((tokenizer.backend_tokenizer.to_str() + ENCODING_RULES).encode()).hexdigest()[:16]
 
 
 def folder_content_hash(model_dir: str) -> str:

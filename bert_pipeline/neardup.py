@@ -4,7 +4,7 @@ Why character n-grams: they need no word segmentation, so Chinese, Japanese and 
 shingles as well as English; splitting on spaces or `\\W` would make a whole Chinese review one token. The size is
 chosen per text: 5 characters, or 3 for texts mostly in Han, Kana or Hangul, where one character is about a syllable
 or a word (with 5-grams one edited character would cost five shingles of a short review). Text is first put in the
-same normal form as the exact-dedup key (NFKC, casefolded, whitespace collapsed).
+same normal form as the exact-dedup key (NFKC, quotes straightened, casefolded, whitespace collapsed).
 
 Pipeline, shaped so each step can be mapped over shards:
   1. `shingle_hashes` + `signatures`: per shard, a 64-bit hash per shingle (vectorised rolling hash in numpy) and a
@@ -27,14 +27,20 @@ from typing import Iterable
 import numpy as np
 
 _SPACE = re.compile(r"\s+")
+# Curly quotes as straight ones, the set ftfy's uncurl_quotes folds; NFKC leaves them alone. Only the dedup key folds
+# them: the stored text keeps the user's quotes (clean.clean_text).
+_STRAIGHT_QUOTES = str.maketrans({**dict.fromkeys("\u02bc\u2018\u2019\u201a\u201b", "'"),
+                                  **dict.fromkeys("\u201c\u201d\u201e\u201f", '"')})
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _BASE = np.uint64(0x100000001B3)
 MAX_BUCKET_ALL_PAIRS = 32
 
 
 def normal_form(text: str) -> str:
-    """NFKC, casefolded, whitespace collapsed: the form both exact and near dedup compare."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    """NFKC (full-width to ASCII, ligatures split), curly quotes straightened, casefolded, whitespace collapsed: the
+    form both exact and near dedup compare, never stored as the text."""
+    folded = unicodedata.normalize("NFKC", text).translate(_STRAIGHT_QUOTES).casefold()
+    return _SPACE.sub(" ", folded).strip()
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
@@ -135,6 +136,10 @@ def _night_rows(lake: Lake, night: Night, encoder: Any, batch_size: int, wanted:
         table = pa.concat_tables(tables) if tables else None
         if table is None or table.num_rows == 0:
             return _empty_rows()
+        # only what can be trained on: labelled rows, and rows a later night labelled by a correction
+        keep = pc.or_(pc.greater_equal(table["label_id"], 0), pc.is_in(table["doc_id"], pa.array(sorted(wanted),
+                                                                                                 pa.string())))
+        table = table.filter(keep)
         label_ids = table["label_id"].to_numpy()
         labels = [names[i] if i >= 0 else None for i in label_ids.tolist()]
         return pa.table({"doc_id": table["doc_id"], "input_ids": table["input_ids"].cast(pa.list_(pa.uint32())),

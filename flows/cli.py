@@ -36,10 +36,13 @@ configuration keys (YAML file and/or --set dotted.key=value; --set wins):
   ingest.label_column        column holding the label (optional: unlabelled rows are scored, not trained on)
   ingest.id_column           column holding a unique id (optional: else derived from source and text)
   ingest.split_column        column holding train/validation/test (optional: else assigned by hash)
+  ingest.delimiter, ingest.quote_char   csv/tsv dialect (default: the format's own; tsv has no quoting)
   curate.min_chars, curate.max_chars, curate.validation_fraction, curate.test_fraction
   tokenize.max_length        tokens per text after truncation (default 128)
   train.base_model           empty = packaged MiniLM; else a local HF folder, folder URL or hub id
-  train.epochs, train.max_train_samples (empty = all), train.batch_size, train.learning_rate, train.device
+  train.epochs               auto (default: train.min_steps optimizer steps, then early stopping) or a number
+  train.window_days          train on the last N days of nights (default: every night so far)
+  train.max_train_samples (empty = all), train.batch_size, train.learning_rate, train.device, train.drop_unseen_labels
   score.model                empty = the champion in <data_root>/models; else an HF sequence-classification folder
   score.batch_tokens, score.precision (auto | fp32 | bf16), score.device (auto | cpu | cuda)
 

@@ -26,6 +26,7 @@ def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other
     config.write_text(
         "data_root: ./lake\nrun_date: 2026-11-20\n"
         f"ingest:\n  sources: ['{tmp_path}/*.tsv']\n  text_column: body\n  label_column: category\n  id_column: uid\n"
+        "  quote_char: '\"'\n"  # this TSV quotes its multi-line values; TSV is read unquoted unless told
         f"train:\n  base_model: {tiny_model}\n  min_steps: 120\n  learning_rate: 0.002\n  batch_size: 16\n"
     )
     done = run_cli("run", "--config", str(config), cwd=tmp_path)

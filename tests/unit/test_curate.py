@@ -11,7 +11,7 @@ from bert_pipeline.curate import assign_split, curate_frame
 @pytest.mark.parametrize(
     ("raw", "clean"),
     [
-        ("The Mona Lisa doesnÃ¢â‚¬â„¢t have eyebrows.", "The Mona Lisa doesn't have eyebrows."),
+        ("The Mona Lisa doesnÃ¢â‚¬â„¢t have eyebrows.", "The Mona Lisa doesn’t have eyebrows."),  # as written: ’
         ("fish &amp; chips &lt;3", "fish & chips <3"),
         ("<b>bold</b> and <a href='x'>link</a>", "bold and link"),
         ("tab\there\x00nul\x07bell  \n\n spaces", "tab here nul bell spaces"),
