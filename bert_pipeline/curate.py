@@ -292,7 +292,9 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
                   config_hash=cfg.fingerprint("curate"), counts=counts)
     bands = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), ["doc_id", "bands", "shard"]))
                        for i in range(shards)])  # type: ignore[misc]
-    index = curated.select("doc_id", "dedup_key", "label").join(bands, on="doc_id", how="left").with_columns(
+    # a row in a label conflict has no label to compare with: a later night's single label for it is a correction
+    index = curated.select("doc_id", "dedup_key", label=pl.when(pl.col("label_conflict")).then(None)
+                           .otherwise(pl.col("label"))).join(bands, on="doc_id", how="left").with_columns(
         run_date=pl.lit(cfg.run_date)).select(INDEX_SCHEMA.names)
     index_writer = PartitionWriter(cl.folders["dedup_index"], stage_fp)
     _write(index_writer.add(shard_name(0)), index, stage_fp, INDEX_SCHEMA)

@@ -9,8 +9,10 @@ the input order.
 Label corrections: a row of tonight whose normalised key equals an earlier night's kept row's key but whose label
 differs from that row's current label (`earlier["label"]`, with earlier corrections already applied) is not a plain
 duplicate: it gets `label_correction`, `duplicate_of` the earlier row. Rows without a label stay `exact_duplicate`
-(a missing label corrects nothing). When tonight's rows of one key carry several labels, each is still recorded as
-a correction; the training set then treats the earlier row as a label conflict (`labels.read_corrections`).
+(a missing label corrects nothing). When tonight's labelled rows of one key disagree, every one of them is recorded as
+a correction (the one that agrees with the earlier row too), and the training set then treats the earlier row as a
+label conflict (`labels.read_corrections`). An earlier row in a label conflict is indexed without a label, so a
+later night's single label for it is a correction that resolves the conflict.
 """
 
 from __future__ import annotations
@@ -66,14 +68,16 @@ def _shingle_sets(texts: list[str], params: NearDupParams) -> list[frozenset[int
 
 def _corrected_keys(ordered: pl.DataFrame, earlier: pl.DataFrame, first_old_by_key: dict[str, int],
                     n_reps: int) -> set[tuple[str, str]]:
-    """(doc_id, key) of tonight's labelled rows whose key is an earlier kept row's and whose label differs from it."""
+    """(doc_id, key) of tonight's labelled rows whose key is an earlier kept row's, when any of them carries another
+    label than that row: all of them, so that copies that disagree make the earlier row a conflict."""
     old_label = earlier["label"].to_list()
-    corrected = set()
+    rows: dict[str, list[tuple[str, str]]] = {}
     for doc_id, key, label in ordered.select("doc_id", "dedup_key", "label").iter_rows():
-        old = first_old_by_key.get(key)
-        if old is not None and label is not None and label != old_label[old - n_reps]:
-            corrected.add((doc_id, key))
-    return corrected
+        if key in first_old_by_key and label is not None:
+            rows.setdefault(key, []).append((doc_id, label))
+    return {(doc_id, key) for key, labelled in rows.items()
+            if any(label != old_label[first_old_by_key[key] - n_reps] for _, label in labelled)
+            for doc_id, _ in labelled}
 
 
 def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight: TextLoader,

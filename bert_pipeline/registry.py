@@ -53,18 +53,14 @@ def gate(true: Sequence[str], new: Sequence[str], majority: str, label_names: Se
          champion: dict[str, Any] | None, champion_predicted: Sequence[str] | None, tolerance: float) -> dict[str, Any]:
     """The champion decision for a new model, from validation labels and predictions by name (pure).
 
-    `champion_predicted` is None when a champion exists but could not be run (its folder is gone): its recorded
-    score is used instead and the reason says so.
+    `champion_predicted` is None when a champion exists but could not be run (its folder is gone, so scoring could
+    not use it either): the new model is then held to the baseline alone, and the reason says so.
     """
     rows = len(true)
     new_f1 = macro_f1_by_name(true, new)
     baseline = macro_f1_by_name(true, [majority] * rows)
     share = Counter(new).most_common(1)[0] if rows else (None, 0)
-    theirs, where = None, ""
-    if champion is not None and champion_predicted is not None and rows:
-        theirs, where = macro_f1_by_name(true, champion_predicted), f"on the same {rows} validation rows, by label name"
-    elif champion is not None:
-        theirs, where = float(champion["validation_macro_f1"]), "as recorded (it could not be run on these rows)"
+    theirs = macro_f1_by_name(true, champion_predicted) if champion and champion_predicted is not None else None
     decision: dict[str, Any] = {
         "validation_rows": rows, "new_validation_macro_f1": new_f1, "baseline_validation_macro_f1": baseline,
         "baseline_label": majority, "champion_validation_macro_f1": theirs,
@@ -72,25 +68,28 @@ def gate(true: Sequence[str], new: Sequence[str], majority: str, label_names: Se
         "previous_champion": champion and champion["model_version"], "new_top_predicted_label": share[0],
         "new_top_predicted_share": share[1] / rows if rows else None, "tolerance": tolerance,
     }
-    if not rows:
-        return decision | {"promoted": False, "reason": "no labelled validation rows to compare on; give the sources "
-                           "validation rows or raise curate.validation_fraction"}
+    if len(set(true)) < 2:  # one label: always answering it scores 1.0, so nothing tells learning from guessing
+        return decision | {"promoted": False, "reason": (
+            f"the {rows} labelled validation rows hold {len(set(true))} label(s): nothing to compare models on; give "
+            "the sources more labelled rows or raise curate.validation_fraction")}
     if new_f1 <= baseline:
         one_class = f"; it predicts {share[0]!r} for {share[1] / rows:.0%} of them" if share[1] / rows > 0.95 else ""
         return decision | {"promoted": False, "reason": (
             f"validation macro-F1 {new_f1:.4f} does not beat the majority-class baseline {baseline:.4f} (always "
             f"{majority!r}) on {rows} validation rows{one_class}: the model learned too little to be trusted")}
     if champion is None or theirs is None:
+        missing = "no champion yet" if champion is None else (
+            f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
         return decision | {"promoted": True, "reason": f"validation macro-F1 {new_f1:.4f} beats the majority-class "
-                           f"baseline {baseline:.4f}; no champion yet"}
+                           f"baseline {baseline:.4f}; {missing}"}
     labels_note = ""
     if set(champion.get("label_names") or []) != set(label_names):
         labels_note = f"; the champion's labels are {champion.get('label_names')}"
     promote = new_f1 >= theirs - tolerance
     verdict = "beats or ties" if new_f1 >= theirs else ("is within tolerance of" if promote else "is worse than")
     return decision | {"promoted": promote, "reason": (
-        f"validation macro-F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {theirs:.4f} {where} "
-        f"(baseline {baseline:.4f}){labels_note}")}
+        f"validation macro-F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {theirs:.4f} on the "
+        f"same {rows} validation rows, by label name (baseline {baseline:.4f}){labels_note}")}
 
 
 def read_champion(lake: Lake) -> dict[str, Any] | None:

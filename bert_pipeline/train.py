@@ -278,13 +278,15 @@ def data_hash(data: TrainingSet) -> str:
 
 
 def unchanged_since_champion(run: TrainRun, content: str) -> dict[str, Any] | None:
-    """The champion's manifest when it was trained on exactly this content with this config and tokenizer."""
+    """The champion's manifest when it was trained on exactly this content with this config, tokenizer and
+    max_length."""
     champion = registry.read_champion(run.lake)
     if champion is None:
         return None
     manifest = registry.model_manifest(run.lake, champion["model_version"])
     same = (manifest.get("data_hash") == content and manifest.get("config_hash") == run.cfg.fingerprint("train")
-            and manifest.get("tokenizer_hash") == run.tokens["tokenizer"]["hash"])
+            and manifest.get("tokenizer_hash") == run.tokens["tokenizer"]["hash"]
+            and manifest.get("max_length") == run.tokens["max_length"])
     return manifest if same else None
 
 
@@ -295,7 +297,9 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     dist = Dist.from_env()
     if cfg.train.devices > 1 and not dist.active:
         launch("bert_pipeline.train", cfg.model_dump(mode="json"), cfg.train.devices)
-        return run.summary(run.committed() or {}, skipped=False)
+        if (done := run.committed()) is None:  # the ranks found nothing new to train on (their log says why)
+            return {"stage": "train", "skipped": True, "reason": "the ranks trained no model", "model_version": None}
+        return run.summary(done, skipped=False)
 
     base_dir = resolve_model_dir(cfg.train.base_model)
     tokenizer = load_tokenizer(base_dir)

@@ -24,7 +24,9 @@ import pyarrow.compute as pc
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.labels import apply_corrections, check_label_spellings, read_corrections
+from bert_pipeline.labels import (
+    apply_corrections, canonical_label, canonical_labels, check_label_spellings, read_corrections,
+)
 from bert_pipeline.lake import Lake
 from bert_pipeline.tokenize import encode_texts, read_arrow
 
@@ -130,7 +132,7 @@ def _night_rows(lake: Lake, night: Night, encoder: Any, batch_size: int, wanted:
     """doc_id, input_ids, label (null = not trainable), split of one night; `wanted` doc_ids are kept even
     unlabelled (a later correction labels them)."""
     if night.tokens is not None:
-        names = night.tokens["label_names"]
+        names = [canonical_label(name) for name in night.tokens["label_names"]]  # lakes written before labels.py
         tables = [read_arrow(u, ["doc_id", "input_ids", "label_id", "split"])
                   for u in lake.shard_urls("tokens", night.run_date, night.tokens)]
         table = pa.concat_tables(tables) if tables else None
@@ -149,7 +151,8 @@ def _night_rows(lake: Lake, night: Night, encoder: Any, batch_size: int, wanted:
     curated = pl.concat(frames) if frames else pl.DataFrame()  # type: ignore[arg-type]
     if curated.is_empty():
         return _empty_rows()
-    curated = curated.with_columns(label=pl.when(pl.col("label_conflict")).then(None).otherwise(pl.col("label")))
+    curated = curated.with_columns(label=pl.when(pl.col("label_conflict")).then(None)
+                                   .otherwise(canonical_labels(curated["label"])))
     curated = curated.filter(pl.col("label").is_not_null() | pl.col("doc_id").is_in(list(wanted)))
     flat, offsets, _ = encode_texts(encoder, curated["text"].to_list(), batch_size)
     ids = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.uint32()))
@@ -176,7 +179,8 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     spellings that collide, and for fewer than 2 labels.
     """
     lake = Lake(cfg.data_root)
-    corrections = read_corrections(lake, [d for d in lake.run_dates("rejects") if d <= plan.run_date])
+    # the nights of the plan only: a night whose curate did not commit (rejects written, curated not) is not one
+    corrections = read_corrections(lake, [night.run_date for night in plan.nights])
     wanted = set(corrections["doc_id"].to_list())
     tables, token_source = [], {}
     for night in plan.nights:
@@ -236,8 +240,9 @@ def unseen_labels(by_split: dict[str, pl.DataFrame], label_names: list[str], dro
         described = "; ".join(f"{label!r}: {counts}" for label, counts in sorted(unseen.items()))
         raise InputDataError(
             f"train: label(s) with no training rows would get an output the model never learned: {described}. "
-            "Add labelled training rows for them, or set train.drop_unseen_labels: true to leave those validation "
-            "and test rows out (the model manifest then lists them)")
+            "Add labelled training rows for them (or raise train.max_train_samples if its sample left them out), or "
+            "set train.drop_unseen_labels: true to leave those validation and test rows out (the model manifest "
+            "then lists them)")
     return unseen
 
 

@@ -65,3 +65,43 @@ def test_the_same_file_on_a_second_night_is_all_duplicates(tmp_path: Path) -> No
         summary = run_curate(cfg)
     assert summary["curated_rows"] == 0 and summary["raw_rows"] == summary["rejected_rows"] == 50
     assert summary["rejected_by_reason"]["exact_duplicate"] == 50
+
+
+def test_a_re_sent_text_with_another_label_is_a_correction_and_disagreeing_copies_all_are() -> None:
+    from bert_pipeline.dedup import cluster_documents
+    from bert_pipeline.neardup import NearDupParams
+
+    earlier = pl.DataFrame({"doc_id": ["e1", "e2"], "dedup_key": ["k1", "k2"], "label": ["x", None],  # e2: a conflict
+                            "run_date": ["2026-01-01"] * 2, "shard": ["part-00000.parquet"] * 2,
+                            "bands": [[], []]}, schema_overrides={"bands": pl.List(pl.UInt64)})
+    tonight = pl.DataFrame({"doc_id": ["t1", "t2", "t3", "t4", "t5"], "dedup_key": ["k1", "k1", "k2", "k1", "k3"],
+                            "label": ["x", "y", "z", None, "x"], "bands": [[]] * 5, "shard": ["part-00000.parquet"] * 5},
+                           schema_overrides={"bands": pl.List(pl.UInt64)})
+    clusters = cluster_documents(tonight, earlier, lambda rows: {}, lambda rows: {}, NearDupParams(), near=False)
+    outcome = {d: (reason, of) for d, reason, of in clusters.select("doc_id", "dup_reason", "duplicate_of").iter_rows()}
+    assert outcome == {
+        "t1": ("label_correction", "e1"),  # agrees with e1, but its copy t2 does not: both are recorded, e1 conflicts
+        "t2": ("label_correction", "e1"),
+        "t3": ("label_correction", "e2"),  # a single label for a row that was in conflict resolves it
+        "t4": ("exact_duplicate", "e1"),  # no label corrects nothing
+        "t5": (None, None),  # a new text
+    }
+
+
+def test_corrections_keep_the_newest_night_and_a_disagreeing_night_is_a_conflict(tmp_path: Path) -> None:
+    from bert_pipeline.labels import read_corrections
+
+    lake = Lake(str(tmp_path / "lake"))
+    batches = {"2026-01-02": [("t1", "e1", "y"), ("t2", "e2", "a"), ("t3", "e2", "b")],
+               "2026-01-03": [("u1", "e1", "z")]}
+    for date, rows in batches.items():
+        folder = tmp_path / "lake" / "rejects" / f"run_date={date}"
+        folder.mkdir(parents=True)
+        pl.DataFrame(rows, schema=["doc_id", "duplicate_of", "label"], orient="row").with_columns(
+            reason=pl.lit("label_correction")).write_parquet(folder / "part-00000.parquet")
+        (folder / "_manifest.json").write_text(
+            '{"outputs": ["part-00000.parquet"], "counts": {"rejected_by_reason": {"label_correction": 1}}}')
+    current = read_corrections(lake, list(batches))
+    assert current.select("doc_id", "label", "corrected_on").rows() == [
+        ("e1", "z", "2026-01-03"), ("e2", None, "2026-01-02")]
+    assert read_corrections(lake, ["2026-01-02"])["label"].to_list() == ["y", None]

@@ -89,6 +89,8 @@ def test_corrections_are_counted_and_the_newest_label_is_trained_on(two_nights: 
     assert rejects.filter(pl.col("reason") == "exact_duplicate").height >= 20  # the unchanged re-sends
     conflicted = read_partition(lake, "curated", NIGHT2).filter(pl.col("label_conflict"))
     assert conflicted["text"].to_list() == ["this exact sentence arrives twice tonight with two labels"]
+    index = read_partition(lake, "dedup_index", NIGHT2).filter(pl.col("doc_id").is_in(conflicted["doc_id"]))
+    assert index["label"].to_list() == [None]  # a later night's single label for it will be a correction
 
     training = two_nights["two"]["train"]["training_set"]
     assert training["corrections_applied"] == 10

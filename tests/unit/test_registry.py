@@ -64,13 +64,17 @@ def test_tolerance_lets_a_slightly_worse_model_win(tolerance: float, promoted: b
     assert decision["promoted"] is promoted and decision["champion_validation_macro_f1"] == 1.0
 
 
-def test_no_validation_rows_promotes_nothing() -> None:
+def test_no_validation_rows_or_one_label_promotes_nothing() -> None:
     decision = gate([], [], "neg", ["neg", "pos"], None, None, 0.0)
-    assert decision["promoted"] is False and "no labelled validation rows" in decision["reason"]
+    assert decision["promoted"] is False and "hold 0 label(s)" in decision["reason"]
+    one = gate(["neg"] * 5, ["neg"] * 5, "neg", ["neg", "pos"], None, None, 0.0)  # a perfect model, and a guess
+    assert one["promoted"] is False and "curate.validation_fraction" in one["reason"]
 
 
-def test_a_champion_that_cannot_be_loaded_is_compared_by_its_recorded_score() -> None:
+def test_a_champion_that_cannot_be_loaded_leaves_the_baseline_as_the_bar() -> None:
     true = ["neg", "pos", "pos", "neg"]
     decision = gate(true, ["neg", "pos", "neg", "neg"], "neg", ["neg", "pos"], CHAMPION, None, 0.0)
-    assert decision["promoted"] is False and decision["champion_validation_macro_f1"] == 0.9
-    assert "as recorded" in decision["reason"] and decision["champion_run_on_these_rows"] is False
+    assert decision["promoted"] is True and decision["champion_validation_macro_f1"] is None
+    assert "could not be loaded" in decision["reason"] and decision["champion_run_on_these_rows"] is False
+    worse = gate(true, ["neg"] * 4, "neg", ["neg", "pos"], CHAMPION, None, 0.0)
+    assert worse["promoted"] is False
