@@ -104,6 +104,14 @@ def promote(lake: Lake, model_version: str, label_names: list[str], decision: di
     })
 
 
+def committed_models(lake: Lake, run_date: str = "*") -> list[dict[str, Any]]:
+    """The manifests of the models committed for run_date (every run_date by default), oldest commit first,
+    promoted or not."""
+    pattern = storage.join(lake.models, f"{run_date}-*" if run_date != "*" else "*", "_manifest.json")
+    manifests = [m for m in map(storage.read_json, storage.glob(pattern)) if m]
+    return sorted(manifests, key=lambda m: m.get("committed_at", ""))
+
+
 def model_manifest(lake: Lake, model_version: str) -> dict[str, Any]:
     return storage.read_json(storage.join(lake.model_url(model_version), "_manifest.json")) or {}
 

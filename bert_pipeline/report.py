@@ -16,6 +16,7 @@ import polars as pl
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake import Lake, utc_now
+from bert_pipeline.registry import committed_models
 
 
 def write_report(cfg: PipelineConfig) -> dict[str, Any]:
@@ -56,10 +57,8 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
 
 def tonight_model(lake: Lake, run_date: str) -> dict[str, Any] | None:
     """The manifest of the newest model trained for run_date (promoted or not), None when none was."""
-    manifests = [storage.read_json(url) for url in storage.glob(storage.join(lake.models, f"{run_date}-*",
-                                                                             "_manifest.json"))]
-    manifests = [m for m in manifests if m]
-    return max(manifests, key=lambda m: m.get("committed_at", "")) if manifests else None
+    manifests = committed_models(lake, run_date)
+    return manifests[-1] if manifests else None
 
 
 def training_section(manifest: dict[str, Any]) -> str:

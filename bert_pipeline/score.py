@@ -34,6 +34,7 @@ from bert_pipeline.models import (
 )
 from bert_pipeline.tokenize import check_label_columns, encode_texts
 from bert_pipeline.inference import collate, pick_device
+from bert_pipeline.registry import committed_models
 
 
 def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
@@ -43,12 +44,10 @@ def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
         return folder, os.path.basename(cfg.score.model.rstrip("/")) or cfg.score.model
     champion = storage.read_json(lake.champion_url)
     if champion is None:
-        refused = [m for m in map(storage.read_json, storage.glob(storage.join(lake.models, "*", "_manifest.json")))
-                   if m and not m.get("promoted", True)]
+        refused = [m for m in committed_models(lake) if not m.get("promoted", True)]
         why = ("no train stage has produced a model in this lake (a run_date without labelled rows trains nothing)"
-               if not refused else
-               f"{len(refused)} model(s) were trained but none passed the champion gate (newest: "
-               f"{max(refused, key=lambda m: m.get('committed_at', ''))['champion_decision']['reason']})")
+               if not refused else f"{len(refused)} model(s) were trained but none passed the champion gate "
+               f"(newest: {refused[-1]['champion_decision']['reason']})")
         raise LakeStateError(
             f"score.model is empty and {lake.champion_url} names no champion yet: {why}; set score.model to a "
             "Hugging Face sequence-classification folder, or train on more labelled data first")
