@@ -39,7 +39,7 @@ from bert_pipeline.dedup import TextLoader, cluster_documents, texts_bands
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.labels import CORRECTION, apply_corrections, read_corrections
 from bert_pipeline.lake import (
-    SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches, shard_name,
+    SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches, shard_name,
 )
 from bert_pipeline.neardup import NearDupParams, normal_form
 
@@ -49,16 +49,16 @@ REASONS = ("empty", "too_short", "too_long", "low_alpha", "repetitive", "exact_d
 CURATED_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
     ("label_conflict", pa.bool_()), ("duplicates", pa.int32()), ("cluster_id", pa.string()),
-    ("dedup_key", pa.string()), ("source", pa.string()), ("source_row", pa.int64()), ("run_date", pa.string()),
-])
+    ("dedup_key", pa.string()), ("source", pa.string()), ("source_row", pa.int64()),
+])  # run_date is the hive folder's name in every table, not a column (see bert_pipeline/lake.py)
 REJECTS_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("original_text", pa.string()), ("reason", pa.string()),
     ("duplicate_of", pa.string()), ("similarity", pa.float32()), ("cluster_id", pa.string()), ("label", pa.string()),
-    ("source", pa.string()), ("source_row", pa.int64()), ("run_date", pa.string()),
+    ("source", pa.string()), ("source_row", pa.int64()),
 ])
 INDEX_SCHEMA = pa.schema([
-    ("doc_id", pa.string()), ("dedup_key", pa.string()), ("label", pa.string()), ("run_date", pa.string()),
-    ("shard", pa.string()), ("bands", pa.list_(pa.uint64())),
+    ("doc_id", pa.string()), ("dedup_key", pa.string()), ("label", pa.string()), ("shard", pa.string()),
+    ("bands", pa.list_(pa.uint64())),
 ])
 CANDIDATE_COLUMNS = ["doc_id", "dedup_key", "label", "bands", "shard"]
 
@@ -84,7 +84,8 @@ def index_params(c: CurateConfig) -> dict[str, Any]:
 
 
 def empty_index() -> pl.DataFrame:
-    return pl.from_arrow(INDEX_SCHEMA.empty_table())  # type: ignore[return-value]
+    """Earlier nights' index rows when there are none: the index schema plus the run_date of the folder."""
+    return pl.from_arrow(INDEX_SCHEMA.append(pa.field("run_date", pa.string())).empty_table())  # type: ignore[return-value]
 
 
 # ---- the pure steps, on frames -------------------------------------------------------------------------------------
@@ -180,11 +181,11 @@ class CurateLake:
     def earlier_index(self) -> pl.DataFrame:
         """The index rows (keys, labels, LSH bands) of the earlier nights, each row's label as corrected since."""
         earlier = self.earlier_manifests()
-        frames = [pl.from_arrow(storage.read_parquet(url)) for date, manifest in earlier.items()
-                  for url in self.lake.shard_urls("dedup_index", date, manifest)]
-        if not frames:
+        if not earlier:
             return empty_index()
-        return apply_corrections(pl.concat(frames), read_corrections(self.lake, earlier))  # type: ignore[arg-type]
+        rows = pl.from_arrow(self.lake.dataset("dedup_index", list(earlier)).to_table())
+        rows = rows.with_columns(pl.col("run_date").cast(pl.String))  # type: ignore[union-attr]
+        return apply_corrections(rows, read_corrections(self.lake, earlier))
 
     def load_tonight(self, rows: pl.DataFrame) -> dict[str, str]:
         """Normal forms of tonight's candidates, from the clean shards that hold them."""
@@ -220,8 +221,8 @@ def begin(cfg: PipelineConfig) -> CuratePlan:
     shards = len(raw_manifest["outputs"])
     if all(manifest_matches(cl.lake.read_manifest(a, cfg.run_date), stage_fp, f) for a, f in cl.folders.items()):
         return CuratePlan(stage_fp, shards, skipped=True)
-    for folder in cl.folders.values():
-        PartitionWriter(folder, stage_fp).begin()  # un-commit: readers must not trust a partition being rewritten
+    for area in cl.folders:
+        cl.lake.writer(area, cfg.run_date, stage_fp).begin()  # un-commit: readers must not trust a partition being rewritten
     return CuratePlan(stage_fp, shards, skipped=False)
 
 
@@ -294,14 +295,13 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
                        for i in range(shards)])  # type: ignore[misc]
     # a row in a label conflict has no label to compare with: a later night's single label for it is a correction
     index = curated.select("doc_id", "dedup_key", label=pl.when(pl.col("label_conflict")).then(None)
-                           .otherwise(pl.col("label"))).join(bands, on="doc_id", how="left").with_columns(
-        run_date=pl.lit(cfg.run_date)).select(INDEX_SCHEMA.names)
-    index_writer = PartitionWriter(cl.folders["dedup_index"], stage_fp)
+                           .otherwise(pl.col("label"))).join(bands, on="doc_id", how="left").select(INDEX_SCHEMA.names)
+    index_writer = cl.lake.writer("dedup_index", cfg.run_date, stage_fp)
     _write(index_writer.add(shard_name(0)), index, stage_fp, INDEX_SCHEMA)
     # rejects and the index first, curated last: the curated manifest is what commits the stage
-    PartitionWriter(cl.folders["rejects"], stage_fp, outputs=list(names)).commit(**common)
+    cl.lake.writer("rejects", cfg.run_date, stage_fp, outputs=names).commit(**common)
     index_writer.commit(**common, near_dup_params=index_params(cfg.curate))
-    PartitionWriter(cl.folders["curated"], stage_fp, outputs=list(names)).commit(**common)
+    cl.lake.writer("curated", cfg.run_date, stage_fp, outputs=names).commit(**common)
     storage.remove([cl.work])
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
     return {"stage": "curate", "skipped": False, "partition": cl.folders["curated"], **counts}

@@ -28,7 +28,7 @@ from bert_pipeline import storage
 from bert_pipeline.config import IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.labels import canonical_labels, check_label_spellings
-from bert_pipeline.lake import Lake, PartitionWriter, fingerprint, manifest_matches, shard_name
+from bert_pipeline.lake import Lake, fingerprint, manifest_matches, shard_name
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
 FORMAT_BY_EXTENSION = {
@@ -43,8 +43,8 @@ SPLIT_ALIASES = {
 RAW_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
     ("source", pa.string()), ("source_row", pa.int64()), ("invalid_utf8", pa.bool_()),
-    ("ingested_at", pa.timestamp("us", tz="UTC")), ("run_date", pa.string()),
-])
+    ("ingested_at", pa.timestamp("us", tz="UTC")),
+])  # run_date is the hive folder's name, not a column (see bert_pipeline/lake.py)
 
 
 @dataclass(frozen=True)
@@ -365,12 +365,11 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         per_file.append({"source": source.name, "rows": frame.height, "invalid_utf8_replaced": replaced})
     ingested_at = dt.datetime.now(dt.timezone.utc)
     raw = pl.concat(frames, how="vertical").with_columns(
-        ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")), run_date=pl.lit(cfg.run_date)
-    )
+        ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
     _check_unique_ids(raw, cfg.ingest.id_column)
     labels = check_labels(raw, lake, cfg.run_date)
 
-    writer = PartitionWriter(folder, stage_fp).begin()
+    writer = lake.writer("raw", cfg.run_date, stage_fp).begin()
     table = raw.to_arrow().cast(RAW_SCHEMA)
     for index, start in enumerate(range(0, max(table.num_rows, 1), cfg.ingest.shard_rows)):
         storage.write_parquet_atomic(writer.add(shard_name(index)), table.slice(start, cfg.ingest.shard_rows))

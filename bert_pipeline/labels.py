@@ -111,21 +111,20 @@ def read_corrections(lake: "Lake", run_dates: Iterable[str]) -> pl.DataFrame:
     when that night's rows disagreed among themselves: a label conflict, not trained on), `corrected_on` (that
     night's run_date) and `corrected_by` (tonight's doc_ids, comma-separated). The newest night wins.
     """
-    from bert_pipeline import storage
+    import pyarrow.compute as pc
 
-    frames = []
-    for date in run_dates:
+    correcting = {}
+    for date in run_dates:  # most nights correct nothing: their rejects are not read at all
         manifest = lake.read_manifest("rejects", date)
-        if not manifest or not (manifest.get("counts") or {}).get("rejected_by_reason", {}).get(CORRECTION):
-            continue  # most nights correct nothing: their rejects are not read at all
-        for url in lake.shard_urls("rejects", date, manifest):
-            table = storage.read_parquet(url, ["doc_id", "duplicate_of", "label", "reason"])
-            frame = pl.from_arrow(table).filter(pl.col("reason") == CORRECTION)  # type: ignore[union-attr]
-            frames.append(frame.with_columns(corrected_on=pl.lit(date)))
-    if not frames:
+        if manifest and (manifest.get("counts") or {}).get("rejected_by_reason", {}).get(CORRECTION):
+            correcting[date] = manifest
+    if not correcting:
         return pl.DataFrame(schema={"doc_id": pl.String, "label": pl.String, "corrected_on": pl.String,
                                     "corrected_by": pl.String})
-    rows = pl.concat(frames)
+    table = lake.dataset("rejects", correcting).to_table(columns=["doc_id", "duplicate_of", "label", "run_date"],
+                                                           filter=pc.field("reason") == CORRECTION)
+    rows = pl.from_arrow(table).with_columns(  # type: ignore[union-attr]
+        corrected_on=pl.col("run_date").cast(pl.String)).drop("run_date")
     newest = rows.filter(pl.col("corrected_on") == pl.col("corrected_on").max().over("duplicate_of"))
     return newest.group_by("duplicate_of").agg(
         label=pl.when(pl.col("label").n_unique() == 1).then(pl.col("label").first()),

@@ -1,13 +1,21 @@
 """The lake layout and the stage contract.
 
-    <root>/<area>/run_date=YYYY-MM-DD/part-00000.parquet ... _manifest.json
+    <root>/<area>/run_date=YYYY-MM-DD/part-00000.parquet ...   (hive partitions: nothing but data files)
+    <root>/_manifests/<area>/run_date=YYYY-MM-DD.json          (the commit record of that partition)
+    <root>/_staging/<area>/...                                  (a replacement being built; never read)
     <root>/models/<model_version>/ (HF folder + metrics.json + _manifest.json)
     <root>/models/_champion.json
 
-A partition is committed by its `_manifest.json`, written last. A stage first removes an old manifest that does not
-match, writes its shards (each atomically), deletes shards the new manifest does not list, and then writes the
-manifest. So a reader that trusts manifests never sees a half-written partition, and a stage whose manifest matches
-its fingerprint (inputs + config + code version) is skipped: that is what makes retries and reruns safe.
+A partition is committed by its manifest, written last. A stage first removes an old manifest that does not match,
+writes its shards (each atomically), deletes shards the new manifest does not list, and then writes the manifest. So
+a reader that trusts manifests never sees a half-written partition, and a stage whose manifest matches its
+fingerprint (inputs + config + code version) is skipped: that is what makes retries and reruns safe.
+
+The partition folders hold only data files, and `run_date` lives only in the folder name (hive style), so every
+common reader reads a whole table: polars and duckdb on a glob or the folder, pyarrow.dataset, pandas.read_parquet.
+A `run_date` column inside the files as well made pyarrow and pandas refuse ("string vs dictionary"), and a
+manifest beside the files made polars refuse a folder ("paths with different file extensions"); lakes written that
+way (format 1) are refused with the command that migrates them (bert_pipeline/migrate.py).
 """
 
 from __future__ import annotations
@@ -22,15 +30,22 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from bert_pipeline import __version__, storage
 from bert_pipeline.errors import LakeStateError
 
-MANIFEST = "_manifest.json"
+MANIFEST = "_manifest.json"  # a model folder's commit record
+MANIFESTS = "_manifests"  # <root>/_manifests/<area>/run_date=YYYY-MM-DD.json: partitions' commit records
+STAGING = "_staging"
+LAYOUT, LAYOUT_MARKER = 2, "_layout.json"  # <root>/_manifests/_layout.json: this lake is in the current layout
 AREAS = ("raw", "curated", "rejects", "dedup_index", "tokens", "predictions")
+SHARD_FORMAT = {"tokens": "ipc"}  # every other area holds parquet
+# run_date as every reader that parses the folder name sees it (polars and duckdb infer a date from it)
+PARTITIONING = ds.partitioning(pa.schema([("run_date", pa.date32())]), flavor="hive")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 
 
@@ -65,16 +80,69 @@ class Lake:
         return storage.join(self.root, area, f"run_date={safe_name(run_date, 'run_date')}")
 
     def manifest_url(self, area: str, run_date: str) -> str:
-        return storage.join(self.partition(area, run_date), MANIFEST)
+        self.partition(area, run_date)  # validates both
+        return storage.join(self.root, MANIFESTS, area, f"run_date={run_date}.json")
+
+    def staging(self, area: str, name: str) -> str:
+        """A folder where a replacement partition is built, outside the area so no folder reader sees it."""
+        return storage.join(self.root, STAGING, area, safe_name(name, "staging folder"))
 
     def read_manifest(self, area: str, run_date: str) -> dict[str, Any] | None:
         return storage.read_json(self.manifest_url(area, run_date))
 
     def run_dates(self, area: str) -> list[str]:
         """Sorted run_dates that have a committed partition in area."""
-        pattern = storage.join(self.root, area, "run_date=*", MANIFEST)
-        dates = [url.rsplit("/", 2)[-2].removeprefix("run_date=") for url in storage.glob(pattern)]
+        pattern = storage.join(self.root, MANIFESTS, area, "run_date=*.json")
+        dates = [url.rsplit("/", 1)[-1].removeprefix("run_date=").removesuffix(".json") for url in storage.glob(pattern)]
         return sorted(d for d in dates if _SAFE_NAME.match(d))
+
+    def writer(self, area: str, run_date: str, stage_fp: str, folder: str | None = None,
+               outputs: list[str] | None = None) -> "PartitionWriter":
+        """A writer of the (area, run_date) partition; `folder` when the shards are built elsewhere (staging)."""
+        return PartitionWriter(folder or self.partition(area, run_date), self.manifest_url(area, run_date), stage_fp,
+                               list(outputs or []))
+
+    def dataset(self, area: str, run_dates: Iterable[str] | Mapping[str, dict[str, Any]] | None = None) -> ds.Dataset:
+        """The committed partitions of `area` (every run_date, or those given) as one pyarrow dataset.
+
+        Only the files the manifests list are read, so a partition being written or replaced is never half-seen;
+        pass {run_date: manifest} to read exactly the commits a plan already holds. `run_date` is a date32 column
+        taken from the hive folder names. Parquet areas, and the Arrow IPC token shards. Raises LakeStateError for a
+        run_date without a committed partition.
+        """
+        fs, base = storage.filesystem(storage.join(self.root, area))
+        if not isinstance(run_dates, Mapping):
+            dates = self.run_dates(area) if run_dates is None else list(run_dates)
+            run_dates = {date: self.require_manifest(area, date, produced_by=area) for date in dates}
+        paths = [storage.filesystem(url)[1] for date, manifest in run_dates.items()
+                 for url in self.shard_urls(area, date, manifest)]
+        return ds.dataset(paths, filesystem=fs, format=SHARD_FORMAT.get(area, "parquet"), partitioning=PARTITIONING,
+                          partition_base_dir=base)
+
+    def legacy_partitions(self) -> list[str]:
+        """Manifests of the format-1 layout (`<area>/run_date=.../_manifest.json`): partitions to migrate."""
+        return [url for area in AREAS for url in storage.glob(storage.join(self.root, area, "run_date=*", MANIFEST))]
+
+    @property
+    def layout_marker(self) -> str:
+        return storage.join(self.root, MANIFESTS, LAYOUT_MARKER)
+
+    def require_current_layout(self) -> None:
+        """Refuse a lake written in the format-1 layout before any stage reads or writes it (LakeStateError).
+
+        A lake marked current (`_manifests/_layout.json`) costs one read; an unmarked one is searched for format-1
+        manifests once and marked when it has none (a new lake), so the listing is not repeated every night."""
+        if storage.exists(self.layout_marker):
+            return
+        legacy = self.legacy_partitions()
+        if not legacy:
+            storage.write_json_atomic(self.layout_marker, {"layout": LAYOUT})
+            return
+        raise LakeStateError(
+            f"{self.root} holds {len(legacy)} partition(s) in the layout of bert-pipeline before 0.2 (e.g. "
+            f"{legacy[0]}): run `bert-pipeline migrate-lake --set data_root={self.root}` once; it moves the "
+            "manifests to _manifests/, drops the run_date column the folder names already carry, and rewrites "
+            "predictions to the stable schema. Nothing else changes.")
 
     def require_manifest(self, area: str, run_date: str, produced_by: str) -> dict[str, Any]:
         manifest = self.read_manifest(area, run_date)
@@ -124,15 +192,16 @@ def manifest_matches(manifest: dict[str, Any] | None, expected_fingerprint: str,
 
 @dataclass
 class PartitionWriter:
-    """Writes one partition under the contract: uncommit, write shards, drop stale shards, commit."""
+    """Writes one partition under the contract: uncommit, write shards, drop stale shards, commit (Lake.writer)."""
 
     folder: str
+    manifest_url: str
     fingerprint: str
     outputs: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     def begin(self) -> "PartitionWriter":
-        storage.remove([storage.join(self.folder, MANIFEST)])
+        storage.remove([self.manifest_url])
         return self
 
     def url(self, name: str) -> str:
@@ -154,7 +223,7 @@ class PartitionWriter:
             "seconds": round(time.monotonic() - self.started, 3),
             **fields,
         }
-        storage.write_json_atomic(storage.join(self.folder, MANIFEST), manifest)
+        storage.write_json_atomic(self.manifest_url, manifest)
         return manifest
 
 

@@ -112,7 +112,10 @@ def check_max_length(model_dir: str, model_field: str, max_length: int, length_f
 
 def preflight(cfg: Any, stages: list[str]) -> None:
     """Resolve the models the given stages will load and check max_length against them, so that a bad reference or
-    a length the model cannot take fails before any stage writes anything. Raises ConfigError."""
+    a length the model cannot take fails before any stage writes anything. Raises ConfigError; LakeStateError for a
+    lake in the layout of bert-pipeline before 0.2 (`bert-pipeline migrate-lake` converts it)."""
+    from bert_pipeline.lake import Lake
+
     base = None
     if {"tokenize", "train"} & set(stages):
         base = resolve_model_dir(cfg.train.base_model, "train.base_model")
@@ -120,6 +123,7 @@ def preflight(cfg: Any, stages: list[str]) -> None:
         check_max_length(base, "train.base_model", cfg.tokenize.max_length, "tokenize.max_length")
     if "score" in stages:
         _preflight_score(cfg, base)
+    Lake(cfg.data_root).require_current_layout()  # last: it marks a new lake, and a refused run writes nothing
 
 
 def _preflight_score(cfg: Any, base: str | None) -> None:

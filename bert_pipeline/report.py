@@ -89,11 +89,12 @@ def label_shares(lake: Lake, run_date: str) -> dict[str, Any] | None:
         return None
     counts: dict[str, int] = {}
     confidences = []
-    for url in lake.shard_urls("predictions", run_date, manifest):  # shard by shard: two small columns each
-        shard = pl.from_arrow(storage.read_parquet(url, columns=["predicted_label", "confidence"]))
-        for label, n in shard["predicted_label"].value_counts().iter_rows():
+    dataset = lake.dataset("predictions", {run_date: manifest})
+    for batch in dataset.to_batches(columns=["predicted_label", "confidence"]):  # batch by batch: two small columns
+        shard = pl.from_arrow(batch)
+        for label, n in shard["predicted_label"].value_counts().iter_rows():  # type: ignore[call-overload]
             counts[label] = counts.get(label, 0) + n
-        confidences.append(shard["confidence"].to_numpy()[:20_000])
+        confidences.append(shard["confidence"].to_numpy()[:20_000])  # type: ignore[call-overload]
     return {"run_date": run_date, "model_version": manifest.get("model_version"), "rows": manifest["counts"]["rows"],
             "labels": manifest["counts"].get("labels") or sorted(counts), "counts": counts,
             "confidence": np.concatenate(confidences)}

@@ -9,16 +9,15 @@ run_date with the same model and data does nothing.
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
 import functools
 import gc
 import json
 import os
 import uuid
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import torch
 
@@ -26,13 +25,12 @@ from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.progress import Progress
-from bert_pipeline.lake import (
-    SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches, shard_name,
-)
+from bert_pipeline.lake import SHARD_FINGERPRINT, STAGING, Lake, fingerprint, manifest_matches, shard_matches, shard_name
 from bert_pipeline.models import (
     fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir, tokenizer_hash,
 )
-from bert_pipeline.tokenize import check_label_columns, encode_texts
+from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
+from bert_pipeline.tokenize import encode_texts
 from bert_pipeline.inference import collate, pick_device
 from bert_pipeline.registry import committed_models
 
@@ -123,7 +121,6 @@ class Scorer:
         self.temperature = float((calibration or {}).get("temperature", 1.0))
         id2label = self.model.config.id2label
         self.labels = [str(id2label[i]) for i in range(self.model.config.num_labels)]
-        self.columns = check_label_columns(self.labels, f"score.model {model_dir}")
 
     @torch.inference_mode()
     def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -140,37 +137,56 @@ class Scorer:
         return probs, truncated
 
 
-def prediction_table(scorer: Scorer, curated: pl.DataFrame, meta: dict[str, str]) -> pa.Table:
-    probs, truncated = scorer.probabilities(curated["text"].to_list())
-    best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
-    rows = curated.height
-    columns: dict[str, Any] = {
-        "doc_id": curated["doc_id"].to_arrow(),
-        "predicted_label": pa.array([scorer.labels[i] for i in best], pa.string()),
-        "confidence": pa.array(probs.max(axis=1) if rows else [], pa.float32()),
-    }
-    for j, column in enumerate(scorer.columns):
-        columns[column] = pa.array(probs[:, j], pa.float32())
-    columns |= {
-        "model_version": pa.array([meta["model_version"]] * rows, pa.string()),
-        "model_hash": pa.array([meta["model_hash"]] * rows, pa.string()),
-        "run_id": pa.array([meta["run_id"]] * rows, pa.string()),
-        "run_date": pa.array([meta["run_date"]] * rows, pa.string()),
-        "scored_at": pa.array([dt.datetime.now(dt.timezone.utc)] * rows, pa.timestamp("us", tz="UTC")),
-        "truncated": pa.array(truncated, pa.bool_()),
-    }
-    return pa.table(columns)
+@dataclass(frozen=True)
+class ScorePlan:
+    """What every shard task of one score run needs: small and picklable (it travels to Dask workers).
+
+    `action` is "empty" (no curated rows: commit an empty partition, no model needed), "skip" (the committed
+    partition already holds this model's predictions of this data) or "score". Shards are written to `target`:
+    the partition itself, or a staging folder when a committed partition is being replaced.
+    """
+
+    run_date: str
+    folder: str
+    curated_fingerprint: str
+    curated_rows: int
+    curated_urls: tuple[str, ...]
+    action: Literal["empty", "skip", "score"] = "score"
+    fingerprint: str = ""
+    max_length: int = 0
+    model_ref: str = ""
+    model_version: str = ""
+    model_hash: str = ""
+    labels: tuple[str, ...] = ()
+    run_id: str = ""
+    replacing: bool = False
+    target: str = ""
+    committed_counts: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def shards(self) -> int:
+        return len(self.curated_urls)
+
+    def shard_url(self, index: int) -> str:
+        return storage.join(self.target, shard_name(index))
 
 
-def commit_empty(cfg: PipelineConfig, plan: dict[str, Any]) -> dict[str, Any]:
+def commit_empty(cfg: PipelineConfig, plan: ScorePlan) -> dict[str, Any]:
     """A run_date with no curated rows (e.g. a night of duplicates): an empty, committed partition, no model needed."""
-    folder = plan["folder"]
-    stage_fp = fingerprint("score", plan["curated_fingerprint"], "no rows")
-    if not manifest_matches(Lake(cfg.data_root).read_manifest("predictions", cfg.run_date), stage_fp, folder):
-        PartitionWriter(folder, stage_fp).begin().commit(
-            stage="score", run_date=cfg.run_date, inputs=[plan["curated_fingerprint"]], model_version=None,
-            counts={"rows": 0, "scored_this_run": 0, "labels": []})
-    return {"stage": "score", "skipped": False, "partition": folder, "rows": 0, "scored_this_run": 0}
+    lake = Lake(cfg.data_root)
+    stage_fp = fingerprint("score", plan.curated_fingerprint, "no rows")
+    if not manifest_matches(lake.read_manifest("predictions", cfg.run_date), stage_fp, plan.folder):
+        lake.writer("predictions", cfg.run_date, stage_fp).begin().commit(
+            stage="score", run_date=cfg.run_date, inputs=[plan.curated_fingerprint], model_version=None,
+            counts={"rows": 0, "scored_this_run": 0, "labels": []}, schema_version=SCHEMA_VERSION)
+    return {"stage": "score", "skipped": False, "partition": plan.folder, "rows": 0, "scored_this_run": 0}
+
+
+def finish_without_scoring(cfg: PipelineConfig, plan: ScorePlan) -> dict[str, Any]:
+    """The summary of a plan with nothing to score: an empty night is committed empty; a done one is reported."""
+    if plan.action == "empty":
+        return commit_empty(cfg, plan)
+    return {"stage": "score", "skipped": True, "partition": plan.folder, **plan.committed_counts}
 
 
 def model_labels(model_dir: str) -> list[str]:
@@ -188,56 +204,65 @@ def cached_scorer(model_ref: str, model_hash: str, max_length: int, batch_tokens
     return Scorer(resolve_model_dir(model_ref, "score.model"), max_length, batch_tokens, precision, device)
 
 
-def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> dict[str, Any]:
-    """What every shard task needs (small, JSON-able); `skipped` when the committed partition already matches."""
+def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
+    """What every shard task needs; action "skip" when the committed partition already matches.
+
+    Raises LakeStateError without committed curated rows, or without a model to score with (see
+    resolve_scoring_model)."""
     lake = Lake(cfg.data_root)
     curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     folder = lake.partition("predictions", cfg.run_date)
-    source = {"folder": folder, "curated_fingerprint": curated["fingerprint"],
-              "curated_rows": curated["counts"]["curated_rows"],
-              "curated_urls": lake.shard_urls("curated", cfg.run_date, curated)}
-    if source["curated_rows"] == 0:  # nothing to score (e.g. a night of duplicates): no model needed
-        return source | {"skipped": False, "empty": True}
+    source = ScorePlan(run_date=cfg.run_date, folder=folder, curated_fingerprint=curated["fingerprint"],
+                       curated_rows=curated["counts"]["curated_rows"],
+                       curated_urls=tuple(lake.shard_urls("curated", cfg.run_date, curated)))
+    if source.curated_rows == 0:  # nothing to score (e.g. a night of duplicates): no model needed
+        return replace(source, action="empty")
     model_dir, model_version = resolve_scoring_model(cfg, lake)
     model_hash = folder_content_hash(model_dir)
     max_length = cfg.score.max_length or cfg.tokenize.max_length
-    stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision)
+    stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision,
+                           SCHEMA_VERSION)
     manifest = lake.read_manifest("predictions", cfg.run_date)
-    plan = source | {"skipped": False, "empty": False, "fingerprint": stage_fp, "max_length": max_length,
-                     "model_ref": cfg.score.model or lake.model_url(model_version), "model_version": model_version,
-                     "model_hash": model_hash, "labels": model_labels(model_dir), "run_id": run_id or uuid.uuid4().hex,
-                     "shards": len(source["curated_urls"])}
+    plan = replace(source, fingerprint=stage_fp, max_length=max_length, model_version=model_version,
+                   model_ref=cfg.score.model or lake.model_url(model_version), model_hash=model_hash,
+                   labels=tuple(model_labels(model_dir)), run_id=run_id or uuid.uuid4().hex)
     if manifest_matches(manifest, stage_fp, folder) and not cfg.score.force:
-        return plan | {"skipped": True, "counts": manifest["counts"]}
+        return replace(plan, action="skip", committed_counts=manifest["counts"])
     # Replacing a committed partition (another model, or score.force): build the new one aside and swap it in, so
     # readers see the old rows or the new ones, never a mix. The staging name is deterministic: a crash resumes it.
     # A partition of the same fingerprint that lost shards is repaired in place: its other shards are identical.
     replacing = manifest is not None and (manifest.get("fingerprint") != stage_fp or cfg.score.force)
-    staging = storage.join(cfg.data_root, "predictions", ".staging", f"run_date={cfg.run_date}-{stage_fp[:12]}")
+    if replacing and not cfg.score.force and all(shard_matches(storage.join(folder, shard_name(i)), stage_fp)
+                                                 for i in range(source.shards)):
+        replacing = False  # a crash came between the swap and the manifest: only the commit is left to do
+    staging = lake.staging("predictions", f"run_date={cfg.run_date}-{stage_fp[:12]}")
     if replacing and cfg.score.force and not storage.exists(storage.join(staging, "_started")):
         storage.remove([staging])  # a forced run recomputes everything, once
         storage.write_bytes_atomic(storage.join(staging, "_started"), b"")
     if not replacing:
-        PartitionWriter(folder, stage_fp).begin()
-    return plan | {"replacing": replacing, "target": staging if replacing else folder}
+        lake.writer("predictions", cfg.run_date, stage_fp).begin()
+    return replace(plan, replacing=replacing, target=staging if replacing else folder)
 
 
-def score_shard(cfg: PipelineConfig, plan: dict[str, Any], index: int) -> dict[str, int]:
+def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, int]:
     """Score curated shard `index` into the plan's target folder, unless that shard is already there."""
-    url = storage.join(plan["target"], shard_name(index))
-    if shard_matches(url, plan["fingerprint"]):
+    url = plan.shard_url(index)
+    if shard_matches(url, plan.fingerprint):
         return {"rows": storage.parquet_rows(url), "scored": 0}
-    scorer = cached_scorer(plan["model_ref"], plan["model_hash"], plan["max_length"], cfg.score.batch_tokens,
+    scorer = cached_scorer(plan.model_ref, plan.model_hash, plan.max_length, cfg.score.batch_tokens,
                            cfg.score.precision, cfg.score.device)
-    meta = {k: plan[k] for k in ("model_version", "model_hash", "run_id")} | {"run_date": cfg.run_date}
-    file_meta = {SHARD_FINGERPRINT: plan["fingerprint"], "bert_pipeline.model_version": plan["model_version"],
-                 "bert_pipeline.model_hash": plan["model_hash"], "bert_pipeline.model_source": cfg.score.model or "champion",
+    file_meta = {SHARD_FINGERPRINT: plan.fingerprint, SCHEMA_VERSION_KEY: SCHEMA_VERSION,
+                 "bert_pipeline.labels": json.dumps(list(plan.labels)),
+                 "bert_pipeline.model_version": plan.model_version,
+                 "bert_pipeline.model_hash": plan.model_hash, "bert_pipeline.model_source": cfg.score.model or "champion",
                  "bert_pipeline.tokenizer_hash": scorer.tokenizer_hash,
-                 "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": plan["max_length"]}),
+                 "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": plan.max_length}),
                  "bert_pipeline.temperature": str(scorer.temperature),
                  "bert_pipeline.precision": str(scorer.dtype).replace("torch.", "") if scorer.dtype else "fp32"}
-    shard = pl.from_arrow(storage.read_parquet(plan["curated_urls"][index], columns=["doc_id", "text"]))
-    table = prediction_table(scorer, shard, meta)  # type: ignore[arg-type]
+    shard = storage.read_parquet(plan.curated_urls[index], columns=["doc_id", "text"])
+    probabilities, truncated = scorer.probabilities(shard["text"].to_pylist())
+    table = prediction_table(shard["doc_id"], probabilities, scorer.labels, truncated,
+                             ScoredBy(plan.model_version, plan.model_hash, plan.run_id))
     storage.write_parquet_atomic(url, table, file_meta)
     rows = table.num_rows
     del shard, table
@@ -255,35 +280,36 @@ def release_memory() -> None:
         pass
 
 
-def commit_score(cfg: PipelineConfig, plan: dict[str, Any], shard_results: list[dict[str, int]]) -> dict[str, Any]:
-    """Check every curated row is scored exactly once, write the manifest, swap a replacement in."""
+def commit_score(cfg: PipelineConfig, plan: ScorePlan, shard_results: list[dict[str, int]]) -> dict[str, Any]:
+    """Check every curated row is scored exactly once, swap a replacement in, write the manifest (last).
+
+    Raises LakeStateError when the shards' rows do not add up to the curated rows."""
     rows = sum(r["rows"] for r in shard_results)
-    if rows != plan["curated_rows"]:
-        raise LakeStateError(f"predictions hold {rows} rows but curated has {plan['curated_rows']}; not committing")
-    counts = {"rows": rows, "scored_this_run": sum(r["scored"] for r in shard_results), "labels": plan["labels"]}
-    writer = PartitionWriter(plan["target"], plan["fingerprint"], outputs=[shard_name(i) for i in range(plan["shards"])])
-    writer.commit(stage="score", run_date=cfg.run_date, inputs=[plan["curated_fingerprint"]],
-                  model_version=plan["model_version"], model_hash=plan["model_hash"],
+    if rows != plan.curated_rows:
+        raise LakeStateError(f"predictions hold {rows} rows but curated has {plan.curated_rows}; not committing")
+    counts = {"rows": rows, "scored_this_run": sum(r["scored"] for r in shard_results), "labels": list(plan.labels)}
+    lake = Lake(cfg.data_root)
+    if plan.replacing:
+        storage.remove([storage.join(plan.target, "_started")])
+        storage.replace_folder(plan.target, plan.folder)
+        storage.remove_empty_folders(storage.join(cfg.data_root, STAGING))
+    writer = lake.writer("predictions", cfg.run_date, plan.fingerprint, outputs=[shard_name(i) for i in range(plan.shards)])
+    writer.commit(stage="score", run_date=cfg.run_date, inputs=[plan.curated_fingerprint],
+                  model_version=plan.model_version, model_hash=plan.model_hash, schema_version=SCHEMA_VERSION,
                   config_hash=cfg.fingerprint("score"), counts=counts)
-    if plan["replacing"]:
-        storage.remove([storage.join(plan["target"], "_started")])
-        storage.replace_folder(plan["target"], plan["folder"])
-        storage.remove_empty_folders(storage.join(cfg.data_root, "predictions", ".staging"))
-    return {"stage": "score", "skipped": False, "partition": plan["folder"], "model_version": plan["model_version"],
+    return {"stage": "score", "skipped": False, "partition": plan.folder, "model_version": plan.model_version,
             **counts}
 
 
 def run_score(cfg: PipelineConfig, run_id: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """All shards in this process, in order (the Prefect flow maps `score_shard` instead)."""
     plan = plan_score(cfg, run_id)
-    if plan["empty"]:
-        return commit_empty(cfg, plan)
-    if plan["skipped"]:
-        return {"stage": "score", "skipped": True, "partition": plan["folder"], **plan["counts"]}
+    if plan.action != "score":
+        return finish_without_scoring(cfg, plan)
     results = []
-    for index in range(plan["shards"]):
+    for index in range(plan.shards):
         results.append(score_shard(cfg, plan, index))
         if progress:
-            progress(f"scored shard {index + 1}/{plan['shards']} ({sum(r['rows'] for r in results)} rows)",
-                     (index + 1) / plan["shards"])
+            progress(f"scored shard {index + 1}/{plan.shards} ({sum(r['rows'] for r in results)} rows)",
+                     (index + 1) / plan.shards)
     return commit_score(cfg, plan, results)

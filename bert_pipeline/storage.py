@@ -200,9 +200,8 @@ def replace_folder(source: str, target: str) -> None:
         shutil.rmtree(trash, ignore_errors=True)
         return
     names = {p[len(src.rstrip("/")) + 1:] for p in fs.find(src)}
-    for name in sorted(names - {"_manifest.json"}) + ["_manifest.json"]:  # the manifest last
-        if name in names:
-            write_bytes_atomic(join(target, name), read_bytes(join(source, name)))
+    for name in sorted(names):
+        write_bytes_atomic(join(target, name), read_bytes(join(source, name)))
     remove([join(target, p[len(dst.rstrip("/")) + 1:]) for p in fs.find(dst)
             if p[len(dst.rstrip("/")) + 1:] not in names])
     remove([source])

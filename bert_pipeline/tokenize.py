@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.labels import check_label_spellings, label_key
+from bert_pipeline.labels import check_label_spellings
 from bert_pipeline.lake import (
-    SHARD_FINGERPRINT, Lake, PartitionWriter, fingerprint, manifest_matches, shard_matches,
+    SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches,
 )
 from bert_pipeline.progress import Progress
 from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
@@ -27,24 +28,11 @@ from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir
 HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
 
-def probability_column(label: str) -> str:
-    """The predictions column of a label: prob_ + `labels.label_key` (casefolded, non-word runs as '_')."""
-    return "prob_" + label_key(label)
-
-
-def check_label_columns(labels: list[str], where: str) -> list[str]:
-    """The prediction columns of labels, after refusing labels that would share one (`labels.check_label_spellings`)."""
-    check_label_spellings(labels, setting=where)
-    return [probability_column(label) for label in labels]
-
-
 def label_names(lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> list[str]:
     """Sorted labels of the trainable curated rows: the classifier's label ids are their positions."""
-    labels: set[str] = set()
-    for url in lake.shard_urls("curated", run_date, curated_manifest):
-        frame = pl.from_arrow(storage.read_parquet(url, columns=["label", "label_conflict"]))
-        labels.update(frame.filter(~pl.col("label_conflict"))["label"].drop_nulls().unique().to_list())  # type: ignore[union-attr]
-    return sorted(labels)
+    rows = lake.dataset("curated", {run_date: curated_manifest}).to_table(
+        columns=["label"], filter=~pc.field("label_conflict") & pc.field("label").is_valid())
+    return sorted(pc.unique(rows["label"]).to_pylist())
 
 
 def encode_texts(encoder: Any, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,9 +111,9 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         return {"stage": "tokenize", "skipped": True, "partition": folder, **manifest["counts"]}
 
     labels = label_names(lake, cfg.run_date, curated_manifest)
-    check_label_columns(labels, f"ingest.label_column of run_date={cfg.run_date}")
+    check_label_spellings(labels, setting=f"ingest.label_column of run_date={cfg.run_date}")
     encoder = fast_encoder(tokenizer, cfg.tokenize.max_length)
-    writer = PartitionWriter(folder, stage_fp).begin()
+    writer = lake.writer("tokens", cfg.run_date, stage_fp).begin()
     tables = []
     size = cfg.tokenize.shard_rows
     curated_urls = lake.shard_urls("curated", cfg.run_date, curated_manifest)

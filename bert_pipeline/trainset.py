@@ -21,14 +21,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.labels import (
     apply_corrections, canonical_label, canonical_labels, check_label_spellings, read_corrections,
 )
 from bert_pipeline.lake import Lake
-from bert_pipeline.tokenize import encode_texts, read_arrow
+from bert_pipeline.tokenize import encode_texts
 
 SPLITS = ("train", "validation", "test")
 ROWS_SCHEMA = pa.schema([("doc_id", pa.string()), ("input_ids", pa.list_(pa.uint32())), ("label", pa.string()),
@@ -133,10 +132,9 @@ def _night_rows(lake: Lake, night: Night, encoder: Any, batch_size: int, wanted:
     unlabelled (a later correction labels them)."""
     if night.tokens is not None:
         names = [canonical_label(name) for name in night.tokens["label_names"]]  # lakes written before labels.py
-        tables = [read_arrow(u, ["doc_id", "input_ids", "label_id", "split"])
-                  for u in lake.shard_urls("tokens", night.run_date, night.tokens)]
-        table = pa.concat_tables(tables) if tables else None
-        if table is None or table.num_rows == 0:
+        table = lake.dataset("tokens", {night.run_date: night.tokens}).to_table(
+            columns=["doc_id", "input_ids", "label_id", "split"])
+        if table.num_rows == 0:
             return _empty_rows()
         # only what can be trained on: labelled rows, and rows a later night labelled by a correction
         keep = pc.or_(pc.greater_equal(table["label_id"], 0), pc.is_in(table["doc_id"], pa.array(sorted(wanted),
@@ -146,10 +144,9 @@ def _night_rows(lake: Lake, night: Night, encoder: Any, batch_size: int, wanted:
         labels = [names[i] if i >= 0 else None for i in label_ids.tolist()]
         return pa.table({"doc_id": table["doc_id"], "input_ids": table["input_ids"].cast(pa.list_(pa.uint32())),
                          "label": pa.array(labels, pa.string()), "split": table["split"]})
-    frames = [pl.from_arrow(storage.read_parquet(u, ["doc_id", "text", "label", "label_conflict", "split"]))
-              for u in lake.shard_urls("curated", night.run_date, night.curated)]
-    curated = pl.concat(frames) if frames else pl.DataFrame()  # type: ignore[arg-type]
-    if curated.is_empty():
+    curated = pl.from_arrow(lake.dataset("curated", {night.run_date: night.curated}).to_table(
+        columns=["doc_id", "text", "label", "label_conflict", "split"]))
+    if curated.is_empty():  # type: ignore[union-attr]
         return _empty_rows()
     curated = curated.with_columns(label=pl.when(pl.col("label_conflict")).then(None)
                                    .otherwise(canonical_labels(curated["label"])))
@@ -248,11 +245,7 @@ def unseen_labels(by_split: dict[str, pl.DataFrame], label_names: list[str], dro
 
 def texts_of(lake: Lake, data: SplitData) -> list[str]:
     """The curated texts of a split's rows, in its order (read from each night's curated shards: doc_id, text)."""
-    texts: dict[str, str] = {}
-    for date in sorted(set(data.run_dates)):
-        manifest = lake.require_manifest("curated", date, produced_by="curate")
-        wanted = {d for d, r in zip(data.doc_ids, data.run_dates) if r == date}
-        for url in lake.shard_urls("curated", date, manifest):
-            frame = pl.from_arrow(storage.read_parquet(url, ["doc_id", "text"]))
-            texts.update(frame.filter(pl.col("doc_id").is_in(list(wanted))).iter_rows())  # type: ignore[union-attr]
+    rows = lake.dataset("curated", sorted(set(data.run_dates))).to_table(
+        columns=["doc_id", "text"], filter=pc.field("doc_id").isin(sorted(set(data.doc_ids))))
+    texts = dict(zip(rows["doc_id"].to_pylist(), rows["text"].to_pylist()))
     return [texts[d] for d in data.doc_ids]

@@ -64,7 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--config", "-c", metavar="FILE", help="YAML config file (path or URL)")
         command.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override one key, e.g. --set train.epochs=2 (repeatable; value parsed as YAML)")
+    migrate = sub.add_parser(
+        "migrate-lake", help=MIGRATE_HELP, description=MIGRATE_HELP + " Safe to rerun; does nothing on a current lake.")
+    migrate.add_argument("--config", "-c", metavar="FILE", help="YAML config file naming data_root (path or URL)")
+    migrate.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="e.g. --set data_root=s3://bucket/lake")
     return parser
+
+
+MIGRATE_HELP = ("convert a lake written by bert-pipeline before 0.2: manifests to _manifests/, no run_date column in "
+                "the files, predictions with one probabilities map column")
+
+
+def _migrate(cfg: Any) -> int:
+    from bert_pipeline.migrate import migrate_lake
+
+    summary = migrate_lake(cfg.data_root, progress=lambda message, _fraction: print(f"  {message}"))
+    print(f"bert-pipeline migrate-lake: {summary['partitions_migrated']} partition(s) migrated, "
+          f"{summary['shards_rewritten']} shard(s) rewritten under {cfg.data_root}")
+    return 0
 
 
 def _print_summary(command: str, result: dict[str, Any]) -> None:
@@ -103,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(parse_override(item) for item in args.overrides)
         config_path = str(Path(args.config).resolve()) if args.config and "://" not in args.config else args.config
         cfg = load_config(config_path, overrides)  # refuse a bad config before Prefect starts anything
+        if args.command == "migrate-lake":
+            return _migrate(cfg)
         preflight(cfg, list(COMMANDS)[1:] if args.command == "run" else [args.command])
     except PipelineError as exc:
         print(f"bert-pipeline: {exc}", file=sys.stderr)

@@ -66,18 +66,18 @@ def _curate(cfg: PipelineConfig) -> dict[str, Any]:
 def _score(cfg: PipelineConfig) -> dict[str, Any]:
     data = cfg.model_dump(mode="json")
     plan = score_plan_task(data)
-    if plan["empty"] or plan["skipped"]:
+    if plan.action != "score":
         return score_done_task(data, plan)
     progress = ProgressReporter("score", every_seconds=0)
     # Threads: one shard at a time, since the model already uses every core; a Dask cluster runs one per worker,
     # each worker process loading the model once.
     with shard_runner(cfg, threads=1) as runner:
         futures = runner.map(score_shard_task, {"config": unmapped(data), "plan": unmapped(plan),
-                                                "shard": list(range(plan["shards"]))})
+                                                "shard": list(range(plan.shards))})
         results = []
         for future in futures:  # in shard order; the commit needs them all anyway
             results.append(future.result())
-            progress(f"{len(results)}/{plan['shards']} shards scored", len(results) / plan["shards"])
+            progress(f"{len(results)}/{plan.shards} shards scored", len(results) / plan.shards)
     return score_commit_task(data, plan, results)
 
 

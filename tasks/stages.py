@@ -101,30 +101,27 @@ def train_task(config: dict[str, Any]) -> dict[str, Any]:
 
 # score is planned once, mapped over shards (one model load per worker process), then committed
 @task(name="score-plan", **RETRIES)
-def score_plan_task(config: dict[str, Any]) -> dict[str, Any]:
+def score_plan_task(config: dict[str, Any]) -> score.ScorePlan:
     return score.plan_score(load(config), run_id=str(flow_run.id or "") or None)
 
 
 @task(name="score-shard", tags=["gpu"], **RETRIES)
-def score_shard_task(config: dict[str, Any], plan: dict[str, Any], shard: int) -> dict[str, int]:
+def score_shard_task(config: dict[str, Any], plan: score.ScorePlan, shard: int) -> dict[str, int]:
     result = score.score_shard(load(config), plan, shard)
-    get_run_logger().info("shard %d/%d: %d rows (%d scored now)", shard + 1, plan["shards"], result["rows"],
+    get_run_logger().info("shard %d/%d: %d rows (%d scored now)", shard + 1, plan.shards, result["rows"],
                           result["scored"])
     return result
 
 
 @task(name="score-commit", **RETRIES)
-def score_commit_task(config: dict[str, Any], plan: dict[str, Any], results: list[dict[str, int]]) -> dict[str, Any]:
+def score_commit_task(config: dict[str, Any], plan: score.ScorePlan, results: list[dict[str, int]]) -> dict[str, Any]:
     return publish_summary(score.commit_score(load(config), plan, results))
 
 
 @task(name="score-done")
-def score_done_task(config: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+def score_done_task(config: dict[str, Any], plan: score.ScorePlan) -> dict[str, Any]:
     """A run_date with nothing to do: no curated rows, or predictions already committed for this model."""
-    cfg = load(config)
-    if plan["empty"]:
-        return publish_summary(score.commit_empty(cfg, plan))
-    return publish_summary({"stage": "score", "skipped": True, "partition": plan["folder"], **plan["counts"]})
+    return publish_summary(score.finish_without_scoring(load(config), plan))
 
 
 @task(name="report", **RETRIES)

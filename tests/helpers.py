@@ -18,15 +18,11 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def read_partition(lake: Lake, area: str, run_date: str) -> pl.DataFrame:
-    """A committed partition's rows, read the way readers should: through its manifest (parquet or Arrow shards,
-    local or S3)."""
-    from bert_pipeline.tokenize import read_arrow
-
+    """A committed partition's rows, read the way readers should: through its manifest (Lake.dataset: parquet or
+    Arrow shards, local or S3), with run_date (a date) from the folder name."""
     manifest = lake.read_manifest(area, run_date)
     assert manifest is not None, f"{area} has no committed partition for run_date={run_date}"
-    frames = [pl.from_arrow(read_arrow(u) if u.endswith(".arrow") else storage.read_parquet(u))
-              for u in lake.shard_urls(area, run_date, manifest)]
-    return pl.concat(frames) if frames else pl.DataFrame()  # type: ignore[arg-type]
+    return pl.from_arrow(lake.dataset(area, {run_date: manifest}).to_table())  # type: ignore[return-value]
 
 
 def free_port() -> int:
@@ -56,8 +52,10 @@ def write_sample_csv(path: Path, rows: int = 300, seed: int = 0) -> pl.DataFrame
     return out
 
 
-def build_tiny_model(folder: Path, texts: list[str], num_labels: int = 2, vocab_size: int = 800) -> Path:
-    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer trained on `texts`; nothing downloaded."""
+def build_tiny_model(folder: Path, texts: list[str], num_labels: int = 2, vocab_size: int = 800,
+                     labels: list[str] | None = None) -> Path:
+    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer trained on `texts`; nothing downloaded. `labels` names
+    the classes (id order); else LABEL_0, LABEL_1, ..."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
@@ -73,7 +71,9 @@ def build_tiny_model(folder: Path, texts: list[str], num_labels: int = 2, vocab_
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=512, pad_token_id=0, num_labels=num_labels)
+                        intermediate_size=37, max_position_embeddings=512, pad_token_id=0, num_labels=len(labels or []) or num_labels)
+    if labels:
+        config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
     folder.mkdir(parents=True, exist_ok=True)
     BertForSequenceClassification(config).save_pretrained(folder)
     fast.save_pretrained(folder)

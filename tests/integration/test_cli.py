@@ -37,7 +37,8 @@ def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other
     curated = lake.read_manifest("curated", "2026-11-20")["counts"]
     assert curated["raw_rows"] == 144 and curated["curated_rows"] >= 140
     assert predictions.height == curated["curated_rows"] == predictions["doc_id"].n_unique()
-    assert {"prob_food", "prob_sport", "prob_tech", "prob_weather"} <= set(predictions.columns)
+    keys = predictions.select(pl.col("probabilities").map.keys()).to_series().to_list()
+    assert all(k == ["food", "sport", "tech", "weather"] for k in keys)
     raw = pl.read_parquet(lake.shard_urls("raw", "2026-11-20", lake.read_manifest("raw", "2026-11-20"))[0])
     assert raw["text"][0].count("\n") == 1 and '"quotes"' in raw["text"][0]
 

@@ -76,13 +76,14 @@ def test_every_stage_reads_and_writes_s3(s3_endpoint: str, sample_config: dict, 
     predictions = read_partition(lake, "predictions", cfg.run_date)
     assert predictions.height == curated["counts"]["curated_rows"] == scored["rows"]
     assert predictions["doc_id"].n_unique() == predictions.height
-    assert fs.exists("bert-lake/nightly/raw/run_date=2026-11-27/_manifest.json")
+    assert fs.exists("bert-lake/nightly/_manifests/raw/run_date=2026-11-27.json")
+    assert not fs.glob("bert-lake/nightly/raw/**/*.json")  # the partition folders hold nothing but parquet
     assert run_score(cfg, run_id="again")["skipped"]
     forced = run_score(build_config(cfg.model_dump(), {"score.force": True}), run_id="forced")  # copy-over on S3
     assert forced["scored_this_run"] == scored["rows"]
     again = read_partition(lake, "predictions", cfg.run_date)
     assert again.height == scored["rows"] and set(again["run_id"]) == {"forced"}
-    assert not fs.exists("bert-lake/nightly/predictions/.staging") or not fs.find("bert-lake/nightly/predictions/.staging")
+    assert not fs.exists("bert-lake/nightly/_staging") or not fs.find("bert-lake/nightly/_staging")
 
 
 def test_flows_take_s3_options_from_a_prefect_secret_block_and_never_log_them(
@@ -112,12 +113,12 @@ def test_flows_take_s3_options_from_a_prefect_secret_block_and_never_log_them(
     assert ingest_flow(config=str(config), overrides=overrides)["skipped"] is False
     summary = curate_flow(config=str(config), overrides=overrides)
     assert summary["raw_rows"] == summary["curated_rows"] + summary["rejected_rows"] == 303
-    assert fs.exists("block-lake/nightly/curated/run_date=2026-11-20/_manifest.json")
+    assert fs.exists("block-lake/nightly/_manifests/curated/run_date=2026-11-20.json")
 
     with get_client(sync_client=True) as client:
         logged = " ".join(log.message for log in client.read_logs())
         shown = " ".join(str(a.data) + str(a.description) for a in client.read_artifacts())
-    manifests = " ".join(fs.cat(p).decode() for p in fs.glob("block-lake/nightly/**/_manifest.json"))
+    manifests = " ".join(fs.cat(p).decode() for p in fs.glob("block-lake/nightly/_manifests/**/*.json"))
     assert "curate" in logged and "raw_rows" in shown and manifests
     for text in (logged, shown, manifests):
         assert secret not in text and "block-key-id" not in text

@@ -137,9 +137,10 @@ def test_the_pipeline_completes_through_injected_5xx_responses(proxy: FaultProxy
     assert predictions.height == curated["curated_rows"] == predictions["doc_id"].n_unique()
     assert result["score"]["rows"] == curated["curated_rows"]
 
-    # A burst longer than botocore's and s3fs's own retries, on the score stage's requests (inside its tasks): the
-    # Prefect task retry (transient I/O only) recovers.
-    proxy.fail_next, proxy.fail_path = 40, "predictions"
+    # A burst longer than one request's own retries, on the score stage's requests (inside its tasks): the Prefect
+    # task retry (transient I/O only) recovers. Its first such request reads the predictions manifest: a HEAD, whose
+    # 503 has no body for s3fs to retry on, so botocore's 5 attempts are all one task attempt gets.
+    proxy.fail_next, proxy.fail_path = 12, "predictions"
     again = nightly_flow(config=str(config), overrides={"score.force": True})
     assert again["score"]["scored_this_run"] == curated["curated_rows"]
     with get_client(sync_client=True) as client:

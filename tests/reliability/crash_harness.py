@@ -117,7 +117,7 @@ COMPARED = {
     "curated": ["doc_id", "text", "label", "split", "cluster_id", "duplicate_of"],
     "rejects": ["doc_id", "reason"],
     "tokens": ["doc_id", "input_ids", "label_id", "split"],
-    "predictions": ["doc_id", "predicted_label", "confidence"],
+    "predictions": ["doc_id", "predicted_label", "confidence", "probabilities"],
 }
 AREAS = {"curate": ["curated", "rejects"], "tokenize": ["tokens"], "score": ["predictions"]}
 
@@ -127,8 +127,6 @@ def compare_rows(reference: pl.DataFrame, trial: pl.DataFrame, columns: list[str
     outcome.rows_lost += len(ref_ids - set(trial_ids))
     outcome.rows_duplicated += len(trial_ids) - len(set(trial_ids))
     columns = [c for c in columns if c in reference.columns]
-    if "prob_" in " ".join(reference.columns):
-        columns += [c for c in reference.columns if c.startswith("prob_")]
     if not trial.height:
         return
     joined = reference.select(columns).join(trial.select(columns).unique("doc_id"), on="doc_id", how="inner",
@@ -192,7 +190,10 @@ def crash_stage(stage: str, base_config: dict[str, Any], workdir: Path, trials: 
         shutil.rmtree(lake_dir, ignore_errors=True)
         shutil.copytree(before, lake_dir)
         config = stage_config(base_config, lake_dir)
-        killed, _ = run_child(stage, config, kill_after=rng.uniform(0.05, 1.0) * max(work, 0.2))
+        # stratified: trial t dies in the t-th slice of the stage's work, so early and late kills are both tried and
+        # the first trial dies well before the end even when a trial runs faster than the reference did
+        low, high = 0.05 + 0.95 * trial / trials, 0.05 + 0.95 * (trial + 1) / trials
+        killed, _ = run_child(stage, config, kill_after=rng.uniform(low, high) * max(work, 0.2))
         run_child(stage, config)  # the rerun after the crash
         outcome.trials += 1
         outcome.killed += killed

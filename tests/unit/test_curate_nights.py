@@ -99,7 +99,9 @@ def test_corrections_keep_the_newest_night_and_a_disagreeing_night_is_a_conflict
         folder.mkdir(parents=True)
         pl.DataFrame(rows, schema=["doc_id", "duplicate_of", "label"], orient="row").with_columns(
             reason=pl.lit("label_correction")).write_parquet(folder / "part-00000.parquet")
-        (folder / "_manifest.json").write_text(
+        manifest = Path(lake.manifest_url("rejects", date))
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text(
             '{"outputs": ["part-00000.parquet"], "counts": {"rejected_by_reason": {"label_correction": 1}}}')
     current = read_corrections(lake, list(batches))
     assert current.select("doc_id", "label", "corrected_on").rows() == [
