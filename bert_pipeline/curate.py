@@ -183,7 +183,7 @@ class CurateLake:
         earlier = self.earlier_manifests()
         if not earlier:
             return empty_index()
-        rows = pl.from_arrow(self.lake.dataset("dedup_index", list(earlier)).to_table())
+        rows = pl.from_arrow(self.lake.dataset("dedup_index", earlier).to_table())
         rows = rows.with_columns(pl.col("run_date").cast(pl.String))  # type: ignore[union-attr]
         return apply_corrections(rows, read_corrections(self.lake, earlier))
 

@@ -37,6 +37,7 @@ import pyarrow.dataset as ds
 
 from bert_pipeline import __version__, storage
 from bert_pipeline.errors import LakeStateError
+from bert_pipeline.predictions import PREDICTIONS_SCHEMA
 
 MANIFEST = "_manifest.json"  # a model folder's commit record
 MANIFESTS = "_manifests"  # <root>/_manifests/<area>/run_date=YYYY-MM-DD.json: partitions' commit records
@@ -44,8 +45,11 @@ STAGING = "_staging"
 LAYOUT, LAYOUT_MARKER = 2, "_layout.json"  # <root>/_manifests/_layout.json: this lake is in the current layout
 AREAS = ("raw", "curated", "rejects", "dedup_index", "tokens", "predictions")
 SHARD_FORMAT = {"tokens": "ipc"}  # every other area holds parquet
+PRODUCED_BY = {"raw": "ingest", "curated": "curate", "rejects": "curate", "dedup_index": "curate", "tokens": "tokenize",
+               "predictions": "score"}
 # run_date as every reader that parses the folder name sees it (polars and duckdb infer a date from it)
 PARTITIONING = ds.partitioning(pa.schema([("run_date", pa.date32())]), flavor="hive")
+FIXED_SCHEMAS = {"predictions": PREDICTIONS_SCHEMA}  # the tables whose schema does not depend on the data
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 
 
@@ -113,11 +117,16 @@ class Lake:
         fs, base = storage.filesystem(storage.join(self.root, area))
         if not isinstance(run_dates, Mapping):
             dates = self.run_dates(area) if run_dates is None else list(run_dates)
-            run_dates = {date: self.require_manifest(area, date, produced_by=area) for date in dates}
+            run_dates = {date: self.require_manifest(area, date, PRODUCED_BY[area]) for date in dates}
         paths = [storage.filesystem(url)[1] for date, manifest in run_dates.items()
                  for url in self.shard_urls(area, date, manifest)]
-        return ds.dataset(paths, filesystem=fs, format=SHARD_FORMAT.get(area, "parquet"), partitioning=PARTITIONING,
-                          partition_base_dir=base)
+        schema = FIXED_SCHEMAS.get(area)  # a night scored empty has no file to take the schema from
+        if schema is not None:
+            schema = schema.append(PARTITIONING.schema.field("run_date"))
+            if not paths:
+                return ds.dataset(schema.empty_table())
+        return ds.dataset(paths, schema=schema, filesystem=fs, format=SHARD_FORMAT.get(area, "parquet"),
+                          partitioning=PARTITIONING, partition_base_dir=base)
 
     def legacy_partitions(self) -> list[str]:
         """Manifests of the format-1 layout (`<area>/run_date=.../_manifest.json`): partitions to migrate."""

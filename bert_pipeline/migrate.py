@@ -4,9 +4,14 @@ Layout 1 kept each partition's manifest beside its files (`<area>/run_date=D/_ma
 column as well as in the folder name, and gave predictions one `prob_<label>` column per label. Per partition:
 
 1. every listed shard that still has a `run_date` column (or, in predictions, `prob_` columns) is rewritten in place,
-   atomically, with its rows, values and file metadata unchanged otherwise (so a stage's rerun still skips it);
+   atomically, with its rows, values and file metadata unchanged otherwise;
 2. the manifest is written to `_manifests/<area>/run_date=D.json`;
 3. the old manifest is deleted.
+
+Then the leftovers of interrupted runs, which no manifest lists and which would still trip folder readers, are dealt
+with: `*.tmp-*` files are deleted, unlisted parquet shards lose their `run_date` column, and unlisted schema-1
+predictions shards (whose labels only a manifest knows) are deleted: the next run of that stage rewrites all of them.
+Stage fingerprints include the code version, so rerunning a stage on a migrated night recomputes it once.
 
 A crash at any point leaves either the old manifest (the partition is migrated again; shards already rewritten are
 left alone) or the new one: rerunning the command finishes the job, and running it on a migrated lake does nothing.
@@ -20,7 +25,7 @@ from typing import Any
 
 from bert_pipeline import storage
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake import AREAS, Lake
 from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, from_probability_columns
 from bert_pipeline.progress import Progress
 
@@ -45,13 +50,14 @@ def migrate_lake(root: str, progress: Progress | None = None) -> dict[str, Any]:
     staging = storage.join(root, "predictions", ".staging")
     had_staging = storage.exists(staging)
     storage.remove([staging])
+    leftovers = _sweep_leftovers(lake)
     if not refused:
         lake.require_current_layout()  # no format-1 manifest is left: marks the lake current
     if refused:
         raise LakeStateError(f"{len(legacy) - len(refused)} partition(s) migrated; {len(refused)} could not be: "
                              + "; ".join(refused))
     return {"partitions_migrated": len(legacy), "shards_rewritten": rewritten,
-            "uncommitted_staging_removed": had_staging}
+            "uncommitted_staging_removed": had_staging, "leftovers_fixed": leftovers}
 
 
 def _migrate_partition(lake: Lake, manifest_url: str) -> int:
@@ -69,7 +75,29 @@ def _migrate_partition(lake: Lake, manifest_url: str) -> int:
     return rewritten
 
 
-def _migrate_shard(url: str, area: str, manifest: dict[str, Any]) -> bool:
+def _sweep_leftovers(lake: Lake) -> int:
+    """Fix the files in partition folders that no manifest lists; returns how many were changed or deleted."""
+    fixed = 0
+    for area in AREAS:
+        listed = {url for date in lake.run_dates(area) for url in
+                  lake.shard_urls(area, date, lake.read_manifest(area, date) or {"outputs": []})}
+        for url in storage.glob(storage.join(lake.root, area, "run_date=*", "*")):
+            if url in listed or url.endswith(".arrow"):
+                continue
+            name = url.rsplit("/", 1)[-1]
+            if ".tmp-" in name:
+                storage.remove([url])
+                fixed += 1
+            elif name.endswith(".parquet"):
+                try:
+                    fixed += _migrate_shard(url, area, None)
+                except LakeStateError:  # schema-1 predictions without a manifest: labels unknown
+                    storage.remove([url])
+                    fixed += 1
+    return fixed
+
+
+def _migrate_shard(url: str, area: str, manifest: dict[str, Any] | None) -> bool:
     """Rewrite one shard in the current layout; False when it already is (or is an Arrow token shard)."""
     if url.endswith(".arrow"):
         return False  # token shards never had a run_date column
@@ -79,7 +107,7 @@ def _migrate_shard(url: str, area: str, manifest: dict[str, Any]) -> bool:
         return False
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     if area == "predictions":
-        labels = [str(label) for label in (manifest.get("counts") or {}).get("labels") or []]
+        labels = [str(label) for label in ((manifest or {}).get("counts") or {}).get("labels") or []]
         if len(labels) != len(legacy_columns):
             folder = url.rsplit("/", 1)[0]
             raise LakeStateError(

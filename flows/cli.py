@@ -78,7 +78,9 @@ MIGRATE_HELP = ("convert a lake written by bert-pipeline before 0.2: manifests t
 
 def _migrate(cfg: Any) -> int:
     from bert_pipeline.migrate import migrate_lake
+    from tasks.stages import load
 
+    cfg = load(cfg.model_dump(mode="json"))  # the lake's options from its storage_block, as every task loads them
     summary = migrate_lake(cfg.data_root, progress=lambda message, _fraction: print(f"  {message}"))
     print(f"bert-pipeline migrate-lake: {summary['partitions_migrated']} partition(s) migrated, "
           f"{summary['shards_rewritten']} shard(s) rewritten under {cfg.data_root}")

@@ -138,8 +138,10 @@ def test_the_pipeline_completes_through_injected_5xx_responses(proxy: FaultProxy
     assert result["score"]["rows"] == curated["curated_rows"]
 
     # A burst longer than one request's own retries, on the score stage's requests (inside its tasks): the Prefect
-    # task retry (transient I/O only) recovers. Its first such request reads the predictions manifest: a HEAD, whose
-    # 503 has no body for s3fs to retry on, so botocore's 5 attempts are all one task attempt gets.
+    # task retry (transient I/O only) recovers. The first such request is the HEAD of the predictions manifest: its
+    # 503 has no body for s3fs to retry on, so botocore's 5 attempts are all one task attempt gets. (With the manifest
+    # beside the shards, s3fs answered that HEAD from the listing cached when the shards were committed, and the
+    # burst fell on GETs and PUTs that s3fs retries 5 times more: 40 was then the size that outlasted them.)
     proxy.fail_next, proxy.fail_path = 12, "predictions"
     again = nightly_flow(config=str(config), overrides={"score.force": True})
     assert again["score"]["scored_this_run"] == curated["curated_rows"]

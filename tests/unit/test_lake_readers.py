@@ -169,8 +169,14 @@ def test_lake_dataset_reads_only_committed_partitions(lake_root: Path, tmp_path:
     before = committed_rows(lake, "curated")
     (copy / "_manifests" / "curated" / f"run_date={NIGHTS[2]}.json").unlink()  # as while a stage rewrites it
     assert committed_rows(lake, "curated") == before - pl.read_parquet(copy / "curated" / f"run_date={NIGHTS[2]}").height
-    with pytest.raises(LakeStateError, match="no committed curated partition for run_date=2026-05-03"):
+    with pytest.raises(LakeStateError, match="no committed curated partition for run_date=2026-05-03 .*: run the "
+                                             "curate stage first"):
         lake.dataset("curated", [NIGHTS[2]])
+    empty = Path(lake.manifest_url("predictions", "2026-05-09"))  # a night of duplicates is scored empty
+    empty.write_text(json.dumps({"outputs": [], "counts": {"rows": 0}}))
+    nothing = lake.dataset("predictions", ["2026-05-09"]).to_table(columns=["doc_id", "probabilities", "run_date"])
+    assert nothing.num_rows == 0 and nothing.schema.field("run_date").type == pa.date32()
+    assert lake.dataset("predictions").to_table().num_rows == committed_rows(Lake(str(lake_root)), "predictions")
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -179,64 +185,66 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def make_legacy(lake_root: Path, target: Path) -> None:
-    """The lake as bert-pipeline 0.1 wrote it: manifests inside the partitions, run_date columns, prob_ columns."""
-    shutil.copytree(lake_root, target)
-    lake = Lake(str(target))
-    for table in (*PARQUET_TABLES, "tokens"):
-        for date in lake.run_dates(table):
-            manifest = lake.read_manifest(table, date)
-            folder = Path(lake.partition(table, date))
-            for name in manifest["outputs"]:
-                if name.endswith(".arrow"):
-                    continue
-                old = pq.read_table(folder / name)
-                if table == "predictions":
-                    probabilities = old["probabilities"].to_pylist()
-                    old = old.drop_columns(["probabilities", "predicted_labels", "windows"])
-                    for label in manifest["counts"]["labels"]:
-                        old = old.append_column(f"prob_{label}", pa.array([dict(p)[label] for p in probabilities],
-                                                                          pa.float32()))
-                old = old.append_column("run_date", pa.array([date] * old.num_rows, pa.string()))
-                pq.write_table(old, folder / name)
-            manifest.pop("schema_version", None)
-            (folder / "_manifest.json").write_text(json.dumps(manifest))
-            Path(lake.manifest_url(table, date)).unlink()
-    shutil.rmtree(target / "_manifests")
+OLD_LAKE = Path(__file__).resolve().parents[1] / "data" / "lake-0.1"  # written by bert-pipeline 0.1 (commit f0fec70)
 
 
-def test_an_old_lake_is_refused_then_migrated_whole(lake_root: Path, tmp_path: Path) -> None:
+def old_rows(table: str) -> pl.DataFrame:
+    """The 0.1 fixture's committed rows of a table, read file by file through its old manifests."""
+    frames = []
+    for manifest in sorted((OLD_LAKE / table).glob("run_date=*/_manifest.json")):
+        for name in json.loads(manifest.read_text())["outputs"]:
+            frames.append(pl.read_parquet(manifest.parent / name))
+    return pl.concat(frames, how="diagonal")
+
+
+def test_a_lake_written_by_0_1_is_refused_then_migrated_whole(tmp_path: Path) -> None:
     legacy = tmp_path / "old"
-    make_legacy(lake_root, legacy)
+    shutil.copytree(OLD_LAKE, legacy)
     with pytest.raises(pa.ArrowTypeError, match="run_date"):
         pd.read_parquet(legacy / "raw")  # what analysts saw
     cfg = build_config({"data_root": str(legacy), "run_date": "2026-05-04"})
     with pytest.raises(LakeStateError, match="bert-pipeline migrate-lake"):
         preflight(cfg, ["ingest"])
-
     refused = cli("ingest", "--set", f"data_root={legacy}", "--set", "ingest.sources=[x.csv]")
     assert refused.returncode == 2 and "migrate-lake" in refused.stderr, refused.stderr
+
     done = cli("migrate-lake", "--set", f"data_root={legacy}")
-    partitions = sum(len(Lake(str(lake_root)).run_dates(t)) for t in (*PARQUET_TABLES, "tokens"))
-    assert done.returncode == 0 and f"{partitions} partition(s) migrated" in done.stdout, done.stderr
+    assert done.returncode == 0 and "12 partition(s) migrated" in done.stdout, done.stdout + done.stderr
     preflight(cfg, ["ingest"])  # accepted now
     assert json.loads((legacy / "_manifests" / "_layout.json").read_text()) == {"layout": 2}
     assert migrate_lake(str(legacy))["partitions_migrated"] == 0  # a second run does nothing
-    old, new = Lake(str(lake_root)), Lake(str(legacy))
+    assert not (legacy / "predictions" / ".staging").exists() and not list(legacy.rglob("*.tmp-*"))
+
+    lake = Lake(str(legacy))
     for table in PARQUET_TABLES:
-        want = pl.from_arrow(old.dataset(table).to_table()).drop("scored_at", strict=False).sort("doc_id")
-        got = pl.from_arrow(new.dataset(table).to_table()).drop("scored_at", strict=False).sort("doc_id")
-        assert got.select(want.columns).equals(want), table  # every row and value kept, predictions converted back
-    assert len(readers(legacy / "predictions")["pandas"][1]) == committed_rows(old, "predictions")
+        for reader, (columns, doc_ids, _) in readers(legacy / table).items():
+            assert sorted(doc_ids) == sorted(old_rows(table)["doc_id"].to_list()), (table, reader)
+        want = old_rows(table).drop("run_date", *[c for c in old_rows(table).columns if c.startswith("prob_")])
+        got = pl.from_arrow(lake.dataset(table).to_table())
+        assert sorted(zip(got["doc_id"], got["run_date"].cast(pl.String))) == sorted(
+            zip(old_rows(table)["doc_id"], old_rows(table)["run_date"]))  # each row under its night
+        same = got.select(want.columns).sort("doc_id").equals(want.sort("doc_id"))
+        assert same, table  # every row and every value of the other columns kept
+    old = old_rows("predictions").sort("doc_id")
+    new = pl.from_arrow(lake.dataset("predictions").to_table()).sort("doc_id")
+    columns = {"Negative": "prob_negative", "neutral (mixed)": "prob_neutral_mixed", "Positive": "prob_positive"}
+    for label, column in columns.items():  # the probabilities moved into the map under the model's own label names
+        assert new.select(pl.col("probabilities").map.get(label)).to_series().to_list() == old[column].to_list()
+    assert new["predicted_labels"].to_list() == [[label] for label in old["predicted_label"]]
+    assert set(new.filter(pl.col("run_date") == pl.date(2026, 4, 1))["probabilities"].map.keys().explode()) == {
+        "Negative", "Positive"}
 
 
-def test_a_replacement_interrupted_after_its_swap_only_commits_on_rerun(lake_root: Path, tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("rerun_with", ["model-2", "model-3"])
+def test_a_replacement_killed_in_its_swap_is_repaired_not_trusted(lake_root: Path, tmp_path: Path, rerun_with: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rescoring night 2 (scored by model-3) with model-2 dies right after swapping its folder in. Rerun with model-2:
+    only the commit is left (nothing rescored). Rerun with model-3, as the next night would: the old manifest must
+    not vouch for model-2's rows, so everything is rescored rather than skipped."""
     from bert_pipeline import storage
 
     shutil.copytree(lake_root, tmp_path / "lake")
-    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": NIGHTS[1],
-                        "score": {"model": str(lake_root.parent / "model-2")}})
+    base = {"data_root": str(tmp_path / "lake"), "run_date": NIGHTS[1]}
     real_swap = storage.replace_folder
 
     def swap_then_die(source: str, target: str) -> None:
@@ -245,11 +253,13 @@ def test_a_replacement_interrupted_after_its_swap_only_commits_on_rerun(lake_roo
 
     monkeypatch.setattr(storage, "replace_folder", swap_then_die)
     with pytest.raises(OSError, match="killed"):
-        run_score(cfg, run_id="replacement")
+        run_score(build_config(base | {"score": {"model": str(lake_root.parent / "model-2")}}), run_id="replacement")
     monkeypatch.setattr(storage, "replace_folder", real_swap)
-    done = run_score(cfg, run_id="rerun")
-    assert done["scored_this_run"] == 0  # the swapped-in shards were kept, not scored again
+    done = run_score(build_config(base | {"score": {"model": str(lake_root.parent / rerun_with)}}), run_id="rerun")
     rows = pl.from_arrow(Lake(str(tmp_path / "lake")).dataset("predictions", [NIGHTS[1]]).to_table())
-    assert set(rows["model_version"]) == {"model-2"} and set(rows["run_id"]) == {"replacement"}
-    assert rows.height == done["rows"] == rows["doc_id"].n_unique()
-    assert not (tmp_path / "lake" / "_staging").exists() or not any((tmp_path / "lake" / "_staging").rglob("*.parquet"))
+    assert set(rows["model_version"]) == {rerun_with} and rows.height == done["rows"] == rows["doc_id"].n_unique()
+    if rerun_with == "model-2":
+        assert done["scored_this_run"] == 0 and set(rows["run_id"]) == {"replacement"}  # swapped-in shards kept
+    else:
+        assert not done.get("skipped") and done["scored_this_run"] == done["rows"] and set(rows["run_id"]) == {"rerun"}
+    assert not any((tmp_path / "lake" / "_staging").rglob("*.parquet"))
