@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from benchmarks._common import DEMO, load_texts
+from benchmarks._common import DEMO, cpu_flags, load_texts
 from bert_pipeline.config import build_config
 from bert_pipeline.curate import run_curate
 from bert_pipeline.ingest import run_ingest
@@ -66,6 +66,7 @@ def main() -> None:
             out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(config)], capture_output=True, text=True,
                                  check=True)
             results[label] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"CPU flags: {cpu_flags()}")
     for label, result in results.items():
         print(f"  {label:<4} {result['rows']:>7} rows scored, peak RSS {result['peak_rss_mb']:8.1f} MB")
     print(f"ratio peak RSS 10x / 1x: {results['10x']['peak_rss_mb'] / results['1x']['peak_rss_mb']:.2f} "

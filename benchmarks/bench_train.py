@@ -3,8 +3,10 @@
 Demo tweets (unique texts, seed-0 shuffle): 4,000 train / 2,000 eval, max_length 128, batch 32, lr 5e-5, one epoch,
 no warmup, no weight decay, seed 0. The Trainer gets dynamic padding (DataCollatorWithPadding); ours is
 bert_pipeline.train.fit with the pipeline's defaults (length-grouped batches, fused AdamW, attention dropout off so
-SDPA stays on its fused kernel, hidden dropout off; the Trainer keeps the model's 0.1 for both). Both models are then evaluated by the same loop.
-Prints ratios last.
+SDPA stays on its fused kernel, hidden dropout off; the Trainer keeps the model's 0.1 for both). Both models are then
+evaluated by the same fp32 loop (accuracy and macro-F1). Ours also trains in bf16 autocast where the CPU has native
+bf16 (AMX or avx512_bf16; `--bf16` forces the emulated comparison): that is the evidence behind `train.precision:
+auto`. Prints the CPU flags first and ratios last.
 
     .venv/bin/python -m benchmarks.bench_train [--input FILE --text-column COL --label-column COL --model DIR]
 """
@@ -18,13 +20,14 @@ import time
 import numpy as np
 import torch
 
-from benchmarks._common import corpus_parser
+from benchmarks._common import corpus_parser, cpu_flags
 from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.config import IngestConfig, TrainConfig
 from bert_pipeline.ingest import expand_sources, read_source
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
-from bert_pipeline.inference import predict_logits
-from bert_pipeline.train import dropout_overrides, fit
+from bert_pipeline.inference import cpu_has_native_bf16, predict_logits
+from bert_pipeline.metrics import classification_report
+from bert_pipeline.train import dropout_overrides, fit, training_precision
 from bert_pipeline.trainset import SplitData
 
 
@@ -41,9 +44,11 @@ def encode(texts: list[str], labels: list[int], encoder) -> SplitData:  # type: 
                      np.asarray(labels, dtype=np.int64))
 
 
-def accuracy(model, data: SplitData, pad_id: int) -> float:  # type: ignore[no-untyped-def]
+def scores(model, data: SplitData, pad_id: int, label_names: list[str]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(accuracy, macro-F1) on data, evaluated in fp32 by the product's inference loop."""
     logits = predict_logits(model, data.sequences, 128, pad_id, torch.device("cpu"))
-    return float((logits.argmax(axis=1) == data.labels).mean())
+    report = classification_report(data.labels, logits.argmax(axis=1), label_names)
+    return float(report["accuracy"]), float(report["macro_f1"])
 
 
 def run_ours(model_dir: str, label_names: list[str], train: SplitData, splits: dict, cfg: TrainConfig,
@@ -86,8 +91,9 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=2000)
     parser.add_argument("--attention-dropout", type=float, default=TrainConfig().attention_dropout)
     parser.add_argument("--hidden-dropout", type=float, default=TrainConfig().hidden_dropout)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="ours only: bf16 autocast pays off on CPUs with native bf16 (AMX/avx512_bf16)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also train in bf16 where the CPU lacks native bf16 (emulated: slow, for comparison)")
+    parser.add_argument("--no-trainer", action="store_true", help="skip the HF Trainer anchor")
     args = parser.parse_args()
 
     texts, raw_labels = load_data(args)
@@ -100,23 +106,34 @@ def main() -> None:
     train = encode(texts[:n], label_ids[:n], encoder)
     evaluation = encode(texts[n:n + m], label_ids[n:n + m], encoder)
     pad_id = tokenizer.pad_token_id or 0
-    cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=5e-5, warmup_ratio=0.0, weight_decay=0.0, seed=0,
-                      device="cpu", precision=args.precision, early_stopping_patience=0, checkpoint_every_steps=10**9,
-                      calibrate=False, attention_dropout=args.attention_dropout, hidden_dropout=args.hidden_dropout)
+    base = dict(epochs=1, batch_size=32, learning_rate=5e-5, warmup_ratio=0.0, weight_decay=0.0, seed=0, device="cpu",
+                early_stopping_patience=0, checkpoint_every_steps=10**9, calibrate=False,
+                attention_dropout=args.attention_dropout, hidden_dropout=args.hidden_dropout)
     splits = {"train": train, "validation": SplitData([], np.zeros(0, np.int64)), "test": evaluation}
-
-    trainer_seconds, trainer_model = run_trainer(model_dir, label_names, train, tokenizer, cfg)
-    trainer_accuracy = accuracy(trainer_model, evaluation, pad_id)
-    ours_seconds, ours_model = run_ours(model_dir, label_names, train, splits, cfg, pad_id)
-    ours_accuracy = accuracy(ours_model, evaluation, pad_id)
+    native = cpu_has_native_bf16()
+    auto_dtype = training_precision("auto", torch.device("cpu"))[0]
+    results: dict[str, tuple[float, float, float]] = {}
+    if not args.no_trainer:
+        seconds, model = run_trainer(model_dir, label_names, train, tokenizer, TrainConfig(**base))
+        results["HF Trainer (fp32, dynamic padding)"] = (n / seconds, *scores(model, evaluation, pad_id, label_names))
+    for precision in ["fp32"] + (["bf16"] if native or args.bf16 else []):
+        seconds, model = run_ours(model_dir, label_names, train, splits, TrainConfig(**base, precision=precision), pad_id)
+        results[f"bert-pipeline fit ({precision})"] = (n / seconds, *scores(model, evaluation, pad_id, label_names))
 
     real = int(sum(len(s) for s in train.sequences))
+    print(f"CPU flags: {cpu_flags()}; native bf16: {'yes' if native else 'no'}; train.precision auto trains in "
+          f"{str(auto_dtype).replace('torch.', '') if auto_dtype else 'fp32'} here")
     print(f"{n} train / {m} eval rows, max_length {args.max_length}, batch 32, lr 5e-5, 1 epoch, "
           f"{torch.get_num_threads()} CPU threads; {real} real tokens")
-    print(f"  HF Trainer (dynamic padding)  {n / trainer_seconds:7.1f} samples/s  eval accuracy {trainer_accuracy:.4f}")
-    print(f"  bert-pipeline fit ({args.precision})      {n / ours_seconds:7.1f} samples/s  eval accuracy {ours_accuracy:.4f}")
-    print(f"ratio ours / Trainer samples/s: {trainer_seconds / ours_seconds:.2f}; "
-          f"accuracy difference {ours_accuracy - trainer_accuracy:+.4f}")
+    for name, (speed, acc, f1) in results.items():
+        print(f"  {name:<36} {speed:7.1f} samples/s  eval accuracy {acc:.4f}  macro-F1 {f1:.4f}")
+    ours = results["bert-pipeline fit (fp32)"]
+    if "HF Trainer (fp32, dynamic padding)" in results:
+        trainer = results["HF Trainer (fp32, dynamic padding)"]
+        print(f"ratio ours / Trainer samples/s: {ours[0] / trainer[0]:.2f}; accuracy difference {ours[1] - trainer[1]:+.4f}")
+    if "bert-pipeline fit (bf16)" in results:
+        bf16 = results["bert-pipeline fit (bf16)"]
+        print(f"ratio bf16 / fp32 samples/s: {bf16[0] / ours[0]:.2f}; macro-F1 difference {bf16[2] - ours[2]:+.4f}")
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ class TrainConfig(_Section):
     eval_batch_size: int = Field(128, ge=1)
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
-    precision: Precision = Field("auto", description="auto = bf16 on CUDA GPUs with bf16, fp16 on older GPUs, fp32 on CPU")
+    precision: Precision = Field("auto", description="auto = bf16 on CUDA GPUs with bf16 and on CPUs with native bf16 (AMX or avx512_bf16), fp16 on older GPUs, else fp32; validation uses the same")
     early_stopping_patience: int = Field(2, ge=0, description="epochs without a better validation macro-F1; 0 = off")
     checkpoint_every_steps: int = Field(200, ge=1, description="optimizer steps between resumable checkpoints")
     calibrate: bool = Field(True, description="fit a softmax temperature on validation logits")

@@ -18,10 +18,32 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None = None) -> Any:
-    """bf16 autocast on CUDA devices that have it (or the dtype asked for); a no-op otherwise."""
-    if dtype is None and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        dtype = torch.bfloat16
+def cpu_has_native_bf16() -> bool:
+    """AMX or AVX512-BF16 in the CPU flags: without them bf16 is emulated and several times slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `score.precision`/`train.precision`, or None for fp32.
+
+    auto = bf16 on CUDA devices with bf16 and on CPUs with native bf16 (AMX or avx512_bf16), else fp32: emulated bf16
+    is slower than fp32 (0.36x measured on an AVX2 CPU), native bf16 faster (benchmarks/bench_score.py,
+    bench_train.py print both where the CPU has it)."""
+    if requested == "bf16":
+        return torch.bfloat16
+    if requested == "auto":
+        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+        return torch.bfloat16 if native else None
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """Autocast to dtype on device; a no-op for None (fp32)."""
     return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
@@ -38,8 +60,10 @@ def collate(sequences: Sequence[np.ndarray], pad_id: int, device: torch.device) 
 
 @torch.inference_mode()
 def predict_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int, pad_id: int,
-                   device: torch.device) -> np.ndarray:
-    """Logits [rows, num_labels] float32 of token-id sequences, in input order (batched by sorted length)."""
+                   device: torch.device, precision: str = "auto") -> np.ndarray:
+    """Logits [rows, num_labels] float32 of token-id sequences, in input order (batched by sorted length), under
+    the autocast dtype `pick_precision(precision, device)` chooses."""
+    dtype = pick_precision(precision, device)
     model.eval()
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
     order = np.argsort(lengths, kind="stable")
@@ -47,7 +71,7 @@ def predict_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int,
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         ids, mask = collate([sequences[i] for i in index], pad_id, device)
-        with autocast(device):
+        with autocast(device, dtype):
             out = model(input_ids=ids, attention_mask=mask).logits
         logits[index] = out.float().cpu().numpy()
     return logits

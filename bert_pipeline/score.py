@@ -31,7 +31,7 @@ from bert_pipeline.models import (
 )
 from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
 from bert_pipeline.tokenize import encode_texts
-from bert_pipeline.inference import collate, pick_device
+from bert_pipeline.inference import autocast, collate, pick_device, pick_precision
 from bert_pipeline.registry import committed_models
 
 
@@ -66,50 +66,15 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndar
     return batches
 
 
-def cpu_has_native_bf16() -> bool:
-    """AMX or AVX512-BF16 in the CPU flags: without them bf16 is emulated and several times slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. auto = bf16 on CUDA devices and CPUs with native bf16, else fp32."""
-    if requested == "bf16":
-        return torch.bfloat16
-    if requested == "auto":
-        native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
-        return torch.bfloat16 if native else None
-    return None
-
-
 # Measured on a 2-core AVX-512 CPU (MiniLM-L6, tweets): 2k-4k padded tokens per pass is ~30 % faster than 16k (the
 # activations stay in cache); a GPU wants large passes to fill its cores.
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
-# Activations of 4 MB and more are mmap-ed by glibc and handed back on free. glibc's default raises this threshold up
-# to 32 MB as big blocks are freed, after which activations land in the heap, fragment it, and peak RSS creeps up
-# with every batch (1.36x for 10x the rows in benchmarks/bench_score_memory.py). Throughput is unchanged at 4k tokens.
-MMAP_THRESHOLD_BYTES = 4 << 20
-
-
-def limit_heap_growth() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, MMAP_THRESHOLD_BYTES)  # -3 = M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
 class Scorer:
     """A loaded model + tokenizer that turns texts into probabilities; one per worker process."""
 
     def __init__(self, model_dir: str, max_length: int, batch_tokens: int | None, precision: str,
                  device: str) -> None:
         self.device = pick_device(device)
-        if self.device.type == "cpu":
-            limit_heap_growth()
         self.tokenizer = load_tokenizer(model_dir)
         self.tokenizer_hash = tokenizer_hash(self.tokenizer)
         self.encoder = fast_encoder(self.tokenizer, max_length)
@@ -129,9 +94,14 @@ class Scorer:
         sequences = [flat[offsets[i]:offsets[i + 1]] for i in range(len(texts))]
         lengths = np.diff(offsets)
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for index in token_budget_batches(lengths, self.batch_tokens):
+        # Longest batches first: each pass's activations then fit in blocks the allocator freed after an earlier,
+        # larger pass. Shortest first, every pass asks for a little more than any block freed so far, glibc grows
+        # the heap around the live blocks, and peak RSS crept up with the corpus (1.31x for 10x the rows in
+        # benchmarks/bench_score_memory.py; 1.16x longest first). Capping glibc's mmap threshold also bounded it
+        # (1.02x) but cost 23 % of the throughput (mmap + page faults on every activation).
+        for index in token_budget_batches(lengths, self.batch_tokens)[::-1]:
             ids, mask = collate([sequences[i] for i in index], self.pad_id, self.device)
-            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            with autocast(self.device, self.dtype):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
             probs[index] = torch.softmax(logits.float() / self.temperature, dim=-1).cpu().numpy()
         return probs, truncated
@@ -232,9 +202,6 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
     # readers see the old rows or the new ones, never a mix. The staging name is deterministic: a crash resumes it.
     # A partition of the same fingerprint that lost shards is repaired in place: its other shards are identical.
     replacing = manifest is not None and (manifest.get("fingerprint") != stage_fp or cfg.score.force)
-    if replacing and not cfg.score.force and all(shard_matches(storage.join(folder, shard_name(i)), stage_fp)
-                                                 for i in range(source.shards)):
-        replacing = False  # a crash came between the swap and the manifest: only the commit is left to do
     staging = lake.staging("predictions", f"run_date={cfg.run_date}-{stage_fp[:12]}")
     if replacing and cfg.score.force and not storage.exists(storage.join(staging, "_started")):
         storage.remove([staging])  # a forced run recomputes everything, once
@@ -291,6 +258,9 @@ def commit_score(cfg: PipelineConfig, plan: ScorePlan, shard_results: list[dict[
     lake = Lake(cfg.data_root)
     if plan.replacing:
         storage.remove([storage.join(plan.target, "_started")])
+        # un-commit first: during the swap, and after a crash in it, no manifest vouches for the folder, so a rerun
+        # repairs it in place from each shard's own fingerprint instead of trusting the old manifest
+        lake.writer("predictions", cfg.run_date, plan.fingerprint).begin()
         storage.replace_folder(plan.target, plan.folder)
         storage.remove_empty_folders(storage.join(cfg.data_root, STAGING))
     writer = lake.writer("predictions", cfg.run_date, plan.fingerprint, outputs=[shard_name(i) for i in range(plan.shards)])

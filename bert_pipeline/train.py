@@ -32,7 +32,7 @@ from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.checkpoint import Progress as Checkpoint
 from bert_pipeline.config import PipelineConfig, TrainConfig
 from bert_pipeline.distributed import Dist, launch, process_group
-from bert_pipeline.inference import autocast, collate, pick_device, predict_logits
+from bert_pipeline.inference import autocast, collate, pick_device, pick_precision, predict_logits
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
@@ -56,12 +56,11 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
 
 
 def training_precision(requested: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None for fp32, whether a grad scaler is needed)."""
-    if requested == "bf16":
-        return torch.bfloat16, False
-    if requested == "auto" and device.type == "cuda":
-        return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
-    return None, False
+    """(autocast dtype or None for fp32, whether a grad scaler is needed): `inference.pick_precision`'s rule (auto =
+    bf16 on CUDA with bf16 and on CPUs with native bf16), plus fp16 with a grad scaler on CUDA without bf16."""
+    if requested == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16, True
+    return pick_precision(requested, device), False
 
 
 def report(logits: np.ndarray, labels: np.ndarray, label_names: list[str], temperature: float = 1.0) -> dict[str, Any]:
@@ -197,7 +196,7 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
             if state.global_step % cfg.checkpoint_every_steps == 0 and index + 1 < len(groups):
                 store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
                 dist.barrier()
-        val = report(predict_logits(model, validation.sequences, cfg.eval_batch_size, pad_id, device),
+        val = report(predict_logits(model, validation.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision),
                      validation.labels, label_names)
         f1 = val.get("macro_f1", 0.0)
         if f1 > state.best_macro_f1 or not len(validation):
@@ -398,8 +397,8 @@ def evaluate_and_calibrate(model: Any, splits: dict[str, SplitData], labels: lis
     """Validation and test metrics of the best weights, with a temperature fitted on validation logits; and the
     validation logits [rows, labels] (the champion gate compares their argmax)."""
     val, test = splits["validation"], splits["test"]
-    val_logits = predict_logits(model, val.sequences, cfg.eval_batch_size, pad_id, device)
-    test_logits = predict_logits(model, test.sequences, cfg.eval_batch_size, pad_id, device)
+    val_logits = predict_logits(model, val.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision)
+    test_logits = predict_logits(model, test.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision)
     temperature = fit_temperature(val_logits, val.labels) if cfg.calibrate else 1.0
     calibration = {"temperature": temperature,
                    "validation_ece_before": report(val_logits, val.labels, labels).get("ece"),

@@ -58,7 +58,7 @@ def test_stages_end_to_end_conserve_rows_and_score_every_curated_row(pipeline: t
     meta = storage.parquet_metadata(lake.shard_urls("predictions", cfg.run_date,
                                                     lake.read_manifest("predictions", cfg.run_date))[0])
     assert meta["bert_pipeline.model_version"] == trained["model_version"]
-    from bert_pipeline.score import cpu_has_native_bf16
+    from bert_pipeline.inference import cpu_has_native_bf16
 
     assert meta["bert_pipeline.precision"] == ("bfloat16" if cpu_has_native_bf16() else "fp32")
     assert len(meta["bert_pipeline.tokenizer_hash"]) == 16
@@ -185,17 +185,21 @@ def test_a_model_that_learned_nothing_is_kept_but_never_promoted(pipeline: tuple
         run_score(cfg, run_id="no-champion")
 
 
-def test_auto_precision_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_precision_follows_native_bf16_for_scoring_and_training(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from bert_pipeline import score
+    from bert_pipeline import inference
+    from bert_pipeline.train import training_precision
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(score, "cpu_has_native_bf16", lambda: True)
-    assert score.pick_precision("auto", cpu) is torch.bfloat16
-    monkeypatch.setattr(score, "cpu_has_native_bf16", lambda: False)
-    assert score.pick_precision("auto", cpu) is None and score.pick_precision("bf16", cpu) is torch.bfloat16
-    assert score.pick_precision("fp32", cpu) is None
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert inference.pick_precision("auto", cpu) is torch.bfloat16
+    assert training_precision("auto", cpu) == (torch.bfloat16, False)
+    assert training_precision("fp32", cpu) == (None, False)
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert inference.pick_precision("auto", cpu) is None and inference.pick_precision("bf16", cpu) is torch.bfloat16
+    assert inference.pick_precision("fp32", cpu) is None
+    assert training_precision("auto", cpu) == (None, False)  # emulated bf16 is slower than fp32: not chosen
 
 
 def test_forced_and_replacing_runs_swap_the_partition_whole(pipeline: tuple, tmp_path: Path,
