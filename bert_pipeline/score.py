@@ -255,15 +255,15 @@ def commit_score(cfg: PipelineConfig, plan: ScorePlan, shard_results: list[dict[
     if rows != plan.curated_rows:
         raise LakeStateError(f"predictions hold {rows} rows but curated has {plan.curated_rows}; not committing")
     counts = {"rows": rows, "scored_this_run": sum(r["scored"] for r in shard_results), "labels": list(plan.labels)}
-    lake = Lake(cfg.data_root)
+    writer = Lake(cfg.data_root).writer("predictions", cfg.run_date, plan.fingerprint,
+                                        outputs=[shard_name(i) for i in range(plan.shards)])
     if plan.replacing:
         storage.remove([storage.join(plan.target, "_started")])
         # un-commit first: during the swap, and after a crash in it, no manifest vouches for the folder, so a rerun
         # repairs it in place from each shard's own fingerprint instead of trusting the old manifest
-        lake.writer("predictions", cfg.run_date, plan.fingerprint).begin()
+        writer.begin()
         storage.replace_folder(plan.target, plan.folder)
         storage.remove_empty_folders(storage.join(cfg.data_root, STAGING))
-    writer = lake.writer("predictions", cfg.run_date, plan.fingerprint, outputs=[shard_name(i) for i in range(plan.shards)])
     writer.commit(stage="score", run_date=cfg.run_date, inputs=[plan.curated_fingerprint],
                   model_version=plan.model_version, model_hash=plan.model_hash, schema_version=SCHEMA_VERSION,
                   config_hash=cfg.fingerprint("score"), counts=counts)
