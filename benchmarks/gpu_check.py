@@ -248,7 +248,7 @@ def score_check(args: argparse.Namespace, model_dir: str, texts: list[str]) -> d
     scorer = Scorer(model_dir, args.max_length, args.batch_tokens, "auto", args.device)
     scorer.probabilities(texts[: max(1, min(2000, len(texts) // 10))])  # kernels, allocator, tokenizer warm-up
     start = time.perf_counter()
-    probs, truncated = scorer.probabilities(texts)
+    probs, truncated, _ = scorer.probabilities(texts)
     seconds = time.perf_counter() - start
     assert probs.shape == (len(texts), len(LABELS)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
     start = time.perf_counter()

@@ -20,6 +20,10 @@ from bert_pipeline.errors import ConfigError
 
 Format = Literal["auto", "csv", "tsv", "jsonl", "parquet", "txt"]
 Precision = Literal["auto", "fp32", "bf16"]
+ProblemType = Literal["auto", "single_label", "multi_label"]
+LongText = Literal["truncate", "chunk"]
+LONG_TEXT_HELP = ("truncate = read the first max_length tokens; chunk = read every token in windows of max_length with "
+                  "a quarter overlap, the document's logits the mean of its windows' (bert_pipeline/windows.py)")
 Device = Literal["auto", "cpu", "cuda"]
 
 _RUN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -61,12 +65,24 @@ class IngestConfig(_Section):
     quote_char: str | None = Field("auto", description="csv/tsv quote character, one character; empty = no quoting; "
                                    "auto = \" for csv and none for tsv (TSV has no quoting)")
     shard_rows: int = Field(10_000, ge=1, description="rows per raw shard; curated, token and prediction shards follow")
+    label_delimiter: str | None = Field(None, description="text labels are sets split at this string (multi-label, "
+                                        "e.g. '|' for billing|refund); empty = one label per row (a list column or a "
+                                        "JSON array is a set of labels either way)")
 
     @field_validator("sources")
     @classmethod
     def _sources_not_blank(cls, value: list[str]) -> list[str]:
         if any(not s.strip() for s in value):
             raise ValueError("sources may not contain empty strings")
+        return value
+
+    @field_validator("label_delimiter", mode="before")
+    @classmethod
+    def _label_delimiter(cls, value: Any) -> Any:
+        if value in ("", None):
+            return None
+        if isinstance(value, str) and value.strip() == "":
+            raise ValueError("must hold a non-space character (labels are stripped of spaces), or be empty")
         return value
 
     @field_validator("label_column", "id_column", "split_column", mode="before")
@@ -164,6 +180,10 @@ class TrainConfig(_Section):
     attention_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="empty = the model's own value")
     hidden_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="empty = the model's own value")
     devices: int = Field(1, ge=1, le=64, description="processes under torchrun DDP (GPUs, or CPU processes)")
+    problem_type: ProblemType = Field(
+        "auto", description="auto = multi_label when some labelled row holds a set of other than one label, else "
+        "single_label; multi_label trains sigmoid outputs with per-label thresholds")
+    long_text: LongText = Field("truncate", description=LONG_TEXT_HELP)
     champion_tolerance: float = Field(0.0, ge=0.0, le=1.0,
                                       description="a new model may be this much worse in macro-F1 and still win")
 
@@ -192,6 +212,7 @@ class ScoreConfig(_Section):
     precision: Precision = "auto"
     device: Device = "auto"
     force: bool = Field(False, description="rescore a run_date even when its predictions are already committed")
+    long_text: LongText = Field("truncate", description=LONG_TEXT_HELP)
 
 
 class RunnerConfig(_Section):

@@ -10,6 +10,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from bert_pipeline.windows import Windowing, mean_by_document
+
 
 def pick_device(name: str) -> torch.device:
     """`auto` = CUDA when available, else CPU; `cpu`/`cuda` as asked."""
@@ -60,9 +62,14 @@ def collate(sequences: Sequence[np.ndarray], pad_id: int, device: torch.device) 
 
 @torch.inference_mode()
 def predict_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int, pad_id: int,
-                   device: torch.device, precision: str = "auto") -> np.ndarray:
+                   device: torch.device, precision: str = "auto", windowing: Windowing | None = None) -> np.ndarray:
     """Logits [rows, num_labels] float32 of token-id sequences, in input order (batched by sorted length), under
-    the autocast dtype `pick_precision(precision, device)` chooses."""
+    the autocast dtype `pick_precision(precision, device)` chooses. With `windowing`, sequences are whole documents:
+    each is read in windows and its logits are the mean of its windows' (bert_pipeline/windows.py)."""
+    if windowing is not None:
+        windows, document = windowing.split(sequences)
+        return mean_by_document(predict_logits(model, windows, batch_size, pad_id, device, precision), document,
+                                len(sequences))
     dtype = pick_precision(precision, device)
     model.eval()
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))

@@ -27,7 +27,7 @@ import xxhash
 from bert_pipeline import storage
 from bert_pipeline.config import IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.labels import canonical_labels, check_label_spellings
+from bert_pipeline.labels import canonical_labels, check_label_spellings, label_set
 from bert_pipeline.lake import Lake, fingerprint, manifest_matches, shard_name
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
@@ -307,7 +307,7 @@ def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, in
     labels = None
     if cfg.label_column is not None:
         try:  # one label identity whatever the file's type: 1, 1.0 and "1" are all the label "1"
-            labels = canonical_labels(df[cfg.label_column])
+            labels = canonical_labels(df[cfg.label_column], cfg.label_delimiter)
         except InputDataError as exc:
             raise InputDataError(f"{source.url}: ingest.label_column {cfg.label_column!r}: {exc}") from None
     split = _normalise_split(_as_string(df, cfg.split_column, source.url), source.url)
@@ -333,12 +333,17 @@ def _check_unique_ids(df: pl.DataFrame, id_column: str | None) -> None:
 
 
 def check_labels(raw: pl.DataFrame, lake: Lake, run_date: str) -> dict[str, int]:
-    """Tonight's rows per label, after refusing spellings that collide with each other or with an earlier night's
-    labels (from the raw manifests), naming both and where each was seen."""
-    counts = dict(raw["label"].drop_nulls().value_counts(sort=True).iter_rows())
-    first = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
-    where = {label: f"{source} row {row + 1}"
-             for label, source, row in first.select("label", "source", "source_row").iter_rows()}
+    """Tonight's rows per label (a multi-label row counts for each of its labels), after refusing spellings that
+    collide with each other or with an earlier night's labels (from the raw manifests), naming both and where each
+    was seen."""
+    labelled = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
+    members = raw.select(pl.col("label").drop_nulls().map_elements(label_set, return_dtype=pl.List(pl.String))
+                         .alias("member")).explode("member").drop_nulls()
+    counts = dict(members["member"].value_counts(sort=True).iter_rows())
+    where: dict[str, str] = {}
+    for value, source, row in labelled.select("label", "source", "source_row").iter_rows():
+        for label in label_set(value):
+            where.setdefault(label, f"{source} row {row + 1}")
     for date in lake.run_dates("raw"):
         manifest = lake.read_manifest("raw", date) or {}
         if date != run_date:

@@ -6,7 +6,11 @@ The canonical form (applied at ingest, whatever the source format):
   - an integral number is written as an integer, whether it arrived as int 1, float 1.0 or the text "1", "1.0",
     "+1" or "1.00" (so a pandas export whose gaps turned 0/1 into 0.0/1.0/NaN reads as the same labels);
     text with leading zeros ("007") is a code, not a number, and is kept as written;
-  - any other float is written in its shortest round-trip form (0.5), booleans as true/false; text is kept as written.
+  - any other float is written in its shortest round-trip form (0.5), booleans as true/false; text is kept as written;
+  - a set of labels (a multi-label row: a list in jsonl or parquet, a JSON array in text, or text split at
+    `ingest.label_delimiter`) is its members in canonical form, without repeats, sorted: one member is written as that
+    label alone (so {"a"} and "a" are one label), any other count as a JSON array (`["billing","refund"]`, and `[]`
+    for a labelled row to which no label applies). `label_set` reads either form back as a list.
 
 Two canonical labels collide when they differ only in case, punctuation or spacing ("Positive" / "positive",
 "none" / "None", "very-good" / "very good"): they would be one prediction column and one label to a reader, so they
@@ -15,6 +19,7 @@ are refused before anything is written, naming both (`check_label_spellings`).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import TYPE_CHECKING, Iterable, Mapping
@@ -35,6 +40,8 @@ def canonical_label(value: object) -> str | None:
     """One label value in canonical form (see the module docstring); None for a missing label."""
     if value is None:
         return None
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return encode_label_set(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -46,18 +53,67 @@ def canonical_label(value: object) -> str | None:
     text = str(value).strip()
     if not text:
         return None
+    if text.startswith("[") and text.endswith("]") and (members := _json_list(text)) is not None:
+        return encode_label_set(members)
     if _INTEGRAL_TEXT.match(text):
         return str(int(float(text))) if "." in text else str(int(text))
     return text
 
 
-def canonical_labels(series: pl.Series) -> pl.Series:
-    """A label column of any dtype (int, float with NaN gaps, bool, string) as canonical strings (nulls kept).
+def _json_list(text: str) -> list[object] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value) else None
 
-    Shape: same length as `series`, dtype String. Errors: InputDataError for a nested column (list, struct).
+
+def encode_label_set(members: Iterable[object]) -> str | None:
+    """A multi-label row's labels in canonical form: one label alone, else a sorted JSON array ('[]' when none)."""
+    labels = sorted({label for label in map(canonical_label, members) if label is not None})
+    if len(labels) == 1:
+        return labels[0]
+    return json.dumps(labels, ensure_ascii=False, separators=(",", ":"))
+
+
+def is_label_set(label: str | None) -> bool:
+    """True for the canonical form of a set of other than one label (a JSON array)."""
+    return label is not None and label.startswith("[") and label.endswith("]")
+
+
+def label_set(label: str | None) -> list[str]:
+    """The labels of a canonical label value: [] for None or '[]', the members of a JSON array, else [label]."""
+    if label is None:
+        return []
+    if is_label_set(label):
+        members = _json_list(label)
+        if members is not None:
+            return [str(m) for m in members]
+    return [label]
+
+
+def member_labels(values: Iterable[str | None]) -> list[str]:
+    """The distinct single labels of canonical label values (sets split into their members), sorted."""
+    return sorted({member for value in values for member in label_set(value)})
+
+
+def canonical_labels(series: pl.Series, delimiter: str | None = None) -> pl.Series:
+    """A label column of any dtype (int, float with NaN gaps, bool, string, list of labels) as canonical strings
+    (nulls kept); with `delimiter`, text is a set of labels split at it ("billing|refund").
+
+    Shape: same length as `series`, dtype String. Errors: InputDataError for a struct column or nested lists.
     """
+    if isinstance(series.dtype, (pl.List, pl.Array)):
+        if series.dtype.inner.is_nested():  # type: ignore[union-attr]
+            raise InputDataError(f"label column holds {series.dtype}, not a label or a list of labels per row")
+        return pl.Series(series.name, [None if row is None else encode_label_set(row) for row in series.to_list()],
+                         dtype=pl.String)
     if series.dtype.is_nested():
-        raise InputDataError(f"label column holds {series.dtype}, not one label per row")
+        raise InputDataError(f"label column holds {series.dtype}, not one label or a list of labels per row")
+    if delimiter:
+        text = series.cast(pl.String).str.strip_chars()
+        return pl.Series(series.name, [None if row is None or row == "" else encode_label_set(row.split(delimiter))
+                                       for row in text.to_list()], dtype=pl.String)
     if series.dtype == pl.Boolean:
         return series.cast(pl.String)
     if series.dtype.is_integer():
@@ -82,7 +138,7 @@ def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None
     """
     seen: dict[str, str] = {}
     clashes = []
-    for label in sorted(set(labels)):
+    for label in member_labels(labels):
         key = label_key(label)
         if key in seen:
             clashes.append((seen[key], label))

@@ -173,8 +173,9 @@ def load_tokenizer(model_dir: str) -> Any:
 ENCODING_RULES = "special-token strings in the text are text"
 
 
-def fast_encoder(tokenizer: Any, max_length: int) -> tokenizers.Tokenizer:
-    """A private copy of the Rust tokenizer with truncation at max_length and no padding (batches pad later).
+def fast_encoder(tokenizer: Any, max_length: int | None) -> tokenizers.Tokenizer:
+    """A private copy of the Rust tokenizer with truncation at max_length (None: none, for long documents read in
+    windows) and no padding (batches pad later).
 
     "[SEP]", "[CLS]", "[PAD]" or "[MASK]" typed by a user is encoded as text ("[", "sep", "]"), never as the special
     id: a review must not end its own sequence or mask itself. The template post-processor still adds the real
@@ -182,7 +183,10 @@ def fast_encoder(tokenizer: Any, max_length: int) -> tokenizers.Tokenizer:
     backend = tokenizers.Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.encode_special_tokens = True
     backend.no_padding()
-    backend.enable_truncation(max_length=max_length)
+    if max_length is None:
+        backend.no_truncation()
+    else:
+        backend.enable_truncation(max_length=max_length)
     return backend
 
 

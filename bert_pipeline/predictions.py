@@ -22,16 +22,17 @@ SCHEMA_VERSION_KEY = "bert_pipeline.predictions_schema"  # parquet file metadata
 
 PREDICTIONS_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
-    ("predicted_label", pa.string()),  # the most probable label
-    ("predicted_labels", pa.list_(pa.string())),  # the labels predicted (one for a single-label model)
-    ("confidence", pa.float32()),  # probability of predicted_label
+    ("predicted_label", pa.string()),  # the most probable label (multi-label: of those predicted; null for none)
+    ("predicted_labels", pa.list_(pa.string())),  # the labels predicted (one for a single-label model; multi-label:
+    # those at or above their threshold, most probable first)
+    ("confidence", pa.float32()),  # the highest probability of any label (single-label: of predicted_label)
     ("probabilities", pa.map_(pa.string(), pa.float32())),  # every label of the model -> its probability
     ("model_version", pa.string()),
     ("model_hash", pa.string()),
     ("run_id", pa.string()),
     ("scored_at", pa.timestamp("us", tz="UTC")),
-    ("truncated", pa.bool_()),  # the text had more tokens than max_length
-    ("windows", pa.int32()),  # how many max_length windows of the text the model read (1 = the first only)
+    ("truncated", pa.bool_()),  # the model did not read every token (score.long_text: truncate, a longer text)
+    ("windows", pa.int32()),  # how many max_length windows of the text the model read (score.long_text: chunk)
 ])
 
 
@@ -57,21 +58,44 @@ def singletons(values: pa.Array) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(np.arange(len(values) + 1), pa.int32()), values)
 
 
-def prediction_table(doc_ids: pa.Array, probabilities: np.ndarray, labels: list[str], truncated: np.ndarray,
-                     scored_by: ScoredBy) -> pa.Table:
-    """Predictions of a single-label model in PREDICTIONS_SCHEMA.
+def above_thresholds(labels: list[str], probabilities: np.ndarray,
+                     thresholds: np.ndarray) -> tuple[pa.Array, pa.ListArray]:
+    """(most probable label at or above its threshold, or null; every such label, most probable first, ties in model
+    order) per row. probabilities: [rows, len(labels)]; thresholds: [len(labels)]."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    passing = np.take_along_axis(probabilities >= np.asarray(thresholds)[None, :], order, axis=1)
+    offsets = np.zeros(len(probabilities) + 1, dtype=np.int32)
+    np.cumsum(passing.sum(axis=1), out=offsets[1:])
+    names = np.asarray(labels, dtype=object)
+    first = names[order[np.arange(len(order)), passing.argmax(axis=1)]] if len(order) else names[:0]
+    best = pa.array(np.where(passing.any(axis=1), first, None).tolist(), pa.string())
+    return best, pa.ListArray.from_arrays(pa.array(offsets, pa.int32()),
+                                          pa.array(names[order[passing]].tolist(), pa.string()))
 
-    probabilities: float [rows, len(labels)], rows in doc_ids order, each row summing to 1 (softmax).
-    truncated: bool [rows]. The predicted label is the argmax; ties go to the first label in model order.
+
+def prediction_table(doc_ids: pa.Array, probabilities: np.ndarray, labels: list[str], truncated: np.ndarray,
+                     scored_by: ScoredBy, thresholds: np.ndarray | None = None,
+                     windows: np.ndarray | None = None) -> pa.Table:
+    """Predictions in PREDICTIONS_SCHEMA.
+
+    probabilities: float [rows, len(labels)], rows in doc_ids order: softmax rows summing to 1 (single-label), or
+    one sigmoid per label (multi-label, with `thresholds` [len(labels)]). truncated: bool [rows]; windows: int
+    [rows] (1 each when None). Single-label: the predicted label is the argmax, ties to the first label in model
+    order. Multi-label: predicted_labels are the labels at or above their threshold, most probable first, and
+    predicted_label the first of them (null when none is).
     """
     rows = len(doc_ids)
     probabilities = np.asarray(probabilities, np.float32).reshape(rows, len(labels))
-    best = probabilities.argmax(axis=1) if rows else np.zeros(0, dtype=np.int64)
-    predicted = pa.array([labels[i] for i in best], pa.string())
+    if thresholds is None:
+        best = probabilities.argmax(axis=1) if rows else np.zeros(0, dtype=np.int64)
+        predicted = pa.array([labels[i] for i in best], pa.string())
+        predicted_labels = singletons(predicted)
+    else:
+        predicted, predicted_labels = above_thresholds(labels, probabilities, thresholds)
     return pa.table({
         "doc_id": doc_ids,
         "predicted_label": predicted,
-        "predicted_labels": singletons(predicted),
+        "predicted_labels": predicted_labels,
         "confidence": pa.array(probabilities.max(axis=1) if rows else [], pa.float32()),
         "probabilities": label_map(labels, probabilities),
         "model_version": pa.array([scored_by.model_version] * rows, pa.string()),
@@ -79,7 +103,7 @@ def prediction_table(doc_ids: pa.Array, probabilities: np.ndarray, labels: list[
         "run_id": pa.array([scored_by.run_id] * rows, pa.string()),
         "scored_at": pa.array([dt.datetime.now(dt.timezone.utc)] * rows, pa.timestamp("us", tz="UTC")),
         "truncated": pa.array(truncated, pa.bool_()),
-        "windows": pa.array(np.ones(rows, dtype=np.int32)),
+        "windows": pa.array(np.ones(rows, dtype=np.int32) if windows is None else np.asarray(windows, np.int32)),
     }, schema=PREDICTIONS_SCHEMA)
 
 

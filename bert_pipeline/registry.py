@@ -1,8 +1,9 @@
 """The model registry: versioned model folders under models/, the champion gate, and `models/_champion.json`.
 
 The gate (`gate`) promotes a new model only when, on this run's validation rows compared by label *name*:
-  1. its macro-F1 beats the majority-class baseline (always predicting the most frequent validation label: the best
-     macro-F1 any model that answers one class for everything can reach), and
+  1. its macro-F1 beats the best constant answer (single-label: always the most frequent validation label, the
+     majority-class baseline; multi-label: every validation label for every row, see `multilabel`): the best
+     macro-F1 any model that answers the same for everything can reach, and
   2. when a champion exists, its macro-F1 is at least the champion's minus `train.champion_tolerance`.
 The champion is re-evaluated on the same rows (re-tokenized with its own tokenizer when that differs); a label the
 champion lacks counts as wrong for it, so a label-set change is compared like anything else, never waved through.
@@ -25,18 +26,36 @@ from bert_pipeline import storage
 from bert_pipeline.errors import ConfigError
 from bert_pipeline.inference import predict_logits
 from bert_pipeline.lake import Lake, utc_now
-from bert_pipeline.metrics import classification_report
+from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.multilabel import is_multi_label, names_of, predicted_sets, sigmoid, thresholds_of
 from bert_pipeline.tokenize import encode_texts
 from bert_pipeline.trainset import SplitData, texts_of
+from bert_pipeline.windows import Windowing
+
+Answer = str | tuple[str, ...]  # one row's label(s) by name: a label, or a multi-label row's set in label order
 
 log = logging.getLogger(__name__)
 
 
-def macro_f1_by_name(true: Sequence[str], predicted: Sequence[str]) -> float:
-    """Macro-F1 over the labels present in either list (scikit-learn's default set of classes), matched by name."""
+def macro_f1_by_name(true: Sequence[Answer], predicted: Sequence[Answer]) -> float:
+    """Macro-F1 over the labels present in either list (scikit-learn's default set of classes), matched by name.
+    When either holds sets (tuples), both are read as sets (a single label is the set of it): multi-label macro-F1."""
     if not len(true):
         return 0.0
+    if any(isinstance(x, tuple) for x in (*true[:1], *predicted[:1])):
+        true_sets = [x if isinstance(x, tuple) else (x,) for x in true]
+        predicted_sets_ = [x if isinstance(x, tuple) else (x,) for x in predicted]
+        names = sorted(set().union(*true_sets, *predicted_sets_))
+        index = {name: i for i, name in enumerate(names)}
+
+        def matrix(rows: list[tuple[str, ...]]) -> np.ndarray:
+            out = np.zeros((len(rows), len(names)), dtype=bool)
+            for r, labels in enumerate(rows):
+                out[r, [index[x] for x in labels]] = True
+            return out
+
+        return multilabel_report(matrix(true_sets), matrix(predicted_sets_), names)["macro_f1"]
     names = sorted(set(true) | set(predicted))
     index = {name: i for i, name in enumerate(names)}
     return classification_report(np.asarray([index[x] for x in true]), np.asarray([index[x] for x in predicted]),
@@ -49,14 +68,24 @@ def majority_label(labels: Sequence[str]) -> str:
     return min(counts, key=lambda name: (-counts[name], name))
 
 
-def gate(true: Sequence[str], new: Sequence[str], majority: str, label_names: Sequence[str],
-         champion: dict[str, Any] | None, champion_predicted: Sequence[str] | None, tolerance: float) -> dict[str, Any]:
+def constant_baseline(true: Sequence[Answer], multi_label: bool) -> Answer:
+    """The constant answer with the best macro-F1 on `true`: the majority label, or (multi-label) the set of every
+    label that occurs in `true`."""
+    if multi_label:
+        return tuple(sorted(set().union(*(x if isinstance(x, tuple) else (x,) for x in true))))
+    return majority_label(true)  # type: ignore[arg-type]
+
+
+def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_names: Sequence[str],
+         champion: dict[str, Any] | None, champion_predicted: Sequence[Answer] | None,
+         tolerance: float) -> dict[str, Any]:
     """The champion decision for a new model, from validation labels and predictions by name (pure).
 
     `champion_predicted` is None when a champion exists but could not be run (its folder is gone, so scoring could
     not use it either): the new model is then held to the baseline alone, and the reason says so.
     """
     rows = len(true)
+    kind = "majority-class baseline" if isinstance(majority, str) else "best constant answer"
     new_f1 = macro_f1_by_name(true, new)
     baseline = macro_f1_by_name(true, [majority] * rows)
     share = Counter(new).most_common(1)[0] if rows else (None, 0)
@@ -75,13 +104,13 @@ def gate(true: Sequence[str], new: Sequence[str], majority: str, label_names: Se
     if new_f1 <= baseline:
         one_class = f"; it predicts {share[0]!r} for {share[1] / rows:.0%} of them" if share[1] / rows > 0.95 else ""
         return decision | {"promoted": False, "reason": (
-            f"validation macro-F1 {new_f1:.4f} does not beat the majority-class baseline {baseline:.4f} (always "
+            f"validation macro-F1 {new_f1:.4f} does not beat the {kind} {baseline:.4f} (always "
             f"{majority!r}) on {rows} validation rows{one_class}: the model learned too little to be trusted")}
     if champion is None or theirs is None:
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
-        return decision | {"promoted": True, "reason": f"validation macro-F1 {new_f1:.4f} beats the majority-class "
-                           f"baseline {baseline:.4f}; {missing}"}
+        return decision | {"promoted": True, "reason": f"validation macro-F1 {new_f1:.4f} beats the {kind} "
+                           f"{baseline:.4f}; {missing}"}
     labels_note = ""
     if set(champion.get("label_names") or []) != set(label_names):
         labels_note = f"; the champion's labels are {champion.get('label_names')}"
@@ -144,31 +173,41 @@ def model_card(model_version: str, run_date: str, base_model: str, metrics: dict
     nights = "\n".join(f"| {date} | {c['train']} | {c['validation']} | {c['test']} | "
                        f"{training_set['token_source'].get(date, '')} |"
                        for date, c in sorted(training_set["rows_by_night"].items()))
+    multi = metrics.get("problem_type") == "multi_label"
+    last = ("micro-F1", "micro_f1") if multi else ("ECE", "ece")
+    accuracy = "subset accuracy" if multi else "accuracy"
+    calibration = metrics["calibration"]
+    calibrated = (f"Per-label decision thresholds (calibration.json): {json.dumps(calibration.get('thresholds'))}"
+                  if multi else f"Softmax temperature {calibration['temperature']:.3f} (calibration.json)")
     return (
         f"# {model_version}\n\n{status}\n\nText classifier fine-tuned by bert-pipeline for run_date {run_date} from "
-        f"`{base_model}`.\n\nLabels: {', '.join(metrics['label_names'])}\n\n"
-        f"| split | rows | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|\n"
-        f"| validation | {val.get('rows', 0)} | {val.get('accuracy', 0):.4f} | {val.get('macro_f1', 0):.4f} | "
-        f"{val.get('ece', 0):.4f} |\n| test | {test.get('rows', 0)} | {test.get('accuracy', 0):.4f} | "
-        f"{test.get('macro_f1', 0):.4f} | {test.get('ece', 0):.4f} |\n\n"
-        f"Majority-class baseline on validation: macro-F1 {decision.get('baseline_validation_macro_f1', 0):.4f} "
+        f"`{base_model}`.\n\nLabels ({'multi-label' if multi else 'single-label'}): "
+        f"{', '.join(metrics['label_names'])}\n\n"
+        f"| split | rows | {accuracy} | macro-F1 | {last[0]} |\n|---|---|---|---|---|\n"
+        + "".join(f"| {name} | {m.get('rows', 0)} | {m.get('accuracy', 0):.4f} | {m.get('macro_f1', 0):.4f} | "
+                  f"{m.get(last[1], 0):.4f} |\n" for name, m in (("validation", val), ("test", test)))
+        + f"\nBest constant answer on validation: macro-F1 {decision.get('baseline_validation_macro_f1', 0):.4f} "
         f"(always {decision.get('baseline_label')!r}).\n\n"
         f"Training set: the labelled rows of {len(training_set['rows_by_night'])} night(s), "
         f"{training_set['corrections_applied']} label correction(s) applied"
         + (f", rows of labels without training rows left out: {training_set['dropped_unseen_labels']}"
            if training_set["dropped_unseen_labels"] else "") + ".\n\n"
         f"| run_date | train | validation | test | token ids from |\n|---|---|---|---|---|\n{nights}\n\n"
-        f"Recipe: {recipe}. Softmax temperature {metrics['calibration']['temperature']:.3f} (calibration.json).\n\n"
+        f"Recipe: {recipe}. {calibrated}.\n\n"
         f"Fingerprints: {json.dumps(fingerprints)}\n"
     )
 
 
 def champion_predictions(lake: Lake, champion: dict[str, Any], validation: SplitData, tokenizer_hash: str,
-                         max_length: int, pad_id: int, batch_size: int, device: Any) -> list[str] | None:
-    """The champion's predicted label names for the validation rows, or None when its folder cannot be loaded.
+                         max_length: int, pad_id: int, batch_size: int, device: Any,
+                         windowing: Windowing | None = None, as_sets: bool = False) -> list[Answer] | None:
+    """The champion's predicted labels for the validation rows, or None when its folder cannot be loaded: label
+    names, or with `as_sets` tuples of names (a multi-label champion's labels above its thresholds, a single-label
+    one's label alone). A multi-label champion asked for single labels answers its most probable one.
 
-    Rows are this run's token ids when the champion shares the tokenizer; otherwise their curated texts are
-    tokenized again with the champion's own tokenizer at the max_length it was trained with.
+    Rows are this run's token ids when the champion shares the tokenizer (read in `windowing`'s windows when this
+    run reads whole documents); otherwise their curated texts are tokenized again with the champion's own
+    tokenizer, truncated at the max_length it was trained with.
     """
     url = lake.model_url(champion["model_version"])
     manifest = model_manifest(lake, champion["model_version"])
@@ -185,6 +224,11 @@ def champion_predictions(lake: Lake, champion: dict[str, Any], validation: Split
         flat, offsets, _ = encode_texts(encoder, texts_of(lake, validation), 1024)
         sequences = [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
         pad_id = tokenizer.pad_token_id or 0
-    logits = predict_logits(model, sequences, batch_size, pad_id, device)
-    id2label = {int(k): v for k, v in model.config.id2label.items()}
-    return [id2label[i] for i in logits.argmax(axis=1).tolist()]
+        windowing = None
+    logits = predict_logits(model, sequences, batch_size, pad_id, device, windowing=windowing)
+    names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    if as_sets and is_multi_label(model.config):
+        calibration = storage.read_json(os.path.join(folder, "calibration.json"))
+        return names_of(predicted_sets(sigmoid(logits), thresholds_of(calibration, names)), names)  # type: ignore[return-value]
+    best = [names[i] for i in logits.argmax(axis=1).tolist()]
+    return [(name,) for name in best] if as_sets else best  # type: ignore[misc]

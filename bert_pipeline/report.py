@@ -1,7 +1,9 @@
 """The nightly report: `reports/run_date=YYYY-MM-DD/report.md` plus PNG plots, for people who never open the code.
 
-Plots: rows by curation outcome (reject reasons), the model's test confusion matrix, the distribution of tonight's
-scores, and the change in predicted-label shares against the previous night that has predictions. Every number
+Plots: rows by curation outcome (reject reasons), the model's test confusion matrix (a multi-label model: its test
+F1 per label, and each label's frequency in the test rows against tonight's predictions), the distribution of
+tonight's scores, and the change in predicted-label shares against the previous night that has predictions (a
+multi-label row counts for each label it was given). Every number
 comes from committed manifests and prediction shards, so the report can be rebuilt for any run_date.
 """
 
@@ -41,7 +43,11 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
         sections.append(training_section(trained))
     if metrics:
         sections.append(model_section(metrics))
-        plots["confusion_matrix.png"] = plot_confusion(metrics)
+        if metrics.get("problem_type") == "multi_label":
+            plots["per_label_f1.png"] = plot_per_label_f1(metrics)
+            plots["label_frequency.png"] = plot_label_frequency(metrics, scores)
+        else:
+            plots["confusion_matrix.png"] = plot_confusion(metrics)
     if scores:
         before = label_shares(lake, previous) if previous else None
         sections.append(score_section(scores, before, previous))
@@ -83,16 +89,17 @@ def model_metrics(lake: Lake, model_version: str | None) -> dict[str, Any] | Non
 
 
 def label_shares(lake: Lake, run_date: str) -> dict[str, Any] | None:
-    """Predicted-label counts and a confidence sample of a committed predictions partition (None when absent)."""
+    """Rows per predicted label (a multi-label row counts for each of its labels) and a confidence sample of a
+    committed predictions partition (None when absent)."""
     manifest = lake.read_manifest("predictions", run_date)
     if not manifest or not manifest["counts"]["rows"]:
         return None
     counts: dict[str, int] = {}
     confidences = []
     dataset = lake.dataset("predictions", {run_date: manifest})
-    for batch in dataset.to_batches(columns=["predicted_label", "confidence"]):  # batch by batch: two small columns
+    for batch in dataset.to_batches(columns=["predicted_labels", "confidence"]):  # batch by batch: small columns
         shard = pl.from_arrow(batch)
-        for label, n in shard["predicted_label"].value_counts().iter_rows():  # type: ignore[call-overload]
+        for label, n in shard["predicted_labels"].explode().drop_nulls().value_counts().iter_rows():  # type: ignore[call-overload]
             counts[label] = counts.get(label, 0) + n
         confidences.append(shard["confidence"].to_numpy()[:20_000])  # type: ignore[call-overload]
     return {"run_date": run_date, "model_version": manifest.get("model_version"), "rows": manifest["counts"]["rows"],
@@ -112,9 +119,20 @@ def curation_section(counts: dict[str, Any]) -> str:
 
 def model_section(metrics: dict[str, Any]) -> str:
     test, val = metrics["test"], metrics["validation"]
-    return (f"## Model {metrics['model_version']}\n\n| split | rows | accuracy | macro-F1 | ECE |\n|---|---|---|---|---|\n"
-            + "".join(f"| {name} | {m.get('rows', 0)} | {m.get('accuracy', 0):.4f} | {m.get('macro_f1', 0):.4f} | "
-                      f"{m.get('ece', 0):.4f} |\n" for name, m in (("validation", val), ("test", test))))
+    multi = metrics.get("problem_type") == "multi_label"
+    accuracy, (last, key) = ("subset accuracy" if multi else "accuracy"), (("micro-F1", "micro_f1") if multi
+                                                                           else ("ECE", "ece"))
+    table = (f"## Model {metrics['model_version']}\n\n| split | rows | {accuracy} | macro-F1 | {last} |\n"
+             "|---|---|---|---|---|\n"
+             + "".join(f"| {name} | {m.get('rows', 0)} | {m.get('accuracy', 0):.4f} | {m.get('macro_f1', 0):.4f} | "
+                       f"{m.get(key, 0):.4f} |\n" for name, m in (("validation", val), ("test", test))))
+    if not multi:
+        return table
+    thresholds = metrics["calibration"].get("thresholds") or {}
+    rows = "".join(f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} | "
+                   f"{thresholds.get(name, 0.5):.2f} |\n" for name, c in (test.get("per_class") or {}).items())
+    return (table + "\nTest, per label (multi-label; thresholds tuned on validation):\n\n"
+            "| label | precision | recall | F1 | support | threshold |\n|---|---|---|---|---|---|\n" + rows)
 
 
 def score_section(now: dict[str, Any], before: dict[str, Any] | None, previous: str | None) -> str:
@@ -163,6 +181,38 @@ def plot_confusion(metrics: dict[str, Any]) -> bytes:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"test confusion matrix ({metrics['test'].get('rows', 0)} rows)")
+    return _png(fig)
+
+
+def plot_per_label_f1(metrics: dict[str, Any]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    per_class = metrics["test"].get("per_class") or {}
+    labels = list(per_class)
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(labels) + 1.5))
+    ax.barh(labels, [per_class[k]["f1"] for k in labels], color="tab:blue")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test F1")
+    ax.set_title(f"test F1 per label (macro-F1 {metrics['test'].get('macro_f1', 0):.3f}, "
+                 f"{metrics['test'].get('rows', 0)} rows)")
+    return _png(fig)
+
+
+def plot_label_frequency(metrics: dict[str, Any], scores: dict[str, Any] | None) -> bytes:
+    import matplotlib.pyplot as plt
+
+    per_class, rows = metrics["test"].get("per_class") or {}, max(1, metrics["test"].get("rows", 0))
+    labels = list(per_class)
+    y = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.5))
+    ax.barh(y - 0.2, [per_class[k]["support"] / rows for k in labels], 0.4, label="test rows (true)")
+    if scores:
+        ax.barh(y + 0.2, [scores["counts"].get(k, 0) / scores["rows"] for k in labels], 0.4,
+                label=f"predicted, run_date {scores['run_date']}")
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("share of rows with the label")
+    ax.set_title("label frequency")
+    ax.legend()
     return _png(fig)
 
 

@@ -1,7 +1,10 @@
 """Score: every curated row, shard by shard, with the champion (or `score.model`), into predictions/.
 
 Within a shard: tokenize with the model's own tokenizer, sort by length, cut batches by a padded-token budget, run
-under `torch.inference_mode()`, restore the original order. Each prediction shard carries the stage fingerprint in its
+under `torch.inference_mode()`, restore the original order. `score.long_text: chunk` tokenizes without truncation
+and cuts each text into windows (`windows`): the budget then bounds windows, so a document of 100,000 tokens is many
+small passes, never one huge one, and its row records how many windows it took. A multi-label model (config
+problem_type multi_label_classification) gives sigmoid probabilities and the labels above its thresholds. Each prediction shard carries the stage fingerprint in its
 parquet metadata, so a rerun after a crash scores only the shards that are missing, and a rerun of a completed
 run_date with the same model and data does nothing.
 """
@@ -15,7 +18,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +35,9 @@ from bert_pipeline.models import (
 from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
 from bert_pipeline.tokenize import encode_texts
 from bert_pipeline.inference import autocast, collate, pick_device, pick_precision
+from bert_pipeline.multilabel import is_multi_label, sigmoid, thresholds_of
 from bert_pipeline.registry import committed_models
+from bert_pipeline.windows import Windowing, mean_by_document
 
 
 def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
@@ -69,15 +74,25 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndar
 # Measured on a 2-core AVX-512 CPU (MiniLM-L6, tweets): 2k-4k padded tokens per pass is ~30 % faster than 16k (the
 # activations stay in cache); a GPU wants large passes to fill its cores.
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
+class Scored(NamedTuple):
+    """A batch of texts scored: probabilities [rows, labels] float32 in input order (softmax rows, or one sigmoid
+    per label for a multi-label model), truncated [rows] bool, windows [rows] int32 (windows read per text)."""
+
+    probabilities: np.ndarray
+    truncated: np.ndarray
+    windows: np.ndarray
+
+
 class Scorer:
     """A loaded model + tokenizer that turns texts into probabilities; one per worker process."""
 
     def __init__(self, model_dir: str, max_length: int, batch_tokens: int | None, precision: str,
-                 device: str) -> None:
+                 device: str, long_text: str = "truncate") -> None:
         self.device = pick_device(device)
         self.tokenizer = load_tokenizer(model_dir)
         self.tokenizer_hash = tokenizer_hash(self.tokenizer)
-        self.encoder = fast_encoder(self.tokenizer, max_length)
+        self.encoder = fast_encoder(self.tokenizer, None if long_text == "chunk" else max_length)
+        self.windowing = Windowing.of(self.encoder, max_length) if long_text == "chunk" else None
         self.model = load_classifier(model_dir).to(self.device).eval()
         self.dtype = pick_precision(precision, self.device)
         self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, 4096)
@@ -86,14 +101,30 @@ class Scorer:
         self.temperature = float((calibration or {}).get("temperature", 1.0))
         id2label = self.model.config.id2label
         self.labels = [str(id2label[i]) for i in range(self.model.config.num_labels)]
+        self.multi_label = is_multi_label(self.model.config)
+        self.thresholds = thresholds_of(calibration, self.labels) if self.multi_label else None
 
-    @torch.inference_mode()
-    def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities [rows, classes] in input order, truncated flags)."""
+    def probabilities(self, texts: list[str]) -> Scored:
+        """Every text scored (see `Scored`); with chunking, a text's logits are the mean of its windows'."""
         flat, offsets, truncated = encode_texts(self.encoder, texts, batch_size=4096)
         sequences = [flat[offsets[i]:offsets[i + 1]] for i in range(len(texts))]
-        lengths = np.diff(offsets)
-        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        windows = np.ones(len(texts), dtype=np.int32)
+        if self.windowing is not None:
+            sequences, document = self.windowing.split(sequences)
+            windows = np.bincount(document, minlength=len(texts)).astype(np.int32)
+        logits = self.logits(sequences)
+        if self.windowing is not None:
+            logits = mean_by_document(logits, document, len(texts))
+        if self.multi_label:
+            return Scored(sigmoid(logits), truncated, windows)
+        z = torch.from_numpy(logits) / self.temperature
+        return Scored(torch.softmax(z, dim=-1).numpy(), truncated, windows)
+
+    @torch.inference_mode()
+    def logits(self, sequences: list[np.ndarray]) -> np.ndarray:
+        """Logits [rows, labels] float32 of token-id sequences in input order, batched by the token budget."""
+        lengths = np.fromiter((len(x) for x in sequences), dtype=np.int64, count=len(sequences))
+        out = np.zeros((len(sequences), len(self.labels)), dtype=np.float32)
         # Longest batches first: each pass's activations then fit in blocks the allocator freed after an earlier,
         # larger pass. Shortest first, every pass asks for a little more than any block freed so far, glibc grows
         # the heap around the live blocks, and peak RSS crept up with the corpus (1.31x for 10x the rows in
@@ -102,9 +133,8 @@ class Scorer:
         for index in token_budget_batches(lengths, self.batch_tokens)[::-1]:
             ids, mask = collate([sequences[i] for i in index], self.pad_id, self.device)
             with autocast(self.device, self.dtype):
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
-            probs[index] = torch.softmax(logits.float() / self.temperature, dim=-1).cpu().numpy()
-        return probs, truncated
+                out[index] = self.model(input_ids=ids, attention_mask=mask).logits.float().cpu().numpy()
+        return out
 
 
 @dataclass(frozen=True)
@@ -169,9 +199,9 @@ def model_labels(model_dir: str) -> list[str]:
 
 @functools.lru_cache(maxsize=2)
 def cached_scorer(model_ref: str, model_hash: str, max_length: int, batch_tokens: int | None, precision: str,
-                  device: str) -> Scorer:
+                  device: str, long_text: str = "truncate") -> Scorer:
     """One model load per worker process, however many shards it scores (model_hash keys a changed folder anew)."""
-    return Scorer(resolve_model_dir(model_ref, "score.model"), max_length, batch_tokens, precision, device)
+    return Scorer(resolve_model_dir(model_ref, "score.model"), max_length, batch_tokens, precision, device, long_text)
 
 
 def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
@@ -191,7 +221,7 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
     model_hash = folder_content_hash(model_dir)
     max_length = cfg.score.max_length or cfg.tokenize.max_length
     stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision,
-                           SCHEMA_VERSION)
+                           SCHEMA_VERSION, *([cfg.score.long_text] if cfg.score.long_text != "truncate" else []))
     manifest = lake.read_manifest("predictions", cfg.run_date)
     plan = replace(source, fingerprint=stage_fp, max_length=max_length, model_version=model_version,
                    model_ref=cfg.score.model or lake.model_url(model_version), model_hash=model_hash,
@@ -217,7 +247,7 @@ def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, i
     if shard_matches(url, plan.fingerprint):
         return {"rows": storage.parquet_rows(url), "scored": 0}
     scorer = cached_scorer(plan.model_ref, plan.model_hash, plan.max_length, cfg.score.batch_tokens,
-                           cfg.score.precision, cfg.score.device)
+                           cfg.score.precision, cfg.score.device, cfg.score.long_text)
     file_meta = {SHARD_FINGERPRINT: plan.fingerprint, SCHEMA_VERSION_KEY: SCHEMA_VERSION,
                  "bert_pipeline.labels": json.dumps(list(plan.labels)),
                  "bert_pipeline.model_version": plan.model_version,
@@ -225,11 +255,15 @@ def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, i
                  "bert_pipeline.tokenizer_hash": scorer.tokenizer_hash,
                  "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": plan.max_length}),
                  "bert_pipeline.temperature": str(scorer.temperature),
+                 "bert_pipeline.problem_type": "multi_label" if scorer.multi_label else "single_label",
+                 **({"bert_pipeline.thresholds": json.dumps(dict(zip(scorer.labels, scorer.thresholds.tolist())))}
+                    if scorer.thresholds is not None else {}),
                  "bert_pipeline.precision": str(scorer.dtype).replace("torch.", "") if scorer.dtype else "fp32"}
     shard = storage.read_parquet(plan.curated_urls[index], columns=["doc_id", "text"])
-    probabilities, truncated = scorer.probabilities(shard["text"].to_pylist())
-    table = prediction_table(shard["doc_id"], probabilities, scorer.labels, truncated,
-                             ScoredBy(plan.model_version, plan.model_hash, plan.run_id))
+    scored = scorer.probabilities(shard["text"].to_pylist())
+    table = prediction_table(shard["doc_id"], scored.probabilities, scorer.labels, scored.truncated,
+                             ScoredBy(plan.model_version, plan.model_hash, plan.run_id), scorer.thresholds,
+                             scored.windows)
     storage.write_parquet_atomic(url, table, file_meta)
     rows = table.num_rows
     del shard, table

@@ -10,6 +10,10 @@ gate promotes to champion only if it beats the majority-class baseline and the c
 
 Several processes: `python -m torch.distributed.run --nproc_per_node=N -m bert_pipeline.train CONFIG.json`, which
 `train.devices: N` runs for you (`distributed.launch`).
+
+Multi-label training sets (`multilabel`) train one sigmoid output per label with binary cross-entropy and tune a
+decision threshold per label on validation; `train.long_text: chunk` trains on every window of a long document and
+evaluates documents by the mean of their windows' logits (`windows`).
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ from bert_pipeline.config import PipelineConfig, TrainConfig
 from bert_pipeline.distributed import Dist, launch, process_group
 from bert_pipeline.inference import autocast, collate, pick_device, pick_precision, predict_logits
 from bert_pipeline.lake import Lake, fingerprint, utc_now
-from bert_pipeline.metrics import classification_report
+from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
 from bert_pipeline.progress import Progress
 from bert_pipeline.trainset import SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set
+from bert_pipeline.windows import Windowing
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +69,19 @@ def training_precision(requested: str, device: torch.device) -> tuple[torch.dtyp
     return pick_precision(requested, device), False
 
 
-def report(logits: np.ndarray, labels: np.ndarray, label_names: list[str], temperature: float = 1.0) -> dict[str, Any]:
-    """Metrics of logits against labels, with loss and ECE at the given softmax temperature."""
+def report(logits: np.ndarray, labels: np.ndarray, label_names: list[str], temperature: float = 1.0,
+           thresholds: np.ndarray | None = None) -> dict[str, Any]:
+    """Metrics of logits [rows, labels] against labels: single-label (label ids [rows]) with loss and ECE at the
+    given softmax temperature; multi-label (0/1 targets [rows, labels]) with binary cross-entropy and the labels at
+    or above `thresholds` (0.5 when None) as the predictions."""
     if not len(labels):
         return {"rows": 0}
+    if labels.ndim == 2:
+        probabilities = sigmoid(logits)
+        chosen = np.full(len(label_names), 0.5, np.float32) if thresholds is None else thresholds
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits),
+                                                                    torch.from_numpy(labels)).item()
+        return {"loss": loss, **multilabel_report(labels, predicted_sets(probabilities, chosen), label_names)}
     return {"loss": nll(logits, labels, temperature),
             "ece": expected_calibration_error(softmax(logits, temperature), labels),
             **classification_report(labels, logits.argmax(axis=1), label_names)}
@@ -94,7 +109,12 @@ def warmup_linear(total_steps: int, warmup_ratio: float) -> Callable[[int], floa
 
 
 def class_weight_tensor(labels: np.ndarray, num_labels: int, device: torch.device) -> torch.Tensor:
-    """Balanced weights n / (k * count_c); classes absent from training get weight 1."""
+    """Balanced weights: single-label n / (k * count_c) per class (absent classes get 1); multi-label each label's
+    positive weight negatives / positives (BCEWithLogitsLoss's pos_weight; a label without positives gets 1)."""
+    if labels.ndim == 2:
+        positives = labels.sum(axis=0).astype(np.float64)
+        weights = np.where(positives > 0, (len(labels) - positives) / np.maximum(positives, 1), 1.0)
+        return torch.tensor(weights, dtype=torch.float32, device=device)
     counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
     weights = np.where(counts > 0, len(labels) / (num_labels * np.maximum(counts, 1)), 1.0)
     return torch.tensor(weights, dtype=torch.float32, device=device)
@@ -129,7 +149,7 @@ class Trainer:
             labels = torch.from_numpy(self.train.labels[batch]).to(self.device)
             with autocast(self.device, self.dtype):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels, weight=self.weight) * (len(batch) / rows)
+            loss = self.loss(logits.float(), labels) * (len(batch) / rows)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += loss.item()
         if self.scaler:
@@ -143,6 +163,29 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over classes (single-label) or binary cross-entropy per label (multi-label), batch mean."""
+        if self.train.multi_label:
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.weight)
+        return torch.nn.functional.cross_entropy(logits, labels, weight=self.weight)
+
+
+def validation_report(logits: np.ndarray, data: SplitData, label_names: list[str],
+                      temperature: float = 1.0) -> tuple[dict[str, Any], np.ndarray | None]:
+    """(metrics, thresholds): multi-label thresholds are tuned on these rows first (`multilabel.tune_thresholds`);
+    single-label has none."""
+    if not data.multi_label or not len(data):
+        return report(logits, data.labels, label_names, temperature), None
+    thresholds = tune_thresholds(sigmoid(logits), data.labels)
+    return report(logits, data.labels, label_names, thresholds=thresholds), thresholds
+
+
+def window_rows(data: SplitData, windowing: Windowing) -> SplitData:
+    """A training split of whole documents as one row per window, each with its document's labels and doc_id."""
+    windows, document = windowing.split(data.sequences)
+    return SplitData(windows, data.labels[document], [data.doc_ids[i] for i in document] if data.doc_ids else [],
+                     [data.run_dates[i] for i in document] if data.run_dates else [])
 
 
 def epoch_groups(lengths: np.ndarray, cfg: TrainConfig, epoch: int) -> list[list[np.ndarray]]:
@@ -166,12 +209,15 @@ def epoch_plan(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
 
 def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: TrainConfig, pad_id: int,
         device: torch.device, store: CheckpointStore, progress: Progress | None = None,
-        dist: Dist = Dist()) -> dict[str, Any]:
+        dist: Dist = Dist(), windowing: Windowing | None = None) -> dict[str, Any]:
     """Train with per-epoch validation, early stopping on macro-F1 and resumable checkpoints; end on the best weights.
 
     Under DDP every rank builds the same step list and takes its share (`dist.shard`); rank 0 writes checkpoints.
+    With `windowing`, the training rows are the windows of the training documents and validation is per document.
     """
     train, validation = splits["train"], splits["validation"]
+    if windowing is not None:
+        train = window_rows(train, windowing)
     steps_per_epoch = len(dist.shard(epoch_groups(train.lengths, cfg, 0)))
     epochs, least = epoch_plan(cfg, steps_per_epoch)
     net = dist.wrap(model, device)
@@ -196,8 +242,8 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
             if state.global_step % cfg.checkpoint_every_steps == 0 and index + 1 < len(groups):
                 store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
                 dist.barrier()
-        val = report(predict_logits(model, validation.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision),
-                     validation.labels, label_names)
+        val, _ = validation_report(predict_logits(model, validation.sequences, cfg.eval_batch_size, pad_id, device,
+                                                  cfg.precision, windowing), validation, label_names)
         f1 = val.get("macro_f1", 0.0)
         if f1 > state.best_macro_f1 or not len(validation):
             state.best_macro_f1, state.best_epoch, state.bad_epochs = f1, epoch, 0
@@ -226,7 +272,8 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
             "epochs_planned": epochs, "best_epoch": state.best_epoch + 1, "stopped_early": state.epoch < epochs,
             "history": state.history,
             "seconds": round(seconds, 2), "samples_per_second": round(samples / max(seconds, 1e-9), 2),
-            "precision": str(loop.dtype).replace("torch.", "") if loop.dtype else "fp32", "world_size": dist.world}
+            "precision": str(loop.dtype).replace("torch.", "") if loop.dtype else "fp32", "world_size": dist.world,
+            "training_rows": len(train), "long_text": "chunk" if windowing else "truncate"}
 
 
 
@@ -271,8 +318,9 @@ def data_hash(data: TrainingSet) -> str:
     """xxh3-128 of the training set's content (split, doc_id, label of every row): equal sets train equal models."""
     digest = xxhash.xxh3_128()
     for split, rows in sorted(data.splits.items()):
-        for doc_id, label in sorted(zip(rows.doc_ids, rows.labels.tolist())):
-            digest.update(f"{split}\x00{doc_id}\x00{data.label_names[label]}\n".encode())
+        for doc_id, labels in sorted(zip(rows.doc_ids, (rows.label_names_of(i, data.label_names)
+                                                       for i in range(len(rows))))):
+            digest.update(f"{split}\x00{doc_id}\x00{'|'.join(labels)}\n".encode())
     return digest.hexdigest()
 
 
@@ -302,7 +350,11 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
 
     base_dir = resolve_model_dir(cfg.train.base_model)
     tokenizer = load_tokenizer(base_dir)
-    data = load_training_set(cfg, run.nights, fast_encoder(tokenizer, run.tokens["max_length"]))
+    max_length = run.tokens["max_length"]
+    chunk = cfg.train.long_text == "chunk"
+    encoder = fast_encoder(tokenizer, None if chunk else max_length)
+    windowing = Windowing.of(encoder, max_length) if chunk else None
+    data = load_training_set(cfg, run.nights, encoder)
     if not len(data.splits["train"]):
         log.warning("no labelled training rows up to run_date=%s: nothing to train, scoring keeps the champion",
                     cfg.run_date)
@@ -314,17 +366,18 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
         return {"stage": "train", "skipped": True, "reason": reason, "model_version": same["metrics"]["model_version"]}
     torch.manual_seed(cfg.train.seed)
     device = dist.device(pick_device(cfg.train.device))
-    model = new_classifier(base_dir, cfg.train, data.label_names, device)
+    model = new_classifier(base_dir, cfg.train, data.label_names, device, data.multi_label)
     pad_id = run.tokens["tokenizer"]["pad_token_id"] or 0
     store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", run.model_version), writer=dist.is_writer)
-    history = fit(model, data.splits, data.label_names, cfg.train, pad_id, device, store, progress, dist)
+    history = fit(model, data.splits, data.label_names, cfg.train, pad_id, device, store, progress, dist, windowing)
     if not dist.is_writer:  # rank 0 evaluates and commits; the others wait for it and stop
         dist.barrier()
         return {"stage": "train", "skipped": False, "model_version": run.model_version, "rank": dist.rank}
-    metrics, val_logits = evaluate_and_calibrate(model, data.splits, data.label_names, cfg.train, pad_id, device)
+    metrics, val_logits = evaluate_and_calibrate(model, data.splits, data.label_names, cfg.train, pad_id, device,
+                                                 windowing)
     metrics |= {"model_version": run.model_version, "label_names": data.label_names, "device": str(device),
-                "train": {"rows": len(data.splits["train"]), **history}}
-    decision = decide(run, data, val_logits, pad_id, device)
+                "problem_type": data.problem_type, "train": {"rows": len(data.splits["train"]), **history}}
+    decision = decide(run, data, val_logits, metrics["calibration"], pad_id, device, windowing)
     manifest = commit(run, model, tokenizer, metrics, data, decision, content)
     store.clear()
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
@@ -332,18 +385,26 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     return run.summary(manifest, skipped=False)
 
 
-def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, pad_id: int, device: torch.device) -> dict[str, Any]:
-    """The registry's gate on this run's validation rows, with the champion run on the same rows."""
+def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration: dict[str, Any], pad_id: int,
+           device: torch.device, windowing: Windowing | None = None) -> dict[str, Any]:
+    """The registry's gate on this run's validation rows, with the champion run on the same rows. Labels are
+    compared by name: one per row (single-label) or the row's set (multi-label, a tuple in label order)."""
     names, validation = data.label_names, data.splits["validation"]
-    true = [names[i] for i in validation.labels.tolist()]
-    new = [names[i] for i in val_logits.argmax(axis=1).tolist()] if len(validation) else []
+    true: list[Any] = [validation.label_names_of(i, names) for i in range(len(validation))]
+    if data.multi_label:
+        thresholds = np.asarray([calibration["thresholds"][name] for name in names], np.float32)
+        new: list[Any] = names_of(predicted_sets(sigmoid(val_logits), thresholds), names) if len(validation) else []
+    else:
+        true = [labels[0] for labels in true]
+        new = [names[i] for i in val_logits.argmax(axis=1).tolist()] if len(validation) else []
     champion = registry.read_champion(run.lake)
     theirs = None
     if champion is not None and len(validation):
         theirs = registry.champion_predictions(run.lake, champion, validation, run.tokens["tokenizer"]["hash"],
-                                               run.tokens["max_length"], pad_id, run.cfg.train.eval_batch_size, device)
-    # the validation rows' own majority: no model that answers one class for everything can score above it
-    majority = registry.majority_label(true) if true else ""
+                                               run.tokens["max_length"], pad_id, run.cfg.train.eval_batch_size, device,
+                                               windowing, as_sets=data.multi_label)
+    # the best constant answer: no model that answers the same for everything can score above it
+    majority = registry.constant_baseline(true, data.multi_label) if true else ""
     decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance)
     if not decision["promoted"]:
         log.warning("train: model %s is not promoted: %s", run.model_version, decision["reason"])
@@ -377,12 +438,14 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
     })
 
 
-def new_classifier(base_dir: str, cfg: TrainConfig, labels: list[str], device: torch.device) -> Any:
-    """The base model with a fresh classification head for `labels`."""
+def new_classifier(base_dir: str, cfg: TrainConfig, labels: list[str], device: torch.device,
+                   multi_label: bool = False) -> Any:
+    """The base model with a fresh classification head for `labels` (its config's problem_type says multi-label)."""
+    problem = {"problem_type": HF_MULTI_LABEL} if multi_label else {}
     return load_classifier(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
-        **dropout_overrides(cfg),
+        **dropout_overrides(cfg), **problem,
     ).to(device)
 
 
@@ -393,12 +456,24 @@ def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
 
 
 def evaluate_and_calibrate(model: Any, splits: dict[str, SplitData], labels: list[str], cfg: TrainConfig,
-                           pad_id: int, device: torch.device) -> tuple[dict[str, Any], np.ndarray]:
-    """Validation and test metrics of the best weights, with a temperature fitted on validation logits; and the
-    validation logits [rows, labels] (the champion gate compares their argmax)."""
+                           pad_id: int, device: torch.device,
+                           windowing: Windowing | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Validation and test metrics of the best weights, and the validation logits [rows, labels] (the champion gate
+    compares their predictions). Single-label: a softmax temperature fitted on validation logits. Multi-label:
+    per-label thresholds tuned on validation (`multilabel.tune_thresholds`), stored as calibration.json's
+    `thresholds` and used for the test metrics too."""
     val, test = splits["validation"], splits["test"]
-    val_logits = predict_logits(model, val.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision)
-    test_logits = predict_logits(model, test.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision)
+    val_logits = predict_logits(model, val.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision, windowing)
+    test_logits = predict_logits(model, test.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision, windowing)
+    if val.multi_label:
+        val_metrics, tuned = validation_report(val_logits, val, labels)
+        thresholds = tuned if tuned is not None else np.full(len(labels), 0.5, np.float32)
+        calibration = {"temperature": 1.0, "problem_type": "multi_label",
+                       "thresholds": {name: round(float(t), 2) for name, t in zip(labels, thresholds)},
+                       "threshold_rule": "per label, the threshold in 0.05..0.95 (step 0.05) with the best validation "
+                       "F1, ties closest to 0.5; 0.5 without positive validation rows"}
+        return {"validation": val_metrics, "test": report(test_logits, test.labels, labels, thresholds=thresholds),
+                "calibration": calibration}, val_logits
     temperature = fit_temperature(val_logits, val.labels) if cfg.calibrate else 1.0
     calibration = {"temperature": temperature,
                    "validation_ece_before": report(val_logits, val.labels, labels).get("ece"),

@@ -6,6 +6,10 @@ or the split the source gave), so a text keeps its split across nights. The newe
 (`labels.read_corrections`); a row whose label is in conflict, within a night or within a night's corrections, is
 not trained or evaluated on. `train.window_days` bounds the nights read, `train.max_train_samples` the training rows.
 
+Multi-label rows (sets of labels, `labels.label_set`) make a multi-label training set (`multilabel.problem_type`): its
+labels are the members of the training rows' sets and each row's targets a 0/1 vector. `train.long_text: chunk`
+tokenizes every night's text again without truncation (the token shards hold the first max_length tokens only).
+
 Every label the model gets must have training rows: a label seen only in validation or test is refused, naming it
 and its count per split, unless `train.drop_unseen_labels` drops those rows (reported in the model's manifest).
 """
@@ -24,8 +28,10 @@ import pyarrow.compute as pc
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.labels import (
-    apply_corrections, canonical_label, canonical_labels, check_label_spellings, read_corrections,
+    apply_corrections, canonical_label, canonical_labels, check_label_spellings, label_set, member_labels,
+    read_corrections,
 )
+from bert_pipeline.multilabel import multi_hot, problem_type
 from bert_pipeline.lake import Lake
 from bert_pipeline.tokenize import encode_texts
 
@@ -36,8 +42,9 @@ ROWS_SCHEMA = pa.schema([("doc_id", pa.string()), ("input_ids", pa.list_(pa.uint
 
 @dataclass
 class SplitData:
-    """One split's trainable rows: token-id sequences (1-D int arrays), label ids [rows] int64, and where each row
-    came from (doc_id, run_date), so the registry can re-tokenize them for a champion with another tokenizer."""
+    """One split's trainable rows: token-id sequences (1-D int arrays), labels (single-label: label ids [rows] int64;
+    multi-label: 0/1 targets [rows, labels] float32), and where each row came from (doc_id, run_date), so the
+    registry can re-tokenize them for a champion with another tokenizer."""
 
     sequences: list[np.ndarray]
     labels: np.ndarray
@@ -50,6 +57,16 @@ class SplitData:
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
+
+    def label_names_of(self, row: int, names: list[str]) -> tuple[str, ...]:
+        """The labels of one row by name (one for single-label, the set in label order for multi-label)."""
+        if self.multi_label:
+            return tuple(names[j] for j in np.flatnonzero(self.labels[row]))
+        return (names[int(self.labels[row])],)
 
     def take(self, index: np.ndarray) -> "SplitData":
         return SplitData([self.sequences[i] for i in index], self.labels[index],
@@ -101,7 +118,9 @@ def plan_training_set(cfg: PipelineConfig, tonight_tokens: dict[str, Any]) -> Tr
             continue
         curated = lake.read_manifest("curated", date)
         tokens = tonight_tokens if date == cfg.run_date else lake.read_manifest("tokens", date)
-        reusable = (tokens is not None and tokens.get("tokenizer", {}).get("hash") == tok_hash
+        # chunked training reads every token: the shards hold the first max_length only
+        reusable = (cfg.train.long_text == "truncate" and tokens is not None
+                    and tokens.get("tokenizer", {}).get("hash") == tok_hash
                     and tokens.get("max_length") == max_length and curated is not None
                     and curated["fingerprint"] in tokens.get("inputs", []))
         if curated is not None:
@@ -111,7 +130,7 @@ def plan_training_set(cfg: PipelineConfig, tonight_tokens: dict[str, Any]) -> Tr
 
 @dataclass
 class TrainingSet:
-    """The splits (label ids index `label_names`) and what the model card reports about them."""
+    """The splits (label ids or target columns index `label_names`) and what the model card reports about them."""
 
     splits: dict[str, SplitData]
     label_names: list[str]
@@ -119,9 +138,15 @@ class TrainingSet:
     token_source: dict[str, str]
     corrections_applied: int
     dropped_unseen: dict[str, dict[str, int]]
+    problem_type: str = "single_label"
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem_type == "multi_label"
 
     def describe(self) -> dict[str, Any]:
-        return {"run_dates": sorted(self.rows_by_night), "rows_by_night": self.rows_by_night,
+        return {"problem_type": self.problem_type, "run_dates": sorted(self.rows_by_night),
+                "rows_by_night": self.rows_by_night,
                 "rows": {split: len(data) for split, data in self.splits.items()},
                 "token_source": self.token_source, "corrections_applied": self.corrections_applied,
                 "dropped_unseen_labels": self.dropped_unseen}
@@ -195,12 +220,16 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     sequences = _sequences(table["input_ids"])
     by_split = {split: frame.filter(pl.col("split") == split) for split in SPLITS}
     by_split["train"] = _subsample(by_split["train"], cfg.train.max_train_samples, cfg.train.seed)
-    label_names = sorted(set(by_split["train"]["label"].to_list()))
+    problem = problem_type(frame["label"].to_list(), cfg.train.problem_type)
+    train_labels = by_split["train"]["label"].to_list()
+    label_names = member_labels(train_labels) if problem == "multi_label" else sorted(set(train_labels))
     if not label_names:  # nothing labelled to train on (yet): the train stage skips, scoring keeps the champion
         return TrainingSet({s: SplitData([], np.zeros(0, np.int64)) for s in SPLITS}, [], {}, token_source, 0, {})
     dropped = unseen_labels(by_split, label_names, cfg.train.drop_unseen_labels)
     if dropped:
-        by_split = {s: f.filter(pl.col("label").is_in(label_names)) for s, f in by_split.items()}
+        known = set(label_names)
+        by_split = {s: f.filter(pl.col("label").map_elements(lambda v: set(label_set(v)) <= known,
+                                                             return_dtype=pl.Boolean)) for s, f in by_split.items()}
     check_label_spellings(label_names, setting=f"labels of the training set up to run_date={plan.run_date}")
     if len(label_names) < 2:
         raise InputDataError(
@@ -208,15 +237,20 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
             f"{len(label_names)} distinct label(s) {label_names}; a classifier needs at least 2 "
             "(check ingest.label_column, or widen train.window_days)")
     index = {name: i for i, name in enumerate(label_names)}
-    splits = {split: SplitData([sequences[i] for i in f["row"].to_list()],
-                               np.asarray([index[x] for x in f["label"].to_list()], dtype=np.int64),
+
+    def targets(values: list[str]) -> np.ndarray:
+        if problem == "multi_label":
+            return multi_hot(values, label_names)
+        return np.asarray([index[x] for x in values], dtype=np.int64)
+
+    splits = {split: SplitData([sequences[i] for i in f["row"].to_list()], targets(f["label"].to_list()),
                                f["doc_id"].to_list(), f["run_date"].to_list())
               for split, f in by_split.items()}
     rows_by_night: dict[str, dict[str, int]] = {n.run_date: {s: 0 for s in SPLITS} for n in plan.nights}
     for split, f in by_split.items():
         for date, n in f["run_date"].value_counts().iter_rows():
             rows_by_night[date][split] = int(n)
-    return TrainingSet(splits, label_names, rows_by_night, token_source, corrected, dropped)
+    return TrainingSet(splits, label_names, rows_by_night, token_source, corrected, dropped, problem)
 
 
 def _subsample(frame: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFrame:
@@ -228,10 +262,13 @@ def _subsample(frame: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFram
 
 
 def unseen_labels(by_split: dict[str, pl.DataFrame], label_names: list[str], drop: bool) -> dict[str, dict[str, int]]:
-    """{label: rows per split} of labels that have no training rows. Errors: InputDataError unless `drop`."""
+    """{label: rows per split} of labels (members of a multi-label row's set) that have no training rows.
+    Errors: InputDataError unless `drop`."""
     unseen: dict[str, dict[str, int]] = {}
     for split in ("validation", "test"):
-        for label, n in by_split[split].filter(~pl.col("label").is_in(label_names))["label"].value_counts().iter_rows():
+        members = by_split[split].select(pl.col("label").map_elements(label_set, return_dtype=pl.List(pl.String))
+                                         ).explode("label").drop_nulls()
+        for label, n in members.filter(~pl.col("label").is_in(label_names))["label"].value_counts().iter_rows():
             unseen.setdefault(label, {s: 0 for s in SPLITS})[split] = int(n)
     if unseen and not drop:
         described = "; ".join(f"{label!r}: {counts}" for label, counts in sorted(unseen.items()))

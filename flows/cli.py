@@ -110,10 +110,12 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
             print(f"  trained on: {rows['train']} train / {rows['validation']} validation / {rows['test']} test rows "
                   f"of {len(training['run_dates'])} night(s) ({training['run_dates'][0]} .. "
                   f"{training['run_dates'][-1]}), {training['corrections_applied']} label correction(s) applied")
-        print(f"  validation: accuracy {metrics['validation'].get('accuracy', 0):.4f}  "
-              f"macro-F1 {metrics['validation'].get('macro_f1', 0):.4f}")
-        print(f"  test:       accuracy {test.get('accuracy', 0):.4f}  macro-F1 {test.get('macro_f1', 0):.4f}  "
-              f"({test.get('rows', 0)} rows)")
+        multi = metrics.get("problem_type") == "multi_label"
+        accuracy = "subset accuracy" if multi else "accuracy"
+        for name, split in (("validation", metrics["validation"]), ("test", test)):
+            micro = f"  micro-F1 {split.get('micro_f1', 0):.4f}" if multi else ""
+            print(f"  {name + ':':<11} {accuracy} {split.get('accuracy', 0):.4f}  macro-F1 "
+                  f"{split.get('macro_f1', 0):.4f}{micro}  ({split.get('rows', 0)} rows)")
         print(f"  metrics:    {train['model_uri']}/metrics.json")
 
 

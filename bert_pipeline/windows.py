@@ -1,0 +1,89 @@
+"""Long documents: a text longer than the model's window is read as overlapping windows, one prediction per document.
+
+The rule (`score.long_text: chunk`, `train.long_text: chunk`):
+  - the text is tokenized without truncation; its content tokens (without the tokenizer's special tokens) are cut into
+    windows of `max_length - specials` tokens, each starting three quarters of a window after the previous one (a
+    quarter overlap, so a sentence cut at one window's edge is whole in the next), the last window ending at the
+    text's end; each window gets the special tokens back ([CLS] ... [SEP] for BERT) and is `max_length` tokens at most;
+  - a text that fits the window is one window, exactly the sequence truncation would give;
+  - the document's logits are the mean of its windows' logits (so its softmax is the normalised geometric mean of the
+    windows' probabilities, and a multi-label document's sigmoid that of the mean logit): every window counts, a
+    single strongly worded window cannot outvote the rest. Measured against truncation in
+    benchmarks/bench_long_text.py.
+  - training on chunks: every window of a training document is a training row with the document's label(s);
+    validation and test are scored per document with the rule above, so metrics are document-level.
+
+The same windowing (HF's `stride`/`return_overflowing_tokens` in the question-answering examples) is used for
+training, evaluation and scoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """How one tokenizer's sequences are cut: `prefix`/`suffix` are its special token ids around a single text."""
+
+    max_length: int
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+    @classmethod
+    def of(cls, encoder: Any, max_length: int) -> "Windowing":
+        """The special tokens a `tokenizers.Tokenizer` adds around one text (found by encoding "" and "a")."""
+        empty, one = encoder.encode("").ids, encoder.encode("a").ids
+        start = 0
+        while start < len(empty) and start < len(one) and empty[start] == one[start]:
+            start += 1
+        if max_length <= len(empty):
+            raise ValueError(f"max_length {max_length} leaves no room for text beside {len(empty)} special tokens")
+        return cls(max_length, tuple(empty[:start]), tuple(empty[start:]))
+
+    @property
+    def content(self) -> int:
+        """Content tokens per window."""
+        return self.max_length - len(self.prefix) - len(self.suffix)
+
+    @property
+    def step(self) -> int:
+        """Content tokens between the starts of two windows: three quarters of a window (a quarter overlap)."""
+        return max(1, self.content - self.content // 4)
+
+    def count(self, tokens: int) -> int:
+        """Windows of a text of `tokens` content tokens: 1 + ceil((tokens - content) / step) for a longer one."""
+        return 1 if tokens <= self.content else 1 + -(-(tokens - self.content) // self.step)
+
+    def split(self, sequences: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        """(windows, document index [windows] int64) of untruncated sequences (special tokens included), in order.
+
+        Every window is at most max_length ids; documents keep their order and their windows are contiguous."""
+        head, tail = len(self.prefix), len(self.suffix)
+        prefix, suffix = np.asarray(self.prefix, np.int64), np.asarray(self.suffix, np.int64)
+        windows: list[np.ndarray] = []
+        counts = np.zeros(len(sequences), dtype=np.int64)
+        for doc, sequence in enumerate(sequences):
+            body = sequence[head:len(sequence) - tail]
+            n = self.count(len(body))
+            counts[doc] = n
+            if n == 1:
+                windows.append(sequence if len(sequence) <= self.max_length
+                               else np.concatenate([prefix, body[:self.content], suffix]).astype(sequence.dtype))
+                continue
+            last = len(body) - self.content
+            for i in range(n):
+                start = min(i * self.step, last)
+                windows.append(np.concatenate([prefix, body[start:start + self.content], suffix]).astype(sequence.dtype))
+        return windows, np.repeat(np.arange(len(sequences)), counts)
+
+
+def mean_by_document(values: np.ndarray, document: np.ndarray, documents: int) -> np.ndarray:
+    """values [windows, k] averaged per document -> [documents, k] (documents without windows stay 0)."""
+    total = np.zeros((documents, values.shape[1]), dtype=np.float64)
+    np.add.at(total, document, values)
+    counts = np.bincount(document, minlength=documents).astype(np.float64)
+    return (total / np.maximum(counts, 1)[:, None]).astype(np.float32)
