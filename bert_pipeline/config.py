@@ -160,7 +160,8 @@ class TrainConfig(_Section):
     window_days: int | None = Field(None, ge=1, description="train on the nights of the last N days up to run_date; "
                                     "empty = every committed night")
     drop_unseen_labels: bool = Field(False, description="leave out validation/test rows whose label has no training "
-                                     "rows, instead of refusing to train")
+                                     "rows (multi-label: leave that label out of their sets), instead of refusing "
+                                     "to train")
     max_train_samples: int | None = Field(None, ge=1, description="empty = all training rows")
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(5e-5, gt=0.0, lt=1.0)
@@ -316,11 +317,16 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key or not all(key.split(".")):
         raise ConfigError(f"override {item!r} must look like dotted.key=value")
+    if raw.strip() in _BLOCK_INDICATORS:  # YAML reads a lone | or > as an empty block: the user meant the character
+        return key, raw.strip()
     try:
         value = _yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {key}: value {raw!r} is not valid YAML: {exc}") from exc
     return key, value
+
+
+_BLOCK_INDICATORS = {"|", ">", "|-", ">-", "|+", ">+"}
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

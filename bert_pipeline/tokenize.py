@@ -29,7 +29,8 @@ HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
 
 def label_names(lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> list[str]:
-    """Sorted labels of the trainable curated rows: the classifier's label ids are their positions."""
+    """Sorted label values of the trainable curated rows (a multi-label row's value is its whole set, e.g.
+    '["billing","refund"]'): a shard's label_id is the position of the row's value here."""
     rows = lake.dataset("curated", {run_date: curated_manifest}).to_table(
         columns=["label"], filter=~pc.field("label_conflict") & pc.field("label").is_valid())
     return sorted(pc.unique(rows["label"]).to_pylist())
@@ -64,7 +65,8 @@ def token_table(curated: pl.DataFrame, encoder: Any, labels: list[str], batch_si
         "doc_id": curated["doc_id"].to_arrow(),
         "input_ids": input_ids,
         "length": pa.array(np.diff(offsets), pa.int32()),
-        "label_id": pa.array(label_ids, pa.int16()),
+        # a multi-label night may hold many distinct label sets: int32 when int16 cannot index them all
+        "label_id": pa.array(label_ids, pa.int16() if len(labels) <= np.iinfo(np.int16).max else pa.int32()),
         "split": curated["split"].to_arrow(),
         "truncated": pa.array(truncated),
     })

@@ -11,7 +11,8 @@ labels are the members of the training rows' sets and each row's targets a 0/1 v
 tokenizes every night's text again without truncation (the token shards hold the first max_length tokens only).
 
 Every label the model gets must have training rows: a label seen only in validation or test is refused, naming it
-and its count per split, unless `train.drop_unseen_labels` drops those rows (reported in the model's manifest).
+and its count per split, unless `train.drop_unseen_labels` drops those rows (multi-label: that label from their
+sets), reported in the model's manifest.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import pyarrow.compute as pc
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.labels import (
-    apply_corrections, canonical_label, canonical_labels, check_label_spellings, label_set, member_labels,
+    apply_corrections, canonical_label, canonical_labels, check_label_spellings, encode_label_set, label_set,
+    member_labels,
     read_corrections,
 )
 from bert_pipeline.multilabel import multi_hot, problem_type
@@ -226,10 +228,13 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     if not label_names:  # nothing labelled to train on (yet): the train stage skips, scoring keeps the champion
         return TrainingSet({s: SplitData([], np.zeros(0, np.int64)) for s in SPLITS}, [], {}, token_source, 0, {})
     dropped = unseen_labels(by_split, label_names, cfg.train.drop_unseen_labels)
-    if dropped:
+    if dropped and problem == "multi_label":  # a row's other labels still hold: only the unseen ones go
         known = set(label_names)
-        by_split = {s: f.filter(pl.col("label").map_elements(lambda v: set(label_set(v)) <= known,
-                                                             return_dtype=pl.Boolean)) for s, f in by_split.items()}
+        by_split = {s: f.with_columns(label=pl.col("label").map_elements(
+            lambda v: encode_label_set(m for m in label_set(v) if m in known), return_dtype=pl.String))
+            for s, f in by_split.items()}
+    elif dropped:
+        by_split = {s: f.filter(pl.col("label").is_in(label_names)) for s, f in by_split.items()}
     check_label_spellings(label_names, setting=f"labels of the training set up to run_date={plan.run_date}")
     if len(label_names) < 2:
         raise InputDataError(

