@@ -351,6 +351,24 @@ def build_config(data: Mapping[str, Any] | None = None, overrides: Mapping[str, 
         raise ConfigError(_format_error(exc)) from None
 
 
+_EMPTY_BLOCK = re.compile(r"^(\s*)([^\s#:][^:#]*):\s*([|>][-+]?)\s*(#.*)?$")
+
+
+def empty_block_scalars(text: str) -> list[tuple[int, str, str]]:
+    """(line, key, indicator) of every `key: |` (or >) with nothing indented under it: YAML reads an empty block,
+    "", where the writer almost surely meant the character (a label delimiter)."""
+    lines = text.splitlines()
+    found = []
+    for number, line in enumerate(lines):
+        match = _EMPTY_BLOCK.match(line)
+        if not match:
+            continue
+        following = next((later for later in lines[number + 1:] if later.strip()), "")
+        if len(following) - len(following.lstrip()) <= len(match.group(1)):
+            found.append((number + 1, match.group(2).strip(), match.group(3)))
+    return found
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     from bert_pipeline.storage import read_text  # local import: storage is heavier than config
 
@@ -364,6 +382,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
+    for line, key, indicator in empty_block_scalars(text):
+        raise ConfigError(f"config file {path} line {line}: `{key}: {indicator}` is an empty YAML block (the value ''), "
+                          f"not the character {indicator}; quote it: {key}: '{indicator}'")
     return data
 
 

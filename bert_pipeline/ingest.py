@@ -337,9 +337,11 @@ def check_labels(raw: pl.DataFrame, lake: Lake, run_date: str) -> dict[str, int]
     collide with each other or with an earlier night's labels (from the raw manifests), naming both and where each
     was seen."""
     labelled = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
-    members = raw.select(pl.col("label").drop_nulls().map_elements(label_set, return_dtype=pl.List(pl.String))
-                         .alias("member")).explode("member").drop_nulls()
-    counts = dict(members["member"].value_counts(sort=True).iter_rows())
+    counts: dict[str, int] = {}
+    for value, rows in raw["label"].drop_nulls().value_counts().iter_rows():  # per distinct value (or set)
+        for label in label_set(value):
+            counts[label] = counts.get(label, 0) + rows
+    counts = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     where: dict[str, str] = {}
     for value, source, row in labelled.select("label", "source", "source_row").iter_rows():
         for label in label_set(value):

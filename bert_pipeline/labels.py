@@ -77,8 +77,8 @@ def encode_label_set(members: Iterable[object]) -> str | None:
 
 
 def is_label_set(label: str | None) -> bool:
-    """True for the canonical form of a set of other than one label (a JSON array)."""
-    return label is not None and label.startswith("[") and label.endswith("]")
+    """True for the canonical form of a set of other than one label (a JSON array; `[draft]` is a label)."""
+    return label is not None and label.startswith("[") and label.endswith("]") and _json_list(label) is not None
 
 
 def label_set(label: str | None) -> list[str]:
@@ -106,14 +106,19 @@ def canonical_labels(series: pl.Series, delimiter: str | None = None) -> pl.Seri
     if isinstance(series.dtype, (pl.List, pl.Array)):
         if series.dtype.inner.is_nested():  # type: ignore[union-attr]
             raise InputDataError(f"label column holds {series.dtype}, not a label or a list of labels per row")
-        return pl.Series(series.name, [None if row is None else encode_label_set(row) for row in series.to_list()],
-                         dtype=pl.String)
+        encoded: dict[tuple[object, ...], str | None] = {}  # one encoding per distinct set
+        values = []
+        for row in series.to_list():
+            key = None if row is None else tuple(row)
+            if key is not None and key not in encoded:
+                encoded[key] = encode_label_set(key)
+            values.append(None if key is None else encoded[key])
+        return pl.Series(series.name, values, dtype=pl.String)
     if series.dtype.is_nested():
         raise InputDataError(f"label column holds {series.dtype}, not one label or a list of labels per row")
-    if delimiter:
-        text = series.cast(pl.String).str.strip_chars()
-        return pl.Series(series.name, [None if row is None or row == "" else encode_label_set(row.split(delimiter))
-                                       for row in text.to_list()], dtype=pl.String)
+    if delimiter and series.dtype == pl.String:  # numbers and booleans hold no delimiter: the plain rules apply
+        mapping = {value: split_label_text(value, delimiter) for value in series.drop_nulls().unique().to_list()}
+        return series.replace_strict(mapping, default=None, return_dtype=pl.String)
     if series.dtype == pl.Boolean:
         return series.cast(pl.String)
     if series.dtype.is_integer():
@@ -123,6 +128,16 @@ def canonical_labels(series: pl.Series, delimiter: str | None = None) -> pl.Seri
     # one Python call per distinct label, not per row
     mapping = {value: canonical_label(value) for value in series.drop_nulls().unique().to_list()}
     return series.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def split_label_text(text: str, delimiter: str) -> str | None:
+    """One text cell as a canonical set: a JSON array as written, else the pieces between delimiters (stripped,
+    empty pieces dropped); None when nothing is left (an empty cell, or one of delimiters only)."""
+    stripped = text.strip()
+    if stripped.startswith("[") and stripped.endswith("]") and _json_list(stripped) is not None:
+        return canonical_label(stripped)
+    pieces = [piece for piece in stripped.split(delimiter) if piece.strip()]
+    return encode_label_set(pieces) if pieces else None
 
 
 def label_key(label: str) -> str:

@@ -1,4 +1,5 @@
-"""Classification metrics from integer labels, in numpy (no scikit-learn at run time)."""
+"""Classification metrics in numpy (no scikit-learn at run time): single-label from integer label ids, multi-label
+from 0/1 matrices."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from bert_pipeline.inference import predict_logits
 from bert_pipeline.lake import Lake, utc_now
 from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
-from bert_pipeline.multilabel import is_multi_label, names_of, predicted_sets, sigmoid, thresholds_of
+from bert_pipeline.multilabel import is_multi_label, names_of, predicted_sets, sigmoid, thresholds_of, tune_thresholds
 from bert_pipeline.tokenize import encode_texts
 from bert_pipeline.trainset import SplitData, texts_of
 from bert_pipeline.windows import Windowing
@@ -97,9 +97,10 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         "previous_champion": champion and champion["model_version"], "new_top_predicted_label": share[0],
         "new_top_predicted_share": share[1] / rows if rows else None, "tolerance": tolerance,
     }
-    if len(set(true)) < 2:  # one label: always answering it scores 1.0, so nothing tells learning from guessing
+    if len(set(true)) < 2:  # one answer: always giving it scores 1.0, so nothing tells learning from guessing
+        what = "label(s)" if isinstance(majority, str) else "distinct label set(s)"
         return decision | {"promoted": False, "reason": (
-            f"the {rows} labelled validation rows hold {len(set(true))} label(s): nothing to compare models on; give "
+            f"the {rows} labelled validation rows hold {len(set(true))} {what}: nothing to compare models on; give "
             "the sources more labelled rows or raise curate.validation_fraction")}
     if new_f1 <= baseline:
         one_class = f"; it predicts {share[0]!r} for {share[1] / rows:.0%} of them" if share[1] / rows > 0.95 else ""
@@ -200,14 +201,20 @@ def model_card(model_version: str, run_date: str, base_model: str, metrics: dict
 
 def champion_predictions(lake: Lake, champion: dict[str, Any], validation: SplitData, tokenizer_hash: str,
                          max_length: int, pad_id: int, batch_size: int, device: Any,
-                         windowing: Windowing | None = None, as_sets: bool = False) -> list[Answer] | None:
+                         windowing: Windowing | None = None, as_sets: bool = False,
+                         targets: np.ndarray | None = None,
+                         label_names: Sequence[str] = ()) -> list[Answer] | None:
     """The champion's predicted labels for the validation rows, or None when its folder cannot be loaded: label
     names, or with `as_sets` tuples of names (a multi-label champion's labels above its thresholds, a single-label
-    one's label alone). A multi-label champion asked for single labels answers its most probable one.
+    one's label alone). A multi-label champion asked for single labels answers its most probable one. With the
+    validation rows' 0/1 `targets` over `label_names`, a multi-label champion's thresholds are tuned again on these
+    rows, as the new model's were (`multilabel.tune_thresholds`): both are judged with thresholds fitted to the same
+    rows, so the gate does not favour the model whose thresholds saw them.
 
     Rows are this run's token ids when the champion shares the tokenizer (read in `windowing`'s windows when this
     run reads whole documents); otherwise their curated texts are tokenized again with the champion's own
-    tokenizer, truncated at the max_length it was trained with.
+    tokenizer at the max_length it was trained with (read in windows of that length when this run reads whole
+    documents, else truncated).
     """
     url = lake.model_url(champion["model_version"])
     manifest = model_manifest(lake, champion["model_version"])
@@ -220,15 +227,22 @@ def champion_predictions(lake: Lake, champion: dict[str, Any], validation: Split
     sequences = validation.sequences
     if manifest.get("tokenizer_hash") != tokenizer_hash:
         tokenizer = load_tokenizer(folder)
-        encoder = fast_encoder(tokenizer, int(manifest.get("max_length") or max_length))
+        length = int(manifest.get("max_length") or max_length)
+        encoder = fast_encoder(tokenizer, None if windowing is not None else length)
+        windowing = Windowing.of(encoder, length) if windowing is not None else None
         flat, offsets, _ = encode_texts(encoder, texts_of(lake, validation), 1024)
         sequences = [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
         pad_id = tokenizer.pad_token_id or 0
-        windowing = None
     logits = predict_logits(model, sequences, batch_size, pad_id, device, windowing=windowing)
     names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
     if as_sets and is_multi_label(model.config):
-        calibration = storage.read_json(os.path.join(folder, "calibration.json"))
-        return names_of(predicted_sets(sigmoid(logits), thresholds_of(calibration, names)), names)  # type: ignore[return-value]
+        probabilities = sigmoid(logits)
+        thresholds = thresholds_of(storage.read_json(os.path.join(folder, "calibration.json")), names)
+        if targets is not None:
+            for j, name in enumerate(names):
+                if name in label_names:
+                    column = targets[:, [list(label_names).index(name)]]
+                    thresholds[j] = tune_thresholds(probabilities[:, [j]], column)[0]
+        return names_of(predicted_sets(probabilities, thresholds), names)  # type: ignore[return-value]
     best = [names[i] for i in logits.argmax(axis=1).tolist()]
     return [(name,) for name in best] if as_sets else best  # type: ignore[misc]

@@ -77,7 +77,7 @@ def training_section(manifest: dict[str, Any]) -> str:
     champion = decision.get("champion_validation_macro_f1")
     return (f"## Training\n\nModel {version} was {verdict}. {decision.get('reason', '')}.\n\n"
             f"| validation macro-F1 | new model | champion ({decision.get('previous_champion') or 'none'}) | "
-            f"majority baseline |\n|---|---|---|---|\n| {decision.get('validation_rows', 0)} rows | "
+            f"best constant answer |\n|---|---|---|---|\n| {decision.get('validation_rows', 0)} rows | "
             f"{decision.get('new_validation_macro_f1', 0):.4f} | {'' if champion is None else f'{champion:.4f}'} | "
             f"{decision.get('baseline_validation_macro_f1', 0):.4f} |\n\n"
             f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per night:\n\n"
@@ -221,7 +221,7 @@ def plot_score_distribution(scores: dict[str, Any]) -> bytes:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist(scores["confidence"], bins=40, range=(0, 1), color="tab:blue")
-    ax.set_xlabel("confidence of the predicted label")
+    ax.set_xlabel("confidence: the highest probability of any label")
     ax.set_ylabel("rows")
     ax.set_title(f"score distribution, run_date {scores['run_date']}")
     return _png(fig)

@@ -6,7 +6,8 @@ early stopping on macro-F1 keeping the best weights. `train.epochs: auto` runs e
 optimizer steps before early stopping may stop, and at most twice that (small data needs many passes: 3 epochs over
 ~470 rows is 45 steps, and such a model predicts the majority class). The training set is every committed night's
 labelled rows (`trainset`); the result is a versioned HF folder under models/<model_version>/, which the registry's
-gate promotes to champion only if it beats the majority-class baseline and the champion (`registry`).
+gate promotes to champion only if it beats the best constant answer (the majority-class baseline for single-label)
+and the champion (`registry`).
 
 Several processes: `python -m torch.distributed.run --nproc_per_node=N -m bert_pipeline.train CONFIG.json`, which
 `train.devices: N` runs for you (`distributed.launch`).
@@ -320,7 +321,8 @@ def data_hash(data: TrainingSet) -> str:
     for split, rows in sorted(data.splits.items()):
         for doc_id, labels in sorted(zip(rows.doc_ids, (rows.label_names_of(i, data.label_names)
                                                        for i in range(len(rows))))):
-            digest.update(f"{split}\x00{doc_id}\x00{'|'.join(labels)}\n".encode())
+            label = labels[0] if not rows.multi_label else json.dumps(labels, ensure_ascii=False)
+            digest.update(f"{split}\x00{doc_id}\x00{label}\n".encode())
     return digest.hexdigest()
 
 
@@ -402,7 +404,9 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
     if champion is not None and len(validation):
         theirs = registry.champion_predictions(run.lake, champion, validation, run.tokens["tokenizer"]["hash"],
                                                run.tokens["max_length"], pad_id, run.cfg.train.eval_batch_size, device,
-                                               windowing, as_sets=data.multi_label)
+                                               windowing, as_sets=data.multi_label,
+                                               targets=validation.labels if data.multi_label else None,
+                                               label_names=names)
     # the best constant answer: no model that answers the same for everything can score above it
     majority = registry.constant_baseline(true, data.multi_label) if true else ""
     decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance)
@@ -441,11 +445,12 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
 def new_classifier(base_dir: str, cfg: TrainConfig, labels: list[str], device: torch.device,
                    multi_label: bool = False) -> Any:
     """The base model with a fresh classification head for `labels` (its config's problem_type says multi-label)."""
-    problem = {"problem_type": HF_MULTI_LABEL} if multi_label else {}
+    # explicit both ways: a base folder that was itself multi-label must not make a single-label model score sigmoids
+    problem = HF_MULTI_LABEL if multi_label else "single_label_classification"
     return load_classifier(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
-        **dropout_overrides(cfg), **problem,
+        problem_type=problem, **dropout_overrides(cfg),
     ).to(device)
 
 

@@ -225,7 +225,7 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     problem = problem_type(frame["label"].to_list(), cfg.train.problem_type)
     train_labels = by_split["train"]["label"].to_list()
     label_names = member_labels(train_labels) if problem == "multi_label" else sorted(set(train_labels))
-    if not label_names:  # nothing labelled to train on (yet): the train stage skips, scoring keeps the champion
+    if not train_labels:  # nothing labelled to train on (yet): the train stage skips, scoring keeps the champion
         return TrainingSet({s: SplitData([], np.zeros(0, np.int64)) for s in SPLITS}, [], {}, token_source, 0, {})
     dropped = unseen_labels(by_split, label_names, cfg.train.drop_unseen_labels)
     if dropped and problem == "multi_label":  # a row's other labels still hold: only the unseen ones go
@@ -236,7 +236,12 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     elif dropped:
         by_split = {s: f.filter(pl.col("label").is_in(label_names)) for s, f in by_split.items()}
     check_label_spellings(label_names, setting=f"labels of the training set up to run_date={plan.run_date}")
-    if len(label_names) < 2:
+    if problem == "multi_label" and not label_names:
+        raise InputDataError(
+            f"train: every labelled training row of run_dates {[n.run_date for n in plan.nights]} holds the empty "
+            "label set [] (no label applies): there is no label to learn; check ingest.label_column and "
+            "ingest.label_delimiter")
+    if len(label_names) < (1 if problem == "multi_label" else 2):  # multi-label: one label is a yes/no question
         raise InputDataError(
             f"train: the labelled training rows of run_dates {[n.run_date for n in plan.nights]} hold "
             f"{len(label_names)} distinct label(s) {label_names}; a classifier needs at least 2 "

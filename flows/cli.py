@@ -33,7 +33,9 @@ configuration keys (YAML file and/or --set dotted.key=value; --set wins):
   ingest.sources             list of paths, globs or URLs (pkg://<package>/<path> for files inside a package)
   ingest.format              auto | csv | tsv | jsonl | parquet | txt  (auto: by extension; .gz/.zst/.bz2/.xz too)
   ingest.text_column         column holding the text (default text)
-  ingest.label_column        column holding the label (optional: unlabelled rows are scored, not trained on)
+  ingest.label_column        column holding the label (optional: unlabelled rows are scored, not trained on);
+                             a list or JSON array per row is a set of labels (multi-label)
+  ingest.label_delimiter     text labels are sets split at this string, e.g. '|' (quote it in YAML)
   ingest.id_column           column holding a unique id (optional: else derived from source and text)
   ingest.split_column        column holding train/validation/test (optional: else assigned by hash)
   ingest.delimiter, ingest.quote_char   csv/tsv dialect (default: the format's own; tsv has no quoting)
@@ -43,6 +45,8 @@ configuration keys (YAML file and/or --set dotted.key=value; --set wins):
   train.epochs               auto (default: train.min_steps optimizer steps, then early stopping) or a number
   train.window_days          train on the last N days of nights (default: every night so far)
   train.max_train_samples (empty = all), train.batch_size, train.learning_rate, train.device, train.drop_unseen_labels
+  train.problem_type         auto (default: multi_label when rows hold sets of labels) | single_label | multi_label
+  train.long_text, score.long_text   truncate (default: the first max_length tokens) | chunk (every token, in windows)
   score.model                empty = the champion in <data_root>/models; else an HF sequence-classification folder
   score.batch_tokens, score.precision (auto | fp32 | bf16), score.device (auto | cpu | cuda)
 

@@ -46,10 +46,11 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for i in range(420):
         labels = rng.sample(sorted(TOPICS), rng.choice([0, 1, 2, 2, 3]))
         rows.append({"text": ticket(rng, labels, 1000 + i), "topic": labels})
-    rows[5]["topic"] = rows[5]["topic"][0] if rows[5]["topic"] else "bug"  # a plain string among the lists
-    rows.append({"text": rows[7]["text"], "topic": list(reversed(rows[7]["topic"]))})  # same set, other order
-    rows.append({"text": rows[9]["text"], "topic": rows[9]["topic"] + ["bug"] if "bug" not in rows[9]["topic"]
-                 else ["shipping"]})  # same text, another set: a label conflict
+    rows[5]["topic"] = "bug"  # a plain string among the lists
+    pair = next(r for r in rows[6:] if len(r["topic"]) >= 2)
+    rows.append({"text": pair["text"], "topic": [*reversed(pair["topic"]), pair["topic"][0]]})  # same set, reordered
+    clash = next(r for r in rows[6:] if len(r["topic"]) == 1)
+    rows.append({"text": clash["text"], "topic": [*clash["topic"], "bug" if clash["topic"] != ["bug"] else "shipping"]})
     (folder / "night2.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     model = build_tiny_model(folder / "model", [r["text"] for r in one + rows], vocab_size=400)
     config = folder / "tickets.yaml"
@@ -58,7 +59,7 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         f"tokenize:\n  max_length: 32\ntrain:\n  base_model: {model}\n  min_steps: 250\n  batch_size: 16\n"
         "  learning_rate: 0.002\nscore:\n  batch_tokens: 2048\n")
     return {"folder": folder, "config": config, "night1": folder / "night1.csv", "night2": folder / "night2.jsonl",
-            "rows": rows}  # type: ignore[dict-item]
+            "pair": pair, "clash": clash}  # type: ignore[dict-item]
 
 
 def run_night(nights: dict, date: str, source: Path) -> str:
@@ -77,11 +78,10 @@ def test_two_nights_single_then_multi_label(nights: dict) -> None:
     lake = Lake(str(nights["folder"] / "lake"))
     curated = read_partition(lake, "curated", "2026-11-02")
     by_text = dict(zip(curated["text"].to_list(), curated["label"].to_list()))
-    rows = nights["rows"]
-    assert by_text[rows[7]["text"]] == json.dumps(sorted(rows[7]["topic"]), separators=(",", ":")) \
-        if len(rows[7]["topic"]) != 1 else rows[7]["topic"][0]
+    pair, clash = nights["pair"], nights["clash"]
+    assert by_text[pair["text"]] == json.dumps(sorted(pair["topic"]), separators=(",", ":"))
     conflicts = curated.filter(pl.col("label_conflict"))["text"].to_list()
-    assert conflicts == [rows[9]["text"]]  # the set that disagrees; the reordered copy agrees
+    assert conflicts == [clash["text"]]  # the copy whose set differs; the reordered copy of `pair` agrees
     assert curated.filter(pl.col("label") == "[]").height > 30  # "no topic applies" stays a labelled row
 
     manifest = next(m for m in map(storage.read_json, storage.glob(f"{lake.models}/2026-11-02-*/_manifest.json")))

@@ -136,3 +136,40 @@ def test_multilabel_predictions_fit_the_one_schema() -> None:
     assert [r["confidence"] for r in rows] == pytest.approx([0.9, 0.3, 0.6])
     assert [r["windows"] for r in rows] == [1, 3, 2]
     assert dict(rows[2]["probabilities"]) == pytest.approx({"a": 0.45, "b": 0.6, "c": 0.44})
+
+
+def test_text_that_only_looks_like_a_set_stays_a_label() -> None:
+    assert problem_type(["[draft]", "[final]"], "auto") == "single_label"  # brackets, not a JSON array
+    assert problem_type(["[draft]", "[final]"], "single_label") == "single_label"
+    # with a delimiter: numbers are labels, a JSON array is still a set, a cell of delimiters only is missing
+    assert canonical_labels(pl.Series([1.0, float("nan"), 2.0]), ",").to_list() == ["1", None, "2"]
+    assert canonical_labels(pl.Series(['["a", "b"]', "a, b", " | ", "c|"]), ",").to_list() == [
+        '["a","b"]', '["a","b"]', "|", "c|"]
+    assert canonical_labels(pl.Series([" | ", "c|", "|a|"]), "|").to_list() == [None, "c", "a"]
+
+
+def test_a_delimiter_written_as_a_bare_yaml_block_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("ingest:\n  label_column: tags\n  label_delimiter: |\n  text_column: body\n")
+    with pytest.raises(ConfigError, match=r"line 3: `label_delimiter: \|` is an empty YAML block.*label_delimiter: '\|'"):
+        load_config(config)
+    config.write_text("ingest:\n  label_column: tags\n  label_delimiter: '|'\n")
+    assert load_config(config).ingest.label_delimiter == "|"
+
+
+def test_a_single_label_model_from_a_multilabel_base_is_single_label(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoConfig
+
+    from bert_pipeline.config import TrainConfig
+    from bert_pipeline.multilabel import is_multi_label
+    from bert_pipeline.train import new_classifier
+    from tests.helpers import build_tiny_model
+
+    base = build_tiny_model(tmp_path / "base", ["refund please", "login broken"], vocab_size=60)
+    config = AutoConfig.from_pretrained(base)
+    config.problem_type = "multi_label_classification"
+    config.save_pretrained(base)
+    single = new_classifier(str(base), TrainConfig(), ["a", "b"], torch.device("cpu"))
+    multi = new_classifier(str(base), TrainConfig(), ["a", "b", "c"], torch.device("cpu"), multi_label=True)
+    assert not is_multi_label(single.config) and is_multi_label(multi.config)
