@@ -171,7 +171,9 @@ class TrainConfig(_Section):
     device: Device = "auto"
     eval_batch_size: int = Field(128, ge=1)
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
+    class_weights: bool | Literal["auto"] = Field(
+        "auto", description="weight the loss by inverse class frequency (multi-label: each label's positives by "
+        "negatives / positives); auto = on for multi-label, off for single-label")
     precision: Precision = Field("auto", description="auto = bf16 on CUDA GPUs with bf16 and on CPUs with native bf16 (AMX or avx512_bf16), fp16 on older GPUs, else fp32; validation uses the same")
     early_stopping_patience: int = Field(2, ge=0, description="epochs without a better validation macro-F1; 0 = off")
     checkpoint_every_steps: int = Field(200, ge=1, description="optimizer steps between resumable checkpoints")

@@ -3,12 +3,13 @@
 - Problem type (`train.problem_type`): `auto` is multi-label when some labelled row holds a set of other than one
   label (`labels.is_label_set`: two or more, or `[]` for "none applies"), else single-label. A single-label row in a
   multi-label training set is the set of that one label.
-- Loss: binary cross-entropy on each label's logit (`torch.nn.BCEWithLogitsLoss`; with `train.class_weights` each
-  label's positives are weighted negatives / positives, the balanced rule).
+- Loss: binary cross-entropy on each label's logit (`torch.nn.BCEWithLogitsLoss`), each label's positives weighted
+  by negatives / positives (the balanced rule; `train.class_weights: auto` turns it on for multi-label: without it
+  the rare labels' few positives barely move the model).
 - Decision thresholds, one per label, tuned on the validation rows (the SCut strategy of Yang, "A study of
-  thresholding strategies for text categorization", SIGIR 2001): the threshold among 0.05, 0.10, ..., 0.95 that
-  gives that label the best validation F1; ties go to the one closest to 0.5; a label without positive validation
-  rows keeps 0.5. They are stored with the model (`calibration.json`: `thresholds`) and used for every metric and
+  thresholding strategies for text categorization", SIGIR 2001): the threshold among 0.01, 0.02, ..., 0.99 that
+  gives that label the best validation F1 (a rare label's probabilities often stay far below 0.5); ties go to the
+  one closest to 0.5; a label without positive validation rows keeps 0.5. They are stored with the model (`calibration.json`: `thresholds`) and used for every metric and
   prediction; a multi-label folder without them uses 0.5.
 - The champion gate's baseline: the best constant answer. For macro-F1 that is every label for every row (a label
   always predicted scores F1 2p/(1+p) > 0 for a label of prevalence p; never predicted, 0).
@@ -27,7 +28,7 @@ from bert_pipeline.errors import InputDataError
 from bert_pipeline.labels import is_label_set, label_set
 
 HF_MULTI_LABEL = "multi_label_classification"
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+THRESHOLD_GRID = np.round(np.arange(0.01, 0.995, 0.01), 2)
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -76,7 +77,8 @@ def tune_thresholds(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarra
         positive = targets[:, label]
         if not positive.any():
             continue
-        predicted = probabilities[:, label][:, None] >= THRESHOLD_GRID[None, :]
+        # in the probabilities' own precision, as predicted_sets compares: 0.29 in float32 is below 0.29 in float64
+        predicted = probabilities[:, label][:, None] >= THRESHOLD_GRID.astype(probabilities.dtype)[None, :]
         tp = (predicted & positive[:, None]).sum(axis=0)
         f1 = 2 * tp / (predicted.sum(axis=0) + positive.sum())
         best = np.lexsort((closeness, f1))[-1]  # highest F1, then closest to 0.5

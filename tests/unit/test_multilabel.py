@@ -94,8 +94,11 @@ def test_thresholds_are_tuned_per_label_on_validation() -> None:
     targets = np.array([[1, 1, 0], [1, 1, 0], [0, 1, 0], [1, 0, 0]])
     thresholds = tune_thresholds(probabilities, targets)
     # label 0: positives at 0.29-0.33, negative at 0.05 -> any threshold in (0.05, 0.29] is perfect; closest to 0.5
-    # is 0.25. label 1: positives >= 0.7, negative 0.1 -> perfect from 0.15 to 0.7: 0.5. label 2: no positives: 0.5
-    assert thresholds.tolist() == pytest.approx([0.25, 0.5, 0.5])
+    # is 0.29. label 1: positives >= 0.7, negative 0.1 -> perfect from 0.11 to 0.7: 0.5. label 2: no positives: 0.5
+    assert thresholds.tolist() == pytest.approx([0.29, 0.5, 0.5])
+    # a rare label whose probabilities stay low still gets a threshold that finds it
+    rare = tune_thresholds(np.array([[0.03], [0.02], [0.004], [0.001]]), np.array([[1], [1], [0], [0]]))
+    assert rare.tolist() == pytest.approx([0.02])
 
 
 def test_multilabel_metrics_by_hand() -> None:
@@ -173,3 +176,18 @@ def test_a_single_label_model_from_a_multilabel_base_is_single_label(tmp_path: P
     single = new_classifier(str(base), TrainConfig(), ["a", "b"], torch.device("cpu"))
     multi = new_classifier(str(base), TrainConfig(), ["a", "b", "c"], torch.device("cpu"), multi_label=True)
     assert not is_multi_label(single.config) and is_multi_label(multi.config)
+
+
+def test_class_weights_auto_is_on_for_multilabel_only() -> None:
+    from bert_pipeline.config import TrainConfig
+    from bert_pipeline.train import class_weight_tensor, weighted_loss
+    from bert_pipeline.trainset import SplitData
+
+    multi = SplitData([np.zeros(3)] * 4, np.array([[1, 0], [0, 0], [0, 0], [1, 1]], np.float32))
+    single = SplitData([np.zeros(3)] * 4, np.array([0, 1, 1, 1]))
+    assert weighted_loss(TrainConfig(), multi) and not weighted_loss(TrainConfig(), single)
+    assert weighted_loss(TrainConfig(class_weights=True), single)
+    assert not weighted_loss(TrainConfig(class_weights=False), multi)
+    # each label's positives weigh negatives / positives: label 0 has 2 of 4, label 1 has 1 of 4
+    import torch
+    assert class_weight_tensor(multi.labels, 2, torch.device("cpu")).tolist() == [1.0, 3.0]
