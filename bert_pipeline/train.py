@@ -417,6 +417,13 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
     # the best constant answer: no model that answers the same for everything can score above it
     majority = registry.constant_baseline(true, data.multi_label) if true else ""
     decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance)
+    if champion is not None:
+        before = (registry.model_manifest(run.lake, champion["model_version"]).get("metrics") or {}).get(
+            "problem_type", "single_label")
+        if before != data.problem_type:  # e.g. train.window_days left only single-label nights in the window
+            log.warning("train: the champion %s is %s, tonight's training set is %s (train.problem_type: %s)",
+                        champion["model_version"], before, data.problem_type, run.cfg.train.problem_type)
+            decision["problem_type_change"] = f"{before} -> {data.problem_type}"
     if not decision["promoted"]:
         log.warning("train: model %s is not promoted: %s", run.model_version, decision["reason"])
     return decision

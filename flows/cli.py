@@ -17,6 +17,10 @@ from bert_pipeline.config import load_config, parse_override
 from bert_pipeline.errors import PipelineError
 from bert_pipeline.models import preflight
 
+# The embedded server's start-up wait is 20 s by default: on a busy 2-core machine (a training job beside it) it took
+# longer and the run failed before any stage started. Prefect reads its settings when first imported, below this.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
 COMMANDS = {
     "run": "the nightly flow: ingest, curate, tokenize, train, score",
     "ingest": "read ingest.sources into <data_root>/raw/run_date=...",

@@ -71,7 +71,7 @@ def run_night(nights: dict, date: str, source: Path) -> str:
 
 def test_two_nights_single_then_multi_label(nights: dict) -> None:
     first = run_night(nights, "2026-11-01", nights["night1"])
-    assert "validation: accuracy" in first  # one label per row: a single-label model
+    assert "validation: accuracy" in first and "promoted to champion" in first  # a single-label champion
     second = run_night(nights, "2026-11-02", nights["night2"])
     assert "subset accuracy" in second and "micro-F1" in second
 
@@ -90,6 +90,7 @@ def test_two_nights_single_then_multi_label(nights: dict) -> None:
     assert set(metrics["test"]) >= {"macro_f1", "micro_f1", "accuracy", "per_class", "hamming_loss"}
     decision = manifest["champion_decision"]
     assert decision["baseline_label"] == sorted(TOPICS) and decision["promoted"], decision["reason"]
+    assert decision["problem_type_change"] == "single_label -> multi_label"
     assert decision["new_validation_macro_f1"] > decision["baseline_validation_macro_f1"]
     assert metrics["test"]["macro_f1"] >= 0.8, metrics["test"]
     folder = lake.model_url(manifest["metrics"]["model_version"])
