@@ -51,11 +51,14 @@ def tfidf_one_vs_rest(train: pl.DataFrame, test: pl.DataFrame, labels: list[str]
 def main() -> None:
     parser = run_parser(__doc__, "/tmp/bench-multilabel")
     parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--keep-lake", action="store_true",
+                        help="keep --lake: committed stages are skipped and an interrupted training resumes")
     args = parser.parse_args()
-    storage.remove([args.lake])
     data = f"{args.lake}-data/disaster_messages.jsonl"
-    os.makedirs(os.path.dirname(data), exist_ok=True)
-    disaster_messages().write_ndjson(data)
+    if not args.keep_lake:
+        storage.remove([args.lake])
+        os.makedirs(os.path.dirname(data), exist_ok=True)
+        disaster_messages().write_ndjson(data)
     cfg = load_config(args.config, [f"data_root={args.lake}", "run_date=2026-01-01", f"ingest.sources=[{data}]",
                                     f"train.seed={args.seed}", *args.overrides])
     print(f"CPU flags: {cpu_flags()}")
