@@ -9,8 +9,9 @@
 - Decision thresholds, one per label, tuned on the validation rows (the SCut strategy of Yang, "A study of
   thresholding strategies for text categorization", SIGIR 2001): the threshold among 0.01, 0.02, ..., 0.99 that
   gives that label the best validation F1 (a rare label's probabilities often stay far below 0.5); ties go to the
-  one closest to 0.5; a label without positive validation rows keeps 0.5. They are stored with the model (`calibration.json`: `thresholds`) and used for every metric and
-  prediction; a multi-label folder without them uses 0.5.
+  one closest to 0.5; a label without positive validation rows keeps 0.5. They are stored with the model
+  (`calibration.json`: `thresholds`) and used for every metric and prediction; a multi-label folder without them
+  uses 0.5.
 - The champion gate's baseline: the best constant answer. For macro-F1 that is every label for every row (a label
   always predicted scores F1 2p/(1+p) > 0 for a label of prevalence p; never predicted, 0).
 

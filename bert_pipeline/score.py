@@ -4,9 +4,10 @@ Within a shard: tokenize with the model's own tokenizer, sort by length, cut bat
 under `torch.inference_mode()`, restore the original order. `score.long_text: chunk` tokenizes without truncation
 and cuts each text into windows (`windows`): the budget then bounds windows, so a document of 100,000 tokens is many
 small passes, never one huge one, and its row records how many windows it took. A multi-label model (config
-problem_type multi_label_classification) gives sigmoid probabilities and the labels above its thresholds. Each prediction shard carries the stage fingerprint in its
-parquet metadata, so a rerun after a crash scores only the shards that are missing, and a rerun of a completed
-run_date with the same model and data does nothing.
+problem_type multi_label_classification) gives sigmoid probabilities and the labels above its thresholds.
+
+Each prediction shard carries the stage fingerprint in its parquet metadata, so a rerun after a crash scores only the
+shards that are missing, and a rerun of a completed run_date with the same model and data does nothing.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndar
 # Measured on a 2-core AVX-512 CPU (MiniLM-L6, tweets): 2k-4k padded tokens per pass is ~30 % faster than 16k (the
 # activations stay in cache); a GPU wants large passes to fill its cores.
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
+
+
 class Scored(NamedTuple):
     """A batch of texts scored: probabilities [rows, labels] float32 in input order (softmax rows, or one sigmoid
     per label for a multi-label model), truncated [rows] bool, windows [rows] int32 (windows read per text)."""
