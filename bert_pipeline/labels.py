@@ -53,14 +53,17 @@ def canonical_label(value: object) -> str | None:
     text = str(value).strip()
     if not text:
         return None
-    if text.startswith("[") and text.endswith("]") and (members := _json_list(text)) is not None:
+    if (members := _json_array(text)) is not None:
         return encode_label_set(members)
     if _INTEGRAL_TEXT.match(text):
         return str(int(float(text))) if "." in text else str(int(text))
     return text
 
 
-def _json_list(text: str) -> list[object] | None:
+def _json_array(text: str) -> list[object] | None:
+    """The members of text that is a flat JSON array ('["a","b"]', '[]'), else None ('[draft]' is not one)."""
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
     try:
         value = json.loads(text)
     except ValueError:
@@ -78,18 +81,15 @@ def encode_label_set(members: Iterable[object]) -> str | None:
 
 def is_label_set(label: str | None) -> bool:
     """True for the canonical form of a set of other than one label (a JSON array; `[draft]` is a label)."""
-    return label is not None and label.startswith("[") and label.endswith("]") and _json_list(label) is not None
+    return label is not None and _json_array(label) is not None
 
 
 def label_set(label: str | None) -> list[str]:
     """The labels of a canonical label value: [] for None or '[]', the members of a JSON array, else [label]."""
     if label is None:
         return []
-    if is_label_set(label):
-        members = _json_list(label)
-        if members is not None:
-            return [str(m) for m in members]
-    return [label]
+    members = _json_array(label)
+    return [label] if members is None else [str(m) for m in members]
 
 
 def member_labels(values: Iterable[str | None]) -> list[str]:
@@ -134,8 +134,8 @@ def split_label_text(text: str, delimiter: str) -> str | None:
     """One text cell as a canonical set: a JSON array as written, else the pieces between delimiters (stripped,
     empty pieces dropped); None when nothing is left (an empty cell, or one of delimiters only)."""
     stripped = text.strip()
-    if stripped.startswith("[") and stripped.endswith("]") and _json_list(stripped) is not None:
-        return canonical_label(stripped)
+    if (members := _json_array(stripped)) is not None:
+        return encode_label_set(members)
     pieces = [piece for piece in stripped.split(delimiter) if piece.strip()]
     return encode_label_set(pieces) if pieces else None
 

@@ -52,13 +52,13 @@ def is_multi_label(model_config: Any) -> bool:
     return getattr(model_config, "problem_type", None) == HF_MULTI_LABEL
 
 
-def multi_hot(values: Sequence[str | None], label_names: list[str]) -> np.ndarray:
-    """Canonical label values as a 0/1 float32 matrix [rows, len(label_names)]; labels not in the names are left
-    out (the caller refuses or drops them first)."""
+def multi_hot(values: Sequence[str | tuple[str, ...] | None], label_names: Sequence[str]) -> np.ndarray:
+    """Canonical label values (or tuples of label names) as a 0/1 float32 matrix [rows, len(label_names)]; labels
+    not in the names are left out (the caller refuses or drops them first)."""
     index = {name: i for i, name in enumerate(label_names)}
     matrix = np.zeros((len(values), len(label_names)), dtype=np.float32)
     for row, value in enumerate(values):
-        for label in label_set(value):
+        for label in value if isinstance(value, tuple) else label_set(value):
             if label in index:
                 matrix[row, index[label]] = 1.0
     return matrix

@@ -28,7 +28,9 @@ from bert_pipeline.inference import predict_logits
 from bert_pipeline.lake import Lake, utc_now
 from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
-from bert_pipeline.multilabel import is_multi_label, names_of, predicted_sets, sigmoid, thresholds_of, tune_thresholds
+from bert_pipeline.multilabel import (
+    is_multi_label, multi_hot, names_of, predicted_sets, sigmoid, thresholds_of, tune_thresholds,
+)
 from bert_pipeline.tokenize import encode_texts
 from bert_pipeline.trainset import SplitData, texts_of
 from bert_pipeline.windows import Windowing
@@ -47,15 +49,7 @@ def macro_f1_by_name(true: Sequence[Answer], predicted: Sequence[Answer]) -> flo
         true_sets = [x if isinstance(x, tuple) else (x,) for x in true]
         predicted_sets_ = [x if isinstance(x, tuple) else (x,) for x in predicted]
         names = sorted(set().union(*true_sets, *predicted_sets_))
-        index = {name: i for i, name in enumerate(names)}
-
-        def matrix(rows: list[tuple[str, ...]]) -> np.ndarray:
-            out = np.zeros((len(rows), len(names)), dtype=bool)
-            for r, labels in enumerate(rows):
-                out[r, [index[x] for x in labels]] = True
-            return out
-
-        return multilabel_report(matrix(true_sets), matrix(predicted_sets_), names)["macro_f1"]
+        return multilabel_report(multi_hot(true_sets, names), multi_hot(predicted_sets_, names), names)["macro_f1"]
     names = sorted(set(true) | set(predicted))
     index = {name: i for i, name in enumerate(names)}
     return classification_report(np.asarray([index[x] for x in true]), np.asarray([index[x] for x in predicted]),

@@ -36,6 +36,7 @@ from bert_pipeline.models import (
 from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
 from bert_pipeline.tokenize import encode_texts
 from bert_pipeline.inference import autocast, collate, pick_device, pick_precision
+from bert_pipeline.calibration import softmax
 from bert_pipeline.multilabel import is_multi_label, sigmoid, thresholds_of
 from bert_pipeline.registry import committed_models
 from bert_pipeline.windows import Windowing, mean_by_document
@@ -118,10 +119,8 @@ class Scorer:
         logits = self.logits(sequences)
         if self.windowing is not None:
             logits = mean_by_document(logits, document, len(texts))
-        if self.multi_label:
-            return Scored(sigmoid(logits), truncated, windows)
-        z = torch.from_numpy(logits) / self.temperature
-        return Scored(torch.softmax(z, dim=-1).numpy(), truncated, windows)
+        probabilities = sigmoid(logits) if self.multi_label else softmax(logits, self.temperature)
+        return Scored(probabilities.astype(np.float32), truncated, windows)
 
     @torch.inference_mode()
     def logits(self, sequences: list[np.ndarray]) -> np.ndarray:
