@@ -22,6 +22,7 @@ Format = Literal["auto", "csv", "tsv", "jsonl", "parquet", "txt"]
 Precision = Literal["auto", "fp32", "bf16"]
 ProblemType = Literal["auto", "single_label", "multi_label"]
 LongText = Literal["truncate", "chunk"]
+Pooling = Literal["auto", "cls", "mean"]
 LONG_TEXT_HELP = ("truncate = read the first max_length tokens; chunk = read every token in windows of max_length with "
                   "a quarter overlap, the document's logits the mean of its windows' (bert_pipeline/windows.py)")
 Device = Literal["auto", "cpu", "cuda"]
@@ -187,6 +188,10 @@ class TrainConfig(_Section):
         "auto", description="auto = multi_label when some labelled row holds a set of other than one label, else "
         "single_label; multi_label trains sigmoid outputs with per-label thresholds")
     long_text: LongText = Field("truncate", description=LONG_TEXT_HELP)
+    pooling: Pooling = Field(
+        "auto", description="what the head reads: cls = the [CLS] token through the model's pooler; mean = the "
+        "mean of the token vectors (how sentence-transformers models were trained); auto = mean for multi-label "
+        "on a mean-pooling sentence-transformers base model, else cls")
     champion_tolerance: float = Field(0.0, ge=0.0, le=1.0,
                                       description="a new model may be this much worse in macro-F1 and still win")
 

@@ -226,9 +226,14 @@ def require_safetensors(model_dir: str, field: str = "model") -> None:
 
 
 def load_classifier(model_dir: str, **kwargs: Any) -> Any:
+    """A Hugging Face sequence classifier from a folder (or hub id), with the pooling its config.json records
+    (`bert_pipeline.pooling`); kwargs go to `from_pretrained`."""
     from transformers import AutoModelForSequenceClassification
 
+    from bert_pipeline.pooling import quiet_pooler_report, restore_pooling
+
     require_safetensors(model_dir)
-    return _loading(model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
-        model_dir, use_safetensors=True, trust_remote_code=False, **kwargs
-    ))
+    with quiet_pooler_report(model_dir):
+        model = _loading(model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
+            model_dir, use_safetensors=True, trust_remote_code=False, **kwargs))
+    return restore_pooling(model)

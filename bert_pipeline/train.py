@@ -41,6 +41,7 @@ from bert_pipeline.inference import autocast, collate, pick_device, pick_precisi
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling
 from bert_pipeline.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
 from bert_pipeline.progress import Progress
 from bert_pipeline.trainset import SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set
@@ -385,7 +386,8 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     metrics, val_logits = evaluate_and_calibrate(model, data.splits, data.label_names, cfg.train, pad_id, device,
                                                  windowing)
     metrics |= {"model_version": run.model_version, "label_names": data.label_names, "device": str(device),
-                "problem_type": data.problem_type, "train": {"rows": len(data.splits["train"]), **history}}
+                "problem_type": data.problem_type, "train": {"rows": len(data.splits["train"]), **history,
+                          "pooling": getattr(model.config, POOLING_KEY, "cls")}}
     decision = decide(run, data, val_logits, metrics["calibration"], pad_id, device, windowing)
     manifest = commit(run, model, tokenizer, metrics, data, decision, content)
     store.clear()
@@ -441,7 +443,11 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
     recipe = (f"{train['rows']} training rows, {train['epochs_run']} of {train['epochs_planned']} planned epoch(s) "
               f"({train['steps']} optimizer steps), best epoch {train['best_epoch']}, batch {cfg.train.batch_size} x "
               f"{cfg.train.grad_accum_steps}, lr {cfg.train.learning_rate}, precision {train['precision']}, "
-              f"seed {cfg.train.seed}")
+              f"{train['pooling']} pooling, seed {cfg.train.seed}")
+    if train["pooling"] == "mean":
+        recipe += (" (the head reads the mean of the token vectors, recorded as classifier_pooling in config.json: "
+                   "load this folder with bert_pipeline.models.load_classifier, which applies it; plain "
+                   "AutoModelForSequenceClassification would read [CLS] through an untrained pooler)")
     card = registry.model_card(run.model_version, cfg.run_date, base, metrics, training_set, decision, recipe,
                                fingerprints)
     registry.write_model_folder(run.model_url, model, tokenizer, metrics, card)
@@ -458,14 +464,18 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
 
 def new_classifier(base_dir: str, cfg: TrainConfig, labels: list[str], device: torch.device,
                    multi_label: bool = False) -> Any:
-    """The base model with a fresh classification head for `labels` (its config's problem_type says multi-label)."""
+    """The base model with a fresh classification head for `labels` (its config's problem_type says multi-label),
+    pooled as `train.pooling` chooses (`pooling.choose_pooling`). Errors: ConfigError for a pooling the model lacks."""
     # explicit both ways: a base folder that was itself multi-label must not make a single-label model score sigmoids
     problem = HF_MULTI_LABEL if multi_label else "single_label_classification"
-    return load_classifier(
+    model = load_classifier(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
         problem_type=problem, **dropout_overrides(cfg),
-    ).to(device)
+    )
+    pooling = choose_pooling(cfg.pooling, base_dir, multi_label, model)
+    log.info("train: %s pooling (train.pooling: %s)", pooling, cfg.pooling)
+    return apply_pooling(model, pooling).to(device)
 
 
 def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:

@@ -228,13 +228,8 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     if not train_labels:  # nothing labelled to train on (yet): the train stage skips, scoring keeps the champion
         return TrainingSet({s: SplitData([], np.zeros(0, np.int64)) for s in SPLITS}, [], {}, token_source, 0, {})
     dropped = unseen_labels(by_split, label_names, cfg.train.drop_unseen_labels)
-    if dropped and problem == "multi_label":  # a row's other labels still hold: only the unseen ones go
-        known = set(label_names)
-        by_split = {s: f.with_columns(label=pl.col("label").map_elements(
-            lambda v: encode_label_set(m for m in label_set(v) if m in known), return_dtype=pl.String))
-            for s, f in by_split.items()}
-    elif dropped:
-        by_split = {s: f.filter(pl.col("label").is_in(label_names)) for s, f in by_split.items()}
+    if dropped:
+        by_split = {s: without_labels_outside(f, label_names, problem == "multi_label") for s, f in by_split.items()}
     check_label_spellings(label_names, setting=f"labels of the training set up to run_date={plan.run_date}")
     if problem == "multi_label" and not label_names:
         raise InputDataError(
@@ -275,11 +270,11 @@ def unseen_labels(by_split: dict[str, pl.DataFrame], label_names: list[str], dro
     """{label: rows per split} of labels (members of a multi-label row's set) that have no training rows.
     Errors: InputDataError unless `drop`."""
     unseen: dict[str, dict[str, int]] = {}
+    known = set(label_names)
     for split in ("validation", "test"):
-        members = by_split[split].select(pl.col("label").map_elements(label_set, return_dtype=pl.List(pl.String))
-                                         ).explode("label").drop_nulls()
-        for label, n in members.filter(~pl.col("label").is_in(label_names))["label"].value_counts().iter_rows():
-            unseen.setdefault(label, {s: 0 for s in SPLITS})[split] = int(n)
+        for value, n in by_split[split]["label"].drop_nulls().value_counts().iter_rows():  # once per distinct value
+            for label in set(label_set(value)) - known:
+                unseen.setdefault(label, {s: 0 for s in SPLITS})[split] += int(n)
     if unseen and not drop:
         described = "; ".join(f"{label!r}: {counts}" for label, counts in sorted(unseen.items()))
         raise InputDataError(
@@ -288,6 +283,17 @@ def unseen_labels(by_split: dict[str, pl.DataFrame], label_names: list[str], dro
             "set train.drop_unseen_labels: true to leave those validation and test rows out (the model manifest "
             "then lists them)")
     return unseen
+
+
+def without_labels_outside(frame: pl.DataFrame, label_names: list[str], multi_label: bool) -> pl.DataFrame:
+    """`frame` (a `label` column of canonical labels) without the labels that are not in `label_names`: a
+    single-label row with such a label goes; a multi-label row keeps its other labels (a set left empty is `[]`)."""
+    if not multi_label:
+        return frame.filter(pl.col("label").is_in(label_names))
+    known = set(label_names)
+    kept = {value: encode_label_set(m for m in label_set(value) if m in known)  # once per distinct set, not per row
+            for value in frame["label"].drop_nulls().unique().to_list()}
+    return frame.with_columns(label=pl.col("label").replace(kept))
 
 
 def texts_of(lake: Lake, data: SplitData) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import socket
 from pathlib import Path
 
@@ -123,3 +124,16 @@ def cjk_corpus(rows: int = 400, seed: int = 0) -> tuple[list[str], list[tuple[in
         texts.append("".join(chars))
     texts += [texts[i] for i in range(100, 150)]  # 50 exact repeats
     return texts, edits
+
+
+def as_sentence_transformers(folder: Path, mode: str = "mean") -> Path:
+    """Add the files that make a model folder a sentence-transformers model pooling by `mode` ("mean", "cls"), as
+    the packaged all-MiniLM-L6-v2 is: modules.json naming a Pooling module and its 1_Pooling/config.json."""
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    flags = {f"pooling_mode_{name}": name == {"mean": "mean_tokens", "cls": "cls_token"}[mode]
+             for name in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **flags}))
+    return folder

@@ -17,7 +17,7 @@ import pytest
 from bert_pipeline import storage
 from bert_pipeline.lake import Lake
 from bert_pipeline.predictions import PREDICTIONS_SCHEMA
-from tests.helpers import build_tiny_model, read_partition
+from tests.helpers import as_sentence_transformers, build_tiny_model, read_partition
 from tests.integration.test_cli import run_cli
 
 TOPICS = {
@@ -52,7 +52,9 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     clash = next(r for r in rows[6:] if len(r["topic"]) == 1)
     rows.append({"text": clash["text"], "topic": [*clash["topic"], "bug" if clash["topic"] != ["bug"] else "shipping"]})
     (folder / "night2.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    model = build_tiny_model(folder / "model", [r["text"] for r in one + rows], vocab_size=400)
+    # a sentence-transformers folder that pools by mean, like the packaged MiniLM: the multi-label night pools by mean
+    model = as_sentence_transformers(build_tiny_model(folder / "model", [r["text"] for r in one + rows],
+                                                      vocab_size=400))
     config = folder / "tickets.yaml"
     config.write_text(
         f"data_root: {folder / 'lake'}\ningest:\n  label_column: topic\ncurate:\n  near_dedup: false\n"
@@ -96,7 +98,11 @@ def test_two_nights_single_then_multi_label(nights: dict) -> None:
     folder = lake.model_url(manifest["metrics"]["model_version"])
     thresholds = storage.read_json(f"{folder}/calibration.json")["thresholds"]
     assert sorted(thresholds) == sorted(TOPICS) and all(0.01 <= t <= 0.99 for t in thresholds.values())
-    assert json.loads(Path(folder, "config.json").read_text())["problem_type"] == "multi_label_classification"
+    config = json.loads(Path(folder, "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification" and config["classifier_pooling"] == "mean"
+    assert metrics["train"]["pooling"] == "mean" and "mean pooling" in Path(folder, "README.md").read_text()
+    night1_model = next(storage.glob(f"{lake.models}/2026-11-01-*/config.json"))
+    assert json.loads(Path(night1_model).read_text())["classifier_pooling"] == "cls"  # single-label keeps [CLS]
 
     # every curated row of each night scored exactly once; night 2 by the multi-label model and its thresholds
     for date in ("2026-11-01", "2026-11-02"):

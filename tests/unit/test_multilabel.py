@@ -191,3 +191,25 @@ def test_class_weights_auto_is_on_for_multilabel_only() -> None:
     # each label's positives weigh negatives / positives: label 0 has 2 of 4, label 1 has 1 of 4
     import torch
     assert class_weight_tensor(multi.labels, 2, torch.device("cpu")).tolist() == [1.0, 3.0]
+
+
+def test_labels_without_training_rows_are_counted_and_left_out_of_the_sets() -> None:
+    from bert_pipeline.trainset import unseen_labels, without_labels_outside
+
+    known = ["billing", "refund", "账单"]
+    by_split = {
+        "train": pl.DataFrame({"label": ['["billing","refund"]', "账单"]}),
+        "validation": pl.DataFrame({"label": ['["billing","offer"]', "offer", '["offer","账单"]', "[]", "offer"]}),
+        "test": pl.DataFrame({"label": ['["refund","urgent"]', "billing", '["offer","urgent"]']}),
+    }
+    with pytest.raises(InputDataError, match=r"'offer': \{'train': 0, 'validation': 4, 'test': 1\}.*drop_unseen"):
+        unseen_labels(by_split, known, drop=False)
+    assert unseen_labels(by_split, known, drop=True) == {"offer": {"train": 0, "validation": 4, "test": 1},
+                                                         "urgent": {"train": 0, "validation": 0, "test": 2}}
+    # multi-label: only the unseen labels go; a set left with one label is that label, with none `[]`
+    assert without_labels_outside(by_split["validation"], known, True)["label"].to_list() == [
+        "billing", "[]", "账单", "[]", "[]"]
+    assert without_labels_outside(by_split["test"], known, True)["label"].to_list() == ["refund", "billing", "[]"]
+    # single-label: the row goes
+    single = pl.DataFrame({"label": ["billing", "offer", None, "账单"]})
+    assert without_labels_outside(single, known, False)["label"].to_list() == ["billing", "账单"]

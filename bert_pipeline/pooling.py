@@ -1,0 +1,174 @@
+"""How a classifier turns the encoder's token vectors into the one vector its head reads (`train.pooling`).
+
+Hugging Face's BERT classifiers read the [CLS] token's vector through the checkpoint's pooler (dense + tanh). A
+sentence-transformers model, the packaged all-MiniLM-L6-v2 among them, was trained to be read through the mean of
+its token vectors instead (its `1_Pooling/config.json` says `pooling_mode_mean_tokens`); its [CLS] vector and pooler
+were never trained for that. `mean` replaces the pooler by the attention-masked mean of the last hidden states, the
+sentence-transformers rule (Reimers & Gurevych, "Sentence-BERT", EMNLP 2019; `sentence_transformers.models.Pooling`),
+so that fine-tuning starts from the representation the model was trained to give.
+
+- `auto`: `mean` for a multi-label model whose base model pools by mean, else `cls`. Measured on the disaster
+  messages (benchmarks/bench_multilabel.py, 6,000 training rows, 2 epochs): test macro-F1 0.489 with mean pooling,
+  0.401 through [CLS]. Single-label training keeps [CLS] under `auto` until it is measured there (`mean` by hand).
+- `cls`: the model's own head, unchanged.
+- `mean`: refused (naming `train.pooling`) for a model without a BERT-style pooler to replace, such as RoBERTa or
+  DistilBERT, whose heads read [CLS] themselves; a model whose config already has `classifier_pooling` (ModernBERT)
+  pools by mean itself when told to.
+
+The choice is stored in the model folder's config.json as `classifier_pooling` ("cls" | "mean", the key and values
+Hugging Face's ModernBERT uses) and `models.load_classifier` applies it on every load, for training, the champion
+gate and scoring alike. A mean-pooled BERT folder holds no pooler weights: plain
+`AutoModelForSequenceClassification.from_pretrained` reports them missing (it would read [CLS] through a random
+pooler), so load such a folder with `bert_pipeline.models.load_classifier`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from typing import Any, Iterator
+
+import torch
+
+from bert_pipeline.errors import ConfigError
+
+POOLING_KEY = "classifier_pooling"
+
+
+class MeanPooling(torch.nn.Module):
+    """Stands in for a BERT pooler: hidden states [rows, tokens, hidden] -> [rows, hidden], the mean over the tokens
+    whose attention mask [rows, tokens] is 1 (over all tokens without a mask). The encoder calls its pooler with the
+    hidden states only, so the mask is handed over by a forward pre-hook on the encoder (`use_mean_pooling`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention_mask: torch.Tensor | None = None
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.attention_mask is None:
+            return hidden_states.mean(dim=1)
+        mask = self.attention_mask[:, :, None].to(hidden_states.dtype)
+        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def _bert_style_pooler(model: Any) -> bool:
+    """True when the classifier reads its encoder's pooler, a module called on all hidden states (BertPooler and its
+    copies); ALBERT's pooler is a Linear on [CLS] alone, and RoBERTa-style heads have none."""
+    pooler = getattr(getattr(model, "base_model", None), "pooler", None)
+    return isinstance(pooler, torch.nn.Module) and not isinstance(pooler, torch.nn.Linear) and (
+        isinstance(pooler, MeanPooling) or type(pooler).__name__.endswith("Pooler"))
+
+
+def _natively_pooled(model: Any) -> bool:
+    """A model class that reads `classifier_pooling` itself (ModernBERT's config has it by default)."""
+    return not _bert_style_pooler(model) and getattr(model.config, POOLING_KEY, None) in ("cls", "mean")
+
+
+def supports_mean(model: Any) -> bool:
+    """True when `use_mean_pooling` can make this classifier pool by mean."""
+    return _bert_style_pooler(model) or _natively_pooled(model)
+
+
+def use_mean_pooling(model: Any) -> None:
+    """Make `model` (a Hugging Face sequence classifier) read the masked mean of its token vectors; idempotent."""
+    if _natively_pooled(model):
+        model.config.classifier_pooling = "mean"
+        return
+    encoder = model.base_model
+    if isinstance(encoder.pooler, MeanPooling):
+        return
+    pooling = MeanPooling()
+    encoder.pooler = pooling
+
+    def hand_over_mask(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        mask = kwargs.get("attention_mask")
+        pooling.attention_mask = args[1] if mask is None and len(args) > 1 else mask
+
+    def release_mask(_module: Any, _args: Any, _output: Any) -> None:
+        pooling.attention_mask = None  # the batch's mask is not kept alive between forward passes
+
+    encoder.register_forward_pre_hook(hand_over_mask, with_kwargs=True)
+    encoder.register_forward_hook(release_mask)
+    model.config.classifier_pooling = "mean"
+
+
+def base_pools_by_mean(model_dir: str) -> bool:
+    """True when `model_dir` is a sentence-transformers folder whose Pooling module takes the mean of the tokens only
+    (`1_Pooling/config.json`, found through `modules.json`)."""
+    try:
+        with open(os.path.join(model_dir, "modules.json"), encoding="utf-8") as handle:
+            modules = json.load(handle)
+        folder = next(m.get("path", "") for m in modules if str(m.get("type", "")).endswith("models.Pooling"))
+        with open(os.path.join(model_dir, folder, "config.json"), encoding="utf-8") as handle:
+            pooling = json.load(handle)
+    except (OSError, ValueError, StopIteration, AttributeError, TypeError):
+        return False
+    modes = {key for key, value in pooling.items() if key.startswith("pooling_mode_") and value is True}
+    return modes == {"pooling_mode_mean_tokens"}
+
+
+def choose_pooling(requested: str, base_dir: str, multi_label: bool, model: Any) -> str:
+    """"cls" or "mean" for `train.pooling` (see the module docstring for auto). Errors: ConfigError when mean is
+    asked for a model that has no pooler to replace."""
+    if requested == "auto":
+        return "mean" if multi_label and base_pools_by_mean(base_dir) and supports_mean(model) else "cls"
+    if requested == "mean" and not supports_mean(model):
+        raise ConfigError(
+            f"train.pooling is mean, but {base_dir} ({model.config.model_type}) has no BERT-style pooler to replace: "
+            "its classification head reads the first token itself; set train.pooling to cls or auto")
+    return requested
+
+
+def apply_pooling(model: Any, mode: str) -> Any:
+    """Set `model`'s pooling to "cls" (its own head) or "mean" and record it in its config; returns the model."""
+    if mode == "mean":
+        use_mean_pooling(model)
+    elif getattr(model.config, POOLING_KEY, None) is not None or _bert_style_pooler(model):
+        model.config.classifier_pooling = "cls"
+    return model
+
+
+def restore_pooling(model: Any) -> Any:
+    """Apply the pooling a loaded folder's config.json records (`classifier_pooling`); returns the model."""
+    if getattr(model.config, POOLING_KEY, None) == "mean" and _bert_style_pooler(model):
+        use_mean_pooling(model)
+    return model
+
+
+def recorded_pooling(model_dir: str) -> str | None:
+    """`classifier_pooling` from a local folder's config.json (None when absent or not a local folder)."""
+    try:
+        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as handle:
+            value = json.load(handle).get(POOLING_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+class _PoolerOnlyReport(logging.Filter):
+    """Drops transformers' load report when the only keys it reports missing are the pooler's, which a mean-pooled
+    folder leaves out on purpose: "newly initialized ... consider training" would be a false alarm on every load."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        reported = [line for line in message.splitlines() if "| MISSING" in line or "| UNEXPECTED" in line
+                    or "| MISMATCH" in line]
+        return not reported or not all(".pooler." in line and "| MISSING" in line for line in reported)
+
+
+@contextlib.contextmanager
+def quiet_pooler_report(model_dir: str) -> Iterator[None]:
+    """While loading a folder that records mean pooling, silence the load report about its absent pooler only."""
+    if recorded_pooling(model_dir) != "mean":
+        yield
+        return
+    logger, quiet = logging.getLogger("transformers.modeling_utils"), _PoolerOnlyReport()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
