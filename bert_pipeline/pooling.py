@@ -38,24 +38,38 @@ POOLING_KEY = "classifier_pooling"
 
 
 class MeanPooling(torch.nn.Module):
-    """Stands in for a BERT pooler: hidden states [rows, tokens, hidden] -> [rows, hidden], the mean over the tokens
-    whose attention mask [rows, tokens] is 1 (over all tokens without a mask). The encoder calls its pooler with the
-    hidden states only, so the mask is handed over by a forward pre-hook on the encoder (`use_mean_pooling`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attention_mask: torch.Tensor | None = None
+    """Takes the place of a BERT pooler in a mean-pooled classifier. The encoder calls its pooler with the hidden
+    states alone, so this returns the [CLS] vector as a placeholder, and the encoder's forward hook
+    (`_mean_of_tokens`, installed by `use_mean_pooling`) replaces the pooled output by the masked mean of the same
+    call: nothing is stored between calls, so threads sharing one model (Dask workers scoring shards) stay apart."""
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if self.attention_mask is None:
-            return hidden_states.mean(dim=1)
-        mask = self.attention_mask[:, :, None].to(hidden_states.dtype)
-        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return hidden_states[:, 0]
+
+
+def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """[rows, tokens, hidden] -> [rows, hidden]: the mean over the tokens whose attention mask [rows, tokens] is 1
+    (all tokens without a mask), in float32 (a bf16 count of more than 256 tokens would round)."""
+    if attention_mask is None:
+        return hidden_states.float().mean(dim=1).to(hidden_states.dtype)
+    mask = attention_mask[:, :, None].float()
+    return ((hidden_states.float() * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).to(hidden_states.dtype)
+
+
+def _mean_of_tokens(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+    """Forward hook on a mean-pooled encoder: its pooled output becomes the masked mean of its last hidden states."""
+    mask = kwargs.get("attention_mask")
+    if mask is None and len(args) > 1:
+        mask = args[1]
+    if isinstance(output, tuple):
+        return (output[0], masked_mean(output[0], mask), *output[2:])
+    output.pooler_output = masked_mean(output.last_hidden_state, mask)  # ModelOutput keeps output[1] in step
+    return output
 
 
 def _bert_style_pooler(model: Any) -> bool:
     """True when the classifier reads its encoder's pooler, a module called on all hidden states (BertPooler and its
-    copies); ALBERT's pooler is a Linear on [CLS] alone, and RoBERTa-style heads have none."""
+    copies); ALBERT's and BigBird's poolers are a Linear on [CLS] alone, and RoBERTa-style heads have none."""
     pooler = getattr(getattr(model, "base_model", None), "pooler", None)
     return isinstance(pooler, torch.nn.Module) and not isinstance(pooler, torch.nn.Linear) and (
         isinstance(pooler, MeanPooling) or type(pooler).__name__.endswith("Pooler"))
@@ -66,6 +80,11 @@ def _natively_pooled(model: Any) -> bool:
     return not _bert_style_pooler(model) and getattr(model.config, POOLING_KEY, None) in ("cls", "mean")
 
 
+def _mean_pooled(model: Any) -> bool:
+    return isinstance(getattr(model.base_model, "pooler", None), MeanPooling) or (
+        _natively_pooled(model) and model.config.classifier_pooling == "mean")
+
+
 def supports_mean(model: Any) -> bool:
     """True when `use_mean_pooling` can make this classifier pool by mean."""
     return _bert_style_pooler(model) or _natively_pooled(model)
@@ -73,51 +92,51 @@ def supports_mean(model: Any) -> bool:
 
 def use_mean_pooling(model: Any) -> None:
     """Make `model` (a Hugging Face sequence classifier) read the masked mean of its token vectors; idempotent."""
-    if _natively_pooled(model):
-        model.config.classifier_pooling = "mean"
-        return
-    encoder = model.base_model
-    if isinstance(encoder.pooler, MeanPooling):
-        return
-    pooling = MeanPooling()
-    encoder.pooler = pooling
-
-    def hand_over_mask(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        mask = kwargs.get("attention_mask")
-        pooling.attention_mask = args[1] if mask is None and len(args) > 1 else mask
-
-    def release_mask(_module: Any, _args: Any, _output: Any) -> None:
-        pooling.attention_mask = None  # the batch's mask is not kept alive between forward passes
-
-    encoder.register_forward_pre_hook(hand_over_mask, with_kwargs=True)
-    encoder.register_forward_hook(release_mask)
     model.config.classifier_pooling = "mean"
+    if _natively_pooled(model) or isinstance(model.base_model.pooler, MeanPooling):
+        return
+    model.base_model.pooler = MeanPooling()
+    model.base_model.register_forward_hook(_mean_of_tokens, with_kwargs=True)
 
 
 def base_pools_by_mean(model_dir: str) -> bool:
-    """True when `model_dir` is a sentence-transformers folder whose Pooling module takes the mean of the tokens only
-    (`1_Pooling/config.json`, found through `modules.json`)."""
+    """True when `model_dir` (a folder, or a hub id in the local Hugging Face cache) is a sentence-transformers model
+    whose Pooling module takes the mean of the tokens only (`1_Pooling/config.json`, found through `modules.json`)."""
     try:
-        with open(os.path.join(model_dir, "modules.json"), encoding="utf-8") as handle:
-            modules = json.load(handle)
+        modules = _read_json(model_dir, "modules.json")
         folder = next(m.get("path", "") for m in modules if str(m.get("type", "")).endswith("models.Pooling"))
-        with open(os.path.join(model_dir, folder, "config.json"), encoding="utf-8") as handle:
-            pooling = json.load(handle)
+        pooling = _read_json(model_dir, f"{folder}/config.json" if folder else "config.json")
     except (OSError, ValueError, StopIteration, AttributeError, TypeError):
         return False
     modes = {key for key, value in pooling.items() if key.startswith("pooling_mode_") and value is True}
     return modes == {"pooling_mode_mean_tokens"}
 
 
+def _read_json(model_dir: str, name: str) -> Any:
+    from bert_pipeline.models import _hub_cached
+
+    path = os.path.join(model_dir, name) if os.path.isdir(model_dir) else _hub_cached(model_dir, name)
+    with open(path or "", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def choose_pooling(requested: str, base_dir: str, multi_label: bool, model: Any) -> str:
-    """"cls" or "mean" for `train.pooling` (see the module docstring for auto). Errors: ConfigError when mean is
-    asked for a model that has no pooler to replace."""
+    """"cls" or "mean" for `train.pooling` and the base `model` as loaded (see the module docstring for auto).
+
+    Errors: ConfigError when mean is asked for a model that has no pooler to replace, or cls for a base that was
+    itself trained with mean pooling (its folder has no pooler weights left to read [CLS] through)."""
     if requested == "auto":
+        if _mean_pooled(model) or (_natively_pooled(model) and model.config.classifier_pooling == "cls"):
+            return model.config.classifier_pooling  # the base's own choice: a mean-pooled folder, ModernBERT
         return "mean" if multi_label and base_pools_by_mean(base_dir) and supports_mean(model) else "cls"
     if requested == "mean" and not supports_mean(model):
         raise ConfigError(
             f"train.pooling is mean, but {base_dir} ({model.config.model_type}) has no BERT-style pooler to replace: "
             "its classification head reads the first token itself; set train.pooling to cls or auto")
+    if requested == "cls" and isinstance(getattr(model.base_model, "pooler", None), MeanPooling):
+        raise ConfigError(
+            f"train.pooling is cls, but {base_dir} was trained with mean pooling (classifier_pooling: mean in its "
+            "config.json) and holds no pooler weights to read [CLS] through; set train.pooling to mean or auto")
     return requested
 
 
@@ -125,7 +144,7 @@ def apply_pooling(model: Any, mode: str) -> Any:
     """Set `model`'s pooling to "cls" (its own head) or "mean" and record it in its config; returns the model."""
     if mode == "mean":
         use_mean_pooling(model)
-    elif getattr(model.config, POOLING_KEY, None) is not None or _bert_style_pooler(model):
+    elif _natively_pooled(model) or _bert_style_pooler(model):
         model.config.classifier_pooling = "cls"
     return model
 
@@ -135,6 +154,12 @@ def restore_pooling(model: Any) -> Any:
     if getattr(model.config, POOLING_KEY, None) == "mean" and _bert_style_pooler(model):
         use_mean_pooling(model)
     return model
+
+
+def reads_missing_pooler(model: Any) -> bool:
+    """True when plain `from_pretrained` would mis-read this model's saved folder: a BERT-style encoder whose pooler
+    was replaced by the mean (its weights are not saved)."""
+    return isinstance(getattr(getattr(model, "base_model", None), "pooler", None), MeanPooling)
 
 
 def recorded_pooling(model_dir: str) -> str | None:

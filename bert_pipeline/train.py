@@ -41,7 +41,7 @@ from bert_pipeline.inference import autocast, collate, pick_device, pick_precisi
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
-from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling
+from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling, reads_missing_pooler
 from bert_pipeline.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
 from bert_pipeline.progress import Progress
 from bert_pipeline.trainset import SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set
@@ -444,7 +444,7 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
               f"({train['steps']} optimizer steps), best epoch {train['best_epoch']}, batch {cfg.train.batch_size} x "
               f"{cfg.train.grad_accum_steps}, lr {cfg.train.learning_rate}, precision {train['precision']}, "
               f"{train['pooling']} pooling, seed {cfg.train.seed}")
-    if train["pooling"] == "mean":
+    if reads_missing_pooler(model):
         recipe += (" (the head reads the mean of the token vectors, recorded as classifier_pooling in config.json: "
                    "load this folder with bert_pipeline.models.load_classifier, which applies it; plain "
                    "AutoModelForSequenceClassification would read [CLS] through an untrained pooler)")

@@ -44,7 +44,25 @@ def test_mean_pooling_is_the_mean_of_the_real_tokens_only(base: Path) -> None:
         alone = model(input_ids=ids[1:, :3], attention_mask=mask[1:, :3]).logits  # the short row unpadded
     torch.testing.assert_close(logits, expected)
     torch.testing.assert_close(logits[1:], alone, rtol=1e-5, atol=1e-5)
-    assert model.bert.pooler.attention_mask is None  # released after the pass
+
+
+def test_threads_sharing_one_mean_pooled_model_each_get_their_own_mask(base: Path) -> None:
+    """A Dask worker scores several shards at once with one cached model: no batch may pool with another's mask."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = apply_pooling(load_classifier(str(base)), "mean").eval()
+    ids = torch.tensor([[2, 10, 11, 12, 3], [2, 20, 21, 22, 3]])
+    masks = [torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1]]), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])]
+    with torch.no_grad():
+        expected = [model(input_ids=ids, attention_mask=m).logits for m in masks]
+
+    def run(which: int) -> bool:
+        with torch.no_grad():
+            return all(torch.allclose(model(input_ids=ids, attention_mask=masks[which]).logits, expected[which],
+                                      atol=1e-6) for _ in range(60))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(run, [0, 1, 0, 1]))
 
 
 def test_the_pooling_is_saved_and_restored_by_load_classifier_only(base: Path, tmp_path: Path) -> None:
@@ -104,6 +122,14 @@ def test_auto_pools_by_mean_for_multi_label_on_a_mean_pooling_sentence_transform
     forced = new_classifier(plain_bert, TrainConfig(pooling="mean"), labels, torch.device("cpu"))
     assert isinstance(forced.bert.pooler, MeanPooling)
 
+    # a base that is itself a mean-pooled classifier (a model of an earlier night) stays mean-pooled under auto, and
+    # cannot be read through [CLS]: its folder has no pooler weights
+    trained.save_pretrained(tmp_path / "trained")
+    again = new_classifier(str(tmp_path / "trained"), TrainConfig(), labels, torch.device("cpu"), multi_label=False)
+    assert isinstance(again.bert.pooler, MeanPooling) and again.config.classifier_pooling == "mean"
+    with pytest.raises(ConfigError, match=r"train\.pooling is cls.*trained with mean pooling.*set train\.pooling to mean"):
+        new_classifier(str(tmp_path / "trained"), TrainConfig(pooling="cls"), labels, torch.device("cpu"))
+
 
 def test_mean_pooling_is_refused_for_a_head_that_reads_the_first_token_itself(tmp_path: Path) -> None:
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
@@ -115,3 +141,16 @@ def test_mean_pooling_is_refused_for_a_head_that_reads_the_first_token_itself(tm
     assert choose_pooling("auto", str(tmp_path), True, model) == "cls"  # auto falls back to the model's own head
     with pytest.raises(ConfigError, match=r"train\.pooling is mean.*distilbert.*set train\.pooling to cls or auto"):
         choose_pooling("mean", str(tmp_path), True, model)
+
+
+@pytest.mark.parametrize("own", ["mean", "cls"])
+def test_a_model_that_pools_by_its_own_config_keeps_its_choice_under_auto(own: str, tmp_path: Path) -> None:
+    from transformers import ModernBertConfig, ModernBertForSequenceClassification
+
+    config = ModernBertConfig(vocab_size=60, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                              num_attention_heads=2, classifier_pooling=own, num_labels=2, pad_token_id=0)
+    ModernBertForSequenceClassification(config).save_pretrained(tmp_path)
+    model = load_classifier(str(tmp_path))
+    assert choose_pooling("auto", str(tmp_path), True, model) == own
+    assert choose_pooling("auto", str(tmp_path), False, model) == own
+    assert apply_pooling(model, "mean").config.classifier_pooling == "mean"  # its own head does the mean
