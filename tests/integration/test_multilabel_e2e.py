@@ -101,7 +101,7 @@ def test_two_nights_single_then_multi_label(nights: dict) -> None:
     config = json.loads(Path(folder, "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification" and config["classifier_pooling"] == "mean"
     assert metrics["train"]["pooling"] == "mean" and "mean pooling" in Path(folder, "README.md").read_text()
-    night1_model = next(storage.glob(f"{lake.models}/2026-11-01-*/config.json"))
+    night1_model = storage.glob(f"{lake.models}/2026-11-01-*/config.json")[0]
     assert json.loads(Path(night1_model).read_text())["classifier_pooling"] == "cls"  # single-label keeps [CLS]
 
     # every curated row of each night scored exactly once; night 2 by the multi-label model and its thresholds
