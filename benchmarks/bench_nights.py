@@ -38,7 +38,7 @@ DATES = ["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04"]
 def demo_tweets(seed: int) -> pl.DataFrame:
     text, _ = decode_text(Path(resolve_package_url(DEMO)).read_bytes())
     frame = pl.read_csv(text.encode(), infer_schema=False).filter(pl.col("text").str.len_chars() > 40)
-    return frame.unique("text").sample(fraction=1.0, shuffle=True, seed=seed).select(
+    return frame.unique("text", maintain_order=True).sample(fraction=1.0, shuffle=True, seed=seed).select(
         "text", label=pl.col("sentiment").replace_strict(CODES, return_dtype=pl.Int64))
 
 

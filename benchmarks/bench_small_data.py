@@ -32,7 +32,10 @@ def imbalanced_split(rows: int, majority: float, seed: int) -> pl.DataFrame:
     """text, label, split: `rows` train rows and rows/4 validation and rows/2 test rows, each with the class shares
     (majority, then the rest split 5:2 between the other two classes), drawn without overlap from the demo."""
     text, _ = decode_text(Path(resolve_package_url(DEMO)).read_bytes())
-    demo = pl.read_csv(text.encode(), infer_schema=False).unique("text").sample(fraction=1.0, shuffle=True, seed=seed)
+    # maintain_order: polars' unique keeps no order by default, and a seeded shuffle of an unordered frame is not
+    # the same sample twice
+    demo = pl.read_csv(text.encode(), infer_schema=False).unique("text", maintain_order=True).sample(
+        fraction=1.0, shuffle=True, seed=seed)
     shares = {"negative": majority, "neutral": (1 - majority) * 5 / 7, "positive": (1 - majority) * 2 / 7}
     parts, taken = [], {label: 0 for label in shares}
     for split, size in (("train", rows), ("validation", rows // 4), ("test", rows // 2)):

@@ -327,7 +327,7 @@ def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, in
 def _check_unique_ids(df: pl.DataFrame, id_column: str | None) -> None:
     duplicated = df.filter(pl.col("doc_id").is_duplicated())
     if duplicated.height:
-        examples = duplicated["doc_id"].unique().head(5).to_list()
+        examples = duplicated["doc_id"].unique(maintain_order=True).head(5).to_list()
         where = f"ingest.id_column {id_column!r}" if id_column else "derived doc_ids"
         raise InputDataError(f"{where} are not unique: {duplicated.height} rows share ids such as {examples}")
 
