@@ -80,11 +80,6 @@ def _natively_pooled(model: Any) -> bool:
     return not _bert_style_pooler(model) and getattr(model.config, POOLING_KEY, None) in ("cls", "mean")
 
 
-def _mean_pooled(model: Any) -> bool:
-    return isinstance(getattr(model.base_model, "pooler", None), MeanPooling) or (
-        _natively_pooled(model) and model.config.classifier_pooling == "mean")
-
-
 def supports_mean(model: Any) -> bool:
     """True when `use_mean_pooling` can make this classifier pool by mean."""
     return _bert_style_pooler(model) or _natively_pooled(model)
@@ -93,7 +88,7 @@ def supports_mean(model: Any) -> bool:
 def use_mean_pooling(model: Any) -> None:
     """Make `model` (a Hugging Face sequence classifier) read the masked mean of its token vectors; idempotent."""
     model.config.classifier_pooling = "mean"
-    if _natively_pooled(model) or isinstance(model.base_model.pooler, MeanPooling):
+    if _natively_pooled(model) or reads_missing_pooler(model):
         return
     model.base_model.pooler = MeanPooling()
     model.base_model.register_forward_hook(_mean_of_tokens, with_kwargs=True)
@@ -126,14 +121,14 @@ def choose_pooling(requested: str, base_dir: str, multi_label: bool, model: Any)
     Errors: ConfigError when mean is asked for a model that has no pooler to replace, or cls for a base that was
     itself trained with mean pooling (its folder has no pooler weights left to read [CLS] through)."""
     if requested == "auto":
-        if _mean_pooled(model) or (_natively_pooled(model) and model.config.classifier_pooling == "cls"):
-            return model.config.classifier_pooling  # the base's own choice: a mean-pooled folder, ModernBERT
+        if _natively_pooled(model) or reads_missing_pooler(model):
+            return model.config.classifier_pooling  # the base's own choice: ModernBERT, a mean-pooled folder
         return "mean" if multi_label and base_pools_by_mean(base_dir) and supports_mean(model) else "cls"
     if requested == "mean" and not supports_mean(model):
         raise ConfigError(
             f"train.pooling is mean, but {base_dir} ({model.config.model_type}) has no BERT-style pooler to replace: "
             "its classification head reads the first token itself; set train.pooling to cls or auto")
-    if requested == "cls" and isinstance(getattr(model.base_model, "pooler", None), MeanPooling):
+    if requested == "cls" and reads_missing_pooler(model):
         raise ConfigError(
             f"train.pooling is cls, but {base_dir} was trained with mean pooling (classifier_pooling: mean in its "
             "config.json) and holds no pooler weights to read [CLS] through; set train.pooling to mean or auto")
@@ -163,10 +158,9 @@ def reads_missing_pooler(model: Any) -> bool:
 
 
 def recorded_pooling(model_dir: str) -> str | None:
-    """`classifier_pooling` from a local folder's config.json (None when absent or not a local folder)."""
+    """`classifier_pooling` from a folder's (or a hub-cached model's) config.json; None when absent or unreadable."""
     try:
-        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as handle:
-            value = json.load(handle).get(POOLING_KEY)
+        value = _read_json(model_dir, "config.json").get(POOLING_KEY)
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
