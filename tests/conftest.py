@@ -42,7 +42,7 @@ def sample_config(tmp_path: Path, sample_csv: Path, tiny_model: Path) -> dict:
         "run_date": "2026-11-27",
         "ingest": {"sources": [str(sample_csv)], "text_column": "text", "label_column": "sentiment"},
         "tokenize": {"max_length": 64},
-        "train": {"base_model": str(tiny_model), "epochs": "auto", "min_steps": 120, "batch_size": 16,
+        "train": {"base_model": str(tiny_model), "epochs": "auto", "min_steps": 300, "batch_size": 16,
                   "learning_rate": 1e-3},
         "score": {"batch_tokens": 2048},
     }

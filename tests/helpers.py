@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import socket
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
+import torch
 
 from bert_pipeline import storage
 from bert_pipeline.ingest import decode_text
@@ -54,29 +56,40 @@ def write_sample_csv(path: Path, rows: int = 300, seed: int = 0) -> pl.DataFrame
 
 
 def build_tiny_model(folder: Path, texts: list[str], num_labels: int = 2, vocab_size: int = 800,
-                     labels: list[str] | None = None) -> Path:
-    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer trained on `texts`; nothing downloaded. `labels` names
-    the classes (id order); else LABEL_0, LABEL_1, ..."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+                     labels: list[str] | None = None, init_seed: int = 0) -> Path:
+    """A 2-layer, hidden-32 BERT with a WordPiece tokenizer over `texts`; nothing downloaded. `labels` names the
+    classes (id order); else LABEL_0, LABEL_1, ...
+
+    The same arguments give the same files in every process: the vocabulary is counted and ordered here (special
+    tokens, every character with and without ##, then the most frequent words, ties by spelling), because tokenizers'
+    WordPieceTrainer breaks ties in hash order, and the weights come from a generator seeded with `init_seed`. With
+    an unseeded build, one draw in two learned nothing on the test sample and the champion gate refused it."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    counts = Counter(word for text in texts
+                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({char for word in counts for char in word})
+    vocab = SPECIAL + chars + ["##" + char for char in chars]
+    words = [word for word, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(word) > 1]
+    vocab += words[: max(0, vocab_size - len(vocab))]
+    tok = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
+    cls_id, sep_id = vocab.index("[CLS]"), vocab.index("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
     )
-    tok.decoder = decoders.WordPiece()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=37, max_position_embeddings=512, pad_token_id=0, num_labels=len(labels or []) or num_labels)
     if labels:
         config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
     folder.mkdir(parents=True, exist_ok=True)
-    BertForSequenceClassification(config).save_pretrained(folder)
+    with torch.random.fork_rng():  # seeded init without moving the caller's global generator
+        torch.manual_seed(init_seed)
+        BertForSequenceClassification(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 
