@@ -3,6 +3,7 @@
     <root>/<area>/run_date=YYYY-MM-DD/part-00000.parquet ...   (hive partitions: nothing but data files)
     <root>/_manifests/<area>/run_date=YYYY-MM-DD.json          (the commit record of that partition)
     <root>/_staging/<area>/...                                  (a replacement being built; never read)
+    <root>/_tmp/<area>/run_date=YYYY-MM-DD/*.tmp-*               (a shard being written, renamed into place whole)
     <root>/models/<model_version>/ (HF folder + metrics.json + _manifest.json)
     <root>/models/_champion.json
 
@@ -220,10 +221,21 @@ class PartitionWriter:
         self.outputs.append(name)
         return self.url(name)
 
+    def clear_abandoned_temporaries(self) -> None:
+        """Delete the temporaries of this partition's shards that a writer killed mid-write left in the staging
+        folder outside the partition (storage.temp_folder); called at commit, when the partition's lock is held and
+        every shard is written, so none is in use."""
+        temps = storage.temp_folder(self.folder)
+        if storage.is_local(self.folder) and temps != self.folder:
+            storage.remove(storage.list_files(temps, "*.tmp-*"))
+            storage.remove_empty_folders(temps)
+
     def commit(self, **fields: Any) -> dict[str, Any]:
         listed = set(self.outputs)
+        # part-*.tmp-* in the folder itself: left by earlier versions, which staged temporaries beside the shards
         stale = [u for u in storage.list_files(self.folder, "part-*") if u.rsplit("/", 1)[-1] not in listed]
         storage.remove(stale)
+        self.clear_abandoned_temporaries()
         manifest = {
             "fingerprint": self.fingerprint,
             "code_version": __version__,

@@ -113,13 +113,38 @@ def read_text(url: str) -> str:
     return read_bytes(url).decode("utf-8")
 
 
+TEMP_FOLDER = "_tmp"
+
+
+def temp_folder(folder: str) -> str:
+    """Where a local atomic write into `folder` stages its bytes before the rename: `folder` itself, except for a
+    hive partition folder (`<dataset>/<key>=<value>/...`), whose temporaries go to
+    `<dataset's parent>/_tmp/<dataset>/<key>=<value>/...`.
+
+    Folder readers list a hive dataset whole: polars refuses a folder holding any file that is not parquet, hidden or
+    not, so a temporary left by a writer killed mid-write (kill -9 skips every cleanup) must not sit in it. The
+    staging folder stays on the same filesystem, so the rename is still atomic."""
+    parts = folder.rstrip("/").split("/")
+    hive = 0
+    while hive < len(parts) - 1 and "=" in parts[len(parts) - 1 - hive]:
+        hive += 1
+    if not hive:
+        return folder
+    dataset = len(parts) - 1 - hive
+    return "/".join(parts[:dataset] + [TEMP_FOLDER] + parts[dataset:])
+
+
 @_names_the_url(PermissionError, FileNotFoundError)
 def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write data to url whole or not at all: local files through a temporary (see temp_folder) renamed into place,
+    object stores in one PUT."""
     fs, path = filesystem(url)
     parent = fs._parent(path)
     if isinstance(fs, LocalFileSystem):
         os.makedirs(parent, exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        staging = temp_folder(parent)
+        os.makedirs(staging, exist_ok=True)
+        tmp = os.path.join(staging, f"{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
         try:
             with open(tmp, "wb") as handle:
                 handle.write(data)

