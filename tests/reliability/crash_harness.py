@@ -160,6 +160,19 @@ def check_manifests(lake: Lake, run_date: str, outcome: Outcome) -> None:
         outcome.manifest_errors.append(f"temporary files left behind: {leftovers[:3]}")
 
 
+def check_folder_readers(lake: Lake, outcome: Outcome) -> None:
+    """Right after a kill, before any rerun: polars, the strictest folder reader (it refuses a folder holding any
+    file that is not parquet), still reads every parquet table folder."""
+    for area in ("raw", "curated", "rejects", "dedup_index", "predictions"):
+        folder = Path(lake.root) / area
+        if not any(p.is_file() for p in folder.rglob("*")):
+            continue
+        try:
+            pl.scan_parquet(folder).collect()
+        except Exception as error:  # noqa: BLE001 -- any reader error is the finding
+            outcome.manifest_errors.append(f"{area}: polars cannot read the folder after the kill: {error}")
+
+
 def model_tensors(lake: Lake) -> dict[str, Any]:
     from safetensors.numpy import load_file
 
@@ -194,6 +207,7 @@ def crash_stage(stage: str, base_config: dict[str, Any], workdir: Path, trials: 
         # the first trial dies well before the end even when a trial runs faster than the reference did
         low, high = 0.05 + 0.95 * trial / trials, 0.05 + 0.95 * (trial + 1) / trials
         killed, _ = run_child(stage, config, kill_after=rng.uniform(low, high) * max(work, 0.2))
+        check_folder_readers(Lake(str(lake_dir)), outcome)
         run_child(stage, config)  # the rerun after the crash
         outcome.trials += 1
         outcome.killed += killed
