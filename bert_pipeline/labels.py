@@ -7,7 +7,8 @@ The canonical form (applied at ingest, whatever the source format):
     "+1" or "1.00" (so a pandas export whose gaps turned 0/1 into 0.0/1.0/NaN reads as the same labels);
     text with leading zeros ("007") is a code, not a number, and is kept as written;
   - any other float is written in its shortest round-trip form (0.5), booleans as true/false; text is kept as written;
-  - a set of labels (a multi-label row: a list in jsonl or parquet, a JSON array in text, or text split at
+  - a set of labels (a multi-label row: a list in jsonl or parquet, a JSON array in text, a list as Python prints
+    it (`['billing', 'refund']`: what pandas' `to_csv` writes for a list column), or text split at
     `ingest.label_delimiter`) is its members in canonical form, without repeats, sorted: one member is written as that
     label alone (so {"a"} and "a" are one label), any other count as a JSON array (`["billing","refund"]`, and `[]`
     for a labelled row to which no label applies). `label_set` reads either form back as a list.
@@ -19,10 +20,13 @@ are refused before anything is written, naming both (`check_label_spellings`).
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Iterable, Mapping
+import tokenize
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import polars as pl
 
@@ -53,7 +57,7 @@ def canonical_label(value: object) -> str | None:
     text = str(value).strip()
     if not text:
         return None
-    if (members := _json_array(text)) is not None:
+    if (members := _array_literal(text)) is not None:
         return encode_label_set(members)
     if _INTEGRAL_TEXT.match(text):
         return str(int(float(text))) if "." in text else str(int(text))
@@ -69,6 +73,28 @@ def _json_array(text: str) -> list[object] | None:
     except ValueError:
         return None
     return value if isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value) else None
+
+
+def _array_literal(text: str) -> list[object] | None:
+    """The members of text that is a flat list written as JSON ('["a","b"]', '[]') or as Python prints one
+    ("['a', 'b']", pandas' to_csv of a list column), else None ('[draft]' is a label).
+
+    Raises InputDataError for a list printed without commas ("['a' 'b']", numpy's print of an array), which Python
+    would read as the one label 'ab'."""
+    members = _json_array(text)
+    if members is not None or not (text.startswith("[") and text.endswith("]")):
+        return members
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+    if not (isinstance(tree, ast.List) and all(isinstance(e, ast.Constant) for e in tree.elts)):
+        return None
+    strings = sum(1 for token in tokenize.generate_tokens(io.StringIO(text).readline) if token.type == tokenize.STRING)
+    if strings != sum(isinstance(e.value, str) for e in tree.elts):  # adjacent strings were joined into one
+        raise InputDataError(f"label {text!r} looks like a list printed without commas (numpy's print of an array); "
+                             "write each row's labels as a JSON array, or as text split at ingest.label_delimiter")
+    return [e.value for e in tree.elts]
 
 
 def encode_label_set(members: Iterable[object]) -> str | None:
@@ -117,16 +143,26 @@ def canonical_labels(series: pl.Series, delimiter: str | None = None) -> pl.Seri
     if series.dtype.is_nested():
         raise InputDataError(f"label column holds {series.dtype}, not one label or a list of labels per row")
     if delimiter and series.dtype == pl.String:  # numbers and booleans hold no delimiter: the plain rules apply
-        mapping = {value: split_label_text(value, delimiter) for value in series.drop_nulls().unique().to_list()}
-        return series.replace_strict(mapping, default=None, return_dtype=pl.String)
+        return _per_distinct_value(series, lambda value: split_label_text(value, delimiter))
     if series.dtype == pl.Boolean:
         return series.cast(pl.String)
     if series.dtype.is_integer():
         return series.cast(pl.String)
     if series.dtype.is_float():
         series = series.fill_nan(None)
-    # one Python call per distinct label, not per row
-    mapping = {value: canonical_label(value) for value in series.drop_nulls().unique().to_list()}
+    return _per_distinct_value(series, canonical_label)
+
+
+def _per_distinct_value(series: pl.Series, canonical: Callable[[Any], str | None]) -> pl.Series:
+    """series mapped through `canonical`, one Python call per distinct value, not per row; an InputDataError names
+    the (0-based) row of the first value that raised it."""
+    mapping = {}
+    for value in series.drop_nulls().unique(maintain_order=True).to_list():
+        try:
+            mapping[value] = canonical(value)
+        except InputDataError as exc:
+            row = series.to_list().index(value)
+            raise InputDataError(f"source_row {row} (counting data rows from 0): {exc}") from None
     return series.replace_strict(mapping, default=None, return_dtype=pl.String)
 
 
@@ -134,7 +170,7 @@ def split_label_text(text: str, delimiter: str) -> str | None:
     """One text cell as a canonical set: a JSON array as written, else the pieces between delimiters (stripped,
     empty pieces dropped); None when nothing is left (an empty cell, or one of delimiters only)."""
     stripped = text.strip()
-    if (members := _json_array(stripped)) is not None:
+    if (members := _array_literal(stripped)) is not None:
         return encode_label_set(members)
     pieces = [piece for piece in stripped.split(delimiter) if piece.strip()]
     return encode_label_set(pieces) if pieces else None

@@ -141,6 +141,26 @@ def test_multilabel_predictions_fit_the_one_schema() -> None:
     assert dict(rows[2]["probabilities"]) == pytest.approx({"a": 0.45, "b": 0.6, "c": 0.44})
 
 
+def test_a_list_column_written_to_csv_by_pandas_is_read_as_sets(tmp_path: Path) -> None:
+    import pandas as pd
+
+    csv = tmp_path / "tickets.csv"  # pandas prints each list as Python does: "['billing', 'refund']"
+    pd.DataFrame({"text": ["refund not received", "app crashes, 登录失败", "charged twice, app slow", "fine", "?"],
+                  "topics": [["refund", "billing"], ["bug"], ["billing", "bug", "billing"], [], None]}).to_csv(
+        csv, index=False)
+    cfg = IngestConfig(sources=[str(csv)], label_column="topics")
+    labels = read_source(expand_sources(cfg.sources)[0], cfg)[0]["label"].to_list()
+    assert labels == ['["billing","refund"]', "bug", '["billing","bug"]', "[]", None]
+    assert problem_type(labels, "auto") == "multi_label"
+    assert canonical_label("['a', \"b's\", 3, 4.0]") == '["3","4","a","b\'s"]'
+    assert canonical_label("[draft, final]") == "[draft, final]"  # neither JSON nor a Python list: a label
+    # numpy prints an array without commas; Python would join the strings into the one label 'billingrefund'
+    csv.write_text("text,topics\nrefund not received,['billing' 'refund']\n")
+    with pytest.raises(InputDataError, match=r"tickets.csv: ingest.label_column 'topics': source_row 0 .*: label "
+                                             r"\"\['billing' 'refund'\]\" looks like a list printed without commas"):
+        read_source(expand_sources(cfg.sources)[0], cfg)
+
+
 def test_text_that_only_looks_like_a_set_stays_a_label() -> None:
     assert problem_type(["[draft]", "[final]"], "auto") == "single_label"  # brackets, not a JSON array
     assert problem_type(["[draft]", "[final]"], "single_label") == "single_label"
