@@ -76,25 +76,69 @@ def _json_array(text: str) -> list[object] | None:
 
 
 def _array_literal(text: str) -> list[object] | None:
-    """The members of text that is a flat list written as JSON ('["a","b"]', '[]') or as Python prints one
-    ("['a', 'b']", pandas' to_csv of a list column), else None ('[draft]' is a label).
+    """The members of text that is a flat list written as JSON ('["a","b"]', '[]') or as Python or numpy print one,
+    else None ('[draft]' is a label).
 
-    Raises InputDataError for a list printed without commas ("['a' 'b']", numpy's print of an array), which Python
-    would read as the one label 'ab'."""
+    Printed lists are what pandas' to_csv writes for a list column: "['a', 'b']", "[1, nan]" (nan: a missing member,
+    dropped), "[np.int64(1), np.str_('a')]" (numpy 2 scalars), or an array without commas "['a' 'b']", "[ 3 -4]".
+    Raises InputDataError for an array numpy shortened with '...' (members lost)."""
     members = _json_array(text)
     if members is not None or not (text.startswith("[") and text.endswith("]")):
         return members
+    return _printed_list(text)
+
+
+_VALUE_END = {tokenize.STRING, tokenize.NUMBER, tokenize.NAME}
+_MISSING_NAMES = {"nan", "NaN", "None"}
+
+
+def _printed_list(text: str) -> list[object] | None:
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
+                  if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER)]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    if any(t.string == "..." for t in tokens):
+        raise InputDataError(f"label {text!r} is an array that numpy shortened with '...': its other members are "
+                             "lost; write each row's labels as a JSON array, or as text split at ingest.label_delimiter")
+    lines = text.split("\n")
+    offsets = [sum(len(line) + 1 for line in lines[:row]) for row in range(len(lines))]
+    # numpy separates members by spaces only: a comma goes wherever a value ends, a space follows and a value (or a
+    # sign stuck to its number: "[ 3 -4]", never "[1 - 2]") starts
+    commas = [offsets[prev.end[0] - 1] + prev.end[1] for prev, token, after in zip(tokens, tokens[1:], tokens[2:])
+              if (prev.type in _VALUE_END or prev.string == ")") and prev.end != token.start
+              and (token.type in _VALUE_END or (token.string in ("+", "-") and token.end == after.start))]
+    for at in reversed(commas):
+        text = text[:at] + "," + text[at:]
     try:
         tree = ast.parse(text, mode="eval").body
     except (SyntaxError, ValueError):
         return None
-    if not (isinstance(tree, ast.List) and all(isinstance(e, ast.Constant) for e in tree.elts)):
+    if not isinstance(tree, ast.List):
         return None
-    strings = sum(1 for token in tokenize.generate_tokens(io.StringIO(text).readline) if token.type == tokenize.STRING)
-    if strings != sum(isinstance(e.value, str) for e in tree.elts):  # adjacent strings were joined into one
-        raise InputDataError(f"label {text!r} looks like a list printed without commas (numpy's print of an array); "
-                             "write each row's labels as a JSON array, or as text split at ingest.label_delimiter")
-    return [e.value for e in tree.elts]
+    members = [_printed_member(node) for node in tree.elts]
+    if any(member is _NOT_A_MEMBER for member in members):
+        return None
+    return [member for member in members if member is not None]
+
+
+_NOT_A_MEMBER = object()
+
+
+def _printed_member(node: ast.expr) -> object:
+    """One member of a printed list: a constant, a signed number, nan/None (missing), or a numpy scalar
+    (`np.int64(1)`); anything else (a bare word, an expression) means the text is not a printed list."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return None if node.id in _MISSING_NAMES else _NOT_A_MEMBER
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
+            and isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float)):
+        return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in ("np", "numpy") and len(node.args) == 1 and not node.keywords):
+        return _printed_member(node.args[0])
+    return _NOT_A_MEMBER
 
 
 def encode_label_set(members: Iterable[object]) -> str | None:
@@ -155,14 +199,14 @@ def canonical_labels(series: pl.Series, delimiter: str | None = None) -> pl.Seri
 
 def _per_distinct_value(series: pl.Series, canonical: Callable[[Any], str | None]) -> pl.Series:
     """series mapped through `canonical`, one Python call per distinct value, not per row; an InputDataError names
-    the (0-based) row of the first value that raised it."""
+    the row (1-based, as other label errors count) of the first value that raised it."""
     mapping = {}
     for value in series.drop_nulls().unique(maintain_order=True).to_list():
         try:
             mapping[value] = canonical(value)
         except InputDataError as exc:
             row = series.to_list().index(value)
-            raise InputDataError(f"source_row {row} (counting data rows from 0): {exc}") from None
+            raise InputDataError(f"row {row + 1}: {exc}") from None
     return series.replace_strict(mapping, default=None, return_dtype=pl.String)
 
 

@@ -179,6 +179,15 @@ class Lake:
         return storage.join(self.models, "_champion.json")
 
 
+def stage_outcome(summary: Mapping[str, Any]) -> str:
+    """A stage summary's outcome as logs print it: 'done', or 'skipped (<why>)' with the reason the stage gave (train:
+    'training set unchanged since champion ...', 'no labelled training rows'), else that the partition was already
+    committed with this fingerprint."""
+    if not summary.get("skipped"):
+        return "done"
+    return f"skipped ({summary.get('reason') or 'already committed'})"
+
+
 SHARD_FINGERPRINT = "bert_pipeline.fingerprint"  # file-metadata key: which stage run wrote a shard
 
 

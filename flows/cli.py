@@ -15,6 +15,7 @@ from typing import Any
 
 from bert_pipeline.config import load_config, parse_override
 from bert_pipeline.errors import PipelineError
+from bert_pipeline.lake import stage_outcome
 from bert_pipeline.models import preflight
 
 # The embedded server's start-up wait is 20 s by default: on a busy 2-core machine (a training job beside it) it took
@@ -100,8 +101,7 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
     print("\nbert-pipeline finished:")
     for stage, summary in stages.items():
         where = summary.get("partition") or summary.get("model_uri") or ""
-        state = "skipped (already committed)" if summary.get("skipped") else "done"
-        print(f"  {stage:<9} {state:<28} {where}")
+        print(f"  {stage:<9} {stage_outcome(summary):<28} {where}")
         if stage == "curate" and where:
             for area in ("rejects", "dedup_index"):
                 print(f"  {'':<9} {'':<28} {where.replace('/curated/', f'/{area}/')}")

@@ -13,6 +13,7 @@ from prefect.artifacts import (
 )
 
 from bert_pipeline import storage
+from bert_pipeline.lake import stage_outcome
 
 
 # Too detailed for a summary table: the full metrics are in the model's metrics.json.
@@ -57,7 +58,7 @@ def output_link(url: str) -> str:
 
 def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
     stage = summary.get("stage", "stage")
-    get_run_logger().info("%s: %s", stage, "skipped (already committed)" if summary.get("skipped") else "done")
+    get_run_logger().info("%s: %s", stage, stage_outcome(summary))
     create_table_artifact(table=summary_rows(summary), key=f"bert-{stage}-summary",
                           description=f"bert-pipeline {stage} stage summary")
     if summary.get("partition"):

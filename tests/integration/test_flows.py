@@ -10,7 +10,7 @@ import yaml
 from prefect.client.orchestration import get_client
 
 from bert_pipeline.errors import ConfigError, LakeStateError
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake import Lake, stage_outcome
 from flows.nightly import nightly_flow
 from flows.stages import curate_flow, ingest_flow, score_flow, tokenize_flow, train_flow
 from tests.helpers import read_partition
@@ -108,6 +108,10 @@ def test_an_unlabelled_night_then_a_night_of_duplicates(tmp_path: Path, sample_c
     config = write_config(tmp_path, sample_config)
     first = nightly_flow(config=config)
     assert first["train"]["reason"] == "no labelled training rows"
+    # what the CLI and the flow log print: the stage's own reason, not "already committed" (nothing was)
+    assert stage_outcome(first["train"]) == "skipped (no labelled training rows)"
+    assert stage_outcome(first["ingest"]) == "done"
+    assert stage_outcome({"stage": "ingest", "skipped": True}) == "skipped (already committed)"
     assert first["score"]["rows"] == first["curate"]["curated_rows"] > 250
     second = nightly_flow(config=config, overrides={"run_date": "2026-11-28"})  # the same file again
     assert second["curate"]["curated_rows"] == 0 and second["curate"]["rejected_rows"] == 303

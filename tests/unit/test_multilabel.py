@@ -141,24 +141,46 @@ def test_multilabel_predictions_fit_the_one_schema() -> None:
     assert dict(rows[2]["probabilities"]) == pytest.approx({"a": 0.45, "b": 0.6, "c": 0.44})
 
 
-def test_a_list_column_written_to_csv_by_pandas_is_read_as_sets(tmp_path: Path) -> None:
+def test_a_list_column_written_to_csv_by_pandas_or_numpy_is_read_as_sets(tmp_path: Path) -> None:
     import pandas as pd
 
     csv = tmp_path / "tickets.csv"  # pandas prints each list as Python does: "['billing', 'refund']"
-    pd.DataFrame({"text": ["refund not received", "app crashes, 登录失败", "charged twice, app slow", "fine", "?"],
-                  "topics": [["refund", "billing"], ["bug"], ["billing", "bug", "billing"], [], None]}).to_csv(
-        csv, index=False)
+    pd.DataFrame({"text": ["refund not received", "app crashes, 登录失败", "charged twice, app slow", "fine", "?",
+                           "ids"],
+                  "topics": [["refund", "billing"], ["bug"], ["billing", "bug", "billing"], [], None,
+                             list(np.array([3, 4]))]}).to_csv(csv, index=False)
     cfg = IngestConfig(sources=[str(csv)], label_column="topics")
     labels = read_source(expand_sources(cfg.sources)[0], cfg)[0]["label"].to_list()
-    assert labels == ['["billing","refund"]', "bug", '["billing","bug"]', "[]", None]
+    assert labels == ['["billing","refund"]', "bug", '["billing","bug"]', "[]", None, '["3","4"]']
     assert problem_type(labels, "auto") == "multi_label"
     assert canonical_label("['a', \"b's\", 3, 4.0]") == '["3","4","a","b\'s"]'
-    assert canonical_label("[draft, final]") == "[draft, final]"  # neither JSON nor a Python list: a label
-    # numpy prints an array without commas; Python would join the strings into the one label 'billingrefund'
-    csv.write_text("text,topics\nrefund not received,['billing' 'refund']\n")
-    with pytest.raises(InputDataError, match=r"tickets.csv: ingest.label_column 'topics': source_row 0 .*: label "
-                                             r"\"\['billing' 'refund'\]\" looks like a list printed without commas"):
+    # numpy's prints (numpy 2 scalars, nan gaps, arrays without commas, as groupby().unique() writes them)
+    assert canonical_label("[np.int64(1), np.int64(2)]") == '["1","2"]'
+    assert canonical_label("[np.str_('账单'), np.str_('退款')]") == '["账单","退款"]'
+    assert canonical_label("[nan, 'billing']") == "billing" and canonical_label("[None]") == "[]"
+    assert canonical_label("[3 4]") == '["3","4"]' and canonical_label("[ 1.  -2.5]") == '["-2.5","1"]'
+    assert canonical_label("['billing' 'refund']") == '["billing","refund"]'  # not the one label 'billingrefund'
+    # neither JSON nor a printed list of values: labels as written
+    for label in ("[draft, final]", "[draft]", "[18 - 25]", "[1+2]", "[[1, 2]]", "[f(1)]"):
+        assert canonical_label(label) == label
+    # numpy shortens long arrays with '...': the members are lost, so the file is refused, naming the row
+    csv.write_text("text,topics\nrefund not received,billing\nmany,[1 2 3 ... 998 999]\n")
+    with pytest.raises(InputDataError, match=r"tickets.csv: ingest.label_column 'topics': row 2: label "
+                                             r"'\[1 2 3 ... 998 999\]' is an array that numpy shortened with '...'"):
         read_source(expand_sources(cfg.sources)[0], cfg)
+
+
+def test_jsonl_mixing_numbers_booleans_and_arrays_in_one_field_is_read(tmp_path: Path) -> None:
+    rows = [{"text": "refund please", "labels": 1}, {"text": "login broken", "labels": [1, 2.0]},
+            {"text": "真的吗", "labels": True}, {"text": "ok", "labels": [True, "b"]}, {"text": "5", "labels": 1.0},
+            {"text": "no label", "labels": None}, {"text": 7, "labels": []}, {"text": "x", "labels": "+1"}]
+    jsonl = tmp_path / "mixed.jsonl"  # polars refuses it: no one type for "labels" (nor for "text")
+    jsonl.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n")
+    cfg = IngestConfig(sources=[str(jsonl)], label_column="labels")
+    frame = read_source(expand_sources(cfg.sources)[0], cfg)[0]
+    assert frame.select("text", "label").rows() == [
+        ("refund please", "1"), ("login broken", '["1","2"]'), ("真的吗", "true"), ("ok", '["b","true"]'), ("5", "1"),
+        ("no label", None), ("7", "[]"), ("x", "1")]
 
 
 def test_text_that_only_looks_like_a_set_stays_a_label() -> None:
