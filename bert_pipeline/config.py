@@ -386,13 +386,24 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = _yaml_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}{_quote_hint(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings, got {type(data).__name__}")
     for line, key, indicator in empty_block_scalars(text):
         raise ConfigError(f"config file {path} line {line}: `{key}: {indicator}` is an empty YAML block (the value ''), "
                           f"not the character {indicator}; quote it: {key}: '{indicator}'")
     return data
+
+
+def _quote_hint(exc: yaml.YAMLError) -> str:
+    """What to do when YAML stopped at a bare | or > inside a flow mapping ({label_delimiter: |}), where it cannot
+    start a value; '' otherwise."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", "") or ""
+    for indicator in _BLOCK_INDICATORS:
+        if mark is not None and f"'{indicator}'" in problem:
+            return f"\n(line {mark.line + 1}: to mean the character {indicator}, quote it: '{indicator}')"
+    return ""
 
 
 def load_config(

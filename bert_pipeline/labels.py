@@ -7,8 +7,8 @@ The canonical form (applied at ingest, whatever the source format):
     "+1" or "1.00" (so a pandas export whose gaps turned 0/1 into 0.0/1.0/NaN reads as the same labels);
     text with leading zeros ("007") is a code, not a number, and is kept as written;
   - any other float is written in its shortest round-trip form (0.5), booleans as true/false; text is kept as written;
-  - a set of labels (a multi-label row: a list in jsonl or parquet, a JSON array in text, a list as Python prints
-    it (`['billing', 'refund']`: what pandas' `to_csv` writes for a list column), or text split at
+  - a set of labels (a multi-label row: a list in jsonl or parquet, a JSON array in text, a list as Python or numpy
+    print it (`['billing', 'refund']`, `[3 4]`: what pandas' `to_csv` writes for a list column), or text split at
     `ingest.label_delimiter`) is its members in canonical form, without repeats, sorted: one member is written as that
     label alone (so {"a"} and "a" are one label), any other count as a JSON array (`["billing","refund"]`, and `[]`
     for a labelled row to which no label applies). `label_set` reads either form back as a list.
@@ -89,7 +89,7 @@ def _array_literal(text: str) -> list[object] | None:
 
 
 _VALUE_END = {tokenize.STRING, tokenize.NUMBER, tokenize.NAME}
-_MISSING_NAMES = {"nan", "NaN", "None"}
+_MISSING_NAMES = {"nan", "NaN"}  # None is a constant
 
 
 def _printed_list(text: str) -> list[object] | None:

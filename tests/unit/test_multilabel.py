@@ -200,6 +200,9 @@ def test_a_delimiter_written_as_a_bare_yaml_block_is_refused(tmp_path: Path) -> 
         load_config(config)
     config.write_text("ingest:\n  label_column: tags\n  label_delimiter: '|'\n")
     assert load_config(config).ingest.label_delimiter == "|"
+    config.write_text("run_date: 2026-01-01\ningest: {label_column: tags, label_delimiter: >}\n")  # flow style
+    with pytest.raises(ConfigError, match=r"(?s)not valid YAML.*\(line 2: to mean the character >, quote it: '>'\)"):
+        load_config(config)
 
 
 def test_a_single_label_model_from_a_multilabel_base_is_single_label(tmp_path: Path) -> None:
