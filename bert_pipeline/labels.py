@@ -2,8 +2,7 @@
 that would still be taken for one label.
 
 The canonical form (applied at ingest, whatever the source format):
-  - a label is a string, stripped of surrounding whitespace; empty or missing (null, NaN, or the text NaN/nan) means
-    "no label";
+  - a label is a string, stripped of surrounding whitespace; empty or missing (null, NaN) means "no label";
   - an integral number is written as an integer, whether it arrived as int 1, float 1.0 or the text "1", "1.0",
     "+1" or "1.00" (so a pandas export whose gaps turned 0/1 into 0.0/1.0/NaN reads as the same labels);
     text with leading zeros ("007") is a code, not a number, and is kept as written;
@@ -56,7 +55,7 @@ def canonical_label(value: object) -> str | None:
             return None
         return str(int(value)) if value.is_integer() else repr(value)
     text = str(value).strip()
-    if not text or text.casefold() == "nan":  # NaN written as text (as "1.0" is the number 1): no label, as NaN is
+    if not text:
         return None
     if (members := _array_literal(text)) is not None:
         return encode_label_set(members)
