@@ -142,7 +142,7 @@ def _read_jsonl(text: str, url: str) -> pl.DataFrame:
         if (problem := jsonl_problem(text)) is None:
             try:  # every line is a JSON object: polars found no one type for some field (a number here, a list there)
                 return _jsonl_by_line(text)
-            except (pl.exceptions.PolarsError, ValueError, TypeError):
+            except (pl.exceptions.PolarsError, ValueError, TypeError, OverflowError):
                 pass
         problem = problem or f"cannot parse as jsonl ({str(exc).splitlines()[0]}); {JSONL_ADVICE}"
         raise InputDataError(f"{url}: {problem}") from None
@@ -151,13 +151,14 @@ def _read_jsonl(text: str, url: str) -> pl.DataFrame:
 def _jsonl_by_line(text: str) -> pl.DataFrame:
     """jsonl that polars refuses because a field holds values of several JSON types (`"labels": 1` on one line,
     `"labels": [1, 2]` on another): such a field becomes text, each value as written (strings as they are, anything
-    else as its JSON), which the label rules read back (`1`, `[1,2]` a set, `true`); other fields keep their type."""
+    else as its JSON), which the label rules read back (`1`, `[1,2]` a set, `true`); a field of one JSON type (ints
+    and floats are one: numbers) keeps it."""
     rows = [json.loads(line) for line in text.split("\n") if line.strip()]
     names = list(dict.fromkeys(name for row in rows for name in row))
     columns = {}
     for name in names:
         values = [row.get(name) for row in rows]
-        kinds = {type(v) for v in values if v is not None}
+        kinds = {float if type(v) is int else type(v) for v in values if v is not None}
         if len(kinds) > 1:
             values = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
         columns[name] = pl.Series(name, values)

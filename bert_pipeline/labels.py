@@ -8,7 +8,8 @@ The canonical form (applied at ingest, whatever the source format):
     text with leading zeros ("007") is a code, not a number, and is kept as written;
   - any other float is written in its shortest round-trip form (0.5), booleans as true/false; text is kept as written;
   - a set of labels (a multi-label row: a list in jsonl or parquet, a JSON array in text, a list as Python or numpy
-    print it (`['billing', 'refund']`, `[3 4]`: what pandas' `to_csv` writes for a list column), or text split at
+    print it (`['billing', 'refund']`, `[3 4]`, `('billing', 'refund')`: what pandas' `to_csv` writes for a list
+    or tuple column), or text split at
     `ingest.label_delimiter`) is its members in canonical form, without repeats, sorted: one member is written as that
     label alone (so {"a"} and "a" are one label), any other count as a JSON array (`["billing","refund"]`, and `[]`
     for a labelled row to which no label applies). `label_set` reads either form back as a list.
@@ -76,45 +77,50 @@ def _json_array(text: str) -> list[object] | None:
 
 
 def _array_literal(text: str) -> list[object] | None:
-    """The members of text that is a flat list written as JSON ('["a","b"]', '[]') or as Python or numpy print one,
-    else None ('[draft]' is a label).
+    """The members of text that is a flat list written as JSON ('["a","b"]', '[]') or as Python or numpy print a
+    list, tuple or set, else None ('[draft]', '(none)' are labels).
 
     Printed lists are what pandas' to_csv writes for a list column: "['a', 'b']", "[1, nan]" (nan: a missing member,
-    dropped), "[np.int64(1), np.str_('a')]" (numpy 2 scalars), or an array without commas "['a' 'b']", "[ 3 -4]".
-    Raises InputDataError for an array numpy shortened with '...' (members lost)."""
+    dropped), "[np.int64(1), np.str_('a')]" (numpy 2 scalars), an array without commas "['a' 'b']", "[ 3 -4]", or
+    the tuples of sklearn's MultiLabelBinarizer.inverse_transform "('a', 'b')".
+    Raises InputDataError for a list of values that numpy shortened with '...' (members lost)."""
     members = _json_array(text)
-    if members is not None or not (text.startswith("[") and text.endswith("]")):
+    if members is not None or text[:1] + text[-1:] not in ("[]", "()", "{}") or len(text) > _LONGEST_PRINTED_LIST:
         return members
-    return _printed_list(text)
+    members = _printed_list(text)
+    if members is None and "..." in text and _printed_list(text.replace("...", " ")) is not None:
+        raise InputDataError(f"label {text!r} is an array that numpy shortened with '...': its other members are "
+                             "lost; write each row's labels as a JSON array, or as text split at ingest.label_delimiter")
+    return members
 
 
+_LONGEST_PRINTED_LIST = 100_000  # characters; longer text in a label column is not parsed as Python
 _VALUE_END = {tokenize.STRING, tokenize.NUMBER, tokenize.NAME}
 _MISSING_NAMES = {"nan", "NaN"}  # None is a constant
 
 
 def _printed_list(text: str) -> list[object] | None:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # line ends as tokenize counts them
     try:
         tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
                   if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER)]
     except (tokenize.TokenError, SyntaxError):
         return None
-    if any(t.string == "..." for t in tokens):
-        raise InputDataError(f"label {text!r} is an array that numpy shortened with '...': its other members are "
-                             "lost; write each row's labels as a JSON array, or as text split at ingest.label_delimiter")
-    lines = text.split("\n")
-    offsets = [sum(len(line) + 1 for line in lines[:row]) for row in range(len(lines))]
-    # numpy separates members by spaces only: a comma goes wherever a value ends, a space follows and a value (or a
-    # sign stuck to its number: "[ 3 -4]", never "[1 - 2]") starts
-    commas = [offsets[prev.end[0] - 1] + prev.end[1] for prev, token, after in zip(tokens, tokens[1:], tokens[2:])
-              if (prev.type in _VALUE_END or prev.string == ")") and prev.end != token.start
-              and (token.type in _VALUE_END or (token.string in ("+", "-") and token.end == after.start))]
-    for at in reversed(commas):
-        text = text[:at] + "," + text[at:]
+    if text.startswith("["):
+        # numpy separates members by spaces only: a comma goes wherever a value ends, a space follows and a value
+        # (or a sign stuck to its number: "[ 3 -4]", never "[1 - 2]") starts
+        lines = text.split("\n")
+        offsets = [sum(len(line) + 1 for line in lines[:row]) for row in range(len(lines))]
+        commas = [offsets[prev.end[0] - 1] + prev.end[1] for prev, token, after in zip(tokens, tokens[1:], tokens[2:])
+                  if (prev.type in _VALUE_END or prev.string == ")") and prev.end != token.start
+                  and (token.type in _VALUE_END or (token.string in ("+", "-") and token.end == after.start))]
+        for at in reversed(commas):
+            text = text[:at] + "," + text[at:]
     try:
         tree = ast.parse(text, mode="eval").body
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    if not isinstance(tree, ast.List):
+    if not isinstance(tree, (ast.List, ast.Tuple, ast.Set)):
         return None
     members = [_printed_member(node) for node in tree.elts]
     if any(member is _NOT_A_MEMBER for member in members):
@@ -126,10 +132,10 @@ _NOT_A_MEMBER = object()
 
 
 def _printed_member(node: ast.expr) -> object:
-    """One member of a printed list: a constant, a signed number, nan/None (missing), or a numpy scalar
-    (`np.int64(1)`); anything else (a bare word, an expression) means the text is not a printed list."""
+    """One member of a printed list: a constant (bytes decoded as UTF-8), a signed number, nan (missing), or a numpy
+    scalar (`np.int64(1)`); anything else (a bare word, an expression) means the text is not a printed list."""
     if isinstance(node, ast.Constant):
-        return node.value
+        return node.value.decode("utf-8", "replace") if isinstance(node.value, bytes) else node.value
     if isinstance(node, ast.Name):
         return None if node.id in _MISSING_NAMES else _NOT_A_MEMBER
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \

@@ -123,7 +123,8 @@ def temp_folder(folder: str) -> str:
 
     Folder readers list a hive dataset whole: polars refuses a folder holding any file that is not parquet, hidden or
     not, so a temporary left by a writer killed mid-write (kill -9 skips every cleanup) must not sit in it. The
-    staging folder stays on the same filesystem, so the rename is still atomic."""
+    rename stays atomic only on one filesystem: write_bytes_atomic stages beside the file when the table folder is
+    a link to another disk."""
     parts = folder.rstrip("/").split("/")
     hive = 0
     while hive < len(parts) - 1 and "=" in parts[len(parts) - 1 - hive]:
@@ -144,6 +145,8 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
         os.makedirs(parent, exist_ok=True)
         staging = temp_folder(parent)
         os.makedirs(staging, exist_ok=True)
+        if os.stat(staging).st_dev != os.stat(parent).st_dev:  # a table folder linked to another disk: a rename
+            staging = parent  # across disks is not atomic (EXDEV), so stage beside the file as before
         tmp = os.path.join(staging, f"{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
         try:
             with open(tmp, "wb") as handle:

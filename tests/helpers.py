@@ -87,7 +87,7 @@ def build_tiny_model(folder: Path, texts: list[str], num_labels: int = 2, vocab_
     if labels:
         config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
     folder.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng():  # seeded init without moving the caller's global generator
+    with torch.random.fork_rng(devices=[]):  # seeded CPU init; the caller's generator is untouched, CUDA not started
         torch.manual_seed(init_seed)
         BertForSequenceClassification(config).save_pretrained(folder)
     fast.save_pretrained(folder)

@@ -160,8 +160,13 @@ def test_a_list_column_written_to_csv_by_pandas_or_numpy_is_read_as_sets(tmp_pat
     assert canonical_label("[nan, 'billing']") == "billing" and canonical_label("[None]") == "[]"
     assert canonical_label("[3 4]") == '["3","4"]' and canonical_label("[ 1.  -2.5]") == '["-2.5","1"]'
     assert canonical_label("['billing' 'refund']") == '["billing","refund"]'  # not the one label 'billingrefund'
-    # neither JSON nor a printed list of values: labels as written
-    for label in ("[draft, final]", "[draft]", "[18 - 25]", "[1+2]", "[[1, 2]]", "[f(1)]"):
+    # sklearn's MultiLabelBinarizer.inverse_transform gives tuples; byte strings; Windows line ends inside a cell
+    assert canonical_label("('billing', 'refund')") == '["billing","refund"]' == canonical_label("{'refund', 'billing'}")
+    assert canonical_label("('billing',)") == "billing" and canonical_label("[b'billing' b'refund']") == '["billing","refund"]'
+    assert canonical_label("['a'\r'b']") == '["a","b"]'
+    # neither JSON nor a printed list of values: labels as written (and no parser error escapes)
+    for label in ("[draft, final]", "[draft]", "[18 - 25]", "[1+2]", "[[1, 2]]", "[f(1)]", "(none)", "('a')",
+                  "(see note)", "{x}", "[Loading...]", "[TODO: ...]", "['unclosed]", "[" + "-" * 3000 + "1]"):
         assert canonical_label(label) == label
     # numpy shortens long arrays with '...': the members are lost, so the file is refused, naming the row
     csv.write_text("text,topics\nrefund not received,billing\nmany,[1 2 3 ... 998 999]\n")

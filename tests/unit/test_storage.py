@@ -47,3 +47,22 @@ def test_temporaries_of_a_hive_partition_are_staged_outside_the_dataset() -> Non
     assert storage.temp_folder("/lake/t/year=2026/month=01") == "/lake/_tmp/t/year=2026/month=01"
     assert storage.temp_folder("/data/team=ml/lake/models/v1") == "/data/team=ml/lake/models/v1"  # not a partition
     assert storage.temp_folder("/lake/_manifests/curated") == "/lake/_manifests/curated"
+
+
+def test_a_table_folder_linked_to_another_disk_is_still_written_atomically(tmp_path: Path) -> None:
+    other_disk = Path("/dev/shm")
+    if not other_disk.is_dir() or os.stat(other_disk).st_dev == os.stat(tmp_path).st_dev:
+        import pytest
+
+        pytest.skip("needs /dev/shm on another filesystem than the temporary folder")
+    target = other_disk / f"bert-pipeline-test-{os.getpid()}"
+    target.mkdir()
+    try:
+        (tmp_path / "predictions").symlink_to(target)  # the lake's predictions table on another disk
+        shard = tmp_path / "predictions" / "run_date=2026-01-01" / "part-00000.parquet"
+        storage.write_bytes_atomic(str(shard), b"whole")  # a rename across disks would fail with EXDEV
+        assert shard.read_bytes() == b"whole" and os.listdir(shard.parent) == ["part-00000.parquet"]
+    finally:
+        import shutil
+
+        shutil.rmtree(target)
