@@ -399,11 +399,10 @@ def _quote_hint(exc: yaml.YAMLError) -> str:
     """What to do when YAML stopped at a bare | or > inside a flow mapping ({label_delimiter: |}), where it cannot
     start a value; '' otherwise."""
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", "") or ""
-    for indicator in _BLOCK_INDICATORS:
-        if mark is not None and f"'{indicator}'" in problem:
-            return f"\n(line {mark.line + 1}: to mean the character {indicator}, quote it: '{indicator}')"
-    return ""
+    found = re.search(r"found character '([|>])'", getattr(exc, "problem", "") or "")
+    if mark is None or found is None:
+        return ""
+    return f"\n(line {mark.line + 1}: to mean the character {found[1]}, quote it: '{found[1]}')"
 
 
 def load_config(

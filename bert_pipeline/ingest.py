@@ -139,38 +139,22 @@ def _read_jsonl(text: str, url: str) -> pl.DataFrame:
     try:
         return pl.read_ndjson(io.BytesIO(text.encode()), infer_schema_length=None)
     except (pl.exceptions.PolarsError, ValueError) as exc:
-        if (problem := jsonl_problem(text)) is None:
-            try:  # every line is a JSON object: polars found no one type for some field (a number here, a list there)
-                return _jsonl_by_line(text)
-            except (pl.exceptions.PolarsError, ValueError, TypeError, OverflowError):
-                pass
-        problem = problem or f"cannot parse as jsonl ({str(exc).splitlines()[0]}); {JSONL_ADVICE}"
-        raise InputDataError(f"{url}: {problem}") from None
-
-
-def _jsonl_by_line(text: str) -> pl.DataFrame:
-    """jsonl that polars refuses because a field holds values of several JSON types (`"labels": 1` on one line,
-    `"labels": [1, 2]` on another): such a field becomes text, each value as written (strings as they are, anything
-    else as its JSON), which the label rules read back (`1`, `[1,2]` a set, `true`); a field of one JSON type (ints
-    and floats are one: numbers) keeps it."""
-    rows = [json.loads(line) for line in text.split("\n") if line.strip()]
-    names = list(dict.fromkeys(name for row in rows for name in row))
-    columns = {}
-    for name in names:
-        values = [row.get(name) for row in rows]
-        kinds = {float if type(v) is int else type(v) for v in values if v is not None}
-        if len(kinds) > 1:
-            values = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
-        columns[name] = pl.Series(name, values)
-    return pl.DataFrame(columns)
+        try:  # every line is one JSON object, yet polars found no one type for some field (a number here, a list there)
+            return _frame_of_mixed_fields(jsonl_objects(text))
+        except InputDataError as problem:
+            raise InputDataError(f"{url}: {problem}") from None
+        except (pl.exceptions.PolarsError, ValueError, TypeError, OverflowError):
+            raise InputDataError(f"{url}: cannot parse as jsonl ({str(exc).splitlines()[0]}); {JSONL_ADVICE}") from None
 
 
 JSONL_ADVICE = "ingest.format is jsonl: one JSON object per line (set ingest.format if the file is another format)"
 
 
-def jsonl_problem(text: str) -> str | None:
-    """The first line that is not one JSON object, as 'line N ...' with what to do; None when every line is one."""
+def jsonl_objects(text: str) -> list[dict[str, Any]]:
+    """Each line's JSON object, blank lines skipped. Raises InputDataError naming the first line that is not one
+    ('line N ...') with what to do."""
     last = text.rstrip().count("\n") + 1
+    objects = []
     for number, line in enumerate(text.split("\n"), start=1):  # "\n" only, as polars: a JSON string may hold U+2028
         if not line.strip():
             continue
@@ -178,11 +162,27 @@ def jsonl_problem(text: str) -> str | None:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             cut = ", so the file may be cut off" if number == last else ""
-            return (f"line {number} is not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}{cut}; "
-                    f"{JSONL_ADVICE}")
+            raise InputDataError(f"line {number} is not valid JSON: {exc.msg.removesuffix(' at')} at column "
+                                 f"{exc.colno}{cut}; {JSONL_ADVICE}") from None
         if not isinstance(value, dict):
-            return f"line {number} holds a JSON {type(value).__name__}, not an object; {JSONL_ADVICE}"
-    return None
+            raise InputDataError(f"line {number} holds a JSON {type(value).__name__}, not an object; {JSONL_ADVICE}")
+        objects.append(value)
+    return objects
+
+
+def _frame_of_mixed_fields(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """jsonl rows that polars refuses because a field holds values of several JSON types (`"labels": 1` on one line,
+    `"labels": [1, 2]` on another): such a field becomes text, each value as written (strings as they are, anything
+    else as its JSON), which the label rules read back (`1`, `[1,2]` a set, `true`); a field of one JSON type (ints
+    and floats are one: numbers) keeps it."""
+    columns = {}
+    for name in dict.fromkeys(name for row in rows for name in row):
+        values = [row.get(name) for row in rows]
+        kinds = {float if type(v) is int else type(v) for v in values if v is not None}
+        if len(kinds) > 1:
+            values = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
+        columns[name] = pl.Series(name, values)
+    return pl.DataFrame(columns)
 
 
 def _read_delimited(text: str, url: str, fmt: str, delimiter: str, quote: str | None) -> pl.DataFrame:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import json
 import math
 import re
@@ -109,13 +110,13 @@ def _printed_list(text: str) -> list[object] | None:
     if text.startswith("["):
         # numpy separates members by spaces only: a comma goes wherever a value ends, a space follows and a value
         # (or a sign stuck to its number: "[ 3 -4]", never "[1 - 2]") starts
-        lines = text.split("\n")
-        offsets = [sum(len(line) + 1 for line in lines[:row]) for row in range(len(lines))]
-        commas = [offsets[prev.end[0] - 1] + prev.end[1] for prev, token, after in zip(tokens, tokens[1:], tokens[2:])
+        line_starts = [0, *itertools.accumulate(len(line) + 1 for line in text.split("\n"))]
+        commas = [line_starts[prev.end[0] - 1] + prev.end[1]
+                  for prev, token, after in zip(tokens, tokens[1:], tokens[2:])
                   if (prev.type in _VALUE_END or prev.string == ")") and prev.end != token.start
                   and (token.type in _VALUE_END or (token.string in ("+", "-") and token.end == after.start))]
-        for at in reversed(commas):
-            text = text[:at] + "," + text[at:]
+        cuts = [0, *commas, len(text)]
+        text = ",".join(text[start:end] for start, end in zip(cuts, cuts[1:]))
     try:
         tree = ast.parse(text, mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):

@@ -144,9 +144,10 @@ def write_bytes_atomic(url: str, data: bytes) -> None:
     if isinstance(fs, LocalFileSystem):
         os.makedirs(parent, exist_ok=True)
         staging = temp_folder(parent)
-        os.makedirs(staging, exist_ok=True)
-        if os.stat(staging).st_dev != os.stat(parent).st_dev:  # a table folder linked to another disk: a rename
-            staging = parent  # across disks is not atomic (EXDEV), so stage beside the file as before
+        if staging != parent:
+            os.makedirs(staging, exist_ok=True)
+            if os.stat(staging).st_dev != os.stat(parent).st_dev:  # a table folder linked to another disk: a rename
+                staging = parent  # across disks is not atomic (EXDEV), so stage beside the file as before
         tmp = os.path.join(staging, f"{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
         try:
             with open(tmp, "wb") as handle:
