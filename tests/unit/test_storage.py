@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from bert_pipeline import storage
 
@@ -52,8 +54,6 @@ def test_temporaries_of_a_hive_partition_are_staged_outside_the_dataset() -> Non
 def test_a_table_folder_linked_to_another_disk_is_still_written_atomically(tmp_path: Path) -> None:
     other_disk = Path("/dev/shm")
     if not other_disk.is_dir() or os.stat(other_disk).st_dev == os.stat(tmp_path).st_dev:
-        import pytest
-
         pytest.skip("needs /dev/shm on another filesystem than the temporary folder")
     target = other_disk / f"bert-pipeline-test-{os.getpid()}"
     target.mkdir()
@@ -63,6 +63,4 @@ def test_a_table_folder_linked_to_another_disk_is_still_written_atomically(tmp_p
         storage.write_bytes_atomic(str(shard), b"whole")  # a rename across disks would fail with EXDEV
         assert shard.read_bytes() == b"whole" and os.listdir(shard.parent) == ["part-00000.parquet"]
     finally:
-        import shutil
-
         shutil.rmtree(target)
