@@ -167,9 +167,14 @@ def test_a_champion_with_another_tokenizer_is_run_on_the_same_rows(pipeline: tup
 
 def test_a_model_that_learned_nothing_is_kept_but_never_promoted(pipeline: tuple) -> None:
     cfg, lake, (*_, trained, _) = pipeline
-    # a learning rate this large destroys the weights: the model answers one class for everything
-    refused = run_train(build_config(cfg.model_dump(), {"train.learning_rate": 0.5, "train.seed": 2}))
-    decision = refused["champion_decision"]
+    # a learning rate this large destroys the weights: the model answers one class for everything. Where the
+    # blown-up weights land is chaotic (one full-suite run gave 63 % one class, beating the baseline), so the first
+    # of a few seeds that collapses to one class is the model under test
+    for seed in (2, 3, 4, 5):
+        refused = run_train(build_config(cfg.model_dump(), {"train.learning_rate": 0.5, "train.seed": seed}))
+        decision = refused["champion_decision"]
+        if decision["new_top_predicted_share"] == 1.0:
+            break
     assert decision["promoted"] is False and decision["new_top_predicted_share"] == 1.0
     assert decision["new_validation_macro_f1"] <= decision["baseline_validation_macro_f1"]
     assert "does not beat the majority-class baseline" in decision["reason"]
