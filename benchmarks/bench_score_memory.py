@@ -57,7 +57,9 @@ def main() -> None:
         model = Path(tmp) / "model"
         torch.manual_seed(0)
         base = resolve_model_dir("")
-        load_classifier(base, num_labels=3, ignore_mismatched_sizes=True).save_pretrained(model)
+        names = ["negative", "neutral", "positive"]  # a folder of placeholder labels (LABEL_0...) is refused
+        load_classifier(base, num_labels=3, ignore_mismatched_sizes=True, id2label=dict(enumerate(names)),
+                        label2id={n: i for i, n in enumerate(names)}).save_pretrained(model)
         load_tokenizer(base).save_pretrained(model)
         results = {}
         for label, n in (("1x", args.rows), ("10x", args.rows * 10)):

@@ -32,17 +32,96 @@ _COLUMN = re.compile(r"^[^\x00-\x1f]{1,256}$")
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that keeps dates as strings, so run_date validation (not PyYAML) reports a bad date."""
+    """SafeLoader that reads plain (unquoted) scalars by the YAML 1.2 core schema instead of PyYAML's YAML 1.1.
+
+    YAML 1.1 turns `012` into 10 (octal), `yes`/`no`/`on`/`off` into booleans, `1_000` into 1000, `1:30` into 90
+    (base 60), `2026-11-28` into a date, and reads `5e-5` as text. The core schema knows only null (`~`, `null`,
+    empty), `true`/`false`, decimal integers (and `0o17`, `0x1f`), decimal floats (`5e-5`, `.inf`, `.nan`); every
+    other plain scalar is a string, which the field's own type then reads (pydantic: `yes` is true for a boolean
+    field, the text `yes` for a text field; a date stays text, so run_date validation reports a bad date). A
+    leading-zero integer (`012`), which YAML 1.1 reads as octal and YAML 1.2 as decimal, is refused
+    (`AmbiguousScalar`) rather than guessed.
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0] and _LEADING_ZERO.match(value):  # plain, untagged
+            return _AMBIGUOUS
+        return super().resolve(kind, value, implicit)
+
+    def construct_yaml_int_12(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node)).replace("_", "")  # `_` only through an explicit !!int tag
+        sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text.lstrip("+"))
+        base = {"0o": 8, "0x": 16}.get(digits[:2].lower(), 10)  # never octal for a leading 0: YAML 1.2
+        try:
+            return sign * int(digits[2:] if base != 10 else digits, base)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not an integer",
+                                                    node.start_mark) from None
 
 
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+_AMBIGUOUS = "tag:bert-pipeline,2026:ambiguous"
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9]+$")
+_YamlLoader.yaml_implicit_resolvers = {}  # the YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution)
+for _tag, _pattern, _first in (
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+.0123456789")),
+    ("merge", r"^(?:<<)$", ["<"]),  # `<<: *defaults`, as PyYAML reads it
+):
+    _YamlLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), _first)
+_YamlLoader.add_constructor("tag:yaml.org,2002:int", _YamlLoader.construct_yaml_int_12)
 
 
-def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+class AmbiguousScalar(ValueError):
+    """A plain scalar that YAML versions read differently: `where` is its dotted key, `line` its 1-based line."""
+
+    def __init__(self, where: str, text: str, line: int) -> None:
+        self.where, self.text, self.line = where, text, line
+        super().__init__(self.explain(f"'{text}'"))
+
+    def explain(self, quoted: str) -> str:
+        """The message; `quoted` is how to write the value quoted where it was written (file or --set)."""
+        return (f"{self.where}: {self.text} is ambiguous: YAML 1.1 reads a leading 0 as octal ({self.text} would be "
+                f"{_octal(self.text)}), YAML 1.2 as decimal; write {int(self.text)} for the number, or quote it if "
+                f"you meant the text '{self.text}': {quoted}")
+
+
+def _octal(text: str) -> str:
+    try:
+        return str(int(text, 8))
+    except ValueError:  # 08, 09: not octal either; PyYAML kept them as text
+        return f"the text '{text}'"
+
+
+def _find_ambiguous(node: yaml.Node, where: str) -> None:
+    """Raise AmbiguousScalar for the first scalar tagged ambiguous under node; `where` is node's dotted key."""
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == _AMBIGUOUS:
+            raise AmbiguousScalar(where or "<config>", node.value, node.start_mark.line + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _find_ambiguous(item, f"{where}[{index}]")
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _find_ambiguous(key, where)
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            _find_ambiguous(value, f"{where}.{name}" if where else str(name))
+
+
+def _yaml_load(text: str, where: str = "") -> Any:
+    """YAML text -> data by the YAML 1.2 core schema (_YamlLoader); AmbiguousScalar names the dotted key (under
+    `where`, the --set key) of a leading-zero integer."""
+    loader = _YamlLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _find_ambiguous(node, where)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def today_utc() -> str:
@@ -64,8 +143,13 @@ class IngestConfig(_Section):
     delimiter: str | None = Field(None, description="csv/tsv field separator, one character (tab may be written tab); "
                                   "empty = the format's own: , for csv, tab for tsv")
     quote_char: str | None = Field("auto", description="csv/tsv quote character, one character; empty = no quoting; "
-                                   "auto = \" for csv and none for tsv (TSV has no quoting)")
+                                   "auto = \" for csv and tsv alike, as pandas and Python's csv write it: it quotes "
+                                   "a value only at the value's start, so 24\" monitor stays as written")
     shard_rows: int = Field(10_000, ge=1, description="rows per raw shard; curated, token and prediction shards follow")
+    on_existing: Literal["refuse", "replace", "append"] = Field(
+        "refuse", description="a run_date already committed from other sources (or other contents of them): refuse "
+        "= stop before writing; replace = drop its rows for tonight's; append = add tonight's rows, keeping the "
+        "committed rows and their doc_ids. The same sources again (a retry) are never refused")
     label_delimiter: str | None = Field(None, description="text labels are sets split at this string (multi-label, "
                                         "e.g. '|' for billing|refund); empty = one label per row (a list column or a "
                                         "JSON array is a set of labels either way)")
@@ -192,6 +276,8 @@ class TrainConfig(_Section):
         "auto", description="what the head reads: cls = the [CLS] token through the model's pooler; mean = the "
         "mean of the token vectors (how sentence-transformers models were trained); auto = mean for multi-label "
         "on a mean-pooling sentence-transformers base model, else cls")
+    promote_older: bool = Field(False, description="let a model trained for an older run_date than the champion's, "
+                                "or on a training set without nights the champion saw, become champion")
     champion_tolerance: float = Field(0.0, ge=0.0, le=1.0,
                                       description="a new model may be this much worse in macro-F1 and still win")
 
@@ -314,12 +400,17 @@ def _format_error(exc: ValidationError) -> str:
             message = "unknown key (check the spelling; see `bert-pipeline --help`)"
         elif err["type"] == "literal_error":
             message = f"must be one of {err['ctx']['expected']}, got {err['input']!r}"
+        elif err["type"] == "string_type" and isinstance(err["input"], (bool, int, float)):
+            kind = "a boolean" if isinstance(err["input"], bool) else "a number"
+            message = (f"must be text, got {err['input']!r}: YAML read the value as {kind}; to mean the text, quote "
+                       "it as written (in the file: key: '...'; on the command line: --set \"key='...'\")")
         lines.append(f"{field}: {message}")
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """`a.b=value` -> ("a.b", value); the value is parsed as YAML so numbers, lists and null work."""
+    """`a.b=value` -> ("a.b", value); the value is parsed as YAML (the 1.2 core schema, _YamlLoader) so numbers,
+    lists and null work; a leading-zero integer (012) is refused naming the key."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key or not all(key.split(".")):
@@ -327,7 +418,10 @@ def parse_override(item: str) -> tuple[str, Any]:
     if raw.strip() in _BLOCK_INDICATORS:  # YAML reads a lone | or > as an empty block: the user meant the character
         return key, raw.strip()
     try:
-        value = _yaml_load(raw) if raw.strip() else ""
+        value = _yaml_load(raw, where=key) if raw.strip() else ""
+    except AmbiguousScalar as exc:
+        quoted = f"--set \"{key}='{raw.strip()}'\"" if exc.where == key else f"'{exc.text}' inside the value"
+        raise ConfigError(f"override {exc.explain(quoted)}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {key}: value {raw!r} is not valid YAML: {exc}") from exc
     return key, value
@@ -385,6 +479,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     try:
         data = _yaml_load(text) or {}
+    except AmbiguousScalar as exc:
+        name = exc.where.rsplit(".", 1)[-1]
+        quoted = f"{name}: '{exc.text}'" if not name.endswith("]") else f"'{exc.text}'"
+        raise ConfigError(f"config file {path} line {exc.line}: {exc.explain(quoted)}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}{_quote_hint(exc)}") from None
     if not isinstance(data, dict):

@@ -14,6 +14,14 @@ before it writes the manifests. Drop reasons are data (datatrove's filter idea),
   near_duplicate   character 5-gram Jaccard >= curate.near_dup_threshold, chained within a cluster
   label_correction same normalised text as an earlier night's kept row `duplicate_of`, with another label: the
                    newest label is the one the accumulated training set uses (`labels.read_corrections`)
+  label_superseded same normalised text as a later night's kept row `duplicate_of` (this night is a backfill or a
+                   rerun), with another label: the later night's label is newer and stands
+
+Every other committed night counts, earlier and later: a backfilled night is deduplicated against the nights after
+it too, and yields to them (their kept rows stay kept). Exact duplicates, corrections and ids are compared whatever
+the near-dup settings; a night whose index was built with other near-dup settings has its band hashes recomputed
+from its curated text. When a rerun of a night no longer keeps rows that other nights' rejects point at, those
+nights are reported as stale (`stale_nights` in the summary) with the command that redoes them.
 
 The stage is four steps so that the per-shard ones can be mapped over shards (Prefect, Dask):
   begin                      fingerprint; skip if committed; else un-commit the outputs
@@ -25,6 +33,7 @@ The stage is four steps so that the per-shard ones can be mapped over shards (Pr
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,14 +46,16 @@ from bert_pipeline.clean import clean_frame
 from bert_pipeline.config import CurateConfig, PipelineConfig
 from bert_pipeline.dedup import TextLoader, cluster_documents, texts_bands
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.labels import CORRECTION, apply_corrections, read_corrections
+from bert_pipeline.labels import CORRECTION, SUPERSEDED, apply_corrections, read_corrections
 from bert_pipeline.lake import (
     SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches, shard_name,
 )
 from bert_pipeline.neardup import NearDupParams, normal_form
 
+log = logging.getLogger(__name__)
+
 REASONS = ("empty", "too_short", "too_long", "low_alpha", "repetitive", "exact_duplicate", "near_duplicate",
-           CORRECTION)
+           CORRECTION, SUPERSEDED)
 
 CURATED_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
@@ -64,7 +75,8 @@ CANDIDATE_COLUMNS = ["doc_id", "dedup_key", "label", "bands", "shard"]
 
 
 def assign_split(key: str, seed: int, validation_fraction: float, test_fraction: float) -> str:
-    """Deterministic split from a cluster's key: a cluster never straddles splits and keeps its split across nights."""
+    """Deterministic split from a cluster's key (its kept text's dedup key, or with `ingest.id_column` its doc_id):
+    a cluster never straddles splits, and a text, or an id whatever its text, keeps its split across nights."""
     bucket = xxhash.xxh3_64_intdigest(f"{seed}:{key}".encode()) / 2**64
     if bucket < test_fraction:
         return "test"
@@ -103,15 +115,18 @@ def prepare_frame(raw: pl.DataFrame, c: CurateConfig, shard: str) -> tuple[pl.Da
     )
 
 
-def finish_frame(cleaned: pl.DataFrame, clusters: pl.DataFrame, c: CurateConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(curated, rejects) rows of one shard."""
+def finish_frame(cleaned: pl.DataFrame, clusters: pl.DataFrame, c: CurateConfig,
+                 split_by_id: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(curated, rejects) rows of one shard. `split_by_id`: the split follows the doc_id (the source's ids), so an
+    id re-sent with edited text keeps its split."""
     df = cleaned.join(clusters, on="doc_id", how="left").with_columns(
         reason=pl.coalesce("reason", "dup_reason"), kept=pl.col("kept").fill_null(False),
         label_conflict=pl.col("label_conflict").fill_null(False),
     )
     kept = df.filter(pl.col("kept"))
+    keys = kept["doc_id" if split_by_id else "dedup_key"].to_list()
     splits = [given or assign_split(key, c.split_seed, c.validation_fraction, c.test_fraction)
-              for given, key in zip(kept["split"].to_list(), kept["dedup_key"].to_list())]
+              for given, key in zip(kept["split"].to_list(), keys)]
     curated = kept.with_columns(split=pl.Series(splits, dtype=pl.String)).select(CURATED_SCHEMA.names)
     rejects = df.filter(~pl.col("kept")).select(REJECTS_SCHEMA.names)
     if curated.height + rejects.height != cleaned.height:
@@ -128,9 +143,9 @@ def curate_frame(raw: pl.DataFrame, cfg: PipelineConfig, earlier: pl.DataFrame |
     clusters = cluster_documents(
         candidates, earlier if earlier is not None else empty_index(),
         lambda rows: {d: norm[d] for d in rows["doc_id"].to_list()}, load_earlier or (lambda _: {}),
-        near_dup_params(cfg.curate), near=cfg.curate.near_dedup,
+        near_dup_params(cfg.curate), near=cfg.curate.near_dedup, run_date=cfg.run_date,
     )
-    curated, rejects = finish_frame(cleaned, clusters, cfg.curate)
+    curated, rejects = finish_frame(cleaned, clusters, cfg.curate, split_by_id=bool(cfg.ingest.id_column))
     return curated, rejects, candidates
 
 
@@ -163,29 +178,56 @@ class CurateLake:
     def work_url(self, kind: str, index: int | None = None) -> str:
         return storage.join(self.work, kind, shard_name(index)) if index is not None else storage.join(self.work, kind)
 
-    def earlier_manifests(self) -> dict[str, dict[str, Any]]:
-        """run_date -> index manifest, for every committed night before this one built with the same parameters.
-
-        Only manifests: the fingerprint and the counts need no index rows; `earlier_index` reads those, once.
-        """
+    def committed_manifests(self) -> dict[str, dict[str, Any]]:
+        """run_date -> index manifest, for every other committed night, earlier or later, whatever its near-dup
+        settings (exact duplicates, corrections and ids never depend on them). Only manifests: the fingerprint and
+        the counts need no index rows; `committed_index` reads those, once."""
         if not self.cfg.curate.dedup_across_nights:
             return {}
-        params = index_params(self.cfg.curate)
         found = {}
         for date in self.lake.run_dates("dedup_index"):
-            manifest = self.lake.read_manifest("dedup_index", date)
-            if date < self.run_date and manifest and manifest.get("near_dup_params") == params:
+            if date == self.run_date or not (manifest := self.lake.read_manifest("dedup_index", date)):
+                continue
+            curated = self.lake.read_manifest("curated", date)  # committed last: an index without it is not a night
+            if curated and curated.get("fingerprint") == manifest.get("fingerprint"):
                 found[date] = manifest
         return found
 
-    def earlier_index(self) -> pl.DataFrame:
-        """The index rows (keys, labels, LSH bands) of the earlier nights, each row's label as corrected since."""
-        earlier = self.earlier_manifests()
-        if not earlier:
+    def earlier_manifests(self) -> dict[str, dict[str, Any]]:
+        """The committed nights before this one: their index fingerprints are part of tonight's, so a changed
+        earlier night makes tonight's curation stale (later nights yield to tonight's committed rows instead)."""
+        return {date: m for date, m in self.committed_manifests().items() if date < self.run_date}
+
+    def recomputed_nights(self) -> list[str]:
+        """Committed nights whose index bands were built with other near-dup settings than tonight's."""
+        if not self.cfg.curate.near_dedup:
+            return []
+        params = index_params(self.cfg.curate)
+        return sorted(d for d, m in self.committed_manifests().items() if m.get("near_dup_params") != params)
+
+    def committed_index(self) -> pl.DataFrame:
+        """The index rows (keys, labels, LSH bands) of the other committed nights, each row's label as corrected
+        since; bands recomputed from the curated text for nights indexed with other near-dup settings."""
+        committed = self.committed_manifests()
+        if not committed:
             return empty_index()
-        rows = pl.from_arrow(self.lake.dataset("dedup_index", earlier).to_table())
+        rows = pl.from_arrow(self.lake.dataset("dedup_index", committed).to_table())
         rows = rows.with_columns(pl.col("run_date").cast(pl.String))  # type: ignore[union-attr]
-        return apply_corrections(rows, read_corrections(self.lake, earlier))
+        recompute = self.recomputed_nights()
+        if recompute:
+            fresh = self.bands_from_text(recompute)
+            rows = rows.join(fresh, on="doc_id", how="left", suffix="_new").with_columns(
+                bands=pl.when(pl.col("run_date").is_in(recompute)).then("bands_new").otherwise("bands")
+            ).drop("bands_new")
+        return apply_corrections(rows, read_corrections(self.lake, committed))
+
+    def bands_from_text(self, run_dates: list[str]) -> pl.DataFrame:
+        """doc_id, bands: LSH band hashes with tonight's near-dup settings, from the curated text of `run_dates`."""
+        table = self.lake.dataset("curated", run_dates).to_table(columns=["doc_id", "text"])
+        norms = [normal_form(t) for t in table["text"].to_pylist()]
+        bands = texts_bands(norms, near_dup_params(self.cfg.curate))
+        return pl.DataFrame({"doc_id": table["doc_id"].to_pylist(),
+                             "bands": pl.Series(bands.tolist(), dtype=pl.List(pl.UInt64))})
 
     def load_tonight(self, rows: pl.DataFrame) -> dict[str, str]:
         """Normal forms of tonight's candidates, from the clean shards that hold them."""
@@ -221,9 +263,55 @@ def begin(cfg: PipelineConfig) -> CuratePlan:
     shards = len(raw_manifest["outputs"])
     if all(manifest_matches(cl.lake.read_manifest(a, cfg.run_date), stage_fp, f) for a, f in cl.folders.items()):
         return CuratePlan(stage_fp, shards, skipped=True)
+    remember_previous_kept(cl)
     for area in cl.folders:
         cl.lake.writer(area, cfg.run_date, stage_fp).begin()  # un-commit: readers must not trust a partition being rewritten
     return CuratePlan(stage_fp, shards, skipped=False)
+
+
+def remember_previous_kept(cl: CurateLake) -> None:
+    """Before a committed night is redone: keep its kept doc_ids in _work, so that commit can name the other nights
+    whose rejects point at rows the new curation no longer keeps. Written before the un-commit, and kept when a
+    crashed run already wrote it."""
+    url = cl.work_url("previous_kept.parquet")
+    manifest = cl.lake.read_manifest("dedup_index", cl.run_date)
+    if manifest is None or storage.exists(url):
+        return
+    table = cl.lake.dataset("dedup_index", {cl.run_date: manifest}).to_table(columns=["doc_id"])
+    storage.write_parquet_atomic(url, table, {})
+
+
+def stale_nights(cl: CurateLake, kept_now: set[str]) -> dict[str, int]:
+    """{run_date: rows} of other committed nights whose rejects name, as `duplicate_of`, a row this night kept
+    before its rerun and keeps no more: their decisions rest on a row that is gone (redo them)."""
+    url = cl.work_url("previous_kept.parquet")
+    if not storage.exists(url):
+        return {}
+    lost = set(storage.read_parquet(url, ["doc_id"])["doc_id"].to_pylist()) - kept_now
+    committed = {d: cl.lake.read_manifest("rejects", d) for d in cl.committed_manifests()}
+    committed = {d: m for d, m in committed.items() if m}
+    if not lost or not committed:
+        return {}
+    import pyarrow.compute as pc
+
+    hits = cl.lake.dataset("rejects", committed).to_table(
+        columns=["run_date"], filter=pc.field("duplicate_of").isin(sorted(lost)))
+    counts = pl.from_arrow(hits).with_columns(pl.col("run_date").cast(pl.String))["run_date"].value_counts()  # type: ignore[union-attr]
+    return dict(sorted(counts.iter_rows()))
+
+
+def id_versions(cl: CurateLake, curated: pl.DataFrame) -> int:
+    """Tonight's kept rows whose doc_id another committed night keeps with another text: versions of one document
+    (an id re-sent with edited text); the training set keeps the newest night's (`trainset.newest_versions`)."""
+    committed = cl.committed_manifests()
+    if not committed or curated.is_empty():
+        return 0
+    import pyarrow.compute as pc
+
+    others = pl.from_arrow(cl.lake.dataset("dedup_index", committed).to_table(
+        columns=["doc_id", "dedup_key"], filter=pc.field("doc_id").isin(curated["doc_id"].to_list())))
+    both = curated.select("doc_id", "dedup_key").join(others, on="doc_id", suffix="_other")  # type: ignore[arg-type]
+    return both.filter(pl.col("dedup_key") != pl.col("dedup_key_other"))["doc_id"].n_unique()
 
 
 def prepare_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
@@ -245,8 +333,8 @@ def cluster(cfg: PipelineConfig, stage_fp: str, shards: int) -> int:
         return shards
     candidates = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), CANDIDATE_COLUMNS))
                             for i in range(shards)])  # type: ignore[misc]
-    clusters = cluster_documents(candidates, cl.earlier_index(), cl.load_tonight, cl.load_earlier,  # type: ignore[arg-type]
-                                 near_dup_params(cfg.curate), near=cfg.curate.near_dedup)
+    clusters = cluster_documents(candidates, cl.committed_index(), cl.load_tonight, cl.load_earlier,  # type: ignore[arg-type]
+                                 near_dup_params(cfg.curate), near=cfg.curate.near_dedup, run_date=cfg.run_date)
     _write(url, clusters, stage_fp)
     return shards
 
@@ -260,7 +348,8 @@ def finish_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
     cleaned = pl.from_arrow(storage.read_parquet(cl.work_url("clean", index)))
     clusters = pl.from_arrow(storage.read_parquet(cl.work_url("clusters.parquet")))
     clusters = clusters.filter(pl.col("doc_id").is_in(cleaned["doc_id"].to_list()))  # type: ignore[union-attr]
-    curated, rejects = finish_frame(cleaned, clusters, cfg.curate)  # type: ignore[arg-type]
+    curated, rejects = finish_frame(cleaned, clusters, cfg.curate,  # type: ignore[arg-type]
+                                    split_by_id=bool(cfg.ingest.id_column))
     _write(rejects_url, rejects, stage_fp, REJECTS_SCHEMA)
     _write(curated_url, curated, stage_fp, CURATED_SCHEMA)
     return index
@@ -281,16 +370,23 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
                              f"{curated.height} + rejected {reasons.height}; not committing")
     earlier = cl.earlier_manifests()
     earlier_fps = [m["fingerprint"] for m in earlier.values()]
+    later = {d: m for d, m in cl.committed_manifests().items() if d > cfg.run_date}
+    stale = stale_nights(cl, set(curated["doc_id"].to_list()))
     counts = {
         "raw_rows": raw_rows, "curated_rows": curated.height, "rejected_rows": reasons.height,
         "rejected_by_reason": {r: 0 for r in REASONS} | dict(reasons["reason"].value_counts().iter_rows()),
         "label_conflicts": int(curated["label_conflict"].sum()),
         "label_corrections": int((reasons["reason"] == CORRECTION).sum()),
         "earlier_documents_indexed": sum(m["counts"]["curated_rows"] for m in earlier.values()),
+        "later_documents_indexed": sum(m["counts"]["curated_rows"] for m in later.values()),
+        "label_superseded": int((reasons["reason"] == SUPERSEDED).sum()),
+        "id_versions": id_versions(cl, curated),
         "splits": dict(curated["split"].value_counts().iter_rows()),
     }
+    notes = {"index_recomputed_for": cl.recomputed_nights(), "stale_nights": stale,
+             "warnings": [stale_advice(cfg.run_date, stale)] if stale else []}
     common = dict(stage="curate", run_date=cfg.run_date, inputs=[raw_manifest["fingerprint"], *earlier_fps],
-                  config_hash=cfg.fingerprint("curate"), counts=counts)
+                  config_hash=cfg.fingerprint("curate"), counts=counts, **notes)
     bands = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), ["doc_id", "bands", "shard"]))
                        for i in range(shards)])  # type: ignore[misc]
     # a row in a label conflict has no label to compare with: a later night's single label for it is a correction
@@ -304,7 +400,21 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
     cl.lake.writer("curated", cfg.run_date, stage_fp, outputs=names).commit(**common)
     storage.remove([cl.work])
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
-    return {"stage": "curate", "skipped": False, "partition": cl.folders["curated"], **counts}
+    for warning in notes["warnings"]:
+        log.warning("curate: %s", warning)
+    if notes["index_recomputed_for"]:
+        log.info("curate: run_date(s) %s were indexed with other near-dup settings; their band hashes were "
+                 "recomputed from their curated text for tonight's comparison", notes["index_recomputed_for"])
+    return {"stage": "curate", "skipped": False, "partition": cl.folders["curated"], **counts, **notes}
+
+
+def stale_advice(run_date: str, stale: dict[str, int]) -> str:
+    """What to tell the user when a rerun of run_date left other nights' decisions resting on rows it dropped."""
+    nights = ", ".join(f"{d} ({n} row(s))" for d, n in stale.items())
+    first = next(iter(stale))
+    return (f"the rerun of run_date={run_date} no longer keeps rows that the rejects of {nights} name as the row "
+            f"they duplicate: those nights are stale. Redo each with `bert-pipeline curate --config <your config> "
+            f"--set run_date={first}` (and so on), then tokenize, train and score it")
 
 
 def skipped_summary(cfg: PipelineConfig) -> dict[str, Any]:

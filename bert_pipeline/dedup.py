@@ -1,10 +1,11 @@
 """Duplicate clusters: exact (same normalised key) and near (verified MinHash-LSH pairs), within tonight's documents
-and against the kept documents of earlier nights (through the lake's dedup index).
+and against the kept documents of every other committed night, earlier or later (through the lake's dedup index).
 
 The inputs are small per-document rows (doc_id, dedup_key, label, LSH band hashes) from every shard; texts are
-loaded only for candidate pairs, to verify them exactly. The kept member of a cluster is an earlier night's document
+loaded only for candidate pairs, to verify them exactly. The kept member of a cluster is a committed night's document
 when there is one (earliest run_date, then smallest doc_id), else tonight's smallest doc_id: deterministic whatever
-the input order.
+the input order. A committed row always stays kept: a backfilled night (older than a committed one) yields to the
+later night's copy instead of rewriting it, so no committed decision changes behind the user's back.
 
 Label corrections: a row of tonight whose normalised key equals an earlier night's kept row's key but whose label
 differs from that row's current label (`earlier["label"]`, with earlier corrections already applied) is not a plain
@@ -13,6 +14,14 @@ duplicate: it gets `label_correction`, `duplicate_of` the earlier row. Rows with
 a correction (the one that agrees with the earlier row too), and the training set then treats the earlier row as a
 label conflict (`labels.read_corrections`). An earlier row in a label conflict is indexed without a label, so a
 later night's single label for it is a correction that resolves the conflict.
+
+Nights out of order: when the committed row of a key is from a night *later* than tonight (a backfill, or a rerun of
+a past night), its label is newer than tonight's; tonight's labelled rows that disagree with it are `label_superseded`
+(the later label stands) rather than corrections. An unlabelled later row is labelled by them (a correction).
+
+Ids: a tonight row with the doc_id of a committed row but another key is another version of that document (an id
+re-sent with edited text), never its near duplicate: the two are not clustered, and the training set keeps the
+newest night's version (`trainset.newest_versions`).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from bert_pipeline.labels import CORRECTION, SUPERSEDED
 from bert_pipeline.neardup import (
     NearDupParams, UnionFind, band_hashes, candidate_pairs, jaccard_of_sets, shingle_hashes, signatures,
 )
@@ -66,25 +76,34 @@ def _shingle_sets(texts: list[str], params: NearDupParams) -> list[frozenset[int
     return [frozenset(flat[offsets[i]:offsets[i + 1]].tolist()) for i in range(len(texts))]
 
 
-def _corrected_keys(ordered: pl.DataFrame, earlier: pl.DataFrame, first_old_by_key: dict[str, int],
-                    n_reps: int) -> set[tuple[str, str]]:
-    """(doc_id, key) of tonight's labelled rows whose key is an earlier kept row's, when any of them carries another
-    label than that row: all of them, so that copies that disagree make the earlier row a conflict."""
-    old_label = earlier["label"].to_list()
+def _relabelled_keys(ordered: pl.DataFrame, earlier: pl.DataFrame, first_old_by_key: dict[str, int],
+                     n_reps: int, run_date: str | None) -> dict[tuple[str, str], str]:
+    """{(doc_id, key): reason} for tonight's labelled rows whose key is a committed kept row's, when any of them
+    carries another label than that row: all of them, so that copies that disagree make the earlier row a conflict.
+    The reason is `label_correction`, or `label_superseded` when the committed row is from a night after `run_date`
+    and has a label (its label is the newer one)."""
+    old_label, old_date = earlier["label"].to_list(), earlier["run_date"].cast(pl.String).to_list()
     rows: dict[str, list[tuple[str, str]]] = {}
     for doc_id, key, label in ordered.select("doc_id", "dedup_key", "label").iter_rows():
         if key in first_old_by_key and label is not None:
             rows.setdefault(key, []).append((doc_id, label))
-    return {(doc_id, key) for key, labelled in rows.items()
-            if any(label != old_label[first_old_by_key[key] - n_reps] for _, label in labelled)
-            for doc_id, _ in labelled}
+    out = {}
+    for key, labelled in rows.items():
+        old = first_old_by_key[key] - n_reps
+        if any(label != old_label[old] for _, label in labelled):
+            newer = run_date is not None and old_date[old] > run_date and old_label[old] is not None
+            out.update({(doc_id, key): SUPERSEDED if newer else CORRECTION for doc_id, _ in labelled})
+    return out
 
 
 def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight: TextLoader,
-                      load_earlier: TextLoader, params: NearDupParams, near: bool = True) -> pl.DataFrame:
+                      load_earlier: TextLoader, params: NearDupParams, near: bool = True,
+                      run_date: str | None = None) -> pl.DataFrame:
     """One CLUSTER_SCHEMA row per tonight's candidate (doc_id, dedup_key, label, bands, shard).
 
-    `earlier` holds the index rows of earlier nights: doc_id, dedup_key, label, run_date, shard, bands.
+    `earlier` holds the index rows of the other committed nights (earlier or later than tonight's `run_date`):
+    doc_id, dedup_key, label, run_date, shard, bands (bands computed with `params`). `run_date` None treats every
+    committed night as earlier.
     """
     ordered = tonight.sort("doc_id")
     reps = ordered.unique("dedup_key", keep="first", maintain_order=True)
@@ -113,10 +132,12 @@ def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight
         old_sets = _shingle_sets([old_texts.get(node_id[n_reps + r], "") for r in need_old], params)
         sets.update({n_reps + r: s for r, s in zip(need_old, old_sets)})
         for a, b in within.tolist() + [(rep, n_reps + old) for rep, old in cross.tolist()]:
+            if node_id[a] == node_id[b]:  # one id, two texts: two versions of a document, not duplicates
+                continue
             if jaccard_of_sets(sets[a], sets[b]) >= params.threshold:
                 uf.union(a, b)
 
-    corrected = _corrected_keys(ordered, earlier, first_old_by_key, n_reps)
+    relabelled = _relabelled_keys(ordered, earlier, first_old_by_key, n_reps, run_date)
     roots = uf.roots()
     kept_of_root: dict[int, int] = {}
     for node in list(range(n_reps, n_reps + n_old)) + list(range(n_reps)):  # earlier nights win, then doc_id order
@@ -144,9 +165,9 @@ def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight
         # the same doc_id as an earlier night's kept row is that row seen again: a duplicate of it)
         if kept == rep and doc_id == node_id[rep]:
             out.append((doc_id, kept_id, True, None, None, None, conflict, size))
-        elif (doc_id, key) in corrected:
+        elif (doc_id, key) in relabelled:
             old_id = node_id[first_old_by_key[key]]
-            out.append((doc_id, kept_id, False, "label_correction", old_id, 1.0, conflict, size))
+            out.append((doc_id, kept_id, False, relabelled[(doc_id, key)], old_id, 1.0, conflict, size))
         elif node_key[kept] == key:
             out.append((doc_id, kept_id, False, "exact_duplicate", kept_id, 1.0, conflict, size))
         else:

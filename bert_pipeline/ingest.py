@@ -1,21 +1,32 @@
 """Ingest: read every source (csv, tsv, jsonl, parquet, txt; gz/zst/bz2/xz too) into the raw partition.
 
-Each row gets a stable `doc_id`, its `source` and `source_row`; invalid UTF-8 is replaced with U+FFFD, counted in the
-manifest and flagged per row. Every problem with an input names the file, the line and the setting that would help:
-polars reads every file, and only when it refuses one is the text checked line by line (csv, json) to say where.
+Each row gets a stable `doc_id`, its `source` and `source_row`; invalid UTF-8 (and a lone surrogate escape in JSON,
+which no UTF-8 text can hold) is replaced with U+FFFD, counted in the manifest and flagged per row. NUL is removed.
+Every problem with an input names the file, the line and the setting that would help.
 
-TSV has no quoting (IANA text/tab-separated-values): a `"` in a value is text, so `24" monitor` stays as written.
-CSV quotes with `"`. ingest.delimiter and ingest.quote_char override either.
+Text is read as written: a line ends at \\n, \\r\\n or \\r only (U+2028, U+2029, NEL, form feed and vertical tab are
+text inside a line, unlike Python's str.splitlines), for txt, jsonl and csv/tsv alike, and so do error line numbers.
+
+csv and tsv are read as their writers (pandas' to_csv, Python's csv module, spreadsheets) meant them: a `"` at the
+start of a field quotes it (the field runs to the closing quote, `""` inside is one quote, line breaks inside are
+kept), a `"` anywhere else is text, so `24" monitor` stays as written. ingest.quote_char: '' reads with no quoting;
+ingest.delimiter and ingest.quote_char override either format's own.
+
+A committed partition is rewritten only from the same sources (a retry or a config change reads the same rows);
+other sources, or other contents of them, are refused unless ingest.on_existing says append or replace.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
+import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
@@ -29,6 +40,8 @@ from bert_pipeline.config import IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.labels import canonical_labels, check_label_spellings, label_set
 from bert_pipeline.lake import Lake, fingerprint, manifest_matches, shard_name
+
+log = logging.getLogger(__name__)
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
 FORMAT_BY_EXTENSION = {
@@ -45,12 +58,25 @@ RAW_SCHEMA = pa.schema([
     ("source", pa.string()), ("source_row", pa.int64()), ("invalid_utf8", pa.bool_()),
     ("ingested_at", pa.timestamp("us", tz="UTC")),
 ])  # run_date is the hive folder's name, not a column (see bert_pipeline/lake.py)
+LINES_NAMED = 5  # how many line numbers a manifest and a warning name per file
 
 
 @dataclass(frozen=True)
 class SourceFile:
     url: str  # what we open
     name: str  # what rows record as `source` and what doc_ids derive from: the URL as the config wrote it
+
+
+@dataclass
+class SourceReport:
+    """What reading one source found: `replaced` invalid UTF-8 sequences and lone surrogates written as U+FFFD (of
+    which `surrogates` lone surrogates, on the 1-based `surrogate_lines`), and the xxh3-128 of the file's bytes, which
+    tells the same file from a changed one when a committed partition is met again."""
+
+    content_xxh3: str = ""
+    replaced: int = 0
+    surrogates: int = 0
+    surrogate_lines: list[int] = field(default_factory=list)
 
 
 def expand_sources(sources: list[str]) -> list[SourceFile]:
@@ -99,7 +125,10 @@ def read_raw_bytes(url: str, compression: str | None) -> bytes:
 
 
 def decode_text(data: bytes) -> tuple[str, int]:
-    """Decode bytes as UTF-16 (when it has a BOM) or UTF-8; return the text and how many bad sequences were replaced."""
+    """Decode bytes as UTF-16 (when it has a BOM) or UTF-8; return the text and how many bad sequences were replaced.
+
+    errors="replace" never yields a surrogate: a lone surrogate in UTF-16, or one encoded in UTF-8 (ED A0 80), is a
+    bad sequence and becomes U+FFFD like any other, so the text always encodes to valid UTF-8."""
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         text = data.decode("utf-16", errors="replace")
         return text, text.count("\ufffd")
@@ -110,29 +139,78 @@ def decode_text(data: bytes) -> tuple[str, int]:
     return text, text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of `text`, ended by \\n, \\r\\n or \\r only, without their line ends; a final line end adds no empty
+    line. (str.splitlines also ends lines at U+2028, U+2029, U+0085, form feed, vertical tab and \\x1c-\\x1e, which
+    are text: a document holding one would become two.)"""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def count_line_ends(text: str) -> int:
+    """How many \\n, \\r\\n or \\r line ends `text` holds (a \\r\\n is one)."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
 def csv_dialect(fmt: str, cfg: IngestConfig) -> tuple[str, str | None]:
-    """(delimiter, quote character or None for no quoting) of a csv or tsv source: the settings, else the format's."""
+    """(delimiter, quote character or None for no quoting) of a csv or tsv source: the settings, else the format's
+    own (`,` or tab, and `"` for both)."""
     delimiter = cfg.delimiter or ("\t" if fmt == "tsv" else ",")
-    quote = ('"' if fmt == "csv" else None) if cfg.quote_char == "auto" else cfg.quote_char
-    return delimiter, quote
+    return delimiter, '"' if cfg.quote_char == "auto" else cfg.quote_char
 
 
-def _read_table(url: str, fmt: str, compression: str | None, cfg: IngestConfig) -> tuple[pl.DataFrame, int]:
+def _read_table(url: str, fmt: str, compression: str | None, cfg: IngestConfig) -> tuple[pl.DataFrame, SourceReport]:
     data = read_raw_bytes(url, compression)
+    report = SourceReport(content_xxh3=xxhash.xxh3_128_hexdigest(data))
     if fmt == "parquet":
         try:
-            return pl.from_arrow(pq.read_table(io.BytesIO(data))), 0  # type: ignore[return-value]
+            return _without_nul(pl.from_arrow(pq.read_table(io.BytesIO(data)))), report  # type: ignore[arg-type]
         except pa.ArrowInvalid as exc:
             raise InputDataError(f"{url}: not a readable parquet file: {exc}") from exc
-    text, replaced = decode_text(data)
+    text, report.replaced = decode_text(data)
     text = text.replace("\x00", "")  # NUL bytes break CSV parsers and are never meaningful text
     if not text.strip():  # an empty file is a source with no rows, not an error
-        return pl.DataFrame(schema={cfg.text_column: pl.String}), replaced
+        return pl.DataFrame(schema={cfg.text_column: pl.String}), report
     if fmt == "txt":
-        return pl.DataFrame({cfg.text_column: text.splitlines()}, schema={cfg.text_column: pl.String}), replaced
+        return pl.DataFrame({cfg.text_column: split_lines(text)}, schema={cfg.text_column: pl.String}), report
     if fmt == "jsonl":
-        return _read_jsonl(text, url), replaced
-    return _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg)), replaced
+        text, report.surrogates, report.surrogate_lines = _jsonl_without_lone_surrogates(text)
+        report.replaced += report.surrogates
+        return _without_nul(_read_jsonl(text, url)), report
+    return _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg)), report
+
+
+def _without_nul(df: pl.DataFrame) -> pl.DataFrame:
+    """NUL removed from every text column, as from csv and txt bytes: a JSON `\\u0000` or parquet text may hold it."""
+    text_columns = [name for name, dtype in df.schema.items() if dtype == pl.String]
+    return df.with_columns(pl.col(text_columns).str.replace_all("\x00", "", literal=True)) if text_columns else df
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")  # half of a UTF-16 pair, or text such as \\ud800
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _jsonl_without_lone_surrogates(text: str) -> tuple[str, int, list[int]]:
+    """jsonl text with line ends made \\n and each lone surrogate escape (`\\ud800` without its other half, which no
+    UTF-8 text can hold: polars reads it as NUL, or refuses the whole file) written as U+FFFD; also how many were
+    replaced and the 1-based lines that held one. A pair (`\\ud83d\\ude00`, an emoji) is kept, and so is escaped text
+    (`\\\\ud800`); a line that is not valid JSON is left for the parser to report with its line number."""
+    if "\r" not in text and not _SURROGATE_ESCAPE.search(text):
+        return text, 0, []
+    # a raw \r cannot be inside a JSON string (control characters are escaped), so it is always a line end
+    lines, replaced, where = split_lines(text), 0, []
+    for index, line in enumerate(lines):
+        if not _SURROGATE_ESCAPE.search(line):
+            continue
+        try:  # json pairs halves into one character, so every surrogate left in its strings is a lone one
+            dumped = json.dumps(json.loads(line), ensure_ascii=False)
+        except (ValueError, RecursionError):
+            continue
+        found = len(_SURROGATE.findall(dumped))
+        if found:
+            lines[index] = _SURROGATE.sub("\ufffd", dumped)
+            replaced, where = replaced + found, [*where, index + 1]
+    return "\n".join(lines), replaced, where
 
 
 def _read_jsonl(text: str, url: str) -> pl.DataFrame:
@@ -152,10 +230,11 @@ JSONL_ADVICE = "ingest.format is jsonl: one JSON object per line (set ingest.for
 
 def jsonl_objects(text: str) -> list[dict[str, Any]]:
     """Each line's JSON object, blank lines skipped. Raises InputDataError naming the first line that is not one
-    ('line N ...') with what to do."""
-    last = text.rstrip().count("\n") + 1
+    ('line N ...', lines ended by \\n, \\r\\n or \\r only: a JSON string may hold U+2028) with what to do."""
+    lines = split_lines(text)
+    last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
     objects = []
-    for number, line in enumerate(text.split("\n"), start=1):  # "\n" only, as polars: a JSON string may hold U+2028
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -186,80 +265,110 @@ def _frame_of_mixed_fields(rows: list[dict[str, Any]]) -> pl.DataFrame:
 
 
 def _read_delimited(text: str, url: str, fmt: str, delimiter: str, quote: str | None) -> pl.DataFrame:
-    """csv/tsv text as string columns. Without quoting every line is one record, so a line whose field count differs
-    from the header's is refused here, before polars would fill the missing fields with nulls."""
-    problem = unquoted_ragged_line(text, fmt, delimiter) if quote is None else None
-    if problem is None:
-        try:
-            return pl.read_csv(io.BytesIO(text.encode()), separator=delimiter, infer_schema=False, quote_char=quote)
-        except (pl.exceptions.PolarsError, ValueError) as exc:
-            problem = delimited_problem(text, fmt, delimiter, quote) or (
-                f"cannot parse as {fmt} ({str(exc).splitlines()[0]}); {_dialect_advice(fmt, delimiter, quote)}")
-    raise InputDataError(f"{url}: {problem}")
+    """csv/tsv text as string columns, empty values null, a blank line a row of nulls. A record whose field count
+    differs from the header's is refused naming its line, never padded with nulls or cut.
+
+    polars reads text in which quoting cannot matter (no quote character in it) and whose lines end at \\n (polars
+    does not end a line at a lone \\r): most files, fast. Python's csv module reads the rest, with its defaults,
+    which are how pandas and spreadsheets read and write quotes: a quote opens a value only at its start, so
+    `24" monitor` is text (polars refuses it) and `"a" b` is `a b`. Raises InputDataError naming the file."""
+    if (quote is None or quote not in text) and text.count("\r") == text.count("\r\n"):
+        problem = unquoted_ragged_line(text, fmt, delimiter, quote)
+        if problem is None:
+            try:
+                return pl.read_csv(io.BytesIO(text.encode()), separator=delimiter, infer_schema=False, quote_char=None)
+            except (pl.exceptions.PolarsError, ValueError) as exc:
+                advice = _dialect_advice(fmt, delimiter, quote, quotes_in_text=False)
+                problem = f"cannot parse as {fmt} ({str(exc).splitlines()[0]}); {advice}"
+        raise InputDataError(f"{url}: {problem}")
+    records, problem = csv_records(text, fmt, delimiter, quote)
+    if problem is not None:
+        raise InputDataError(f"{url}: {problem}")
+    header, rows = records[0], records[1:]
+    rows = [row or [""] * len(header) for row in rows]  # a blank line: a row of nulls, as polars reads it
+    columns = list(zip(*rows)) if rows else [()] * len(header)
+    frame = pl.DataFrame([pl.Series(name, values, dtype=pl.String) for name, values in
+                          zip(_unique_names(header), columns)])
+    return frame.with_columns(pl.all().replace("", None))  # empty is null, as polars reads an unquoted file
 
 
-def _dialect_advice(fmt: str, delimiter: str, quote: str | None) -> str:
-    """The settings that would split the file another way, worded for the dialect that failed."""
+_END = "\x00"  # NUL is removed from the text first: a record of it alone marks where the file ends
+
+
+def csv_records(text: str, fmt: str, delimiter: str, quote: str | None) -> tuple[list[list[str]], str | None]:
+    """The records of csv/tsv text as Python's csv module reads them (strict=False, doublequote: a quote opens a value
+    only at its start, `""` inside is one quote, text after the closing quote is kept), the header first and leading
+    blank lines dropped; and the first problem, 'line N ...; what to set', for a record whose field count is not the
+    header's or a quoted value the file never closes (csv would silently read the rest of the file into it)."""
+    csv.field_size_limit(2**31 - 1)  # one review may be megabytes; the default limit is 128 KiB
+    ended = text if text.endswith(("\n", "\r")) else text + "\n"
+    quoting = {"quotechar": quote, "doublequote": True} if quote else {"quoting": csv.QUOTE_NONE}
+    reader = csv.reader(io.StringIO(ended + _END, newline=""), delimiter=delimiter, strict=False,
+                        **quoting)  # type: ignore[call-overload]
+    records, starts, start = [], [], 1  # starts: the line each record begins on (csv counts \n, \r\n, \r)
+    for record in reader:
+        records.append(record)
+        starts.append(start)
+        start = reader.line_num + 1
+    if records[-1] != [_END]:  # the end marker was read into a value: its opening quote is never closed
+        opened = count_line_ends(ended) - count_line_ends(records[-1][-1]) + 1
+        return records, (f"line {opened} opens a {quote}-quoted value that the file never closes; "
+                         f"{_plain_quotes(quote)}")
+    first = next((i for i, record in enumerate(records) if record), len(records) - 1)
+    records, starts = records[first:-1], starts[first:-1]
+    width = len(records[0]) if records else 0
+    for record, line in zip(records, starts):
+        if record and len(record) != width:
+            return records, _field_count(line, len(record), width, fmt, delimiter, quote)
+    return records or [[]], None
+
+
+def _unique_names(header: list[str]) -> list[str]:
+    """Column names as polars makes them unique: a repeated `a` becomes `a_duplicated_0`, then `a_duplicated_1`."""
+    seen: dict[str, int] = {}
+    names = []
+    for name in header:
+        repeats = seen.get(name)
+        seen[name] = 0 if repeats is None else repeats + 1
+        names.append(name if repeats is None else f"{name}_duplicated_{repeats}")
+    return names
+
+
+def _plain_quotes(quote: str | None) -> str:
+    return f"if {quote} is plain text in this file (not quoting) set ingest.quote_char to empty (no quoting)"
+
+
+def _dialect_advice(fmt: str, delimiter: str, quote: str | None, quotes_in_text: bool = True) -> str:
+    """The settings that would split the file another way, worded for the dialect that failed (quote_char is named
+    only when the text holds the quote character: in a file without one it changes nothing)."""
     name = {"\t": "tab", ",": "comma"}.get(delimiter, repr(delimiter))
     if quote is None:
         return (f"ingest.format is {fmt} with no quoting and a {name} between fields: if its values are quoted "
                 "(to hold a line break or the delimiter) set ingest.quote_char: '\"', else set ingest.delimiter")
-    if fmt == "csv" and delimiter == ",":
-        return "if the file is tab-separated set ingest.format: tsv, or set ingest.delimiter / ingest.quote_char"
-    return (f"ingest.format is {fmt} with a {name} between fields and {quote} quoting: set ingest.delimiter, or "
-            "ingest.quote_char (empty = no quoting)")
+    split = ("if the file is tab-separated set ingest.format: tsv, or set ingest.delimiter" if fmt == "csv"
+             and delimiter == "," else f"ingest.format is {fmt} with a {name} between fields: if the file uses "
+             "another, set ingest.delimiter")
+    if not quotes_in_text:
+        return f"{split}; a value that holds the delimiter or a line break must be {quote}-quoted"
+    return f"{split}; {_plain_quotes(quote)}"
 
 
-def _field_count(line: int, fields: int, header: int, fmt: str, delimiter: str, quote: str | None) -> str:
+def _field_count(line: int, fields: int, header: int, fmt: str, delimiter: str, quote: str | None,
+                 quotes_in_text: bool = True) -> str:
     return (f"line {line} has {fields} field{'s' * (fields != 1)}, the header has {header}; "
-            f"{_dialect_advice(fmt, delimiter, quote)}")
+            f"{_dialect_advice(fmt, delimiter, quote, quotes_in_text)}")
 
 
-def unquoted_ragged_line(text: str, fmt: str, delimiter: str) -> str | None:
-    """'line N has X fields, the header has Y; ...' for the first non-blank line of unquoted text whose field count
-    is not the header's; None when all agree. Vectorised (polars), as it runs on every unquoted file."""
+def unquoted_ragged_line(text: str, fmt: str, delimiter: str, quote: str | None = None) -> str | None:
+    """'line N has X fields, the header has Y; ...' for the first non-blank line of text read without quoting (lines
+    end at \\n; a \\r\\n leaves its \\r, which counts no field) whose field count is not the header's; None when all
+    agree. `quote` (not in the text) words the advice. Vectorised (polars), as it runs on most files."""
     lines = pl.Series([text]).str.split("\n").explode()
     fields = lines.str.count_matches(delimiter, literal=True) + 1
     ragged = ((fields != fields[0]) & (lines.str.strip_chars().str.len_chars() > 0)).arg_true()
     if ragged.len() == 0:
         return None
-    return _field_count(ragged[0] + 1, fields[ragged[0]], fields[0], fmt, delimiter, None)
-
-
-def delimited_problem(text: str, fmt: str, delimiter: str, quote: str | None) -> str | None:
-    """Where quoted csv/tsv text breaks, found with Python's csv module (only after polars refused the file):
-    'line N ...; what to set' for a record with more fields than the header, a quoted value never closed or followed
-    by text, or a quote inside an unquoted value; None when no such line is found."""
-    csv.field_size_limit(2**31 - 1)  # one review may be megabytes; the default limit is 128 KiB
-    lines = list(io.StringIO(text, newline=""))  # the lines csv.reader counts in line_num, endings kept
-    quoting = {"quotechar": quote, "quoting": csv.QUOTE_MINIMAL} if quote else {"quoting": csv.QUOTE_NONE}
-    reader = csv.reader(lines, delimiter=delimiter, strict=True, **quoting)  # type: ignore[call-overload]
-    plain_quotes = f"if {quote} is plain text in this file set ingest.quote_char to empty (no quoting)"
-    header, start = None, 1
-    try:
-        for row in reader:
-            if header is None:
-                header = len(row)
-            elif len(row) > header:
-                return _field_count(start, len(row), header, fmt, delimiter, quote)
-            elif quote and reader.line_num == start and _quote_inside_value(lines[start - 1], delimiter, quote):
-                return f"line {start} has a {quote} inside a value that does not start with one; {plain_quotes}"
-            start = reader.line_num + 1
-    except csv.Error:
-        if quote is None:  # unquoted text breaks only on a lone carriage return: let polars' message stand
-            return None
-        if reader.line_num >= len(lines):
-            return f"line {start} opens a {quote}-quoted value that the file never closes; {plain_quotes}"
-        return f"line {start} has text after the closing {quote} of a quoted value; {plain_quotes}"
-    return None
-
-
-def _quote_inside_value(line: str, delimiter: str, quote: str) -> bool:
-    """True when some value of a one-line record is neither quoted ("x", "x ""y"" z") nor free of quotes: Python's
-    csv reads `24" monitor` as text, polars refuses it."""
-    d, q = re.escape(delimiter), re.escape(quote)
-    value = f"{q}(?:[^{q}]|{q}{q})*{q}|[^{d}{q}\r\n]*"
-    return re.fullmatch(f"(?:{value})(?:{d}(?:{value}))*", line.rstrip("\r\n")) is None
+    return _field_count(ragged[0] + 1, fields[ragged[0]], fields[0], fmt, delimiter, quote, quotes_in_text=False)
 
 
 def _require_columns(df: pl.DataFrame, url: str, cfg: IngestConfig) -> None:
@@ -299,9 +408,11 @@ def _normalise_split(series: pl.Series | None, url: str) -> pl.Series | None:
     return lowered.replace_strict(SPLIT_ALIASES, default=None, return_dtype=pl.String)
 
 
-def _stable_ids(source_name: str, texts: pl.Series) -> list[str]:
-    """xxh3-128 of (source, text, occurrence of that text in the source): stable across reruns, unique."""
-    seen: dict[str, int] = {}
+def _stable_ids(source_name: str, texts: pl.Series, seen: dict[str, int] | None = None) -> list[str]:
+    """xxh3-128 of (source, text, occurrence of that text in the source): stable across reruns, unique. `seen`
+    counts the texts of this source already in the partition (an append of a changed file of the same name), so
+    that its ids continue from theirs instead of repeating them."""
+    seen = dict(seen or {})
     ids = []
     for text in texts.fill_null("").to_list():
         occurrence = seen.get(text, 0)
@@ -310,13 +421,13 @@ def _stable_ids(source_name: str, texts: pl.Series) -> list[str]:
     return ids
 
 
-def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, int]:
-    """One source file as raw-schema columns (without ingested_at/run_date) and its count of replaced bytes."""
+def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, SourceReport]:
+    """One source file as raw-schema columns (without ingested_at/run_date) and what reading it found."""
     fmt, compression = detect_format(source.url, cfg.format)
     if fmt == "txt" and (cfg.label_column or cfg.id_column or cfg.split_column):
         raise InputDataError(f"{source.url}: a txt source holds only text (one document per line); unset "
                              "ingest.label_column, ingest.id_column and ingest.split_column or use csv/tsv/jsonl")
-    df, replaced = _read_table(source.url, fmt, compression, cfg)
+    df, report = _read_table(source.url, fmt, compression, cfg)
     if df.height == 0:
         df = pl.DataFrame(schema={c: pl.String for c in (cfg.text_column, cfg.label_column, cfg.id_column,
                                                          cfg.split_column) if c})
@@ -342,16 +453,34 @@ def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, in
         "source": pl.Series([source.name] * rows, dtype=pl.String),
         "source_row": pl.Series(range(rows), dtype=pl.Int64),
     })
-    out = out.with_columns(invalid_utf8=pl.lit(replaced > 0) & pl.col("text").fill_null("").str.contains("\ufffd"))
-    return out, replaced
+    replaced = pl.lit(report.replaced > 0)
+    out = out.with_columns(invalid_utf8=replaced & pl.col("text").fill_null("").str.contains("\ufffd"))
+    if report.surrogates:  # said where the user looks (the stage log, the Prefect run), not only in the manifest
+        log.warning("ingest: %s", _surrogate_warning(source.name, report))
+    return out, report
 
 
-def _check_unique_ids(df: pl.DataFrame, id_column: str | None) -> None:
-    duplicated = df.filter(pl.col("doc_id").is_duplicated())
+def _surrogate_warning(name: str, report: SourceReport) -> str:
+    lines = ", ".join(map(str, report.surrogate_lines[:LINES_NAMED]))
+    hidden = len(report.surrogate_lines) - LINES_NAMED
+    more = f" and {hidden} more" if hidden > 0 else ""
+    return (f"{name}: {report.surrogates} lone surrogate escape(s) (such as \\ud800 without its pair: not a "
+            f"character) replaced by U+FFFD and the rows flagged invalid_utf8, on line(s) {lines}{more}")
+
+
+def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 0) -> None:
+    """Refuse ids that several rows share, naming an example and two rows that hold it (file and row). The first
+    `committed` rows of df are the partition's committed rows (ingest.on_existing: append)."""
+    duplicated = df.with_row_index("at").filter(pl.col("doc_id").is_duplicated())
     if duplicated.height:
         examples = duplicated["doc_id"].unique(maintain_order=True).head(5).to_list()
+        holders = duplicated.filter(pl.col("doc_id") == examples[0]).head(2)
+        places = [f"{source} row {row + 1}" + (" (already committed)" if at < committed else "")
+                  for at, source, row in holders.select("at", "source", "source_row").iter_rows()]
         where = f"ingest.id_column {id_column!r}" if id_column else "derived doc_ids"
-        raise InputDataError(f"{where} are not unique: {duplicated.height} rows share ids such as {examples}")
+        scope = " across the committed partition and tonight's sources" if committed else ""
+        raise InputDataError(f"{where} are not unique{scope}: {duplicated.height} rows share ids such as {examples}; "
+                             f"{examples[0]!r} is {places[0]} and {places[1]}")
 
 
 def check_labels(raw: pl.DataFrame, lake: Lake, run_date: str) -> dict[str, int]:
@@ -377,21 +506,105 @@ def check_labels(raw: pl.DataFrame, lake: Lake, run_date: str) -> dict[str, int]
     return {str(k): int(v) for k, v in counts.items()}
 
 
+def settings_hash(cfg: PipelineConfig) -> str:
+    """cfg.fingerprint("ingest") without ingest.on_existing, which says what to do with a committed partition, not
+    how to read the sources: setting it for a retry does not make a committed night look changed."""
+    settings = cfg.ingest.model_dump(mode="json", exclude={"on_existing"})
+    return hashlib.sha256(json.dumps({"ingest": settings}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two records of a source (a manifest's `inputs` entry merged with its `files` entry) hold the same
+    bytes: by content hash where both have one, else by size and version (mtime or ETag)."""
+    if a.get("content_xxh3") and b.get("content_xxh3"):
+        return a["content_xxh3"] == b["content_xxh3"]
+    return (a.get("size"), a.get("version")) == (b.get("size"), b.get("version"))
+
+
+def committed_sources(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sources a raw manifest records, one dict each: name, url, size, version, and rows and content_xxh3 where
+    recorded (manifests written before content hashes have size and version only)."""
+    files = manifest.get("files") or []
+    sources = []
+    for index, entry in enumerate(manifest.get("inputs") or []):
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name") or entry.get("url")
+        read = files[index] if index < len(files) and files[index].get("source") == name else {}
+        sources.append({**entry, "name": name, **{k: read[k] for k in ("rows", "content_xxh3") if k in read}})
+    return sources
+
+
+def _already_committed(source: dict[str, Any], committed: list[dict[str, Any]]) -> bool:
+    return any(c["name"] == source["name"] and _same_content(c, source) for c in committed)
+
+
+def _describe(sources: list[dict[str, Any]], committed: list[dict[str, Any]] | None = None) -> str:
+    """'a.csv (3 rows), b.csv (2 rows, changed since it was committed)' for a message, at most five names; with
+    `committed`, a file of a committed name with other contents says so."""
+    names = []
+    for source in sources[:5]:
+        notes = [f"{source['rows']} row{'s' * (source['rows'] != 1)}"] if "rows" in source else []
+        if committed and any(c["name"] == source["name"] for c in committed) and not _already_committed(source,
+                                                                                                     committed):
+            notes.append("changed since it was committed")
+        names.append(source["name"] + (f" ({', '.join(notes)})" if notes else ""))
+    return ", ".join(names) + (f" and {len(sources) - 5} more" if len(sources) > 5 else "")
+
+
+def _other_sources(run_date: str, committed: list[dict[str, Any]], tonight: list[dict[str, Any]]) -> str:
+    return (f"raw run_date={run_date} is already committed from {_describe(committed)}; tonight's sources "
+            f"are {_describe(tonight, committed)}. Ingesting them would replace the committed rows, which would then "
+            "disappear from raw, curated and predictions. Set ingest.on_existing: append to add tonight's rows to "
+            "the partition (the committed rows and their doc_ids stay), or ingest.on_existing: replace to drop the "
+            "committed rows for tonight's; or ingest into another run_date")
+
+
 def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
+    """Read every source into raw/run_date=...; skipped when the committed partition has this fingerprint, or holds
+    every one of tonight's sources (by name and content) among others (a night retried after another appended).
+
+    A partition committed from other sources (or other contents of the same files) is refused before anything is
+    written, unless ingest.on_existing is append (add tonight's new sources' rows) or replace (drop the committed
+    rows). The same sources with another config are read again in place. Raises InputDataError for a bad input or
+    that refusal."""
     lake = Lake(cfg.data_root)
     folder = lake.partition("raw", cfg.run_date)
     sources = expand_sources(cfg.ingest.sources)
     inputs = [storage.file_identity(s.url) | {"name": s.name} for s in sources]
-    stage_fp = fingerprint("ingest", cfg.fingerprint("ingest"), inputs)
+    stage_fp = fingerprint("ingest", settings_hash(cfg), inputs)
     manifest = lake.read_manifest("raw", cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder):
         return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"]}
 
-    frames, per_file = [], []
+    frames, per_file, warnings = [], [], []
     for source in sources:  # read (and so validate) every source before writing anything
-        frame, replaced = read_source(source, cfg.ingest)
+        frame, report = read_source(source, cfg.ingest)
         frames.append(frame)
-        per_file.append({"source": source.name, "rows": frame.height, "invalid_utf8_replaced": replaced})
+        per_file.append({"source": source.name, "rows": frame.height, "invalid_utf8_replaced": report.replaced,
+                         "content_xxh3": report.content_xxh3})
+        if report.surrogates:
+            per_file[-1] |= {"lone_surrogates": report.surrogates,
+                             "lone_surrogate_lines": report.surrogate_lines[:LINES_NAMED]}
+            warnings.append(_surrogate_warning(source.name, report))
+    tonight = [entry | read for entry, read in zip(inputs, per_file)]
+    if manifest is not None:
+        committed = committed_sources(manifest)
+        held = all(_already_committed(s, committed) for s in tonight)
+        same = held and len(committed) == len(tonight)
+        if not same and held and cfg.ingest.on_existing != "replace":  # e.g. night 1 retried after night 2 appended
+            return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"],
+                    "reason": f"tonight's sources are already in the committed partition, which also holds "
+                              f"{_describe([c for c in committed if not _already_committed(c, tonight)])}"}
+        if not same and cfg.ingest.on_existing == "refuse":
+            raise InputDataError(_other_sources(cfg.run_date, committed, tonight))
+        if not same and cfg.ingest.on_existing == "append":
+            return _append(cfg, lake, manifest, stage_fp, frames, tonight, warnings)
+        if not same:
+            warnings.append(f"ingest.on_existing: replace: the rows committed from {_describe(committed)} "
+                            f"were replaced by tonight's from {_describe(tonight, committed)}")
+            log.warning("ingest: %s", warnings[-1])
+
     ingested_at = dt.datetime.now(dt.timezone.utc)
     raw = pl.concat(frames, how="vertical").with_columns(
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
@@ -408,7 +621,77 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         "labels": labels,
         "invalid_utf8_rows": int(raw["invalid_utf8"].sum()),
         "invalid_utf8_replaced": sum(f["invalid_utf8_replaced"] for f in per_file),
+        "lone_surrogates": sum(f.get("lone_surrogates", 0) for f in per_file),
     }
-    writer.commit(stage="ingest", run_date=cfg.run_date, inputs=inputs, files=per_file,
-                  config_hash=cfg.fingerprint("ingest"), counts=counts)
-    return {"stage": "ingest", "skipped": False, "partition": folder, **counts}
+    writer.commit(stage="ingest", run_date=cfg.run_date, inputs=inputs, files=_stamped(per_file, ingested_at),
+                  config_hash=settings_hash(cfg), counts=counts)
+    return {"stage": "ingest", "skipped": False, "partition": folder, **counts,
+            **({"warnings": warnings} if warnings else {})}
+
+
+def _stamped(per_file: list[dict[str, Any]], ingested_at: dt.datetime) -> list[dict[str, Any]]:
+    return [entry | {"ingested_at": ingested_at.isoformat(timespec="seconds")} for entry in per_file]
+
+
+def _committed_rows(lake: Lake, run_date: str, manifest: dict[str, Any]) -> pl.DataFrame:
+    """The committed raw rows' doc_id, text, label, source and source_row, in shard order."""
+    columns = ["doc_id", "text", "label", "source", "source_row"]
+    tables = [storage.read_parquet(url, columns=columns) for url in lake.shard_urls("raw", run_date, manifest)]
+    table = pa.concat_tables(tables) if tables else RAW_SCHEMA.empty_table().select(columns)
+    return pl.from_arrow(table)  # type: ignore[return-value]
+
+
+def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp: str, frames: list[pl.DataFrame],
+            tonight: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
+    """ingest.on_existing: append. Tonight's sources that the partition does not already hold (by name and content;
+    run_ingest skips a night whose sources it holds all of) are written as new shards after the committed ones,
+    which stay as they are (rows, doc_ids, ingested_at); the manifest, written last, lists both, so a reader sees the
+    old partition or the whole new one. Ids must be unique across the whole partition (InputDataError naming the id
+    and both rows); a changed file of an already committed name continues its derived ids' occurrence count."""
+    committed = committed_sources(manifest)
+    new = [(frame, source) for frame, source in zip(frames, tonight) if not _already_committed(source, committed)]
+    old = _committed_rows(lake, cfg.run_date, manifest)
+    frames = []
+    for frame, source in new:
+        earlier = old.filter(pl.col("source") == source["name"])
+        if cfg.ingest.id_column is None and earlier.height:
+            seen = collections.Counter(earlier["text"].fill_null("").to_list())
+            frame = frame.with_columns(doc_id=pl.Series(_stable_ids(source["name"], frame["text"], seen),
+                                                        dtype=pl.String))
+        frames.append(frame)
+    ingested_at = dt.datetime.now(dt.timezone.utc)
+    added = pl.concat(frames, how="vertical").with_columns(
+        ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
+    keys = ["doc_id", "label", "source", "source_row"]
+    whole = pl.concat([old.select(keys), added.select(keys)], how="vertical")
+    _check_unique_ids(whole, cfg.ingest.id_column, committed=old.height)
+    labels = check_labels(whole, lake, cfg.run_date)
+
+    outputs = list(manifest["outputs"])
+    writer = lake.writer("raw", cfg.run_date, stage_fp, outputs=outputs)  # no begin(): the old commit stands till ours
+    table, index = added.to_arrow().cast(RAW_SCHEMA), len(outputs)
+    for start in range(0, table.num_rows, cfg.ingest.shard_rows):
+        while shard_name(index) in outputs:
+            index += 1
+        storage.write_parquet_atomic(writer.add(shard_name(index)), table.slice(start, cfg.ingest.shard_rows))
+    before = manifest["counts"]
+    counts = {
+        "rows": whole.height,
+        "labelled_rows": whole.height - whole["label"].null_count(),
+        "labels": labels,
+        "invalid_utf8_rows": int(before.get("invalid_utf8_rows", 0)) + int(added["invalid_utf8"].sum()),
+        "invalid_utf8_replaced": int(before.get("invalid_utf8_replaced", 0))
+        + sum(s["invalid_utf8_replaced"] for _, s in new),
+        "lone_surrogates": int(before.get("lone_surrogates", 0)) + sum(s.get("lone_surrogates", 0) for _, s in new),
+    }
+    added_inputs = [{k: s[k] for k in ("url", "size", "version", "name")} for _, s in new]
+    added_files = _stamped([{k: v for k, v in s.items() if k not in ("url", "size", "version", "name")}
+                            for _, s in new], ingested_at)
+    writer.commit(stage="ingest", run_date=cfg.run_date, inputs=list(manifest.get("inputs") or []) + added_inputs,
+                  files=list(manifest.get("files") or []) + added_files, config_hash=settings_hash(cfg),
+                  counts=counts, appended=[s["name"] for _, s in new])
+    note = (f"ingest.on_existing: append: {added.height} rows from {_describe([s for _, s in new], committed)} "
+            f"added to the {old.height} committed")
+    log.info("ingest: %s", note)
+    return {"stage": "ingest", "skipped": False, "partition": lake.partition("raw", cfg.run_date), **counts,
+            "appended_rows": added.height, **({"warnings": warnings} if warnings else {})}

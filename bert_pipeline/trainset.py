@@ -10,6 +10,9 @@ Multi-label rows (sets of labels, `labels.label_set`) make a multi-label trainin
 labels are the members of the training rows' sets and each row's targets a 0/1 vector. `train.long_text: chunk`
 tokenizes every night's text again without truncation (the token shards hold the first max_length tokens only).
 
+An id is a document: when a doc_id (the source's id, `ingest.id_column`) holds labelled rows on several nights (a
+text edited and sent again), only the newest night's version is read (`newest_versions`), counted in the model card.
+
 Every label the model gets must have training rows: a label seen only in validation or test is refused, naming it
 and its count per split, unless `train.drop_unseen_labels` drops those rows (multi-label: that label from their
 sets), reported in the model's manifest.
@@ -141,6 +144,7 @@ class TrainingSet:
     corrections_applied: int
     dropped_unseen: dict[str, dict[str, int]]
     problem_type: str = "single_label"
+    superseded_versions: int = 0  # older versions of ids sent again with edited text, not trained on
 
     @property
     def multi_label(self) -> bool:
@@ -151,6 +155,7 @@ class TrainingSet:
                 "rows_by_night": self.rows_by_night,
                 "rows": {split: len(data) for split, data in self.splits.items()},
                 "token_source": self.token_source, "corrections_applied": self.corrections_applied,
+                "superseded_versions": self.superseded_versions,
                 "dropped_unseen_labels": self.dropped_unseen}
 
 
@@ -219,6 +224,7 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     corrected = sum(1 for old, new, doc in zip(before, frame["label"].to_list(), frame["doc_id"].to_list())
                     if doc in wanted and old != new)
     frame = frame.filter(pl.col("label").is_not_null())
+    frame, superseded = newest_versions(frame)
     sequences = _sequences(table["input_ids"])
     by_split = {split: frame.filter(pl.col("split") == split) for split in SPLITS}
     by_split["train"] = _subsample(by_split["train"], cfg.train.max_train_samples, cfg.train.seed)
@@ -255,7 +261,15 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     for split, f in by_split.items():
         for date, n in f["run_date"].value_counts().iter_rows():
             rows_by_night[date][split] = int(n)
-    return TrainingSet(splits, label_names, rows_by_night, token_source, corrected, dropped, problem)
+    return TrainingSet(splits, label_names, rows_by_night, token_source, corrected, dropped, problem, superseded)
+
+
+def newest_versions(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """(frame with one row per doc_id: the newest run_date's, in the original row order; how many older versions
+    were left out). An id sent again on a later night with edited text is one document: its newest labelled
+    version is trained on, whatever order the nights were curated in, and its older ones stay in the lake."""
+    newest = frame.filter(pl.col("run_date") == pl.col("run_date").max().over("doc_id"))
+    return newest, frame.height - newest.height
 
 
 def _subsample(frame: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFrame:

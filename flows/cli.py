@@ -32,7 +32,7 @@ COMMANDS = {
 }
 
 KEYS_HELP = """\
-configuration keys (YAML file and/or --set dotted.key=value; --set wins):
+configuration keys (YAML file and/or --set dotted.key=value; --set wins; values read as YAML 1.2, see README):
   data_root                  the lake: a folder or an fsspec URL such as s3://bucket/prefix (default ./lake)
   run_date                   partition to write, YYYY-MM-DD (default: today in UTC)
   ingest.sources             list of paths, globs or URLs (pkg://<package>/<path> for files inside a package)
@@ -43,7 +43,8 @@ configuration keys (YAML file and/or --set dotted.key=value; --set wins):
   ingest.label_delimiter     text labels are sets split at this string, e.g. '|' (quote it in YAML)
   ingest.id_column           column holding a unique id (optional: else derived from source and text)
   ingest.split_column        column holding train/validation/test (optional: else assigned by hash)
-  ingest.delimiter, ingest.quote_char   csv/tsv dialect (default: the format's own; tsv has no quoting)
+  ingest.delimiter, ingest.quote_char   csv/tsv dialect (default: , or tab; " quotes a value only at its start)
+  ingest.on_existing         refuse (default) | append | replace: a run_date already committed from other sources
   curate.min_chars, curate.max_chars, curate.validation_fraction, curate.test_fraction
   tokenize.max_length        tokens per text after truncation (default 128)
   train.base_model           empty = packaged MiniLM; else a local HF folder, folder URL or hub id
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_argument("--config", "-c", metavar="FILE", help="YAML config file (path or URL)")
         command.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                             help="override one key, e.g. --set train.epochs=2 (repeatable; value parsed as YAML)")
+                             help="override one key, e.g. --set train.epochs=2 (repeatable; value parsed as YAML 1.2: "
+                                  "yes/no/1:30/dates stay text until the key's type reads them; a leading-zero number "
+                                  "such as 012 is refused: write 12, or quote it, --set \"key='012'\")")
     migrate = sub.add_parser(
         "migrate-lake", help=MIGRATE_HELP, description=MIGRATE_HELP + " Safe to rerun; does nothing on a current lake.")
     migrate.add_argument("--config", "-c", metavar="FILE", help="YAML config file naming data_root (path or URL)")
@@ -105,6 +108,8 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
         if stage == "curate" and where:
             for area in ("rejects", "dedup_index"):
                 print(f"  {'':<9} {'':<28} {where.replace('/curated/', f'/{area}/')}")
+        for warning in summary.get("warnings") or []:
+            print(f"  {'':<9} warning: {warning}")
     train = stages.get("train") or {}
     metrics = train.get("metrics")
     if metrics:
@@ -127,12 +132,26 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
         print(f"  metrics:    {train['model_uri']}/metrics.json")
 
 
+def typed_overrides(cfg: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Each --set value as the validated config holds it (`yes` -> true for a boolean key, `1_000` -> 1000 for a
+    number): the flow's parameters are the values the config check accepted, and fit the deployments' schema."""
+    data = cfg.model_dump(mode="json")
+    typed = {}
+    for dotted in overrides:
+        node = data
+        for part in dotted.split("."):
+            node = node[part]
+        typed[dotted] = node
+    return typed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         overrides = dict(parse_override(item) for item in args.overrides)
-        config_path = str(Path(args.config).resolve()) if args.config and "://" not in args.config else args.config
+        config_path = str(Path(args.config).expanduser().resolve()) if args.config and "://" not in args.config else args.config
         cfg = load_config(config_path, overrides)  # refuse a bad config before Prefect starts anything
+        overrides = typed_overrides(cfg, overrides)
         if args.command == "migrate-lake":
             return _migrate(cfg)
         preflight(cfg, list(COMMANDS)[1:] if args.command == "run" else [args.command])

@@ -14,6 +14,7 @@ from prefect.artifacts import (
 
 from bert_pipeline import storage
 from bert_pipeline.lake import stage_outcome
+from bert_pipeline.report import comparison_note
 
 
 # Too detailed for a summary table: the full metrics are in the model's metrics.json.
@@ -59,6 +60,8 @@ def output_link(url: str) -> str:
 def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
     stage = summary.get("stage", "stage")
     get_run_logger().info("%s: %s", stage, stage_outcome(summary))
+    for warning in summary.get("warnings") or []:  # what the user must act on, said where they look
+        get_run_logger().warning("%s: %s", stage, warning)
     create_table_artifact(table=summary_rows(summary), key=f"bert-{stage}-summary",
                           description=f"bert-pipeline {stage} stage summary")
     if summary.get("partition"):
@@ -82,5 +85,7 @@ def publish_report(summary: dict[str, Any]) -> dict[str, Any]:
     text = storage.read_text(summary["report"])
     create_markdown_artifact(text, key="bert-nightly-report", description="bert-pipeline nightly report")
     create_link_artifact(output_link(summary["report"]), link_text="report.md and plots", key="bert-report-output")
-    get_run_logger().info("report: %s (%s)", summary["report"], ", ".join(summary["plots"]))
+    get_run_logger().info("report: %s (%s); %s", summary["report"], ", ".join(summary["plots"]),
+                          comparison_note(summary.get("previous_run_date"), summary.get("skipped_empty_nights") or [],
+                                          "predictions"))
     return summary

@@ -104,3 +104,105 @@ def test_preflight_refuses_missing_model_folders_before_any_stage(monkeypatch: p
     with pytest.raises(ConfigError, match="score.model"):
         preflight(load_config(None, ["score.model=./nope"]), ["score"])
     preflight(load_config(None, ["train.base_model=models/x"]), ["ingest", "curate"])  # not needed: not checked
+
+
+# --- YAML 1.2 core schema: values mean what they say, whatever YAML 1.1 (PyYAML's safe_load) would have made of them
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("12", 12), ("+12", 12), ("-3", -3), ("0", 0), ("5e-5", 5e-5), ("5.0e-5", 5e-5), ("1e3", 1000.0),
+        ("0.25", 0.25), ("0x1f", 31), ("0o17", 15), ("true", True), ("False", False), ("null", None), ("~", None),
+        ("yes", "yes"), ("no", "no"), ("on", "on"), ("Off", "Off"),  # YAML 1.1: booleans
+        # YAML 1.1: 1000, 90, a date, 5
+        ("1_000", "1_000"), ("1:30", "1:30"), ("2026-11-28", "2026-11-28"), ("0b101", "0b101"),
+        ("'012'", "012"), ("[a, 'b']", ["a", "b"]), ("{x: 1}", {"x": 1}),
+    ],
+)
+def test_override_values_are_read_by_the_yaml_1_2_core_schema(raw: str, value: object) -> None:
+    key, parsed = parse_override(f"some.key={raw}")
+    assert key == "some.key" and parsed == value and type(parsed) is type(value)
+
+
+def test_special_floats_are_floats() -> None:
+    assert parse_override("k=.inf")[1] == float("inf") and parse_override("k=-.inf")[1] == float("-inf")
+    nan = parse_override("k=.nan")[1]
+    assert isinstance(nan, float) and nan != nan
+
+
+@pytest.mark.parametrize(("raw", "octal", "number"), [("012", "10", "12"), ("-012", "-10", "-12"), ("00", "0", "0"),
+                                                       ("08", "the text '08'", "8")])
+def test_a_leading_zero_integer_override_is_refused_naming_the_key(raw: str, octal: str, number: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"train.seed={raw}"])
+    assert str(err.value) == (
+        f"override train.seed: {raw} is ambiguous: YAML 1.1 reads a leading 0 as octal ({raw} would be {octal}), "
+        f"YAML 1.2 as decimal; write {number} for the number, or quote it if you meant the text '{raw}': "
+        f"--set \"train.seed='{raw}'\"")
+
+
+def test_a_leading_zero_inside_an_override_list_names_its_place() -> None:
+    with pytest.raises(ConfigError, match=r"^override ingest\.sources\[1\]: 012 is ambiguous: .* write 12 for the "
+                                          r"number, or quote it if you meant the text '012': '012' inside the value$"):
+        parse_override("ingest.sources=[a.csv, 012]")
+
+
+def test_yaml_1_1_lookalikes_take_the_type_of_their_key() -> None:
+    cfg = load_config(None, ["ingest.text_column=yes", "ingest.label_column=off", "curate.near_dedup=no",
+                             "curate.dedup_across_nights=on", "train.class_weights=off", "curate.max_chars=1_000",
+                             "ingest.id_column=1:30", "ingest.split_column='012'", "train.seed=12",
+                             "train.learning_rate=5e-5", "train.max_train_samples=null", "train.calibrate=false",
+                             "run_date=2026-11-28"])
+    assert (cfg.ingest.text_column, cfg.ingest.label_column, cfg.ingest.id_column) == ("yes", "off", "1:30")
+    assert cfg.ingest.split_column == "012"
+    assert cfg.curate.near_dedup is False and cfg.curate.dedup_across_nights is True
+    assert cfg.train.class_weights is False
+    assert cfg.curate.max_chars == 1000 and cfg.train.seed == 12 and cfg.run_date == "2026-11-28"
+    assert cfg.train.learning_rate == 5e-5 and cfg.train.max_train_samples is None and cfg.train.calibrate is False
+    with pytest.raises(ConfigError, match="train.seed: Input should be a valid integer, unable to parse string"):
+        load_config(None, ["train.seed=1:30"])  # YAML 1.1: 90, silently
+
+
+def test_a_number_where_text_is_meant_says_to_quote_it() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["ingest.text_column=0x1f"])
+    assert ("ingest.text_column: must be text, got 31: YAML read the value as a number; to mean the text, quote it "
+            "as written") in str(err.value)
+
+
+def test_the_config_file_is_read_by_the_same_rule(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("run_date: 2026-01-02\ningest:\n  sources: [a.csv]\n  text_column: no\ncurate:\n  near_dedup: off\n"
+                    "train:\n  seed: 12\n  learning_rate: 5e-5\n  max_train_samples: null\n  calibrate: true\n")
+    cfg = load_config(path)
+    assert cfg.run_date == "2026-01-02" and cfg.ingest.sources == ["a.csv"] and cfg.ingest.text_column == "no"
+    assert cfg.curate.near_dedup is False and cfg.train.seed == 12 and cfg.train.learning_rate == 5e-5
+    assert cfg.train.max_train_samples is None and cfg.train.calibrate is True
+
+    path.write_text("run_date: 2026-01-02\ntrain:\n  epochs: 2\n  seed: 012\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (
+        f"config file {path} line 4: train.seed: 012 is ambiguous: YAML 1.1 reads a leading 0 as octal (012 would be "
+        "10), YAML 1.2 as decimal; write 12 for the number, or quote it if you meant the text '012': seed: '012'")
+    path.write_text("ingest:\n  sources:\n    - a.csv\n    - 0042\n")
+    with pytest.raises(ConfigError, match=r"line 4: ingest\.sources\[1\]: 0042 is ambiguous: .*42 for the number"):
+        load_config(path)
+    path.write_text("train:\n  seed: '012'\n")  # quoted: the text, which the integer key reads as 12
+    assert load_config(path).train.seed == 12
+
+
+def test_the_cli_refuses_a_leading_zero_before_any_run_and_passes_typed_overrides(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import main, typed_overrides
+
+    assert main(["ingest", "--set", "train.seed=012"]) == 2
+    assert capsys.readouterr().err == (
+        "bert-pipeline: override train.seed: 012 is ambiguous: YAML 1.1 reads a leading 0 as octal (012 would be 10), "
+        "YAML 1.2 as decimal; write 12 for the number, or quote it if you meant the text '012': "
+        "--set \"train.seed='012'\"\n")
+    overrides = dict(parse_override(item) for item in ["curate.near_dedup=yes", "curate.max_chars=1_000",
+                                                       "ingest.text_column=no", "train.learning_rate=5e-5"])
+    assert typed_overrides(load_config(None, overrides), overrides) == {
+        "curate.near_dedup": True, "curate.max_chars": 1000, "ingest.text_column": "no", "train.learning_rate": 5e-5}

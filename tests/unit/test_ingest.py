@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from bert_pipeline.config import build_config
-from bert_pipeline.errors import InputDataError
+from bert_pipeline.errors import ConfigError, InputDataError
 from bert_pipeline.ingest import decode_text, expand_sources, read_source, run_ingest
 from bert_pipeline.lake import Lake
 from tests.helpers import read_partition
@@ -101,9 +101,10 @@ def test_derived_ids_are_stable_and_unique_even_for_repeated_texts(tmp_path: Pat
 
 
 def test_duplicate_given_ids_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "a.csv").write_text("id,text\n1,a\n1,b\n")
-    with pytest.raises(InputDataError, match="not unique"):
+    (tmp_path / "a.csv").write_text("id,text\n1,a\n2,b\n1,c\n")
+    with pytest.raises(InputDataError, match="not unique") as failure:
         ingest(tmp_path, [str(tmp_path / "a.csv")], id_column="id")
+    assert f"'1' is {tmp_path / 'a.csv'} row 1 and {tmp_path / 'a.csv'} row 3" in str(failure.value)
 
 
 def test_split_column_is_normalised_and_checked(tmp_path: Path) -> None:
@@ -115,15 +116,101 @@ def test_split_column_is_normalised_and_checked(tmp_path: Path) -> None:
         ingest(tmp_path, [str(tmp_path / "b.csv")], split_column="s")
 
 
-def test_rerun_is_skipped_until_the_input_changes(tmp_path: Path) -> None:
+def test_a_retry_is_skipped_and_a_config_change_rereads_the_same_sources(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
-    path.write_text("text\none\ntwo\n")
-    first, _ = ingest(tmp_path, [str(path)])
-    second, _ = ingest(tmp_path, [str(path)])
-    assert not first["skipped"] and second["skipped"]
-    path.write_text("text\none\ntwo\nthree\n")
-    third, raw = ingest(tmp_path, [str(path)])
-    assert not third["skipped"] and raw.height == 3
+    path.write_text("text,label\none,x\ntwo,y\n")
+    first, raw = ingest(tmp_path, [str(path)])
+    assert not first["skipped"] and ingest(tmp_path, [str(path)])[0]["skipped"]
+    assert ingest(tmp_path, [str(path)], on_existing="append")[0]["skipped"]  # the policy is no reading setting
+    path.touch()  # a new mtime, the same bytes: the same source
+    again, reread = ingest(tmp_path, [str(path)], label_column="label")
+    assert not again["skipped"] and reread["label"].to_list() == ["x", "y"]
+    assert reread["doc_id"].to_list() == raw["doc_id"].to_list()
+
+
+def night(tmp_path: Path, name: str, body: str, **ingest_cfg) -> tuple[dict, pl.DataFrame]:
+    """Ingest one csv (written with `body`) into the one run_date every night of these tests lands on."""
+    path = tmp_path / name
+    path.write_text(body)
+    return ingest(tmp_path, [str(path)], **ingest_cfg)
+
+
+def committed(tmp_path: Path) -> tuple[dict, pl.DataFrame]:
+    lake = Lake(str(tmp_path / "lake"))
+    return lake.read_manifest("raw", "2026-01-01") or {}, read_partition(lake, "raw", "2026-01-01")
+
+
+def test_other_sources_for_a_committed_run_date_are_refused_before_writing(tmp_path: Path) -> None:
+    night(tmp_path, "monday.csv", "text,label\nfirst night,pos\nalso first,neg\n", label_column="label")
+    manifest, rows = committed(tmp_path)
+    with pytest.raises(InputDataError) as failure:
+        night(tmp_path, "tuesday.csv", "text,label\nsecond night,pos\n", label_column="label")
+    message = str(failure.value)
+    assert f"raw run_date=2026-01-01 is already committed from {tmp_path / 'monday.csv'} (2 rows)" in message
+    assert f"tonight's sources are {tmp_path / 'tuesday.csv'} (1 row)" in message
+    assert "ingest.on_existing: append" in message and "ingest.on_existing: replace" in message
+    assert committed(tmp_path)[0] == manifest and committed(tmp_path)[1].equals(rows)  # nothing written
+
+
+def test_a_changed_file_of_a_committed_name_is_refused_unless_replace_is_asked(tmp_path: Path) -> None:
+    night(tmp_path, "latest.csv", "text\none\ntwo\n")
+    with pytest.raises(InputDataError, match=r"latest.csv \(3 rows, changed since it was committed\)"):
+        night(tmp_path, "latest.csv", "text\none\ntwo\nthree\n")
+    summary, raw = night(tmp_path, "latest.csv", "text\nthree\n", on_existing="replace")
+    assert raw["text"].to_list() == ["three"] and summary["rows"] == 1
+    assert summary["warnings"] == [f"ingest.on_existing: replace: the rows committed from {tmp_path / 'latest.csv'} "
+                                   f"(2 rows) were replaced by tonight's from {tmp_path / 'latest.csv'} (1 row, "
+                                   "changed since it was committed)"]
+
+
+def test_append_keeps_the_committed_rows_and_is_a_no_op_when_repeated(tmp_path: Path) -> None:
+    night(tmp_path, "monday.csv", "text,label\n周一 review 😀,pos\nsame text,neg\n", label_column="label")
+    first_manifest, first = committed(tmp_path)
+    shard = tmp_path / "lake" / "raw" / "run_date=2026-01-01" / first_manifest["outputs"][0]
+    shard_bytes = shard.read_bytes()
+    summary, raw = night(tmp_path, "tuesday.csv", "text,label\nsame text,neg\ntuesday,pos\n", label_column="label",
+                         on_existing="append")
+    assert summary["rows"] == 4 and summary["appended_rows"] == 2 and summary["labels"] == {"neg": 2, "pos": 2}
+    assert raw["text"].to_list() == ["周一 review 😀", "same text", "same text", "tuesday"]
+    assert raw["source"].to_list() == [str(tmp_path / "monday.csv")] * 2 + [str(tmp_path / "tuesday.csv")] * 2
+    assert raw.head(2).drop("run_date").equals(first.drop("run_date"))  # doc_ids, ingested_at: as committed
+    assert raw["doc_id"].n_unique() == 4 and shard.read_bytes() == shard_bytes  # the committed shard untouched
+    manifest, _ = committed(tmp_path)
+    assert [i["name"] for i in manifest["inputs"]] == [str(tmp_path / "monday.csv"), str(tmp_path / "tuesday.csv")]
+    assert manifest["outputs"] == [first_manifest["outputs"][0], "part-00001.parquet"]
+    assert ingest(tmp_path, [str(tmp_path / "tuesday.csv")], label_column="label", on_existing="append")[0]["skipped"]
+    for policy in ("refuse", "append"):  # monday retried after tuesday appended: its rows are there already
+        again, _ = ingest(tmp_path, [str(tmp_path / "monday.csv")], label_column="label", on_existing=policy)
+        assert again["skipped"] and again["rows"] == 4
+        assert again["reason"] == ("tonight's sources are already in the committed partition, which also holds "
+                                   f"{tmp_path / 'tuesday.csv'} (2 rows)")
+    assert committed(tmp_path)[0] == manifest
+
+
+def test_append_of_a_changed_file_of_the_same_name_continues_its_ids(tmp_path: Path) -> None:
+    night(tmp_path, "latest.csv", "text\nhello\nfirst\n")
+    _, before = committed(tmp_path)
+    _, raw = night(tmp_path, "latest.csv", "text\nhello\nsecond\n", on_existing="append")
+    assert raw["text"].to_list() == ["hello", "first", "hello", "second"]
+    assert raw["doc_id"].n_unique() == 4 and raw["doc_id"].head(2).equals(before["doc_id"])
+
+
+def test_append_refuses_an_id_the_partition_already_holds(tmp_path: Path) -> None:
+    night(tmp_path, "monday.csv", "id,text\n7,seven\n8,eight\n", id_column="id")
+    manifest, _ = committed(tmp_path)
+    with pytest.raises(InputDataError) as failure:
+        night(tmp_path, "tuesday.csv", "id,text\n9,nine\n7,seven again\n", id_column="id", on_existing="append")
+    message = str(failure.value)
+    assert "ingest.id_column 'id' are not unique across the committed partition and tonight's sources" in message
+    assert (f"'7' is {tmp_path / 'monday.csv'} row 1 (already committed) and {tmp_path / 'tuesday.csv'} row 2"
+            in message)
+    assert committed(tmp_path)[0] == manifest
+
+
+def test_on_existing_is_checked() -> None:
+    with pytest.raises(ConfigError, match="ingest.on_existing") as failure:
+        build_config({"ingest": {"on_existing": "merge"}})
+    assert "append" in str(failure.value) and "replace" in str(failure.value)
 
 
 def test_empty_files_are_sources_with_no_rows(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ their newest label is trained on, unseen labels are refused, colliding spellings
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -185,3 +186,23 @@ def test_spellings_that_collide_are_refused_before_any_write(tmp_path: Path) -> 
         run_ingest(build_config(base, {"run_date": "2026-03-03", "ingest.sources": [str(tmp_path / "three.csv")]}))
     assert Lake(str(tmp_path / "lake")).run_dates("raw") == [NIGHT1]
     assert not (tmp_path / "lake" / "raw" / f"run_date={NIGHT2}").exists()
+
+
+def test_a_model_for_an_older_night_does_not_replace_a_champion_that_saw_newer_ones(two_nights: dict) -> None:
+    """A past night trained again (a rerun with another seed, or a backfill) is scored like any model, but even a
+    tie or a win on validation does not put its older view of the lake in charge."""
+    lake, root, model = two_nights["lake"], two_nights["root"], two_nights["model"]
+    champion_file = Path(lake.champion_url)
+    before = champion_file.read_text() if champion_file.exists() else None
+    newer = two_nights["two"]["train"]["model_version"]
+    champion_file.write_text(json.dumps({"model_version": newer, "label_names": ["0", "1", "2"]}))
+    try:
+        old = run_train(build_config(night_config(root, NIGHT1, root / "night1.parquet", model, seed=7,
+                                                  champion_tolerance=1.0)))
+        decision = old["champion_decision"]
+        assert old["model_version"].startswith(NIGHT1)
+        assert decision["promoted"] is False and decision["lineage_refused"] is True
+        assert f"older than champion {newer}'s {NIGHT2}" in decision["reason"]
+        assert json.loads(champion_file.read_text())["model_version"] == newer
+    finally:
+        champion_file.write_text(before) if before is not None else champion_file.unlink()

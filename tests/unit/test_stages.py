@@ -113,12 +113,13 @@ def test_reruns_skip_and_a_lost_shard_is_rescored_without_duplicates(pipeline: t
 
 def test_score_with_an_explicit_model_folder_replaces_the_partition(pipeline: tuple, tmp_path: Path) -> None:
     cfg, lake, _ = pipeline
-    other = build_tiny_model(tmp_path / "other", ["good day", "bad day"] * 50, num_labels=2)
+    # named labels: a folder with only LABEL_0, LABEL_1 is refused (tests/unit/test_model_folders.py)
+    other = build_tiny_model(tmp_path / "other", ["good day", "bad day"] * 50, labels=["negative", "positive"])
     result = run_score(build_config(cfg.model_dump(), {"score.model": str(other)}), run_id="r4")
     predictions = read_partition(lake, "predictions", cfg.run_date)
     assert result["model_version"] == "other" and set(predictions["model_version"]) == {"other"}
     keys = predictions.select(pl.col("probabilities").map.keys()).to_series().to_list()
-    assert all(k == ["LABEL_0", "LABEL_1"] for k in keys), keys[:2]
+    assert all(k == ["negative", "positive"] for k in keys), keys[:2]
     assert predictions.height == read_partition(lake, "curated", cfg.run_date).height
 
 
@@ -217,7 +218,7 @@ def test_forced_and_replacing_runs_swap_the_partition_whole(pipeline: tuple, tmp
     assert forced["scored_this_run"] == forced["rows"] == first["rows"]
     assert set(read_partition(lake, "predictions", cfg.run_date)["run_id"]) == {"forced"}
 
-    other = build_tiny_model(tmp_path / "other", ["good day", "bad day"] * 50, num_labels=2)
+    other = build_tiny_model(tmp_path / "other", ["good day", "bad day"] * 50, labels=["negative", "positive"])
     replace = build_config(cfg.model_dump(), {"score.model": str(other)})
     real, calls = score.prediction_table, []
 

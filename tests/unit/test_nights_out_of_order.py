@@ -1,0 +1,150 @@
+"""One truth in the lake whatever the order the nights are curated in, whatever the near-dup settings, and whatever
+text an id arrives with: backfills and reruns are compared with every committed night, earlier and later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import run_curate
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.labels import apply_corrections, read_corrections
+from bert_pipeline.lake import Lake
+from bert_pipeline.registry import lineage_refusal
+from bert_pipeline.trainset import newest_versions
+from tests.helpers import read_partition
+
+EARLY, LATE = "2026-05-01", "2026-05-03"
+# realistic, messy rows: other scripts, emoji, an unlabelled row, a number label next to text labels
+A = "The delivery came two days late and the box was crushed 😞"
+B = "配送很快，包装完好，客服态度也很好，下次还会再来买。"
+C = "Je recommande ce vendeur : produit conforme, envoi rapide."
+N = "Ordered the blue one, got the green one. Exchange took a week."
+LATE_ROWS = [(A, "pos"), (B, "neg"), (C, None), ("Works as described, nothing more to say here.", "3")]
+EARLY_ROWS = [(A, "neg"), (B, "neg"), (C, "pos"), (N, "neg")]
+
+
+def _curate(root: Path, run_date: str, rows: list[tuple[str, str | None]], **curate: object) -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    source = root / f"night-{run_date}.parquet"
+    if not source.exists():  # a rewritten source is a new input to ingest (its identity holds the mtime)
+        pl.DataFrame(rows, schema={"text": pl.String, "label": pl.String}, orient="row").write_parquet(source)
+    cfg = build_config({"data_root": str(root / "lake"), "run_date": run_date, "curate": curate,
+                        "ingest": {"sources": [str(source)], "label_column": "label"}})
+    run_ingest(cfg)
+    return run_curate(cfg)
+
+
+def effective_labels(lake: Lake) -> dict[str, str | None]:
+    """{text: label} of every kept row of the lake with the newest corrections applied; each text must be kept once."""
+    dates = lake.run_dates("curated")
+    kept = pl.concat([read_partition(lake, "curated", d).select("doc_id", "text", "label") for d in dates])
+    assert kept["text"].is_unique().all(), kept.filter(~pl.col("text").is_unique())
+    kept = apply_corrections(kept, read_corrections(lake, dates))
+    return dict(zip(kept["text"].to_list(), kept["label"].to_list()))
+
+
+def test_a_backfilled_night_is_compared_with_the_later_nights_and_ends_as_the_forward_order(tmp_path: Path) -> None:
+    backfill, forward = tmp_path / "backfill", tmp_path / "forward"
+    _curate(backfill, LATE, LATE_ROWS)
+    summary = _curate(backfill, EARLY, EARLY_ROWS)
+    _curate(forward, EARLY, EARLY_ROWS)
+    _curate(forward, LATE, LATE_ROWS)
+
+    lake = Lake(str(backfill / "lake"))
+    rejects = read_partition(lake, "rejects", EARLY)
+    late = read_partition(lake, "curated", LATE)
+    late_id = dict(zip(late["text"], late["doc_id"]))
+    assert {t: (r, d) for t, r, d in rejects.select("text", "reason", "duplicate_of").iter_rows()} == {
+        A: ("label_superseded", late_id[A]),  # the later night's 'pos' is the newer label and stands
+        B: ("exact_duplicate", late_id[B]),
+        C: ("label_correction", late_id[C]),  # the later copy had no label: the backfill labels it
+    }
+    assert read_partition(lake, "curated", EARLY)["text"].to_list() == [N]
+    assert summary["later_documents_indexed"] == 4 and summary["earlier_documents_indexed"] == 0
+    assert summary["label_superseded"] == 1 and summary["label_corrections"] == 1
+    expected = {A: "pos", B: "neg", C: "pos", N: "neg", LATE_ROWS[3][0]: "3"}
+    assert effective_labels(lake) == expected
+    assert effective_labels(Lake(str(forward / "lake"))) == expected
+
+
+def test_a_rerun_of_a_past_night_is_a_skip_and_sees_the_later_nights(tmp_path: Path) -> None:
+    _curate(tmp_path, EARLY, EARLY_ROWS)
+    _curate(tmp_path, LATE, LATE_ROWS)
+    assert _curate(tmp_path, EARLY, EARLY_ROWS)["skipped"]  # nothing changed: a retry is safe
+    # the same night redone with another filter setting still yields to nothing it kept before, and keeps one copy
+    redone = _curate(tmp_path, EARLY, EARLY_ROWS, max_repetition=0.9)
+    assert not redone["skipped"] and redone["curated_rows"] == 4 and redone["stale_nights"] == {}
+    assert effective_labels(Lake(str(tmp_path / "lake")))[A] == "pos"
+
+
+def test_a_rerun_that_drops_rows_names_the_nights_that_rest_on_them(tmp_path: Path) -> None:
+    short = "too short?"  # 10 characters: kept at the default min_chars, too_short at 20
+    _curate(tmp_path, EARLY, [(short, "neg"), (N, "neg")])
+    _curate(tmp_path, LATE, [(short, None), (A, "pos")])  # its copy of `short` is a duplicate of the early row
+    redone = _curate(tmp_path, EARLY, [(short, "neg"), (N, "neg")], min_chars=20)
+    assert redone["rejected_by_reason"]["too_short"] == 1
+    assert redone["stale_nights"] == {LATE: 1}
+    # the stale night redone against the new early night keeps its copy: the text is in the lake once again
+    late = build_config({"data_root": str(tmp_path / "lake"), "run_date": LATE,
+                         "ingest": {"sources": [str(tmp_path / f"night-{LATE}.parquet")], "label_column": "label"}})
+    assert run_curate(late)["curated_rows"] == 2
+
+
+def test_exact_duplicates_and_corrections_do_not_depend_on_near_dup_settings(tmp_path: Path) -> None:
+    _curate(tmp_path, EARLY, EARLY_ROWS)
+    near_a = A.replace("The delivery", "Delivery")
+    summary = _curate(tmp_path, LATE, [(B, "pos"), (N, "neg"), (near_a, None)], near_dup_threshold=0.7,
+                      num_perm=64)
+    assert summary["index_recomputed_for"] == [EARLY]
+    assert summary["rejected_by_reason"]["label_correction"] == 1  # B re-sent with another label
+    assert summary["rejected_by_reason"]["exact_duplicate"] == 1  # N
+    assert summary["rejected_by_reason"]["near_duplicate"] == 1  # A edited: found with recomputed bands
+    assert summary["curated_rows"] == 0
+
+
+def _id_night(root: Path, run_date: str, rows: list[tuple[str, str, str]]) -> dict:
+    source = root / f"ids-{run_date}.parquet"
+    pl.DataFrame(rows, schema=["ticket", "text", "label"], orient="row").write_parquet(source)
+    cfg = build_config({"data_root": str(root / "lake"), "run_date": run_date,
+                        "ingest": {"sources": [str(source)], "label_column": "label", "id_column": "ticket"}})
+    run_ingest(cfg)
+    return run_curate(cfg)
+
+
+def test_an_id_sent_again_with_edited_text_is_a_new_version_of_one_document(tmp_path: Path) -> None:
+    edited = A + " Update: the seller refunded me."
+    _id_night(tmp_path, EARLY, [("T-1", A, "neg"), ("T-2", B, "pos"), ("T-3", N, "neg")])
+    summary = _id_night(tmp_path, LATE, [("T-1", edited, "pos"), ("T-4", C, "pos")])
+    lake = Lake(str(tmp_path / "lake"))
+    late = read_partition(lake, "curated", LATE)
+    assert sorted(late["doc_id"].to_list()) == ["T-1", "T-4"]  # not a near duplicate of its own older version
+    assert summary["id_versions"] == 1
+    early = read_partition(lake, "curated", EARLY)
+    split = dict(zip(early["doc_id"], early["split"]))
+    assert dict(zip(late["doc_id"], late["split"]))["T-1"] == split["T-1"]  # the split follows the id
+
+
+def test_the_training_set_keeps_the_newest_version_of_an_id() -> None:
+    frame = pl.DataFrame({"row": [0, 1, 2, 3, 4], "doc_id": ["T-1", "T-2", "T-1", "x", "T-1"],
+                          "label": ["neg", "pos", "pos", "neg", "neu"],
+                          "run_date": ["2026-05-03", "2026-05-01", "2026-05-01", "2026-05-01", "2026-05-02"]})
+    newest, superseded = newest_versions(frame)
+    assert newest.select("row", "label").rows() == [(0, "neg"), (1, "pos"), (3, "neg")]
+    assert superseded == 2
+
+
+def test_an_older_view_of_the_lake_does_not_replace_the_champion() -> None:
+    champion = {"run_date": "2026-05-03", "model_version": "2026-05-03-abc",
+                "training_set": {"run_dates": ["2026-05-01", "2026-05-02", "2026-05-03"]}}
+    older = lineage_refusal("2026-05-02", ["2026-05-01", "2026-05-02"], "", champion)
+    assert older is not None and "older than champion 2026-05-03-abc's 2026-05-03" in older
+    assert "train.promote_older" in older
+    lacking = lineage_refusal("2026-05-04", ["2026-05-01", "2026-05-03", "2026-05-04"], "", champion)
+    assert lacking is not None and "['2026-05-02']" in lacking
+    # nights that fell out of the new model's window are not missing
+    assert lineage_refusal("2026-05-04", ["2026-05-03", "2026-05-04"], "2026-05-03", champion) is None
+    assert lineage_refusal("2026-05-04", ["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04"], "",
+                           champion) is None
