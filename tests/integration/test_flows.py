@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,12 @@ def test_flows_refuse_bad_parameters_before_work(tmp_path: Path, sample_config: 
 def test_an_unlabelled_night_then_a_night_of_duplicates(tmp_path: Path, sample_config: dict, sample_csv: Path,
                                                          tiny_model: Path) -> None:
     sample_config["ingest"]["label_column"] = None  # nothing to train on: scored with a given model
-    sample_config["score"]["model"] = str(tiny_model)
+    named = tmp_path / "named-model"  # a scoring folder must name its labels (LABEL_0, LABEL_1 are refused)
+    shutil.copytree(tiny_model, named)
+    model_config = json.loads((named / "config.json").read_text())
+    model_config |= {"id2label": {"0": "negative", "1": "positive"}, "label2id": {"negative": 0, "positive": 1}}
+    (named / "config.json").write_text(json.dumps(model_config))
+    sample_config["score"]["model"] = str(named)
     config = write_config(tmp_path, sample_config)
     first = nightly_flow(config=config)
     assert first["train"]["reason"] == "no labelled training rows"
