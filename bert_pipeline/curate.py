@@ -33,12 +33,14 @@ The stage is four steps so that the per-shard ones can be mapped over shards (Pr
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from bert_pipeline import storage
@@ -181,7 +183,12 @@ class CurateLake:
     def committed_manifests(self) -> dict[str, dict[str, Any]]:
         """run_date -> index manifest, for every other committed night, earlier or later, whatever its near-dup
         settings (exact duplicates, corrections and ids never depend on them). Only manifests: the fingerprint and
-        the counts need no index rows; `committed_index` reads those, once."""
+        the counts need no index rows; `committed_index` reads those, once. Listed once per step (a CurateLake
+        lives for one step): commit asks five times, and on S3 each listing reads two manifests per night."""
+        return self._committed
+
+    @functools.cached_property
+    def _committed(self) -> dict[str, dict[str, Any]]:
         if not self.cfg.curate.dedup_across_nights:
             return {}
         found = {}
@@ -292,8 +299,6 @@ def stale_nights(cl: CurateLake, kept_now: set[str]) -> dict[str, int]:
     committed = {d: m for d, m in committed.items() if m}
     if not lost or not committed:
         return {}
-    import pyarrow.compute as pc
-
     hits = cl.lake.dataset("rejects", committed).to_table(
         columns=["run_date"], filter=pc.field("duplicate_of").isin(sorted(lost)))
     counts = pl.from_arrow(hits).with_columns(pl.col("run_date").cast(pl.String))["run_date"].value_counts()  # type: ignore[union-attr]
@@ -306,8 +311,6 @@ def id_versions(cl: CurateLake, curated: pl.DataFrame) -> int:
     committed = cl.committed_manifests()
     if not committed or curated.is_empty():
         return 0
-    import pyarrow.compute as pc
-
     others = pl.from_arrow(cl.lake.dataset("dedup_index", committed).to_table(
         columns=["doc_id", "dedup_key"], filter=pc.field("doc_id").isin(curated["doc_id"].to_list())))
     both = curated.select("doc_id", "dedup_key").join(others, on="doc_id", suffix="_other")  # type: ignore[arg-type]

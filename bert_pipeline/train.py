@@ -423,18 +423,17 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
     # the best constant answer: no model that answers the same for everything can score above it
     majority = registry.constant_baseline(true, data.multi_label) if true else ""
     decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance)
+    theirs_manifest = registry.model_manifest(run.lake, champion["model_version"]) if champion is not None else {}
     refusal = None
     if champion is not None and not run.cfg.train.promote_older:
         refusal = registry.lineage_refusal(run.cfg.run_date, sorted(data.rows_by_night),
-                                           window_start(run.cfg.run_date, run.cfg.train.window_days),
-                                           registry.model_manifest(run.lake, champion["model_version"]))
+                                           window_start(run.cfg.run_date, run.cfg.train.window_days), theirs_manifest)
     decision["lineage_refused"] = refusal is not None
     if refusal:  # first when the scores alone would promote it, else after the reason they gave
         reason = f"{refusal} ({decision['reason']})" if decision["promoted"] else f"{decision['reason']}; also, {refusal}"
         decision |= {"promoted": False, "reason": reason}
     if champion is not None:
-        before = (registry.model_manifest(run.lake, champion["model_version"]).get("metrics") or {}).get(
-            "problem_type", "single_label")
+        before = (theirs_manifest.get("metrics") or {}).get("problem_type", "single_label")
         if before != data.problem_type:  # e.g. train.window_days left only single-label nights in the window
             log.warning("train: the champion %s is %s, tonight's training set is %s (train.problem_type: %s)",
                         champion["model_version"], before, data.problem_type, run.cfg.train.problem_type)
