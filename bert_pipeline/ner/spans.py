@@ -1,0 +1,199 @@
+"""The canonical NER form: a text plus a sorted tuple of `Span(start, end, label)`.
+
+Offsets are Python code points of the text as stored (what `text[start:end]`, duckdb `substring` and polars
+`str.slice` count), half-open: `text[start:end]` is the entity. One character belongs to at most one entity (a flat
+tagger cannot hold nested entities). Offsets counted in UTF-16 units (Java/JS tools: Label Studio, doccano's
+front-end, brat in a browser; an emoji counts 2) are converted with `utf16_to_code_points` when a setting says so,
+never guessed: the checks below only *suggest* that setting when the UTF-16 reading would have fit.
+
+Every problem raises `SpanError` whose message names where (file:line or row), the span, the text around it and the
+setting that would help; its `reason` is a short code for a rejects/ row when the stage is told to reject bad records.
+"""
+
+from __future__ import annotations
+
+import numbers
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, NoReturn, Sequence
+
+from bert_pipeline.errors import InputDataError
+
+# The settings the messages point to. Names proposed for the `ner:` config section the stages will get (issue 22).
+OFFSETS_SETTING = "ner.offsets"  # code_points (default) | utf16
+BAD_SPANS_SETTING = "ner.bad_spans"  # error (default) | reject: the record goes to rejects/ with SpanError.reason
+LABEL_MAP_SETTING = "ner.label_map"  # {spelling: canonical label}
+
+
+class SpanError(InputDataError):
+    """An entity annotation that cannot be used as given. `reason` is a short code (e.g. "overlap")."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """One entity: `text[start:end]` (code points, half-open) has type `label`. Sorts by (start, end, label)."""
+
+    start: int
+    end: int
+    label: str
+
+
+def context(text: str, start: int, end: int, width: int = 24) -> str:
+    """The text around [start, end) with the span in ⟦ ⟧, as a Python literal (whitespace and newlines visible)."""
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    left = ("…" if start > width else "") + text[max(0, start - width):start]
+    right = text[end:end + width] + ("…" if end + width < len(text) else "")
+    return repr(f"{left}⟦{text[start:end]}⟧{right}")
+
+
+def _fail(where: str, span: object, text: str, start: int, end: int, problem: str, hint: str, reason: str) -> NoReturn:
+    raise SpanError(f"{where}: span {span} {problem}; text around it: {context(text, start, end)}. {hint}", reason)
+
+
+def _utf16_length(text: str) -> int:
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def utf16_to_code_points(text: str, offsets: Sequence[int]) -> list[int]:
+    """Offsets counted in UTF-16 code units (an astral character such as an emoji counts 2) -> code-point offsets.
+
+    offsets: any ints in [0, utf16 length of text]. Returns a list of the same length.
+    Raises ValueError for an offset outside the text or one that falls between the two halves of a surrogate pair.
+    """
+    if all(ord(c) <= 0xFFFF for c in text):
+        table: dict[int, int] | None = None
+    else:
+        table, unit = {}, 0
+        for index, char in enumerate(text):
+            table[unit] = index
+            unit += 2 if ord(char) > 0xFFFF else 1
+        table[unit] = len(text)
+    result = []
+    for offset in offsets:
+        if not 0 <= offset <= _utf16_length(text) or (table is not None and offset not in table):
+            raise ValueError(f"UTF-16 offset {offset} is outside the text ({_utf16_length(text)} units) "
+                             "or inside a surrogate pair")
+        result.append(offset if table is None else table[offset])
+    return result
+
+
+def _as_span(item: object, where: str) -> Span:
+    """A Span from a Span or a (start, end, label) sequence; start/end must be ints (not bools), label a str."""
+    if isinstance(item, Span):
+        start, end, label = item.start, item.end, item.label
+    elif isinstance(item, (tuple, list)) and len(item) == 3:
+        start, end, label = item
+    else:
+        raise SpanError(f"{where}: {item!r} is not a (start, end, label) span", "bad_span")
+    if not is_int(start) or not is_int(end):
+        raise SpanError(f"{where}: span {item!r} has offsets {start!r}, {end!r}; they must be integers", "bad_span")
+    if not isinstance(label, str) or not label.strip():
+        raise SpanError(f"{where}: span {item!r} has label {label!r}; it must be a non-empty string", "bad_label")
+    return Span(int(start), int(end), label)
+
+
+def is_int(value: object) -> bool:
+    """An integer offset or id: int or numpy integer, not bool (True would silently be 1) nor float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _utf16_hint(text: str, span: Span, expected: str | None) -> str:
+    """The utf16 setting, suggested only if the text has astral characters and reading the offsets as UTF-16 fits."""
+    if all(ord(c) <= 0xFFFF for c in text):
+        return ""
+    try:
+        start, end = utf16_to_code_points(text, [span.start, span.end])
+    except ValueError:
+        return ""
+    if expected is not None and text[start:end] != expected:
+        return ""
+    return (f"Read as UTF-16 units (emoji count 2, as Java/JS tools count) it is {text[start:end]!r}: "
+            f"set `{OFFSETS_SETTING}: utf16`. ")
+
+
+def _mismatch_hint(text: str, span: Span, expected: str) -> str:
+    hint = _utf16_hint(text, span, expected)
+    if not hint and text[span.start:span.end + 1] == expected:
+        hint = "The end offset looks inclusive (the text matches one character further); fix the exporter. "
+    if not hint and unicodedata.normalize("NFC", text[span.start:span.end]) == unicodedata.normalize("NFC", expected):
+        hint = "They differ only in Unicode normalization (NFC/NFD): read spans before any text cleaning. "
+    return hint
+
+
+def _check_one(text: str, span: Span, where: str, expected: str | None) -> Span:
+    """The span with surrounding whitespace trimmed; raises SpanError for anything unusable."""
+    reject = f"Or set `{BAD_SPANS_SETTING}: reject` to send such records to rejects/."
+    if span.start < 0 or span.end > len(text):
+        _fail(where, span, text, span.start, span.end, f"is outside the text ({len(text)} code points)",
+              _utf16_hint(text, span, expected) + reject, "outside_text")
+    if span.end <= span.start:
+        _fail(where, span, text, span.end, span.start, "ends at or before its start", reject, "empty_span")
+    if expected is not None and text[span.start:span.end] != expected:
+        _fail(where, span, text, span.start, span.end,
+              f"covers {text[span.start:span.end]!r} but the annotation says {expected!r}",
+              _mismatch_hint(text, span, expected) + reject, "text_mismatch")
+    covered = text[span.start:span.end]
+    if covered.isspace():
+        _fail(where, span, text, span.start, span.end, "is all whitespace", reject, "whitespace_span")
+    left = len(covered) - len(covered.lstrip())
+    right = len(covered) - len(covered.rstrip())
+    return Span(span.start + left, span.end - right, span.label)
+
+
+def _check_overlaps(text: str, spans: list[Span], where: str) -> None:
+    """Raises SpanError for the first pair of sorted spans that share a character (overlap or nesting)."""
+    outer: Span | None = None
+    for span in spans:
+        if outer is not None and span.start < outer.end:
+            kind = "is nested inside" if span.end <= outer.end else "overlaps"
+            _fail(where, span, text, min(outer.start, span.start), max(outer.end, span.end),
+                  f"{kind} {outer} ({text[outer.start:outer.end]!r})",
+                  "A flat tagger gives each character one entity: keep one of them in the annotation. "
+                  f"Or set `{BAD_SPANS_SETTING}: reject` to send such records to rejects/.", "overlap")
+        if outer is None or span.end > outer.end:
+            outer = span
+
+
+def check_spans(text: str, spans: Iterable[object], where: str, *,
+                expected_texts: Sequence[str | None] | None = None) -> tuple[list[Span], int]:
+    """The spans, checked, whitespace-trimmed, sorted and with exact duplicates dropped; and how many of the returned
+    spans were trimmed.
+
+    spans: Span or (start, end, label) items, code-point offsets. expected_texts: the entity text the tool stored for
+    each span, in the same order (None where unknown); compared before trimming.
+    Raises SpanError naming `where` for: offsets outside the text, end <= start, a span text that disagrees with its
+    expected text, an all-whitespace span, overlapping or nested spans, a non-integer offset or empty label.
+    """
+    items = [_as_span(item, where) for item in spans]
+    if expected_texts is not None and len(expected_texts) != len(items):
+        raise ValueError(f"{where}: {len(expected_texts)} expected texts for {len(items)} spans")
+    checked = [_check_one(text, span, where, None if expected_texts is None else expected_texts[i])
+               for i, span in enumerate(items)]
+    trimmed = len({after for before, after in zip(items, checked) if before != after})  # duplicates once
+    result = sorted(set(checked))
+    _check_overlaps(text, result, where)
+    return result, trimmed
+
+
+def check_label_case(labels: Iterable[str], where: str = "") -> list[str]:
+    """The distinct labels, sorted; raises SpanError if two spellings differ only in case ("PER" and "Per").
+
+    labels: every span label of one file (or data set), repeats allowed; the message gives each spelling's count.
+    """
+    counts = Counter(labels)
+    groups: dict[str, list[str]] = {}
+    for label in sorted(counts):
+        groups.setdefault(label.casefold(), []).append(label)
+    clashes = [group for group in groups.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(", ".join(f"{label!r} ({counts[label]} spans)" for label in group) for group in clashes)
+        keep = {label: min(group, key=lambda g: (-counts[g], g)) for group in clashes for label in group}
+        example = ", ".join(f"{label}: {canonical}" for label, canonical in keep.items() if label != canonical)
+        raise SpanError(f"{where}: entity labels differ only in case: {shown}. Map them to one spelling with "
+                        f"`{LABEL_MAP_SETTING}: {{{example}}}`", "label_case")
+    return sorted(counts)
