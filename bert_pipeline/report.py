@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from bert_pipeline import storage
+from bert_pipeline import coverage as cov
+from bert_pipeline import baseline, storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake import Lake, utc_now
 from bert_pipeline.registry import committed_models
@@ -41,6 +42,9 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     if curated:
         sections.append(curation_section(curated["counts"]))
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
+    tokens = lake.read_manifest("tokens", cfg.run_date)
+    if tokens:
+        sections.append(coverage_section(tokens, cfg.tokenize.max_unknown_share))
     if trained:
         sections.append(training_section(trained))
     if metrics:
@@ -58,6 +62,8 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     elif lake.read_manifest("predictions", cfg.run_date) is not None:
         sections.append(f"## Scores\n\nNo rows scored for run_date {cfg.run_date}: an empty night, with nothing "
                         "to compare (a later night compares with the newest night before it that has rows).\n")
+    elif curated and curated["counts"].get("curated_rows"):
+        sections.append(f"## Scores\n\nNot scored for run_date {cfg.run_date}: {unscored_reason(cfg, lake)}.\n")
     sections += [f"![{name}]({name})\n" for name in plots]
     for name, png in plots.items():
         storage.write_bytes_atomic(storage.join(folder, name), png)
@@ -108,17 +114,31 @@ def training_section(manifest: dict[str, Any]) -> str:
     rows = "\n".join(f"| {date} | {c['train']} | {c['validation']} | {c['test']} |"
                      for date, c in sorted((training.get("rows_by_night") or {}).items()))
     champion = decision.get("champion_validation_macro_f1")
+    linear = decision.get("linear_baseline_validation_macro_f1")
     return (f"## Training\n\nModel {version} was {verdict}. {decision.get('reason', '')}.\n\n"
             f"| validation macro-F1 | new model | champion ({decision.get('previous_champion') or 'none'}) | "
-            f"best constant answer |\n|---|---|---|---|\n| {decision.get('validation_rows', 0)} rows | "
-            f"{decision.get('new_validation_macro_f1', 0):.4f} | {'' if champion is None else f'{champion:.4f}'} | "
-            f"{decision.get('baseline_validation_macro_f1', 0):.4f} |\n\n"
+            f"best constant answer | TF-IDF baseline |\n|---|---|---|---|---|\n| {decision.get('validation_rows', 0)} "
+            f"rows | {decision.get('new_validation_macro_f1', 0):.4f} | {'' if champion is None else f'{champion:.4f}'} "
+            f"| {decision.get('baseline_validation_macro_f1', 0):.4f} | "
+            f"{'none' if linear is None else f'{linear:.4f}'} |\n\n"
             f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per night:\n\n"
             f"| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
 
 
 def model_metrics(lake: Lake, model_version: str | None) -> dict[str, Any] | None:
-    return storage.read_json(storage.join(lake.model_url(model_version), "metrics.json")) if model_version else None
+    """metrics.json of the model that scored (of the model that stores it, for rows its TF-IDF baseline scored)."""
+    if not model_version:
+        return None
+    return storage.read_json(storage.join(lake.model_url(baseline.model_version_of(model_version)), "metrics.json"))
+
+
+def unscored_reason(cfg: PipelineConfig, lake: Lake) -> str:
+    """Why a night with curated rows has no committed predictions."""
+    from bert_pipeline.score import no_model_reason
+
+    if not cfg.score.model and storage.read_json(lake.champion_url) is None:
+        return no_model_reason(cfg, lake)
+    return "the score stage has not committed predictions for this night (it has not run, or it failed)"
 
 
 def label_shares(lake: Lake, run_date: str) -> dict[str, Any] | None:
@@ -140,6 +160,45 @@ def label_shares(lake: Lake, run_date: str) -> dict[str, Any] | None:
             "confidence": np.concatenate(confidences)}
 
 
+def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
+    """Vocabulary coverage of the night's tokens (bert_pipeline/coverage.py): shares, per script, the top unknown
+    characters and words, and the warning with its advice when the unknown token share is above `threshold`."""
+    coverage = tokens_manifest.get("coverage")
+    source = (tokens_manifest.get("tokenizer") or {}).get("source") or "the base model"
+    if not coverage:
+        return ("## Coverage\n\nNot measured: the token partition of this night was committed before bert-pipeline "
+                "measured vocabulary coverage (it is measured when tokenize next writes the night).\n")
+    unknown = coverage.get("unknown_token")
+    if unknown is None:
+        head = (f"The tokenizer of {source} has no unknown token (byte-level): it reads every character; "
+                f"{coverage['tokens']:,} tokens, {coverage['chars']:,} characters, coverage 100%.\n")
+    else:
+        head = (f"Tokenizer of {source}: {coverage['unknown_token_share']:.2%} of {coverage['tokens']:,} tokens are "
+                f"the unknown token `{unknown}` (threshold `tokenize.max_unknown_share` {threshold:.2%}); "
+                f"{coverage['hidden_char_share']:.2%} of {coverage['chars']:,} characters are hidden behind it; "
+                f"{coverage['texts_with_unknown']:,} of {coverage['texts']:,} texts hold at least one.\n")
+    verdict = ""
+    if cov.is_poor(coverage, threshold):
+        verdict = (f"\n**Poor coverage**: the model cannot read much of this night's text. {cov.advice(coverage)} "
+                   "`tokenize.on_poor_coverage: refuse` stops such a night before its token shards are written.\n")
+    rows = "".join(f"| {script} | {r['tokens']:,} | {r['unknown_tokens']:,} | {r['unknown_token_share']:.2%} | "
+                   f"{r['chars']:,} | {r['hidden_chars']:,} | {r['hidden_char_share']:.2%} |\n"
+                   for script, r in (coverage.get("by_script") or {}).items())
+    table = ("\n| script | tokens | unknown tokens | unknown share | characters | hidden characters | hidden share |\n"
+             "|---|---|---|---|---|---|---|\n" + rows) if rows else ""
+    chars = ", ".join(f"{_code(c)} {n:,}" for c, n in coverage.get("top_unknown_chars") or [])
+    words = ", ".join(f"{_code(w)} {n:,}" for w, n in coverage.get("top_unknown_words") or [])
+    tops = ((f"\nMost frequent unknown characters: {chars}.\n" if chars else "")
+            + (f"\nMost frequent unknown words: {words}.\n" if words else ""))
+    return f"## Coverage\n\n{head}{verdict}{table}{tops}"
+
+
+def _code(text: str) -> str:
+    """Text as markdown inline code, whatever backticks it holds."""
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if "`" in text else f"`{text}`"
+
+
 def curation_section(counts: dict[str, Any]) -> str:
     raw = max(1, counts["raw_rows"])
     rows = [f"| curated | {counts['curated_rows']} | {counts['curated_rows'] / raw:.2%} |"]
@@ -159,6 +218,7 @@ def model_section(metrics: dict[str, Any]) -> str:
              "|---|---|---|---|---|\n"
              + "".join(f"| {name} | {m.get('rows', 0)} | {m.get('accuracy', 0):.4f} | {m.get('macro_f1', 0):.4f} | "
                        f"{m.get(key, 0):.4f} |\n" for name, m in (("validation", val), ("test", test))))
+    table += baseline_rows(metrics)
     if not multi:
         return table
     thresholds = metrics["calibration"].get("thresholds") or {}
@@ -168,9 +228,29 @@ def model_section(metrics: dict[str, Any]) -> str:
             "| label | precision | recall | F1 | support | threshold |\n|---|---|---|---|---|---|\n" + rows)
 
 
+def baseline_rows(metrics: dict[str, Any]) -> str:
+    """The TF-IDF baseline fitted on the model's training rows, split by split next to the model's macro-F1."""
+    linear = metrics.get("baseline")
+    if not linear:
+        return ("\nNo TF-IDF baseline is stored with this model (trained with train.linear_baseline: false, or "
+                "before the baseline existed).\n")
+    rows = "".join(f"| {name} | {linear[name].get('rows', 0)} | {metrics[name].get('macro_f1', 0):.4f} | "
+                   f"{linear[name].get('macro_f1', 0):.4f} | "
+                   f"{metrics[name].get('macro_f1', 0) - linear[name].get('macro_f1', 0):+.4f} |\n"
+                   for name in ("validation", "test"))
+    return (f"\nAgainst TF-IDF + logistic regression fitted on the same training rows ({linear.get('features')} "
+            f"n-grams, {linear.get('seconds', {}).get('total', 0):.1f} s):\n\n"
+            "| split | rows | model macro-F1 | TF-IDF baseline macro-F1 | model - baseline |\n|---|---|---|---|---|\n"
+            + rows)
+
+
 def score_section(now: dict[str, Any], before: dict[str, Any] | None, previous: str | None,
                   skipped: list[str] | None = None) -> str:
-    lines = ["## Scores\n", f"{now['rows']} rows scored with model {now['model_version']}. "
+    version = now["model_version"] or ""
+    scored_by = (f"the TF-IDF baseline stored with model {baseline.model_version_of(version)} (score.fallback: "
+                 f"baseline: no model has passed the champion gate), model_version {version}"
+                 if version.endswith(baseline.SUFFIX) else f"model {version}")
+    lines = ["## Scores\n", f"{now['rows']} rows scored with {scored_by}. "
              f"{comparison_note(previous, skipped or [], 'predictions')}\n",
              f"| label | rows | share | share on {previous or '(no earlier night)'} | change |", "|---|---|---|---|---|"]
     for label in now["labels"]:

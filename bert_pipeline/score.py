@@ -8,6 +8,11 @@ problem_type multi_label_classification) gives sigmoid probabilities and the lab
 
 Each prediction shard carries the stage fingerprint in its parquet metadata, so a rerun after a crash scores only the
 shards that are missing, and a rerun of a completed run_date with the same model and data does nothing.
+
+With no champion yet (and score.model empty), nothing is scored and the summary says why, unless `score.fallback:
+baseline`: then the TF-IDF baseline stored with the newest trained model (`baseline`) scores the night through the
+same plan, shard writer and commit, its rows marked model_version `<version>+tfidf-baseline`; a later run with a
+champion replaces the partition as any change of model does.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
+import hashlib
 import json
+import logging
 import os
 import uuid
 from dataclasses import dataclass, field, replace
@@ -24,14 +31,15 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import pyarrow as pa
 import torch
+import xxhash
 
-from bert_pipeline import storage
+from bert_pipeline import baseline, storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.progress import Progress
 from bert_pipeline.lake import SHARD_FINGERPRINT, STAGING, Lake, fingerprint, manifest_matches, shard_matches, shard_name
 from bert_pipeline.models import (
-    check_label_names, fast_encoder, folder_content_hash, lake_labels, load_classifier, load_tokenizer,
+    CACHE_DIR, check_label_names, fast_encoder, folder_content_hash, lake_labels, load_classifier, load_tokenizer,
     resolve_model_dir, tokenizer_hash,
 )
 from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
@@ -41,6 +49,8 @@ from bert_pipeline.calibration import softmax
 from bert_pipeline.multilabel import is_multi_label, sigmoid, thresholds_of
 from bert_pipeline.registry import committed_models
 from bert_pipeline.windows import Windowing, mean_by_document
+
+log = logging.getLogger(__name__)
 
 
 def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
@@ -55,15 +65,63 @@ def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
         return folder, os.path.basename(ref.rstrip("/")) or cfg.score.model
     champion = storage.read_json(lake.champion_url)
     if champion is None:
-        refused = [m for m in committed_models(lake) if not m.get("promoted", True)]
-        why = ("no train stage has produced a model in this lake (a run_date without labelled rows trains nothing)"
-               if not refused else f"{len(refused)} model(s) were trained but none passed the champion gate "
-               f"(newest: {refused[-1]['champion_decision']['reason']})")
         raise LakeStateError(
-            f"score.model is empty and {lake.champion_url} names no champion yet: {why}; set score.model to a "
+            f"score.model is empty and {no_champion_reason(lake)}; set score.model to a "
             "Hugging Face sequence-classification folder, or train on more labelled data first")
     version = champion["model_version"]
     return resolve_model_dir(lake.model_url(version), field="score.model"), version
+
+
+def no_champion_reason(lake: Lake) -> str:
+    """Why the lake has no champion: no model trained yet, or how many were refused and the newest refusal."""
+    refused = [m for m in committed_models(lake) if not m.get("promoted", True)]
+    why = ("no train stage has produced a model in this lake (a run_date without labelled rows trains nothing)"
+           if not refused else f"{len(refused)} model(s) were trained but none passed the champion gate "
+           f"(newest: {refused[-1]['champion_decision']['reason']})")
+    return f"{lake.champion_url} names no champion yet: {why}"
+
+
+def no_model_reason(cfg: PipelineConfig, lake: Lake) -> str:
+    """What a night without a model to score with says (score stage summary, report)."""
+    if cfg.score.fallback == "baseline":
+        what = ("score.fallback: baseline found no trained model with a stored TF-IDF baseline (models trained with "
+                "train.linear_baseline: true store one)")
+    else:
+        what = ("set score.fallback: baseline to score with the TF-IDF baseline stored with the newest trained "
+                "model, or set score.model")
+    return f"nothing scored: {no_champion_reason(lake)}; {what}"
+
+
+def newest_baseline(lake: Lake) -> tuple[str, str] | None:
+    """(model folder URL, model_version) of the newest committed model (promoted or not) that stores a TF-IDF
+    baseline (train.linear_baseline), or None."""
+    for manifest in reversed(committed_models(lake)):
+        version = (manifest.get("metrics") or {}).get("model_version")
+        if version and (manifest.get("metrics") or {}).get("baseline") and storage.exists(
+                storage.join(lake.model_url(version), baseline.FOLDER, baseline.SETTINGS_FILE)):
+            return lake.model_url(version), version
+    return None
+
+
+def baseline_dir(model_url: str) -> str:
+    """A local copy of a model folder's baseline/ (the folder itself when local; a remote one is copied once, keyed
+    by its files' identities)."""
+    url = storage.join(model_url, baseline.FOLDER)
+    if storage.is_local(url):
+        return storage.filesystem(url)[1]
+    identity = [storage.file_identity(u) for u in storage.list_files(url)]
+    key = hashlib.sha256(json.dumps([url, identity], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return storage.download_folder(url, str(CACHE_DIR / "baselines" / key))
+
+
+def baseline_hash(folder: str) -> str:
+    """What a baseline's predictions name as model_hash: xxh3-128 of its stored files."""
+    digest = xxhash.xxh3_128()
+    for name in (baseline.SETTINGS_FILE, baseline.TENSORS_FILE):
+        with open(os.path.join(folder, name), "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
+    return "tfidf:" + digest.hexdigest()
 
 
 def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
@@ -145,12 +203,36 @@ class Scorer:
         return out
 
 
+class BaselineScorer:
+    """The TF-IDF baseline stored with a model (`score.fallback: baseline`) behind the Scorer's interface: it reads
+    every character of a text (nothing truncated, one window)."""
+
+    def __init__(self, folder: str) -> None:
+        self.model = baseline.load(folder)
+        self.labels = self.model.label_names
+        self.multi_label = self.model.multi_label
+        self.thresholds = self.model.threshold_array() if self.multi_label else None
+        self.temperature, self.tokenizer_hash, self.dtype = 1.0, baseline.KIND, "float64"
+
+    def probabilities(self, texts: list[str]) -> Scored:
+        return Scored(self.model.probabilities(texts).astype(np.float32), np.zeros(len(texts), bool),
+                      np.ones(len(texts), np.int32))
+
+
+@functools.lru_cache(maxsize=2)
+def cached_baseline_scorer(model_ref: str, model_hash: str) -> BaselineScorer:
+    """One baseline load per worker process (model_hash keys a changed folder anew)."""
+    return BaselineScorer(baseline_dir(model_ref))
+
+
 @dataclass(frozen=True)
 class ScorePlan:
     """What every shard task of one score run needs: small and picklable (it travels to Dask workers).
 
     `action` is "empty" (no curated rows: commit an empty partition, no model needed), "skip" (the committed
-    partition already holds this model's predictions of this data) or "score". Shards are written to `target`:
+    partition already holds this model's predictions of this data), "no_model" (no champion, score.model empty and
+    no fallback: nothing is written, `reason` says why) or "score". `fallback`: the model is the TF-IDF baseline
+    stored with model folder `model_ref` (score.fallback: baseline). Shards are written to `target`:
     the partition itself, or a staging folder when a committed partition is being replaced.
     """
 
@@ -159,7 +241,7 @@ class ScorePlan:
     curated_fingerprint: str
     curated_rows: int
     curated_urls: tuple[str, ...]
-    action: Literal["empty", "skip", "score"] = "score"
+    action: Literal["empty", "skip", "no_model", "score"] = "score"
     fingerprint: str = ""
     max_length: int = 0
     model_ref: str = ""
@@ -170,6 +252,8 @@ class ScorePlan:
     replacing: bool = False
     target: str = ""
     committed_counts: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    reason: str = ""
+    fallback: bool = False
 
     @property
     def shards(self) -> int:
@@ -194,6 +278,8 @@ def finish_without_scoring(cfg: PipelineConfig, plan: ScorePlan) -> dict[str, An
     """The summary of a plan with nothing to score: an empty night is committed empty; a done one is reported."""
     if plan.action == "empty":
         return commit_empty(cfg, plan)
+    if plan.action == "no_model":  # no partition is written: a later run with a model scores the night
+        return {"stage": "score", "skipped": True, "reason": plan.reason, "model_version": None, "rows": 0}
     return {"stage": "score", "skipped": True, "partition": plan.folder, **plan.committed_counts}
 
 
@@ -213,10 +299,10 @@ def cached_scorer(model_ref: str, model_hash: str, max_length: int, batch_tokens
 
 
 def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
-    """What every shard task needs; action "skip" when the committed partition already matches.
+    """What every shard task needs; action "skip" when the committed partition already matches, "no_model" when
+    the lake has no champion and score.fallback finds nothing to score with (`reason` says why).
 
-    Raises LakeStateError without committed curated rows, or without a model to score with (see
-    resolve_scoring_model)."""
+    Raises LakeStateError without committed curated rows; ConfigError for a score.model without label names."""
     lake = Lake(cfg.data_root)
     curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     folder = lake.partition("predictions", cfg.run_date)
@@ -225,15 +311,30 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
                        curated_urls=tuple(lake.shard_urls("curated", cfg.run_date, curated)))
     if source.curated_rows == 0:  # nothing to score (e.g. a night of duplicates): no model needed
         return replace(source, action="empty")
-    model_dir, model_version = resolve_scoring_model(cfg, lake)
-    model_hash = folder_content_hash(model_dir)
-    max_length = cfg.score.max_length or cfg.tokenize.max_length
-    stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision,
-                           SCHEMA_VERSION, *([cfg.score.long_text] if cfg.score.long_text != "truncate" else []))
+    run_id = run_id or uuid.uuid4().hex
+    no_champion = not cfg.score.model and storage.read_json(lake.champion_url) is None
+    found = newest_baseline(lake) if no_champion and cfg.score.fallback == "baseline" else None
+    if no_champion and found is None:
+        reason = no_model_reason(cfg, lake)
+        log.warning("score: %s", reason)
+        return replace(source, action="no_model", reason=reason)
+    if found is not None:  # score.fallback: baseline, and no champion yet
+        local = baseline_dir(found[0])
+        model_hash = baseline_hash(local)
+        stage_fp = fingerprint("score", curated["fingerprint"], model_hash, SCHEMA_VERSION, baseline.KIND)
+        labels = baseline.load(local).label_names
+        plan = replace(source, fingerprint=stage_fp, model_version=found[1] + baseline.SUFFIX, model_ref=found[0],
+                       model_hash=model_hash, labels=tuple(labels), run_id=run_id, fallback=True)
+    else:
+        model_dir, model_version = resolve_scoring_model(cfg, lake)
+        model_hash = folder_content_hash(model_dir)
+        max_length = cfg.score.max_length or cfg.tokenize.max_length
+        stage_fp = fingerprint("score", curated["fingerprint"], model_hash, max_length, cfg.score.precision,
+                               SCHEMA_VERSION, *([cfg.score.long_text] if cfg.score.long_text != "truncate" else []))
+        plan = replace(source, fingerprint=stage_fp, max_length=max_length, model_version=model_version,
+                       model_ref=cfg.score.model or lake.model_url(model_version), model_hash=model_hash,
+                       labels=tuple(model_labels(model_dir)), run_id=run_id)
     manifest = lake.read_manifest("predictions", cfg.run_date)
-    plan = replace(source, fingerprint=stage_fp, max_length=max_length, model_version=model_version,
-                   model_ref=cfg.score.model or lake.model_url(model_version), model_hash=model_hash,
-                   labels=tuple(model_labels(model_dir)), run_id=run_id or uuid.uuid4().hex)
     if manifest_matches(manifest, stage_fp, folder) and not cfg.score.force:
         return replace(plan, action="skip", committed_counts=manifest["counts"])
     # Replacing a committed partition (another model, or score.force): build the new one aside and swap it in, so
@@ -254,12 +355,15 @@ def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, i
     url = plan.shard_url(index)
     if shard_matches(url, plan.fingerprint):
         return {"rows": storage.parquet_rows(url), "scored": 0}
-    scorer = cached_scorer(plan.model_ref, plan.model_hash, plan.max_length, cfg.score.batch_tokens,
-                           cfg.score.precision, cfg.score.device, cfg.score.long_text)
+    scorer: Scorer | BaselineScorer = (
+        cached_baseline_scorer(plan.model_ref, plan.model_hash) if plan.fallback else
+        cached_scorer(plan.model_ref, plan.model_hash, plan.max_length, cfg.score.batch_tokens, cfg.score.precision,
+                      cfg.score.device, cfg.score.long_text))
+    source = "score.fallback: baseline (no champion)" if plan.fallback else (cfg.score.model or "champion")
     file_meta = {SHARD_FINGERPRINT: plan.fingerprint, SCHEMA_VERSION_KEY: SCHEMA_VERSION,
                  "bert_pipeline.labels": json.dumps(list(plan.labels)),
                  "bert_pipeline.model_version": plan.model_version,
-                 "bert_pipeline.model_hash": plan.model_hash, "bert_pipeline.model_source": cfg.score.model or "champion",
+                 "bert_pipeline.model_hash": plan.model_hash, "bert_pipeline.model_source": source,
                  "bert_pipeline.tokenizer_hash": scorer.tokenizer_hash,
                  "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": plan.max_length}),
                  "bert_pipeline.temperature": str(scorer.temperature),

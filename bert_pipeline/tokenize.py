@@ -2,12 +2,20 @@
 
 Shard columns: doc_id, input_ids (uint16 when the vocabulary fits, else uint32), length, label_id (-1 = not
 trainable: unlabelled or label conflict), split, truncated. The manifest records the label map the train stage
-uses, the tokenizer identity and hash, max_length, counts and a length histogram. A shard whose file exists with this
-stage's fingerprint in its schema metadata is not tokenized again.
+uses, the tokenizer identity and hash, max_length, counts, a length histogram and the night's vocabulary coverage
+(`coverage`: unknown-token and hidden-character shares, per script, the top unknown characters; see
+bert_pipeline/coverage.py).
+A shard whose file exists with this stage's fingerprint in its schema metadata is not tokenized again.
+
+Coverage is counted from the encodings as the shards are written; under `tokenize.on_poor_coverage: refuse` it is
+measured in a first pass over the text instead, so that a night its tokenizer cannot read is refused with nothing
+written and the committed partition, if any, left as it was.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 from typing import Any
 
@@ -16,8 +24,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bert_pipeline import coverage as cov
 from bert_pipeline import storage
 from bert_pipeline.config import PipelineConfig
+from bert_pipeline.errors import ConfigError
 from bert_pipeline.labels import check_label_spellings
 from bert_pipeline.lake import (
     SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches,
@@ -26,6 +36,8 @@ from bert_pipeline.progress import Progress
 from bert_pipeline.models import casing_warnings, fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
 
 HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+
+log = logging.getLogger(__name__)
 
 
 def label_names(lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> list[str]:
@@ -36,24 +48,33 @@ def label_names(lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> 
     return sorted(pc.unique(rows["label"]).to_pylist())
 
 
-def encode_texts(encoder: Any, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flat token ids, offsets, truncated flags) for texts, in order."""
-    ids: list[list[int]] = []
-    truncated: list[bool] = []
-    encode = getattr(encoder, "encode_batch_fast", encoder.encode_batch)
+def encode_texts(encoder: Any, texts: list[str], batch_size: int,
+                 coverage: cov.CoverageCounter | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat token ids, offsets, truncated flags) for texts, in order. With `coverage`, each batch's encodings are
+    also counted there (the texts that hold an unknown token are encoded once more, with character offsets)."""
+    flats: list[np.ndarray] = [np.zeros(0, np.int64)]
+    lengths: list[np.ndarray] = [np.zeros(0, np.int32)]
+    truncated: list[np.ndarray] = [np.zeros(0, bool)]
+    fast = getattr(encoder, "encode_batch_fast", None)
     for start in range(0, len(texts), batch_size):
-        for encoding in encode(texts[start:start + batch_size]):
-            ids.append(encoding.ids)
-            truncated.append(bool(encoding.overflowing))
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(ids))
-    offsets = np.zeros(len(ids) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(offsets[-1]))
-    return flat, offsets, np.asarray(truncated, dtype=bool)
+        batch = texts[start:start + batch_size]
+        with_offsets = fast is None or (coverage is not None and coverage.wants_offsets)
+        encodings = (encoder.encode_batch if with_offsets else fast)(batch)
+        ids = [encoding.ids for encoding in encodings]
+        lengths.append(np.fromiter(map(len, ids), dtype=np.int32, count=len(ids)))
+        flats.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths[-1].sum())))
+        truncated.append(np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings)))
+        if coverage is not None:
+            coverage.add(batch, encodings, flats[-1], lengths[-1], truncated[-1], with_offsets)
+    lengths_all = np.concatenate(lengths)
+    offsets = np.zeros(len(lengths_all) + 1, dtype=np.int32)
+    np.cumsum(lengths_all, out=offsets[1:])
+    return np.concatenate(flats), offsets, np.concatenate(truncated)
 
 
-def token_table(curated: pl.DataFrame, encoder: Any, labels: list[str], batch_size: int) -> pa.Table:
-    flat, offsets, truncated = encode_texts(encoder, curated["text"].to_list(), batch_size)
+def token_table(curated: pl.DataFrame, encoder: Any, labels: list[str], batch_size: int,
+                coverage: cov.CoverageCounter | None = None) -> pa.Table:
+    flat, offsets, truncated = encode_texts(encoder, curated["text"].to_list(), batch_size, coverage)
     id_type = pa.uint16() if encoder.get_vocab_size() <= np.iinfo(np.uint16).max + 1 else pa.uint32()
     input_ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat).cast(id_type))
     label_index = {name: i for i, name in enumerate(labels)}
@@ -100,41 +121,101 @@ def _summarise(tables: list[pa.Table]) -> dict[str, Any]:
     }
 
 
+def coverage_verdict(cfg: PipelineConfig, coverage: dict[str, Any] | None, committed: bool = False,
+                     casing: list[str] | None = None) -> list[str]:
+    """The poor-coverage warning for this night ([] when coverage is fine or was not measured), logged; under
+    tokenize.on_poor_coverage: refuse, a ConfigError instead, naming run_date, the share, the threshold and the
+    settings. committed: the partition is already committed (a skipped rerun), which the error says stays. casing:
+    the tokenizer's casing warnings, which explain unknown capitalised words better than a change of model."""
+    threshold = cfg.tokenize.max_unknown_share
+    if not cov.is_poor(coverage, threshold):
+        return []
+    assert coverage is not None
+    source = cfg.train.base_model or "the packaged MiniLM"
+    message = cov.poor_coverage_message(coverage, threshold, cfg.run_date, source)
+    if casing:
+        message += (" The tokenizer's lowercasing also disagrees with its vocabulary (the casing warning): fix that "
+                    "first, as it turns capitalised words into the unknown token whatever the script.")
+    if cfg.tokenize.on_poor_coverage == "refuse":
+        where = ("its token partition was committed earlier and is left as it is" if committed
+                 else "no token shard was written")
+        raise ConfigError(
+            f"tokenize refused run_date={cfg.run_date} (tokenize.on_poor_coverage: refuse): "
+            f"{coverage['unknown_token_share']:.1%} of its tokens are {coverage.get('unknown_token')}, above "
+            f"tokenize.max_unknown_share {threshold:.1%}; {where}. {cov.advice(coverage)} To tokenize it anyway, "
+            f"set tokenize.on_poor_coverage: warn or raise tokenize.max_unknown_share. Details: {message}")
+    log.warning("%s", message)
+    return [message]
+
+
+def _summary_coverage(coverage: dict[str, Any] | None) -> dict[str, Any]:
+    """The coverage for a stage summary (a Prefect table artifact shows lists of at most 10 items)."""
+    if not coverage:
+        return {}
+    return {"coverage": {**coverage, "top_unknown_chars": coverage["top_unknown_chars"][:10],
+                         "top_unknown_words": coverage["top_unknown_words"][:10]}}
+
+
+def measure_coverage(encoder: Any, curated_urls: list[str], batch_size: int,
+                     counter: cov.CoverageCounter | None = None) -> dict[str, Any]:
+    """Vocabulary coverage (`coverage.CoverageCounter.result`) of the text of these curated shards, read one shard at
+    a time; `counter` adds to an existing count."""
+    counter = counter or cov.CoverageCounter(encoder)
+    for url in curated_urls:
+        texts = storage.read_parquet(url, columns=["text"]).column("text").to_pylist()
+        cov.measure(encoder, texts, batch_size=batch_size, counter=counter)
+    return counter.result()
+
+
 def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     curated_manifest = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     model_dir = resolve_model_dir(cfg.train.base_model)
     tokenizer = load_tokenizer(model_dir)  # logs a casing/vocabulary disagreement (models.casing_warnings)
     tok_hash = tokenizer_hash(tokenizer)
-    warnings = casing_warnings(tokenizer, model_dir)
+    casing = casing_warnings(tokenizer, model_dir)  # the manifest's tokenizer.warnings
+    warnings = list(casing)  # the summary's: casing, then coverage
     stage_fp = fingerprint("tokenize", curated_manifest["fingerprint"], tok_hash, cfg.fingerprint("tokenize"))
     folder = lake.partition("tokens", cfg.run_date)
     manifest = lake.read_manifest("tokens", cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder):
+        measured = manifest.get("coverage")  # None for nights committed before coverage was measured
+        warnings = warnings + coverage_verdict(cfg, measured, committed=True, casing=casing)
         return {"stage": "tokenize", "skipped": True, "partition": folder, **manifest["counts"],
-                **({"warnings": warnings} if warnings else {})}
+                **_summary_coverage(measured), **({"warnings": warnings} if warnings else {})}
 
     labels = label_names(lake, cfg.run_date, curated_manifest)
     check_label_spellings(labels, setting=f"ingest.label_column of run_date={cfg.run_date}")
     encoder = fast_encoder(tokenizer, cfg.tokenize.max_length)
-    writer = lake.writer("tokens", cfg.run_date, stage_fp).begin()
-    tables = []
     size = cfg.tokenize.shard_rows
     curated_urls = lake.shard_urls("curated", cfg.run_date, curated_manifest)
+    coverage = None
+    if cfg.tokenize.on_poor_coverage == "refuse":  # judged first, so that a refusal leaves nothing written
+        coverage = measure_coverage(encoder, curated_urls, cfg.tokenize.batch_size)
+        warnings = warnings + coverage_verdict(cfg, coverage, casing=casing)  # raises on poor coverage
+    # under warn, counted from the encodings as the shards are written (no second encoding; memory stays one shard)
+    counter = cov.CoverageCounter(encoder) if coverage is None else None
+    writer = lake.writer("tokens", cfg.run_date, stage_fp).begin()
+    tables = []
     for index, curated_url in enumerate(curated_urls):
         if progress:
             progress(f"tokenizing curated shard {index + 1}/{len(curated_urls)}", index / len(curated_urls))
         # curated shard i becomes token shards part-iiiii-jjj.arrow of at most tokenize.shard_rows rows each
         pieces = max(1, math.ceil(storage.parquet_rows(curated_url) / size))
         urls = [writer.add(f"part-{index:05d}-{piece:03d}.arrow") for piece in range(pieces)]
-        if all(shard_matches(url, stage_fp) for url in urls):
+        if all(shard_matches(url, stage_fp) for url in urls):  # written by an interrupted run
             tables += [read_arrow(url, ["length", "label_id", "split", "truncated"]) for url in urls]
+            if counter is not None:  # its coverage is measured from the text, as the shards are not encoded again
+                measure_coverage(encoder, [curated_url], cfg.tokenize.batch_size, counter)
             continue
         curated = pl.from_arrow(storage.read_parquet(curated_url))
-        table = token_table(curated, encoder, labels, cfg.tokenize.batch_size)  # type: ignore[arg-type]
+        table = token_table(curated, encoder, labels, cfg.tokenize.batch_size, counter)  # type: ignore[arg-type]
         for piece, url in enumerate(urls):
             write_arrow_atomic(url, table.slice(piece * size, size), {SHARD_FINGERPRINT: stage_fp})
         tables.append(table)
+    if counter is not None:
+        coverage = counter.result()
+        warnings = warnings + coverage_verdict(cfg, coverage, casing=casing)  # under warn: logged, never raised
     counts = _summarise(tables)
     if progress:
         progress(f"{len(curated_urls)} curated shards tokenized", 1.0)
@@ -143,7 +224,8 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         config_hash=cfg.fingerprint("tokenize"), counts=counts, label_names=labels, max_length=cfg.tokenize.max_length,
         tokenizer={"source": cfg.train.base_model or "packaged MiniLM", "hash": tok_hash,
                    "vocab_size": encoder.get_vocab_size(), "pad_token_id": tokenizer.pad_token_id,
-                   **({"warnings": warnings} if warnings else {})},
+                   **({"warnings": casing} if casing else {})},
+        coverage=coverage,
     )
     return {"stage": "tokenize", "skipped": False, "partition": folder, "label_names": labels, **counts,
-            **({"warnings": warnings} if warnings else {})}
+            **_summary_coverage(coverage), **({"warnings": warnings} if warnings else {})}

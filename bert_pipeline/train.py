@@ -31,7 +31,8 @@ import numpy as np
 import torch
 import xxhash
 
-from bert_pipeline import registry, storage
+from bert_pipeline import baseline as linear_baseline
+from bert_pipeline import promotion, registry, storage
 from bert_pipeline.calibration import expected_calibration_error, fit_temperature, nll, softmax
 from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.checkpoint import Progress as Checkpoint
@@ -46,7 +47,7 @@ from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling, re
 from bert_pipeline.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
 from bert_pipeline.progress import Progress
 from bert_pipeline.trainset import (
-    SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set, window_start,
+    SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set, texts_of, window_start,
 )
 from bert_pipeline.windows import Windowing
 
@@ -323,7 +324,16 @@ class TrainRun:
     def summary(self, manifest: dict[str, Any], skipped: bool) -> dict[str, Any]:
         return {"stage": "train", "skipped": skipped, "model_version": self.model_version,
                 "model_uri": self.model_url, "metrics": manifest.get("metrics"),
-                "training_set": manifest.get("training_set"), "champion_decision": manifest.get("champion_decision")}
+                "training_set": manifest.get("training_set"), "champion_decision": manifest.get("champion_decision"),
+                "baseline": baseline_summary((manifest.get("metrics") or {}).get("baseline"))}
+
+
+def baseline_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The TF-IDF baseline's figures for the stage summary (None when train.linear_baseline was off)."""
+    if not metrics:
+        return None
+    return {"features": metrics.get("features"), "validation_macro_f1": metrics["validation"].get("macro_f1"),
+            "test_macro_f1": metrics["test"].get("macro_f1"), "seconds": metrics["seconds"].get("total")}
 
 
 def data_hash(data: TrainingSet) -> str:
@@ -392,18 +402,43 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     metrics |= {"model_version": run.model_version, "label_names": data.label_names, "device": str(device),
                 "problem_type": data.problem_type, "train": {"rows": len(data.splits["train"]), **history,
                           "pooling": getattr(model.config, POOLING_KEY, "cls")}}
-    decision = decide(run, data, val_logits, metrics["calibration"], pad_id, device, windowing)
-    manifest = commit(run, model, tokenizer, metrics, data, decision, content)
+    linear = fit_linear_baseline(run, data)  # train.linear_baseline: TF-IDF + LR on the same rows, or None
+    if linear is not None:
+        metrics["baseline"] = linear.metrics
+    decision = decide(run, data, val_logits, metrics["calibration"], pad_id, device, windowing, linear)
+    decision = promotion.hold_for_approval(decision, cfg.train.promotion)  # approve: a person decides (promote flow)
+    manifest = commit(run, model, tokenizer, metrics, data, decision, content, linear)
     store.clear()
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
     dist.barrier()
     return run.summary(manifest, skipped=False)
 
 
+def fit_linear_baseline(run: TrainRun, data: TrainingSet) -> linear_baseline.Evaluated | None:
+    """TF-IDF + logistic regression fitted on exactly this training set's training rows (their curated texts, read
+    back by doc_id and night), evaluated on its validation and test rows; None when train.linear_baseline is off."""
+    if not run.cfg.train.linear_baseline:
+        return None
+    started = time.perf_counter()
+    texts = {split: texts_of(run.lake, rows) for split, rows in data.splits.items()}
+    read = time.perf_counter() - started
+    evaluated = linear_baseline.fit_and_evaluate(texts, {split: rows.labels for split, rows in data.splits.items()},
+                                                 data.label_names, run.cfg.train.seed)
+    evaluated.metrics["seconds"] |= {"read_texts": round(read, 3),
+                                     "total": round(time.perf_counter() - started, 3)}
+    evaluated.metrics["model_version"] = run.model_version + linear_baseline.SUFFIX
+    log.info("train: TF-IDF baseline (%s features) validation macro-F1 %.4f, test %.4f, in %.1f s",
+             evaluated.metrics["features"], evaluated.metrics["validation"].get("macro_f1", 0.0),
+             evaluated.metrics["test"].get("macro_f1", 0.0), evaluated.metrics["seconds"]["total"])
+    return evaluated
+
+
 def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration: dict[str, Any], pad_id: int,
-           device: torch.device, windowing: Windowing | None = None) -> dict[str, Any]:
-    """The registry's gate on this run's validation rows, with the champion run on the same rows. Labels are
-    compared by name: one per row (single-label) or the row's set (multi-label, a tuple in label order)."""
+           device: torch.device, windowing: Windowing | None = None,
+           linear: linear_baseline.Evaluated | None = None) -> dict[str, Any]:
+    """The registry's gate on this run's validation rows, with the champion run on the same rows and, when given,
+    the TF-IDF baseline's answers on them. Labels are compared by name: one per row (single-label) or the row's set
+    (multi-label, a tuple in label order)."""
     names, validation = data.label_names, data.splits["validation"]
     true: list[Any] = [validation.label_names_of(i, names) for i in range(len(validation))]
     if data.multi_label:
@@ -422,7 +457,8 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
                                                label_names=names)
     # the best constant answer: no model that answers the same for everything can score above it
     majority = registry.constant_baseline(true, data.multi_label) if true else ""
-    decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance)
+    decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance,
+                             linear.validation_answers if linear is not None else None)
     theirs_manifest = registry.model_manifest(run.lake, champion["model_version"]) if champion is not None else {}
     refusal = None
     if champion is not None and not run.cfg.train.promote_older:
@@ -444,7 +480,7 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
 
 
 def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], data: TrainingSet,
-           decision: dict[str, Any], content: str) -> dict[str, Any]:
+           decision: dict[str, Any], content: str, linear: linear_baseline.Evaluated | None = None) -> dict[str, Any]:
     """Upload the model folder, promote it if the gate said so, then write its manifest (the commit)."""
     cfg, tokens = run.cfg, run.tokens
     fingerprints = {"tokens": tokens["fingerprint"], "tokenizer": tokens["tokenizer"]["hash"],
@@ -462,7 +498,8 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
                    "AutoModelForSequenceClassification would read [CLS] through an untrained pooler)")
     card = registry.model_card(run.model_version, cfg.run_date, base, metrics, training_set, decision, recipe,
                                fingerprints)
-    registry.write_model_folder(run.model_url, model, tokenizer, metrics, card)
+    registry.write_model_folder(run.model_url, model, tokenizer, metrics, card,
+                                linear.model if linear is not None else None)
     if decision["promoted"]:
         registry.promote(run.lake, run.model_version, data.label_names, decision)
     return registry.commit_model(run.lake, run.model_version, {

@@ -311,8 +311,14 @@ def without_labels_outside(frame: pl.DataFrame, label_names: list[str], multi_la
 
 
 def texts_of(lake: Lake, data: SplitData) -> list[str]:
-    """The curated texts of a split's rows, in its order (read from each night's curated shards: doc_id, text)."""
-    rows = lake.dataset("curated", sorted(set(data.run_dates))).to_table(
-        columns=["doc_id", "text"], filter=pc.field("doc_id").isin(sorted(set(data.doc_ids))))
-    texts = dict(zip(rows["doc_id"].to_pylist(), rows["text"].to_pylist()))
-    return [texts[d] for d in data.doc_ids]
+    """The curated texts of a split's rows, in its order (read from each night's curated shards: doc_id, text).
+    A row's text is its own night's: an id sent again with edited text on another night keeps each version apart."""
+    texts: dict[tuple[str, str], str] = {}
+    wanted: dict[str, set[str]] = {}
+    for date, doc_id in zip(data.run_dates, data.doc_ids):
+        wanted.setdefault(date, set()).add(doc_id)
+    for date, doc_ids in sorted(wanted.items()):
+        rows = lake.dataset("curated", [date]).to_table(columns=["doc_id", "text"],
+                                                        filter=pc.field("doc_id").isin(sorted(doc_ids)))
+        texts.update(((date, d), t) for d, t in zip(rows["doc_id"].to_pylist(), rows["text"].to_pylist()))
+    return [texts[(date, d)] for date, d in zip(data.run_dates, data.doc_ids)]

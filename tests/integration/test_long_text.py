@@ -48,7 +48,8 @@ def run_pipeline(root: Path, source: Path, model: Path, long_text: str) -> tuple
         "data_root": str(root), "run_date": "2026-11-10", "ingest.sources": [str(source)],
         "ingest.label_column": "label", "tokenize.max_length": 16, "curate.near_dedup": False,
         "train.base_model": str(model), "train.min_steps": 200, "train.batch_size": 16, "train.learning_rate": 2e-3,
-        "train.long_text": long_text, "score.long_text": long_text, "score.batch_tokens": 512})
+        "train.long_text": long_text, "score.long_text": long_text, "score.batch_tokens": 512,
+        "train.linear_baseline": False})
     run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
     trained = run_train(cfg)
     run_score(cfg)

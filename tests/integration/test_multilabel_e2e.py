@@ -59,7 +59,7 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     config.write_text(
         f"data_root: {folder / 'lake'}\ningest:\n  label_column: topic\ncurate:\n  near_dedup: false\n"
         f"tokenize:\n  max_length: 32\ntrain:\n  base_model: {model}\n  min_steps: 250\n  batch_size: 16\n"
-        "  learning_rate: 0.002\nscore:\n  batch_tokens: 2048\n")
+        "  learning_rate: 0.002\n  linear_baseline: false\nscore:\n  batch_tokens: 2048\n")
     return {"folder": folder, "config": config, "night1": folder / "night1.csv", "night2": folder / "night2.jsonl",
             "pair": pair, "clash": clash}  # type: ignore[dict-item]
 

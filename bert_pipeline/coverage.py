@@ -1,0 +1,340 @@
+"""Vocabulary coverage: how much of a night's text the tokenizer's vocabulary can read, by Unicode script.
+
+A WordPiece or SentencePiece tokenizer turns a word it cannot spell from its vocabulary into its unknown token
+([UNK], <unk>); the model then reads one and the same vector for every such word. The packaged MiniLM (an English
+uncased vocabulary) does this to about two thirds of the tokens of Chinese product reviews, and nothing else in the
+pipeline says so. This module measures it from the encodings the tokenize stage makes anyway:
+
+- unknown token share: unknown tokens / content tokens (the tokens a text became, without the [CLS]/[SEP] the
+  post-processor adds), both counted over what the model reads (after truncation at max_length);
+- hidden character share: characters inside the spans of unknown tokens / non-space characters the model reads
+  (the text, less the tail that truncation cut off); an [UNK] that stands for "café😀" hides five characters;
+- both again per Unicode script (the Script property, e.g. Han, Latin, Cyrillic, Common for digits, punctuation and
+  emoji; looked up with fontTools.unicodedata, which ships Unicode's Scripts.txt), with the token and character
+  counts behind them;
+- the most frequent unknown characters (characters of unknown spans that are unknown on their own as well: in
+  "café😀" only 😀) and unknown words (the text of each unknown token's span), with counts.
+
+A tokenizer without an unknown token (byte-level BPE as in RoBERTa and GPT-2: every byte is in the vocabulary) has
+full coverage: every share is 0.
+
+A token's script is that of the text it stands for: for a known token, its vocabulary piece as the tokenizer decodes
+it (a byte-level piece holding only part of a character's bytes counts as BYTE_PIECES); for an unknown token, its
+span of the text. A piece's script is that of its first character that is neither Common nor Inherited.
+
+Cost: `encode_batch_fast`, which tokenize uses, does not compute character offsets; `encode_batch` does, for 40 % to
+120 % more time. So only the texts that hold an unknown token or were truncated (2 % of the demo tweets) are encoded
+again with offsets; once more than a quarter of a night's texts need them (a Chinese night through an English
+vocabulary), `wants_offsets` tells the caller to encode the following batches with offsets straight away. Everything
+else is counted with numpy from the token ids and the texts' code points. `benchmarks/bench_coverage.py`: the
+coverage's own calls take 0.07-0.09 of the stage's time on the demo tweets, 0.26-0.36 on a night of Chinese reviews
+through the English MiniLM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from fontTools import unicodedata as ucd
+
+TOP = 20  # unknown characters and words kept, most frequent first
+COMMON, INHERITED = "Common", "Inherited"
+BYTE_PIECES = "(bytes of a character)"  # byte-level tokens holding part of a character's UTF-8 bytes
+REPLACEMENT = "\ufffd"
+MAX_CODE_POINT = 0x110000
+# Above this share of a night's texts needing offsets, encoding them all with offsets is cheaper than twice.
+OFFSETS_SHARE = 0.25
+
+
+@lru_cache(maxsize=None)
+def char_script(char: str) -> str:
+    """The Unicode Script property value of one character, long name: 'Han', 'Latin', 'Common', 'Inherited'..."""
+    return str(ucd.script_name(ucd.script(char)))
+
+
+@lru_cache(maxsize=1 << 16)
+def text_script(text: str) -> str:
+    """The script a piece of text belongs to: that of its first character whose script is neither Common nor
+    Inherited; else Common (digits, punctuation, emoji), or Inherited (combining marks alone); 'Unknown' when empty."""
+    fallback = ""
+    for char in text:
+        script = char_script(char)
+        if script not in (COMMON, INHERITED):
+            return script
+        if not fallback and not char.isspace():
+            fallback = script
+    return fallback or "Unknown"
+
+
+def _piece_script(text: str) -> str:
+    """text_script of a decoded vocabulary piece; a byte-level piece holding part of a character decodes to U+FFFD."""
+    script = text_script(text)
+    return BYTE_PIECES if script == COMMON and REPLACEMENT in text else script
+
+
+def unknown_token_id(encoder: Any) -> int | None:
+    """The id of the unknown token the tokenizer's model emits; None when it has none (byte-level BPE)."""
+    model = encoder.model
+    token = getattr(model, "unk_token", None)
+    if token:
+        return encoder.token_to_id(token)
+    if type(model).__name__ == "Unigram":  # SentencePiece Unigram names its unknown token by id
+        unk_id = json.loads(encoder.to_str()).get("model", {}).get("unk_id")
+        return int(unk_id) if unk_id is not None else None
+    return None
+
+
+def _as_encoder(tokenizer: Any, max_length: int | None) -> Any:
+    """A `tokenizers.Tokenizer` encoding as the tokenize stage does (models.fast_encoder) from a transformers fast
+    tokenizer; a `tokenizers.Tokenizer` is used as it is."""
+    if hasattr(tokenizer, "backend_tokenizer"):
+        from bert_pipeline.models import fast_encoder
+
+        return fast_encoder(tokenizer, max_length)
+    return tokenizer
+
+
+@dataclass
+class CoverageCounter:
+    """Accumulates coverage over the batches of a night; `result()` is the JSON-able summary.
+
+    Feed it every batch that `encoder` encoded: `add(texts, encodings, ids, with_offsets)`. Memory: one int64 count
+    per vocabulary id and per code point seen (at most 0x110000, 8.9 MB), plus counters of unknown pieces."""
+
+    encoder: Any
+    unk_id: int | None = None
+    texts: int = 0
+    texts_needing_offsets: int = 0
+    texts_with_unknown: int = 0
+    id_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    char_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    unknown_pieces: Counter = field(default_factory=Counter)  # text of an unknown token's span -> occurrences
+
+    def __post_init__(self) -> None:
+        self.unk_id = unknown_token_id(self.encoder)
+        self.id_counts = np.zeros(self.encoder.get_vocab_size(with_added_tokens=True), np.int64)
+        special = [i for i, t in self.encoder.get_added_tokens_decoder().items() if t.special and i != self.unk_id]
+        self._special = np.asarray(special, np.int64)
+        self._unknown_alone: dict[str, bool] = {}
+
+    @property
+    def wants_offsets(self) -> bool:
+        """True when so many texts so far needed offsets (unknown tokens, truncation) that the next batches are
+        cheaper encoded with offsets (`encode_batch`) than encoded fast and again for offsets."""
+        return self.texts >= 256 and self.texts_needing_offsets > OFFSETS_SHARE * self.texts
+
+    def add(self, texts: Sequence[str], encodings: Sequence[Any], flat: np.ndarray | None = None,
+            lengths: np.ndarray | None = None, truncated: np.ndarray | None = None,
+            with_offsets: bool = False) -> None:
+        """Count one batch: texts[i] was encoded as encodings[i]. The caller may pass what it took from them
+        already: flat (int64, every token id of the batch in order, special tokens included), lengths (tokens per
+        text) and truncated (bool per text). with_offsets: the encodings came from `encode_batch` (offsets filled
+        in); from `encode_batch_fast` they are not, and the texts that need them are encoded again here, alone."""
+        if flat is None or lengths is None:
+            ids = [e.ids for e in encodings]
+            lengths = np.fromiter(map(len, ids), np.int32, count=len(ids))
+            flat = np.fromiter(itertools.chain.from_iterable(ids), np.int64, count=int(lengths.sum()))
+        if truncated is None:
+            truncated = np.fromiter((bool(e.overflowing) for e in encodings), bool, count=len(encodings))
+        self.texts += len(texts)
+        self.id_counts += np.bincount(flat, minlength=len(self.id_counts))[:len(self.id_counts)]
+        if texts:
+            points = np.frombuffer("".join(texts).encode("utf-32-le"), np.uint32)
+            self._count_chars(points, 1)
+        unk = self.unk_id
+        need_mask = np.asarray(truncated, bool).copy()
+        if unk is not None:  # the texts whose tokens hold the unknown id: by position in the flat array
+            ends = np.cumsum(lengths)
+            need_mask[np.searchsorted(ends, np.flatnonzero(flat == unk), side="right")] = True
+        need = np.flatnonzero(need_mask).tolist()
+        if not need:
+            return
+        self.texts_needing_offsets += len(need)
+        chosen = [texts[i] for i in need]
+        redone = encodings if with_offsets else self.encoder.encode_batch(chosen)
+        pieces: list[str] = []
+        tails: list[str] = []
+        for j, text in enumerate(chosen):
+            encoding = redone[need[j]] if with_offsets else redone[j]
+            spans = [span for token, span in zip(encoding.ids, encoding.offsets) if token == unk]
+            if spans:
+                self.texts_with_unknown += 1
+                pieces += [text[start:end] for start, end in spans]
+            if encoding.overflowing:  # the model never reads what follows its last token
+                tails.append(text[max((end for _, end in encoding.offsets), default=0):])
+        self.unknown_pieces.update(pieces)
+        if tails:
+            self._count_chars(np.frombuffer("".join(tails).encode("utf-32-le"), np.uint32), -1)
+
+    def _count_chars(self, points: np.ndarray, sign: int) -> None:
+        counts = np.bincount(points)
+        if len(counts) > len(self.char_counts):
+            self.char_counts = np.concatenate([self.char_counts, np.zeros(len(counts) - len(self.char_counts),
+                                                                          np.int64)])
+        self.char_counts[:len(counts)] += sign * counts
+
+    def _is_unknown_alone(self, chars: list[str]) -> dict[str, bool]:
+        """Whether each character, encoded on its own, becomes the unknown token (cached per counter)."""
+        todo = [c for c in chars if c not in self._unknown_alone]
+        if todo:
+            for char, encoding in zip(todo, self.encoder.encode_batch_fast(todo, add_special_tokens=False)
+                                      if hasattr(self.encoder, "encode_batch_fast")
+                                      else self.encoder.encode_batch(todo, add_special_tokens=False)):
+                self._unknown_alone[char] = self.unk_id in encoding.ids
+        return {c: self._unknown_alone[c] for c in chars}
+
+    def result(self) -> dict[str, Any]:
+        """The night's coverage as plain JSON types (shares are fractions in [0, 1], rounded to 6 digits):
+
+        {"unknown_token": "[UNK]" | None, "texts", "texts_with_unknown", "tokens", "unknown_tokens",
+         "unknown_token_share", "chars", "hidden_chars", "hidden_char_share",
+         "by_script": {script: {"tokens", "unknown_tokens", "unknown_token_share", "chars", "hidden_chars",
+                                "hidden_char_share"}} (most characters first),
+         "top_unknown_chars": [[char, occurrences], ...], "top_unknown_words": [[text, occurrences], ...]}
+        """
+        counts = self.id_counts.copy()
+        counts[self._special] = 0
+        unknown_tokens = int(counts[self.unk_id]) if self.unk_id is not None else 0
+        scripts: dict[str, dict[str, int]] = {}
+
+        def row(script: str) -> dict[str, int]:
+            return scripts.setdefault(script, {"tokens": 0, "unknown_tokens": 0, "chars": 0, "hidden_chars": 0})
+
+        # known tokens: the script of the vocabulary piece, decoded as the tokenizer decodes it
+        known = np.flatnonzero(counts)
+        known = known[known != self.unk_id] if self.unk_id is not None else known
+        with _gc_paused():  # one small list per id: a cyclic collection here would walk the whole heap for nothing
+            decoded = self.encoder.decode_batch([[i] for i in known.tolist()], skip_special_tokens=False)
+        names: dict[str, int] = {}
+        codes = np.fromiter((names.setdefault(_piece_script(text), len(names)) for text in decoded), np.int64,
+                            count=len(decoded))
+        for script, total in zip(names, np.bincount(codes, weights=counts[known], minlength=len(names))):
+            row(script)["tokens"] += int(total)
+        # unknown tokens: the script of the text they stand for
+        hidden: Counter = Counter()
+        for piece, n in self.unknown_pieces.items():
+            entry = row(text_script(piece))
+            entry["tokens"] += n
+            entry["unknown_tokens"] += n
+            for char, k in Counter(piece).items():
+                if not char.isspace():
+                    hidden[char] += k * n
+        for char, n in hidden.items():
+            row(char_script(char))["hidden_chars"] += n
+        # characters the model reads (not spaces)
+        for point in np.flatnonzero(self.char_counts):
+            char = chr(int(point))
+            if not char.isspace():
+                row(char_script(char))["chars"] += int(self.char_counts[point])
+        chars, hidden_chars = sum(r["chars"] for r in scripts.values()), sum(hidden.values())
+        alone = self._is_unknown_alone(sorted(hidden))
+        top_chars = sorted(((c, n) for c, n in hidden.items() if alone[c]), key=lambda kv: (-kv[1], kv[0]))[:TOP]
+        top_words = sorted(self.unknown_pieces.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
+        tokens = int(counts.sum())
+        by_script = {
+            script: {"tokens": r["tokens"], "unknown_tokens": r["unknown_tokens"],
+                     "unknown_token_share": _share(r["unknown_tokens"], r["tokens"]), "chars": r["chars"],
+                     "hidden_chars": r["hidden_chars"], "hidden_char_share": _share(r["hidden_chars"], r["chars"])}
+            for script, r in sorted(scripts.items(), key=lambda kv: (-kv[1]["chars"], -kv[1]["tokens"], kv[0]))
+        }
+        return {
+            "unknown_token": self.encoder.id_to_token(self.unk_id) if self.unk_id is not None else None,
+            "texts": self.texts, "texts_with_unknown": self.texts_with_unknown,
+            "tokens": tokens, "unknown_tokens": unknown_tokens, "unknown_token_share": _share(unknown_tokens, tokens),
+            "chars": chars, "hidden_chars": hidden_chars, "hidden_char_share": _share(hidden_chars, chars),
+            "by_script": by_script,
+            "top_unknown_chars": [[c, n] for c, n in top_chars],
+            "top_unknown_words": [[w, n] for w, n in top_words],
+        }
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+def measure(tokenizer: Any, texts: Sequence[str], max_length: int | None = None, batch_size: int = 2048,
+            counter: CoverageCounter | None = None) -> dict[str, Any]:
+    """Coverage of texts (any number) through a tokenizer: a transformers fast tokenizer (encoded as the tokenize
+    stage does, truncated at max_length tokens) or a `tokenizers.Tokenizer` used as it is. Encodes the texts; the
+    tokenize stage instead feeds its own encodings to a CoverageCounter. `counter` adds to an existing one."""
+    encoder = _as_encoder(tokenizer, max_length)
+    counter = counter or CoverageCounter(encoder)
+    fast = getattr(encoder, "encode_batch_fast", None)
+    for start in range(0, len(texts), batch_size):
+        batch = list(texts[start:start + batch_size])
+        with_offsets = fast is None or counter.wants_offsets
+        counter.add(batch, (encoder.encode_batch if with_offsets else fast)(batch), with_offsets=with_offsets)
+    return counter.result()
+
+
+# --- what to do about poor coverage ------------------------------------------------------------------------------
+
+# Han alone (no Kana: not Japanese) -> a Chinese BERT or a multilingual encoder; any other script (Hiragana, Katakana,
+# Hangul, Thai, Arabic, Cyrillic, Devanagari, ...) -> a multilingual encoder; Common alone (emoji) -> byte-level BPE.
+MULTILINGUAL = "a multilingual encoder such as `bert-base-multilingual-cased` or `xlm-roberta-base`"
+
+
+def affected_scripts(coverage: dict[str, Any], limit: int = 3) -> list[tuple[str, int, float]]:
+    """(script, hidden characters, hidden character share) of the scripts with hidden characters, most first."""
+    rows = [(s, r["hidden_chars"], r["hidden_char_share"]) for s, r in (coverage.get("by_script") or {}).items()
+            if r.get("hidden_chars")]
+    return sorted(rows, key=lambda r: (-r[1], r[0]))[:limit]
+
+
+def advice(coverage: dict[str, Any]) -> str:
+    """One sentence: which kind of base model reads the scripts this night's unknown tokens hide, and how to set it."""
+    by_script = coverage.get("by_script") or {}
+    scripts = [s for s, _, _ in affected_scripts(coverage, limit=99) if s not in (COMMON, INHERITED)]
+    setting = ("download it into a local Hugging Face folder and set `train.base_model` to that folder (the token "
+               "shards are then made again with its tokenizer)")
+    if not scripts:
+        return ("The unknown characters are emoji and symbols (script Common): a byte-level BPE model such as "
+                "`roberta-base` has no unknown token, and `xlm-roberta-base`'s vocabulary holds many emoji; "
+                f"{setting}. If emoji carry no signal for your labels, this may be acceptable.")
+    japanese = any(by_script.get(s, {}).get("chars") for s in ("Hiragana", "Katakana"))
+    if scripts == ["Han"] and not japanese:
+        return (f"The hidden text is Chinese (script Han): use a base model whose vocabulary covers it, such as "
+                f"`bert-base-chinese` (Chinese only) or {MULTILINGUAL}; {setting}.")
+    named = " and ".join(scripts[:4]) if len(scripts) <= 2 else ", ".join(scripts[:4])
+    return f"Use a base model whose vocabulary covers {named}: {MULTILINGUAL}; {setting}."
+
+
+def poor_coverage_message(coverage: dict[str, Any], threshold: float, run_date: str, source: str) -> str:
+    """The warning for a night whose unknown token share is above `threshold`: the shares, the scripts most
+    affected, the top unknown characters, what to do, and the two settings."""
+    scripts = "; ".join(f"{s} {n:,} characters hidden ({share:.1%} of its characters)"
+                        for s, n, share in affected_scripts(coverage))
+    chars = ", ".join(f"{c!r} x{n}" for c, n in (coverage.get("top_unknown_chars") or [])[:10]) or "none on their own"
+    return (f"poor vocabulary coverage for run_date={run_date}: {coverage['unknown_token_share']:.1%} of the tokens "
+            f"are the unknown token {coverage.get('unknown_token')} ({coverage['unknown_tokens']:,} of "
+            f"{coverage['tokens']:,}; tokenize.max_unknown_share is {threshold:.1%}), and "
+            f"{coverage['hidden_char_share']:.1%} of the characters are hidden from the model: the tokenizer of "
+            f"{source} cannot spell them from its vocabulary. Most affected: {scripts or 'none'}. Most frequent "
+            f"unknown characters: {chars}. {advice(coverage)} Settings: tokenize.max_unknown_share (the threshold), "
+            "tokenize.on_poor_coverage (warn, or refuse to stop before any token shard is written).")
+
+
+def is_poor(coverage: dict[str, Any] | None, threshold: float) -> bool:
+    """True when a measured night's unknown token share is above threshold (None: not measured)."""
+    if not coverage:
+        return False
+    return float(coverage.get("unknown_token_share", 0.0)) > threshold
