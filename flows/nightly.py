@@ -16,7 +16,11 @@ from prefect.runtime import deployment
 from bert_pipeline.config import load_config
 from bert_pipeline.errors import PipelineError
 from bert_pipeline.models import preflight
-from flows.stages import Config, Overrides, curate_flow, ingest_flow, run_name, score_flow, tokenize_flow, train_flow
+from bert_pipeline.schedule import ordered_stages
+from flows.stages import (
+    Config, Overrides, Stages, curate_flow, ingest_flow, run_name, score_flow, tokenize_flow, train_flow,
+)
+from tasks.runtime import time_limit, with_scheduled_run_date
 from tasks.stages import report_task
 
 STAGE_FLOWS = {"ingest": ingest_flow, "curate": curate_flow, "tokenize": tokenize_flow, "train": train_flow,
@@ -33,15 +37,19 @@ def run_stage_deployment(stage: str, parameters: dict[str, Any]) -> dict[str, An
 
 
 @flow(name="bert-nightly", flow_run_name=run_name("nightly"), validate_parameters=True)
-def nightly_flow(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
-    """Ingest -> curate -> tokenize -> train -> score for one run_date, then the report in reports/run_date=.../."""
+def nightly_flow(config: Config = None, overrides: Overrides = None, stages: Stages = None) -> dict[str, Any]:
+    """Ingest -> curate -> tokenize -> train -> score (or the `stages` named) for one run_date, then the report in
+    reports/run_date=.../. A scheduled run writes the date it was scheduled for (a late run or a replayed slot too)."""
+    overrides = with_scheduled_run_date(config, overrides)
     cfg = load_config(config, overrides)
-    preflight(cfg, list(STAGE_FLOWS))
+    picked = ordered_stages(stages)
+    preflight(cfg, picked)
     # Pin the date so a run that crosses midnight writes one partition.
-    pinned = {**(overrides or {}), "run_date": cfg.run_date}
-    if deployment.id:
-        results = {stage: run_stage_deployment(stage, {"config": config, "overrides": pinned}) for stage in STAGE_FLOWS}
-    else:
-        results = {stage: stage_flow(config=config, overrides=pinned) for stage, stage_flow in STAGE_FLOWS.items()}
-    results["report"] = report_task(cfg.model_dump(mode="json"))
+    pinned = {**overrides, "run_date": cfg.run_date}
+    with time_limit("timeouts.nightly", cfg.timeouts.nightly):
+        if deployment.id:
+            results = {stage: run_stage_deployment(stage, {"config": config, "overrides": pinned}) for stage in picked}
+        else:
+            results = {stage: STAGE_FLOWS[stage](config=config, overrides=pinned) for stage in picked}
+        results["report"] = report_task(cfg.model_dump(mode="json"))
     return results

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 from prefect import flow, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -11,7 +11,9 @@ from pydantic import Field, WithJsonSchema
 from bert_pipeline.config import PipelineConfig, load_config, overrides_schema
 from bert_pipeline.lake import stage_lock
 from bert_pipeline.models import preflight
+from tasks.events import announce_stage
 from tasks.reporting import ProgressReporter
+from tasks.runtime import time_limit, with_scheduled_run_date
 from tasks.stages import (
     curate_begin_task, curate_cluster_task, curate_commit_task, curate_finish_task, curate_prepare_task,
     curate_skipped_task, ingest_task, score_commit_task, score_done_task, score_plan_task, score_shard_task,
@@ -22,6 +24,8 @@ from tasks.stages import (
 # checks at submission: overrides lists every dotted key with its type and limits, and refuses unknown keys.
 Config = Annotated[str | None, Field(description="path or URL of a YAML config; empty = defaults + overrides")]
 Overrides = Annotated[dict[str, Any] | None, WithJsonSchema(overrides_schema() | {"default": None})]
+Stages = Annotated[list[Literal["ingest", "curate", "tokenize", "train", "score"]] | None,
+                   Field(description="the stages to run, in pipeline order whatever the order given; empty = all")]
 
 
 def run_name(stage: str) -> Callable[[], str]:
@@ -32,7 +36,8 @@ def run_name(stage: str) -> Callable[[], str]:
 
         params = flow_run.parameters or {}
         try:
-            run_date = load_config(params.get("config"), params.get("overrides")).run_date
+            overrides = with_scheduled_run_date(params.get("config"), params.get("overrides"))
+            run_date = load_config(params.get("config"), overrides).run_date
         except Exception:  # noqa: BLE001 - the flow itself reports a bad config; the name must not fail
             run_date = "invalid-config"
         return f"{stage}-{run_date}"
@@ -82,13 +87,18 @@ def _score(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: str) -> Callable[..., dict[str, Any]]:
-    """The flow of one stage: validate the parameters, check the models, take the stage's lock, run the body."""
+    """The flow of one stage: validate the parameters (a scheduled run writes its scheduled date), check the models,
+    take the stage's lock, run the body within timeouts.<stage>, announce the commit (tasks/events.py)."""
 
     def run(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
+        overrides = with_scheduled_run_date(config, overrides)
         cfg = load_config(config, overrides)  # fails here, naming the field, before any work
         preflight(cfg, [stage])
-        with stage_lock(cfg.data_root, stage, cfg.run_date):  # a second run of this stage and date is refused
-            return body(cfg)
+        with time_limit(f"timeouts.{stage}", getattr(cfg.timeouts, stage)):
+            with stage_lock(cfg.data_root, stage, cfg.run_date):  # a second run of this stage and date is refused
+                summary = body(cfg)
+        announce_stage(stage, cfg, summary, config, overrides)
+        return summary
 
     run.__name__ = f"{stage}_flow"
     run.__doc__ = f"bert-pipeline {stage} stage for one run_date: {doc}"

@@ -169,3 +169,66 @@ def test_two_score_runs_submitted_together_run_one_after_the_other(
     assert first["end_time"] <= second["start_time"]  # the deployment's concurrency limit queued the second
     scored = read_partition(lake, "predictions", run_date)
     assert scored.height == lake.read_manifest("curated", run_date)["counts"]["curated_rows"] == scored["doc_id"].n_unique()
+
+
+def api_post(env: dict[str, str], path: str, body: dict) -> list | dict:
+    request = urllib.request.Request(f"{env['PREFECT_API_URL']}{path}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def runs_by_stage(env: dict[str, str], config: Path) -> dict[str, list[dict]]:
+    """The flow runs whose `config` parameter is this file, by deployment name."""
+    names = {d["id"]: d["name"] for d in api_post(env, "/deployments/filter", {})}
+    runs: dict[str, list[dict]] = {}
+    for run in api_post(env, "/flow_runs/filter", {"limit": 200}):
+        if (run.get("parameters") or {}).get("config") == str(config):
+            runs.setdefault(names.get(run["deployment_id"], "-"), []).append(run)
+    return runs
+
+
+def test_a_stage_run_alone_chains_to_score_and_the_nightly_starts_each_stage_once(
+        prefect_env: dict[str, str], tmp_path: Path, sample_config: dict) -> None:
+    """ingest run alone -> curate -> tokenize -> score by the deployments' triggers on the lake's events; a nightly
+    run beside it (its stage runs say chain: false) starts each of its stages once and nothing else. Both lakes
+    score with a small labelled model, so no training is needed."""
+    from tests.helpers import build_tiny_model, demo_frame
+
+    model = build_tiny_model(tmp_path / "labelled", demo_frame()["text"].head(2000).to_list(),
+                             labels=["negative", "neutral", "positive"])
+    configs = {}
+    for name in ("chain", "nightly"):
+        configs[name] = tmp_path / f"{name}.yaml"
+        configs[name].write_text(yaml.safe_dump(sample_config | {"data_root": str(tmp_path / f"lake-{name}"),
+                                                                 "score": {"model": str(model)}}))
+    started = [prefect(prefect_env, "deployment", "run", "bert-ingest/ingest", "--params",
+                       json.dumps({"config": str(configs["chain"])})),
+               prefect(prefect_env, "deployment", "run", "bert-nightly/nightly", "--params",
+                       json.dumps({"config": str(configs["nightly"]),
+                                   "stages": ["ingest", "curate", "tokenize", "score"]}))]
+    assert all(s.returncode == 0 for s in started), [s.stdout[-2000:] + s.stderr[-2000:] for s in started]
+
+    def finished(runs: list[dict]) -> bool:
+        return bool(runs) and all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") for r in runs)
+
+    deadline, chain, nightly = time.monotonic() + 420, {}, {}
+    while time.monotonic() < deadline:
+        chain, nightly = runs_by_stage(prefect_env, configs["chain"]), runs_by_stage(prefect_env, configs["nightly"])
+        if finished(chain.get("score", [])) and finished(nightly.get("nightly", [])):
+            break
+        time.sleep(2)
+    time.sleep(6)  # a trigger fires within about 3 s of an event: anything started twice would show up by now
+    chain, nightly = runs_by_stage(prefect_env, configs["chain"]), runs_by_stage(prefect_env, configs["nightly"])
+    worker_log = Path(prefect_env["PREFECT_HOME"], "worker.log")
+    states = {name: {stage: [r["state_name"] for r in runs] for stage, runs in got.items()}
+              for name, got in (("chain", chain), ("nightly", nightly))}
+    assert states["chain"] == {stage: ["Completed"] for stage in ("ingest", "curate", "tokenize", "score")}, (
+        states, worker_log.read_text()[-4000:])
+    assert all(run["created_by"]["type"] == "AUTOMATION" for s in ("curate", "tokenize", "score") for run in chain[s])
+    assert states["nightly"] == {stage: ["Completed"] for stage in ("nightly", "ingest", "curate", "tokenize", "score")}
+    assert all(run["parent_task_run_id"] for s in ("ingest", "curate", "tokenize", "score") for run in nightly[s])
+    for name in ("chain", "nightly"):
+        lake, run_date = Lake(str(tmp_path / f"lake-{name}")), sample_config["run_date"]
+        scored = read_partition(lake, "predictions", run_date)
+        assert scored.height == lake.read_manifest("curated", run_date)["counts"]["curated_rows"] > 250

@@ -1,0 +1,64 @@
+"""Promotion with a human say: a model that passed the gate under `train.promotion: approve` waits here for a person.
+
+The train run commits the model and ends (the GPU is free); its `bert-pipeline.model.awaiting-approval` event starts
+this flow on the cpu pool (the trigger in deployments/prefect.yaml). The run pauses with a form in the Prefect UI
+(the flow run's Resume button) that shows the model's scores against the champion's on the same validation rows;
+approved, the model becomes champion and the latest night is rescored with it (once, by the score deployment's
+trigger); rejected, or unanswered after `timeouts.approval` seconds, it is kept in the registry and marked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.flow_runs import pause_flow_run
+from prefect.exceptions import FlowPauseTimeout
+from prefect.input import RunInput
+from pydantic import Field
+
+from bert_pipeline import promotion
+from bert_pipeline.config import load_config
+from bert_pipeline.lake import Lake
+from flows.stages import Config, Overrides
+from tasks.events import announce_champion
+from tasks.runtime import started_alone
+
+
+class Approval(RunInput):
+    """The person's answer."""
+
+    approve: bool = Field(False, description="make this model the champion (the latest night is then rescored)")
+    reviewer: str = Field("", description="who decided (kept in models/<version>/_promotion.json)")
+    note: str = Field("", description="why, for the record")
+
+
+@flow(name="bert-promote", flow_run_name="promote-{model_version}", validate_parameters=True)
+def promote_flow(model_version: str, config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
+    """Wait for a person to approve or reject a model that passed the gate; record it, promote it if approved."""
+    cfg = load_config(config, overrides)
+    lake, log = Lake(cfg.data_root), get_run_logger()
+    current = promotion.status(lake, model_version)
+    if current["state"] != "pending":
+        log.info("model %s is not waiting for approval (%s): nothing to do", model_version, current["state"])
+        return current
+    facts = promotion.review(lake, model_version)
+    form = Approval.with_initial_data(description=promotion.review_markdown(facts))  # keeps the fields as declared
+    try:
+        answer = pause_flow_run(wait_for_input=form, timeout=cfg.timeouts.approval, key=f"approve-{model_version}")
+    except FlowPauseTimeout:
+        log.warning("nobody answered within timeouts.approval = %d s: model %s is kept, marked expired",
+                    cfg.timeouts.approval, model_version)
+        return promotion.reject(lake, model_version, note=f"no answer within {cfg.timeouts.approval} s",
+                                expired=True)
+    if not answer.approve:
+        log.info("model %s rejected by %s: kept, not promoted", model_version, answer.reviewer or "a person")
+        return promotion.reject(lake, model_version, answer.reviewer, answer.note)
+    record = promotion.approve(lake, model_version, answer.reviewer, answer.note)
+    if record["state"] == "approved":
+        log.info("model %s approved by %s: it is the champion", model_version, answer.reviewer or "a person")
+        announce_champion(cfg, model_version, record.get("previous_champion"), config, dict(overrides or {}),
+                          chain=started_alone())
+    else:
+        log.warning("model %s not promoted: %s", model_version, record.get("reason"))
+    return record
