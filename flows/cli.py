@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bert_pipeline.config import load_config, parse_override
+from bert_pipeline.config_reference import cli_text
 from bert_pipeline.errors import PipelineError
 from bert_pipeline.lake import stage_outcome
 from bert_pipeline.models import preflight
@@ -31,45 +32,32 @@ COMMANDS = {
     "score": "score every curated row into predictions/ with the champion or score.model",
 }
 
-KEYS_HELP = """\
-configuration keys (YAML file and/or --set dotted.key=value; --set wins; values read as YAML 1.2, see README):
-  data_root                  the lake: a folder or an fsspec URL such as s3://bucket/prefix (default ./lake)
-  run_date                   partition to write, YYYY-MM-DD (default: today in UTC)
-  ingest.sources             list of paths, globs or URLs (pkg://<package>/<path> for files inside a package)
-  ingest.format              auto | csv | tsv | jsonl | parquet | txt  (auto: by extension; .gz/.zst/.bz2/.xz too)
-  ingest.text_column         column holding the text (default text)
-  ingest.label_column        column holding the label (optional: unlabelled rows are scored, not trained on);
-                             a list or JSON array per row is a set of labels (multi-label)
-  ingest.label_delimiter     text labels are sets split at this string, e.g. '|' (quote it in YAML)
-  ingest.id_column           column holding a unique id (optional: else derived from source and text)
-  ingest.split_column        column holding train/validation/test (optional: else assigned by hash)
-  ingest.delimiter, ingest.quote_char   csv/tsv dialect (default: , or tab; " quotes a value only at its start)
-  ingest.on_existing         refuse (default) | append | replace: a run_date already committed from other sources
-  curate.min_chars, curate.max_chars, curate.validation_fraction, curate.test_fraction
-  tokenize.max_length        tokens per text after truncation (default 128)
-  train.base_model           empty = packaged MiniLM; else a local HF folder, folder URL or hub id
-  train.epochs               auto (default: train.min_steps optimizer steps, then early stopping) or a number
-  train.window_days          train on the last N days of nights (default: every night so far)
-  train.max_train_samples (empty = all), train.batch_size, train.learning_rate, train.device, train.drop_unseen_labels
-  train.problem_type         auto (default: multi_label when rows hold sets of labels) | single_label | multi_label
-  train.long_text, score.long_text   truncate (default: the first max_length tokens) | chunk (every token, in windows)
-  score.model                empty = the champion in <data_root>/models; else an HF sequence-classification folder
-  score.batch_tokens, score.precision (auto | fp32 | bf16), score.device (auto | cpu | cuda)
-
+# The sections whose keys each command's --help lists (the top-level keys always): the settings it reads.
+SECTIONS = {"run": None, "ingest": {"ingest", "timeouts"}, "curate": {"curate", "runner", "timeouts"},
+            "tokenize": {"tokenize", "timeouts"}, "train": {"train", "timeouts"},
+            "score": {"score", "runner", "timeouts"}}
+EXAMPLES = """
 examples:
   bert-pipeline run --config configs/demo.yaml
   bert-pipeline score --config configs/demo.yaml --set run_date=2026-11-28 --set score.model=./my-model
 """
 
 
+def keys_help(command: str = "run") -> str:
+    """The configuration keys a command reads, generated from the config models' descriptions
+    (`config_reference.cli_text`), then examples."""
+    return ("configuration keys (YAML file and/or --set dotted.key=value; --set wins; values are read as YAML 1.2):\n"
+            + cli_text(SECTIONS.get(command)) + "\n" + EXAMPLES)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bert-pipeline", description="Nightly BERT text-classification pipeline on Prefect.",
-        epilog=KEYS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=keys_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text, epilog=KEYS_HELP,
+        command = sub.add_parser(name, help=help_text, description=help_text, epilog=keys_help(name),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_argument("--config", "-c", metavar="FILE", help="YAML config file (path or URL)")
         command.add_argument("--set", "-s", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

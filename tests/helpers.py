@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import socket
 from collections import Counter
 from pathlib import Path
@@ -150,3 +151,18 @@ def as_sentence_transformers(folder: Path, mode: str = "mean") -> Path:
              for name in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")}
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **flags}))
     return folder
+
+
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of each fenced code block of a markdown text, in order ("" for a fence without one)."""
+    blocks, lang, body = [], None, []
+    for line in text.splitlines():
+        fence = re.match(r"^\s*```(\w*)", line)
+        if fence and lang is None:
+            lang, body = fence.group(1), []
+        elif fence:
+            blocks.append((lang, "\n".join(body) + "\n"))
+            lang = None
+        elif lang is not None:
+            body.append(line)
+    return blocks

@@ -62,5 +62,9 @@ def test_cli_refuses_a_bad_config_with_the_field_name(tmp_path: Path, other_tsv:
 def test_help_lists_commands_and_keys(tmp_path: Path) -> None:
     done = run_cli("train", "--help", cwd=tmp_path)
     assert done.returncode == 0
-    for text in ("--config", "--set KEY=VALUE", "train.max_train_samples", "score.model", "ingest.split_column"):
+    for text in ("--config", "--set KEY=VALUE", "train.max_train_samples", "data_root", "timeouts.train"):
         assert text in done.stdout
+    assert "score.model" not in done.stdout  # each command lists the keys it reads
+    everything = run_cli("run", "--help", cwd=tmp_path)
+    for text in ("train.max_train_samples", "score.model", "ingest.split_column", "runner.address"):
+        assert text in everything.stdout

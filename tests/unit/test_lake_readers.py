@@ -4,7 +4,6 @@ examples run as written; a lake of the old layout is refused, then migrated with
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from bert_pipeline.models import preflight
 from bert_pipeline.predictions import PREDICTIONS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
 from bert_pipeline.score import run_score
 from bert_pipeline.tokenize import run_tokenize
-from tests.helpers import build_tiny_model, demo_frame
+from tests.helpers import build_tiny_model, code_blocks, demo_frame
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 NIGHTS = ("2026-05-01", "2026-05-02", "2026-05-03")
@@ -139,13 +138,34 @@ def test_predictions_keep_one_schema_when_the_label_set_changes(lake_root: Path)
         assert part["predicted_label"].to_list() == best
 
 
-def test_the_readme_reader_examples_run_as_written(lake_root: Path) -> None:
-    block = re.search(r"<!-- readers:begin -->\n```python\n(.*?)```\n<!-- readers:end -->", README.read_text(), re.S)
-    assert block, "README lost its tested reader examples"
-    code = block.group(1).replace('lake = "lake"', f"lake = {str(lake_root)!r}")
-    names: dict = {}
-    exec(compile(code, "README.md", "exec"), names)  # noqa: S102 - the README's own example
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+# The pages whose python blocks a user pastes next to their lake ("lake" is their data_root): each block must run.
+READER_PAGES = [README, DOCS / "index.md", DOCS / "how-to" / "read-the-lake.md"]
+
+
+def test_every_reader_example_in_the_readme_and_docs_runs_as_written(lake_root: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(lake_root.parent)  # the examples read ./lake
     lake = Lake(str(lake_root))
+    ran = 0
+    for page in READER_PAGES:
+        for number, (lang, code) in enumerate(code_blocks(page.read_text())):
+            if lang != "python":
+                continue
+            names: dict = {}
+            exec(compile(code, f"{page.name} block {number}", "exec"), names)  # noqa: S102 - the docs' own example
+            ran += 1
+            if "predictions" in names:  # every night's predictions, whichever reader the block uses
+                table = names["predictions"]
+                table = table.collect() if isinstance(table, pl.LazyFrame) else table
+                assert len(table) == committed_rows(lake, "predictions"), f"{page.name} block {number}"
+            if "neutral_db" in names:
+                check_the_four_readers(names, lake)
+    assert ran >= 5
+
+
+def check_the_four_readers(names: dict, lake: Lake) -> None:
+    """The side-by-side example of read-the-lake.md: each reader's figures agree with the lake's manifests."""
     assert names["predictions"].height == names["neutral"].height == names["neutral_db"].height == committed_rows(
         lake, "predictions")
     p_polars = names["neutral"].sort("doc_id")
