@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bert_pipeline.coverage import char_script
 from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.multilabel import names_of, predicted_sets, tune_thresholds
 
@@ -55,24 +56,19 @@ SAMPLE_TEXTS = 5_000  # texts read to decide the script (the first ones: determi
 C = 4.0
 MAX_ITER = 2_000
 CONSTANT_LOGIT = 30.0  # a multi-label label present in every (or no) training row: a constant answer
-# Characters of scripts written without spaces between words.
-NO_SPACE_RANGES = ((0x3040, 0x30FF),  # Hiragana, Katakana
-                   (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F),  # Han
-                   (0x0E00, 0x0EFF),  # Thai, Lao
-                   (0x1000, 0x109F),  # Myanmar
-                   (0x1780, 0x17FF))  # Khmer
+# Scripts written without spaces between words (Unicode Script property, as coverage.char_script names them).
+NO_SPACE_SCRIPTS = frozenset({"Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar"})
 
 
 def no_space_share(texts: Sequence[str]) -> float:
     """The share of letters (str.isalpha) that belong to a script written without spaces, over the first
-    SAMPLE_TEXTS texts."""
+    SAMPLE_TEXTS texts (scripts from `coverage.char_script`: Unicode's Scripts.txt)."""
     letters = no_space = 0
     for text in texts[:SAMPLE_TEXTS]:
         for char in text:
             if char.isalpha():
                 letters += 1
-                code = ord(char)
-                no_space += any(low <= code <= high for low, high in NO_SPACE_RANGES)
+                no_space += char_script(char) in NO_SPACE_SCRIPTS
     return no_space / letters if letters else 0.0
 
 
