@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bert_pipeline.coverage import char_script
+from bert_pipeline.coverage import NO_SPACE_SCRIPTS, char_script
 from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.multilabel import names_of, predicted_sets, tune_thresholds
 
@@ -56,8 +56,6 @@ SAMPLE_TEXTS = 5_000  # texts read to decide the script (the first ones: determi
 C = 4.0
 MAX_ITER = 2_000
 CONSTANT_LOGIT = 30.0  # a multi-label label present in every (or no) training row: a constant answer
-# Scripts written without spaces between words (Unicode Script property, as coverage.char_script names them).
-NO_SPACE_SCRIPTS = frozenset({"Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar"})
 
 
 def no_space_share(texts: Sequence[str]) -> float:

@@ -236,6 +236,18 @@ class TokenizeConfig(_Section):
         "coverage is called poor (a warning naming the scripts and a base model that reads them)")
     on_poor_coverage: Literal["warn", "refuse"] = Field(
         "warn", description="poor coverage: warn = log it and go on; refuse = stop before any token shard is written")
+    # Vocabulary extension (bert_pipeline/vocabulary.py). Not fingerprinted either: the tokenizer it makes is (its
+    # hash is part of every token shard's fingerprint and of the model version).
+    extend_vocabulary: Literal["auto", "on", "off"] = Field(
+        "auto", description="add the night's characters (and, in scripts written with spaces, whole words) that the "
+        "tokenizer reads as its unknown token, seen at least tokenize.vocabulary_min_count times, to the tokenizer; "
+        "the model's embeddings grow to match and the extended tokenizer is saved with the model. The lake keeps one "
+        "extended tokenizer per base model that grows night by night. auto = when a sample of the night has poor "
+        "coverage (above tokenize.max_unknown_share) or the lake is already extended; off = the base tokenizer")
+    vocabulary_min_count: int = Field(3, ge=1, description="occurrences (in the night's unknown text) a character or "
+                                      "word needs to be added")
+    vocabulary_max_new: int = Field(20_000, ge=1, le=1_000_000, description="most tokens an extension may add to a "
+                                    "base tokenizer, over all nights; the most frequent first")
 
 
 def _none_means_empty(value: Any) -> Any:
@@ -359,7 +371,8 @@ class TimeoutsConfig(_Section):
 # them never makes committed work look out of date (None: the whole section).
 # tokenize's coverage settings are a verdict on the tokens, not how they are made.
 NOT_FINGERPRINTED: dict[str, set[str] | None] = {
-    "train": {"promotion"}, "timeouts": None, "tokenize": {"max_unknown_share", "on_poor_coverage"}}
+    "train": {"promotion"}, "timeouts": None, "tokenize": {"max_unknown_share", "on_poor_coverage", "extend_vocabulary",
+                                                  "vocabulary_min_count", "vocabulary_max_new"}}
 
 
 class PipelineConfig(_Section):

@@ -50,6 +50,8 @@ COMMON, INHERITED = "Common", "Inherited"
 BYTE_PIECES = "(bytes of a character)"  # byte-level tokens holding part of a character's UTF-8 bytes
 REPLACEMENT = "\ufffd"
 MAX_CODE_POINT = 0x110000
+# Scripts written without spaces between words (Unicode Script property, as char_script names them).
+NO_SPACE_SCRIPTS = frozenset({"Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar"})
 # Above this share of a night's texts needing offsets, encoding them all with offsets is cheaper than twice.
 OFFSETS_SHARE = 0.25
 
@@ -333,8 +335,13 @@ def poor_coverage_message(coverage: dict[str, Any], threshold: float, run_date: 
             "tokenize.on_poor_coverage (warn, or refuse to stop before any token shard is written).")
 
 
+# Below this many tokens a share says little (a night of 8 tokens, 4 of them emoji): no verdict either way.
+MIN_TOKENS_FOR_VERDICT = 200
+
+
 def is_poor(coverage: dict[str, Any] | None, threshold: float) -> bool:
-    """True when a measured night's unknown token share is above threshold (None: not measured)."""
-    if not coverage:
+    """True when a measured night's unknown token share is above threshold (None: not measured) and it holds at least
+    MIN_TOKENS_FOR_VERDICT tokens."""
+    if not coverage or coverage.get("tokens", 0) < MIN_TOKENS_FOR_VERDICT:
         return False
     return float(coverage.get("unknown_token_share", 0.0)) > threshold

@@ -14,9 +14,11 @@ written and the committed partition, if any, left as it was.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bert_pipeline import coverage as cov
-from bert_pipeline import storage
+from bert_pipeline import storage, vocabulary
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import ConfigError
 from bert_pipeline.labels import check_label_spellings
@@ -167,15 +169,83 @@ def measure_coverage(encoder: Any, curated_urls: list[str], batch_size: int,
     return counter.result()
 
 
+@dataclass
+class NightTokenizer:
+    """The tokenizer a night is encoded with: the base model's, or the lake's extended one (`vocabulary`).
+
+    folder: the lake folder of an extended tokenizer (None: the base model's own); additions: tonight's new tokens,
+    saved to the lake (`save`) only once the night is known not to be refused; before: the coverage of the night
+    through the tokenizer it started from, when it was measured to decide on an extension."""
+
+    tokenizer: Any
+    hash: str
+    base_hash: str
+    folder: str | None = None
+    additions: list[vocabulary.Addition] = field(default_factory=list)
+    before: dict[str, Any] | None = None
+
+    def save(self, lake: Lake, run_date: str) -> None:
+        if self.additions:
+            self.folder = vocabulary.save_extension(lake.root, self.tokenizer, self.hash, self.base_hash, {
+                "run_date": run_date, "added": len(vocabulary.added_texts(self.tokenizer)),
+                "tonight": vocabulary.summary(self.additions)})
+
+    def describe(self, mode: str, coverage: dict[str, Any] | None) -> dict[str, Any]:
+        """The token manifest's `vocabulary`: what the extension did tonight and the unknown share before and after."""
+        total = len(vocabulary.added_texts(self.tokenizer)) if self.folder else 0
+        entry: dict[str, Any] = {"extend_vocabulary": mode, "extended": self.folder is not None, "added_total": total,
+                                 "added_tonight": vocabulary.summary(self.additions)}
+        if self.before is not None:
+            entry["unknown_token_share_before"] = self.before["unknown_token_share"]
+        if coverage is not None:
+            entry["unknown_token_share_after"] = coverage["unknown_token_share"]
+        return entry
+
+
+SAMPLE_TEXTS = 2_000  # texts of the first curated shard whose coverage decides extend_vocabulary: auto
+
+
+def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, curated_urls: list[str]) -> NightTokenizer:
+    """The tokenizer for tonight (`tokenize.extend_vocabulary`): off = the base; else the lake's current extension
+    of this base (or the base), extended by tonight's unknown characters and words when that is on, or auto and
+    the night's coverage through it is poor (judged on a sample first, then on every text)."""
+    settings = cfg.tokenize
+    if settings.extend_vocabulary == "off":
+        return NightTokenizer(base, base_hash, base_hash)
+    current = vocabulary.current_extension(lake.root, base_hash)
+    start = vocabulary.load_extension(current["folder"], current["hash"]) if current else base
+    chosen = NightTokenizer(start, current["hash"] if current else base_hash, base_hash,
+                            current["folder"] if current else None)
+    encoder = fast_encoder(start, settings.max_length)
+    if settings.extend_vocabulary == "auto" and curated_urls:
+        texts = storage.read_parquet(curated_urls[0], columns=["text"]).column("text").to_pylist()[:SAMPLE_TEXTS]
+        if not cov.is_poor(cov.measure(encoder, texts, batch_size=settings.batch_size), settings.max_unknown_share):
+            return chosen
+    counter = cov.CoverageCounter(encoder)
+    chosen.before = measure_coverage(encoder, curated_urls, settings.batch_size, counter)
+    if settings.extend_vocabulary == "auto" and not cov.is_poor(chosen.before, settings.max_unknown_share):
+        return chosen
+    room = settings.vocabulary_max_new - len(vocabulary.added_texts(start)) if current else settings.vocabulary_max_new
+    additions = vocabulary.choose_additions(counter, settings.vocabulary_min_count, max(room, 0))
+    if not additions:
+        return chosen
+    extended = copy.deepcopy(start)
+    vocabulary.extend(extended, additions)
+    log.info("tokenize: %d tokens added to the vocabulary for run_date=%s (%s); unknown token share %.1f%% before",
+             len(additions), cfg.run_date, vocabulary.summary(additions)["by_script"],
+             100 * chosen.before["unknown_token_share"])
+    return NightTokenizer(extended, tokenizer_hash(extended), base_hash, None, additions, chosen.before)
+
+
 def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     curated_manifest = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     model_dir = resolve_model_dir(cfg.train.base_model)
-    tokenizer = load_tokenizer(model_dir)  # logs a casing/vocabulary disagreement (models.casing_warnings)
-    tok_hash = tokenizer_hash(tokenizer)
-    casing = casing_warnings(tokenizer, model_dir)  # the manifest's tokenizer.warnings
+    base = load_tokenizer(model_dir)  # logs a casing/vocabulary disagreement (models.casing_warnings)
+    base_hash = tokenizer_hash(base)
+    casing = casing_warnings(base, model_dir)  # the manifest's tokenizer.warnings
     warnings = list(casing)  # the summary's: casing, then coverage
-    stage_fp = fingerprint("tokenize", curated_manifest["fingerprint"], tok_hash, cfg.fingerprint("tokenize"))
+    stage_fp = fingerprint("tokenize", curated_manifest["fingerprint"], base_hash, cfg.fingerprint("tokenize"))
     folder = lake.partition("tokens", cfg.run_date)
     manifest = lake.read_manifest("tokens", cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder):
@@ -186,13 +256,19 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
 
     labels = label_names(lake, cfg.run_date, curated_manifest)
     check_label_spellings(labels, setting=f"ingest.label_column of run_date={cfg.run_date}")
-    encoder = fast_encoder(tokenizer, cfg.tokenize.max_length)
-    size = cfg.tokenize.shard_rows
     curated_urls = lake.shard_urls("curated", cfg.run_date, curated_manifest)
+    if progress:
+        progress("choosing the night's tokenizer (tokenize.extend_vocabulary)", 0.0)
+    night = night_tokenizer(cfg, lake, base, base_hash, curated_urls)
+    encoder = fast_encoder(night.tokenizer, cfg.tokenize.max_length)
+    # shards made by another tokenizer (an older extension) are never taken for tonight's
+    shard_fp = stage_fp if night.hash == base_hash else fingerprint("tokenize-shards", stage_fp, night.hash)
+    size = cfg.tokenize.shard_rows
     coverage = None
     if cfg.tokenize.on_poor_coverage == "refuse":  # judged first, so that a refusal leaves nothing written
         coverage = measure_coverage(encoder, curated_urls, cfg.tokenize.batch_size)
         warnings = warnings + coverage_verdict(cfg, coverage, casing=casing)  # raises on poor coverage
+    night.save(lake, cfg.run_date)  # the extension, before any shard that uses its ids
     # under warn, counted from the encodings as the shards are written (no second encoding; memory stays one shard)
     counter = cov.CoverageCounter(encoder) if coverage is None else None
     writer = lake.writer("tokens", cfg.run_date, stage_fp).begin()
@@ -203,7 +279,7 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         # curated shard i becomes token shards part-iiiii-jjj.arrow of at most tokenize.shard_rows rows each
         pieces = max(1, math.ceil(storage.parquet_rows(curated_url) / size))
         urls = [writer.add(f"part-{index:05d}-{piece:03d}.arrow") for piece in range(pieces)]
-        if all(shard_matches(url, stage_fp) for url in urls):  # written by an interrupted run
+        if all(shard_matches(url, shard_fp) for url in urls):  # written by an interrupted run
             tables += [read_arrow(url, ["length", "label_id", "split", "truncated"]) for url in urls]
             if counter is not None:  # its coverage is measured from the text, as the shards are not encoded again
                 measure_coverage(encoder, [curated_url], cfg.tokenize.batch_size, counter)
@@ -211,7 +287,7 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         curated = pl.from_arrow(storage.read_parquet(curated_url))
         table = token_table(curated, encoder, labels, cfg.tokenize.batch_size, counter)  # type: ignore[arg-type]
         for piece, url in enumerate(urls):
-            write_arrow_atomic(url, table.slice(piece * size, size), {SHARD_FINGERPRINT: stage_fp})
+            write_arrow_atomic(url, table.slice(piece * size, size), {SHARD_FINGERPRINT: shard_fp})
         tables.append(table)
     if counter is not None:
         coverage = counter.result()
@@ -219,13 +295,15 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
     counts = _summarise(tables)
     if progress:
         progress(f"{len(curated_urls)} curated shards tokenized", 1.0)
+    tokenizer = night.tokenizer
     writer.commit(
         stage="tokenize", run_date=cfg.run_date, inputs=[curated_manifest["fingerprint"]],
         config_hash=cfg.fingerprint("tokenize"), counts=counts, label_names=labels, max_length=cfg.tokenize.max_length,
-        tokenizer={"source": cfg.train.base_model or "packaged MiniLM", "hash": tok_hash,
+        tokenizer={"source": cfg.train.base_model or "packaged MiniLM", "hash": night.hash,
                    "vocab_size": encoder.get_vocab_size(), "pad_token_id": tokenizer.pad_token_id,
-                   **({"warnings": casing} if casing else {})},
-        coverage=coverage,
+                   "base_hash": base_hash, "folder": night.folder, **({"warnings": casing} if casing else {})},
+        coverage=coverage, vocabulary=night.describe(cfg.tokenize.extend_vocabulary, coverage),
     )
     return {"stage": "tokenize", "skipped": False, "partition": folder, "label_names": labels, **counts,
-            **_summary_coverage(coverage), **({"warnings": warnings} if warnings else {})}
+            **_summary_coverage(coverage), **({"warnings": warnings} if warnings else {}),
+            **({"vocabulary": night.describe(cfg.tokenize.extend_vocabulary, coverage)} if night.folder else {})}

@@ -41,7 +41,9 @@ from bert_pipeline.distributed import Dist, launch, process_group
 from bert_pipeline.inference import autocast, collate, pick_device, pick_precision, predict_logits
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report, multilabel_report
-from bert_pipeline.models import check_dropout, fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.models import (
+    check_dropout, fast_encoder, load_classifier, load_tokenizer, resolve_model_dir, tokenizer_hash,
+)
 from bert_pipeline.models import dropout_overrides as models_dropout_overrides
 from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling, reads_missing_pooler
 from bert_pipeline.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
@@ -49,6 +51,7 @@ from bert_pipeline.progress import Progress
 from bert_pipeline.trainset import (
     SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set, texts_of, window_start,
 )
+from bert_pipeline.vocabulary import grow_embeddings, load_extension
 from bert_pipeline.windows import Windowing
 
 log = logging.getLogger(__name__)
@@ -373,7 +376,8 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
 
     base_dir = resolve_model_dir(cfg.train.base_model)
     check_dropout(base_dir, cfg.train)  # a dropout setting the family has no key for fails before any work
-    tokenizer = load_tokenizer(base_dir)
+    base_tokenizer = load_tokenizer(base_dir)
+    tokenizer = night_tokenizer_of(run.tokens, base_tokenizer)  # the lake's extended one when tokenize made one
     max_length = run.tokens["max_length"]
     chunk = cfg.train.long_text == "chunk"
     encoder = fast_encoder(tokenizer, None if chunk else max_length)
@@ -390,7 +394,8 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
         return {"stage": "train", "skipped": True, "reason": reason, "model_version": same["metrics"]["model_version"]}
     torch.manual_seed(cfg.train.seed)
     device = dist.device(pick_device(cfg.train.device))
-    model = new_classifier(base_dir, cfg.train, data.label_names, device, data.multi_label)
+    model = new_classifier(base_dir, cfg.train, data.label_names, device, data.multi_label,
+                           (tokenizer, base_tokenizer))
     pad_id = run.tokens["tokenizer"]["pad_token_id"] or 0
     store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", run.model_version), writer=dist.is_writer)
     history = fit(model, data.splits, data.label_names, cfg.train, pad_id, device, store, progress, dist, windowing)
@@ -511,12 +516,26 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
     })
 
 
+def night_tokenizer_of(tokens: dict[str, Any], base_tokenizer: Any) -> Any:
+    """The tokenizer tonight's token shards were made with: the lake's extended tokenizer named in the token
+    manifest (`tokenizer.folder`, see bert_pipeline/vocabulary.py), else the base model's own."""
+    folder = tokens["tokenizer"].get("folder")
+    if not folder:
+        return base_tokenizer
+    tokenizer = load_extension(folder, tokens["tokenizer"]["hash"])
+    if (made := tokenizer_hash(tokenizer)) != tokens["tokenizer"]["hash"]:
+        raise RuntimeError(f"the extended tokenizer in {folder} has hash {made}, not the {tokens['tokenizer']['hash']} "
+                           "its token shards were made with: the lake's tokenizers folder was changed by hand")
+    return tokenizer
+
+
 def new_classifier(base_dir: str, cfg: TrainConfig, labels: list[str], device: torch.device,
-                   multi_label: bool = False) -> Any:
+                   multi_label: bool = False, vocabulary: tuple[Any, Any] | None = None) -> Any:
     """The base model with a fresh classification head for `labels` (its config's problem_type says multi-label),
     pooled as `train.pooling` chooses (`pooling.choose_pooling`), with `train.attention_dropout`/`hidden_dropout` in
-    the family's own config keys (`dropout_overrides`). Errors: ConfigError for a pooling the model lacks, or a
-    dropout setting its family has no key for."""
+    the family's own config keys (`dropout_overrides`). vocabulary: (tokenizer, base tokenizer) when the tokenizer
+    may hold more tokens than the base model's embeddings: they grow to match (`vocabulary.grow_embeddings`).
+    Errors: ConfigError for a pooling the model lacks, or a dropout setting its family has no key for."""
     # explicit both ways: a base folder that was itself multi-label must not make a single-label model score sigmoids
     problem = HF_MULTI_LABEL if multi_label else "single_label_classification"
     dropout = dropout_overrides(cfg, base_dir)
@@ -527,6 +546,8 @@ def new_classifier(base_dir: str, cfg: TrainConfig, labels: list[str], device: t
         label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
         problem_type=problem, **dropout,
     )
+    if vocabulary is not None and (grown := grow_embeddings(model, *vocabulary)):
+        log.info("train: %d embedding rows added for the extended vocabulary (%d tokens)", grown, len(vocabulary[0]))
     pooling = choose_pooling(cfg.pooling, base_dir, multi_label, model)
     log.info("train: %s pooling (train.pooling: %s)", pooling, cfg.pooling)
     return apply_pooling(model, pooling).to(device)

@@ -192,8 +192,9 @@ def test_the_gate_promotes_a_model_above_the_baseline_and_without_the_check_igno
 @pytest.fixture(scope="module")
 def chinese_night(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict:
     """One night of Chinese reviews (labels as 0/1 integers) trained with the tiny English BERT, whose vocabulary
-    reads the Chinese as [UNK]: what the issue saw. A weak English hint ('good'/'bad', right 3 times in 4) lets the
-    model learn something, the Chinese words tell the baseline everything."""
+    reads the Chinese as [UNK] (tokenize.extend_vocabulary: off): what the issue saw. A weak English hint
+    ('good'/'bad', right 3 times in 4) lets the model learn something, the Chinese words tell the baseline
+    everything. `extended` is the same night trained with the vocabulary extended (the default, auto)."""
     root = tmp_path_factory.mktemp("baseline-night")
     rng = random.Random(5)
     rows = []
@@ -205,12 +206,25 @@ def chinese_night(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) ->
     config = {"data_root": str(root / "lake"), "run_date": "2026-12-01",
               "ingest": {"sources": [str(root / "reviews.csv")], "label_column": "label", "shard_rows": 150},
               "curate": {"validation_fraction": 0.25, "test_fraction": 0.2, "near_dedup": False},
-              "tokenize": {"max_length": 32},
+              "tokenize": {"max_length": 32, "extend_vocabulary": "off"},
               "train": {"base_model": str(tiny_model), "epochs": "auto", "min_steps": 120, "batch_size": 16,
                         "learning_rate": 1e-3}}
     cfg = build_config(config)
     run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
-    return {"root": root, "config": config, "cfg": cfg, "lake": Lake(cfg.data_root), "trained": run_train(cfg)}
+    night = {"root": root, "config": config, "cfg": cfg, "lake": Lake(cfg.data_root), "trained": run_train(cfg)}
+    extended = build_config(config, {"data_root": str(root / "lake-extended"), "tokenize.extend_vocabulary": "auto"})
+    run_ingest(extended), run_curate(extended), run_tokenize(extended)
+    return night | {"extended": run_train(extended)}
+
+
+def test_with_the_vocabulary_extended_the_same_model_reads_the_chinese_and_passes_the_gate(
+        chinese_night: dict) -> None:
+    plain, extended = chinese_night["trained"], chinese_night["extended"]
+    assert not plain["champion_decision"]["promoted"]
+    decision = extended["champion_decision"]
+    assert decision["promoted"], decision["reason"]
+    assert decision["new_validation_macro_f1"] >= decision["linear_baseline_validation_macro_f1"] >= 0.9
+    assert extended["metrics"]["test"]["macro_f1"] >= extended["metrics"]["baseline"]["test"]["macro_f1"] - 0.05
 
 
 def test_the_train_stage_fits_the_baseline_on_the_same_rows_and_the_gate_holds_the_model_to_it(

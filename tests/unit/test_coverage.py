@@ -186,8 +186,9 @@ def night_config(root: Path, rows: list[str], **tokenize: object) -> dict:
 
 @pytest.fixture(scope="module")
 def chinese_night(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
-    """Ingest and curate of the Chinese reviews, tokenized with the packaged MiniLM (warn): (config, summary)."""
-    data = night_config(tmp_path_factory.mktemp("zh"), zh_reviews())
+    """Ingest and curate of the Chinese reviews, tokenized with the packaged MiniLM (warn) as it is (no vocabulary
+    extension, which tests/unit/test_vocabulary.py covers): (config, summary)."""
+    data = night_config(tmp_path_factory.mktemp("zh"), zh_reviews(), extend_vocabulary="off")
     cfg = build_config(data)
     run_ingest(cfg), run_curate(cfg)
     return data, run_tokenize(cfg)
@@ -228,13 +229,14 @@ def test_a_rerun_with_only_the_coverage_settings_changed_is_still_a_skip(chinese
 
 
 def test_the_coverage_settings_leave_the_tokenize_fingerprint_as_before() -> None:
-    cfg = build_config({"tokenize": {"max_unknown_share": 0.5, "on_poor_coverage": "refuse"}})
+    cfg = build_config({"tokenize": {"max_unknown_share": 0.5, "on_poor_coverage": "refuse", "extend_vocabulary": "on",
+                                     "vocabulary_min_count": 7, "vocabulary_max_new": 9}})
     before = {"tokenize": {"max_length": 128, "shard_rows": 50_000, "batch_size": 2_048}}  # the fields up to 0.3.0
     assert cfg.fingerprint("tokenize") == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def test_refuse_stops_before_any_shard_is_written(tmp_path: Path) -> None:
-    cfg = build_config(night_config(tmp_path, zh_reviews()[:40], on_poor_coverage="refuse"))
+    cfg = build_config(night_config(tmp_path, zh_reviews()[:40], on_poor_coverage="refuse", extend_vocabulary="off"))
     run_ingest(cfg), run_curate(cfg)
     with pytest.raises(ConfigError) as refused:
         run_tokenize(cfg)
@@ -246,7 +248,7 @@ def test_refuse_stops_before_any_shard_is_written(tmp_path: Path) -> None:
     folder = tmp_path / "lake" / "tokens"
     assert not folder.exists() or not [p for p in folder.rglob("*") if p.is_file()]
     ok = run_tokenize(build_config(night_config(tmp_path, zh_reviews()[:40], max_unknown_share=1.0,
-                                                on_poor_coverage="refuse")))
+                                                on_poor_coverage="refuse", extend_vocabulary="off")))
     assert not ok["skipped"] and "warnings" not in ok and ok["coverage"]["unknown_token_share"] > 0.6
 
 

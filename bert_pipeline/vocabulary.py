@@ -1,0 +1,193 @@
+"""Vocabulary extension: the lake's characters and words that the base tokenizer turns into its unknown token become
+tokens of their own, and the model's embedding matrix grows to read them.
+
+The packaged MiniLM's English vocabulary reads two Chinese characters in three as [UNK]: no amount of fine-tuning can
+tell 好 from 差 when both are the same vector. Following the usual Hugging Face recipe (`tokenizer.add_tokens`, then
+`model.resize_token_embeddings`), a night's unknown text is added to the tokenizer:
+
+- characters that are unknown on their own (as `coverage` counts them) and occur at least `min_count` times in the
+  night's unknown spans: every script (Han, Kana, Thai, Hangul, emoji...). In scripts without spaces they are the
+  units the model reads;
+- whole words of space-delimited scripts whose span is unknown (a Cyrillic or Arabic word the vocabulary cannot spell,
+  a product code with an unknown symbol), at least `min_count` times, matched only as whole words (`single_word`).
+
+Additions are written as the tokenizer's normaliser writes them (lower case for an uncased model), never equal to a
+special token, so a user's "[SEP]" stays text (models.fast_encoder). They are appended after the base vocabulary, in
+order of frequency, so ids of the base vocabulary never move and an extension only ever grows: an extended tokenizer
+of a later night holds every addition of an earlier one.
+
+New embedding rows (`grow_embeddings`): a token the base tokenizer could spell from known pieces starts as the mean of
+those pieces' vectors; a token it could not spell starts from Hugging Face's `mean_resizing` (a sample from a normal
+with the old rows' mean and covariance: Hewitt, "Initializing new word embeddings for pretrained language models",
+2021), so that the model's first outputs are not disturbed by it.
+
+The lake keeps each extended tokenizer once, content-addressed, with a pointer to the newest one per base tokenizer:
+
+    <root>/tokenizers/<hash>/          tokenizer files (save_pretrained) and _manifest.json (written last)
+    <root>/tokenizers/_current-<base hash>.json   {"hash", "folder", "added"}: where the next night starts
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from bert_pipeline import storage
+from bert_pipeline.coverage import NO_SPACE_SCRIPTS, CoverageCounter, text_script
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "_manifest.json"
+
+
+@dataclass(frozen=True)
+class Addition:
+    """One new token: its text (normalised), how often its text was unknown in the night, and whether it is a whole
+    word (matched only between word boundaries) or a character."""
+
+    text: str
+    count: int
+    word: bool
+
+
+def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> list[Addition]:
+    """The characters and words to add, most frequent first, at most `max_new`, from a night's coverage count.
+
+    counter: a CoverageCounter fed with the night's encodings (its `unknown_pieces` map each unknown span's text to its
+    occurrences). Characters: those unknown on their own, counted over all unknown spans. Words: unknown spans of
+    more than one character whose script is written with spaces (not Han, Kana, Thai...: there the characters are
+    the units), without spaces inside. Both normalised as the tokenizer normalises (`normalize`). Empty when the
+    tokenizer has no unknown token (byte-level BPE reads everything)."""
+    if counter.unk_id is None:
+        return []
+    chars: Counter = Counter()
+    words: Counter = Counter()
+    for piece, n in counter.unknown_pieces.items():
+        for char, k in Counter(piece).items():
+            if not char.isspace():
+                chars[char] += k * n
+        if len(piece) > 1 and not any(c.isspace() for c in piece) and text_script(piece) not in NO_SPACE_SCRIPTS:
+            words[piece] += n
+    encoder = counter.encoder
+    known = set(encoder.get_vocab(with_added_tokens=True))
+    alone = counter._is_unknown_alone(sorted(chars))  # noqa: SLF001: the counter caches this per tokenizer
+    totals: Counter = Counter()  # (normalised text, is a word) -> occurrences: Word and WORD are one token
+    for text, n, word in [(c, n, False) for c, n in chars.items() if alone[c]] + [(w, n, True) for w, n in words.items()]:
+        totals[normalize(encoder, text), word] += n
+    found = [Addition(text, n, word) for (text, word), n in totals.items()
+             if n >= min_count and text.strip() and text not in known and not _looks_special(text)]
+    ranked = sorted(found, key=lambda a: (-a.count, a.word, a.text))
+    return ranked[:max_new]
+
+
+def normalize(encoder: Any, text: str) -> str:
+    """text as the tokenizer's normaliser writes it (lower case, accents stripped for an uncased BERT); unchanged
+    without a normaliser. Added tokens are matched against normalised text."""
+    normalizer = encoder.normalizer
+    return normalizer.normalize_str(text).strip() if normalizer is not None else text
+
+
+def _looks_special(text: str) -> bool:
+    # "[SEP]", "<s>", "</s>" typed by users must stay text; a token spelt like one would invite confusion
+    return (text.startswith("[") and text.endswith("]")) or (text.startswith("<") and text.endswith(">"))
+
+
+def extend(tokenizer: Any, additions: Iterable[Addition]) -> int:
+    """Add `additions` to a transformers fast tokenizer, in place, after every id it has; returns how many were new.
+
+    Characters are matched anywhere, words only as whole words (AddedToken(single_word=True)); both against the
+    normalised text, never as special tokens."""
+    from tokenizers import AddedToken
+
+    tokens = [AddedToken(a.text, single_word=a.word, normalized=True, special=False) for a in additions]
+    return int(tokenizer.add_tokens(tokens)) if tokens else 0
+
+
+def added_texts(tokenizer: Any) -> list[str]:
+    """The non-special added tokens of a fast tokenizer, in id order: what an extension added to its base."""
+    decoder = tokenizer.backend_tokenizer.get_added_tokens_decoder()
+    return [token.content for _, token in sorted(decoder.items()) if not token.special]
+
+
+def grow_embeddings(model: Any, tokenizer: Any, base_tokenizer: Any | None = None) -> int:
+    """Grow a Hugging Face model's input embeddings (and a tied output layer) to len(tokenizer) rows; returns how many
+    rows were added (0 when it already has enough).
+
+    New rows: HF's mean_resizing (a normal draw with the old rows' mean and covariance; Hewitt 2021), then, for each
+    new token that `base_tokenizer` (default: `tokenizer` without its added tokens cannot be had, so pass the base)
+    spells from known pieces, the mean of those pieces' rows. Shapes: embeddings [vocab, hidden] -> [len(tokenizer),
+    hidden]."""
+    import torch
+
+    embeddings = model.get_input_embeddings()
+    old = embeddings.weight.shape[0]
+    new = len(tokenizer)
+    if new <= old:
+        return 0
+    model.resize_token_embeddings(new, mean_resizing=True)
+    if base_tokenizer is None:
+        return new - old
+    weight = model.get_input_embeddings().weight
+    unk = base_tokenizer.unk_token_id
+    ids = list(range(old, new))
+    texts = tokenizer.convert_ids_to_tokens(ids)
+    pieces = base_tokenizer(texts, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        for row, spelled in zip(ids, pieces):
+            if spelled and unk not in spelled and max(spelled) < old:
+                weight[row] = weight[spelled].mean(dim=0)
+    return new - old
+
+
+# --- the lake's extended tokenizers --------------------------------------------------------------------------------
+
+
+def current_pointer(root: str, base_hash: str) -> str:
+    return storage.join(root, "tokenizers", f"_current-{base_hash}.json")
+
+
+def current_extension(root: str, base_hash: str) -> dict[str, Any] | None:
+    """{"hash", "folder", "added"} of the newest extended tokenizer of this base in the lake; None when none."""
+    pointer = storage.read_json(current_pointer(root, base_hash))
+    if pointer and storage.exists(storage.join(pointer["folder"], MANIFEST)):
+        return pointer
+    return None
+
+
+def load_extension(folder: str, token_hash: str) -> Any:
+    """The extended tokenizer kept in the lake at `folder` (a local path or a URL: copied once into the local cache,
+    under its hash, as it never changes)."""
+    from bert_pipeline.models import CACHE_DIR, load_tokenizer
+
+    return load_tokenizer(storage.download_folder(folder, str(CACHE_DIR / "tokenizers" / token_hash)))
+
+
+def save_extension(root: str, tokenizer: Any, token_hash: str, base_hash: str, manifest: dict[str, Any]) -> str:
+    """Write an extended tokenizer to <root>/tokenizers/<token_hash>/ (once: an existing folder is the same content)
+    and point the base's pointer at it; returns the folder URL. The manifest is written after the files and the
+    pointer after the manifest, so a kill at any point leaves either the old state or the new."""
+    folder = storage.join(root, "tokenizers", token_hash)
+    if not storage.exists(storage.join(folder, MANIFEST)):
+        with tempfile.TemporaryDirectory() as tmp:
+            tokenizer.save_pretrained(tmp)
+            for name in sorted(os.listdir(tmp)):
+                with open(os.path.join(tmp, name), "rb") as handle:
+                    storage.write_bytes_atomic(storage.join(folder, name), handle.read())
+        storage.write_json_atomic(storage.join(folder, MANIFEST), {"hash": token_hash, "base_hash": base_hash, **manifest})
+    storage.write_json_atomic(current_pointer(root, base_hash),
+                              {"hash": token_hash, "folder": folder, "added": manifest.get("added", 0)})
+    return folder
+
+
+def summary(additions: list[Addition], limit: int = 20) -> dict[str, Any]:
+    """What was added, for manifests and reports: counts by script and kind, the most frequent additions."""
+    by_script = Counter(text_script(a.text) for a in additions)
+    return {"added": len(additions), "words": sum(a.word for a in additions),
+            "characters": sum(not a.word for a in additions),
+            "by_script": dict(by_script.most_common()),
+            "top": [[a.text, a.count] for a in additions[:limit]]}
+

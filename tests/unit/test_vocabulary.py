@@ -1,0 +1,205 @@
+"""Vocabulary extension (issue 21, item 3a): the night's unknown characters and words become tokens, the embedding
+matrix grows, the extended tokenizer lives in the lake and goes with the model, and token shards of different
+tokenizers are never mixed.
+
+Inputs are made here: the 298 hand-written Chinese reviews of tests/data/coverage, mixed with Russian, emoji, a
+user's literal "[SEP]", split over two nights; a tiny BERT whose WordPiece vocabulary was built from English tweets
+(so it reads almost no Chinese, as the packaged MiniLM does not)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.compute as pc
+import pytest
+import torch
+
+from bert_pipeline import coverage as cov
+from bert_pipeline import vocabulary
+from bert_pipeline.config import build_config
+from bert_pipeline.curate import run_curate
+from bert_pipeline.ingest import run_ingest
+from bert_pipeline.lake import Lake
+from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
+from bert_pipeline.score import run_score
+from bert_pipeline.tokenize import read_arrow, run_tokenize
+from bert_pipeline.train import run_train
+from tests.helpers import build_tiny_model, demo_frame
+from tests.unit.test_coverage import byte_level_tokenizer, tiny_wordpiece, zh_reviews
+
+NIGHTS = ("2026-12-01", "2026-12-02")
+SEP_TEXT = "质量很好 [SEP] 物流也快"  # a user's literal [SEP]: must stay text, never end the sequence
+
+
+def counted(tokenizer: object, texts: list[str]) -> cov.CoverageCounter:
+    counter = cov.CoverageCounter(fast_encoder(tokenizer, 128))
+    cov.measure(counter.encoder, texts, counter=counter)
+    return counter
+
+
+def test_characters_and_whole_words_above_the_minimum_count_are_added() -> None:
+    tok = tiny_wordpiece()  # knows hello, world, their letters, 好, 评, !, [, ], unk, sep
+    texts = ["hello 很好 xyz", "很 xyz world", "很很 XYZ", "hello 差 😀", "😀 😀 [SEP]", "qq"]
+    additions = vocabulary.choose_additions(counted(tok, texts), min_count=3, max_new=100)
+    got = {(a.text, a.count, a.word) for a in additions}
+    # 很 x4; x, y, z x3 each (xyz, xyz, XYZ: lowercased alike); the word xyz x3; 😀 x3; 差 and q too rare
+    assert got == {("很", 4, False), ("x", 3, False), ("y", 3, False), ("z", 3, False), ("xyz", 3, True),
+                   ("😀", 3, False)}
+    assert [a.text for a in additions][0] == "很"  # most frequent first
+    assert vocabulary.choose_additions(counted(tok, texts), min_count=3, max_new=2) == additions[:2]
+
+
+def test_an_extended_tokenizer_reads_them_and_keeps_special_strings_as_text() -> None:
+    tok = tiny_wordpiece()
+    texts = ["hello 很好 xyz", "很 xyz world", "很很 XYZ", "😀 😀 😀 [SEP]"]
+    additions = vocabulary.choose_additions(counted(tok, texts), min_count=3, max_new=100)
+    before = len(tok)
+    assert vocabulary.extend(tok, additions) == len(additions)
+    assert len(tok) == before + len(additions)
+    assert vocabulary.added_texts(tok) == [a.text for a in additions]
+    encoder = fast_encoder(tok, 64)
+    encoding = encoder.encode("Hello 很 XYZ 😀 [SEP] xyzzy")
+    assert encoding.tokens[0] == "[CLS]" and encoding.tokens[-1] == "[SEP]"
+    middle = encoding.ids[1:-1]
+    assert tok.convert_tokens_to_ids("很") in middle and tok.convert_tokens_to_ids("xyz") in middle
+    assert tok.convert_tokens_to_ids("😀") in middle and tok.sep_token_id not in middle  # "[", "sep", "]"
+    assert tok.convert_tokens_to_ids("xyz") not in encoder.encode("xyzzy").ids  # a whole word only
+    assert cov.measure(encoder, texts)["unknown_token_share"] == 0.0
+
+
+def test_a_byte_level_tokenizer_gets_nothing_added() -> None:
+    tok = byte_level_tokenizer(["hello world"])
+    assert vocabulary.choose_additions(counted(tok, zh_reviews()[:20] + ["😀 😀 😀"]), 1, 100) == []
+
+
+def test_new_embedding_rows_start_from_the_pieces_they_were_spelt_with(tmp_path: Path) -> None:
+    from transformers import BertForSequenceClassification
+
+    folder = build_tiny_model(tmp_path / "tiny", demo_frame()["text"].head(400).to_list())
+    base = load_tokenizer(str(folder))
+    model = BertForSequenceClassification.from_pretrained(folder)
+    old = model.get_input_embeddings().weight.detach().clone()
+    extended = load_tokenizer(str(folder))
+    vocabulary.extend(extended, [vocabulary.Addition("很", 9, False), vocabulary.Addition("thanksgivingly", 5, True)])
+    assert vocabulary.grow_embeddings(model, extended, base) == 2
+    weight = model.get_input_embeddings().weight.detach()
+    assert weight.shape == (len(extended), old.shape[1]) and model.config.vocab_size == len(extended)
+    assert torch.equal(weight[:len(old)], old)  # the base rows never move
+    pieces = base("thanksgivingly", add_special_tokens=False)["input_ids"]
+    assert base.unk_token_id not in pieces
+    assert torch.allclose(weight[extended.convert_tokens_to_ids("thanksgivingly")], old[pieces].mean(dim=0))
+    han = weight[extended.convert_tokens_to_ids("很")]  # unspellable: HF mean_resizing, near the old rows' mean
+    assert torch.isfinite(han).all() and not torch.allclose(han, old[base.unk_token_id])
+    assert vocabulary.grow_embeddings(model, extended, base) == 0
+
+
+# --- the stages over two nights ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_nights(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two nights of Chinese reviews (labels pos/neg alternate) with Russian and emoji rows, ingested, curated and
+    tokenized with a tiny BERT whose vocabulary was built from English tweets; night 2 holds characters night 1
+    never had. Returns the config dict of night 2."""
+    root = tmp_path_factory.mktemp("vocab")
+    model = build_tiny_model(root / "tiny-en", demo_frame()["text"].head(2000).to_list())
+    reviews = zh_reviews()
+    extra = ["Привет, доставка быстрая 😀"] * 4 + [SEP_TEXT] * 3
+    nights = {NIGHTS[0]: reviews[:150] + extra, NIGHTS[1]: reviews[150:] + ["龘龘龘 鱻鱻鱻 饕餮饕餮饕餮"] * 3}
+    data: dict = {}
+    for run_date, rows in nights.items():
+        path = root / f"{run_date}.csv"
+        pl.DataFrame({"text": rows, "label": ["pos" if i % 2 else "neg" for i in range(len(rows))]}).write_csv(path)
+        data = {"data_root": str(root / "lake"), "run_date": run_date,
+                "ingest": {"sources": [str(path)], "label_column": "label"}, "curate": {"near_dedup": False},
+                "tokenize": {"max_length": 64},
+                "train": {"base_model": str(model), "epochs": 1, "min_steps": 1, "batch_size": 16,
+                          "linear_baseline": False, "calibrate": False}}
+        cfg = build_config(data)
+        run_ingest(cfg), run_curate(cfg)
+        data["summary"] = run_tokenize(cfg)
+    return data
+
+
+def test_a_poorly_covered_night_extends_the_vocabulary_and_records_it(two_nights: dict) -> None:
+    lake = Lake(two_nights["data_root"])
+    first = lake.read_manifest("tokens", NIGHTS[0])
+    words = first["vocabulary"]
+    assert words["extend_vocabulary"] == "auto" and words["extended"]
+    # characters seen fewer than tokenize.vocabulary_min_count (3) times in 157 texts stay unknown
+    assert words["unknown_token_share_before"] > 0.55 and words["unknown_token_share_after"] < 0.3
+    assert first["coverage"]["unknown_token_share"] == words["unknown_token_share_after"]
+    assert words["added_tonight"]["by_script"]["Han"] > 100 and words["added_total"] == words["added_tonight"]["added"]
+    assert ["很", 235] not in words["added_tonight"]["top"]  # 235 is over all 298 reviews; night 1 has 150
+    folder = first["tokenizer"]["folder"]
+    tokenizer = vocabulary.load_extension(folder, first["tokenizer"]["hash"])
+    assert tokenizer_hash(tokenizer) == first["tokenizer"]["hash"] != first["tokenizer"]["base_hash"]
+    assert first["tokenizer"]["vocab_size"] == len(tokenizer)
+    # the user's literal [SEP] stays three text tokens in its shard row; only the post-processor's [SEP] ends it
+    shard = read_arrow(lake.shard_urls("tokens", NIGHTS[0], first)[0])
+    curated = pl.from_arrow(lake.dataset("curated", {NIGHTS[0]: lake.read_manifest("curated", NIGHTS[0])}).to_table())
+    sep_doc = curated.filter(pl.col("text") == SEP_TEXT)["doc_id"][0]
+    ids = shard.filter(pc.equal(shard["doc_id"], sep_doc))["input_ids"][0].as_py()
+    assert ids.count(tokenizer.sep_token_id) == 1 and ids[-1] == tokenizer.sep_token_id
+    assert tokenizer.convert_tokens_to_ids("质") in ids
+
+
+def test_the_next_night_grows_the_same_extension_and_never_reuses_other_shards(two_nights: dict) -> None:
+    lake = Lake(two_nights["data_root"])
+    first, second = (lake.read_manifest("tokens", night) for night in NIGHTS)
+    one = vocabulary.load_extension(first["tokenizer"]["folder"], first["tokenizer"]["hash"])
+    two = vocabulary.load_extension(second["tokenizer"]["folder"], second["tokenizer"]["hash"])
+    added_one, added_two = vocabulary.added_texts(one), vocabulary.added_texts(two)
+    assert added_two[:len(added_one)] == added_one and len(added_two) > len(added_one)  # append-only: ids stay
+    assert {"龘", "鱻", "饕", "餮"} <= set(added_two) - set(added_one)
+    assert second["vocabulary"]["added_total"] == len(added_two)
+    assert vocabulary.current_extension(lake.root, first["tokenizer"]["base_hash"])["hash"] == second["tokenizer"]["hash"]
+    # a rerun of night 1 is a skip: its committed shards stand (train re-encodes them with night 2's tokenizer)
+    night_one = {k: v for k, v in two_nights.items() if k != "summary"} | {"run_date": NIGHTS[0]}
+    again = run_tokenize(build_config(night_one))
+    assert again["skipped"]
+
+
+def test_the_model_grows_its_embeddings_carries_the_tokenizer_and_rescores_older_nights(two_nights: dict) -> None:
+    data = {k: v for k, v in two_nights.items() if k != "summary"}
+    cfg = build_config(data)
+    summary = run_train(cfg)
+    lake = Lake(cfg.data_root)
+    tokens = lake.read_manifest("tokens", NIGHTS[1])
+    manifest = storage_manifest(summary["model_uri"])
+    assert manifest["tokenizer_hash"] == tokens["tokenizer"]["hash"]
+    model_dir = resolve_model_dir(summary["model_uri"])
+    saved = load_tokenizer(model_dir)
+    assert tokenizer_hash(saved) == tokens["tokenizer"]["hash"]
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(model_dir).vocab_size == len(saved) == tokens["tokenizer"]["vocab_size"]
+    # the model scores night 1 (tokenized with the older extension) through its own tokenizer
+    run_score(build_config(data | {"run_date": NIGHTS[0], "score": {"model": summary["model_uri"]}}))
+    predictions = pl.from_arrow(lake.dataset("predictions", {NIGHTS[0]: lake.read_manifest("predictions", NIGHTS[0])})
+                                .to_table())
+    assert predictions.height == lake.read_manifest("tokens", NIGHTS[0])["counts"]["rows"]
+    assert set(predictions["model_version"]) == {summary["model_version"]}
+
+
+def storage_manifest(model_uri: str) -> dict:
+    from bert_pipeline import storage
+
+    return storage.read_json(storage.join(model_uri, "_manifest.json"))
+
+
+def test_off_keeps_the_base_tokenizer(tmp_path: Path) -> None:
+    rows = zh_reviews()[:60]
+    path = tmp_path / "zh.csv"
+    pl.DataFrame({"text": rows}).write_csv(path)
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": NIGHTS[0], "ingest": {"sources": [str(path)]},
+                        "tokenize": {"extend_vocabulary": "off"}})
+    run_ingest(cfg), run_curate(cfg)
+    summary = run_tokenize(cfg)
+    manifest = Lake(cfg.data_root).read_manifest("tokens", NIGHTS[0])
+    assert manifest["tokenizer"]["folder"] is None and manifest["tokenizer"]["hash"] == manifest["tokenizer"]["base_hash"]
+    assert not manifest["vocabulary"]["extended"] and "vocabulary" not in summary
+    assert manifest["coverage"]["unknown_token_share"] > 0.6
+    assert not (tmp_path / "lake" / "tokenizers").exists()
+    assert np.isclose(manifest["coverage"]["unknown_token_share"], summary["coverage"]["unknown_token_share"])
