@@ -303,6 +303,21 @@ class TrainConfig(_Section):
         True, description="also fit TF-IDF + logistic regression on the same training rows (bert_pipeline.baseline), "
         "report its validation/test metrics next to the model's, store it in the model folder, and promote the "
         "model only if it beats the baseline's validation macro-F1; false = no baseline, no such check")
+    domain_adaptation: Literal["auto", "on", "off"] = Field(
+        "auto", description="masked-language-model pretraining on the lake's own text (labelled training rows and "
+        "every unlabelled row of the training window) before fine-tuning (Gururangan et al., ACL 2020: don't stop "
+        "pretraining); checkpointed and resumed like training, kept in <data_root>/adapted/ and reused while the "
+        "base model, the tokenizer and these settings are unchanged. auto = when tonight's tokenizer was extended "
+        "(tokenize.extend_vocabulary) or its coverage is poor; off = fine-tune the base model as it is")
+    adaptation_max_steps: int = Field(1_000, ge=1, le=1_000_000, description="most optimizer steps of domain "
+                                      "adaptation (batches of train.batch_size texts)")
+    adaptation_max_minutes: float = Field(15.0, gt=0.0, description="wall-clock budget of domain adaptation, "
+                                          "minutes; it stops at this or adaptation_max_steps, whichever comes first")
+    adaptation_learning_rate: float = Field(2e-4, gt=0.0, lt=1.0, description="AdamW peak learning rate of domain "
+                                            "adaptation (new embedding rows start untrained: higher than "
+                                            "fine-tuning's)")
+    adaptation_max_texts: int = Field(200_000, ge=1, description="most texts domain adaptation reads (a seeded "
+                                      "sample when the window holds more)")
     promotion: Literal["auto", "approve"] = Field(
         "auto", description="auto = a model that passes the gate becomes champion at once; approve = it waits for "
         "a person in the Prefect UI (bert-promote/promote), then becomes champion (and the latest night is "

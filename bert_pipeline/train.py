@@ -19,6 +19,7 @@ evaluates documents by the mean of their windows' logits (`windows`).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -28,11 +29,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 import xxhash
 
 from bert_pipeline import baseline as linear_baseline
+from bert_pipeline import coverage as cov
 from bert_pipeline import promotion, registry, storage
+from bert_pipeline.adapt import AdaptationPlan, adapt
+from bert_pipeline.adapt import committed as adapt_committed
 from bert_pipeline.calibration import expected_calibration_error, fit_temperature, nll, softmax
 from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.checkpoint import Progress as Checkpoint
@@ -42,7 +47,8 @@ from bert_pipeline.inference import autocast, collate, pick_device, pick_precisi
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.models import (
-    check_dropout, fast_encoder, load_classifier, load_tokenizer, resolve_model_dir, tokenizer_hash,
+    check_dropout, fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir,
+    tokenizer_hash,
 )
 from bert_pipeline.models import dropout_overrides as models_dropout_overrides
 from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling, reads_missing_pooler
@@ -394,7 +400,9 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
         return {"stage": "train", "skipped": True, "reason": reason, "model_version": same["metrics"]["model_version"]}
     torch.manual_seed(cfg.train.seed)
     device = dist.device(pick_device(cfg.train.device))
-    model = new_classifier(base_dir, cfg.train, data.label_names, device, data.multi_label,
+    model_dir, adaptation = domain_adapted_base(run, data, base_dir, (tokenizer, base_tokenizer), device, dist,
+                                                progress)
+    model = new_classifier(model_dir, cfg.train, data.label_names, device, data.multi_label,
                            (tokenizer, base_tokenizer))
     pad_id = run.tokens["tokenizer"]["pad_token_id"] or 0
     store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", run.model_version), writer=dist.is_writer)
@@ -407,6 +415,8 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     metrics |= {"model_version": run.model_version, "label_names": data.label_names, "device": str(device),
                 "problem_type": data.problem_type, "train": {"rows": len(data.splits["train"]), **history,
                           "pooling": getattr(model.config, POOLING_KEY, "cls")}}
+    if adaptation is not None:
+        metrics["adaptation"] = adaptation
     linear = fit_linear_baseline(run, data)  # train.linear_baseline: TF-IDF + LR on the same rows, or None
     if linear is not None:
         metrics["baseline"] = linear.metrics
@@ -417,6 +427,67 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
     dist.barrier()
     return run.summary(manifest, skipped=False)
+
+
+def adaptation_reason(run: TrainRun) -> str | None:
+    """Why tonight's model is domain-adapted first (train.domain_adaptation), or None when it is not."""
+    mode = run.cfg.train.domain_adaptation
+    if mode == "on":
+        return "train.domain_adaptation: on"
+    if mode == "off":
+        return None
+    if run.tokens["tokenizer"].get("folder"):
+        return "auto: tonight's tokenizer is the lake's extended vocabulary"
+    if cov.is_poor(run.tokens.get("coverage"), run.cfg.tokenize.max_unknown_share):
+        return "auto: tonight's vocabulary coverage is poor"
+    return None
+
+
+def adaptation_texts(run: TrainRun, data: TrainingSet) -> list[str]:
+    """What domain adaptation reads: the training rows' texts and every unlabelled curated row of the training
+    window's nights; never a labelled validation or test row (the gate and the test figures are measured on those).
+    A seeded sample of train.adaptation_max_texts when there are more."""
+    texts = texts_of(run.lake, data.splits["train"])
+    nights = [night.run_date for night in run.nights.nights]
+    unlabelled = run.lake.dataset("curated", nights).to_table(columns=["text"], filter=pc.field("label").is_null())
+    texts += unlabelled["text"].to_pylist()
+    limit = run.cfg.train.adaptation_max_texts
+    if len(texts) > limit:
+        keep = np.sort(np.random.default_rng(run.cfg.train.seed).choice(len(texts), limit, replace=False))
+        texts = [texts[i] for i in keep.tolist()]
+    return texts
+
+
+def domain_adapted_base(run: TrainRun, data: TrainingSet, base_dir: str, vocab: tuple[Any, Any],
+                        device: torch.device, dist: Dist, progress: Progress | None) -> tuple[str, dict[str, Any] | None]:
+    """The folder to fine-tune from: the base model, or the lake's domain-adapted copy of it (bert_pipeline/adapt.py),
+    made now or reused, with its manifest and the reason. vocab: (tonight's tokenizer, the base's). The adapted model
+    is keyed by the base model's weights, tonight's tokenizer and the adaptation settings (not by the texts: a new
+    night reuses it). Rank 0 adapts; the other DDP ranks wait for it and read the committed folder."""
+    reason = adaptation_reason(run)
+    if reason is None:
+        return base_dir, None
+    train, tokenizer = run.cfg.train, vocab[0]
+    key = fingerprint("adapt", folder_content_hash(base_dir), run.tokens["tokenizer"]["hash"], run.tokens["max_length"],
+                      train.window_days, train.adaptation_max_steps, train.adaptation_max_minutes,
+                      train.adaptation_learning_rate, train.adaptation_max_texts, train.batch_size, train.seed)
+    plan = AdaptationPlan(
+        base_dir=base_dir, tokenizer=tokenizer, key=key, out_url=storage.join(run.cfg.data_root, "adapted", key[:16]),
+        work_url=storage.join(run.cfg.data_root, "_work", "adapt", key[:16]), max_steps=train.adaptation_max_steps,
+        max_minutes=train.adaptation_max_minutes, batch_size=train.batch_size, max_length=run.tokens["max_length"],
+        learning_rate=train.adaptation_learning_rate, seed=train.seed,
+        checkpoint_every_steps=train.checkpoint_every_steps, precision=train.precision)
+    manifest = None
+    if dist.is_writer:
+        log.info("train: domain adaptation before fine-tuning (%s)", reason)
+        manifest = adapt(plan, adaptation_texts(run, data), device, progress,
+                         functools.partial(grow_embeddings, base_tokenizer=vocab[1]))
+    dist.barrier()
+    manifest = manifest or adapt_committed(plan.out_url, key)
+    summary = {k: manifest.get(k) for k in ("steps", "planned_steps", "stopped_by", "seconds", "texts", "tokens_seen",
+                                            "heldout_loss_before", "heldout_loss_after", "embedding_rows_added")}
+    return (resolve_model_dir(plan.out_url, "the domain-adapted model"),
+            {"reason": reason, "folder": plan.out_url, "key": key, **summary})
 
 
 def fit_linear_baseline(run: TrainRun, data: TrainingSet) -> linear_baseline.Evaluated | None:

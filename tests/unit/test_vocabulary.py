@@ -169,6 +169,14 @@ def test_the_model_grows_its_embeddings_carries_the_tokenizer_and_rescores_older
     tokens = lake.read_manifest("tokens", NIGHTS[1])
     manifest = storage_manifest(summary["model_uri"])
     assert manifest["tokenizer_hash"] == tokens["tokenizer"]["hash"]
+    # domain adaptation ran first (auto: the vocabulary was extended), on the lake's text, and lowered the held-out
+    # masked-LM loss; the fine-tuned model started from the adapted folder
+    adaptation = summary["metrics"]["adaptation"]
+    assert adaptation["reason"] == "auto: tonight's tokenizer is the lake's extended vocabulary"
+    assert adaptation["steps"] > 0 and adaptation["stopped_by"] in ("data", "steps")
+    assert adaptation["heldout_loss_after"] < adaptation["heldout_loss_before"]
+    assert adaptation["embedding_rows_added"] == len(vocabulary.added_texts(load_tokenizer(adaptation["folder"])))
+    assert storage_manifest(adaptation["folder"])["key"] == adaptation["key"]
     model_dir = resolve_model_dir(summary["model_uri"])
     saved = load_tokenizer(model_dir)
     assert tokenizer_hash(saved) == tokens["tokenizer"]["hash"]
