@@ -121,8 +121,20 @@ def training_section(manifest: dict[str, Any]) -> str:
             f"rows | {decision.get('new_validation_macro_f1', 0):.4f} | {'' if champion is None else f'{champion:.4f}'} "
             f"| {decision.get('baseline_validation_macro_f1', 0):.4f} | "
             f"{'none' if linear is None else f'{linear:.4f}'} |\n\n"
+            f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
             f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per night:\n\n"
             f"| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
+
+
+def adaptation_line(adaptation: dict[str, Any] | None) -> str:
+    """Domain adaptation before fine-tuning (train.domain_adaptation), in one paragraph; '' when it did not run."""
+    if not adaptation:
+        return ""
+    return (f"Domain adaptation ({adaptation.get('reason')}): {adaptation.get('steps')} masked-LM steps over "
+            f"{adaptation.get('texts') or 0:,} of the lake's texts (stopped by {adaptation.get('stopped_by')}, "
+            f"{adaptation.get('seconds')} s), held-out masked-LM loss {adaptation.get('heldout_loss_before')} -> "
+            f"{adaptation.get('heldout_loss_after')}; kept in `{adaptation.get('folder')}` and reused by later "
+            "nights.\n\n")
 
 
 def model_metrics(lake: Lake, model_version: str | None) -> dict[str, Any] | None:
@@ -190,7 +202,27 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
     words = ", ".join(f"{_code(w)} {n:,}" for w, n in coverage.get("top_unknown_words") or [])
     tops = ((f"\nMost frequent unknown characters: {chars}.\n" if chars else "")
             + (f"\nMost frequent unknown words: {words}.\n" if words else ""))
-    return f"## Coverage\n\n{head}{verdict}{table}{tops}"
+    return f"## Coverage\n\n{head}{vocabulary_line(tokens_manifest)}{verdict}{table}{tops}"
+
+
+def vocabulary_line(tokens_manifest: dict[str, Any]) -> str:
+    """What the vocabulary extension (tokenize.extend_vocabulary) did for the night: the unknown share before and
+    after, the tokens added tonight and in all; '' when the night was read with the base tokenizer."""
+    words = tokens_manifest.get("vocabulary") or {}
+    if not words.get("extended"):
+        return ""
+    tonight = words.get("added_tonight") or {}
+    before = words.get("unknown_token_share_before")
+    scripts = ", ".join(f"{script} {n:,}" for script, n in sorted((tonight.get("by_script") or {}).items(),
+                                                                    key=lambda kv: (-kv[1], kv[0])))
+    top = " ".join(text for text, _ in (tonight.get("top") or [])[:10])
+    change = (f"the unknown token share went from {before:.2%} (the tokenizer it started from) to "
+              f"{words.get('unknown_token_share_after', 0.0):.2%}; " if before is not None else "")
+    added = (f"{tonight.get('added', 0):,} tokens added tonight ({scripts}; most frequent: {top}), "
+             if tonight.get("added") else "no token added tonight, ")
+    return (f"\nThe night was read with the lake's extended vocabulary (`tokenize.extend_vocabulary`: "
+            f"{words.get('extend_vocabulary')}): {change}{added}{words.get('added_total', 0):,} added to the base "
+            "tokenizer in all.\n")
 
 
 def _code(text: str) -> str:

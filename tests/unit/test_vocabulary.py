@@ -23,6 +23,7 @@ from bert_pipeline.curate import run_curate
 from bert_pipeline.ingest import run_ingest
 from bert_pipeline.lake import Lake
 from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
+from bert_pipeline.report import coverage_section, write_report
 from bert_pipeline.score import run_score
 from bert_pipeline.tokenize import read_arrow, run_tokenize
 from bert_pipeline.train import run_train
@@ -189,6 +190,19 @@ def test_the_model_grows_its_embeddings_carries_the_tokenizer_and_rescores_older
                                 .to_table())
     assert predictions.height == lake.read_manifest("tokens", NIGHTS[0])["counts"]["rows"]
     assert set(predictions["model_version"]) == {summary["model_version"]}
+    # the report says what the extension and the adaptation did
+    report = Path(write_report(cfg)["report"]).read_text(encoding="utf-8")
+    words = tokens["vocabulary"]
+    assert (f"The night was read with the lake's extended vocabulary (`tokenize.extend_vocabulary`: auto): the "
+            f"unknown token share went from {words['unknown_token_share_before']:.2%} (the tokenizer it started "
+            f"from) to {words['unknown_token_share_after']:.2%}; {words['added_tonight']['added']:,} tokens added "
+            "tonight (Han ") in report
+    assert f"{words['added_total']:,} added to the base tokenizer in all" in report
+    assert (f"Domain adaptation (auto: tonight's tokenizer is the lake's extended vocabulary): {adaptation['steps']} "
+            f"masked-LM steps over {adaptation['texts']:,} of the lake's texts") in report
+    first = Lake(cfg.data_root).read_manifest("tokens", NIGHTS[0])["vocabulary"]
+    assert (f"the unknown token share went from {first['unknown_token_share_before']:.2%}"
+            in coverage_section(Lake(cfg.data_root).read_manifest("tokens", NIGHTS[0]), 0.05))
 
 
 def storage_manifest(model_uri: str) -> dict:
