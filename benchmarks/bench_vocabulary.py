@@ -9,12 +9,19 @@ extension and domain adaptation on `auto`. Then, on night 2's curated test rows:
 - the unknown-token share before and after extension, and domain adaptation's time as a share of the two nights.
 With --compare-off the same two nights run again with extension and adaptation off (the issue's "before").
 
+With --demo instead: one night of the demo (configs/demo.yaml, English tweets) with the defaults; prints whether
+`auto` extended or adapted anything (it should not: the tweets' coverage is good), the test macro-F1 of the model and
+of the nightly baseline, and what the `auto` check itself costs (the coverage sample tokenize measures, timed again
+alone) as a share of the night.
+
     .venv/bin/python -m benchmarks.bench_vocabulary [--rows 4000 --lake /tmp/zh-lake --compare-off]
+    .venv/bin/python -m benchmarks.bench_vocabulary --demo [--lake /tmp/demo-vocab-lake]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import time
@@ -129,16 +136,50 @@ def describe(label: str, lake: str, seconds: dict[str, float], results: dict[str
     return {"f1": f1, "anchor": anchor, "adapt_share": adapt / total if total else 0.0, "total": total}
 
 
+def demo(lake: str, overrides: list[str]) -> None:
+    from bert_pipeline.models import load_tokenizer, resolve_model_dir, tokenizer_hash
+    from bert_pipeline.tokenize import night_tokenizer
+
+    cfg = load_config("configs/demo.yaml", [f"data_root={lake}", "run_date=2026-01-01", *overrides])
+    seconds: dict[str, float] = {}
+    results: dict[str, Any] = {}
+    for name, stage in STAGES:
+        started = time.perf_counter()
+        results[name] = stage(cfg)
+        seconds[name] = time.perf_counter() - started
+    night = sum(seconds.values())
+    lake_ = Lake(lake)
+    tokens = lake_.read_manifest("tokens", cfg.run_date)
+    base = load_tokenizer(resolve_model_dir(cfg.train.base_model))
+    urls = lake_.shard_urls("curated", cfg.run_date, lake_.read_manifest("curated", cfg.run_date))
+    started = time.perf_counter()
+    chosen = night_tokenizer(cfg, lake_, base, tokenizer_hash(base), urls)
+    check = time.perf_counter() - started
+    metrics = results["train"]["metrics"]
+    print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + f"; night {night:.0f} s")
+    print(f"vocabulary: extended {tokens['vocabulary']['extended']}, unknown share "
+          f"{tokens['coverage']['unknown_token_share']:.4f}; adaptation: {metrics.get('adaptation')}; the auto check "
+          f"alone again: extended {chosen.folder is not None}, {check:.2f} s")
+    print(f"RESULT [demo]: test macro-F1 model {metrics['test']['macro_f1']:.4f}, TF-IDF baseline "
+          f"{metrics['baseline']['test']['macro_f1']:.4f}; the auto check costs {check / night:.2%} of the night")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=4000, help="reviews per night")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lake", default="/tmp/zh-lake", help="a scratch folder; it is emptied first")
     parser.add_argument("--compare-off", action="store_true", help="run again with extension and adaptation off")
+    parser.add_argument("--demo", action="store_true", help="one demo night instead (English: nothing should change)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     print(f"CPU flags: {cpu_flags()}; {os.cpu_count()} CPUs")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("httpx", "transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     shutil.rmtree(args.lake, ignore_errors=True)
+    if args.demo:
+        return demo(args.lake, args.overrides)
     os.makedirs(args.lake)
     paths = write_nights(args.lake, args.rows, args.seed)
     runs = {"default": args.overrides}

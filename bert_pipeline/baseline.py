@@ -241,7 +241,6 @@ def load(folder: str) -> LinearBaseline:
     for entry in stored["vectorizers"]:
         vectorizer = _vectorizer(entry["settings"], entry["vocabulary"])
         vectorizer.idf_ = tensors[f"idf.{entry['name']}"]
-        vectorizer._validate_vocabulary()  # sets vocabulary_ from the fixed vocabulary, as transform would
         parts.append((entry["name"], vectorizer))
         settings.append((entry["name"], entry["settings"]))
     names = stored["label_names"]

@@ -53,13 +53,8 @@ def resolve_model_dir(ref: str, field: str = "train.base_model") -> str:
     if "://" in ref and not ref.startswith("pkg://"):
         if not storage.exists(storage.join(ref, "config.json")):
             raise ConfigError(f"{field}: {ref} has no config.json; it must be a Hugging Face model folder")
-        if storage.is_local(ref):
-            return storage.filesystem(ref)[1]
         # keyed by the URL and the weights' size and ETag/mtime: a replaced remote model is downloaded again
-        identity = [storage.file_identity(u) for u in storage.list_files(ref, "*.safetensors")]
-        key = hashlib.sha256(json.dumps([ref, identity], sort_keys=True, default=str).encode()).hexdigest()[:16]
-        local = CACHE_DIR / "models" / key
-        return storage.download_folder(ref, str(local))
+        return storage.cached_folder(ref, str(CACHE_DIR / "models"), identify="*.safetensors")
     local_path = os.path.expanduser(storage.resolve_package_url(ref))
     if os.path.isdir(local_path):
         if not os.path.exists(os.path.join(local_path, "config.json")):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
-import hashlib
 import json
 import logging
 import os
@@ -106,12 +105,7 @@ def newest_baseline(lake: Lake) -> tuple[str, str] | None:
 def baseline_dir(model_url: str) -> str:
     """A local copy of a model folder's baseline/ (the folder itself when local; a remote one is copied once, keyed
     by its files' identities)."""
-    url = storage.join(model_url, baseline.FOLDER)
-    if storage.is_local(url):
-        return storage.filesystem(url)[1]
-    identity = [storage.file_identity(u) for u in storage.list_files(url)]
-    key = hashlib.sha256(json.dumps([url, identity], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return storage.download_folder(url, str(CACHE_DIR / "baselines" / key))
+    return storage.cached_folder(storage.join(model_url, baseline.FOLDER), str(CACHE_DIR / "baselines"))
 
 
 def baseline_hash(folder: str) -> str:

@@ -9,6 +9,7 @@ FSSPEC_S3_* variables); they are never part of a URL or a manifest.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import io
 import json
@@ -281,6 +282,17 @@ def file_metadata(url: str) -> dict[str, str]:
     with fs.open(path, "rb") as handle:
         raw = pa.ipc.open_file(handle).schema.metadata or {}
     return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def cached_folder(url: str, cache_dir: str, identify: str = "*") -> str:
+    """A local path for a folder: itself when local; a remote one is copied once (download_folder) into
+    cache_dir/<key>, the key made of the URL and the size and ETag/mtime of its files matching `identify`, so that
+    a folder replaced at the same URL is copied again."""
+    if is_local(url):
+        return filesystem(url)[1]
+    identity = [file_identity(u) for u in list_files(url, identify)]
+    key = hashlib.sha256(json.dumps([url, identity], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return download_folder(url, os.path.join(cache_dir, key))
 
 
 def download_folder(url: str, local_dir: str) -> str:
