@@ -27,7 +27,8 @@ from bert_pipeline.ingest import expand_sources, read_source
 from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
 from bert_pipeline.inference import cpu_has_native_bf16, predict_logits
 from bert_pipeline.metrics import classification_report
-from bert_pipeline.train import dropout_overrides, fit, training_precision
+from bert_pipeline.optimization import training_precision
+from bert_pipeline.train import dropout_overrides, fit
 from bert_pipeline.trainset import SplitData
 
 

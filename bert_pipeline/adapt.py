@@ -7,7 +7,7 @@ labelled and unlabelled alike.
 
 The pass is BERT's recipe: transformers' `DataCollatorForLanguageModeling` picks `mask_probability` of the non-special
 tokens and replaces 80 % of them with [MASK], 10 % with a random token and keeps 10 %; AdamW with linear warmup and
-decay (`train.make_optimizer`, `train.warmup_linear`); the precision `train.training_precision` chooses. It stops at
+decay (`optimization.make_optimizer`, `optimization.warmup_linear`); the precision `optimization.training_precision` chooses. It stops at
 whichever comes first of `max_steps` optimizer steps, `max_minutes` of wall clock (time spent by an earlier, killed
 attempt counts) and `max_passes` passes over the text, and records which.
 
@@ -46,6 +46,7 @@ from bert_pipeline import storage
 from bert_pipeline.inference import autocast
 from bert_pipeline.lake import utc_now
 from bert_pipeline.models import fast_encoder, require_safetensors
+from bert_pipeline.optimization import length_grouped_batches, make_optimizer, training_precision, warmup_linear
 from bert_pipeline.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class AdaptationPlan:
         LayerNorm weights).
     mask_probability: share of non-special tokens the loss is taken on (BERT: 0.15).
     seed: masking, data order, the held-out slice, the fresh masked-LM head and new embedding rows.
-    precision: "auto" | "fp32" | "bf16" (`train.training_precision`; auto is fp16 with a grad scaler on CUDA
+    precision: "auto" | "fp32" | "bf16" (`optimization.training_precision`; auto is fp16 with a grad scaler on CUDA
         devices without bf16).
     """
 
@@ -366,9 +367,6 @@ def _adapt(plan: AdaptationPlan, texts: Sequence[str], device: torch.device, pro
            grow_embeddings: GrowEmbeddings | None, started: float) -> dict[str, Any]:
     from transformers import DataCollatorForLanguageModeling
 
-    from bert_pipeline.config import TrainConfig
-    # imported here: the train stage imports this module, and bert_pipeline.train must be able to do so at its top
-    from bert_pipeline.train import length_grouped_batches, make_optimizer, training_precision, warmup_linear
 
     corpus = _Corpus.of(plan, texts)
     if not corpus.train:
@@ -379,7 +377,7 @@ def _adapt(plan: AdaptationPlan, texts: Sequence[str], device: torch.device, pro
     collator = DataCollatorForLanguageModeling(plan.tokenizer, mlm_probability=plan.mask_probability, seed=None)
     batches_per_pass = math.ceil(len(corpus.train) / plan.batch_size)
     planned = min(plan.max_steps, plan.max_passes * batches_per_pass)
-    optimizer = make_optimizer(model, TrainConfig(learning_rate=plan.learning_rate, weight_decay=plan.weight_decay))
+    optimizer = make_optimizer(model, plan.learning_rate, plan.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(planned, plan.warmup_ratio))
     dtype, needs_scaler = training_precision(plan.precision, device)
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None

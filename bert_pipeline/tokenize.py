@@ -205,12 +205,15 @@ class NightTokenizer:
 SAMPLE_TEXTS = 2_000  # texts of the first curated shard whose coverage decides extend_vocabulary: auto
 
 
-def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, curated_urls: list[str]) -> NightTokenizer:
+def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, curated_urls: list[str],
+                    casing: list[str] | None = None) -> NightTokenizer:
     """The tokenizer for tonight (`tokenize.extend_vocabulary`): off = the base; else the lake's current extension
     of this base (or the base), extended by tonight's unknown characters and words when that is on, or auto and
-    the night's coverage through it is poor (judged on a sample first, then on every text)."""
+    the night's coverage through it is poor (judged on a sample first, then on every text). Under auto, a base
+    tokenizer whose lowercasing disagrees with its vocabulary (`casing`, models.casing_warnings) is not extended:
+    its unknown tokens are capitalised words that a fixed tokenizer reads, and adding them would hide the bug."""
     settings = cfg.tokenize
-    if settings.extend_vocabulary == "off":
+    if settings.extend_vocabulary == "off" or (settings.extend_vocabulary == "auto" and casing):
         return NightTokenizer(base, base_hash, base_hash)
     current = vocabulary.current_extension(lake.root, base_hash)
     start = vocabulary.load_extension(current["folder"], current["hash"]) if current else base
@@ -259,7 +262,7 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
     curated_urls = lake.shard_urls("curated", cfg.run_date, curated_manifest)
     if progress:
         progress("choosing the night's tokenizer (tokenize.extend_vocabulary)", 0.0)
-    night = night_tokenizer(cfg, lake, base, base_hash, curated_urls)
+    night = night_tokenizer(cfg, lake, base, base_hash, curated_urls, casing)
     encoder = fast_encoder(night.tokenizer, cfg.tokenize.max_length)
     # shards made by another tokenizer (an older extension) are never taken for tonight's
     shard_fp = stage_fp if night.hash == base_hash else fingerprint("tokenize-shards", stage_fp, night.hash)

@@ -43,7 +43,7 @@ from bert_pipeline.checkpoint import CheckpointStore
 from bert_pipeline.checkpoint import Progress as Checkpoint
 from bert_pipeline.config import PipelineConfig, TrainConfig
 from bert_pipeline.distributed import Dist, launch, process_group
-from bert_pipeline.inference import autocast, collate, pick_device, pick_precision, predict_logits
+from bert_pipeline.inference import autocast, collate, pick_device, predict_logits
 from bert_pipeline.lake import Lake, fingerprint, utc_now
 from bert_pipeline.metrics import classification_report, multilabel_report
 from bert_pipeline.models import (
@@ -52,6 +52,7 @@ from bert_pipeline.models import (
 )
 from bert_pipeline.models import dropout_overrides as models_dropout_overrides
 from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling, reads_missing_pooler
+from bert_pipeline.optimization import length_grouped_batches, make_optimizer, training_precision, warmup_linear
 from bert_pipeline.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
 from bert_pipeline.progress import Progress
 from bert_pipeline.trainset import (
@@ -61,27 +62,6 @@ from bert_pipeline.vocabulary import grow_embeddings, load_extension
 from bert_pipeline.windows import Windowing
 
 log = logging.getLogger(__name__)
-
-
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffle, sort by length inside windows of 50 batches, cut batches, shuffle batch order: little padding."""
-    order = rng.permutation(len(lengths))
-    window = batch_size * 50
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = order[start:start + window]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)  # type: ignore[arg-type]
-    return batches
-
-
-def training_precision(requested: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None for fp32, whether a grad scaler is needed): `inference.pick_precision`'s rule (auto =
-    bf16 on CUDA with bf16 and on CPUs with native bf16), plus fp16 with a grad scaler on CUDA without bf16."""
-    if requested == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16, True
-    return pick_precision(requested, device), False
 
 
 def report(logits: np.ndarray, labels: np.ndarray, label_names: list[str], temperature: float = 1.0,
@@ -100,27 +80,6 @@ def report(logits: np.ndarray, labels: np.ndarray, label_names: list[str], tempe
     return {"loss": nll(logits, labels, temperature),
             "ece": expected_calibration_error(softmax(logits, temperature), labels),
             **classification_report(labels, logits.argmax(axis=1), label_names)}
-
-
-def make_optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    try:
-        return torch.optim.AdamW(groups, lr=cfg.learning_rate, fused=True)
-    except (RuntimeError, TypeError):  # fused kernels missing for this device/dtype
-        return torch.optim.AdamW(groups, lr=cfg.learning_rate)
-
-
-def warmup_linear(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    warmup = max(1, math.ceil(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return factor
 
 
 def class_weight_tensor(labels: np.ndarray, num_labels: int, device: torch.device) -> torch.Tensor:
@@ -155,7 +114,7 @@ class Trainer:
     num_labels: int
 
     def __post_init__(self) -> None:
-        self.optimizer = make_optimizer(self.model, self.cfg)
+        self.optimizer = make_optimizer(self.model, self.cfg.learning_rate, self.cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_linear(self.total_steps, self.cfg.warmup_ratio))
         self.dtype, needs_scaler = training_precision(self.cfg.precision, self.device)

@@ -18,7 +18,8 @@ from bert_pipeline.ingest import run_ingest
 from bert_pipeline.lake import Lake
 from bert_pipeline.score import run_score, token_budget_batches
 from bert_pipeline.tokenize import read_arrow, run_tokenize
-from bert_pipeline.train import length_grouped_batches, run_train
+from bert_pipeline.optimization import length_grouped_batches
+from bert_pipeline.train import run_train
 from tests.helpers import build_tiny_model, read_partition
 
 
@@ -197,7 +198,7 @@ def test_auto_precision_follows_native_bf16_for_scoring_and_training(monkeypatch
     import torch
 
     from bert_pipeline import inference
-    from bert_pipeline.train import training_precision
+    from bert_pipeline.optimization import training_precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
