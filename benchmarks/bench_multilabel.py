@@ -19,15 +19,15 @@ import polars as pl
 
 from benchmarks._common import cpu_flags, run_parser
 from benchmarks.datasets import disaster_messages
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.config import load_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.metrics import multilabel_report
-from bert_pipeline.multilabel import multi_hot
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.evaluation.metrics import multilabel_report
+from bert_pipeline.modeling.multilabel import multi_hot
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
 
 CONFIG = "configs/multilabel.yaml"
 

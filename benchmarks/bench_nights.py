@@ -22,14 +22,14 @@ import polars as pl
 
 from benchmarks._common import DEMO, cpu_flags, run_parser
 from bert_pipeline.config import load_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import decode_text, run_ingest
-from bert_pipeline.labels import read_corrections
-from bert_pipeline.lake import Lake
-from bert_pipeline.score import run_score
-from bert_pipeline.storage import read_parquet, resolve_package_url
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import decode_text, run_ingest
+from bert_pipeline.curation.labels import read_corrections
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.stages.score import run_score
+from bert_pipeline.lake.storage import read_parquet, resolve_package_url
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
 
 CODES = {"negative": 0, "neutral": 1, "positive": 2}
 DATES = ["2026-05-01", "2026-05-02", "2026-05-03", "2026-05-04"]

@@ -37,7 +37,7 @@ def plain_sorted_loop(model_dir: str, texts: list[str], max_length: int, batch_t
     """The anchor: HF tokenizer, sort by token length, cut by a padded-token budget, pad per batch, softmax."""
     import torch
 
-    from bert_pipeline.models import load_classifier, load_tokenizer
+    from bert_pipeline.modeling.models import load_classifier, load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     model = load_classifier(model_dir).eval()
@@ -58,7 +58,7 @@ def plain_sorted_loop(model_dir: str, texts: list[str], max_length: int, batch_t
 
 
 def product_scorer(model_dir: str, texts: list[str], max_length: int, batch_tokens: int, precision: str) -> np.ndarray:
-    from bert_pipeline.score import Scorer
+    from bert_pipeline.stages.score import Scorer
 
     return Scorer(model_dir, max_length, batch_tokens, precision, "cpu").probabilities(texts)[0]
 
@@ -107,7 +107,7 @@ def join_texts(texts: list[str], rows: int) -> list[str]:
 def build_model(folder: Path) -> str:
     import torch
 
-    from bert_pipeline.models import load_classifier, load_tokenizer, resolve_model_dir
+    from bert_pipeline.modeling.models import load_classifier, load_tokenizer, resolve_model_dir
 
     torch.manual_seed(0)
     base = resolve_model_dir("")
@@ -132,7 +132,7 @@ def main() -> None:
     if args.child:
         return child(args)
 
-    from bert_pipeline.inference import cpu_has_native_bf16
+    from bert_pipeline.modeling.inference import cpu_has_native_bf16
 
     texts = load_texts(args.input, args.text_column, limit=args.rows * 16 if args.long else args.rows)
     texts = join_texts(texts, args.rows) if args.long else texts

@@ -21,14 +21,14 @@ import torch
 
 from benchmarks._common import DEMO, cpu_flags, load_texts
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.models import load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.modeling.models import load_classifier, load_tokenizer, resolve_model_dir
 
 CHILD = """
 import json, resource, sys
 from bert_pipeline.config import build_config
-from bert_pipeline.score import run_score
+from bert_pipeline.stages.score import run_score
 summary = run_score(build_config(json.loads(sys.argv[1])))
 print(json.dumps({"rows": summary["rows"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

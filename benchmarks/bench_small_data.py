@@ -19,11 +19,11 @@ import polars as pl
 
 from benchmarks._common import DEMO, cpu_flags, curated_split_tfidf, run_parser
 from bert_pipeline.config import load_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import decode_text, run_ingest
-from bert_pipeline.storage import resolve_package_url
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import decode_text, run_ingest
+from bert_pipeline.lake.storage import resolve_package_url
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
 
 SHARES = {"negative": 0.65, "neutral": 0.25, "positive": 0.10}
 

@@ -14,8 +14,8 @@ import polars as pl
 import pyarrow as pa
 
 from benchmarks._common import corpus_parser, load_texts, median_seconds
-from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir
-from bert_pipeline.tokenize import token_table
+from bert_pipeline.modeling.models import fast_encoder, load_tokenizer, resolve_model_dir
+from bert_pipeline.stages.tokenize import token_table
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Demo tweets (unique texts, seed-0 shuffle): 4,000 train / 2,000 eval, max_length 128, batch 32, lr 5e-5, one epoch,
 no warmup, no weight decay, seed 0. The Trainer gets dynamic padding (DataCollatorWithPadding); ours is
-bert_pipeline.train.fit with the pipeline's defaults (length-grouped batches, fused AdamW, attention dropout off so
+bert_pipeline.stages.train.fit with the pipeline's defaults (length-grouped batches, fused AdamW, attention dropout off so
 SDPA stays on its fused kernel, hidden dropout off; the Trainer keeps the model's 0.1 for both). Both models are then
 evaluated by the same fp32 loop (accuracy and macro-F1). Ours also trains in bf16 autocast where the CPU has native
 bf16 (AMX or avx512_bf16; `--bf16` forces the emulated comparison): that is the evidence behind `train.precision:
@@ -21,15 +21,15 @@ import numpy as np
 import torch
 
 from benchmarks._common import corpus_parser, cpu_flags
-from bert_pipeline.checkpoint import CheckpointStore
+from bert_pipeline.training.checkpoint import CheckpointStore
 from bert_pipeline.config import IngestConfig, TrainConfig
-from bert_pipeline.ingest import expand_sources, read_source
-from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
-from bert_pipeline.inference import cpu_has_native_bf16, predict_logits
-from bert_pipeline.metrics import classification_report
-from bert_pipeline.optimization import training_precision
-from bert_pipeline.train import dropout_overrides, fit
-from bert_pipeline.trainset import SplitData
+from bert_pipeline.stages.ingest import expand_sources, read_source
+from bert_pipeline.modeling.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.modeling.inference import cpu_has_native_bf16, predict_logits
+from bert_pipeline.evaluation.metrics import classification_report
+from bert_pipeline.training.optimization import training_precision
+from bert_pipeline.stages.train import dropout_overrides, fit
+from bert_pipeline.training.trainset import SplitData
 
 
 def load_data(args: argparse.Namespace) -> tuple[list[str], list[str]]:

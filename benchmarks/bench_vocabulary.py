@@ -32,12 +32,12 @@ import polars as pl
 from benchmarks._common import cpu_flags
 from benchmarks.datasets import chinese_reviews
 from bert_pipeline.config import load_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.score import run_score
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.stages.score import run_score
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
 
 NIGHTS = ("2026-11-01", "2026-11-02")
 STAGES = (("ingest", run_ingest), ("curate", run_curate), ("tokenize", run_tokenize), ("train", run_train),
@@ -137,8 +137,8 @@ def describe(label: str, lake: str, seconds: dict[str, float], results: dict[str
 
 
 def demo(lake: str, overrides: list[str]) -> None:
-    from bert_pipeline.models import load_tokenizer, resolve_model_dir, tokenizer_hash
-    from bert_pipeline.tokenize import night_tokenizer
+    from bert_pipeline.modeling.models import load_tokenizer, resolve_model_dir, tokenizer_hash
+    from bert_pipeline.stages.tokenize import night_tokenizer
 
     cfg = load_config("configs/demo.yaml", [f"data_root={lake}", "run_date=2026-01-01", *overrides])
     seconds: dict[str, float] = {}

@@ -1,16 +1,16 @@
 """The product's own training loop and scorer on one GPU, and its DDP path on several (see gpu_check.sh).
 
-1. train: `bert_pipeline.train.fit` on a randomly initialised BERT-base-sized `BertForSequenceClassification` built
+1. train: `bert_pipeline.stages.train.fit` on a randomly initialised BERT-base-sized `BertForSequenceClassification` built
    from a `BertConfig` (hidden 768, 12 layers, 12 heads, vocab 30522; nothing downloaded), one epoch of --steps
    optimizer steps over synthetic token sequences of mixed lengths, with the pipeline's defaults (batch 32,
    length-grouped batches, fused AdamW, bf16 autocast on CUDA, dropout off). The steady-state window is read from
    fit's own progress callback (every 50 steps; `loss.item()` syncs every step, so host clocks are exact).
-2. score: `bert_pipeline.score.Scorer.probabilities` over --texts synthetic texts of mixed lengths (seeded, from a
+2. score: `bert_pipeline.stages.score.Scorer.probabilities` over --texts synthetic texts of mixed lengths (seeded, from a
    word list), with that model saved by `save_pretrained` beside an offline-built WordPiece tokenizer; the padding
    share comes from the product's `token_budget_batches` on the product's encoding of the same texts.
 3. ddp: with more than one CUDA device, the product's multi-device path (`train.devices: N`):
    `distributed.launch` starts N ranks under torchrun; each wraps its work in `distributed.process_group`, as
-   `bert_pipeline.train.main` does, and runs `fit` with `Dist.from_env()`.
+   `bert_pipeline.stages.train.main` does, and runs `fit` with `Dist.from_env()`.
 
 FLOP estimates (attention-score FLOPs, ~2 % at these lengths, are not counted): training 6 x N x real tokens,
 scoring 2 x N x real tokens, N = parameters without the embedding tables (lookups, no matmul); the figure with all
@@ -36,15 +36,15 @@ import numpy as np
 import torch
 
 from benchmarks._common import cpu_flags
-from bert_pipeline.checkpoint import CheckpointStore
+from bert_pipeline.training.checkpoint import CheckpointStore
 from bert_pipeline.config import TrainConfig
-from bert_pipeline.distributed import Dist, launch, process_group
+from bert_pipeline.training.distributed import Dist, launch, process_group
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.inference import pick_device
-from bert_pipeline.score import Scorer, token_budget_batches
-from bert_pipeline.tokenize import encode_texts
-from bert_pipeline.train import dropout_overrides, epoch_groups, fit
-from bert_pipeline.trainset import SplitData
+from bert_pipeline.modeling.inference import pick_device
+from bert_pipeline.stages.score import Scorer, token_budget_batches
+from bert_pipeline.text.encoding import encode_texts
+from bert_pipeline.stages.train import dropout_overrides, epoch_groups, fit
+from bert_pipeline.training.trainset import SplitData
 
 # Dense bf16 tensor-core peak in TFLOP/s (no sparsity), matched against torch.cuda.get_device_name().
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0}
@@ -264,7 +264,7 @@ def score_check(args: argparse.Namespace, model_dir: str, texts: list[str]) -> d
 
 def print_score(result: dict[str, Any], texts: int, params: tuple[int, int], peak: float | None) -> None:
     tokens = result["real_tokens"] / result["seconds"]
-    print(f"score (bert_pipeline.score.Scorer.probabilities): {texts:,} texts, {result['mean_tokens']:.1f} tokens "
+    print(f"score (bert_pipeline.stages.score.Scorer.probabilities): {texts:,} texts, {result['mean_tokens']:.1f} tokens "
           f"each on average, {result['truncated']:.1%} truncated; batch_tokens {result['batch_tokens']}, "
           f"{result['precision']}: {result['seconds']:.2f} s (tokenizing alone {result['encode_seconds']:.2f} s)")
     print(f"  {texts / result['seconds']:,.0f} texts/s, {tokens:,.0f} real tokens/s; padding "
@@ -312,7 +312,7 @@ def ddp_check(args: argparse.Namespace, params: tuple[int, int], peak: float | N
 
 
 def rank_main(path: str) -> None:
-    """One DDP rank under torchrun, as bert_pipeline.train.main: process_group around fit with Dist.from_env()."""
+    """One DDP rank under torchrun, as bert_pipeline.stages.train.main: process_group around fit with Dist.from_env()."""
     with open(path) as handle:
         job = json.load(handle)
     args, cfg = argparse.Namespace(**job["args"]), TrainConfig.model_validate(job["train"])
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg, device = train_config(args), pick_device(args.device)
     model, result = train_check(args, shape, cfg, device)
     params = parameter_counts(model)
-    single = print_train(result, params, peak, f"train (bert_pipeline.train.fit, batch {args.batch})")
+    single = print_train(result, params, peak, f"train (bert_pipeline.stages.train.fit, batch {args.batch})")
     with tempfile.TemporaryDirectory(prefix="gpu_check_model_") as folder:
         save_model_folder(model, folder)
         del model

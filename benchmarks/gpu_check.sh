@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU check of the product's own code on a device machine (an H200): bert_pipeline.train.fit on a BERT-base-sized
-# model, bert_pipeline.score.Scorer over 50,000 texts, and train.devices: N when the machine has several GPUs;
+# GPU check of the product's own code on a device machine (an H200): bert_pipeline.stages.train.fit on a BERT-base-sized
+# model, bert_pipeline.stages.score.Scorer over 50,000 texts, and train.devices: N when the machine has several GPUs;
 # samples/s, tokens/s, texts/s, padding share and MFU (benchmarks/gpu_check.py says how each is counted).
 #
 #   bash benchmarks/gpu_check.sh [gpu_check.py options]   e.g. --steps 300 --texts 50000 --batch 32, or --cpu-smoke
@@ -26,7 +26,7 @@ WHEELS=${GPU_CHECK_WHEELS:-benchmarks/.wheels}
 LIMIT=${GPU_CHECK_SECONDS:-240}
 LOG=${OUT:-/tmp}/gpu_check.log
 
-# What `import bert_pipeline.train, bert_pipeline.score` and the check need: module => pinned distributions, at the
+# What `import bert_pipeline.stages.train, bert_pipeline.stages.score` and the check need: module => pinned distributions, at the
 # versions of the project's .venv. torch and transformers install with their dependencies (only from an index).
 declare -A PINS=(
   [torch]="torch==2.13.0"
@@ -116,7 +116,7 @@ install_project() {  # editable, into the venv; without one (or without setuptoo
     || ! "$RUN_PY" -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1; then
     log "project not pip-installed (no venv or no setuptools): bert_pipeline is imported from the repository root"
   fi
-  "$RUN_PY" -c "import bert_pipeline.train, bert_pipeline.score" \
+  "$RUN_PY" -c "import bert_pipeline.stages.train, bert_pipeline.stages.score" \
     || { log "cannot import the product with $RUN_PY (see the error above)"; exit 1; }
 }
 

@@ -24,7 +24,7 @@ ProblemType = Literal["auto", "single_label", "multi_label"]
 LongText = Literal["truncate", "chunk"]
 Pooling = Literal["auto", "cls", "mean"]
 LONG_TEXT_HELP = ("truncate = read the first max_length tokens; chunk = read every token in windows of max_length with "
-                  "a quarter overlap, the document's logits the mean of its windows' (bert_pipeline/windows.py)")
+                  "a quarter overlap, the document's logits the mean of its windows' (bert_pipeline/modeling/windows.py)")
 Device = Literal["auto", "cpu", "cuda"]
 
 _RUN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -229,14 +229,14 @@ class TokenizeConfig(_Section):
     max_length: int = Field(128, ge=8, le=8192, description="tokens per text; longer texts are truncated (or windowed with long_text: chunk)")
     shard_rows: int = Field(50_000, ge=1, description="rows per Arrow token shard (a curated shard is split if larger)")
     batch_size: int = Field(2_048, ge=1, description="texts per encode_batch call")
-    # Vocabulary coverage (bert_pipeline/coverage.py): what to do about a night the tokenizer cannot read. Not part of
+    # Vocabulary coverage (bert_pipeline/text/coverage.py): what to do about a night the tokenizer cannot read. Not part of
     # the stage fingerprint (NOT_FINGERPRINTED): changing them never re-tokenizes a committed night.
     max_unknown_share: float = Field(
         0.05, ge=0.0, le=1.0, description="share of a night's tokens that may be the unknown token ([UNK]) before "
         "coverage is called poor (a warning naming the scripts and a base model that reads them)")
     on_poor_coverage: Literal["warn", "refuse"] = Field(
         "warn", description="poor coverage: warn = log it and go on; refuse = stop before any token shard is written")
-    # Vocabulary extension (bert_pipeline/vocabulary.py). Not fingerprinted either: the tokenizer it makes is (its
+    # Vocabulary extension (bert_pipeline/text/vocabulary.py). Not fingerprinted either: the tokenizer it makes is (its
     # hash is part of every token shard's fingerprint and of the model version).
     extend_vocabulary: Literal["auto", "on", "off"] = Field(
         "auto", description="add the night's characters (and, in scripts written with spaces, whole words) that the "
@@ -300,7 +300,7 @@ class TrainConfig(_Section):
     champion_tolerance: float = Field(0.0, ge=0.0, le=1.0,
                                       description="a new model may be this much worse in macro-F1 and still win")
     linear_baseline: bool = Field(
-        True, description="also fit TF-IDF + logistic regression on the same training rows (bert_pipeline.baseline), "
+        True, description="also fit TF-IDF + logistic regression on the same training rows (bert_pipeline.evaluation.baseline), "
         "report its validation/test metrics next to the model's, store it in the model folder, and promote the "
         "model only if it beats the baseline's validation macro-F1; false = no baseline, no such check")
     domain_adaptation: Literal["auto", "on", "off"] = Field(
@@ -551,7 +551,7 @@ def empty_block_scalars(text: str) -> list[tuple[int, str, str]]:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    from bert_pipeline.storage import read_text  # local import: storage is heavier than config
+    from bert_pipeline.lake.storage import read_text  # local import: storage is heavier than config
 
     try:
         text = read_text(str(path))

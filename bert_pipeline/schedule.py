@@ -12,9 +12,9 @@ import datetime as dt
 from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 
 STAGES = ("ingest", "curate", "tokenize", "train", "score")
 TABLE_OF = {"ingest": "raw", "curate": "curated", "tokenize": "tokens", "score": "predictions"}  # train: models/

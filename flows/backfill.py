@@ -20,8 +20,8 @@ from pydantic import Field
 
 from bert_pipeline.config import load_config
 from bert_pipeline.errors import PipelineError
-from bert_pipeline.lake import Lake
-from bert_pipeline.models import preflight
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.modeling.models import preflight
 from bert_pipeline.schedule import backfill_dates, night_status, ordered_stages, plan_backfill, today
 from flows.nightly import nightly_flow
 from flows.stages import Config, Overrides, Stages

@@ -16,8 +16,8 @@ from typing import Any
 from bert_pipeline.config import load_config, parse_override
 from bert_pipeline.config_reference import cli_text
 from bert_pipeline.errors import PipelineError
-from bert_pipeline.lake import stage_outcome
-from bert_pipeline.models import preflight
+from bert_pipeline.lake.manifests import stage_outcome
+from bert_pipeline.modeling.models import preflight
 
 # The embedded server's start-up wait is 20 s by default: on a busy 2-core machine (a training job beside it) it took
 # longer and the run failed before any stage started. Prefect reads its settings when first imported, below this.
@@ -77,7 +77,7 @@ MIGRATE_HELP = ("convert a lake written by bert-pipeline before 0.2: manifests t
 
 
 def _migrate(cfg: Any) -> int:
-    from bert_pipeline.migrate import migrate_lake
+    from bert_pipeline.lake.migrate import migrate_lake
     from tasks.stages import load
 
     cfg = load(cfg.model_dump(mode="json"))  # the lake's options from its storage_block, as every task loads them

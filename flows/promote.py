@@ -17,9 +17,9 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
 
-from bert_pipeline import promotion
+from bert_pipeline.evaluation import promotion
 from bert_pipeline.config import load_config
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from flows.stages import Config, Overrides
 from tasks.events import announce_champion
 from tasks.runtime import started_alone

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 
 from bert_pipeline.config import load_config
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.schedule import missing_by_morning
 from flows.stages import Config, Overrides, run_name
 from tasks.runtime import with_scheduled_run_date

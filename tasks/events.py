@@ -20,7 +20,7 @@ from typing import Any
 from prefect.events import emit_event
 
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.schedule import TABLE_OF, commit_event, latest_night
 from tasks.runtime import started_alone
 

@@ -12,9 +12,9 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from bert_pipeline import storage
-from bert_pipeline.lake import stage_outcome
-from bert_pipeline.report import comparison_note
+from bert_pipeline.lake import storage
+from bert_pipeline.lake.manifests import stage_outcome
+from bert_pipeline.stages.report import comparison_note
 
 
 # Too detailed for a summary table: the full metrics are in the model's metrics.json.

@@ -10,14 +10,15 @@ from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
-from bert_pipeline import curate, storage
+from bert_pipeline.stages import curate
+from bert_pipeline.lake import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import is_transient
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline import score
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
-from bert_pipeline.report import write_report
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages import score
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
+from bert_pipeline.stages.report import write_report
 from tasks.reporting import ProgressReporter, publish_report, publish_summary
 
 

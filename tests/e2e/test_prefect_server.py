@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import free_port, read_partition
 
 REPO = Path(__file__).resolve().parents[2]

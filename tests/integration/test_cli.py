@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import read_partition
 
 BIN = Path(sys.executable).parent / "bert-pipeline"

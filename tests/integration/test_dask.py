@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from flows.stages import curate_flow, ingest_flow, score_flow, tokenize_flow, train_flow
 from tests.helpers import read_partition
 from tests.integration.test_flows import write_config
@@ -42,5 +42,5 @@ def test_curate_and_score_shards_run_on_a_dask_cluster(tmp_path: Path, sample_co
     assert sum(name.startswith("score-shard") for name in names) >= 4
     assert sum(name.startswith("curate-prepare") for name in names) >= 4
     with distributed.Client(dask_address) as client:  # the scoring code ran inside the worker processes
-        loaded = client.run(lambda: __import__("sys").modules.get("bert_pipeline.score") is not None)
+        loaded = client.run(lambda: __import__("sys").modules.get("bert_pipeline.stages.score") is not None)
     assert len(loaded) == 2 and any(loaded.values())

@@ -11,7 +11,7 @@ import yaml
 from prefect.client.orchestration import get_client
 
 from bert_pipeline.errors import ConfigError, LakeStateError
-from bert_pipeline.lake import Lake, stage_outcome
+from bert_pipeline.lake.manifests import Lake, stage_outcome
 from flows.nightly import nightly_flow
 from flows.stages import curate_flow, ingest_flow, score_flow, tokenize_flow, train_flow
 from tests.helpers import read_partition
@@ -127,7 +127,7 @@ def test_an_unlabelled_night_then_a_night_of_duplicates(tmp_path: Path, sample_c
 
 
 def test_a_stage_already_running_for_the_date_refuses_a_second_run(tmp_path: Path, sample_config: dict) -> None:
-    from bert_pipeline.lake import stage_lock
+    from bert_pipeline.lake.manifests import stage_lock
 
     config = write_config(tmp_path, sample_config)
     with stage_lock(sample_config["data_root"], "ingest", sample_config["run_date"]):  # another run holds it

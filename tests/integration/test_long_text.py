@@ -12,13 +12,13 @@ import polars as pl
 import pytest
 
 from bert_pipeline.config import load_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.score import Scorer, run_score
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
-from bert_pipeline.windows import Windowing
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.stages.score import Scorer, run_score
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
+from bert_pipeline.modeling.windows import Windowing
 from tests.helpers import build_tiny_model, read_partition
 
 FILLER = ("the parcel came on tuesday and the box was the usual size with a paper insert about the shop the courier "

@@ -14,9 +14,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bert_pipeline import storage
-from bert_pipeline.lake import Lake
-from bert_pipeline.predictions import PREDICTIONS_SCHEMA
+from bert_pipeline.lake import storage
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.lake.predictions import PREDICTIONS_SCHEMA
 from tests.helpers import as_sentence_transformers, build_tiny_model, read_partition
 from tests.integration.test_cli import run_cli
 

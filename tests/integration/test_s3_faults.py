@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import read_partition
 from tests.integration.test_s3 import s3_endpoint  # noqa: F401 - the moto_server fixture
 
@@ -153,7 +153,7 @@ def test_the_pipeline_completes_through_injected_5xx_responses(proxy: FaultProxy
 def test_a_missing_bucket_fails_fast_without_retries(proxy: FaultProxy, sample_config: dict) -> None:
     from bert_pipeline.config import build_config
     from bert_pipeline.errors import is_transient
-    from bert_pipeline.ingest import run_ingest
+    from bert_pipeline.stages.ingest import run_ingest
 
     cfg = build_config(sample_config, {"data_root": "s3://no-such-bucket/lake"})
     started, requests = time.monotonic(), proxy.requests
@@ -168,7 +168,7 @@ def test_bad_credentials_fail_fast_with_a_clear_message(proxy: FaultProxy, sampl
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from bert_pipeline.config import build_config
     from bert_pipeline.errors import is_transient
-    from bert_pipeline.ingest import run_ingest
+    from bert_pipeline.stages.ingest import run_ingest
 
     _s3fs().mkdir("creds-lake")
     proxy.deny_key = "AKIAREVOKED"

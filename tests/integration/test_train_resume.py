@@ -15,10 +15,10 @@ import pytest
 from safetensors.torch import load_file
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
 
 # fp32 pinned: this test tells a resume bug from rounding, and fp32 resumes bit for bit (worst difference 0.0 here,
 # also with emulated bf16). With precision auto, a CPU with native bf16 (avx512_bf16, AMX) trains under bf16 autocast,
@@ -41,7 +41,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path: Path
     shutil.copytree(lake, tmp_path / "reference")
     reference = run_train(build_config(sample_config, {"data_root": str(tmp_path / "reference")}))
 
-    code = ("import json, sys; from bert_pipeline.config import build_config; from bert_pipeline.train import run_train;"
+    code = ("import json, sys; from bert_pipeline.config import build_config; from bert_pipeline.stages.train import run_train;"
             "run_train(build_config(json.loads(sys.argv[1])))")
     child = subprocess.Popen([sys.executable, "-c", code, json.dumps(sample_config)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})

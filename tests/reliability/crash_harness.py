@@ -30,7 +30,7 @@ from typing import Any, Callable
 import polars as pl
 
 from bert_pipeline.config import build_config
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import read_partition
 
 STAGES = ("ingest", "curate", "tokenize", "train", "score")
@@ -70,11 +70,11 @@ def stage_config(base: dict[str, Any], lake: Path) -> dict[str, Any]:
 
 def stage_runner(stage: str) -> Callable[[Any], dict[str, Any]]:
     """The library entry point of a stage (imported here, so a child process pays the imports before READY)."""
-    from bert_pipeline.curate import run_curate
-    from bert_pipeline.ingest import run_ingest
-    from bert_pipeline.score import run_score
-    from bert_pipeline.tokenize import run_tokenize
-    from bert_pipeline.train import run_train
+    from bert_pipeline.stages.curate import run_curate
+    from bert_pipeline.stages.ingest import run_ingest
+    from bert_pipeline.stages.score import run_score
+    from bert_pipeline.stages.tokenize import run_tokenize
+    from bert_pipeline.stages.train import run_train
 
     return {"ingest": run_ingest, "curate": run_curate, "tokenize": run_tokenize, "train": run_train,
             "score": run_score}[stage]

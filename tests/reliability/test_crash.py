@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from tests.reliability.crash_harness import (
     CRASHED, Outcome, check_manifests, compare_rows, crash_stage, harness_config, run_in_process,
 )

@@ -1,4 +1,4 @@
-"""Domain-adaptive pretraining (bert_pipeline/adapt.py) on a tiny BERT: it learns, is reused, resumes exactly after a
+"""Domain-adaptive pretraining (bert_pipeline/training/adapt.py) on a tiny BERT: it learns, is reused, resumes exactly after a
 kill, keeps to its time budget, grows the embeddings for added tokens, and loads as a sequence classifier."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bert_pipeline import storage
-from bert_pipeline.adapt import MANIFEST, AdaptationPlan, adapt
-from bert_pipeline.models import load_tokenizer
+from bert_pipeline.lake import storage
+from bert_pipeline.training.adapt import MANIFEST, AdaptationPlan, adapt
+from bert_pipeline.modeling.models import load_tokenizer
 from tests.helpers import build_tiny_model
 
 ENGLISH = ("the battery dies fast", "delivery was late again", "great price and quality",
@@ -205,7 +205,7 @@ def test_the_loss_over_masked_positions_only_equals_the_models_own(tmp_path: Pat
     """masked_lm_loss runs the head on the masked positions alone; the loss is the one the model computes itself."""
     from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
-    from bert_pipeline.adapt import masked_lm_loss
+    from bert_pipeline.training.adapt import masked_lm_loss
 
     folder = build_tiny_model(tmp_path / "tiny", TEXTS)
     model = AutoModelForMaskedLM.from_pretrained(folder).eval()

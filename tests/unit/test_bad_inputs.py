@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
+from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import read_partition
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
@@ -66,8 +66,8 @@ def test_bad_input(case: str, tmp_path: Path) -> None:
     if "labels" in spec:
         assert set(kept["label"].drop_nulls().to_list()) == set(spec["labels"])
     if "train_error" in spec:
-        from bert_pipeline.tokenize import run_tokenize
-        from bert_pipeline.train import run_train
+        from bert_pipeline.stages.tokenize import run_tokenize
+        from bert_pipeline.stages.train import run_train
 
         run_tokenize(cfg)
         with pytest.raises(InputDataError, match=spec["train_error"]):

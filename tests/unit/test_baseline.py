@@ -12,18 +12,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bert_pipeline import baseline
+from bert_pipeline.evaluation import baseline
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.metrics import classification_report, multilabel_report
-from bert_pipeline.multilabel import multi_hot, predicted_sets
-from bert_pipeline.registry import gate, macro_f1_by_name
-from bert_pipeline.report import write_report
-from bert_pipeline.score import plan_score, run_score, score_shard
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
+from bert_pipeline.modeling.multilabel import multi_hot, predicted_sets
+from bert_pipeline.evaluation.registry import gate, macro_f1_by_name
+from bert_pipeline.stages.report import write_report
+from bert_pipeline.stages.score import plan_score, run_score, score_shard
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
 from tests.helpers import read_partition
 
 GOOD_ZH = ["质量很好", "非常满意", "物流很快", "推荐购买", "性价比高", "包装精美", "五星好评", "用着很舒服"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bert_pipeline.clean import clean_text, dedup_key
-from bert_pipeline.neardup import normal_form
+from bert_pipeline.curation.clean import clean_text, dedup_key
+from bert_pipeline.curation.neardup import normal_form
 
 
 @pytest.mark.parametrize("raw, cleaned", [

@@ -7,7 +7,7 @@ import pytest
 
 from bert_pipeline.config import PipelineConfig, load_config, parse_override
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.storage import exists, resolve_package_url
+from bert_pipeline.lake.storage import exists, resolve_package_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_fingerprint_changes_with_the_section_it_covers() -> None:
 
 def test_an_unreachable_hub_id_is_a_config_error_not_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     from bert_pipeline.errors import is_transient
-    from bert_pipeline.models import load_tokenizer, resolve_model_dir
+    from bert_pipeline.modeling.models import load_tokenizer, resolve_model_dir
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="not in the local Hugging Face cache"):
@@ -96,7 +96,7 @@ def test_null_and_empty_mean_the_defaults() -> None:
 
 
 def test_preflight_refuses_missing_model_folders_before_any_stage(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bert_pipeline.models import preflight
+    from bert_pipeline.modeling.models import preflight
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="train.base_model: 'models/x' is not a folder"):

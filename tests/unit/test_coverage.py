@@ -15,15 +15,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bert_pipeline import coverage as cov
+from bert_pipeline.text import coverage as cov
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
+from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir
-from bert_pipeline.report import coverage_section, write_report
-from bert_pipeline.tokenize import run_tokenize
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.modeling.models import fast_encoder, load_tokenizer, resolve_model_dir
+from bert_pipeline.stages.report import coverage_section, write_report
+from bert_pipeline.stages.tokenize import run_tokenize
 
 ZH_REVIEWS = Path(__file__).parents[1] / "data" / "coverage" / "zh_reviews.txt"
 ENGLISH = ["Great product, fast shipping and the quality is better than I expected!",
@@ -218,7 +218,7 @@ def test_a_rerun_with_only_the_coverage_settings_changed_is_still_a_skip(chinese
     lenient = build_config(data, {"tokenize.max_unknown_share": 0.95})
     rerun = run_tokenize(lenient)
     assert rerun["skipped"] and "warnings" not in rerun and rerun["coverage"] == summary["coverage"]
-    with caplog.at_level(logging.WARNING, logger="bert_pipeline.tokenize"):
+    with caplog.at_level(logging.WARNING, logger="bert_pipeline.stages.tokenize"):
         again = run_tokenize(build_config(data))
     assert again["skipped"] and again["warnings"] == summary["warnings"]  # a skipped rerun still says it
     assert any("poor vocabulary coverage" in r.getMessage() for r in caplog.records)

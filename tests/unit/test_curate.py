@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 
 from bert_pipeline.config import build_config
-from bert_pipeline.clean import clean_text, dedup_key
-from bert_pipeline.curate import assign_split, curate_frame
+from bert_pipeline.curation.clean import clean_text, dedup_key
+from bert_pipeline.stages.curate import assign_split, curate_frame
 
 
 @pytest.mark.parametrize(

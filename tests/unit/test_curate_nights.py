@@ -7,10 +7,10 @@ from pathlib import Path
 import polars as pl
 
 from bert_pipeline.config import build_config
-from bert_pipeline.clean import clean_text
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
+from bert_pipeline.curation.clean import clean_text
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import demo_frame
 
 
@@ -68,8 +68,8 @@ def test_the_same_file_on_a_second_night_is_all_duplicates(tmp_path: Path) -> No
 
 
 def test_a_re_sent_text_with_another_label_is_a_correction_and_disagreeing_copies_all_are() -> None:
-    from bert_pipeline.dedup import cluster_documents
-    from bert_pipeline.neardup import NearDupParams
+    from bert_pipeline.curation.dedup import cluster_documents
+    from bert_pipeline.curation.neardup import NearDupParams
 
     earlier = pl.DataFrame({"doc_id": ["e1", "e2"], "dedup_key": ["k1", "k2"], "label": ["x", None],  # e2: a conflict
                             "run_date": ["2026-01-01"] * 2, "shard": ["part-00000.parquet"] * 2,
@@ -89,7 +89,7 @@ def test_a_re_sent_text_with_another_label_is_a_correction_and_disagreeing_copie
 
 
 def test_corrections_keep_the_newest_night_and_a_disagreeing_night_is_a_conflict(tmp_path: Path) -> None:
-    from bert_pipeline.labels import read_corrections
+    from bert_pipeline.curation.labels import read_corrections
 
     lake = Lake(str(tmp_path / "lake"))
     batches = {"2026-01-02": [("t1", "e1", "y"), ("t2", "e2", "a"), ("t3", "e2", "b")],

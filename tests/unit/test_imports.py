@@ -11,7 +11,7 @@ import bert_pipeline
 
 def test_no_bert_pipeline_module_imports_prefect() -> None:
     modules = sorted(m.name for m in pkgutil.walk_packages(bert_pipeline.__path__, "bert_pipeline."))
-    assert {"bert_pipeline.config", "bert_pipeline.score", "bert_pipeline.train"} <= set(modules)
+    assert {"bert_pipeline.config", "bert_pipeline.stages.score", "bert_pipeline.stages.train"} <= set(modules)
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
@@ -33,14 +33,40 @@ def test_tasks_do_not_import_flows() -> None:
 def test_library_modules_import_in_one_direction() -> None:
     """No import circles: the stage modules sit above the helpers they use, never the other way round."""
     below = {  # module -> stage modules it must not load (directly or through anything it imports)
-        "bert_pipeline.distributed": ["bert_pipeline.train", "bert_pipeline.registry"],
-        "bert_pipeline.registry": ["bert_pipeline.train", "bert_pipeline.score"],
-        "bert_pipeline.trainset": ["bert_pipeline.train", "bert_pipeline.registry", "bert_pipeline.score"],
-        "bert_pipeline.inference": ["bert_pipeline.train", "bert_pipeline.score"],
-        "bert_pipeline.labels": ["bert_pipeline.curate", "bert_pipeline.ingest", "bert_pipeline.train"],
+        "bert_pipeline.training.distributed": ["bert_pipeline.stages.train", "bert_pipeline.evaluation.registry"],
+        "bert_pipeline.evaluation.registry": ["bert_pipeline.stages.train", "bert_pipeline.stages.score"],
+        "bert_pipeline.training.trainset": ["bert_pipeline.stages.train", "bert_pipeline.evaluation.registry", "bert_pipeline.stages.score"],
+        "bert_pipeline.modeling.inference": ["bert_pipeline.stages.train", "bert_pipeline.stages.score"],
+        "bert_pipeline.curation.labels": ["bert_pipeline.stages.curate", "bert_pipeline.stages.ingest", "bert_pipeline.stages.train"],
+        "bert_pipeline.training.adapt": ["bert_pipeline.stages.train"],
+        "bert_pipeline.modeling.pooling": ["bert_pipeline.modeling.models"],
     }
     for module, forbidden in below.items():
         code = f"import sys, {module}; print(sorted(set({forbidden!r}) & set(sys.modules)))"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "[]", f"{module} loads {result.stdout.strip()}"
+
+
+# The sub-packages in the order they may import each other: each only from those before it (and the top-level
+# config, errors, progress, schedule modules); docs/reference/layout.md draws the same.
+LAYERS = ["lake", "curation", "modeling", "text", "training", "evaluation", "stages"]
+
+
+def test_sub_packages_import_only_the_layers_below_them() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parents[2] / "bert_pipeline"
+    wrong = []
+    for layer, package in enumerate(LAYERS):
+        for path in sorted((root / package).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                         [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "bert_pipeline" and len(parts) > 1 and parts[1] in LAYERS \
+                            and LAYERS.index(parts[1]) > layer:
+                        wrong.append(f"{path.relative_to(root.parent)} imports {name}")
+    assert not wrong, wrong

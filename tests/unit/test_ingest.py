@@ -12,8 +12,8 @@ import zstandard
 
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import ConfigError, InputDataError
-from bert_pipeline.ingest import decode_text, expand_sources, read_source, run_ingest
-from bert_pipeline.lake import Lake
+from bert_pipeline.stages.ingest import decode_text, expand_sources, read_source, run_ingest
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import read_partition
 
 CSV = 'id,text,label\n1,"first line\nsecond line, with comma",pos\n2,"he said ""hi""",neg\n3,plain,\n'

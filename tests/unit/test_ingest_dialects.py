@@ -13,8 +13,8 @@ import pytest
 
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import ConfigError, InputDataError
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import read_partition
 
 

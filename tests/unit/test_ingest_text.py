@@ -14,8 +14,8 @@ import pytest
 
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.ingest import decode_text, run_ingest, split_lines
-from bert_pipeline.lake import Lake
+from bert_pipeline.stages.ingest import decode_text, run_ingest, split_lines
+from bert_pipeline.lake.manifests import Lake
 from tests.helpers import read_partition
 
 # characters str.splitlines ends a line at, though they are text inside one
@@ -78,7 +78,7 @@ def test_a_lone_surrogate_becomes_u_fffd_and_is_flagged_by_line(tmp_path: Path,
         '{"text": "path C:\\\\ud800 is text", "label": "a"}\n'  # an escaped backslash: the text \ud800
         '{"text": "low \\udc00 alone\u2028still", "label": "c\\udfff"}\n'  # a low half alone, in a label too
     )
-    with caplog.at_level(logging.WARNING, logger="bert_pipeline.ingest"):
+    with caplog.at_level(logging.WARNING, logger="bert_pipeline.stages.ingest"):
         summary, raw, manifest = ingest(tmp_path, path, label_column="label")
     assert raw["text"].to_list() == ["fine 中文", "bad \ufffd here", "emoji \U0001F600 pair", "path C:\\ud800 is text",
                                      "low \ufffd alone\u2028still"]

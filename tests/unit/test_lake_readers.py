@@ -19,15 +19,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
+from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.migrate import migrate_lake
-from bert_pipeline.models import preflight
-from bert_pipeline.predictions import PREDICTIONS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
-from bert_pipeline.score import run_score
-from bert_pipeline.tokenize import run_tokenize
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.lake.migrate import migrate_lake
+from bert_pipeline.modeling.models import preflight
+from bert_pipeline.lake.predictions import PREDICTIONS_SCHEMA, SCHEMA_VERSION, SCHEMA_VERSION_KEY
+from bert_pipeline.stages.score import run_score
+from bert_pipeline.stages.tokenize import run_tokenize
 from tests.helpers import build_tiny_model, code_blocks, demo_frame
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -204,7 +204,7 @@ def test_lake_dataset_reads_only_committed_partitions(lake_root: Path, tmp_path:
 KILLED_MID_WRITE = """
 import os, sys
 import pyarrow as pa
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 os.replace = lambda *args: os._exit(9)  # dies as kill -9 would: after the bytes are written, before the rename
 storage.write_parquet_atomic(sys.argv[1], pa.table({"doc_id": ["x"]}))
 """
@@ -298,7 +298,7 @@ def test_a_replacement_killed_in_its_swap_is_repaired_not_trusted(lake_root: Pat
     """Rescoring night 2 (scored by model-3) with model-2 dies right after swapping its folder in. Rerun with model-2:
     only the commit is left (nothing rescored). Rerun with model-3, as the next night would: the old manifest must
     not vouch for model-2's rows, so everything is rescored rather than skipped."""
-    from bert_pipeline import storage
+    from bert_pipeline.lake import storage
 
     shutil.copytree(lake_root, tmp_path / "lake")
     base = {"data_root": str(tmp_path / "lake"), "run_date": NIGHTS[1]}

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.lake import lock_url, stage_lock
+from bert_pipeline.lake.manifests import lock_url, stage_lock
 
 HOLD = """
 import sys, time
-from bert_pipeline.lake import stage_lock
+from bert_pipeline.lake.manifests import stage_lock
 try:
     with stage_lock(sys.argv[1], "score", "2026-11-27"):
         print("HELD", flush=True)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bert_pipeline.metrics import classification_report
+from bert_pipeline.evaluation.metrics import classification_report
 
 
 def test_report_matches_hand_computed_values() -> None:

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
+from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.models import dropout_keys, preflight
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import new_classifier, run_train
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.modeling.models import dropout_keys, preflight
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import new_classifier, run_train
 from flows import cli
 from tests.helpers import build_tiny_model
 

@@ -14,17 +14,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
+from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.models import (
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.modeling.models import (
     casing_warnings, check_label_names, default_model_dir, lake_labels, load_tokenizer, preflight, resolve_model_dir,
 )
-from bert_pipeline.score import resolve_scoring_model
-from bert_pipeline.tokenize import run_tokenize
+from bert_pipeline.stages.score import resolve_scoring_model
+from bert_pipeline.stages.tokenize import run_tokenize
 from tests.helpers import build_tiny_model
 
 TEXTS = ["The food was lovely today", "Our visit was awful and the staff were rude", "Paris in May, said Anna",
@@ -85,7 +85,7 @@ def test_labels_disjoint_from_the_lake_are_named_in_a_warning(tmp_path: Path, ca
                               {"label_names": ["neutral", '["negative","positive"]']})
     assert lake_labels(str(lake)) == ["negative", "neutral", "positive"]
     cfg = build_config({"data_root": str(lake), "score": {"model": str(folder)}})
-    with caplog.at_level(logging.WARNING, logger="bert_pipeline.models"):
+    with caplog.at_level(logging.WARNING, logger="bert_pipeline.modeling.models"):
         preflight(cfg, ["score"])
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"score.model: {folder} predicts ['clean', 'toxic'], none of which is a label of this lake "
@@ -93,7 +93,7 @@ def test_labels_disjoint_from_the_lake_are_named_in_a_warning(tmp_path: Path, ca
                         "lake's labels"]
     caplog.clear()
     overlapping = build_tiny_model(tmp_path / "overlap", TEXTS, vocab_size=120, labels=["negative", "other"])
-    with caplog.at_level(logging.WARNING, logger="bert_pipeline.models"):
+    with caplog.at_level(logging.WARNING, logger="bert_pipeline.modeling.models"):
         check_label_names(str(overlapping), "score.model", lake_labels(str(lake)))
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
@@ -133,7 +133,7 @@ def uncased_vocab_without_lowercasing(folder: Path) -> Path:
 def test_an_uncased_vocabulary_read_without_lowercasing_is_named(tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     folder = uncased_vocab_without_lowercasing(tmp_path / "cased-normalizer")
-    with caplog.at_level(logging.WARNING, logger="bert_pipeline.models"):
+    with caplog.at_level(logging.WARNING, logger="bert_pipeline.modeling.models"):
         tokenizer = load_tokenizer(str(folder))
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert logged == casing_warnings(tokenizer, str(folder)) and len(logged) == 1

@@ -10,8 +10,8 @@ import pytest
 
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.models import default_model_dir, fast_encoder, load_tokenizer, max_positions, preflight
-from bert_pipeline.tokenize import encode_texts
+from bert_pipeline.modeling.models import default_model_dir, fast_encoder, load_tokenizer, max_positions, preflight
+from bert_pipeline.text.encoding import encode_texts
 from flows import cli
 
 STAGES = ["ingest", "curate", "tokenize", "train", "score"]

@@ -13,12 +13,12 @@ import pytest
 
 from bert_pipeline.config import IngestConfig, load_config
 from bert_pipeline.errors import ConfigError, InputDataError
-from bert_pipeline.ingest import expand_sources, read_source
-from bert_pipeline.labels import canonical_label, canonical_labels, check_label_spellings, label_set, member_labels
-from bert_pipeline.metrics import multilabel_report
-from bert_pipeline.multilabel import multi_hot, problem_type, tune_thresholds
-from bert_pipeline.predictions import PREDICTIONS_SCHEMA, ScoredBy, prediction_table
-from bert_pipeline.registry import constant_baseline, gate, macro_f1_by_name
+from bert_pipeline.stages.ingest import expand_sources, read_source
+from bert_pipeline.curation.labels import canonical_label, canonical_labels, check_label_spellings, label_set, member_labels
+from bert_pipeline.evaluation.metrics import multilabel_report
+from bert_pipeline.modeling.multilabel import multi_hot, problem_type, tune_thresholds
+from bert_pipeline.lake.predictions import PREDICTIONS_SCHEMA, ScoredBy, prediction_table
+from bert_pipeline.evaluation.registry import constant_baseline, gate, macro_f1_by_name
 
 
 def test_label_sets_have_one_canonical_form_whatever_the_input() -> None:
@@ -215,8 +215,8 @@ def test_a_single_label_model_from_a_multilabel_base_is_single_label(tmp_path: P
     from transformers import AutoConfig
 
     from bert_pipeline.config import TrainConfig
-    from bert_pipeline.multilabel import is_multi_label
-    from bert_pipeline.train import new_classifier
+    from bert_pipeline.modeling.multilabel import is_multi_label
+    from bert_pipeline.stages.train import new_classifier
     from tests.helpers import build_tiny_model
 
     base = build_tiny_model(tmp_path / "base", ["refund please", "login broken"], vocab_size=60)
@@ -230,8 +230,8 @@ def test_a_single_label_model_from_a_multilabel_base_is_single_label(tmp_path: P
 
 def test_class_weights_auto_is_on_for_multilabel_only() -> None:
     from bert_pipeline.config import TrainConfig
-    from bert_pipeline.train import class_weight_tensor, weighted_loss
-    from bert_pipeline.trainset import SplitData
+    from bert_pipeline.stages.train import class_weight_tensor, weighted_loss
+    from bert_pipeline.training.trainset import SplitData
 
     multi = SplitData([np.zeros(3)] * 4, np.array([[1, 0], [0, 0], [0, 0], [1, 1]], np.float32))
     single = SplitData([np.zeros(3)] * 4, np.array([0, 1, 1, 1]))
@@ -244,7 +244,7 @@ def test_class_weights_auto_is_on_for_multilabel_only() -> None:
 
 
 def test_labels_without_training_rows_are_counted_and_left_out_of_the_sets() -> None:
-    from bert_pipeline.trainset import unseen_labels, without_labels_outside
+    from bert_pipeline.training.trainset import unseen_labels, without_labels_outside
 
     known = ["billing", "refund", "账单"]
     by_split = {

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import curate_frame
-from bert_pipeline.neardup import (
+from bert_pipeline.stages.curate import curate_frame
+from bert_pipeline.curation.neardup import (
     NearDupParams, UnionFind, candidate_pairs, exact_jaccard, find_near_duplicates, lsh_params, normal_form,
     shingle_hashes,
 )
@@ -92,9 +92,9 @@ def test_helpers() -> None:
 
 
 def test_a_corpus_without_spaces_and_many_repeats(tmp_path) -> None:
-    from bert_pipeline.curate import run_curate
-    from bert_pipeline.ingest import run_ingest
-    from bert_pipeline.lake import Lake
+    from bert_pipeline.stages.curate import run_curate
+    from bert_pipeline.stages.ingest import run_ingest
+    from bert_pipeline.lake.manifests import Lake
     from tests.helpers import cjk_corpus
 
     texts, edits = cjk_corpus()

@@ -408,7 +408,7 @@ def test_spans_from_token_tags_skips_special_tokens_and_averages_scores() -> Non
 @pytest.fixture(scope="module")
 def tokenizer():
     transformers = pytest.importorskip("transformers")
-    from bert_pipeline.models import resolve_model_dir
+    from bert_pipeline.modeling.models import resolve_model_dir
 
     return transformers.AutoTokenizer.from_pretrained(resolve_model_dir(""))
 

@@ -10,14 +10,14 @@ import polars as pl
 import pytest
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
+from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.models import fast_encoder, load_tokenizer
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
-from bert_pipeline.trainset import load_training_set, plan_training_set
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.modeling.models import fast_encoder, load_tokenizer
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
+from bert_pipeline.training.trainset import load_training_set, plan_training_set
 from tests.helpers import demo_frame, read_partition
 
 SENTIMENT_CODE = {"negative": 0, "neutral": 1, "positive": 2}

@@ -8,12 +8,12 @@ from pathlib import Path
 import polars as pl
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.labels import apply_corrections, read_corrections
-from bert_pipeline.lake import Lake
-from bert_pipeline.registry import lineage_refusal
-from bert_pipeline.trainset import newest_versions
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.curation.labels import apply_corrections, read_corrections
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.evaluation.registry import lineage_refusal
+from bert_pipeline.training.trainset import newest_versions
 from tests.helpers import read_partition
 
 EARLY, LATE = "2026-05-01", "2026-05-03"

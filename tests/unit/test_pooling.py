@@ -1,4 +1,4 @@
-"""Mean pooling (`bert_pipeline.pooling`) on tiny models built here: the masked mean ignores padding, the choice
+"""Mean pooling (`bert_pipeline.modeling.pooling`) on tiny models built here: the masked mean ignores padding, the choice
 survives save and load through `load_classifier` (and only through it), and `auto` follows the base model's own
 sentence-transformers pooling for multi-label training only."""
 
@@ -12,9 +12,9 @@ from safetensors import safe_open
 
 from bert_pipeline.config import TrainConfig
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.models import load_classifier
-from bert_pipeline.pooling import MeanPooling, apply_pooling, base_pools_by_mean, choose_pooling
-from bert_pipeline.train import new_classifier
+from bert_pipeline.modeling.models import load_classifier
+from bert_pipeline.modeling.pooling import MeanPooling, apply_pooling, base_pools_by_mean, choose_pooling
+from bert_pipeline.stages.train import new_classifier
 from tests.helpers import as_sentence_transformers, build_tiny_model
 
 TEXTS = ["the parcel is late again", "refund my invoice please", "login fails with error 500", "merci beaucoup",

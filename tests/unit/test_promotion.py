@@ -1,4 +1,4 @@
-"""Promotion with a human say (bert_pipeline/promotion.py): pending, approved, rejected, expired, superseded."""
+"""Promotion with a human say (bert_pipeline/evaluation/promotion.py): pending, approved, rejected, expired, superseded."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bert_pipeline import promotion, registry
+from bert_pipeline.evaluation import promotion
+from bert_pipeline.evaluation import registry
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 
 GATE = {"promoted": True, "reason": "validation macro-F1 0.8000 beats or ties champion old at 0.7000",
         "new_validation_macro_f1": 0.8, "champion_validation_macro_f1": 0.7, "baseline_validation_macro_f1": 0.3,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bert_pipeline.registry import gate, macro_f1_by_name, majority_label
+from bert_pipeline.evaluation.registry import gate, macro_f1_by_name, majority_label
 
 CHAMPION = {"model_version": "2026-01-01-aaaa", "validation_macro_f1": 0.9, "label_names": ["neg", "pos"]}
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.config import build_config
-from bert_pipeline.lake import Lake, shard_name
-from bert_pipeline.predictions import PREDICTIONS_SCHEMA
-from bert_pipeline.report import comparison_note, previous_night, write_report
+from bert_pipeline.lake.manifests import Lake, shard_name
+from bert_pipeline.lake.predictions import PREDICTIONS_SCHEMA
+from bert_pipeline.stages.report import comparison_note, previous_night, write_report
 
 
 def commit_predictions(lake: Lake, run_date: str, labels: list[str]) -> None:

@@ -11,8 +11,8 @@ import torch
 
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import ConfigError, LakeStateError
-from bert_pipeline.lake import Lake
-from bert_pipeline.models import load_classifier, preflight
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.modeling.models import load_classifier, preflight
 
 
 def test_a_pickle_only_checkpoint_is_refused(tmp_path: Path, tiny_model: Path) -> None:

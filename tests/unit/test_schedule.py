@@ -13,10 +13,10 @@ from uuid import uuid4
 
 import pytest
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.lake import Lake
+from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.schedule import (
     MAX_BACKFILL_DAYS, backfill_dates, commit_event, explicit_run_date, latest_night, missing_by_morning,
     night_status, ordered_stages, plan_backfill, scheduled_run_date, today,

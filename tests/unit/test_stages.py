@@ -10,16 +10,16 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
+from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.score import run_score, token_budget_batches
-from bert_pipeline.tokenize import read_arrow, run_tokenize
-from bert_pipeline.optimization import length_grouped_batches
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.stages.score import run_score, token_budget_batches
+from bert_pipeline.stages.tokenize import read_arrow, run_tokenize
+from bert_pipeline.training.optimization import length_grouped_batches
+from bert_pipeline.stages.train import run_train
 from tests.helpers import build_tiny_model, read_partition
 
 
@@ -59,7 +59,7 @@ def test_stages_end_to_end_conserve_rows_and_score_every_curated_row(pipeline: t
     meta = storage.parquet_metadata(lake.shard_urls("predictions", cfg.run_date,
                                                     lake.read_manifest("predictions", cfg.run_date))[0])
     assert meta["bert_pipeline.model_version"] == trained["model_version"]
-    from bert_pipeline.inference import cpu_has_native_bf16
+    from bert_pipeline.modeling.inference import cpu_has_native_bf16
 
     assert meta["bert_pipeline.precision"] == ("bfloat16" if cpu_has_native_bf16() else "fp32")
     assert len(meta["bert_pipeline.tokenizer_hash"]) == 16
@@ -197,8 +197,8 @@ def test_a_model_that_learned_nothing_is_kept_but_never_promoted(pipeline: tuple
 def test_auto_precision_follows_native_bf16_for_scoring_and_training(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from bert_pipeline import inference
-    from bert_pipeline.optimization import training_precision
+    from bert_pipeline.modeling import inference
+    from bert_pipeline.training.optimization import training_precision
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
@@ -213,7 +213,7 @@ def test_auto_precision_follows_native_bf16_for_scoring_and_training(monkeypatch
 
 def test_forced_and_replacing_runs_swap_the_partition_whole(pipeline: tuple, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from bert_pipeline import score
+    from bert_pipeline.stages import score
 
     cfg, lake, (*_, trained, first) = pipeline
     folder = Path(lake.partition("predictions", cfg.run_date))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 
 
 def test_join_keeps_scheme_and_single_separators() -> None:

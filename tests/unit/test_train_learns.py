@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.tokenize import run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
 from tests.helpers import build_tiny_model
 
 GOOD = ["great", "lovely", "excellent", "wonderful", "superb", "amazing"]

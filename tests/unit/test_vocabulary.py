@@ -16,17 +16,17 @@ import pyarrow.compute as pc
 import pytest
 import torch
 
-from bert_pipeline import coverage as cov
-from bert_pipeline import vocabulary
+from bert_pipeline.text import coverage as cov
+from bert_pipeline.text import vocabulary
 from bert_pipeline.config import build_config
-from bert_pipeline.curate import run_curate
-from bert_pipeline.ingest import run_ingest
-from bert_pipeline.lake import Lake
-from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
-from bert_pipeline.report import coverage_section, write_report
-from bert_pipeline.score import run_score
-from bert_pipeline.tokenize import read_arrow, run_tokenize
-from bert_pipeline.train import run_train
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.modeling.models import fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
+from bert_pipeline.stages.report import coverage_section, write_report
+from bert_pipeline.stages.score import run_score
+from bert_pipeline.stages.tokenize import read_arrow, run_tokenize
+from bert_pipeline.stages.train import run_train
 from tests.helpers import build_tiny_model, demo_frame
 from tests.unit.test_coverage import byte_level_tokenizer, tiny_wordpiece, zh_reviews
 
@@ -206,7 +206,7 @@ def test_the_model_grows_its_embeddings_carries_the_tokenizer_and_rescores_older
 
 
 def storage_manifest(model_uri: str) -> dict:
-    from bert_pipeline import storage
+    from bert_pipeline.lake import storage
 
     return storage.read_json(storage.join(model_uri, "_manifest.json"))
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bert_pipeline.models import fast_encoder, load_tokenizer, resolve_model_dir
-from bert_pipeline.windows import Windowing, mean_by_document
+from bert_pipeline.modeling.models import fast_encoder, load_tokenizer, resolve_model_dir
+from bert_pipeline.modeling.windows import Windowing, mean_by_document
 
 
 @pytest.fixture(scope="module")

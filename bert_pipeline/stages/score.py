@@ -32,22 +32,23 @@ import pyarrow as pa
 import torch
 import xxhash
 
-from bert_pipeline import baseline, storage
+from bert_pipeline.evaluation import baseline
+from bert_pipeline.lake import storage
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.progress import Progress
-from bert_pipeline.lake import SHARD_FINGERPRINT, STAGING, Lake, fingerprint, manifest_matches, shard_matches, shard_name
-from bert_pipeline.models import (
+from bert_pipeline.lake.manifests import SHARD_FINGERPRINT, STAGING, Lake, fingerprint, manifest_matches, shard_matches, shard_name
+from bert_pipeline.modeling.models import (
     CACHE_DIR, check_label_names, fast_encoder, folder_content_hash, lake_labels, load_classifier, load_tokenizer,
     resolve_model_dir, tokenizer_hash,
 )
-from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
-from bert_pipeline.tokenize import encode_texts
-from bert_pipeline.inference import autocast, collate, pick_device, pick_precision
-from bert_pipeline.calibration import softmax
-from bert_pipeline.multilabel import is_multi_label, sigmoid, thresholds_of
-from bert_pipeline.registry import committed_models
-from bert_pipeline.windows import Windowing, mean_by_document
+from bert_pipeline.lake.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
+from bert_pipeline.text.encoding import encode_texts
+from bert_pipeline.modeling.inference import autocast, collate, pick_device, pick_precision
+from bert_pipeline.training.calibration import softmax
+from bert_pipeline.modeling.multilabel import is_multi_label, sigmoid, thresholds_of
+from bert_pipeline.evaluation.registry import committed_models
+from bert_pipeline.modeling.windows import Windowing, mean_by_document
 
 log = logging.getLogger(__name__)
 

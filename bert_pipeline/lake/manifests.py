@@ -16,7 +16,7 @@ The partition folders hold only data files, and `run_date` lives only in the fol
 common reader reads a whole table: polars and duckdb on a glob or the folder, pyarrow.dataset, pandas.read_parquet.
 A `run_date` column inside the files as well made pyarrow and pandas refuse ("string vs dictionary"), and a
 manifest beside the files made polars refuse a folder ("paths with different file extensions"); lakes written that
-way (format 1) are refused with the command that migrates them (bert_pipeline/migrate.py).
+way (format 1) are refused with the command that migrates them (bert_pipeline/lake/migrate.py).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ from typing import Any, Iterable, Iterator, Mapping
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from bert_pipeline import __version__, storage
+from bert_pipeline import __version__
+from bert_pipeline.lake import storage
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.predictions import PREDICTIONS_SCHEMA
+from bert_pipeline.lake.predictions import PREDICTIONS_SCHEMA
 
 MANIFEST = "_manifest.json"  # a model folder's commit record
 MANIFESTS = "_manifests"  # <root>/_manifests/<area>/run_date=YYYY-MM-DD.json: partitions' commit records

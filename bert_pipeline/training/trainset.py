@@ -31,14 +31,14 @@ import pyarrow.compute as pc
 
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.labels import (
+from bert_pipeline.curation.labels import (
     apply_corrections, canonical_label, canonical_labels, check_label_spellings, encode_label_set, label_set,
     member_labels,
     read_corrections,
 )
-from bert_pipeline.multilabel import multi_hot, problem_type
-from bert_pipeline.lake import Lake
-from bert_pipeline.tokenize import encode_texts
+from bert_pipeline.modeling.multilabel import multi_hot, problem_type
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.text.encoding import encode_texts
 
 SPLITS = ("train", "validation", "test")
 ROWS_SCHEMA = pa.schema([("doc_id", pa.string()), ("input_ids", pa.list_(pa.uint32())), ("label", pa.string()),

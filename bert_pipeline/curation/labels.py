@@ -35,7 +35,7 @@ import polars as pl
 from bert_pipeline.errors import InputDataError
 
 if TYPE_CHECKING:
-    from bert_pipeline.lake import Lake
+    from bert_pipeline.lake.manifests import Lake
 
 # integral numbers written as text: optional sign, no leading zeros, optional all-zero fraction ("1", "-3", "1.00")
 _INTEGRAL_TEXT = re.compile(r"^[+-]?(0|[1-9][0-9]*)(\.0*)?$")

@@ -24,18 +24,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.inference import predict_logits
-from bert_pipeline.lake import Lake, utc_now
-from bert_pipeline.metrics import classification_report, multilabel_report
-from bert_pipeline.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
-from bert_pipeline.multilabel import (
+from bert_pipeline.modeling.inference import predict_logits
+from bert_pipeline.lake.manifests import Lake, utc_now
+from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
+from bert_pipeline.modeling.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
+from bert_pipeline.modeling.multilabel import (
     is_multi_label, multi_hot, names_of, predicted_sets, sigmoid, thresholds_of, tune_thresholds,
 )
-from bert_pipeline.tokenize import encode_texts
-from bert_pipeline.trainset import SplitData, texts_of
-from bert_pipeline.windows import Windowing
+from bert_pipeline.text.encoding import encode_texts
+from bert_pipeline.training.trainset import SplitData, texts_of
+from bert_pipeline.modeling.windows import Windowing
 
 Answer = str | tuple[str, ...]  # one row's label(s) by name: a label, or a multi-label row's set in label order
 

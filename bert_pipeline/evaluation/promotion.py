@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from bert_pipeline import registry, storage
+from bert_pipeline.evaluation import registry
+from bert_pipeline.lake import storage
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.lake import Lake, utc_now
+from bert_pipeline.lake.manifests import Lake, utc_now
 
 Policy = Literal["auto", "approve"]
 FINAL_STATES = ("approved", "rejected", "expired", "superseded")

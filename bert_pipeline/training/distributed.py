@@ -2,7 +2,7 @@
 DDP; NCCL on GPUs, gloo on CPUs). Rank 0 writes checkpoints and the model; every rank replays the same
 deterministic batch order and takes every world-th optimizer step of it, so gradients average over world x batch.
 
-    python -m torch.distributed.run --standalone --nproc_per_node=N -m bert_pipeline.train CONFIG.json
+    python -m torch.distributed.run --standalone --nproc_per_node=N -m bert_pipeline.stages.train CONFIG.json
 
 This module knows nothing of training: `launch` starts any module's `python -m` entry point under torchrun, and
 `process_group` is what that entry point wraps its work in.

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from bert_pipeline.windows import Windowing, mean_by_document
+from bert_pipeline.modeling.windows import Windowing, mean_by_document
 
 
 def pick_device(name: str) -> torch.device:
@@ -65,7 +65,7 @@ def predict_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int,
                    device: torch.device, precision: str = "auto", windowing: Windowing | None = None) -> np.ndarray:
     """Logits [rows, num_labels] float32 of token-id sequences, in input order (batched by sorted length), under
     the autocast dtype `pick_precision(precision, device)` chooses. With `windowing`, sequences are whole documents:
-    each is read in windows and its logits are the mean of its windows' (bert_pipeline/windows.py)."""
+    each is read in windows and its logits are the mean of its windows' (bert_pipeline/modeling/windows.py)."""
     if windowing is not None:
         windows, document = windowing.split(sequences)
         return mean_by_document(predict_logits(model, windows, batch_size, pad_id, device, precision), document,

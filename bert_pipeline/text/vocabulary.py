@@ -36,8 +36,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from bert_pipeline import storage
-from bert_pipeline.coverage import NO_SPACE_SCRIPTS, CoverageCounter, text_script
+from bert_pipeline.lake import storage
+from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, CoverageCounter, text_script
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def current_extension(root: str, base_hash: str) -> dict[str, Any] | None:
 def load_extension(folder: str, token_hash: str) -> Any:
     """The extended tokenizer kept in the lake at `folder` (a local path or a URL: copied once into the local cache,
     under its hash, as it never changes)."""
-    from bert_pipeline.models import CACHE_DIR, load_tokenizer
+    from bert_pipeline.modeling.models import CACHE_DIR, load_tokenizer
 
     return load_tokenizer(storage.download_folder(folder, str(CACHE_DIR / "tokenizers" / token_hash)))
 

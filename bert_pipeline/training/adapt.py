@@ -42,11 +42,11 @@ import numpy as np
 import torch
 import xxhash
 
-from bert_pipeline import storage
-from bert_pipeline.inference import autocast
-from bert_pipeline.lake import utc_now
-from bert_pipeline.models import fast_encoder, require_safetensors
-from bert_pipeline.optimization import length_grouped_batches, make_optimizer, training_precision, warmup_linear
+from bert_pipeline.lake import storage
+from bert_pipeline.modeling.inference import autocast
+from bert_pipeline.lake.manifests import utc_now
+from bert_pipeline.modeling.models import fast_encoder, require_safetensors
+from bert_pipeline.training.optimization import length_grouped_batches, make_optimizer, training_precision, warmup_linear
 from bert_pipeline.progress import Progress
 
 log = logging.getLogger(__name__)

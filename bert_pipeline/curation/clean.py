@@ -11,7 +11,7 @@ import polars as pl
 import xxhash
 
 from bert_pipeline.config import CurateConfig
-from bert_pipeline.neardup import normal_form
+from bert_pipeline.curation.neardup import normal_form
 
 _TAG = re.compile(r"</?[A-Za-z!][^<>]{0,500}>")  # an HTML tag; leaves "<3" and "a < b" alone
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")

@@ -9,7 +9,7 @@ labelled rows (`trainset`); the result is a versioned HF folder under models/<mo
 gate promotes to champion only if it beats the best constant answer (the majority-class baseline for single-label)
 and the champion (`registry`).
 
-Several processes: `python -m torch.distributed.run --nproc_per_node=N -m bert_pipeline.train CONFIG.json`, which
+Several processes: `python -m torch.distributed.run --nproc_per_node=N -m bert_pipeline.stages.train CONFIG.json`, which
 `train.devices: N` runs for you (`distributed.launch`).
 
 Multi-label training sets (`multilabel`) train one sigmoid output per label with binary cross-entropy and tune a
@@ -33,33 +33,35 @@ import pyarrow.compute as pc
 import torch
 import xxhash
 
-from bert_pipeline import baseline as linear_baseline
-from bert_pipeline import coverage as cov
-from bert_pipeline import promotion, registry, storage
-from bert_pipeline.adapt import AdaptationPlan, adapt
-from bert_pipeline.adapt import committed as adapt_committed
-from bert_pipeline.calibration import expected_calibration_error, fit_temperature, nll, softmax
-from bert_pipeline.checkpoint import CheckpointStore
-from bert_pipeline.checkpoint import Progress as Checkpoint
+from bert_pipeline.evaluation import baseline as linear_baseline
+from bert_pipeline.text import coverage as cov
+from bert_pipeline.evaluation import promotion
+from bert_pipeline.evaluation import registry
+from bert_pipeline.lake import storage
+from bert_pipeline.training.adapt import AdaptationPlan, adapt
+from bert_pipeline.training.adapt import committed as adapt_committed
+from bert_pipeline.training.calibration import expected_calibration_error, fit_temperature, nll, softmax
+from bert_pipeline.training.checkpoint import CheckpointStore
+from bert_pipeline.training.checkpoint import Progress as Checkpoint
 from bert_pipeline.config import PipelineConfig, TrainConfig
-from bert_pipeline.distributed import Dist, launch, process_group
-from bert_pipeline.inference import autocast, collate, pick_device, predict_logits
-from bert_pipeline.lake import Lake, fingerprint, utc_now
-from bert_pipeline.metrics import classification_report, multilabel_report
-from bert_pipeline.models import (
+from bert_pipeline.training.distributed import Dist, launch, process_group
+from bert_pipeline.modeling.inference import autocast, collate, pick_device, predict_logits
+from bert_pipeline.lake.manifests import Lake, fingerprint, utc_now
+from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
+from bert_pipeline.modeling.models import (
     check_dropout, fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir,
     tokenizer_hash,
 )
-from bert_pipeline.models import dropout_overrides as models_dropout_overrides
-from bert_pipeline.pooling import POOLING_KEY, apply_pooling, choose_pooling, reads_missing_pooler
-from bert_pipeline.optimization import length_grouped_batches, make_optimizer, training_precision, warmup_linear
-from bert_pipeline.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
+from bert_pipeline.modeling.models import dropout_overrides as models_dropout_overrides
+from bert_pipeline.modeling.pooling import POOLING_KEY, apply_pooling, choose_pooling, reads_missing_pooler
+from bert_pipeline.training.optimization import length_grouped_batches, make_optimizer, training_precision, warmup_linear
+from bert_pipeline.modeling.multilabel import HF_MULTI_LABEL, names_of, predicted_sets, sigmoid, tune_thresholds
 from bert_pipeline.progress import Progress
-from bert_pipeline.trainset import (
+from bert_pipeline.training.trainset import (
     SplitData, TrainingSet, TrainingSetPlan, load_training_set, plan_training_set, texts_of, window_start,
 )
-from bert_pipeline.vocabulary import grow_embeddings, load_extension
-from bert_pipeline.windows import Windowing
+from bert_pipeline.text.vocabulary import grow_embeddings, load_extension
+from bert_pipeline.modeling.windows import Windowing
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +336,7 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
         return run.summary(done, skipped=True)
     dist = Dist.from_env()
     if cfg.train.devices > 1 and not dist.active:
-        launch("bert_pipeline.train", cfg.model_dump(mode="json"), cfg.train.devices)
+        launch("bert_pipeline.stages.train", cfg.model_dump(mode="json"), cfg.train.devices)
         if (done := run.committed()) is None:  # the ranks found nothing new to train on (their log says why)
             return {"stage": "train", "skipped": True, "reason": "the ranks trained no model", "model_version": None}
         return run.summary(done, skipped=False)
@@ -419,7 +421,7 @@ def adaptation_texts(run: TrainRun, data: TrainingSet) -> list[str]:
 
 def domain_adapted_base(run: TrainRun, data: TrainingSet, base_dir: str, vocab: tuple[Any, Any],
                         device: torch.device, dist: Dist, progress: Progress | None) -> tuple[str, dict[str, Any] | None]:
-    """The folder to fine-tune from: the base model, or the lake's domain-adapted copy of it (bert_pipeline/adapt.py),
+    """The folder to fine-tune from: the base model, or the lake's domain-adapted copy of it (bert_pipeline/training/adapt.py),
     made now or reused, with its manifest and the reason. vocab: (tonight's tokenizer, the base's). The adapted model
     is keyed by the base model's weights, tonight's tokenizer and the adaptation settings (not by the texts: a new
     night reuses it). Rank 0 adapts; the other DDP ranks wait for it and read the committed folder."""
@@ -529,7 +531,7 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
               f"{train['pooling']} pooling, seed {cfg.train.seed}")
     if reads_missing_pooler(model):
         recipe += (" (the head reads the mean of the token vectors, recorded as classifier_pooling in config.json: "
-                   "load this folder with bert_pipeline.models.load_classifier, which applies it; plain "
+                   "load this folder with bert_pipeline.modeling.models.load_classifier, which applies it; plain "
                    "AutoModelForSequenceClassification would read [CLS] through an untrained pooler)")
     card = registry.model_card(run.model_version, cfg.run_date, base, metrics, training_set, decision, recipe,
                                fingerprints)
@@ -548,7 +550,7 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
 
 def night_tokenizer_of(tokens: dict[str, Any], base_tokenizer: Any) -> Any:
     """The tokenizer tonight's token shards were made with: the lake's extended tokenizer named in the token
-    manifest (`tokenizer.folder`, see bert_pipeline/vocabulary.py), else the base model's own."""
+    manifest (`tokenizer.folder`, see bert_pipeline/text/vocabulary.py), else the base model's own."""
     folder = tokens["tokenizer"].get("folder")
     if not folder:
         return base_tokenizer

@@ -43,16 +43,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from bert_pipeline import storage
-from bert_pipeline.clean import clean_frame
+from bert_pipeline.lake import storage
+from bert_pipeline.curation.clean import clean_frame
 from bert_pipeline.config import CurateConfig, PipelineConfig
-from bert_pipeline.dedup import TextLoader, cluster_documents, texts_bands
+from bert_pipeline.curation.dedup import TextLoader, cluster_documents, texts_bands
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.labels import CORRECTION, SUPERSEDED, apply_corrections, read_corrections
-from bert_pipeline.lake import (
+from bert_pipeline.curation.labels import CORRECTION, SUPERSEDED, apply_corrections, read_corrections
+from bert_pipeline.lake.manifests import (
     SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches, shard_name,
 )
-from bert_pipeline.neardup import NearDupParams, normal_form
+from bert_pipeline.curation.neardup import NearDupParams, normal_form
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ CURATED_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
     ("label_conflict", pa.bool_()), ("duplicates", pa.int32()), ("cluster_id", pa.string()),
     ("dedup_key", pa.string()), ("source", pa.string()), ("source_row", pa.int64()),
-])  # run_date is the hive folder's name in every table, not a column (see bert_pipeline/lake.py)
+])  # run_date is the hive folder's name in every table, not a column (see bert_pipeline/lake/manifests.py)
 REJECTS_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("original_text", pa.string()), ("reason", pa.string()),
     ("duplicate_of", pa.string()), ("similarity", pa.float32()), ("cluster_id", pa.string()), ("label", pa.string()),

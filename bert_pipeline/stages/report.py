@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from bert_pipeline import coverage as cov
-from bert_pipeline import baseline, storage
+from bert_pipeline.text import coverage as cov
+from bert_pipeline.evaluation import baseline
+from bert_pipeline.lake import storage
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.lake import Lake, utc_now
-from bert_pipeline.registry import committed_models
+from bert_pipeline.lake.manifests import Lake, utc_now
+from bert_pipeline.evaluation.registry import committed_models
 
 
 def write_report(cfg: PipelineConfig) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def model_metrics(lake: Lake, model_version: str | None) -> dict[str, Any] | Non
 
 def unscored_reason(cfg: PipelineConfig, lake: Lake) -> str:
     """Why a night with curated rows has no committed predictions."""
-    from bert_pipeline.score import no_model_reason
+    from bert_pipeline.stages.score import no_model_reason
 
     if not cfg.score.model and storage.read_json(lake.champion_url) is None:
         return no_model_reason(cfg, lake)
@@ -173,7 +174,7 @@ def label_shares(lake: Lake, run_date: str) -> dict[str, Any] | None:
 
 
 def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
-    """Vocabulary coverage of the night's tokens (bert_pipeline/coverage.py): shares, per script, the top unknown
+    """Vocabulary coverage of the night's tokens (bert_pipeline/text/coverage.py): shares, per script, the top unknown
     characters and words, and the warning with its advice when the unknown token share is above `threshold`."""
     coverage = tokens_manifest.get("coverage")
     source = (tokens_manifest.get("tokenizer") or {}).get("source") or "the base model"

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.labels import is_label_set, label_set
+from bert_pipeline.curation.labels import is_label_set, label_set
 
 HF_MULTI_LABEL = "multi_label_classification"
 THRESHOLD_GRID = np.round(np.arange(0.01, 0.995, 0.01), 2)

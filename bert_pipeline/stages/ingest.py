@@ -35,11 +35,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.config import IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.labels import canonical_labels, check_label_spellings, label_set
-from bert_pipeline.lake import Lake, fingerprint, manifest_matches, shard_name
+from bert_pipeline.curation.labels import canonical_labels, check_label_spellings, label_set
+from bert_pipeline.lake.manifests import Lake, fingerprint, manifest_matches, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ RAW_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
     ("source", pa.string()), ("source_row", pa.int64()), ("invalid_utf8", pa.bool_()),
     ("ingested_at", pa.timestamp("us", tz="UTC")),
-])  # run_date is the hive folder's name, not a column (see bert_pipeline/lake.py)
+])  # run_date is the hive folder's name, not a column (see bert_pipeline/lake/manifests.py)
 LINES_NAMED = 5  # how many line numbers a manifest and a warning name per file
 
 

@@ -4,7 +4,7 @@ Shard columns: doc_id, input_ids (uint16 when the vocabulary fits, else uint32),
 trainable: unlabelled or label conflict), split, truncated. The manifest records the label map the train stage
 uses, the tokenizer identity and hash, max_length, counts, a length histogram and the night's vocabulary coverage
 (`coverage`: unknown-token and hidden-character shares, per script, the top unknown characters; see
-bert_pipeline/coverage.py).
+bert_pipeline/text/coverage.py).
 A shard whose file exists with this stage's fingerprint in its schema metadata is not tokenized again.
 
 Coverage is counted from the encodings as the shards are written; under `tokenize.on_poor_coverage: refuse` it is
@@ -15,7 +15,6 @@ written and the committed partition, if any, left as it was.
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -26,16 +25,18 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bert_pipeline import coverage as cov
-from bert_pipeline import storage, vocabulary
+from bert_pipeline.text import coverage as cov
+from bert_pipeline.text.encoding import encode_texts
+from bert_pipeline.lake import storage
+from bert_pipeline.text import vocabulary
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.labels import check_label_spellings
-from bert_pipeline.lake import (
+from bert_pipeline.curation.labels import check_label_spellings
+from bert_pipeline.lake.manifests import (
     SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches,
 )
 from bert_pipeline.progress import Progress
-from bert_pipeline.models import casing_warnings, fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
+from bert_pipeline.modeling.models import casing_warnings, fast_encoder, load_tokenizer, resolve_model_dir, tokenizer_hash
 
 HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
@@ -48,30 +49,6 @@ def label_names(lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> 
     rows = lake.dataset("curated", {run_date: curated_manifest}).to_table(
         columns=["label"], filter=~pc.field("label_conflict") & pc.field("label").is_valid())
     return sorted(pc.unique(rows["label"]).to_pylist())
-
-
-def encode_texts(encoder: Any, texts: list[str], batch_size: int,
-                 coverage: cov.CoverageCounter | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flat token ids, offsets, truncated flags) for texts, in order. With `coverage`, each batch's encodings are
-    also counted there (the texts that hold an unknown token are encoded once more, with character offsets)."""
-    flats: list[np.ndarray] = [np.zeros(0, np.int64)]
-    lengths: list[np.ndarray] = [np.zeros(0, np.int32)]
-    truncated: list[np.ndarray] = [np.zeros(0, bool)]
-    fast = getattr(encoder, "encode_batch_fast", None)
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start:start + batch_size]
-        with_offsets = fast is None or (coverage is not None and coverage.wants_offsets)
-        encodings = (encoder.encode_batch if with_offsets else fast)(batch)
-        ids = [encoding.ids for encoding in encodings]
-        lengths.append(np.fromiter(map(len, ids), dtype=np.int32, count=len(ids)))
-        flats.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths[-1].sum())))
-        truncated.append(np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings)))
-        if coverage is not None:
-            coverage.add(batch, encodings, flats[-1], lengths[-1], truncated[-1], with_offsets)
-    lengths_all = np.concatenate(lengths)
-    offsets = np.zeros(len(lengths_all) + 1, dtype=np.int32)
-    np.cumsum(lengths_all, out=offsets[1:])
-    return np.concatenate(flats), offsets, np.concatenate(truncated)
 
 
 def token_table(curated: pl.DataFrame, encoder: Any, labels: list[str], batch_size: int,

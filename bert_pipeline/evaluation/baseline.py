@@ -35,9 +35,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bert_pipeline.coverage import NO_SPACE_SCRIPTS, char_script
-from bert_pipeline.metrics import classification_report, multilabel_report
-from bert_pipeline.multilabel import names_of, predicted_sets, tune_thresholds
+from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, char_script
+from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
+from bert_pipeline.modeling.multilabel import names_of, predicted_sets, tune_thresholds
 
 FOLDER = "baseline"  # inside the model folder
 SETTINGS_FILE = "baseline.json"

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 
 
 @dataclass

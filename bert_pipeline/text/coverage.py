@@ -98,7 +98,7 @@ def _as_encoder(tokenizer: Any, max_length: int | None) -> Any:
     """A `tokenizers.Tokenizer` encoding as the tokenize stage does (models.fast_encoder) from a transformers fast
     tokenizer; a `tokenizers.Tokenizer` is used as it is."""
     if hasattr(tokenizer, "backend_tokenizer"):
-        from bert_pipeline.models import fast_encoder
+        from bert_pipeline.modeling.models import fast_encoder
 
         return fast_encoder(tokenizer, max_length)
     return tokenizer

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.lake import AREAS, Lake
-from bert_pipeline.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, from_probability_columns
+from bert_pipeline.lake.manifests import AREAS, Lake
+from bert_pipeline.lake.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, from_probability_columns
 from bert_pipeline.progress import Progress
 
 LEGACY_PROBABILITY_PREFIX = "prob_"

@@ -19,7 +19,7 @@ The choice is stored in the model folder's config.json as `classifier_pooling` (
 Hugging Face's ModernBERT uses) and `models.load_classifier` applies it on every load, for training, the champion
 gate and scoring alike. A mean-pooled BERT folder holds no pooler weights: plain
 `AutoModelForSequenceClassification.from_pretrained` reports them missing (it would read [CLS] through a random
-pooler), so load such a folder with `bert_pipeline.models.load_classifier`.
+pooler), so load such a folder with `bert_pipeline.modeling.models.load_classifier`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import torch
 
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.hub import hub_cached
+from bert_pipeline.modeling.hub import hub_cached
 
 POOLING_KEY = "classifier_pooling"
 

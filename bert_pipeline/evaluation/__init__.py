@@ -1,0 +1,1 @@
+"""Evaluation and the registry: metrics, the TF-IDF baseline, the champion gate and promotion."""

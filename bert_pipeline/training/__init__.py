@@ -1,0 +1,1 @@
+"""Training: the accumulating training set, the loop's parts (optimizer, precision, checkpoints, DDP), calibration, domain adaptation."""
