@@ -246,7 +246,9 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
     size = cfg.tokenize.shard_rows
     coverage = None
     if cfg.tokenize.on_poor_coverage == "refuse":  # judged first, so that a refusal leaves nothing written
-        coverage = measure_coverage(encoder, curated_urls, cfg.tokenize.batch_size)
+        # measured already when the extension was decided and nothing was added: the same tokenizer, the same text
+        coverage = (night.before if night.before is not None and not night.additions
+                    else measure_coverage(encoder, curated_urls, cfg.tokenize.batch_size))
         warnings = warnings + coverage_verdict(cfg, coverage, casing=casing)  # raises on poor coverage
     night.save(lake, cfg.run_date)  # the extension, before any shard that uses its ids
     # under warn, counted from the encodings as the shards are written (no second encoding; memory stays one shard)
@@ -276,14 +278,15 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
     if progress:
         progress(f"{len(curated_urls)} curated shards tokenized", 1.0)
     tokenizer = night.tokenizer
+    words = night.describe(cfg.tokenize.extend_vocabulary, coverage)
     writer.commit(
         stage="tokenize", run_date=cfg.run_date, inputs=[curated_manifest["fingerprint"]],
         config_hash=cfg.fingerprint("tokenize"), counts=counts, label_names=labels, max_length=cfg.tokenize.max_length,
         tokenizer={"source": cfg.train.base_model or "packaged MiniLM", "hash": night.hash,
                    "vocab_size": encoder.get_vocab_size(), "pad_token_id": tokenizer.pad_token_id,
                    "base_hash": base_hash, "folder": night.folder, **({"warnings": casing} if casing else {})},
-        coverage=coverage, vocabulary=night.describe(cfg.tokenize.extend_vocabulary, coverage),
+        coverage=coverage, vocabulary=words,
     )
     return {"stage": "tokenize", "skipped": False, "partition": folder, "label_names": labels, **counts,
             **_summary_coverage(coverage), **({"warnings": warnings} if warnings else {}),
-            **({"vocabulary": night.describe(cfg.tokenize.extend_vocabulary, coverage)} if night.folder else {})}
+            **({"vocabulary": words} if night.folder else {})}

@@ -183,7 +183,7 @@ class CoverageCounter:
                                                                           np.int64)])
         self.char_counts[:len(counts)] += sign * counts
 
-    def _is_unknown_alone(self, chars: list[str]) -> dict[str, bool]:
+    def is_unknown_alone(self, chars: list[str]) -> dict[str, bool]:
         """Whether each character, encoded on its own, becomes the unknown token (cached per counter)."""
         todo = [c for c in chars if c not in self._unknown_alone]
         if todo:
@@ -237,7 +237,7 @@ class CoverageCounter:
             if not char.isspace():
                 row(char_script(char))["chars"] += int(self.char_counts[point])
         chars, hidden_chars = sum(r["chars"] for r in scripts.values()), sum(hidden.values())
-        alone = self._is_unknown_alone(sorted(hidden))
+        alone = self.is_unknown_alone(sorted(hidden))
         top_chars = sorted(((c, n) for c, n in hidden.items() if alone[c]), key=lambda kv: (-kv[1], kv[0]))[:TOP]
         top_words = sorted(self.unknown_pieces.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
         tokens = int(counts.sum())

@@ -74,7 +74,7 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
             words[piece] += n
     encoder = counter.encoder
     known = set(encoder.get_vocab(with_added_tokens=True))
-    alone = counter._is_unknown_alone(sorted(chars))  # noqa: SLF001: the counter caches this per tokenizer
+    alone = counter.is_unknown_alone(sorted(chars))
     totals: Counter = Counter()  # (normalised text, is a word) -> occurrences: Word and WORD are one token
     for text, n, word in [(c, n, False) for c, n in chars.items() if alone[c]] + [(w, n, True) for w, n in words.items()]:
         totals[normalize(encoder, text), word] += n

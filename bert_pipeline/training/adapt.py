@@ -28,14 +28,13 @@ encoder and pooler with a fresh classification head.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -44,6 +43,7 @@ import xxhash
 
 from bert_pipeline.lake import storage
 from bert_pipeline.modeling.inference import autocast
+from bert_pipeline.training.checkpoint import CheckpointStore
 from bert_pipeline.lake.manifests import utc_now
 from bert_pipeline.modeling.models import fast_encoder, require_safetensors
 from bert_pipeline.training.optimization import length_grouped_batches, make_optimizer, training_precision, warmup_linear
@@ -120,47 +120,21 @@ class AdaptProgress:
     heldout_loss_before: float | None = None
 
 
-class AdaptCheckpoints:
-    """checkpoint.pt (torch.save of tensors only, loaded with weights_only=True) and progress.json, written last."""
+def _extra(losses: list[float], device: torch.device) -> dict[str, torch.Tensor]:
+    """What an adaptation checkpoint holds beyond the loop's state: the per-step losses and the CUDA RNG."""
+    extra = {"losses": torch.tensor(losses, dtype=torch.float64)}
+    if device.type == "cuda":
+        extra["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return extra
 
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
 
-    def load(self) -> AdaptProgress | None:
-        data = storage.read_json(storage.join(self.folder, "progress.json"))
-        if not isinstance(data, dict):
-            return None
-        names = {f.name for f in fields(AdaptProgress)}
-        return AdaptProgress(**{k: v for k, v in data.items() if k in names})
-
-    def save(self, progress: AdaptProgress, model: Any, optimizer: Any, scheduler: Any, scaler: Any,
-             losses: list[float], device: torch.device) -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else {},
-                 "torch_rng": torch.get_rng_state(), "losses": torch.tensor(losses, dtype=torch.float64)}
-        if device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(device)
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        storage.write_bytes_atomic(storage.join(self.folder, "checkpoint.pt"), buffer.getvalue())
-        storage.write_json_atomic(storage.join(self.folder, "progress.json"), asdict(progress))
-
-    def restore(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any, device: torch.device) -> list[float]:
-        """Load the checkpoint into the given objects and the RNGs; returns the per-step losses so far."""
-        raw = storage.read_bytes(storage.join(self.folder, "checkpoint.pt"))
-        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        return [float(x) for x in state["losses"].tolist()]
-
-    def clear(self) -> None:
-        storage.remove([self.folder])
+def _restore(store: CheckpointStore, model: Any, optimizer: Any, scheduler: Any, scaler: Any,
+             device: torch.device) -> list[float]:
+    """Resume from the store's checkpoint (RNGs included); returns the per-step losses so far."""
+    state = store.restore(model, optimizer, scheduler, scaler)
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return [float(x) for x in state["losses"].tolist()]
 
 
 def committed(out_url: str, key: str) -> dict[str, Any] | None:
@@ -352,7 +326,7 @@ def adapt(plan: AdaptationPlan, texts: Sequence[str], device: torch.device | str
     if (done := committed(plan.out_url, plan.key)) is not None:
         log.info("adapt: %s already holds the model adapted for key %s (%s steps); reused", plan.out_url, plan.key,
                  done.get("steps"))
-        AdaptCheckpoints(plan.work_url).clear()  # left behind by a run killed between its commit and its cleanup
+        CheckpointStore(plan.work_url).clear()  # left behind by a run killed between its commit and its cleanup
         if progress:
             progress(f"adapting to the lake's text: reused {plan.out_url}", 1.0)
         return done
@@ -383,11 +357,11 @@ def _adapt(plan: AdaptationPlan, texts: Sequence[str], device: torch.device, pro
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
     precision = str(dtype).replace("torch.", "") if dtype else "fp32"
 
-    store = AdaptCheckpoints(plan.work_url)
-    state = store.load()
+    store = CheckpointStore(plan.work_url, progress_type=AdaptProgress)
+    state = store.load_progress()
     losses: list[float] = []
     if state is not None and (state.key, state.data_hash) == (plan.key, corpus.data_hash):
-        losses = store.restore(model, optimizer, scheduler, scaler, device)
+        losses = _restore(store, model, optimizer, scheduler, scaler, device)
         log.info("adapt: resuming at step %d (%.0f s spent) from %s", state.step, state.seconds, plan.work_url)
     else:
         if state is not None:
@@ -435,7 +409,7 @@ def _adapt(plan: AdaptationPlan, texts: Sequence[str], device: torch.device, pro
         state.tokens_seen += int(batch["attention_mask"].sum())
         if state.step % plan.checkpoint_every_steps == 0 and state.step < planned:
             state.seconds = round(elapsed(), 3)
-            store.save(state, model, optimizer, scheduler, scaler, losses, device)
+            store.save(state, model, optimizer, scheduler, scaler, _extra(losses, device))
         if state.step % every == 0:
             recent = float(np.mean(losses[-every:])) if losses else float("nan")
             log.info("adapt: step %d/%d, masked-LM loss %.4f, %.0f s", state.step, planned, recent, elapsed())

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -41,26 +41,37 @@ def _load(url: str) -> Any:
 
 
 class CheckpointStore:
-    """`writer` is False on every DDP rank but 0: they read checkpoints, never write them."""
+    """Checkpoints of a resumable loop: fine-tuning (`Progress`) or domain adaptation (`training.adapt`, its own
+    progress dataclass). `writer` is False on every DDP rank but 0: they read checkpoints, never write them."""
 
-    def __init__(self, folder: str, writer: bool = True) -> None:
+    def __init__(self, folder: str, writer: bool = True, progress_type: type = Progress) -> None:
         self.folder = folder
         self.writer = writer
+        self.progress_type = progress_type
 
-    def load_progress(self) -> Progress | None:
+    def load_progress(self) -> Any:
+        """The progress dataclass of the last checkpoint (keys it does not know are ignored); None without one."""
         data = storage.read_json(storage.join(self.folder, "progress.json"))
-        return Progress(**data) if data else None
+        if not isinstance(data, dict):
+            return None
+        names = {f.name for f in fields(self.progress_type)}
+        return self.progress_type(**{k: v for k, v in data.items() if k in names})
 
-    def save(self, progress: Progress, model: Any, optimizer: Any, scheduler: Any, scaler: Any = None) -> None:
+    def save(self, progress: Any, model: Any, optimizer: Any, scheduler: Any, scaler: Any = None,
+             extra: dict[str, torch.Tensor] | None = None) -> None:
+        """checkpoint.pt (model, optimizer, scheduler, grad scaler, torch RNG and the `extra` tensors), then
+        progress.json (asdict(progress)) last."""
         if not self.writer:
             return
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "scaler": scaler.state_dict() if scaler is not None else {}}
+                 "scaler": scaler.state_dict() if scaler is not None else {}, **(extra or {})}
         storage.write_bytes_atomic(storage.join(self.folder, "checkpoint.pt"), _to_bytes(state))
         storage.write_json_atomic(storage.join(self.folder, "progress.json"), asdict(progress))
 
-    def restore(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any = None) -> None:
+    def restore(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any = None) -> dict[str, Any]:
+        """Load the checkpoint into the given objects and the torch RNG; returns the whole saved state (for the
+        `extra` tensors it was saved with)."""
         state = _load(storage.join(self.folder, "checkpoint.pt"))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -68,6 +79,7 @@ class CheckpointStore:
         torch.set_rng_state(state["torch_rng"])
         if scaler is not None and state["scaler"]:
             scaler.load_state_dict(state["scaler"])
+        return state
 
     def save_best(self, model: Any) -> None:
         if not self.writer:
