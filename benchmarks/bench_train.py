@@ -22,7 +22,7 @@ import torch
 
 from benchmarks._common import corpus_parser, cpu_flags
 from bert_pipeline.training.checkpoint import CheckpointStore
-from bert_pipeline.config import IngestConfig, TrainConfig
+from bert_pipeline.config import IngestConfig, PipelineConfig, TrainConfig
 from bert_pipeline.stages.ingest import expand_sources, read_source
 from bert_pipeline.modeling.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
 from bert_pipeline.modeling.inference import cpu_has_native_bf16, predict_logits
@@ -34,7 +34,7 @@ from bert_pipeline.training.trainset import SplitData
 
 def load_data(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     cfg = IngestConfig(sources=[args.input], text_column=args.text_column, label_column=args.label_column)
-    frame, _ = read_source(expand_sources(cfg.sources)[0], cfg)
+    frame, _ = read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))
     frame = frame.filter(frame["label"].is_not_null()).unique("text", keep="first", maintain_order=True)
     frame = frame.sample(fraction=1.0, shuffle=True, seed=0)
     return frame["text"].to_list(), frame["label"].to_list()

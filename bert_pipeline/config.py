@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from bert_pipeline.errors import ConfigError
 
-Format = Literal["auto", "csv", "tsv", "jsonl", "parquet", "txt"]
+Format = Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt", "conll"]
+Task = Literal["classification", "ner"]
 Precision = Literal["auto", "fp32", "bf16"]
 ProblemType = Literal["auto", "single_label", "multi_label"]
 LongText = Literal["truncate", "chunk"]
@@ -135,7 +136,7 @@ class _Section(BaseModel):
 
 class IngestConfig(_Section):
     sources: list[str] = Field(default_factory=list, description="paths, globs or fsspec URLs (pkg://<package>/<path> too)")
-    format: Format = Field("auto", description="file format of every source; auto = by extension (.csv, .tsv, .jsonl, .parquet, .txt; also compressed .gz/.zst/.bz2/.xz)")
+    format: Format = Field("auto", description="file format of every source; auto = by extension (.csv, .tsv, .jsonl, .json (one array of records, as Label Studio exports), .parquet, .txt, .conll (task: ner); also compressed .gz/.zst/.bz2/.xz)")
     text_column: str = Field("text", description="column (or JSON field) holding the text; txt sources: one text per line")
     label_column: str | None = Field(None, description="column holding the label; empty = every row unlabelled (scored, not trained on); a list or JSON array per row is a set of labels (multi-label)")
     id_column: str | None = Field(None, description="column holding each document's id; empty = an id derived from the source and the text. An id sent again on a later night is the same document (its newest version is trained on)")
@@ -382,6 +383,33 @@ class TimeoutsConfig(_Section):
         return None if value in ("", "null", "None") else value
 
 
+class NerConfig(_Section):
+    """How entity annotations are read (task: ner). Every source holds records of one annotation style."""
+
+    annotations: Literal["auto", "doccano", "label_studio", "spans", "token_tags"] = Field(
+        "auto", description="how a record holds its entities: doccano = label: [[start, end, type], ...]; "
+        "label_studio = a Label Studio JSON export task (data, annotations[].result[].value); spans = a list of "
+        "dicts with start, end, label (spaCy, Prodigy, Argilla, Label Studio JSON-MIN); token_tags = token and tag "
+        "lists (Hugging Face datasets; CoNLL files are read this way); auto = by the record's keys")
+    spans_key: str | None = Field(None, description="the record's key holding its entity list; empty = the "
+                                  "style's own (doccano: label; spans: spans, entities or ents)")
+    tokens_key: str = Field("tokens", description="token_tags: the key (column) holding each record's tokens")
+    tags_key: str = Field("ner_tags", description="token_tags: the key (column) holding each record's tags, as "
+                          "strings (B-PER) or as integers into ner.tag_names")
+    tag_names: list[str] = Field(default_factory=list, description="token_tags with integer tags: the tag each "
+                                 "integer stands for, in order (a Hugging Face dataset's features['ner_tags'] names)")
+    tag_scheme: Literal["auto", "IOB1", "IOB2", "BIO", "BIOES", "IOBES", "BILOU", "BMES"] = Field(
+        "auto", description="tag scheme of token_tags sources and CoNLL files; auto = detected over each file's tags")
+    token_separator: str | None = Field(None, description="what joins tokens into the stored text; empty = a "
+                                        "space, nothing between two Han/Hiragana/Katakana characters")
+    offsets: Literal["code_points", "utf16"] = Field(
+        "code_points", description="what span offsets count: code_points (Python, spaCy, doccano's API) or utf16 "
+        "units (Java/JavaScript tools such as Label Studio and doccano's browser export: an emoji counts 2); never "
+        "guessed")
+    label_map: dict[str, str] = Field(default_factory=dict, description="entity type spellings to rewrite before "
+                                      "anything else reads them, e.g. {Per: PER, person: PER}")
+
+
 # Settings that say how runs are orchestrated, not what they compute: left out of every fingerprint, so changing
 # them never makes committed work look out of date (None: the whole section).
 # tokenize's coverage settings are a verdict on the tokens, not how they are made.
@@ -393,11 +421,15 @@ NOT_FINGERPRINTED: dict[str, set[str] | None] = {
 class PipelineConfig(_Section):
     data_root: str = Field("./lake", description="the lake: a local folder or an fsspec URL (s3://bucket/prefix)")
     run_date: str = Field(default_factory=today_utc, description="YYYY-MM-DD partition this run writes")
+    task: Task = Field("classification", description="what a row's label is: classification = a class (or a set "
+                       "of classes); ner = entity spans in the text (the ner section says how they are read). A "
+                       "lake holds one task: run another task in its own data_root")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
+    ner: NerConfig = Field(default_factory=NerConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     storage_block: str = Field(

@@ -21,7 +21,7 @@ from pydantic import Field
 from bert_pipeline.config import load_config
 from bert_pipeline.errors import PipelineError
 from bert_pipeline.lake.manifests import Lake
-from bert_pipeline.modeling.models import preflight
+from bert_pipeline.task import preflight
 from bert_pipeline.schedule import backfill_dates, night_status, ordered_stages, plan_backfill, today
 from flows.nightly import nightly_flow
 from flows.stages import Config, Overrides, Stages

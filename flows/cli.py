@@ -17,7 +17,7 @@ from bert_pipeline.config import load_config, parse_override
 from bert_pipeline.config_reference import cli_text
 from bert_pipeline.errors import PipelineError
 from bert_pipeline.lake.manifests import stage_outcome
-from bert_pipeline.modeling.models import preflight
+from bert_pipeline.task import preflight
 
 # The embedded server's start-up wait is 20 s by default: on a busy 2-core machine (a training job beside it) it took
 # longer and the run failed before any stage started. Prefect reads its settings when first imported, below this.
@@ -33,7 +33,7 @@ COMMANDS = {
 }
 
 # The sections whose keys each command's --help lists (the top-level keys always): the settings it reads.
-SECTIONS = {"run": None, "ingest": {"ingest", "timeouts"}, "curate": {"curate", "runner", "timeouts"},
+SECTIONS = {"run": None, "ingest": {"ingest", "ner", "timeouts"}, "curate": {"curate", "runner", "timeouts"},
             "tokenize": {"tokenize", "timeouts"}, "train": {"train", "timeouts"},
             "score": {"score", "runner", "timeouts"}}
 EXAMPLES = """

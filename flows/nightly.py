@@ -15,7 +15,7 @@ from prefect.runtime import deployment
 
 from bert_pipeline.config import load_config
 from bert_pipeline.errors import PipelineError
-from bert_pipeline.modeling.models import preflight
+from bert_pipeline.task import preflight
 from bert_pipeline.schedule import ordered_stages
 from flows.stages import (
     Config, Overrides, Stages, curate_flow, ingest_flow, run_name, score_flow, tokenize_flow, train_flow,

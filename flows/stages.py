@@ -10,7 +10,7 @@ from pydantic import Field, WithJsonSchema
 
 from bert_pipeline.config import PipelineConfig, load_config, overrides_schema
 from bert_pipeline.lake.manifests import stage_lock
-from bert_pipeline.modeling.models import preflight
+from bert_pipeline.task import preflight
 from tasks.events import announce_stage
 from tasks.reporting import ProgressReporter
 from tasks.runtime import time_limit, with_scheduled_run_date

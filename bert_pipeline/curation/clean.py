@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from typing import Callable
 
 import ftfy
 import polars as pl
@@ -76,14 +77,27 @@ def filter_reason(cleaned: str, c: CurateConfig) -> str | None:
     return None
 
 
-def clean_frame(raw: pl.DataFrame, c: CurateConfig) -> pl.DataFrame:
-    """Cleaned text, its normal form and dedup key, the filter reason (null = a dedup candidate), original text."""
-    cleaned = [clean_text(t) for t in raw["text"].to_list()]
+# (raw texts, cleaned texts, labels) -> (labels of the cleaned texts, a drop reason or None per row): the task's
+# (bert_pipeline/task) way of keeping labels true when cleaning rewrites text (entity spans move with it)
+Relabel = Callable[[list[str | None], list[str], list[str | None]], tuple[list[str | None], list[str | None]]]
+
+
+def clean_frame(raw: pl.DataFrame, c: CurateConfig, relabel: Relabel | None = None) -> pl.DataFrame:
+    """Cleaned text, its normal form and dedup key, the filter reason (null = a dedup candidate), original text.
+    relabel: how labels follow the rewrite (none: they do not change); a text filter's reason wins over its."""
+    texts = raw["text"].to_list()
+    cleaned = [clean_text(t) for t in texts]
     normal = [normal_form(t) for t in cleaned]
+    reasons = [filter_reason(t, c) for t in cleaned]
+    labels = raw["label"].to_list()
+    if relabel is not None:
+        labels, label_reasons = relabel(texts, cleaned, labels)
+        reasons = [reason or other for reason, other in zip(reasons, label_reasons)]
     return raw.with_columns(
         original_text=pl.col("text"),
         text=pl.Series(cleaned, dtype=pl.String),
+        label=pl.Series(labels, dtype=pl.String),
         norm=pl.Series(normal, dtype=pl.String),
         dedup_key=pl.Series([xxhash.xxh3_64_hexdigest(t.encode()) for t in normal], dtype=pl.String),
-        reason=pl.Series([filter_reason(t, c) for t in cleaned], dtype=pl.String),
+        reason=pl.Series(reasons, dtype=pl.String),
     )

@@ -20,9 +20,8 @@ from typing import Iterable, NoReturn, Sequence
 
 from bert_pipeline.errors import InputDataError
 
-# The settings the messages point to. Names proposed for the `ner:` config section the stages will get (issue 22).
+# The settings of the `ner:` config section (bert_pipeline/config.NerConfig) the messages point to.
 OFFSETS_SETTING = "ner.offsets"  # code_points (default) | utf16
-BAD_SPANS_SETTING = "ner.bad_spans"  # error (default) | reject: the record goes to rejects/ with SpanError.reason
 LABEL_MAP_SETTING = "ner.label_map"  # {spelling: canonical label}
 
 
@@ -116,6 +115,13 @@ def _utf16_hint(text: str, span: Span, expected: str | None) -> str:
             f"set `{OFFSETS_SETTING}: utf16`. ")
 
 
+def _cuts_words(text: str, start: int, end: int) -> bool:
+    """Whether a span edge falls between two letters or digits (inside a word); False for an invalid span."""
+    if not 0 <= start < end <= len(text):
+        return False
+    return any(0 < edge < len(text) and text[edge - 1].isalnum() and text[edge].isalnum() for edge in (start, end))
+
+
 def _mismatch_hint(text: str, span: Span, expected: str) -> str:
     hint = _utf16_hint(text, span, expected)
     if not hint and text[span.start:span.end + 1] == expected:
@@ -127,7 +133,7 @@ def _mismatch_hint(text: str, span: Span, expected: str) -> str:
 
 def _check_one(text: str, span: Span, where: str, expected: str | None) -> Span:
     """The span with surrounding whitespace trimmed; raises SpanError for anything unusable."""
-    reject = f"Or set `{BAD_SPANS_SETTING}: reject` to send such records to rejects/."
+    reject = "Fix the annotation in the export (nothing was written)."
     if span.start < 0 or span.end > len(text):
         _fail(where, span, text, span.start, span.end, f"is outside the text ({len(text)} code points)",
               _utf16_hint(text, span, expected) + reject, "outside_text")
@@ -137,6 +143,15 @@ def _check_one(text: str, span: Span, where: str, expected: str | None) -> Span:
         _fail(where, span, text, span.start, span.end,
               f"covers {text[span.start:span.end]!r} but the annotation says {expected!r}",
               _mismatch_hint(text, span, expected) + reject, "text_mismatch")
+    if expected is None and _cuts_words(text, span.start, span.end):
+        hint = _utf16_hint(text, span, None)
+        try:
+            start, end = utf16_to_code_points(text, [span.start, span.end])
+        except ValueError:
+            start = end = -1
+        if hint and not _cuts_words(text, start, end):
+            _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
+                  "an emoji or other character outside the Basic Multilingual Plane", hint + reject, "utf16_offsets")
     covered = text[span.start:span.end]
     if covered.isspace():
         _fail(where, span, text, span.start, span.end, "is all whitespace", reject, "whitespace_span")
@@ -153,8 +168,8 @@ def _check_overlaps(text: str, spans: list[Span], where: str) -> None:
             kind = "is nested inside" if span.end <= outer.end else "overlaps"
             _fail(where, span, text, min(outer.start, span.start), max(outer.end, span.end),
                   f"{kind} {outer} ({text[outer.start:outer.end]!r})",
-                  "A flat tagger gives each character one entity: keep one of them in the annotation. "
-                  f"Or set `{BAD_SPANS_SETTING}: reject` to send such records to rejects/.", "overlap")
+                  "A flat tagger gives each character one entity: keep one of them in the annotation "
+                  "(nothing was written).", "overlap")
         if outer is None or span.end > outer.end:
             outer = span
 

@@ -221,7 +221,7 @@ def _looks_like_tag(field: str) -> bool:
     return field == "O" or _TAG.fullmatch(field) is not None
 
 
-def _conll_rows(lines: Iterable[str], where: str) -> tuple[list[list[tuple[str, str, int]]], int]:
+def conll_sentences(lines: Iterable[str], where: str) -> tuple[list[list[tuple[str, str, int]]], int]:
     """Sentences of (token, tag, line number); -DOCSTART- lines and '#' comment lines at a sentence start skipped."""
     sentences: list[list[tuple[str, str, int]]] = [[]]
     documents = 0
@@ -251,7 +251,7 @@ def read_conll(lines: Iterable[str], where: str, *, scheme: str = "auto", separa
     scheme "auto" detects it over the whole file (detect_scheme). Tokens are joined by join_tokens(separator,
     glue_scripts). Raises SpanError naming where:line for a line without two columns or a bad tag.
     """
-    rows, documents = _conll_rows(lines, where)
+    rows, documents = conll_sentences(lines, where)
     name = detect_scheme([[tag for _, tag, _ in s] for s in rows], where) if scheme == "auto" else scheme_name(scheme)
     sentences, malformed = [], 0
     for sentence in rows:

@@ -53,11 +53,13 @@ from bert_pipeline.lake.manifests import (
     SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches, shard_name,
 )
 from bert_pipeline.curation.neardup import NearDupParams, normal_form
+from bert_pipeline.ner.offsets import UNMAPPABLE
+from bert_pipeline.task import Task, task_of
 
 log = logging.getLogger(__name__)
 
 REASONS = ("empty", "too_short", "too_long", "low_alpha", "repetitive", "exact_duplicate", "near_duplicate",
-           CORRECTION, SUPERSEDED)
+           CORRECTION, SUPERSEDED, UNMAPPABLE)
 
 CURATED_SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("text", pa.string()), ("label", pa.string()), ("split", pa.string()),
@@ -104,9 +106,10 @@ def empty_index() -> pl.DataFrame:
 
 # ---- the pure steps, on frames -------------------------------------------------------------------------------------
 
-def prepare_frame(raw: pl.DataFrame, c: CurateConfig, shard: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(cleaned rows, candidates with their band hashes) for one raw shard."""
-    cleaned = clean_frame(raw, c)
+def prepare_frame(raw: pl.DataFrame, c: CurateConfig, shard: str, task: Task) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(cleaned rows, candidates with their band hashes) for one raw shard; the task keeps its labels true through
+    the cleaning (entity spans follow the text)."""
+    cleaned = clean_frame(raw, c, task.relabel)
     candidates = cleaned.filter(pl.col("reason").is_null())
     params = near_dup_params(c)
     bands = texts_bands(candidates["norm"].to_list(), params) if c.near_dedup else None
@@ -140,7 +143,7 @@ def finish_frame(cleaned: pl.DataFrame, clusters: pl.DataFrame, c: CurateConfig,
 def curate_frame(raw: pl.DataFrame, cfg: PipelineConfig, earlier: pl.DataFrame | None = None,
                  load_earlier: TextLoader | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """All steps in memory for one frame: (curated, rejects, candidates with bands). For tests and small inputs."""
-    cleaned, candidates = prepare_frame(raw, cfg.curate, shard_name(0))
+    cleaned, candidates = prepare_frame(raw, cfg.curate, shard_name(0), task_of(cfg))
     norm = dict(zip(cleaned["doc_id"].to_list(), cleaned["norm"].to_list()))
     clusters = cluster_documents(
         candidates, earlier if earlier is not None else empty_index(),
@@ -263,6 +266,7 @@ def _write(url: str, frame: pl.DataFrame | pa.Table, stage_fp: str, schema: pa.S
 
 
 def begin(cfg: PipelineConfig) -> CuratePlan:
+    task_of(cfg).require("curate")
     cl = CurateLake(cfg)
     raw_manifest = cl.lake.require_manifest("raw", cfg.run_date, produced_by="ingest")
     earlier_fps = [m["fingerprint"] for m in cl.earlier_manifests().values()]
@@ -323,7 +327,7 @@ def prepare_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
     if shard_matches(clean_url, stage_fp) and shard_matches(bands_url, stage_fp):
         return index
     raw = pl.from_arrow(storage.read_parquet(cl.raw_urls()[index]))
-    cleaned, candidates = prepare_frame(raw, cfg.curate, shard_name(index))  # type: ignore[arg-type]
+    cleaned, candidates = prepare_frame(raw, cfg.curate, shard_name(index), task_of(cfg))  # type: ignore[arg-type]
     _write(bands_url, candidates, stage_fp)
     _write(clean_url, cleaned, stage_fp)
     return index

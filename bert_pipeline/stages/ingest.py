@@ -38,15 +38,18 @@ import xxhash
 from bert_pipeline.lake import storage
 from bert_pipeline.config import IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.curation.labels import canonical_labels, check_label_spellings, label_set
+from bert_pipeline.curation.labels import check_label_spellings
+from bert_pipeline.ner.tagging import conll_sentences
+from bert_pipeline.task import Task, task_of
 from bert_pipeline.lake.manifests import Lake, fingerprint, manifest_matches, shard_name
 
 log = logging.getLogger(__name__)
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".bz2": "bz2", ".xz": "xz"}
 FORMAT_BY_EXTENSION = {
-    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
     ".parquet": "parquet", ".pq": "parquet", ".txt": "txt", ".text": "txt",
+    ".conll": "conll", ".iob": "conll", ".bio": "conll", ".bmes": "conll",
 }
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -77,6 +80,7 @@ class SourceReport:
     replaced: int = 0
     surrogates: int = 0
     surrogate_lines: list[int] = field(default_factory=list)
+    task_counts: dict[str, int] = field(default_factory=dict)  # what the task's reading counted (trimmed_spans ...)
 
 
 def expand_sources(sources: list[str]) -> list[SourceFile]:
@@ -109,7 +113,7 @@ def detect_format(url: str, configured: str) -> tuple[str, str | None]:
             return fmt, compression
     raise InputDataError(
         f"{url}: cannot tell the format from the extension; set ingest.format to one of "
-        "csv, tsv, jsonl, parquet, txt"
+        "csv, tsv, jsonl, json, parquet, txt, conll"
     )
 
 
@@ -159,7 +163,11 @@ def csv_dialect(fmt: str, cfg: IngestConfig) -> tuple[str, str | None]:
     return delimiter, '"' if cfg.quote_char == "auto" else cfg.quote_char
 
 
-def _read_table(url: str, fmt: str, compression: str | None, cfg: IngestConfig) -> tuple[pl.DataFrame, SourceReport]:
+def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig,
+                nested: bool = False) -> tuple[pl.DataFrame, SourceReport]:
+    """A source file's columns. nested: json(l) values that are lists or objects are kept as the Python objects
+    they are (polars would unify them: [0, 5, "PER"] into strings, a missing key into null); a CoNLL file is one row
+    per sentence with the token and tag lists under ner.tokens_key and ner.tags_key and the `line` it starts on."""
     data = read_raw_bytes(url, compression)
     report = SourceReport(content_xxh3=xxhash.xxh3_128_hexdigest(data))
     if fmt == "parquet":
@@ -169,15 +177,51 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: IngestConfig) 
             raise InputDataError(f"{url}: not a readable parquet file: {exc}") from exc
     text, report.replaced = decode_text(data)
     text = text.replace("\x00", "")  # NUL bytes break CSV parsers and are never meaningful text
+    column = cfg.ingest.text_column
     if not text.strip():  # an empty file is a source with no rows, not an error
-        return pl.DataFrame(schema={cfg.text_column: pl.String}), report
+        return pl.DataFrame(schema={column: pl.String}), report
     if fmt == "txt":
-        return pl.DataFrame({cfg.text_column: split_lines(text)}, schema={cfg.text_column: pl.String}), report
-    if fmt == "jsonl":
+        return pl.DataFrame({column: split_lines(text)}, schema={column: pl.String}), report
+    if fmt == "conll":
+        return _read_conll(text, url, cfg), report
+    if fmt == "json" and text.lstrip().startswith("["):
+        return _without_nul(_frame_of_mixed_fields(json_array_objects(text, url), nested)), report
+    if fmt in ("jsonl", "json"):
         text, report.surrogates, report.surrogate_lines = _jsonl_without_lone_surrogates(text)
         report.replaced += report.surrogates
+        if nested:
+            try:
+                return _without_nul(_frame_of_mixed_fields(jsonl_objects(text), nested)), report
+            except InputDataError as problem:
+                raise InputDataError(f"{url}: {problem}") from None
         return _without_nul(_read_jsonl(text, url)), report
-    return _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg)), report
+    return _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg.ingest)), report
+
+
+def _read_conll(text: str, url: str, cfg: PipelineConfig) -> pl.DataFrame:
+    """One row per sentence of a CoNLL column file: token and tag lists and the 1-based line it starts on."""
+    sentences, _ = conll_sentences(split_lines(text), url)
+    n = cfg.ner
+    return pl.DataFrame({
+        n.tokens_key: pl.Series([[t for t, _, _ in s] for s in sentences], dtype=pl.List(pl.String)),
+        n.tags_key: pl.Series([[tag for _, tag, _ in s] for s in sentences], dtype=pl.List(pl.String)),
+        "line": pl.Series([s[0][2] for s in sentences], dtype=pl.Int64),
+    })
+
+
+def json_array_objects(text: str, url: str) -> list[dict[str, Any]]:
+    """The objects of a JSON file holding one array of them (Label Studio's JSON export). Raises InputDataError
+    naming the line and column of a syntax error, or the first element that is not an object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputDataError(f"{url}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; "
+                             f"ingest.format json reads one array of objects, or one object per line") from None
+    bad = next((i for i, item in enumerate(value) if not isinstance(item, dict)), None)
+    if bad is not None:
+        raise InputDataError(f"{url}: element {bad + 1} of the JSON array is a {type(value[bad]).__name__}, not "
+                             "an object with the record's fields")
+    return value
 
 
 def _without_nul(df: pl.DataFrame) -> pl.DataFrame:
@@ -249,7 +293,7 @@ def jsonl_objects(text: str) -> list[dict[str, Any]]:
     return objects
 
 
-def _frame_of_mixed_fields(rows: list[dict[str, Any]]) -> pl.DataFrame:
+def _frame_of_mixed_fields(rows: list[dict[str, Any]], nested: bool = False) -> pl.DataFrame:
     """jsonl rows that polars refuses because a field holds values of several JSON types (`"labels": 1` on one line,
     `"labels": [1, 2]` on another): such a field becomes text, each value as written (strings as they are, anything
     else as its JSON), which the label rules read back (`1`, `[1,2]` a set, `true`); a field of one JSON type (ints
@@ -257,6 +301,9 @@ def _frame_of_mixed_fields(rows: list[dict[str, Any]]) -> pl.DataFrame:
     columns = {}
     for name in dict.fromkeys(name for row in rows for name in row):
         values = [row.get(name) for row in rows]
+        if nested and any(isinstance(v, (list, dict)) for v in values):  # the objects as they are (see _read_table)
+            columns[name] = pl.Series(name, values, dtype=pl.Object)
+            continue
         kinds = {float if type(v) is int else type(v) for v in values if v is not None}
         if len(kinds) > 1:
             values = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
@@ -371,11 +418,9 @@ def unquoted_ragged_line(text: str, fmt: str, delimiter: str, quote: str | None 
     return _field_count(ragged[0] + 1, fields[ragged[0]], fields[0], fmt, delimiter, quote, quotes_in_text=False)
 
 
-def _require_columns(df: pl.DataFrame, url: str, cfg: IngestConfig) -> None:
-    wanted = {
-        "ingest.text_column": cfg.text_column, "ingest.label_column": cfg.label_column,
-        "ingest.id_column": cfg.id_column, "ingest.split_column": cfg.split_column,
-    }
+def _require_columns(df: pl.DataFrame, url: str, cfg: IngestConfig, task_columns: dict[str, str | None]) -> None:
+    """Every column a setting names is in the file: the id and split columns, and the task's own."""
+    wanted = {"ingest.id_column": cfg.id_column, "ingest.split_column": cfg.split_column, **task_columns}
     for field_name, column in wanted.items():
         if column is not None and column not in df.columns:
             raise InputDataError(
@@ -421,34 +466,32 @@ def _stable_ids(source_name: str, texts: pl.Series, seen: dict[str, int] | None 
     return ids
 
 
-def read_source(source: SourceFile, cfg: IngestConfig) -> tuple[pl.DataFrame, SourceReport]:
-    """One source file as raw-schema columns (without ingested_at/run_date) and what reading it found."""
-    fmt, compression = detect_format(source.url, cfg.format)
-    if fmt == "txt" and (cfg.label_column or cfg.id_column or cfg.split_column):
+def read_source(source: SourceFile, cfg: PipelineConfig) -> tuple[pl.DataFrame, SourceReport]:
+    """One source file as raw-schema columns (without ingested_at/run_date) and what reading it found. The task
+    (bert_pipeline/task) reads each row's text and label; ids, splits and provenance are the same for every task."""
+    task, ingest = task_of(cfg), cfg.ingest
+    fmt, compression = detect_format(source.url, ingest.format)
+    if fmt == "txt" and (ingest.label_column or ingest.id_column or ingest.split_column):
         raise InputDataError(f"{source.url}: a txt source holds only text (one document per line); unset "
                              "ingest.label_column, ingest.id_column and ingest.split_column or use csv/tsv/jsonl")
-    df, report = _read_table(source.url, fmt, compression, cfg)
+    df, report = _read_table(source.url, fmt, compression, cfg, nested=task.nested_records)
     if df.height == 0:
-        df = pl.DataFrame(schema={c: pl.String for c in (cfg.text_column, cfg.label_column, cfg.id_column,
-                                                         cfg.split_column) if c})
-    _require_columns(df, source.url, cfg)
-    text = _as_string(df, cfg.text_column, source.url)
-    assert text is not None
-    ids = _as_string(df, cfg.id_column, source.url)
+        df = pl.DataFrame(schema={c: pl.String for c in (ingest.text_column, ingest.label_column, ingest.id_column,
+                                                         ingest.split_column) if c})
+    _require_columns(df, source.url, ingest, task.required_columns(cfg))
+    lines = df["line"].to_list() if fmt == "conll" else None
+    read = task.read_rows(df, cfg, source.url, lines)
+    report.task_counts = read.counts
+    text, labels = read.text, read.label
+    ids = _as_string(df, ingest.id_column, source.url)
     if ids is not None and ids.null_count():
-        raise InputDataError(f"{source.url}: ingest.id_column {cfg.id_column!r} has {ids.null_count()} empty ids")
-    labels = None
-    if cfg.label_column is not None:
-        try:  # one label identity whatever the file's type: 1, 1.0 and "1" are all the label "1"
-            labels = canonical_labels(df[cfg.label_column], cfg.label_delimiter)
-        except InputDataError as exc:
-            raise InputDataError(f"{source.url}: ingest.label_column {cfg.label_column!r}: {exc}") from None
-    split = _normalise_split(_as_string(df, cfg.split_column, source.url), source.url)
+        raise InputDataError(f"{source.url}: ingest.id_column {ingest.id_column!r} has {ids.null_count()} empty ids")
+    split = _normalise_split(_as_string(df, ingest.split_column, source.url), source.url)
     rows = df.height
     out = pl.DataFrame({
         "doc_id": ids if ids is not None else pl.Series(_stable_ids(source.name, text), dtype=pl.String),
         "text": text,
-        "label": labels if labels is not None else pl.Series([None] * rows, dtype=pl.String),
+        "label": labels,
         "split": split if split is not None else pl.Series([None] * rows, dtype=pl.String),
         "source": pl.Series([source.name] * rows, dtype=pl.String),
         "source_row": pl.Series(range(rows), dtype=pl.Int64),
@@ -483,34 +526,48 @@ def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 
                              f"{examples[0]!r} is {places[0]} and {places[1]}")
 
 
-def check_labels(raw: pl.DataFrame, lake: Lake, run_date: str) -> dict[str, int]:
-    """Tonight's rows per label (a multi-label row counts for each of its labels), after refusing spellings that
-    collide with each other or with an earlier night's labels (from the raw manifests), naming both and where each
-    was seen."""
+def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> dict[str, int]:
+    """Tonight's rows per label (a multi-label row counts for each of its labels; an NER row for each entity, per
+    type), after refusing spellings that collide with each other or with an earlier night's labels (from the raw
+    manifests), naming both and where each was seen."""
+    task = task_of(cfg)
     labelled = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
     counts: dict[str, int] = {}
     for value, rows in raw["label"].drop_nulls().value_counts().iter_rows():  # per distinct value (or set)
-        for label in label_set(value):
+        for label in task.label_members(value):
             counts[label] = counts.get(label, 0) + rows
     counts = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     where: dict[str, str] = {}
     for value, source, row in labelled.select("label", "source", "source_row").iter_rows():
-        for label in label_set(value):
+        for label in task.label_members(value):
             where.setdefault(label, f"{source} row {row + 1}")
     for date in lake.run_dates("raw"):
         manifest = lake.read_manifest("raw", date) or {}
-        if date != run_date:
+        if date != cfg.run_date:
             for label in (manifest.get("counts") or {}).get("labels") or {}:
                 where.setdefault(label, f"run_date={date}")
-    check_label_spellings(where, where, setting="ingest.label_column")
+    check_label_spellings(where, where, setting=task.label_setting(cfg))
     return {str(k): int(v) for k, v in counts.items()}
+
+
+def check_lake_task(lake: Lake, cfg: PipelineConfig) -> None:
+    """Refuse to ingest into a lake whose committed nights hold another task's labels (a class is not a span list):
+    InputDataError naming both tasks and the setting. Nights written before tasks existed are classification."""
+    for date in lake.run_dates("raw"):
+        held = (lake.read_manifest("raw", date) or {}).get("task", "classification")
+        if held != cfg.task:
+            raise InputDataError(f"data_root {cfg.data_root} holds task: {held} (run_date={date}); this config is "
+                                 f"task: {cfg.task}. A lake holds one task: set data_root to another folder for "
+                                 f"{cfg.task} (e.g. {cfg.data_root}-{cfg.task}). Nothing was written.")
 
 
 def settings_hash(cfg: PipelineConfig) -> str:
     """cfg.fingerprint("ingest") without ingest.on_existing, which says what to do with a committed partition, not
     how to read the sources: setting it for a retry does not make a committed night look changed."""
-    settings = cfg.ingest.model_dump(mode="json", exclude={"on_existing"})
-    return hashlib.sha256(json.dumps({"ingest": settings}, sort_keys=True).encode()).hexdigest()[:16]
+    settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude={"on_existing"})}
+    if cfg.task != "classification":  # so that a classification lake's committed nights keep their fingerprints
+        settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -576,13 +633,16 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     manifest = lake.read_manifest("raw", cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder):
         return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"]}
+    check_lake_task(lake, cfg)
+    task = task_of(cfg)
+    task.require("ingest")
 
     frames, per_file, warnings = [], [], []
     for source in sources:  # read (and so validate) every source before writing anything
-        frame, report = read_source(source, cfg.ingest)
+        frame, report = read_source(source, cfg)
         frames.append(frame)
         per_file.append({"source": source.name, "rows": frame.height, "invalid_utf8_replaced": report.replaced,
-                         "content_xxh3": report.content_xxh3})
+                         "content_xxh3": report.content_xxh3, **report.task_counts})
         if report.surrogates:
             per_file[-1] |= {"lone_surrogates": report.surrogates,
                              "lone_surrogate_lines": report.surrogate_lines[:LINES_NAMED]}
@@ -609,7 +669,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     raw = pl.concat(frames, how="vertical").with_columns(
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
     _check_unique_ids(raw, cfg.ingest.id_column)
-    labels = check_labels(raw, lake, cfg.run_date)
+    labels = check_labels(raw, lake, cfg)
 
     writer = lake.writer("raw", cfg.run_date, stage_fp).begin()
     table = raw.to_arrow().cast(RAW_SCHEMA)
@@ -622,11 +682,21 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         "invalid_utf8_rows": int(raw["invalid_utf8"].sum()),
         "invalid_utf8_replaced": sum(f["invalid_utf8_replaced"] for f in per_file),
         "lone_surrogates": sum(f.get("lone_surrogates", 0) for f in per_file),
+        **_task_counts(per_file),
     }
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=inputs, files=_stamped(per_file, ingested_at),
-                  config_hash=settings_hash(cfg), counts=counts)
+                  config_hash=settings_hash(cfg), counts=counts, task=cfg.task)
     return {"stage": "ingest", "skipped": False, "partition": folder, **counts,
             **({"warnings": warnings} if warnings else {})}
+
+
+def _task_counts(per_file: list[dict[str, Any]]) -> dict[str, int]:
+    """The task's reading counts (entities, trimmed_spans ...) summed over the files' manifest entries."""
+    known = {"rows", "invalid_utf8_replaced", "lone_surrogates", "size"}
+    total: collections.Counter[str] = collections.Counter()
+    for entry in per_file:
+        total.update({k: v for k, v in entry.items() if k not in known and type(v) is int})
+    return dict(total)
 
 
 def _stamped(per_file: list[dict[str, Any]], ingested_at: dt.datetime) -> list[dict[str, Any]]:
@@ -665,7 +735,7 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
     keys = ["doc_id", "label", "source", "source_row"]
     whole = pl.concat([old.select(keys), added.select(keys)], how="vertical")
     _check_unique_ids(whole, cfg.ingest.id_column, committed=old.height)
-    labels = check_labels(whole, lake, cfg.run_date)
+    labels = check_labels(whole, lake, cfg)
 
     outputs = list(manifest["outputs"])
     writer = lake.writer("raw", cfg.run_date, stage_fp, outputs=outputs)  # no begin(): the old commit stands till ours
@@ -683,13 +753,14 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
         "invalid_utf8_replaced": int(before.get("invalid_utf8_replaced", 0))
         + sum(s["invalid_utf8_replaced"] for _, s in new),
         "lone_surrogates": int(before.get("lone_surrogates", 0)) + sum(s.get("lone_surrogates", 0) for _, s in new),
+        **_task_counts(list(manifest.get("files") or []) + [s for _, s in new]),
     }
     added_inputs = [{k: s[k] for k in ("url", "size", "version", "name")} for _, s in new]
     added_files = _stamped([{k: v for k, v in s.items() if k not in ("url", "size", "version", "name")}
                             for _, s in new], ingested_at)
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=list(manifest.get("inputs") or []) + added_inputs,
                   files=list(manifest.get("files") or []) + added_files, config_hash=settings_hash(cfg),
-                  counts=counts, appended=[s["name"] for _, s in new])
+                  counts=counts, appended=[s["name"] for _, s in new], task=cfg.task)
     note = (f"ingest.on_existing: append: {added.height} rows from {_describe([s for _, s in new], committed)} "
             f"added to the {old.height} committed")
     log.info("ingest: %s", note)

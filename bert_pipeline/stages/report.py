@@ -20,6 +20,7 @@ import polars as pl
 from bert_pipeline.text import coverage as cov
 from bert_pipeline.evaluation import baseline
 from bert_pipeline.lake import storage
+from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
 from bert_pipeline.evaluation.registry import committed_models
@@ -149,6 +150,10 @@ def unscored_reason(cfg: PipelineConfig, lake: Lake) -> str:
     """Why a night with curated rows has no committed predictions."""
     from bert_pipeline.stages.score import no_model_reason
 
+    task = task_of(cfg)
+    if "score" not in task.stages:
+        return (f"task: {task.name} runs the {' and '.join(task.stages)} stages in this version; it is not scored "
+                "yet")
     if not cfg.score.model and storage.read_json(lake.champion_url) is None:
         return no_model_reason(cfg, lake)
     return "the score stage has not committed predictions for this night (it has not run, or it failed)"

@@ -34,6 +34,7 @@ import xxhash
 
 from bert_pipeline.evaluation import baseline
 from bert_pipeline.lake import storage
+from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.progress import Progress
@@ -298,6 +299,7 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
     the lake has no champion and score.fallback finds nothing to score with (`reason` says why).
 
     Raises LakeStateError without committed curated rows; ConfigError for a score.model without label names."""
+    task_of(cfg).require("score")
     lake = Lake(cfg.data_root)
     curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     folder = lake.partition("predictions", cfg.run_date)

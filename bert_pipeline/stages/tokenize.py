@@ -29,6 +29,7 @@ from bert_pipeline.text import coverage as cov
 from bert_pipeline.text.encoding import encode_texts
 from bert_pipeline.lake import storage
 from bert_pipeline.text import vocabulary
+from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import ConfigError
 from bert_pipeline.curation.labels import check_label_spellings
@@ -218,6 +219,7 @@ def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, 
 
 
 def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
+    task_of(cfg).require("tokenize")
     lake = Lake(cfg.data_root)
     curated_manifest = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     model_dir = resolve_model_dir(cfg.train.base_model)

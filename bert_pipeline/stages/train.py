@@ -43,6 +43,7 @@ from bert_pipeline.training.adapt import committed as adapt_committed
 from bert_pipeline.training.calibration import expected_calibration_error, fit_temperature, nll, softmax
 from bert_pipeline.training.checkpoint import CheckpointStore
 from bert_pipeline.training.checkpoint import Progress as Checkpoint
+from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig, TrainConfig
 from bert_pipeline.training.distributed import Dist, launch, process_group
 from bert_pipeline.modeling.inference import autocast, collate, pick_device, predict_logits
@@ -331,6 +332,7 @@ def unchanged_since_champion(run: TrainRun, content: str) -> dict[str, Any] | No
 
 
 def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
+    task_of(cfg).require("train")
     run = TrainRun.plan(cfg)
     if (done := run.committed()) is not None:
         return run.summary(done, skipped=True)

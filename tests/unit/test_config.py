@@ -28,7 +28,7 @@ def test_demo_config_is_valid_and_points_at_installed_data() -> None:
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
-        ("ingest.format=xls", "ingest.format: must be one of 'auto', 'csv', 'tsv', 'jsonl', 'parquet' or 'txt'"),
+        ("ingest.format=xls", "ingest.format: must be one of 'auto', 'csv', 'tsv', 'jsonl', 'json', 'parquet', 'txt' or 'conll'"),
         ("run_date=2026-02-30", "run_date: '2026-02-30' is not a real calendar date"),
         ("run_date=28/11/2026", "run_date: must be a date written YYYY-MM-DD"),
         ("train.epochs=0", "train.epochs: must be auto or a number of epochs from 1 to 1000"),

@@ -50,7 +50,7 @@ def test_library_modules_import_in_one_direction() -> None:
 
 # The sub-packages in the order they may import each other: each only from those before it (and the top-level
 # config, errors, progress, schedule modules); docs/reference/layout.md draws the same.
-LAYERS = ["lake", "curation", "modeling", "text", "training", "evaluation", "stages"]
+LAYERS = ["lake", "curation", "ner", "modeling", "text", "training", "evaluation", "task", "stages"]
 
 
 def test_sub_packages_import_only_the_layers_below_them() -> None:

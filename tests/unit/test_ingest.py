@@ -96,7 +96,7 @@ def test_derived_ids_are_stable_and_unique_even_for_repeated_texts(tmp_path: Pat
     _, first = ingest(tmp_path, [str(tmp_path / "a.csv")])
     assert first["doc_id"].n_unique() == 3
     cfg = build_config({"ingest": {"sources": [str(tmp_path / "a.csv")]}})
-    again, _ = read_source(expand_sources(cfg.ingest.sources)[0], cfg.ingest)
+    again, _ = read_source(expand_sources(cfg.ingest.sources)[0], cfg)
     assert again["doc_id"].to_list() == first["doc_id"].to_list()
 
 
@@ -231,5 +231,5 @@ def test_relative_sources_keep_their_name_and_ids(tmp_path: Path, monkeypatch: p
     (tmp_path / "d" / "a.csv").write_text("text\nhello\n")
     monkeypatch.chdir(tmp_path)
     cfg = build_config({"ingest": {"sources": ["d/a.csv"]}})
-    frame, _ = read_source(expand_sources(cfg.ingest.sources)[0], cfg.ingest)
+    frame, _ = read_source(expand_sources(cfg.ingest.sources)[0], cfg)
     assert frame["source"].to_list() == ["d/a.csv"]

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from bert_pipeline.config import IngestConfig, load_config
+from bert_pipeline.config import IngestConfig, PipelineConfig, load_config
 from bert_pipeline.errors import ConfigError, InputDataError
 from bert_pipeline.stages.ingest import expand_sources, read_source
 from bert_pipeline.curation.labels import canonical_label, canonical_labels, check_label_spellings, label_set, member_labels
@@ -52,18 +52,18 @@ def test_ingest_reads_sets_from_jsonl_parquet_and_delimited_csv(tmp_path: Path) 
         {"text": "unlabelled", "labels": None},
     ]) + "\n")
     cfg = IngestConfig(sources=[str(jsonl)], label_column="labels")
-    frame, _ = read_source(expand_sources(cfg.sources)[0], cfg)
+    frame, _ = read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))
     assert frame["label"].to_list() == ['["billing","refund"]', "account", "[]", None]
 
     parquet = tmp_path / "tickets.parquet"
     pl.DataFrame({"text": ["a b c", "d e f"], "tags": [["x", "y"], None]}).write_parquet(parquet)
     cfg = IngestConfig(sources=[str(parquet)], label_column="tags")
-    assert read_source(expand_sources(cfg.sources)[0], cfg)[0]["label"].to_list() == ['["x","y"]', None]
+    assert read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))[0]["label"].to_list() == ['["x","y"]', None]
 
     csv = tmp_path / "tickets.csv"
     csv.write_text('text,tags\n"login fails, refund?",account|billing\nok,\n')
     cfg = IngestConfig(sources=[str(csv)], label_column="tags", label_delimiter="|")
-    assert read_source(expand_sources(cfg.sources)[0], cfg)[0]["label"].to_list() == ['["account","billing"]', None]
+    assert read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))[0]["label"].to_list() == ['["account","billing"]', None]
 
 
 def test_config_validates_the_new_keys_by_name() -> None:
@@ -150,7 +150,7 @@ def test_a_list_column_written_to_csv_by_pandas_or_numpy_is_read_as_sets(tmp_pat
                   "topics": [["refund", "billing"], ["bug"], ["billing", "bug", "billing"], [], None,
                              list(np.array([3, 4]))]}).to_csv(csv, index=False)
     cfg = IngestConfig(sources=[str(csv)], label_column="topics")
-    labels = read_source(expand_sources(cfg.sources)[0], cfg)[0]["label"].to_list()
+    labels = read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))[0]["label"].to_list()
     assert labels == ['["billing","refund"]', "bug", '["billing","bug"]', "[]", None, '["3","4"]']
     assert problem_type(labels, "auto") == "multi_label"
     assert canonical_label("['a', \"b's\", 3, 4.0]") == '["3","4","a","b\'s"]'
@@ -172,7 +172,7 @@ def test_a_list_column_written_to_csv_by_pandas_or_numpy_is_read_as_sets(tmp_pat
     csv.write_text("text,topics\nrefund not received,billing\nmany,[1 2 3 ... 998 999]\n")
     with pytest.raises(InputDataError, match=r"tickets.csv: ingest.label_column 'topics': row 2: label "
                                              r"'\[1 2 3 ... 998 999\]' is an array that numpy shortened with '...'"):
-        read_source(expand_sources(cfg.sources)[0], cfg)
+        read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))
 
 
 def test_jsonl_mixing_numbers_booleans_and_arrays_in_one_field_is_read(tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ def test_jsonl_mixing_numbers_booleans_and_arrays_in_one_field_is_read(tmp_path:
     jsonl = tmp_path / "mixed.jsonl"  # polars refuses it: no one type for "labels" (nor for "text")
     jsonl.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n")
     cfg = IngestConfig(sources=[str(jsonl)], label_column="labels")
-    frame = read_source(expand_sources(cfg.sources)[0], cfg)[0]
+    frame = read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))[0]
     assert frame.select("text", "label").rows() == [
         ("refund please", "1"), ("login broken", '["1","2"]'), ("真的吗", "true"), ("ok", '["b","true"]'), ("5", "1"),
         ("no label", None), ("7", "[]"), ("x", "1")]

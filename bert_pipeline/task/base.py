@@ -1,0 +1,84 @@
+"""The interface each task module implements (see bert_pipeline/task/__init__.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import polars as pl
+
+from bert_pipeline.config import PipelineConfig
+from bert_pipeline.errors import ConfigError, InputDataError
+
+
+@dataclass
+class RowsRead:
+    """One source file's rows as the task reads them: `text` (String, the text to store), `label` (String canonical
+    labels, null = unlabelled) and what reading found worth counting in the manifest (e.g. trimmed_spans)."""
+
+    text: pl.Series
+    label: pl.Series
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    name: str
+    nested_records: bool  # json(l) lists and objects are read as Python objects, not unified by polars
+    stages: tuple[str, ...]  # the stages this task runs; the others refuse it before writing (require)
+
+    def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
+        """The text and canonical label of each row of `frame` (a source file's columns, in file order). lines:
+        the 1-based line (CoNLL) of each row, None where rows are records. Raises InputDataError naming url, the
+        record or line, and the setting that would help."""
+        ...
+
+    def required_columns(self, cfg: PipelineConfig) -> dict[str, str | None]:
+        """{setting: column} of the columns every source file must have for this task (ingest refuses it naming
+        the setting)."""
+        ...
+
+    def label_members(self, label: str) -> list[str]:
+        """The names a canonical label counts for (per-label counts, spelling checks): classes or entity types."""
+        ...
+
+    def label_setting(self, cfg: PipelineConfig) -> str:
+        """The setting a label-spelling clash message names."""
+        ...
+
+    def relabel(self, raw: list[str | None], cleaned: list[str], labels: list[str | None]) -> tuple[
+            list[str | None], list[str | None]]:
+        """(labels of the cleaned texts, a rejects reason or None per row): curate's cleaning rewrote raw into
+        cleaned. Classification labels do not change; entity spans follow the text."""
+        ...
+
+    def require(self, stage: str) -> None:
+        """Raise ConfigError naming the task and the stage when this task does not run `stage` yet."""
+        ...
+
+
+def string_column(frame: pl.DataFrame, column: str | None, url: str) -> pl.Series | None:
+    """`frame[column]` as text (numbers and booleans written out), None for no column. Raises InputDataError for a
+    nested column (a list or a struct is not text)."""
+    if column is None:
+        return None
+    series = frame[column]
+    if series.dtype != pl.String:
+        if series.dtype.is_nested():
+            raise InputDataError(f"{url}: column {column!r} holds {series.dtype}, not text")
+        series = series.cast(pl.String)
+    return series
+
+
+class RefusesStages:
+    """`require` for a task that runs only the stages in `stages`."""
+
+    name: str
+    stages: tuple[str, ...]
+
+    def require(self, stage: str) -> None:
+        if stage not in self.stages:
+            ran = " and ".join(self.stages)
+            raise ConfigError(f"task: {self.name} runs the {ran} stages in this version; {stage} does not run it yet "
+                              f"(nothing was written). Run those stages alone: "
+                              f"{' then '.join(f'bert-pipeline {s}' for s in self.stages)}, or the nightly flow "
+                              f"with stages {list(self.stages)}")

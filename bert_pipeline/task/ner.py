@@ -1,0 +1,155 @@
+"""Named-entity recognition: a row's label is its entity spans, read from annotation exports and CoNLL files.
+
+A labelled row's canonical label is the sorted JSON array `[[start, end, "TYPE"], ...]` in code points of the stored
+text (`[]`: annotated, no entities; null: not annotated, scored only). Records are read by `ner.annotations`
+(bert_pipeline/ner/readers.py for each export style); every span is checked (bert_pipeline/ner/spans.py) and a bad one
+refuses the file before anything is written, naming the file, the record or line, and the setting that would help.
+Curation rewrites text; `relabel` moves each span with it (bert_pipeline/ner/offsets.py) or rejects the row as
+`span_unmappable`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any, Mapping
+
+import polars as pl
+
+from bert_pipeline.config import NerConfig, PipelineConfig
+from bert_pipeline.curation.clean import clean_text
+from bert_pipeline.ner.offsets import UNMAPPABLE, map_spans
+from bert_pipeline.ner.readers import Annotated, read_doccano, read_label_studio, read_span_dicts, read_token_tags
+from bert_pipeline.ner.spans import LABEL_MAP_SETTING, Span, SpanError, check_label_case
+from bert_pipeline.ner.tagging import detect_scheme, join_tokens, scheme_name
+from bert_pipeline.task.base import RefusesStages, RowsRead
+
+DOCCANO_KEYS = ("label", "labels")
+SPAN_KEYS = ("spans", "entities", "ents")
+
+
+def encode_spans(spans: list[Span]) -> str:
+    """The canonical label of a row's spans: compact JSON `[[start,end,"TYPE"],...]`, sorted (spans come sorted)."""
+    return json.dumps([[s.start, s.end, s.label] for s in spans], ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_spans(label: str) -> list[Span]:
+    """The spans of a canonical NER label (encode_spans' inverse)."""
+    return [Span(int(start), int(end), str(kind)) for start, end, kind in json.loads(label)]
+
+
+def style_of(record: Mapping[str, Any], n: NerConfig) -> str | None:
+    """The annotation style of one record under ner.annotations: auto looks at its keys (None: no annotation, the
+    row is unlabelled and only scored)."""
+    if n.annotations != "auto":
+        return n.annotations
+    if "annotations" in record and isinstance(record.get("data"), Mapping):
+        return "label_studio"
+    if record.get(n.tokens_key) is not None and record.get(n.tags_key) is not None:
+        return "token_tags"
+    if n.spans_key is not None:
+        return "spans" if record.get(n.spans_key) is not None else None
+    if any(isinstance(record.get(k), list) for k in DOCCANO_KEYS):
+        return "doccano"
+    if any(record.get(k) is not None for k in SPAN_KEYS):
+        return "spans"
+    return None
+
+
+def file_scheme(records: list[dict[str, Any]], n: NerConfig, where: str) -> str:
+    """ner.tag_scheme, or under auto the scheme detected over every string-tagged record of the file (IOB2 when no
+    record has tags)."""
+    if n.tag_scheme != "auto":
+        return scheme_name(n.tag_scheme)
+    names = n.tag_names
+    sentences = [[names[t] if isinstance(t, int) and 0 <= t < len(names) else t for t in record[n.tags_key]]
+                 for record in records if isinstance(record.get(n.tags_key), list)]
+    sentences = [[t for t in s if isinstance(t, str)] for s in sentences]
+    return detect_scheme(sentences, where) if any(sentences) else "IOB2"
+
+
+def _unlabelled_text(record: Mapping[str, Any], cfg: PipelineConfig, where: str) -> str | None:
+    text = record.get(cfg.ingest.text_column)
+    if text is None and isinstance(record.get(cfg.ner.tokens_key), list):  # tokens without tags: text to score
+        return join_tokens([str(t) for t in record[cfg.ner.tokens_key]], separator=cfg.ner.token_separator)[0]
+    if text is not None and not isinstance(text, str):
+        raise SpanError(f"{where}: {cfg.ingest.text_column!r} holds {type(text).__name__}, not text", "no_text")
+    return text
+
+
+def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, scheme: str,
+                counts: Counter[str]) -> tuple[str | None, list[Span] | None]:
+    """(text, spans) of one record; spans None when it carries no usable annotation (Label Studio cancelled, Prodigy
+    reject, no annotation key under auto)."""
+    n, text_key = cfg.ner, cfg.ingest.text_column
+    style = style_of(record, n)
+    annotated: Annotated | None
+    if style is None:
+        return _unlabelled_text(record, cfg, where), None
+    if style == "doccano":
+        keyed = record if n.spans_key is None else {**record, "label": record.get(n.spans_key)}
+        annotated = read_doccano(keyed, where, text_key=text_key, offsets=n.offsets, counts=counts)
+    elif style == "label_studio":
+        annotated = read_label_studio(record, where, text_key=text_key, offsets=n.offsets, counts=counts)
+    elif style == "spans":
+        annotated = read_span_dicts(record, where, text_key=text_key, spans_key=n.spans_key, offsets=n.offsets,
+                                    counts=counts)
+    else:
+        annotated = read_token_tags(record, where, tokens_key=n.tokens_key, tags_key=n.tags_key,
+                                    label_names=n.tag_names or None, scheme=scheme, separator=n.token_separator,
+                                    counts=counts)
+    if annotated is None:  # a Label Studio task nobody annotated, a Prodigy reject: scored, not trained on
+        holder = record.get("data") or {} if style == "label_studio" else record
+        return _unlabelled_text(holder, cfg, where), None
+    text, spans = annotated
+    return text, [Span(s.start, s.end, n.label_map.get(s.label, s.label)) for s in spans]
+
+
+class NerTask(RefusesStages):
+    name = "ner"
+    stages = ("ingest", "curate")
+    nested_records = True  # json(l) records are read as the objects they are: span lists mix numbers and text
+
+    def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
+        """Each record's text and spans (see read_record), entity types rewritten by ner.label_map and refused when
+        two spellings differ only in case. Raises SpanError (an InputDataError) naming url and the record or line."""
+        records = frame.to_dicts()
+        scheme = file_scheme(records, cfg.ner, url)
+        texts: list[str | None] = []
+        labels: list[str | None] = []
+        counts: Counter[str] = Counter()
+        kinds: list[str] = []
+        for index, record in enumerate(records):
+            where = f"{url} line {lines[index]}" if lines else f"{url} record {index + 1}"
+            text, spans = read_record(record, where, cfg, scheme, counts)
+            texts.append(text)
+            labels.append(None if spans is None else encode_spans(spans))
+            kinds += [s.label for s in spans or []]
+        check_label_case(kinds, url)
+        counts["entities"] = len(kinds)
+        return RowsRead(pl.Series(texts, dtype=pl.String), pl.Series(labels, dtype=pl.String),
+                        {k: int(v) for k, v in counts.items() if v})
+
+    def required_columns(self, cfg: PipelineConfig) -> dict[str, str | None]:
+        """None beyond ingest's: each record's style says where its text is (a text key, Label Studio's data, or
+        tokens)."""
+        return {}
+
+    def label_members(self, label: str) -> list[str]:
+        return [s.label for s in decode_spans(label)]
+
+    def label_setting(self, cfg: PipelineConfig) -> str:
+        return LABEL_MAP_SETTING
+
+    def relabel(self, raw: list[str | None], cleaned: list[str], labels: list[str | None]) -> tuple[
+            list[str | None], list[str | None]]:
+        """Each row's spans on its cleaned text (bert_pipeline/ner/offsets.map_spans); a row whose spans cannot all
+        be kept true gets the reason span_unmappable (and keeps its raw label, as rejects keep what was sent)."""
+        out: list[str | None] = []
+        reasons: list[str | None] = []
+        for before, after, label in zip(raw, cleaned, labels):
+            mapped = None if label is None else map_spans(before or "", after, decode_spans(label), clean_text)
+            out.append(label if label is None or mapped is None else encode_spans(mapped))
+            reasons.append(UNMAPPABLE if label is not None and mapped is None else None)
+        return out, reasons
+

@@ -1,0 +1,250 @@
+"""task: ner through ingest and curate: every export style read to one canonical span form, bad spans refused before
+anything is written, spans kept true through cleaning, conflicts and corrections across nights as for classes, and
+one task per lake. Inputs are small hand-made exports with emoji, CJK, combining accents, HTML and odd whitespace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bert_pipeline.config import build_config
+from bert_pipeline.errors import ConfigError, InputDataError
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.task import preflight
+from bert_pipeline.task.ner import decode_spans
+from tests.helpers import read_partition
+
+
+def _cfg(tmp_path: Path, sources: list[Path], run_date: str = "2026-03-01", **ner: object) -> object:
+    return build_config({"data_root": str(tmp_path / "lake"), "run_date": run_date, "task": "ner",
+                         "ingest": {"sources": [str(s) for s in sources]}, "ner": ner})
+
+
+def _entities(frame: pl.DataFrame) -> dict[str, list[tuple[str, str]] | None]:
+    """text -> [(entity text, type)] read back through the stored offsets (None for an unlabelled row)."""
+    return {text: None if label is None else [(text[s.start:s.end], s.label) for s in decode_spans(label)]
+            for text, label in zip(frame["text"], frame["label"])}
+
+
+def _jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+DOCCANO = [
+    {"id": 7, "text": "Angela Merkel met Emmanuel Macron in Paris.", "label": [[0, 13, "PER"], [18, 33, "PER"],
+                                                                               [37, 42, "LOC"]]},
+    {"id": 8, "text": "😀 Zoë Saldaña flew to 東京 on Monday", "label": [[2, 13, "PER"], [22, 24, "LOC"]]},
+    {"id": 9, "text": "Cafe\u0301 Noir opened in Zürich", "label": [[0, 10, "ORG"], [21, 27, "LOC"]]},
+    {"id": 10, "text": "No entities in this sentence at all", "label": []},
+    {"id": 11, "text": "Nobody annotated this row yet"},
+]
+
+
+def test_each_export_style_reads_to_the_same_canonical_spans(tmp_path: Path) -> None:
+    doccano = _jsonl(tmp_path / "doccano.jsonl", DOCCANO)
+    spacy = _jsonl(tmp_path / "spacy.jsonl", [
+        {"text": "Siemens hired  Jürgen Klopp", "spans": [{"start_char": 0, "end_char": 7, "label": "ORG"},
+                                                      {"start": 15, "end": 27, "label": "PER", "text": "Jürgen Klopp"}]},
+        {"text": "Prodigy rejected this one", "spans": [{"start": 0, "end": 7, "label": "ORG"}], "answer": "reject"},
+    ])
+    studio = tmp_path / "label-studio.json"  # one JSON array, offsets counted in UTF-16 by the browser
+    studio.write_text(json.dumps([
+        {"data": {"text": "🎉🎉 Lionel Messi joined Inter Miami"}, "annotations": [{"result": [
+            {"value": {"start": 5, "end": 17, "labels": ["PER"], "text": "Lionel Messi"}},
+            {"value": {"start": 25, "end": 36, "labels": ["ORG"], "text": "Inter Miami"}},
+            {"value": {"choices": ["sports"]}, "type": "choices"}]}]},
+        {"data": {"text": "A task someone skipped"}, "annotations": [{"was_cancelled": True, "result": []}]},
+    ], ensure_ascii=False), encoding="utf-8")
+    conll = tmp_path / "news.conll"
+    conll.write_text("-DOCSTART- O\n\nEU S-ORG\nrejects O\nGerman S-MISC\ncall O\n\nPeter B-PER\nBlackburn E-PER\n")
+    bmes = tmp_path / "weibo.bmes"
+    bmes.write_text("我 O\n在 O\n北 B-LOC\n京 E-LOC\n见 O\n到 O\n李 B-PER\n明 M-PER\n华 E-PER\n")
+    tags = tmp_path / "hf.parquet"  # a Hugging Face dataset: tokens and integer tags indexing the feature's names
+    pq.write_table(pa.table({"tokens": [["Ada", "Lovelace", "lived", "in", "London"], ["no", "tags", "here"]],
+                             "ner_tags": [[1, 2, 0, 0, 3], [0, 0, 0]]}), tags)
+
+    studio_cfg = {"offsets": "utf16"}
+    for sources, extra in (([doccano, spacy, conll, bmes], {}), ([studio], studio_cfg),
+                           ([tags], {"tag_names": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]})):
+        cfg = build_config({"data_root": str(tmp_path / f"lake-{sources[0].stem}"), "run_date": "2026-03-01",
+                            "task": "ner", "ingest": {"sources": [str(s) for s in sources]}, "ner": extra})
+        summary = run_ingest(cfg)
+        assert summary["labelled_rows"] >= 1
+    read = {}
+    for stem in ("doccano", "label-studio", "hf"):
+        lake = Lake(str(tmp_path / f"lake-{stem}"))
+        read |= _entities(read_partition(lake, "raw", "2026-03-01"))
+    assert read["Angela Merkel met Emmanuel Macron in Paris."] == [
+        ("Angela Merkel", "PER"), ("Emmanuel Macron", "PER"), ("Paris", "LOC")]
+    assert read["😀 Zoë Saldaña flew to 東京 on Monday"] == [("Zoë Saldaña", "PER"), ("東京", "LOC")]
+    assert read["Cafe\u0301 Noir opened in Zürich"] == [("Cafe\u0301 Noir", "ORG"), ("Zürich", "LOC")]
+    assert read["No entities in this sentence at all"] == []  # annotated, nothing to tag: a negative example
+    assert read["Nobody annotated this row yet"] is None  # not annotated: scored only
+    assert read["Siemens hired  Jürgen Klopp"] == [("Siemens", "ORG"), ("Jürgen Klopp", "PER")]
+    assert read["Prodigy rejected this one"] is None
+    assert read["EU rejects German call"] == [("EU", "ORG"), ("German", "MISC")]
+    assert read["Peter Blackburn"] == [("Peter Blackburn", "PER")]
+    assert read["我在北京见到李明华"] == [("北京", "LOC"), ("李明华", "PER")]  # CJK tokens glue without spaces
+    assert read["🎉🎉 Lionel Messi joined Inter Miami"] == [("Lionel Messi", "PER"), ("Inter Miami", "ORG")]
+    assert read["A task someone skipped"] is None
+    assert read["Ada Lovelace lived in London"] == [("Ada Lovelace", "PER"), ("London", "LOC")]
+    assert read["no tags here"] == []
+
+    lake = Lake(str(tmp_path / "lake-doccano"))
+    manifest = lake.read_manifest("raw", "2026-03-01")
+    assert manifest["task"] == "ner"
+    assert manifest["counts"]["labels"] == {"PER": 6, "LOC": 4, "ORG": 3, "MISC": 1}  # entities per type
+    assert manifest["counts"]["entities"] == 14
+    assert manifest["counts"]["rows"] == 10 and manifest["counts"]["labelled_rows"] == 8
+
+
+@pytest.mark.parametrize(("records", "said"), [
+    ([{"text": "Ann Lee", "label": [[0, 3, "PER"], [2, 7, "PER"]]}], ["record 1", "overlap"]),
+    ([{"text": "ok", "label": []}, {"text": "Ann", "label": [[0, 9, "PER"]]}], ["record 2", "outside"]),
+    ([{"text": "Ann Lee", "label": [[4, 4, "PER"]]}], ["record 1"]),
+    ([{"text": "Bob and Ann", "spans": [{"start": 0, "end": 3, "label": "PER", "text": "Ann"}]}], ["record 1"]),
+    ([{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "Per"]]}], ["ner.label_map", "'Per'"]),
+])
+def test_bad_spans_refuse_the_night_naming_the_record_and_write_nothing(tmp_path: Path, records: list[dict],
+                                                                         said: list[str]) -> None:
+    cfg = _cfg(tmp_path, [_jsonl(tmp_path / "bad.jsonl", records)])
+    with pytest.raises(InputDataError) as caught:
+        run_ingest(cfg)
+    assert all(part in str(caught.value) for part in ["bad.jsonl", *said]), str(caught.value)
+    assert Lake(cfg.data_root).read_manifest("raw", "2026-03-01") is None
+
+
+def test_utf16_offsets_are_a_setting_never_a_guess(tmp_path: Path) -> None:
+    source = _jsonl(tmp_path / "browser.jsonl", [{"text": "👍 Berlin rocks", "label": [[3, 9, "LOC"]]}])
+    with pytest.raises(InputDataError, match="ner.offsets"):
+        run_ingest(_cfg(tmp_path, [source]))
+    run_ingest(_cfg(tmp_path, [source], offsets="utf16"))
+    assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-01")) == {
+        "👍 Berlin rocks": [("Berlin", "LOC")]}
+
+
+def test_label_map_joins_spellings_before_the_case_check(tmp_path: Path) -> None:
+    source = _jsonl(tmp_path / "mixed.jsonl", [{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "Per"]]}])
+    run_ingest(_cfg(tmp_path, [source], label_map={"Per": "PER"}))
+    assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-01")) == {
+        "Ann met Bob": [("Ann", "PER"), ("Bob", "PER")]}
+
+
+def test_curation_keeps_every_span_on_the_same_characters(tmp_path: Path) -> None:
+    source = _jsonl(tmp_path / "web.jsonl", [
+        {"id": "a", "text": "I met  <b>Paris</b> Hilton at AT&amp;T\u00a0today", "label": [[7, 26, "PER"], [30, 38, "ORG"]]},
+        {"id": "b", "text": "cafe\u0301 in  Zürich, \r\n\tsaid Ã©mile", "label": [[0, 5, "ORG"], [10, 16, "LOC"],
+                                                                               [26, 32, "PER"]]},
+        {"id": "c", "text": "The tag &lt;b&gt; marks bold text here", "label": [[8, 17, "CODE"]]},
+        {"id": "d", "text": "  Trailing spaces around Oslo   ", "label": [[25, 29, "LOC"]]},
+        {"id": "e", "text": "just text to score, nobody tagged it"},
+    ])
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01", "task": "ner",
+                        "ingest": {"sources": [str(source)], "id_column": "id"}})
+    run_ingest(cfg)
+    summary = run_curate(cfg)
+    lake = Lake(cfg.data_root)
+    curated = read_partition(lake, "curated", "2026-03-01")
+    rejects = read_partition(lake, "rejects", "2026-03-01")
+    assert curated.height + rejects.height == 5
+    by_id = dict(zip(curated["doc_id"], curated["text"]))
+    assert _entities(curated) == {
+        by_id["a"]: [("Paris Hilton", "PER"), ("AT&T", "ORG")],
+        by_id["b"]: [("café", "ORG"), ("Zürich", "LOC"), ("émile", "PER")],
+        by_id["d"]: [("Oslo", "LOC")],
+        by_id["e"]: None,
+    }
+    assert by_id["a"] == "I met Paris Hilton at AT&T today"
+    # the entity's text is an HTML tag once unescaped, which cleaning strips: the row cannot keep a true span
+    assert rejects.select("doc_id", "reason").rows() == [("c", "span_unmappable")]
+    assert rejects["label"].to_list() == ['[[8,17,"CODE"]]']  # as sent, beside its original text
+    assert summary["rejected_by_reason"]["span_unmappable"] == 1
+
+
+def test_span_conflicts_and_corrections_across_nights(tmp_path: Path) -> None:
+    night1 = _jsonl(tmp_path / "n1.jsonl", [
+        {"text": "Jordan visited Jordan last spring", "label": [[0, 6, "PER"], [15, 21, "LOC"]]},
+        {"text": "Apple opened a store in Milan", "label": [[0, 5, "ORG"], [24, 29, "LOC"]]},
+        {"text": "Apple opened a store in Milan", "label": [[0, 5, "ORG"]]},  # same text, other spans: a conflict
+    ])
+    cfg1 = _cfg(tmp_path, [night1])
+    run_ingest(cfg1)
+    run_curate(cfg1)
+    lake = Lake(cfg1.data_root)
+    first = read_partition(lake, "curated", "2026-03-01")
+    assert first.filter(pl.col("text") == "Apple opened a store in Milan")["label_conflict"].to_list() == [True]
+
+    night2 = _jsonl(tmp_path / "n2.jsonl", [  # the annotator fixes night 1's first row: the second Jordan is a LOC
+        {"text": "Jordan visited Jordan last spring", "label": [[0, 6, "PER"]]},
+        {"text": "A brand new sentence about Lisbon", "label": [[27, 33, "LOC"]]},
+    ])
+    cfg2 = _cfg(tmp_path, [night2], run_date="2026-03-02")
+    run_ingest(cfg2)
+    summary = run_curate(cfg2)
+    rejects = read_partition(lake, "rejects", "2026-03-02")
+    corrected = rejects.filter(pl.col("reason") == "label_correction")
+    assert corrected["label"].to_list() == ['[[0,6,"PER"]]']
+    assert corrected["duplicate_of"].to_list() == first.filter(
+        pl.col("text") == "Jordan visited Jordan last spring")["doc_id"].to_list()
+    assert summary["rejected_by_reason"]["label_correction"] == 1
+    same_again = _jsonl(tmp_path / "n3.jsonl", [
+        {"text": "A brand new sentence about Lisbon", "label": [[27, 33, "LOC"]]}])  # same spans: a duplicate
+    cfg3 = _cfg(tmp_path, [same_again], run_date="2026-03-03")
+    run_ingest(cfg3)
+    assert run_curate(cfg3)["rejected_by_reason"]["exact_duplicate"] == 1
+
+
+def test_a_lake_holds_one_task_and_later_stages_refuse_ner_before_writing(tmp_path: Path) -> None:
+    source = _jsonl(tmp_path / "n.jsonl", DOCCANO[:2])
+    cfg = _cfg(tmp_path, [source])
+    run_ingest(cfg)
+    csv = tmp_path / "classes.csv"
+    pl.DataFrame({"text": ["good flight", "bad food"], "label": ["pos", "neg"]}).write_csv(csv)
+    classes = build_config({"data_root": cfg.data_root, "run_date": "2026-03-02",
+                            "ingest": {"sources": [str(csv)], "label_column": "label"}})
+    with pytest.raises(InputDataError, match="holds task: ner"):
+        run_ingest(classes)
+    assert Lake(cfg.data_root).read_manifest("raw", "2026-03-02") is None
+    other = build_config({**classes.model_dump(mode="json"), "data_root": str(tmp_path / "classes")})
+    run_ingest(other)
+    with pytest.raises(InputDataError, match="holds task: classification"):
+        run_ingest(build_config({**cfg.model_dump(mode="json"), "data_root": other.data_root}))
+
+    run_curate(cfg)
+    for stage in ("tokenize", "train", "score"):
+        with pytest.raises(ConfigError, match=f"task: ner runs the ingest and curate stages.*{stage} does not"):
+            preflight(cfg, ["ingest", stage])
+    with pytest.raises(ConfigError, match="tokenize does not run it yet"):
+        run_tokenize(cfg)
+    assert Lake(cfg.data_root).read_manifest("tokens", "2026-03-01") is None
+
+
+def test_the_entities_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/how-to/entities.md: its config and its doccano file through ingest and curate, then its reader."""
+    from bert_pipeline.config import load_config
+    from tests.helpers import code_blocks
+
+    blocks = code_blocks((Path(__file__).parents[2] / "docs" / "how-to" / "entities.md").read_text(encoding="utf-8"))
+    config, commands, data, reader = (body for lang, body in blocks if lang in ("yaml", "sh", "json", "python"))
+    assert commands.split() == ["bert-pipeline", "ingest", "--config", "ner.yaml",
+                                "bert-pipeline", "curate", "--config", "ner.yaml"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ner.yaml").write_text(config)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "annotated.jsonl").write_text(data, encoding="utf-8")
+    cfg = load_config("ner.yaml", {"run_date": "2026-03-01"})
+    run_ingest(cfg)
+    run_curate(cfg)
+    exec(compile(reader, "entities.md", "exec"), {})  # noqa: S102 - the page's own example
+    assert capsys.readouterr().out.splitlines() == [
+        "PER Angela Merkel", "PER Emmanuel Macron", "LOC Paris", "PER Zoë Saldaña", "LOC 東京"]
