@@ -21,6 +21,7 @@ from bert_pipeline.text import coverage as cov
 from bert_pipeline.evaluation import baseline
 from bert_pipeline.lake import storage
 from bert_pipeline.task import task_of
+from bert_pipeline.task.base import and_list
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
 from bert_pipeline.evaluation.registry import committed_models
@@ -152,7 +153,7 @@ def unscored_reason(cfg: PipelineConfig, lake: Lake) -> str:
 
     task = task_of(cfg)
     if "score" not in task.stages:
-        return (f"task: {task.name} runs the {' and '.join(task.stages)} stages in this version; it is not scored "
+        return (f"task: {task.name} runs the {and_list(task.stages)} stages in this version; it is not scored "
                 "yet")
     if not cfg.score.model and storage.read_json(lake.champion_url) is None:
         return no_model_reason(cfg, lake)

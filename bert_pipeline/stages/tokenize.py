@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bert_pipeline.text import coverage as cov
-from bert_pipeline.text.encoding import encode_texts
+from bert_pipeline.task.classification import token_table  # noqa: F401 - the classifier's, where benchmarks look
 from bert_pipeline.lake import storage
 from bert_pipeline.text import vocabulary
 from bert_pipeline.task import task_of
@@ -44,35 +44,6 @@ HISTOGRAM_EDGES = [0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 log = logging.getLogger(__name__)
 
 
-def label_names(lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> list[str]:
-    """Sorted label values of the trainable curated rows (a multi-label row's value is its whole set, e.g.
-    '["billing","refund"]'): a shard's label_id is the position of the row's value here."""
-    rows = lake.dataset("curated", {run_date: curated_manifest}).to_table(
-        columns=["label"], filter=~pc.field("label_conflict") & pc.field("label").is_valid())
-    return sorted(pc.unique(rows["label"]).to_pylist())
-
-
-def token_table(curated: pl.DataFrame, encoder: Any, labels: list[str], batch_size: int,
-                coverage: cov.CoverageCounter | None = None) -> pa.Table:
-    flat, offsets, truncated = encode_texts(encoder, curated["text"].to_list(), batch_size, coverage)
-    id_type = pa.uint16() if encoder.get_vocab_size() <= np.iinfo(np.uint16).max + 1 else pa.uint32()
-    input_ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat).cast(id_type))
-    label_index = {name: i for i, name in enumerate(labels)}
-    label_ids = [
-        -1 if (label is None or conflict) else label_index[label]
-        for label, conflict in zip(curated["label"].to_list(), curated["label_conflict"].to_list())
-    ]
-    return pa.table({
-        "doc_id": curated["doc_id"].to_arrow(),
-        "input_ids": input_ids,
-        "length": pa.array(np.diff(offsets), pa.int32()),
-        # a multi-label night may hold many distinct label sets: int32 when int16 cannot index them all
-        "label_id": pa.array(label_ids, pa.int16() if len(labels) <= np.iinfo(np.int16).max else pa.int32()),
-        "split": curated["split"].to_arrow(),
-        "truncated": pa.array(truncated),
-    })
-
-
 def write_arrow_atomic(url: str, table: pa.Table, metadata: dict[str, str]) -> None:
     table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
     sink = pa.BufferOutputStream()
@@ -86,7 +57,19 @@ def read_arrow(url: str, columns: list[str] | None = None) -> pa.Table:
     return table.select(columns) if columns else table
 
 
+SUMMARY_COLUMNS = ["length", "label_id", "split", "truncated"]
+# per-row counts a task's shards may carry (NER: spans the tokens cannot reproduce), summed into the manifest's counts
+SUMMED_COLUMNS = ("boundary_mismatches", "entities_cut")
+
+
+def summary_columns(table: pa.Table) -> pa.Table:
+    """What _summarise reads of a shard."""
+    return table.select([c for c in [*SUMMARY_COLUMNS, *SUMMED_COLUMNS] if c in table.column_names])
+
+
 def _summarise(tables: list[pa.Table]) -> dict[str, Any]:
+    summed = {name: sum(int(pc.sum(t[name]).as_py() or 0) for t in tables if name in t.column_names)
+              for name in SUMMED_COLUMNS if any(name in t.column_names for t in tables)}
     lengths = np.concatenate([t["length"].to_numpy() for t in tables]) if tables else np.zeros(0, np.int32)
     frames = [pl.from_arrow(t.select(["label_id", "split", "truncated"])) for t in tables]
     df = pl.concat(frames) if frames else pl.DataFrame({"label_id": [], "split": [], "truncated": []})  # type: ignore[arg-type]
@@ -98,6 +81,7 @@ def _summarise(tables: list[pa.Table]) -> dict[str, Any]:
         "truncated": int(df["truncated"].sum()) if df.height else 0,
         "trainable_by_split": dict(trainable["split"].value_counts().iter_rows()) if df.height else {},
         "length_histogram": {f"{int(lo)}-{int(hi) - 1}": int(n) for lo, hi, n in zip(edges[:-1], edges[1:], counts)},
+        **summed,
     }
 
 
@@ -236,8 +220,9 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         return {"stage": "tokenize", "skipped": True, "partition": folder, **manifest["counts"],
                 **_summary_coverage(measured), **({"warnings": warnings} if warnings else {})}
 
-    labels = label_names(lake, cfg.run_date, curated_manifest)
-    check_label_spellings(labels, setting=f"ingest.label_column of run_date={cfg.run_date}")
+    task = task_of(cfg)
+    labels = task.token_label_names(lake, cfg.run_date, curated_manifest)
+    check_label_spellings(labels, setting=f"{task.label_setting(cfg)} of run_date={cfg.run_date}")
     curated_urls = lake.shard_urls("curated", cfg.run_date, curated_manifest)
     if progress:
         progress("choosing the night's tokenizer (tokenize.extend_vocabulary)", 0.0)
@@ -264,12 +249,12 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         pieces = max(1, math.ceil(storage.parquet_rows(curated_url) / size))
         urls = [writer.add(f"part-{index:05d}-{piece:03d}.arrow") for piece in range(pieces)]
         if all(shard_matches(url, shard_fp) for url in urls):  # written by an interrupted run
-            tables += [read_arrow(url, ["length", "label_id", "split", "truncated"]) for url in urls]
+            tables += [summary_columns(read_arrow(url)) for url in urls]
             if counter is not None:  # its coverage is measured from the text, as the shards are not encoded again
                 measure_coverage(encoder, [curated_url], cfg.tokenize.batch_size, counter)
             continue
         curated = pl.from_arrow(storage.read_parquet(curated_url))
-        table = token_table(curated, encoder, labels, cfg.tokenize.batch_size, counter)  # type: ignore[arg-type]
+        table = task.token_table(curated, encoder, labels, cfg.tokenize.batch_size, counter)  # type: ignore[arg-type]
         for piece, url in enumerate(urls):
             write_arrow_atomic(url, table.slice(piece * size, size), {SHARD_FINGERPRINT: shard_fp})
         tables.append(table)

@@ -77,8 +77,13 @@ class RefusesStages:
 
     def require(self, stage: str) -> None:
         if stage not in self.stages:
-            ran = " and ".join(self.stages)
+            ran = and_list(self.stages)
             raise ConfigError(f"task: {self.name} runs the {ran} stages in this version; {stage} does not run it yet "
                               f"(nothing was written). Run those stages alone: "
                               f"{' then '.join(f'bert-pipeline {s}' for s in self.stages)}, or the nightly flow "
                               f"with stages {list(self.stages)}")
+
+
+def and_list(names: tuple[str, ...] | list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

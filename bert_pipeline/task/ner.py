@@ -14,14 +14,19 @@ import json
 from collections import Counter
 from typing import Any, Mapping
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bert_pipeline.config import NerConfig, PipelineConfig
 from bert_pipeline.curation.clean import clean_text
 from bert_pipeline.ner.offsets import UNMAPPABLE, map_spans
 from bert_pipeline.ner.readers import Annotated, read_doccano, read_label_studio, read_span_dicts, read_token_tags
 from bert_pipeline.ner.spans import LABEL_MAP_SETTING, Span, SpanError, check_label_case
-from bert_pipeline.ner.tagging import detect_scheme, join_tokens, scheme_name
+from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.ner.tagging import detect_scheme, join_tokens, scheme_name, tag_names, token_labels_for_spans
+from bert_pipeline.text import coverage as cov
 from bert_pipeline.task.base import RefusesStages, RowsRead
 
 DOCCANO_KEYS = ("label", "labels")
@@ -107,7 +112,7 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
 
 class NerTask(RefusesStages):
     name = "ner"
-    stages = ("ingest", "curate")
+    stages = ("ingest", "curate", "tokenize")
     nested_records = True  # json(l) records are read as the objects they are: span lists mix numbers and text
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
@@ -141,6 +146,15 @@ class NerTask(RefusesStages):
     def label_setting(self, cfg: PipelineConfig) -> str:
         return LABEL_MAP_SETTING
 
+    def token_label_names(self, lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> list[str]:
+        """The BIO tags of the night's entity types (trainable rows only): O, B-X, I-X, ... (tagging.tag_names)."""
+        return tag_names(entity_types(lake, {run_date: curated_manifest}))
+
+    def token_table(self, curated: pl.DataFrame, encoder: Any, labels: list[str], batch_size: int,
+                    coverage: cov.CoverageCounter | None = None) -> pa.Table:
+        """token_shard_table: the token ids, and for each labelled row its tags and what they could not keep."""
+        return token_shard_table(curated, encoder, labels, batch_size, coverage)
+
     def relabel(self, raw: list[str | None], cleaned: list[str], labels: list[str | None]) -> tuple[
             list[str | None], list[str | None]]:
         """Each row's spans on its cleaned text (bert_pipeline/ner/offsets.map_spans); a row whose spans cannot all
@@ -153,3 +167,58 @@ class NerTask(RefusesStages):
             reasons.append(UNMAPPABLE if label is not None and mapped is None else None)
         return out, reasons
 
+
+
+def entity_types(lake: Lake, manifests: dict[str, dict[str, Any]]) -> list[str]:
+    """The sorted entity types of the trainable (labelled, not conflicting) curated rows of these nights."""
+    rows = lake.dataset("curated", manifests).to_table(
+        columns=["label"], filter=~pc.field("label_conflict") & pc.field("label").is_valid())
+    return sorted({span.label for value in pc.unique(rows["label"]).to_pylist() for span in decode_spans(value)})
+
+
+def token_shard_table(curated: pl.DataFrame, encoder: Any, tags: list[str], batch_size: int,
+                      coverage: cov.CoverageCounter | None = None) -> pa.Table:
+    """An NER token shard: doc_id, input_ids, length, label_id (0 = trainable, -1 = not: unlabelled or in
+    conflict), split, truncated, and per labelled row `tag_ids` (list<int16> into `tags`, -100 on special tokens:
+    bert_pipeline/ner/tagging.token_labels_for_spans), `boundary_mismatches` (spans with an edge inside a token)
+    and `entities_cut` (spans past tokenize.max_length). Encoded with offsets (`encode_batch`), which the alignment
+    needs; `coverage` counts the same encodings."""
+    texts = curated["text"].to_list()
+    labels = curated["label"].to_list()
+    trainable = [label is not None and not conflict for label, conflict in
+                 zip(labels, curated["label_conflict"].to_list())]
+    ids: list[list[int]] = []
+    tag_ids: list[list[int] | None] = []
+    mismatches, cut, truncated = [], [], []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start:start + batch_size]
+        encodings = encoder.encode_batch(batch)
+        if coverage is not None:
+            coverage.add(batch, encodings, with_offsets=True)
+        for row, encoding in enumerate(encodings, start):
+            ids.append(encoding.ids)
+            truncated.append(bool(encoding.overflowing))
+            if not trainable[row]:
+                tag_ids.append(None)
+                mismatches.append(0)
+                cut.append(0)
+                continue
+            spans = decode_spans(labels[row])
+            read_up_to = max((end for _, end in encoding.offsets), default=0)
+            kept = [span for span in spans if span.start < read_up_to]
+            row_tags, missed = token_labels_for_spans(encoding.offsets, kept, tags)
+            tag_ids.append(row_tags.tolist())
+            mismatches.append(missed)
+            cut.append(len(spans) - len(kept))
+    id_type = pa.uint16() if encoder.get_vocab_size() <= np.iinfo(np.uint16).max + 1 else pa.uint32()
+    return pa.table({
+        "doc_id": curated["doc_id"].to_arrow(),
+        "input_ids": pa.array(ids, pa.list_(id_type)),
+        "length": pa.array([len(i) for i in ids], pa.int32()),
+        "label_id": pa.array([0 if ok else -1 for ok in trainable], pa.int16()),
+        "split": curated["split"].to_arrow(),
+        "truncated": pa.array(truncated),
+        "tag_ids": pa.array(tag_ids, pa.list_(pa.int16())),
+        "boundary_mismatches": pa.array(mismatches, pa.int16()),
+        "entities_cut": pa.array(cut, pa.int16()),
+    })

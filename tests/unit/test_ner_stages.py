@@ -220,12 +220,58 @@ def test_a_lake_holds_one_task_and_later_stages_refuse_ner_before_writing(tmp_pa
         run_ingest(build_config({**cfg.model_dump(mode="json"), "data_root": other.data_root}))
 
     run_curate(cfg)
-    for stage in ("tokenize", "train", "score"):
-        with pytest.raises(ConfigError, match=f"task: ner runs the ingest and curate stages.*{stage} does not"):
+    for stage in ("train", "score"):
+        with pytest.raises(ConfigError, match=f"task: ner runs the ingest, curate and tokenize stages.*{stage} does not"):
             preflight(cfg, ["ingest", stage])
-    with pytest.raises(ConfigError, match="tokenize does not run it yet"):
-        run_tokenize(cfg)
-    assert Lake(cfg.data_root).read_manifest("tokens", "2026-03-01") is None
+    from bert_pipeline.stages.train import run_train
+
+    with pytest.raises(ConfigError, match="train does not run it yet"):
+        run_train(cfg)
+    assert not (Path(cfg.data_root) / "models").exists()
+
+
+def test_tokenize_aligns_spans_to_subword_tokens_and_counts_what_it_cannot_keep(tmp_path: Path) -> None:
+    from bert_pipeline.ner.tagging import spans_from_token_tags
+    from bert_pipeline.stages.tokenize import read_arrow
+    from tests.helpers import build_tiny_model
+
+    long_text = "Ann " + " ".join(f"item{i}" for i in range(60)) + " then Oslo"  # ~200 tokens
+    records = DOCCANO + [
+        {"id": 12, "text": "Parisian cafes are full of Parisians", "label": [[0, 5, "LOC"]]},  # an edge inside a word
+        {"id": 13, "text": long_text, "label": [[0, 3, "PER"], [len(long_text) - 4, len(long_text), "LOC"]]},
+        {"id": 14, "text": "Ann and Bob", "label": [[0, 3, "PER"]]},
+        {"id": 15, "text": "Ann and Bob", "label": [[0, 3, "PER"], [8, 11, "PER"]]},  # a conflict: not trainable
+    ]
+    source = _jsonl(tmp_path / "n.jsonl", records)
+    model = build_tiny_model(tmp_path / "tiny", [r["text"] for r in records], vocab_size=400)
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01", "task": "ner",
+                        "ingest": {"sources": [str(source)], "id_column": "id"},
+                        "tokenize": {"max_length": 64}, "train": {"base_model": str(model)}})
+    run_ingest(cfg)
+    run_curate(cfg)
+    summary = run_tokenize(cfg)
+    assert summary["label_names"] == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert summary["boundary_mismatches"] == 1  # "Paris" in "parisian"
+    assert summary["entities_cut"] == 1  # Oslo, past 64 tokens
+    lake = Lake(cfg.data_root)
+    manifest = lake.read_manifest("tokens", "2026-03-01")
+    table = pa.concat_tables(read_arrow(u) for u in lake.shard_urls("tokens", "2026-03-01", manifest))
+    rows = {row["doc_id"]: row for row in table.to_pylist()}
+    assert rows["11"]["tag_ids"] is None and rows["11"]["label_id"] == -1  # unlabelled: scored only
+    assert rows["14"]["label_id"] == -1 and "15" not in rows  # a conflict: kept once, not trained on
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    for doc_id, text, expected in [("7", DOCCANO[0]["text"], [("angela merkel", "PER"), ("emmanuel macron", "PER"),
+                                                              ("paris", "LOC")]),
+                                   ("8", DOCCANO[1]["text"], [("zoë saldaña", "PER"), ("東京", "LOC")])]:
+        offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+        tags = rows[doc_id]["tag_ids"]
+        assert len(tags) == len(offsets) and tags[0] == tags[-1] == -100  # [CLS], [SEP]
+        content = [(t, o) for t, o in zip(tags, offsets) if t != -100]
+        found = spans_from_token_tags([t for t, _ in content], [o for _, o in content], summary["label_names"],
+                                      [1.0] * len(content), text=text)
+        assert [(text[e.start:e.end].lower(), e.label) for e in found] == expected
 
 
 def test_the_entities_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
