@@ -18,6 +18,12 @@ from bert_pipeline.lake.manifests import Lake
 
 STAGES = ("ingest", "curate", "tokenize", "train", "score")
 TABLE_OF = {"ingest": "raw", "curate": "curated", "tokenize": "tokens", "score": "predictions"}  # train: models/
+
+
+def table_of(stage: str, score_table: str = "predictions") -> str:
+    """The lake table a stage commits; score's is its task's output area (`task.output_area`: predictions, or
+    entities for task: ner)."""
+    return score_table if stage == "score" else TABLE_OF[stage]
 MAX_BACKFILL_DAYS = 366  # a year (leap or not) at most; a longer range is a typo, not a plan
 
 
@@ -89,7 +95,8 @@ def report_url(root: str, run_date: str) -> str:
     return storage.join(root, "reports", f"run_date={run_date}", "report.md")
 
 
-def night_status(lake: Lake, run_date: str, stages: Sequence[str] = STAGES) -> dict[str, bool]:
+def night_status(lake: Lake, run_date: str, stages: Sequence[str] = STAGES,
+                 score_table: str = "predictions") -> dict[str, bool]:
     """For one night: whether each stage's output is committed (train: a model committed for that run_date) and
     whether its report is written."""
     status = {}
@@ -97,7 +104,7 @@ def night_status(lake: Lake, run_date: str, stages: Sequence[str] = STAGES) -> d
         if stage == "train":
             status[stage] = bool(storage.glob(storage.join(lake.models, f"{run_date}-*", "_manifest.json")))
         else:
-            status[stage] = lake.read_manifest(TABLE_OF[stage], run_date) is not None
+            status[stage] = lake.read_manifest(table_of(stage, score_table), run_date) is not None
     status["report"] = storage.exists(report_url(lake.root, run_date))
     return status
 
@@ -118,10 +125,11 @@ def latest_night(lake: Lake, table: str = "predictions") -> str | None:
     return dates[-1] if dates else None
 
 
-def commit_event(lake: Lake, stage: str, run_date: str, summary: Mapping[str, Any]) -> dict[str, Any]:
+def commit_event(lake: Lake, stage: str, run_date: str, summary: Mapping[str, Any],
+                 score_table: str = "predictions") -> dict[str, Any]:
     """What a stage's commit of (table, run_date) announces: the resource id and labels a trigger matches on, and a
     payload with the manifest's counts and fingerprint. `skipped`: nothing new was committed (already up to date)."""
-    table = TABLE_OF[stage]
+    table = table_of(stage, score_table)
     manifest = lake.read_manifest(table, run_date) or {}
     counts = manifest.get("counts") or {k: v for k, v in summary.items() if isinstance(v, int) and k != "skipped"}
     skipped = bool(summary.get("skipped"))
@@ -136,12 +144,12 @@ def commit_event(lake: Lake, stage: str, run_date: str, summary: Mapping[str, An
     }
 
 
-def missing_by_morning(lake: Lake, run_date: str) -> str | None:
+def missing_by_morning(lake: Lake, run_date: str, score_table: str = "predictions") -> str | None:
     """Why run_date's night is not done (predictions not committed, naming the first stage whose output is missing),
     or None when its predictions are committed."""
-    status = night_status(lake, run_date, ("ingest", "curate", "tokenize", "score"))
+    status = night_status(lake, run_date, ("ingest", "curate", "tokenize", "score"), score_table)
     if status["score"]:
         return None
     first = next(stage for stage in ("ingest", "curate", "tokenize", "score") if not status[stage])
-    return (f"predictions for run_date={run_date} are not committed under {lake.root}: the first stage without "
-            f"output is {first} ({TABLE_OF[first]}/run_date={run_date} has no manifest)")
+    return (f"{score_table} for run_date={run_date} are not committed under {lake.root}: the first stage without "
+            f"output is {first} ({table_of(first, score_table)}/run_date={run_date} has no manifest)")

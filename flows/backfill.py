@@ -21,7 +21,7 @@ from pydantic import Field
 from bert_pipeline.config import load_config
 from bert_pipeline.errors import PipelineError
 from bert_pipeline.lake.manifests import Lake
-from bert_pipeline.task import preflight
+from bert_pipeline.task import preflight, task_of
 from bert_pipeline.schedule import backfill_dates, night_status, ordered_stages, plan_backfill, today
 from flows.nightly import nightly_flow
 from flows.stages import Config, Overrides, Stages
@@ -39,7 +39,8 @@ def backfill_flow(start: Day, end: Day, stages: Stages = None, config: Config = 
     cfg = load_config(config, {**(overrides or {}), "run_date": dates[0]})
     preflight(cfg, picked)
     lake = Lake(cfg.data_root)
-    skipped, to_run = plan_backfill(dates, {d: all(night_status(lake, d, picked).values()) for d in dates})
+    skipped, to_run = plan_backfill(dates, {d: all(night_status(lake, d, picked, task_of(cfg).output_area).values())
+                                               for d in dates})
     log = get_run_logger()
     log.info("backfill %s .. %s: %d night(s) already done, %d to run: %s", start, end, len(skipped), len(to_run),
              ", ".join(to_run) or "none")

@@ -15,6 +15,7 @@ from bert_pipeline.config import load_config
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.schedule import missing_by_morning
+from bert_pipeline.task import task_of
 from flows.stages import Config, Overrides, run_name
 from tasks.runtime import with_scheduled_run_date
 
@@ -23,8 +24,9 @@ from tasks.runtime import with_scheduled_run_date
 def watchdog_flow(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
     """Fail, naming the first stage without output, when run_date's predictions are not committed."""
     cfg = load_config(config, with_scheduled_run_date(config, overrides))
-    problem = missing_by_morning(Lake(cfg.data_root), cfg.run_date)
+    problem = missing_by_morning(Lake(cfg.data_root), cfg.run_date, task_of(cfg).output_area)
     if problem:
         raise LakeStateError(f"watchdog: {problem}; see the nightly run for run_date {cfg.run_date}")
-    get_run_logger().info("watchdog: predictions for run_date %s are committed", cfg.run_date)
-    return {"run_date": cfg.run_date, "predictions": "committed"}
+    area = task_of(cfg).output_area
+    get_run_logger().info("watchdog: %s for run_date %s are committed", area, cfg.run_date)
+    return {"run_date": cfg.run_date, area: "committed"}

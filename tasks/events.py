@@ -22,6 +22,7 @@ from prefect.events import emit_event
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.schedule import TABLE_OF, commit_event, latest_night
+from bert_pipeline.task import task_of
 from tasks.runtime import started_alone
 
 COMMITTED = "bert-pipeline.partition.committed"
@@ -39,7 +40,7 @@ def announce_stage(stage: str, cfg: PipelineConfig, summary: dict[str, Any], con
     pinned = {**overrides, "run_date": cfg.run_date}
     chain = started_alone()
     if stage in TABLE_OF:
-        event = commit_event(Lake(cfg.data_root), stage, cfg.run_date, summary)
+        event = commit_event(Lake(cfg.data_root), stage, cfg.run_date, summary, task_of(cfg).output_area)
         event["resource"] |= {"bert-pipeline.chain": _flag(chain), "bert-pipeline.lake": cfg.data_root}
         emit_event(COMMITTED, event["resource"], payload=event["payload"] | {"config": config, "overrides": pinned})
         return
@@ -60,7 +61,7 @@ def announce_champion(cfg: PipelineConfig, model_version: str, previous: str | N
                       overrides: dict[str, Any], chain: bool) -> None:
     """Emit champion.promoted; with `chain` and a night with predictions, the score deployment's trigger rescores
     the latest such night with the new champion, once."""
-    night = latest_night(Lake(cfg.data_root))
+    night = latest_night(Lake(cfg.data_root), task_of(cfg).output_area)
     rescore = None
     if night is not None:
         rescore = {"config": config, "overrides": {**overrides, "run_date": night, "score.force": True}}

@@ -160,7 +160,9 @@ def read_champion(lake: Lake) -> dict[str, Any] | None:
 def promote(lake: Lake, model_version: str, label_names: list[str], decision: dict[str, Any]) -> None:
     """Make model_version the champion (an atomic write of models/_champion.json)."""
     storage.write_json_atomic(lake.champion_url, {
-        "model_version": model_version, "validation_macro_f1": decision["new_validation_macro_f1"],
+        "model_version": model_version, "validation_macro_f1": decision.get("new_validation_macro_f1"),
+        **({"validation_entity_f1": decision["new_validation_entity_f1"]}
+           if "new_validation_entity_f1" in decision else {}),
         "label_names": label_names, "promoted_at": utc_now(), "decision": decision,
     })
 

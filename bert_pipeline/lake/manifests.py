@@ -39,19 +39,20 @@ import pyarrow.dataset as ds
 from bert_pipeline import __version__
 from bert_pipeline.lake import storage
 from bert_pipeline.errors import LakeStateError
+from bert_pipeline.lake.entities import ENTITIES_SCHEMA
 from bert_pipeline.lake.predictions import PREDICTIONS_SCHEMA
 
 MANIFEST = "_manifest.json"  # a model folder's commit record
 MANIFESTS = "_manifests"  # <root>/_manifests/<area>/run_date=YYYY-MM-DD.json: partitions' commit records
 STAGING = "_staging"
 LAYOUT, LAYOUT_MARKER = 2, "_layout.json"  # <root>/_manifests/_layout.json: this lake is in the current layout
-AREAS = ("raw", "curated", "rejects", "dedup_index", "tokens", "predictions")
+AREAS = ("raw", "curated", "rejects", "dedup_index", "tokens", "predictions", "entities")
 SHARD_FORMAT = {"tokens": "ipc"}  # every other area holds parquet
 PRODUCED_BY = {"raw": "ingest", "curated": "curate", "rejects": "curate", "dedup_index": "curate", "tokens": "tokenize",
-               "predictions": "score"}
+               "predictions": "score", "entities": "score"}
 # run_date as every reader that parses the folder name sees it (polars and duckdb infer a date from it)
 PARTITIONING = ds.partitioning(pa.schema([("run_date", pa.date32())]), flavor="hive")
-FIXED_SCHEMAS = {"predictions": PREDICTIONS_SCHEMA}  # the tables whose schema does not depend on the data
+FIXED_SCHEMAS = {"predictions": PREDICTIONS_SCHEMA, "entities": ENTITIES_SCHEMA}  # the tables whose schema does not depend on the data
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 
 

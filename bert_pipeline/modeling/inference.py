@@ -82,3 +82,23 @@ def predict_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int,
             out = model(input_ids=ids, attention_mask=mask).logits
         logits[index] = out.float().cpu().numpy()
     return logits
+
+
+@torch.inference_mode()
+def predict_token_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int, pad_id: int,
+                         device: torch.device, precision: str = "auto") -> list[np.ndarray]:
+    """Per-token logits of a token classifier: one float32 array [len(sequence), num_labels] per sequence, in input
+    order (batched by sorted length, padding cut off), under the autocast dtype `pick_precision` chooses."""
+    dtype = pick_precision(precision, device)
+    model.eval()
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    order = np.argsort(lengths, kind="stable")
+    out: list[np.ndarray] = [np.zeros((0, model.config.num_labels), np.float32)] * len(sequences)
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        ids, mask = collate([sequences[i] for i in index], pad_id, device)
+        with autocast(device, dtype):
+            logits = model(input_ids=ids, attention_mask=mask).logits.float().cpu().numpy()
+        for row, i in enumerate(index.tolist()):
+            out[i] = logits[row, : lengths[i]]
+    return out

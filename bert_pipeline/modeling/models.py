@@ -454,3 +454,13 @@ def load_classifier(model_dir: str, **kwargs: Any) -> Any:
         model = _loading(model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
             model_dir, use_safetensors=True, trust_remote_code=False, **kwargs))
     return restore_pooling(model)
+
+
+def load_token_classifier(model_dir: str, **kwargs: Any) -> Any:
+    """A Hugging Face token classifier (AutoModelForTokenClassification: one output per token, e.g. BIO entity
+    tags) from a folder (or hub id): safetensors only, no remote code; kwargs go to `from_pretrained`."""
+    from transformers import AutoModelForTokenClassification
+
+    require_safetensors(model_dir)
+    return _loading(model_dir, "weights", lambda: AutoModelForTokenClassification.from_pretrained(
+        model_dir, use_safetensors=True, trust_remote_code=False, **kwargs))

@@ -266,7 +266,7 @@ def _write(url: str, frame: pl.DataFrame | pa.Table, stage_fp: str, schema: pa.S
 
 
 def begin(cfg: PipelineConfig) -> CuratePlan:
-    task_of(cfg).require("curate")
+    task_of(cfg).require(cfg, "curate")
     cl = CurateLake(cfg)
     raw_manifest = cl.lake.require_manifest("raw", cfg.run_date, produced_by="ingest")
     earlier_fps = [m["fingerprint"] for m in cl.earlier_manifests().values()]

@@ -635,7 +635,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"]}
     check_lake_task(lake, cfg)
     task = task_of(cfg)
-    task.require("ingest")
+    task.require(cfg, "ingest")
 
     frames, per_file, warnings = [], [], []
     for source in sources:  # read (and so validate) every source before writing anything

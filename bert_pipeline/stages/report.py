@@ -12,7 +12,7 @@ run_date.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -21,7 +21,6 @@ from bert_pipeline.text import coverage as cov
 from bert_pipeline.evaluation import baseline
 from bert_pipeline.lake import storage
 from bert_pipeline.task import task_of
-from bert_pipeline.task.base import and_list
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
 from bert_pipeline.evaluation.registry import committed_models
@@ -33,10 +32,12 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
 
     matplotlib.use("Agg")  # no display on workers
     lake = Lake(cfg.data_root)
+    task = task_of(cfg)
+    view = REPORTS[cfg.task]()
     folder = storage.join(cfg.data_root, "reports", f"run_date={cfg.run_date}")
     curated = lake.read_manifest("curated", cfg.run_date)
-    scores = label_shares(lake, cfg.run_date)
-    previous, skipped = previous_night(lake, "predictions", cfg.run_date)
+    scores = view.scores(lake, cfg.run_date)
+    previous, skipped = previous_night(lake, task.output_area, cfg.run_date)
     metrics = model_metrics(lake, scores["model_version"] if scores else None)
     trained = tonight_model(lake, cfg.run_date)
     sections = [f"# bert-pipeline report, run_date {cfg.run_date}\n\nWritten {utc_now()} from the committed "
@@ -49,20 +50,15 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     if tokens:
         sections.append(coverage_section(tokens, cfg.tokenize.max_unknown_share))
     if trained:
-        sections.append(training_section(trained))
+        sections.append(view.training_section(trained))
     if metrics:
-        sections.append(model_section(metrics))
-        if metrics.get("problem_type") == "multi_label":
-            plots["per_label_f1.png"] = plot_per_label_f1(metrics)
-            plots["label_frequency.png"] = plot_label_frequency(metrics, scores)
-        else:
-            plots["confusion_matrix.png"] = plot_confusion(metrics)
+        sections.append(view.model_section(metrics))
+        plots |= view.model_plots(metrics, scores)
     if scores:
-        before = label_shares(lake, previous) if previous else None
-        sections.append(score_section(scores, before, previous, skipped))
-        plots["score_distribution.png"] = plot_score_distribution(scores)
-        plots["score_change.png"] = plot_score_change(scores, before, previous)
-    elif lake.read_manifest("predictions", cfg.run_date) is not None:
+        before = view.scores(lake, previous) if previous else None
+        sections.append(view.score_section(scores, before, previous, skipped))
+        plots |= view.score_plots(scores, before, previous)
+    elif lake.read_manifest(task.output_area, cfg.run_date) is not None:
         sections.append(f"## Scores\n\nNo rows scored for run_date {cfg.run_date}: an empty night, with nothing "
                         "to compare (a later night compares with the newest night before it that has rows).\n")
     elif curated and curated["counts"].get("curated_rows"):
@@ -77,7 +73,7 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 # "A night with rows": the manifest count that says how many rows a committed partition of the area holds.
-ROWS = {"predictions": "rows", "curated": "curated_rows", "raw": "rows"}  # area -> its manifest's count of rows
+ROWS = {"predictions": "rows", "entities": "rows", "curated": "curated_rows", "raw": "rows"}  # area -> its manifest's count of rows
 
 
 def previous_night(lake: Lake, area: str, run_date: str) -> tuple[str | None, list[str]]:
@@ -151,10 +147,6 @@ def unscored_reason(cfg: PipelineConfig, lake: Lake) -> str:
     """Why a night with curated rows has no committed predictions."""
     from bert_pipeline.stages.score import no_model_reason
 
-    task = task_of(cfg)
-    if "score" not in task.stages:
-        return (f"task: {task.name} runs the {and_list(task.stages)} stages in this version; it is not scored "
-                "yet")
     if not cfg.score.model and storage.read_json(lake.champion_url) is None:
         return no_model_reason(cfg, lake)
     return "the score stage has not committed predictions for this night (it has not run, or it failed)"
@@ -397,3 +389,41 @@ def plot_score_change(now: dict[str, Any], before: dict[str, Any] | None, previo
                  "predicted-label shares (no earlier night with predictions)")
     ax.legend()
     return _png(fig)
+
+
+class ClassifierReport:
+    """The report's model and score sections for classification (the functions above)."""
+
+    def scores(self, lake: Lake, run_date: str) -> dict[str, Any] | None:
+        return label_shares(lake, run_date)
+
+    def training_section(self, manifest: dict[str, Any]) -> str:
+        return training_section(manifest)
+
+    def model_section(self, metrics: dict[str, Any]) -> str:
+        return model_section(metrics)
+
+    def model_plots(self, metrics: dict[str, Any], scores: dict[str, Any] | None) -> dict[str, bytes]:
+        if metrics.get("problem_type") == "multi_label":
+            return {"per_label_f1.png": plot_per_label_f1(metrics),
+                    "label_frequency.png": plot_label_frequency(metrics, scores)}
+        return {"confusion_matrix.png": plot_confusion(metrics)}
+
+    def score_section(self, now: dict[str, Any], before: dict[str, Any] | None, previous: str | None,
+                      skipped: list[str]) -> str:
+        return score_section(now, before, previous, skipped)
+
+    def score_plots(self, now: dict[str, Any], before: dict[str, Any] | None,
+                    previous: str | None) -> dict[str, bytes]:
+        return {"score_distribution.png": plot_score_distribution(now),
+                "score_change.png": plot_score_change(now, before, previous)}
+
+
+def _report_for_entities() -> Any:
+    from bert_pipeline.stages.report_entities import EntityReport  # the task's own module
+
+    return EntityReport()
+
+
+# task -> its report sections (bert_pipeline/task names the tasks)
+REPORTS: dict[str, Callable[[], Any]] = {"classification": ClassifierReport, "ner": _report_for_entities}

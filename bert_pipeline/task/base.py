@@ -8,7 +8,7 @@ from typing import Protocol
 import polars as pl
 
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.errors import ConfigError, InputDataError
+from bert_pipeline.errors import InputDataError
 
 
 @dataclass
@@ -24,6 +24,7 @@ class RowsRead:
 class Task(Protocol):
     name: str
     nested_records: bool  # json(l) lists and objects are read as Python objects, not unified by polars
+    output_area: str  # the lake area the score stage writes: predictions (classification), entities (ner)
     stages: tuple[str, ...]  # the stages this task runs; the others refuse it before writing (require)
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
@@ -51,8 +52,9 @@ class Task(Protocol):
         cleaned. Classification labels do not change; entity spans follow the text."""
         ...
 
-    def require(self, stage: str) -> None:
-        """Raise ConfigError naming the task and the stage when this task does not run `stage` yet."""
+    def require(self, cfg: PipelineConfig, stage: str) -> None:
+        """Before `stage` writes anything: raise ConfigError naming each setting of cfg this task does not support
+        in that stage."""
         ...
 
 
@@ -67,23 +69,3 @@ def string_column(frame: pl.DataFrame, column: str | None, url: str) -> pl.Serie
             raise InputDataError(f"{url}: column {column!r} holds {series.dtype}, not text")
         series = series.cast(pl.String)
     return series
-
-
-class RefusesStages:
-    """`require` for a task that runs only the stages in `stages`."""
-
-    name: str
-    stages: tuple[str, ...]
-
-    def require(self, stage: str) -> None:
-        if stage not in self.stages:
-            ran = and_list(self.stages)
-            raise ConfigError(f"task: {self.name} runs the {ran} stages in this version; {stage} does not run it yet "
-                              f"(nothing was written). Run those stages alone: "
-                              f"{' then '.join(f'bert-pipeline {s}' for s in self.stages)}, or the nightly flow "
-                              f"with stages {list(self.stages)}")
-
-
-def and_list(names: tuple[str, ...] | list[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -49,7 +49,7 @@ def token_table(curated: pl.DataFrame, encoder: Any, labels: list[str], batch_si
 
 class ClassificationTask:
     name = "classification"
-    stages = ("ingest", "curate", "tokenize", "train", "score")
+    output_area = "predictions"  # the lake area score writes
     nested_records = False  # a label column may hold lists; polars reads them as typed lists
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
@@ -86,5 +86,5 @@ class ClassificationTask:
             list[str | None], list[str | None]]:
         return labels, [None] * len(labels)
 
-    def require(self, stage: str) -> None:
-        """Classification runs every stage."""
+    def require(self, cfg: PipelineConfig, stage: str) -> None:
+        """Classification supports every setting."""

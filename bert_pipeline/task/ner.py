@@ -27,7 +27,8 @@ from bert_pipeline.ner.spans import LABEL_MAP_SETTING, Span, SpanError, check_la
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.ner.tagging import detect_scheme, join_tokens, scheme_name, tag_names, token_labels_for_spans
 from bert_pipeline.text import coverage as cov
-from bert_pipeline.task.base import RefusesStages, RowsRead
+from bert_pipeline.errors import ConfigError
+from bert_pipeline.task.base import RowsRead
 
 DOCCANO_KEYS = ("label", "labels")
 SPAN_KEYS = ("spans", "entities", "ents")
@@ -110,9 +111,23 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
     return text, [Span(s.start, s.end, n.label_map.get(s.label, s.label)) for s in spans]
 
 
-class NerTask(RefusesStages):
+# stage -> (setting, whether cfg sets it, why) for what task: ner does not support yet
+UNSUPPORTED: dict[str, list[tuple[str, Any, str]]] = {
+    "train": [("train.long_text: chunk", lambda cfg: cfg.train.long_text == "chunk",
+               "windows are not built for entities yet; set train.long_text: truncate (entities past "
+               "tokenize.max_length are counted as entities_cut in the token manifest)")],
+    "score": [("score.long_text: chunk", lambda cfg: cfg.score.long_text == "chunk",
+               "windows are not built for entities yet; set score.long_text: truncate (each row's `truncated` says "
+               "whether the model read all of it)"),
+              ("score.fallback: baseline", lambda cfg: cfg.score.fallback == "baseline",
+               "the memorising baseline is stored beside each entity model (baseline/lexicon.json) but does not "
+               "score; set score.fallback: none")],
+}
+
+
+class NerTask:
     name = "ner"
-    stages = ("ingest", "curate", "tokenize")
+    output_area = "entities"  # the lake area score writes
     nested_records = True  # json(l) records are read as the objects they are: span lists mix numbers and text
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
@@ -142,6 +157,12 @@ class NerTask(RefusesStages):
 
     def label_members(self, label: str) -> list[str]:
         return [s.label for s in decode_spans(label)]
+
+    def require(self, cfg: PipelineConfig, stage: str) -> None:
+        """ConfigError for the first setting of UNSUPPORTED[stage] that cfg sets (nothing is written)."""
+        for setting, is_set, why in UNSUPPORTED.get(stage, []):
+            if is_set(cfg):
+                raise ConfigError(f"{setting} with task: ner: {why}. Nothing was written.")
 
     def label_setting(self, cfg: PipelineConfig) -> str:
         return LABEL_MAP_SETTING

@@ -203,7 +203,7 @@ def test_span_conflicts_and_corrections_across_nights(tmp_path: Path) -> None:
     assert run_curate(cfg3)["rejected_by_reason"]["exact_duplicate"] == 1
 
 
-def test_a_lake_holds_one_task_and_later_stages_refuse_ner_before_writing(tmp_path: Path) -> None:
+def test_a_lake_holds_one_task_and_unsupported_settings_are_refused_before_writing(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "n.jsonl", DOCCANO[:2])
     cfg = _cfg(tmp_path, [source])
     run_ingest(cfg)
@@ -219,15 +219,11 @@ def test_a_lake_holds_one_task_and_later_stages_refuse_ner_before_writing(tmp_pa
     with pytest.raises(InputDataError, match="holds task: classification"):
         run_ingest(build_config({**cfg.model_dump(mode="json"), "data_root": other.data_root}))
 
-    run_curate(cfg)
-    for stage in ("train", "score"):
-        with pytest.raises(ConfigError, match=f"task: ner runs the ingest, curate and tokenize stages.*{stage} does not"):
-            preflight(cfg, ["ingest", stage])
-    from bert_pipeline.stages.train import run_train
-
-    with pytest.raises(ConfigError, match="train does not run it yet"):
-        run_train(cfg)
-    assert not (Path(cfg.data_root) / "models").exists()
+    for setting, stage in (("train.long_text", "train"), ("score.long_text", "score"), ("score.fallback", "score")):
+        value = "baseline" if setting == "score.fallback" else "chunk"
+        unsupported = build_config({**cfg.model_dump(mode="json"), setting.split(".")[0]: {setting.split(".")[1]: value}})
+        with pytest.raises(ConfigError, match=f"{setting}: {value} with task: ner: .*Nothing was written"):
+            preflight(unsupported, ["ingest", "curate", stage])
 
 
 def test_tokenize_aligns_spans_to_subword_tokens_and_counts_what_it_cannot_keep(tmp_path: Path) -> None:
@@ -276,14 +272,15 @@ def test_tokenize_aligns_spans_to_subword_tokens_and_counts_what_it_cannot_keep(
 
 def test_the_entities_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """docs/how-to/entities.md: its config and its doccano file through ingest and curate, then its reader."""
+    """docs/how-to/entities.md: its config and its doccano file through ingest and curate, then its annotation
+    reader (its entities-table readers run in test_ner_nights.py, on a lake with a model)."""
     from bert_pipeline.config import load_config
     from tests.helpers import code_blocks
 
     blocks = code_blocks((Path(__file__).parents[2] / "docs" / "how-to" / "entities.md").read_text(encoding="utf-8"))
-    config, commands, data, reader = (body for lang, body in blocks if lang in ("yaml", "sh", "json", "python"))
-    assert commands.split() == ["bert-pipeline", "ingest", "--config", "ner.yaml",
-                                "bert-pipeline", "curate", "--config", "ner.yaml"]
+    config, commands, data = (body for lang, body in blocks if lang in ("yaml", "sh", "json"))
+    reader = [body for lang, body in blocks if lang == "python"][-1]
+    assert "curated" in reader and commands.split() == ["bert-pipeline", "run", "--config", "ner.yaml"]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ner.yaml").write_text(config)
     (tmp_path / "data").mkdir()

@@ -1,0 +1,66 @@
+"""Score for task: ner: a token classifier's entities for every curated row, into the entities table
+(bert_pipeline/lake/entities.py), behind score.py's scorer interface (`table`, `metadata`), so planning, shards,
+exactly-once commits, replacement and Dask are the classifier's.
+
+Per text: tokens with character offsets, per-token logits, constrained Viterbi decoding over the BIO transitions (an
+I- never follows O or another type: `ner.tagging.constrained_decode`), entities mapped back to code-point offsets of
+the stored text, each with the mean probability of its tokens' tags and its text cut from the stored text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from bert_pipeline.errors import ConfigError
+from bert_pipeline.lake.entities import entity_table
+from bert_pipeline.lake.predictions import ScoredBy
+from bert_pipeline.modeling.inference import pick_device, pick_precision, predict_token_logits
+from bert_pipeline.modeling.models import fast_encoder, load_token_classifier, load_tokenizer, tokenizer_hash
+from bert_pipeline.ner.tagging import allowed_transitions, predict_entities
+
+DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
+
+
+class EntityScorer:
+    """A loaded token classifier + tokenizer that turns texts into entity rows; one per worker process.
+
+    long_text: truncate only (NerTask.require refuses chunk before the stage runs). Errors: ConfigError for a
+    model whose labels are not a BIO tag set (O, B-X, I-X), naming the folder."""
+
+    def __init__(self, model_dir: str, max_length: int, batch_tokens: int | None, precision: str, device: str,
+                 long_text: str = "truncate") -> None:
+        self.device = pick_device(device)
+        self.tokenizer = load_tokenizer(model_dir)
+        self.tokenizer_hash = tokenizer_hash(self.tokenizer)
+        self.encoder = fast_encoder(self.tokenizer, max_length)
+        self.model = load_token_classifier(model_dir).to(self.device).eval()
+        self.dtype = pick_precision(precision, self.device)
+        self.labels = [str(self.model.config.id2label[i]) for i in range(self.model.config.num_labels)]
+        try:
+            allowed_transitions(self.labels)
+        except ValueError as exc:
+            raise ConfigError(f"score.model {model_dir}: its labels {self.labels} are not BIO entity tags (O, B-X, "
+                              f"I-X): {exc}") from None
+        tokens = batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, 4096)
+        self.batch_rows = max(1, tokens // max(1, max_length))
+        self.pad_id = self.tokenizer.pad_token_id or 0
+
+    def table(self, doc_ids: pa.Array, texts: list[str], scored_by: ScoredBy) -> pa.Table:
+        """The entities of these rows (ENTITIES_SCHEMA)."""
+        encodings = [e for start in range(0, len(texts), 4096)
+                     for e in self.encoder.encode_batch(texts[start:start + 4096])]
+        sequences = [np.asarray(e.ids, np.int64) for e in encodings]
+        logits = predict_token_logits(self.model, sequences, self.batch_rows, self.pad_id, self.device,
+                                      "fp32" if self.dtype is None else "bf16")
+        found = [[(e.start, e.end, e.label, e.score) for e in
+                  predict_entities(row, np.asarray(encoding.offsets).reshape(-1, 2), self.labels, text=text)]
+                 for row, encoding, text in zip(logits, encodings, texts)]
+        truncated = np.fromiter((bool(e.overflowing) for e in encodings), bool, count=len(encodings))
+        return entity_table(doc_ids, texts, found, truncated, scored_by)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"bert_pipeline.problem_type": "token_classification", "bert_pipeline.tags": ",".join(self.labels),
+                "bert_pipeline.decoding": "constrained Viterbi over BIO transitions"}
