@@ -58,6 +58,11 @@ class Windowing:
         """Windows of a text of `tokens` content tokens: 1 + ceil((tokens - content) / step) for a longer one."""
         return 1 if tokens <= self.content else 1 + -(-(tokens - self.content) // self.step)
 
+    def starts(self, tokens: int) -> list[int]:
+        """Where each window of a text of `tokens` content tokens starts, in content tokens (split's order)."""
+        last = tokens - self.content
+        return [0] if tokens <= self.content else [min(i * self.step, last) for i in range(self.count(tokens))]
+
     def split(self, sequences: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         """(windows, document index [windows] int64) of untruncated sequences (special tokens included), in order.
 
@@ -74,9 +79,7 @@ class Windowing:
                 windows.append(sequence if len(sequence) <= self.max_length
                                else np.concatenate([prefix, body[:self.content], suffix]).astype(sequence.dtype))
                 continue
-            last = len(body) - self.content
-            for i in range(n):
-                start = min(i * self.step, last)
+            for start in self.starts(len(body)):
                 windows.append(np.concatenate([prefix, body[start:start + self.content], suffix]).astype(sequence.dtype))
         return windows, np.repeat(np.arange(len(sequences)), counts)
 

@@ -19,7 +19,8 @@ from bert_pipeline.lake.entities import entity_table
 from bert_pipeline.lake.predictions import ScoredBy
 from bert_pipeline.modeling.inference import pick_device, pick_precision, predict_token_logits
 from bert_pipeline.modeling.models import fast_encoder, load_token_classifier, load_tokenizer, tokenizer_hash
-from bert_pipeline.ner.tagging import allowed_transitions, predict_entities
+from bert_pipeline.modeling.windows import Windowing
+from bert_pipeline.ner.tagging import allowed_transitions, combine_window_logits, predict_entities
 
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
@@ -27,15 +28,16 @@ DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 class EntityScorer:
     """A loaded token classifier + tokenizer that turns texts into entity rows; one per worker process.
 
-    long_text: truncate only (NerTask.require refuses chunk before the stage runs). Errors: ConfigError for a
-    model whose labels are not a BIO tag set (O, B-X, I-X), naming the folder."""
+    long_text: chunk reads every token in overlapping windows (`windowed`). Errors: ConfigError for a model whose
+    labels are not a BIO tag set (O, B-X, I-X), naming the folder."""
 
     def __init__(self, model_dir: str, max_length: int, batch_tokens: int | None, precision: str, device: str,
                  long_text: str = "truncate") -> None:
         self.device = pick_device(device)
         self.tokenizer = load_tokenizer(model_dir)
         self.tokenizer_hash = tokenizer_hash(self.tokenizer)
-        self.encoder = fast_encoder(self.tokenizer, max_length)
+        self.encoder = fast_encoder(self.tokenizer, None if long_text == "chunk" else max_length)
+        self.windowing = Windowing.of(self.encoder, max_length) if long_text == "chunk" else None
         self.model = load_token_classifier(model_dir).to(self.device).eval()
         self.dtype = pick_precision(precision, self.device)
         self.labels = [str(self.model.config.id2label[i]) for i in range(self.model.config.num_labels)]
@@ -53,13 +55,38 @@ class EntityScorer:
         encodings = [e for start in range(0, len(texts), 4096)
                      for e in self.encoder.encode_batch(texts[start:start + 4096])]
         sequences = [np.asarray(e.ids, np.int64) for e in encodings]
-        logits = predict_token_logits(self.model, sequences, self.batch_rows, self.pad_id, self.device,
-                                      "fp32" if self.dtype is None else "bf16")
-        found = [[(e.start, e.end, e.label, e.score) for e in
-                  predict_entities(row, np.asarray(encoding.offsets).reshape(-1, 2), self.labels, text=text)]
-                 for row, encoding, text in zip(logits, encodings, texts)]
+        offsets = [np.asarray(e.offsets, np.int64).reshape(-1, 2) for e in encodings]
+        windows = np.ones(len(texts), np.int32)
+        if self.windowing is None:
+            logits = self.token_logits(sequences)
+        else:
+            logits, offsets, windows = self.windowed(sequences, offsets)
+        found = [[(e.start, e.end, e.label, e.score) for e in predict_entities(row, spans, self.labels, text=text)]
+                 for row, spans, text in zip(logits, offsets, texts)]
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), bool, count=len(encodings))
-        return entity_table(doc_ids, texts, found, truncated, scored_by)
+        return entity_table(doc_ids, texts, found, truncated, scored_by, windows)
+
+    def token_logits(self, sequences: list[np.ndarray]) -> list[np.ndarray]:
+        return predict_token_logits(self.model, sequences, self.batch_rows, self.pad_id, self.device,
+                                    "fp32" if self.dtype is None else "bf16")
+
+    def windowed(self, sequences: list[np.ndarray], offsets: list[np.ndarray]) -> tuple[
+            list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """score.long_text: chunk: each text's content tokens in overlapping windows (modeling/windows.py); a token's
+        logits are the mean over the windows that read it (`ner.tagging.combine_window_logits`), so an entity across
+        a window edge is decoded whole and once. Returns (per text: content-token logits, content-token offsets;
+        windows per text). A text that fits one window gives exactly its unwindowed logits."""
+        assert self.windowing is not None
+        head, tail = len(self.windowing.prefix), len(self.windowing.suffix)
+        windows, document = self.windowing.split(sequences)
+        logits = self.token_logits(windows)
+        combined, content_offsets = [], []
+        for doc, sequence in enumerate(sequences):
+            body = len(sequence) - head - tail
+            mine = [logits[i][head:len(logits[i]) - tail] for i in np.flatnonzero(document == doc).tolist()]
+            combined.append(combine_window_logits(mine, self.windowing.starts(body), body))
+            content_offsets.append(offsets[doc][head:len(sequence) - tail])
+        return combined, content_offsets, np.bincount(document, minlength=len(sequences)).astype(np.int32)
 
     def metadata(self) -> dict[str, Any]:
         return {"bert_pipeline.problem_type": "token_classification", "bert_pipeline.tags": ",".join(self.labels),

@@ -114,12 +114,10 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
 # stage -> (setting, whether cfg sets it, why) for what task: ner does not support yet
 UNSUPPORTED: dict[str, list[tuple[str, Any, str]]] = {
     "train": [("train.long_text: chunk", lambda cfg: cfg.train.long_text == "chunk",
-               "windows are not built for entities yet; set train.long_text: truncate (entities past "
-               "tokenize.max_length are counted as entities_cut in the token manifest)")],
-    "score": [("score.long_text: chunk", lambda cfg: cfg.score.long_text == "chunk",
-               "windows are not built for entities yet; set score.long_text: truncate (each row's `truncated` says "
-               "whether the model read all of it)"),
-              ("score.fallback: baseline", lambda cfg: cfg.score.fallback == "baseline",
+               "training reads each text's first tokenize.max_length tokens (entities past it are counted as "
+               "entities_cut in the token manifest); set train.long_text: truncate, and score.long_text: chunk to "
+               "find entities in every window of long texts")],
+    "score": [("score.fallback: baseline", lambda cfg: cfg.score.fallback == "baseline",
                "the memorising baseline is stored beside each entity model (baseline/lexicon.json) but does not "
                "score; set score.fallback: none")],
 }

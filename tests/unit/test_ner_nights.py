@@ -120,3 +120,29 @@ def test_the_docs_readers_run_on_the_entities_lake(two_nights: dict, monkeypatch
     assert outputs[1].strip() == str(sorted(expected.items()))
     assert all(f"{label}    {count}" in outputs[2] for label, count in expected.items()), outputs[2]
     assert outputs[3].split()[0] == str(sum(expected.values())) and f"in {every.height} rows" in outputs[3]
+
+
+def test_long_texts_are_read_in_windows_whose_logits_are_combined_before_decoding(two_nights: dict) -> None:
+    """score.long_text: chunk on the trained tagger: a text that fits one window gives exactly the unwindowed
+    entities; a text of many windows gets every entity of every part once and whole, where truncation stops."""
+    from bert_pipeline.lake.predictions import ScoredBy
+    from bert_pipeline.stages.score_entities import EntityScorer
+
+    folder = two_nights["one"]["train"]["model_uri"]
+    chunk, truncate = (EntityScorer(folder, 64, None, "fp32", "cpu", mode) for mode in ("chunk", "truncate"))
+    sentences = [r["text"] for r in ner_corpus(40, seed=7) if r["label"]][:12]
+    long_text = " ".join(sentences)
+    texts = [sentences[0], long_text]
+    by = ScoredBy("v", "h", "r")
+    windowed = chunk.table(pl.Series(["a", "b"]).to_arrow(), texts, by).to_pylist()
+    truncated = truncate.table(pl.Series(["a", "b"]).to_arrow(), texts, by).to_pylist()
+    assert windowed[0]["entities"] == truncated[0]["entities"] and windowed[0]["windows"] == 1  # exactly the same
+    assert windowed[1]["windows"] > 2 and truncated[1]["truncated"] and not windowed[1]["truncated"]
+    found = windowed[1]["entities"]
+    assert all(long_text[e["start"]:e["end"]] == e["text"] for e in found)
+    assert all(a["end"] <= b["start"] for a, b in zip(found, found[1:]))  # each once: sorted, never overlapping
+    assert found[-1]["start"] > max(e["end"] for e in truncated[1]["entities"])  # past the first window
+    tail = sentences[-1]
+    expected_tail = {(e["text"], e["label"]) for e in chunk.table(pl.Series(["t"]).to_arrow(), [tail], by).to_pylist()[0]["entities"]}
+    offset = long_text.rindex(tail)
+    assert expected_tail <= {(e["text"], e["label"]) for e in found if e["start"] >= offset}

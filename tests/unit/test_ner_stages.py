@@ -219,7 +219,7 @@ def test_a_lake_holds_one_task_and_unsupported_settings_are_refused_before_writi
     with pytest.raises(InputDataError, match="holds task: classification"):
         run_ingest(build_config({**cfg.model_dump(mode="json"), "data_root": other.data_root}))
 
-    for setting, stage in (("train.long_text", "train"), ("score.long_text", "score"), ("score.fallback", "score")):
+    for setting, stage in (("train.long_text", "train"), ("score.fallback", "score")):
         value = "baseline" if setting == "score.fallback" else "chunk"
         unsupported = build_config({**cfg.model_dump(mode="json"), setting.split(".")[0]: {setting.split(".")[1]: value}})
         with pytest.raises(ConfigError, match=f"{setting}: {value} with task: ner: .*Nothing was written"):
