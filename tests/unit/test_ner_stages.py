@@ -278,7 +278,8 @@ def test_the_entities_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest
     from tests.helpers import code_blocks
 
     blocks = code_blocks((Path(__file__).parents[2] / "docs" / "how-to" / "entities.md").read_text(encoding="utf-8"))
-    config, commands, data = (body for lang, body in blocks if lang in ("yaml", "sh", "json"))
+    (config,), (data,) = ([body for lang, body in blocks if lang == kind] for kind in ("yaml", "json"))
+    commands = next(body for lang, body in blocks if lang == "sh" and "--config ner.yaml" in body)
     reader = [body for lang, body in blocks if lang == "python"][-1]
     assert "curated" in reader and commands.split() == ["bert-pipeline", "run", "--config", "ner.yaml"]
     monkeypatch.chdir(tmp_path)
