@@ -59,7 +59,7 @@ def read_arrow(url: str, columns: list[str] | None = None) -> pa.Table:
 
 SUMMARY_COLUMNS = ["length", "label_id", "split", "truncated"]
 # per-row counts a task's shards may carry (NER: spans the tokens cannot reproduce), summed into the manifest's counts
-SUMMED_COLUMNS = ("boundary_mismatches", "entities_cut")
+SUMMED_COLUMNS = ("entities", "boundary_mismatches", "entities_cut")
 
 
 def summary_columns(table: pa.Table) -> pa.Table:
@@ -262,6 +262,9 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         coverage = counter.result()
         warnings = warnings + coverage_verdict(cfg, coverage, casing=casing)  # under warn: logged, never raised
     counts = _summarise(tables)
+    for message in task.token_warnings(counts, cfg):
+        log.warning("%s", message)
+        warnings.append(message)
     if progress:
         progress(f"{len(curated_urls)} curated shards tokenized", 1.0)
     tokenizer = night.tokenizer

@@ -36,8 +36,9 @@ from bert_pipeline.evaluation import registry
 from bert_pipeline.lake import storage
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.modeling.inference import predict_token_logits
-from bert_pipeline.modeling.models import check_dropout, fast_encoder, load_token_classifier, load_tokenizer, \
-    resolve_model_dir
+from bert_pipeline.modeling.models import (
+    check_dropout, fast_encoder, load_token_classifier, load_tokenizer, resolve_model_dir,
+)
 from bert_pipeline.modeling.windows import Windowing
 from bert_pipeline.ner.metrics import MemorisingTagger, entity_scores, type_confusion
 from bert_pipeline.ner.spans import Span
@@ -45,8 +46,9 @@ from bert_pipeline.ner.tagging import predict_entities, tag_names, token_labels_
 from bert_pipeline.stages.train import Objective, TrainRun, settle
 from bert_pipeline.task.ner import decode_spans, encode_spans
 from bert_pipeline.text.vocabulary import grow_embeddings
-from bert_pipeline.training.trainset import SPLITS, SplitData, TrainingSet, TrainingSetPlan, newest_versions, \
-    _subsample
+from bert_pipeline.training.trainset import (
+    SPLITS, SplitData, TrainingSet, TrainingSetPlan, newest_versions, subsample,
+)
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "token_classification"
@@ -130,7 +132,7 @@ def load_tagging_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) -
     a training set without any entity."""
     frame, corrected = _labelled_rows(Lake(cfg.data_root), plan)
     by_split = {split: frame.filter(pl.col("split") == split) for split in SPLITS}
-    by_split["train"] = _subsample(by_split["train"], cfg.train.max_train_samples, cfg.train.seed)
+    by_split["train"] = subsample(by_split["train"], cfg.train.max_train_samples, cfg.train.seed)
     if by_split["train"].is_empty():
         return TrainingSet({s: TaggedSplit([], np.zeros(0, object)) for s in SPLITS}, [], {}, {}, 0, {},
                            PROBLEM_TYPE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -44,6 +44,10 @@ class Task(Protocol):
 
     def label_setting(self, cfg: PipelineConfig) -> str:
         """The setting a label-spelling clash message names."""
+        ...
+
+    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig) -> list[str]:
+        """Tokenize's warnings about the night's token counts that are the task's own (logged and in the summary)."""
         ...
 
     def relabel(self, raw: list[str | None], cleaned: list[str], labels: list[str | None]) -> tuple[

@@ -82,6 +82,10 @@ class ClassificationTask:
                     coverage: cov.CoverageCounter | None = None) -> pa.Table:
         return token_table(curated, encoder, labels, batch_size, coverage)
 
+    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig) -> list[str]:
+        """Nothing beyond the shared coverage warning."""
+        return []
+
     def relabel(self, raw: list[str | None], cleaned: list[str], labels: list[str | None]) -> tuple[
             list[str | None], list[str | None]]:
         return labels, [None] * len(labels)

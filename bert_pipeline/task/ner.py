@@ -30,6 +30,7 @@ from bert_pipeline.text import coverage as cov
 from bert_pipeline.errors import ConfigError
 from bert_pipeline.task.base import RowsRead
 
+MISMATCH_WARNING = 0.02  # share of a night's entities that may be unreproducible before tokenize warns
 DOCCANO_KEYS = ("label", "labels")
 SPAN_KEYS = ("spans", "entities", "ents")
 
@@ -174,6 +175,21 @@ class NerTask:
         """token_shard_table: the token ids, and for each labelled row its tags and what they could not keep."""
         return token_shard_table(curated, encoder, labels, batch_size, coverage)
 
+    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig) -> list[str]:
+        """A warning when more than MISMATCH_WARNING of the night's entities cannot be reproduced by its tokens (an
+        edge inside a token) or lie past tokenize.max_length."""
+        entities = counts.get("entities", 0)
+        found = []
+        for key, what, setting in (
+                ("boundary_mismatches", "have an edge inside a token (they train as the whole tokens they overlap)",
+                 "a tokenizer that splits these words, or annotations on word edges"),
+                ("entities_cut", "lie past tokenize.max_length (training never sees them)",
+                 "tokenize.max_length, and score.long_text: chunk to find them when scoring")):
+            if entities and counts.get(key, 0) > MISMATCH_WARNING * entities:
+                found.append(f"tokenize: {counts[key]} of {entities} entity spans of run_date={cfg.run_date} {what}; "
+                             f"see {setting}")
+        return found
+
     def relabel(self, raw: list[str | None], cleaned: list[str], labels: list[str | None]) -> tuple[
             list[str | None], list[str | None]]:
         """Each row's spans on its cleaned text (bert_pipeline/ner/offsets.map_spans); a row whose spans cannot all
@@ -199,8 +215,8 @@ def token_shard_table(curated: pl.DataFrame, encoder: Any, tags: list[str], batc
                       coverage: cov.CoverageCounter | None = None) -> pa.Table:
     """An NER token shard: doc_id, input_ids, length, label_id (0 = trainable, -1 = not: unlabelled or in
     conflict), split, truncated, and per labelled row `tag_ids` (list<int16> into `tags`, -100 on special tokens:
-    bert_pipeline/ner/tagging.token_labels_for_spans), `boundary_mismatches` (spans with an edge inside a token)
-    and `entities_cut` (spans past tokenize.max_length). Encoded with offsets (`encode_batch`), which the alignment
+    bert_pipeline/ner/tagging.token_labels_for_spans), `entities` (its spans), `boundary_mismatches` (spans with
+    an edge inside a token) and `entities_cut` (spans past tokenize.max_length). Encoded with offsets (`encode_batch`), which the alignment
     needs; `coverage` counts the same encodings."""
     texts = curated["text"].to_list()
     labels = curated["label"].to_list()
@@ -208,7 +224,7 @@ def token_shard_table(curated: pl.DataFrame, encoder: Any, tags: list[str], batc
                  zip(labels, curated["label_conflict"].to_list())]
     ids: list[list[int]] = []
     tag_ids: list[list[int] | None] = []
-    mismatches, cut, truncated = [], [], []
+    mismatches, cut, truncated, entities = [], [], [], []
     for start in range(0, len(texts), batch_size):
         batch = texts[start:start + batch_size]
         encodings = encoder.encode_batch(batch)
@@ -221,6 +237,7 @@ def token_shard_table(curated: pl.DataFrame, encoder: Any, tags: list[str], batc
                 tag_ids.append(None)
                 mismatches.append(0)
                 cut.append(0)
+                entities.append(0)
                 continue
             spans = decode_spans(labels[row])
             read_up_to = max((end for _, end in encoding.offsets), default=0)
@@ -229,6 +246,7 @@ def token_shard_table(curated: pl.DataFrame, encoder: Any, tags: list[str], batc
             tag_ids.append(row_tags.tolist())
             mismatches.append(missed)
             cut.append(len(spans) - len(kept))
+            entities.append(len(spans))
     id_type = pa.uint16() if encoder.get_vocab_size() <= np.iinfo(np.uint16).max + 1 else pa.uint32()
     return pa.table({
         "doc_id": curated["doc_id"].to_arrow(),
@@ -240,4 +258,5 @@ def token_shard_table(curated: pl.DataFrame, encoder: Any, tags: list[str], batc
         "tag_ids": pa.array(tag_ids, pa.list_(pa.int16())),
         "boundary_mismatches": pa.array(mismatches, pa.int16()),
         "entities_cut": pa.array(cut, pa.int16()),
+        "entities": pa.array(entities, pa.int32()),
     })

@@ -227,7 +227,7 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     frame, superseded = newest_versions(frame)
     sequences = _sequences(table["input_ids"])
     by_split = {split: frame.filter(pl.col("split") == split) for split in SPLITS}
-    by_split["train"] = _subsample(by_split["train"], cfg.train.max_train_samples, cfg.train.seed)
+    by_split["train"] = subsample(by_split["train"], cfg.train.max_train_samples, cfg.train.seed)
     problem = problem_type(frame["label"].to_list(), cfg.train.problem_type)
     train_labels = by_split["train"]["label"].to_list()
     label_names = member_labels(train_labels) if problem == "multi_label" else sorted(set(train_labels))
@@ -272,7 +272,7 @@ def newest_versions(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     return newest, frame.height - newest.height
 
 
-def _subsample(frame: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFrame:
+def subsample(frame: pl.DataFrame, limit: int | None, seed: int) -> pl.DataFrame:
     """A seeded sample of at most `limit` rows, in their original order."""
     if limit is None or frame.height <= limit:
         return frame

@@ -248,6 +248,9 @@ def test_tokenize_aligns_spans_to_subword_tokens_and_counts_what_it_cannot_keep(
     summary = run_tokenize(cfg)
     assert summary["label_names"] == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert summary["boundary_mismatches"] == 1  # "Paris" in "parisian"
+    assert summary["entities"] == 10  # the trainable rows' spans (not the unlabelled row, not the conflict)
+    assert any("1 of 10 entity spans of run_date=2026-03-01 have an edge inside a token" in w
+               for w in summary["warnings"]), summary.get("warnings")
     assert summary["entities_cut"] == 1  # Oslo, past 64 tokens
     lake = Lake(cfg.data_root)
     manifest = lake.read_manifest("tokens", "2026-03-01")
