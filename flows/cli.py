@@ -111,13 +111,22 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
             print(f"  trained on: {rows['train']} train / {rows['validation']} validation / {rows['test']} test rows "
                   f"of {len(training['run_dates'])} night(s) ({training['run_dates'][0]} .. "
                   f"{training['run_dates'][-1]}), {training['corrections_applied']} label correction(s) applied")
-        multi = metrics.get("problem_type") == "multi_label"
-        accuracy = "subset accuracy" if multi else "accuracy"
         for name, split in (("validation", metrics["validation"]), ("test", test)):
-            micro = f"  micro-F1 {split.get('micro_f1', 0):.4f}" if multi else ""
-            print(f"  {name + ':':<11} {accuracy} {split.get('accuracy', 0):.4f}  macro-F1 "
-                  f"{split.get('macro_f1', 0):.4f}{micro}  ({split.get('rows', 0)} rows)")
+            print(f"  {name + ':':<11} {split_figures(split, metrics.get('problem_type'))}")
         print(f"  metrics:    {train['model_uri']}/metrics.json")
+
+
+def split_figures(split: dict[str, Any], problem_type: str | None) -> str:
+    """One split's headline figures: entity F1 for an entity tagger, else accuracy and macro-F1 (and micro-F1 for
+    multi-label)."""
+    rows = f"({split.get('rows', 0)} rows)"
+    if problem_type == "token_classification":
+        return (f"entity F1 {split.get('entity_f1', 0):.4f}  precision {split.get('precision', 0):.4f}  recall "
+                f"{split.get('recall', 0):.4f}  ({split.get('entities', 0)} entities in {split.get('rows', 0)} rows)")
+    multi = problem_type == "multi_label"
+    micro = f"  micro-F1 {split.get('micro_f1', 0):.4f}" if multi else ""
+    return (f"{'subset accuracy' if multi else 'accuracy'} {split.get('accuracy', 0):.4f}  macro-F1 "
+            f"{split.get('macro_f1', 0):.4f}{micro}  {rows}")
 
 
 def typed_overrides(cfg: Any, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -87,5 +87,5 @@ def publish_report(summary: dict[str, Any]) -> dict[str, Any]:
     create_link_artifact(output_link(summary["report"]), link_text="report.md and plots", key="bert-report-output")
     get_run_logger().info("report: %s (%s); %s", summary["report"], ", ".join(summary["plots"]),
                           comparison_note(summary.get("previous_run_date"), summary.get("skipped_empty_nights") or [],
-                                          "predictions"))
+                                          summary.get("compared", "predictions")))
     return summary

@@ -69,7 +69,7 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     report_url = storage.join(folder, "report.md")
     storage.write_bytes_atomic(report_url, "\n".join(sections).encode())  # last: the report names its plots
     return {"stage": "report", "report": report_url, "plots": sorted(plots), "previous_run_date": previous,
-            "skipped_empty_nights": skipped}
+            "skipped_empty_nights": skipped, "compared": task.output_area}
 
 
 # "A night with rows": the manifest count that says how many rows a committed partition of the area holds.

@@ -60,6 +60,10 @@ def test_the_first_night_trains_a_tagger_that_beats_the_memorising_baseline(two_
     assert metrics["test"]["entity_f1"] > train["baseline"]["test_entity_f1"]  # names unseen in training
     assert set(metrics["test"]["per_type"]) == {"LOC", "ORG", "PER"}
     assert metrics["label_names"] == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    from flows.cli import split_figures
+
+    line = split_figures(metrics["test"], metrics["problem_type"])
+    assert line.startswith(f"entity F1 {metrics['test']['entity_f1']:.4f}") and "macro-F1" not in line
     folder = Path(train["model_uri"])
     assert json.loads((folder / "baseline" / "lexicon.json").read_text())["kind"] == "memorising"
     assert "Entity tagger" in (folder / "README.md").read_text()
