@@ -5,8 +5,13 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import bert_pipeline
+
+SOURCE_DIRS = ("bert_pipeline", "flows", "tasks", "deployments", "benchmarks", "tests")
 
 
 def test_no_bert_pipeline_module_imports_prefect() -> None:
@@ -70,3 +75,14 @@ def test_sub_packages_import_only_the_layers_below_them() -> None:
                             and LAYERS.index(parts[1]) > layer:
                         wrong.append(f"{path.relative_to(root.parent)} imports {name}")
     assert not wrong, wrong
+
+
+def test_no_source_file_is_hidden_from_git() -> None:
+    """A fresh clone (what CI runs) must hold every module: a too-broad .gitignore pattern once hid a package."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    sources = [p.relative_to(root).as_posix() for d in SOURCE_DIRS for p in (root / d).rglob("*.py") if "__pycache__" not in p.parts]
+    assert len(sources) > 50
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *sources], cwd=root, capture_output=True, text=True)
+    assert ignored.stdout.split() == [], f"ignored by .gitignore: {ignored.stdout.split()}"
