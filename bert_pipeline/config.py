@@ -352,8 +352,9 @@ class ScoreConfig(_Section):
     long_text: LongText = Field("truncate", description=LONG_TEXT_HELP)
     fallback: Literal["none", "baseline"] = Field(
         "none", description="when no model has passed the champion gate (no champion) and score.model is empty: "
-        "none = score nothing (the summary and report say why); baseline = score with the TF-IDF baseline stored "
-        "with the newest trained model, model_version <its version>+tfidf-baseline")
+        "none = score nothing (the summary and report say why); baseline = score with the baseline stored with the "
+        "newest trained model: a classifier's TF-IDF baseline (model_version <its version>+tfidf-baseline), an "
+        "entity model's memorising baseline (task: ner; <its version>+memorising-baseline)")
 
 
 class RunnerConfig(_Section):

@@ -14,7 +14,10 @@ from typing import Any, Iterable, Sequence
 
 import regex
 
+from bert_pipeline.lake import storage
 from bert_pipeline.ner.spans import Span
+
+LEXICON_FILE = "lexicon.json"  # the memorising baseline inside a model's baseline/ folder
 
 _WORD_GLUE = regex.compile(r"[\w--[\p{scx=Han}\p{scx=Hiragana}\p{scx=Katakana}]]", regex.V1)
 
@@ -88,9 +91,12 @@ class MemorisingTagger:
     edges, so there any match counts. Case-sensitive.
     """
 
-    def __init__(self) -> None:
-        self.lexicon: dict[str, str] = {}
-        self._lengths: list[int] = []
+    def __init__(self, lexicon: dict[str, str] | None = None, confidence: dict[str, float] | None = None) -> None:
+        """A tagger over a stored lexicon ({entity text: type}) and, optionally, each entry's confidence (the share
+        of its training occurrences that had that type; 1.0 where absent); empty until `fit`."""
+        self.lexicon: dict[str, str] = dict(lexicon or {})
+        self.confidence: dict[str, float] = dict(confidence or {})
+        self._lengths: list[int] = sorted({len(s) for s in self.lexicon}, reverse=True)
 
     def fit(self, texts: Sequence[str], spans: Sequence[Iterable[Any]]) -> "MemorisingTagger":
         """texts: training documents; spans: each document's gold spans. Returns self."""
@@ -101,8 +107,23 @@ class MemorisingTagger:
             for start, end, label in _keys(doc):
                 seen[text[start:end]][label] += 1
         self.lexicon = {s: min(c, key=lambda label: (-c[label], label)) for s, c in seen.items()}
+        self.confidence = {s: c[self.lexicon[s]] / sum(c.values()) for s, c in seen.items()}
         self._lengths = sorted({len(s) for s in self.lexicon}, reverse=True)
         return self
+
+    def save(self, folder: str) -> None:
+        """Write folder/lexicon.json (the lexicon and each entry's confidence; JSON, never pickle)."""
+        storage.write_json_atomic(storage.join(folder, LEXICON_FILE), {
+            "kind": "memorising", "lexicon": self.lexicon, "confidence": self.confidence,
+            "source": "bert_pipeline/ner/metrics.MemorisingTagger (Tjong Kim Sang & De Meulder 2003's baseline)"})
+
+    @classmethod
+    def load(cls, folder: str) -> "MemorisingTagger":
+        """The tagger `save` wrote into folder. Raises FileNotFoundError when folder has no lexicon.json."""
+        stored = storage.read_json(storage.join(folder, LEXICON_FILE))
+        if stored is None:
+            raise FileNotFoundError(storage.join(folder, LEXICON_FILE))
+        return cls(stored["lexicon"], stored.get("confidence"))
 
     def predict_one(self, text: str) -> list[Span]:
         """The spans of one text, sorted and non-overlapping."""

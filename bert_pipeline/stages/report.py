@@ -275,13 +275,18 @@ def baseline_rows(metrics: dict[str, Any]) -> str:
             + rows)
 
 
+def scored_by(version: str) -> str:
+    """What scored a night's rows, as the report says it: a model, or the baseline stored with one."""
+    for suffix, name in baseline.BASELINE_NAMES.items():
+        if version.endswith(suffix):
+            return (f"the {name} stored with model {baseline.model_version_of(version)} (score.fallback: baseline: "
+                    f"no model has passed the champion gate), model_version {version}")
+    return f"model {version}"
+
+
 def score_section(now: dict[str, Any], before: dict[str, Any] | None, previous: str | None,
                   skipped: list[str] | None = None) -> str:
-    version = now["model_version"] or ""
-    scored_by = (f"the TF-IDF baseline stored with model {baseline.model_version_of(version)} (score.fallback: "
-                 f"baseline: no model has passed the champion gate), model_version {version}"
-                 if version.endswith(baseline.SUFFIX) else f"model {version}")
-    lines = ["## Scores\n", f"{now['rows']} rows scored with {scored_by}. "
+    lines = ["## Scores\n", f"{now['rows']} rows scored with {scored_by(now['model_version'] or '')}. "
              f"{comparison_note(previous, skipped or [], 'predictions')}\n",
              f"| label | rows | share | share on {previous or '(no earlier night)'} | change |", "|---|---|---|---|---|"]
     for label in now["labels"]:

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from bert_pipeline.lake.manifests import Lake
-from bert_pipeline.stages.report import adaptation_line, comparison_note
+from bert_pipeline.stages.report import adaptation_line, comparison_note, scored_by
 
 
 def _f(value: float | None) -> str:
@@ -84,7 +84,7 @@ class EntityReport:
 
     def score_section(self, now: dict[str, Any], before: dict[str, Any] | None, previous: str | None,
                       skipped: list[str]) -> str:
-        lines = ["## Entities\n", f"{now['rows']} rows scored with model {now['model_version']}: {now['entities']} "
+        lines = ["## Entities\n", f"{now['rows']} rows scored with {scored_by(now['model_version'] or '')}: {now['entities']} "
                  f"entities in {now['rows_with_entities']} rows ({now['rows_with_entities'] / now['rows']:.2%})"
                  + (f", mean entity score {now['mean_score']:.3f}" if now["mean_score"] is not None else "") + ". "
                  f"{comparison_note(previous, skipped, 'entities')}\n",

@@ -10,8 +10,9 @@ Each prediction shard carries the stage fingerprint in its parquet metadata, so 
 shards that are missing, and a rerun of a completed run_date with the same model and data does nothing.
 
 With no champion yet (and score.model empty), nothing is scored and the summary says why, unless `score.fallback:
-baseline`: then the TF-IDF baseline stored with the newest trained model (`baseline`) scores the night through the
-same plan, shard writer and commit, its rows marked model_version `<version>+tfidf-baseline`; a later run with a
+baseline`: then the baseline stored with the newest trained model (`FALLBACKS`: the TF-IDF baseline of a
+classifier, the memorising baseline of an entity model) scores the night through the same plan, shard writer and
+commit, its rows marked model_version `<version>+tfidf-baseline` (`+memorising-baseline`); a later run with a
 champion replaces the partition as any change of model does.
 """
 
@@ -49,6 +50,7 @@ from bert_pipeline.modeling.inference import autocast, collate, pick_device, pic
 from bert_pipeline.training.calibration import softmax
 from bert_pipeline.modeling.multilabel import is_multi_label, sigmoid, thresholds_of
 from bert_pipeline.evaluation.registry import committed_models
+from bert_pipeline.ner.metrics import LEXICON_FILE
 from bert_pipeline.modeling.windows import Windowing, mean_by_document
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ def resolve_scoring_model(cfg: PipelineConfig, lake: Lake) -> tuple[str, str]:
     if champion is None:
         raise LakeStateError(
             f"score.model is empty and {no_champion_reason(lake)}; set score.model to a "
-            "Hugging Face sequence-classification folder, or train on more labelled data first")
+            f"Hugging Face {task_of(cfg).model_kind} folder, or train on more labelled data first")
     version = champion["model_version"]
     return resolve_model_dir(lake.model_url(version), field="score.model"), version
 
@@ -84,22 +86,44 @@ def no_champion_reason(lake: Lake) -> str:
 
 def no_model_reason(cfg: PipelineConfig, lake: Lake) -> str:
     """What a night without a model to score with says (score stage summary, report)."""
+    fallback = FALLBACKS[cfg.task]
     if cfg.score.fallback == "baseline":
-        what = ("score.fallback: baseline found no trained model with a stored TF-IDF baseline (models trained with "
-                "train.linear_baseline: true store one)")
+        what = f"score.fallback: baseline found no trained model with a stored {fallback.name} ({fallback.stored_by})"
     else:
-        what = ("set score.fallback: baseline to score with the TF-IDF baseline stored with the newest trained "
+        what = (f"set score.fallback: baseline to score with the {fallback.name} stored with the newest trained "
                 "model, or set score.model")
     return f"nothing scored: {no_champion_reason(lake)}; {what}"
 
 
-def newest_baseline(lake: Lake) -> tuple[str, str] | None:
-    """(model folder URL, model_version) of the newest committed model (promoted or not) that stores a TF-IDF
-    baseline (train.linear_baseline), or None."""
+@dataclass(frozen=True)
+class Fallback:
+    """What `score.fallback: baseline` scores a task's night with: the baseline stored in a model's baseline/."""
+
+    files: tuple[str, ...]  # inside baseline/: all present = stored; their bytes are its model_hash
+    kind: str  # a term of the score fingerprint
+    hash_prefix: str  # of model_hash
+    suffix: str  # of the model_version its rows carry
+    stored_by: str  # which models store one
+    scorer: Callable[[str], Any]  # local baseline folder -> a scorer (table, metadata, labels, tokenizer_hash, dtype)
+
+    @property
+    def name(self) -> str:
+        return baseline.BASELINE_NAMES[self.suffix]
+
+
+def _lexicon_scorer(folder: str) -> Any:
+    from bert_pipeline.stages.score_entities import LexiconScorer  # the task's own module, loaded when it scores
+
+    return LexiconScorer(folder)
+
+
+def newest_baseline(lake: Lake, fallback: Fallback) -> tuple[str, str] | None:
+    """(model folder URL, model_version) of the newest committed model (promoted or not) that stores the task's
+    baseline (classification: train.linear_baseline; ner: every model), or None."""
     for manifest in reversed(committed_models(lake)):
         version = (manifest.get("metrics") or {}).get("model_version")
-        if version and (manifest.get("metrics") or {}).get("baseline") and storage.exists(
-                storage.join(lake.model_url(version), baseline.FOLDER, baseline.SETTINGS_FILE)):
+        if version and (manifest.get("metrics") or {}).get("baseline") and all(
+                storage.exists(storage.join(lake.model_url(version), baseline.FOLDER, name)) for name in fallback.files):
             return lake.model_url(version), version
     return None
 
@@ -110,14 +134,14 @@ def baseline_dir(model_url: str) -> str:
     return storage.cached_folder(storage.join(model_url, baseline.FOLDER), str(CACHE_DIR / "baselines"))
 
 
-def baseline_hash(folder: str) -> str:
-    """What a baseline's predictions name as model_hash: xxh3-128 of its stored files."""
+def baseline_hash(folder: str, fallback: Fallback) -> str:
+    """What a baseline's rows name as model_hash: its kind's prefix and the xxh3-128 of its stored files."""
     digest = xxhash.xxh3_128()
-    for name in (baseline.SETTINGS_FILE, baseline.TENSORS_FILE):
+    for name in fallback.files:
         with open(os.path.join(folder, name), "rb") as handle:
             for block in iter(lambda: handle.read(1 << 24), b""):
                 digest.update(block)
-    return "tfidf:" + digest.hexdigest()
+    return f"{fallback.hash_prefix}:{digest.hexdigest()}"
 
 
 def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
@@ -241,10 +265,20 @@ def classifier_metadata(scorer: "Scorer | BaselineScorer") -> dict[str, str]:
                if scorer.thresholds is not None else {})}
 
 
+# task -> what score.fallback: baseline scores with (bert_pipeline/task names the tasks)
+FALLBACKS: dict[str, Fallback] = {
+    "classification": Fallback((baseline.SETTINGS_FILE, baseline.TENSORS_FILE), baseline.KIND,
+                               "tfidf", baseline.SUFFIX, "models trained with train.linear_baseline: true store one",
+                               BaselineScorer),
+    "ner": Fallback((LEXICON_FILE,), "memorising-lexicon", "memorising",
+                    baseline.MEMORISING_SUFFIX, "every trained entity model stores one", _lexicon_scorer),
+}
+
+
 @functools.lru_cache(maxsize=2)
-def cached_baseline_scorer(model_ref: str, model_hash: str) -> BaselineScorer:
+def cached_baseline_scorer(model_ref: str, model_hash: str, task: str = "classification") -> Any:
     """One baseline load per worker process (model_hash keys a changed folder anew)."""
-    return BaselineScorer(baseline_dir(model_ref))
+    return FALLBACKS[task].scorer(baseline_dir(model_ref))
 
 
 @dataclass(frozen=True)
@@ -350,17 +384,17 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
         return replace(source, action="empty")
     run_id = run_id or uuid.uuid4().hex
     no_champion = not cfg.score.model and storage.read_json(lake.champion_url) is None
-    found = newest_baseline(lake) if no_champion and cfg.score.fallback == "baseline" else None
+    fallback = FALLBACKS[cfg.task]
+    found = newest_baseline(lake, fallback) if no_champion and cfg.score.fallback == "baseline" else None
     if no_champion and found is None:
         reason = no_model_reason(cfg, lake)
         log.warning("score: %s", reason)
         return replace(source, action="no_model", reason=reason)
     if found is not None:  # score.fallback: baseline, and no champion yet
-        local = baseline_dir(found[0])
-        model_hash = baseline_hash(local)
-        stage_fp = fingerprint("score", curated["fingerprint"], model_hash, SCHEMA_VERSION, baseline.KIND)
-        labels = baseline.load(local).label_names
-        plan = replace(source, fingerprint=stage_fp, model_version=found[1] + baseline.SUFFIX, model_ref=found[0],
+        model_hash = baseline_hash(baseline_dir(found[0]), fallback)
+        stage_fp = fingerprint("score", curated["fingerprint"], model_hash, SCHEMA_VERSION, fallback.kind)
+        labels = cached_baseline_scorer(found[0], model_hash, cfg.task).labels
+        plan = replace(source, fingerprint=stage_fp, model_version=found[1] + fallback.suffix, model_ref=found[0],
                        model_hash=model_hash, labels=tuple(labels), run_id=run_id, fallback=True)
     else:
         model_dir, model_version = resolve_scoring_model(cfg, lake)
@@ -392,8 +426,8 @@ def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, i
     url = plan.shard_url(index)
     if shard_matches(url, plan.fingerprint):
         return {"rows": storage.parquet_rows(url), "scored": 0}
-    scorer: Scorer | BaselineScorer = (
-        cached_baseline_scorer(plan.model_ref, plan.model_hash) if plan.fallback else
+    scorer: Any = (
+        cached_baseline_scorer(plan.model_ref, plan.model_hash, cfg.task) if plan.fallback else
         cached_scorer(plan.model_ref, plan.model_hash, plan.max_length, cfg.score.batch_tokens, cfg.score.precision,
                       cfg.score.device, cfg.score.long_text, cfg.task))
     source = "score.fallback: baseline (no champion)" if plan.fallback else (cfg.score.model or "champion")

@@ -20,7 +20,8 @@ from bert_pipeline.lake.predictions import ScoredBy
 from bert_pipeline.modeling.inference import pick_device, pick_precision, predict_token_logits
 from bert_pipeline.modeling.models import fast_encoder, load_token_classifier, load_tokenizer, tokenizer_hash
 from bert_pipeline.modeling.windows import Windowing
-from bert_pipeline.ner.tagging import allowed_transitions, combine_window_logits, predict_entities
+from bert_pipeline.ner.metrics import MemorisingTagger
+from bert_pipeline.ner.tagging import allowed_transitions, combine_window_logits, predict_entities, tag_names
 
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
@@ -91,3 +92,26 @@ class EntityScorer:
     def metadata(self) -> dict[str, Any]:
         return {"bert_pipeline.problem_type": "token_classification", "bert_pipeline.tags": ",".join(self.labels),
                 "bert_pipeline.decoding": "constrained Viterbi over BIO transitions"}
+
+
+class LexiconScorer:
+    """The memorising baseline stored beside an entity model (baseline/lexicon.json) behind the scorer interface,
+    for `score.fallback: baseline` while no entity model has passed the gate: every string seen as an entity in
+    training, found again by longest match (`ner.metrics.MemorisingTagger`). An entity's score is the share of that
+    string's training occurrences that had its type (1.0 in lexicons stored without it). It reads every character of
+    a text (nothing truncated, one window)."""
+
+    def __init__(self, folder: str) -> None:
+        self.tagger = MemorisingTagger.load(folder)
+        self.labels = tag_names(self.tagger.lexicon.values())
+        self.tokenizer_hash, self.dtype = "memorising-lexicon", "n/a"
+
+    def table(self, doc_ids: pa.Array, texts: list[str], scored_by: ScoredBy) -> pa.Table:
+        """The entities of these rows (ENTITIES_SCHEMA)."""
+        found = [[(s.start, s.end, s.label, self.tagger.confidence.get(text[s.start:s.end], 1.0))
+                  for s in self.tagger.predict_one(text)] for text in texts]
+        return entity_table(doc_ids, texts, found, np.zeros(len(texts), bool), scored_by)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"bert_pipeline.problem_type": "token_classification", "bert_pipeline.tags": ",".join(self.labels),
+                "bert_pipeline.decoding": "memorising baseline: longest match of training entity strings"}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -209,25 +208,12 @@ class TaggerObjective:
 
 
 @dataclass
-class Lexicon:
-    """The memorising baseline as stored beside a model: baseline/lexicon.json ({entity text: type})."""
-
-    tagger: MemorisingTagger
-
-    def save(self, folder: str) -> None:
-        os.makedirs(folder, exist_ok=True)
-        storage.write_json_atomic(os.path.join(folder, "lexicon.json"), {
-            "kind": "memorising", "lexicon": self.tagger.lexicon,
-            "source": "bert_pipeline/ner/metrics.MemorisingTagger (Tjong Kim Sang & De Meulder 2003's baseline)"})
-
-
-@dataclass
 class Memorised:
     """The memorising baseline fitted on a training set: its figures and its validation answers."""
 
     metrics: dict[str, Any]
     validation_answers: list[list[Span]]
-    model: Lexicon
+    model: MemorisingTagger  # saved as baseline/lexicon.json beside the model
 
 
 def champion_entities(lake: Lake, champion: dict[str, Any], data: TaggedSplit, cfg: TrainConfig,
@@ -344,7 +330,7 @@ class TaggerRecipe:
                       for name, s in ((n, entity_scores(splits[n].gold, a)) for n, a in answers.items())}}
         log.info("train: memorising baseline (%d strings) validation entity F1 %.4f, test %.4f", len(tagger.lexicon),
                  metrics["validation"]["entity_f1"], metrics["test"]["entity_f1"])
-        return Memorised(metrics, answers["validation"], Lexicon(tagger))
+        return Memorised(metrics, answers["validation"], tagger)
 
     def gate(self, run: TrainRun, data: TrainingSet, validation_output: Any, metrics: dict[str, Any], pad_id: int,
              device: torch.device, windowing: Windowing | None, baseline: Any) -> dict[str, Any]:

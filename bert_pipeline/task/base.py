@@ -25,6 +25,7 @@ class Task(Protocol):
     name: str
     nested_records: bool  # json(l) lists and objects are read as Python objects, not unified by polars
     output_area: str  # the lake area the score stage writes: predictions (classification), entities (ner)
+    model_kind: str  # the Hugging Face head of its models: sequence-classification, token-classification
     stages: tuple[str, ...]  # the stages this task runs; the others refuse it before writing (require)
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:

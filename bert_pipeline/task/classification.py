@@ -49,6 +49,7 @@ def token_table(curated: pl.DataFrame, encoder: Any, labels: list[str], batch_si
 
 class ClassificationTask:
     name = "classification"
+    model_kind = "sequence-classification"  # the Hugging Face head score.model must have
     output_area = "predictions"  # the lake area score writes
     nested_records = False  # a label column may hold lists; polars reads them as typed lists
 

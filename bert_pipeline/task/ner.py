@@ -118,14 +118,12 @@ UNSUPPORTED: dict[str, list[tuple[str, Any, str]]] = {
                "training reads each text's first tokenize.max_length tokens (entities past it are counted as "
                "entities_cut in the token manifest); set train.long_text: truncate, and score.long_text: chunk to "
                "find entities in every window of long texts")],
-    "score": [("score.fallback: baseline", lambda cfg: cfg.score.fallback == "baseline",
-               "the memorising baseline is stored beside each entity model (baseline/lexicon.json) but does not "
-               "score; set score.fallback: none")],
 }
 
 
 class NerTask:
     name = "ner"
+    model_kind = "token-classification"  # the Hugging Face head score.model must have
     output_area = "entities"  # the lake area score writes
     nested_records = True  # json(l) records are read as the objects they are: span lists mix numbers and text
 

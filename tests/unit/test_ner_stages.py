@@ -219,11 +219,9 @@ def test_a_lake_holds_one_task_and_unsupported_settings_are_refused_before_writi
     with pytest.raises(InputDataError, match="holds task: classification"):
         run_ingest(build_config({**cfg.model_dump(mode="json"), "data_root": other.data_root}))
 
-    for setting, stage in (("train.long_text", "train"), ("score.fallback", "score")):
-        value = "baseline" if setting == "score.fallback" else "chunk"
-        unsupported = build_config({**cfg.model_dump(mode="json"), setting.split(".")[0]: {setting.split(".")[1]: value}})
-        with pytest.raises(ConfigError, match=f"{setting}: {value} with task: ner: .*Nothing was written"):
-            preflight(unsupported, ["ingest", "curate", stage])
+    unsupported = build_config({**cfg.model_dump(mode="json"), "train": {"long_text": "chunk"}})
+    with pytest.raises(ConfigError, match="train.long_text: chunk with task: ner: .*Nothing was written"):
+        preflight(unsupported, ["ingest", "curate", "train"])
 
 
 def test_tokenize_aligns_spans_to_subword_tokens_and_counts_what_it_cannot_keep(tmp_path: Path) -> None:
@@ -295,3 +293,61 @@ def test_the_entities_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest
     exec(compile(reader, "entities.md", "exec"), {})  # noqa: S102 - the page's own example
     assert capsys.readouterr().out.splitlines() == [
         "PER Angela Merkel", "PER Emmanuel Macron", "LOC Paris", "PER Zoë Saldaña", "LOC 東京"]
+
+
+def test_without_a_champion_the_memorising_baseline_can_score_the_night(tmp_path: Path) -> None:
+    """score.fallback: baseline for task: ner: a refused entity model leaves no champion; the memorising baseline
+    stored beside it scores every curated row (model_version <version>+memorising-baseline), with the lexicon of the
+    training rows; without the setting nothing is written and the reason names the memorising baseline; a model
+    given later replaces the partition."""
+    from bert_pipeline.stages.report import write_report
+    from bert_pipeline.stages.score import run_score
+    from bert_pipeline.stages.train import run_train
+    from tests.helpers import build_tiny_model, ner_corpus
+
+    unlabelled = [{"id": "u1", "text": "Zalando hired Olga Petrova in São Paulo 😀"},
+                  {"id": "u2", "text": "Parisian cafés near Lyon, 在Osaka工作"}]
+    records = ner_corpus(120, seed=3)
+    source = _jsonl(tmp_path / "night.jsonl", records + unlabelled)
+    model = build_tiny_model(tmp_path / "tiny", [r["text"] for r in records + unlabelled], vocab_size=600)
+    settings = {"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01", "task": "ner",
+                "ingest": {"sources": [str(source)], "id_column": "id"}, "tokenize": {"max_length": 48},
+                "train": {"base_model": str(model), "learning_rate": 1e-7, "min_steps": 4, "batch_size": 16}}
+    cfg = build_config(settings)
+    run_ingest(cfg)
+    run_curate(cfg)
+    run_tokenize(cfg)
+    trained = run_train(cfg)
+    assert not trained["champion_decision"]["promoted"]  # learned nothing at lr 1e-7: the baseline wins
+
+    nothing = run_score(cfg)
+    assert nothing["skipped"] and "memorising baseline" in nothing["reason"] and "TF-IDF" not in nothing["reason"]
+    lake = Lake(cfg.data_root)
+    assert lake.read_manifest("entities", "2026-03-01") is None
+
+    fallback = build_config({**settings, "score": {"fallback": "baseline"}})
+    scored = run_score(fallback)
+    assert scored["rows"] == lake.read_manifest("curated", "2026-03-01")["counts"]["curated_rows"]
+    entities = read_partition(lake, "entities", "2026-03-01")
+    assert set(entities["model_version"]) == {trained["model_version"] + "+memorising-baseline"}
+    curated = read_partition(lake, "curated", "2026-03-01")
+    assert sorted(entities["doc_id"]) == sorted(curated["doc_id"])
+    # the lexicon, worked out here: every entity string of the curated training rows (the pools never share a name)
+    train_rows = curated.filter((pl.col("split") == "train") & pl.col("label").is_not_null())
+    lexicon = {text[s.start:s.end]: s.label for text, label in zip(train_rows["text"], train_rows["label"])
+               for s in decode_spans(label)}
+    by_text = dict(zip(curated.join(entities, on="doc_id")["text"], curated.join(entities, on="doc_id")["entities"]))
+    expected = [(name, lexicon[name]) for name in ("Zalando", "Olga Petrova", "São Paulo") if name in lexicon]
+    assert expected and [(e["text"], e["label"]) for e in by_text[unlabelled[0]["text"]]] == expected
+    found_u2 = [(e["text"], e["label"]) for e in by_text[unlabelled[1]["text"]]]
+    assert ("Paris", "LOC") not in found_u2  # "Parisian": a match never cuts a word
+    assert found_u2 == [(name, lexicon[name]) for name in ("Lyon", "Osaka") if name in lexicon]  # 在Osaka工作: no word edges needed
+    assert all(text[e["start"]:e["end"]] == e["text"] and e["score"] == 1.0 for text, found in by_text.items()
+               for e in found)
+    report = Path(write_report(fallback)["report"]).read_text()
+    assert "with the memorising baseline stored with model" in report
+
+    with_model = build_config({**settings, "score": {"model": trained["model_uri"]}})
+    run_score(with_model)
+    assert set(read_partition(lake, "entities", "2026-03-01")["model_version"]) != {
+        trained["model_version"] + "+memorising-baseline"}
