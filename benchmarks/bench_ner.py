@@ -11,11 +11,21 @@ for every method), exact-match entity F1 (micro, seqeval strict IOB2 counting: b
   same tokens (words; each Han/Kana character alone);
 - the same fine-tuned model decoded by Hugging Face's `pipeline("token-classification", aggregation_strategy=
   "simple")`: the decoding a team would otherwise use (argmax per token; an I- without its B- starts an entity).
-It prints the ratio of the pipeline's F1 to each anchor's, and the time of the night. Training with the HF Trainer
-(run_ner.py) is not measured here.
+- Hugging Face's own recipe (examples/pytorch/token-classification/run_ner.py): AutoModelForTokenClassification
+  + Trainer on the same base model, training rows, epochs, batch, learning rate, weight decay, warmup and max_length
+  as the pipeline's run, words labelled on their first sub-token (label_all_tokens=False), the model's own dropout,
+  predictions read back word by word (first sub-token) as run_ner.py does. Its training samples/s (the Trainer's
+  own figure, without evaluation) against the pipeline's (fit's, which includes a validation pass per epoch).
+Scoring speed: the pipeline's EntityScorer (what the score stage runs per shard: tokenize, forward, constrained
+decoding, the entities table) against `pipeline("token-classification", aggregation_strategy="first")` on the same
+fine-tuned model and every curated text, best of --repeats; and how many texts get identical entities (on texts that
+fit one window, a text whose per-token argmax is already a valid BIO path must agree unless a word's sub-tokens
+disagree, which "first" settles by the first one and we by the path).
+It prints the ratio of the pipeline's figure to each anchor's, and the time of the night.
 
-    .venv/bin/python -m pip install -e '.[bench]' sklearn-crfsuite==0.5.0
+    .venv/bin/python -m pip install -e '.[bench]'
     .venv/bin/python -m benchmarks.bench_ner [--corpus wnut16|msra] [--rows 3000] [--lake /tmp/ner-bench]
+                                             [--no-trainer] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -27,7 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import regex
 
 from benchmarks._common import cpu_flags
@@ -110,6 +122,104 @@ def hf_pipeline_predictions(model_dir: str, texts: list[str]) -> list[list[Span]
             for found in tagger(texts, batch_size=32)]
 
 
+def trainer_anchor(cfg: Any, train: list[tuple[str, list[Span]]], test_texts: list[str],
+                   epochs: int) -> tuple[list[list[Span]], float]:
+    """HF's run_ner.py recipe on the same rows and budget; (test spans, the Trainer's train_samples_per_second)."""
+    import tempfile
+
+    import torch
+    from transformers import (AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification,
+                              Trainer, TrainingArguments)
+
+    from bert_pipeline.modeling.models import resolve_model_dir
+    from bert_pipeline.ner.tagging import tag_names
+
+    base = resolve_model_dir(cfg.train.base_model)
+    labels = tag_names(span.label for _, spans in train for span in spans)
+    label_ids = {tag: i for i, tag in enumerate(labels)}
+    tokenizer = AutoTokenizer.from_pretrained(base)
+
+    def encode(text: str, spans: list[Span] | None) -> tuple[dict[str, list[int]], list[tuple[int, int]], list]:
+        words = tokens_of(text) or [(0, len(text))]
+        encoded = tokenizer([text[a:b] for a, b in words], is_split_into_words=True, truncation=True,
+                            max_length=cfg.tokenize.max_length)
+        word_ids = encoded.word_ids()
+        row = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        if spans is not None:  # label_all_tokens=False: a word's first sub-token carries its tag, the rest -100
+            tags = tags_from_spans(words, spans)
+            row["labels"] = [-100 if w is None or w == before else label_ids[tags[w]]
+                             for w, before in zip(word_ids, [None, *word_ids[:-1]])]
+        return row, words, word_ids
+
+    torch.manual_seed(cfg.train.seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids, ignore_mismatched_sizes=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=cfg.train.batch_size,
+                                 per_device_eval_batch_size=cfg.train.eval_batch_size,
+                                 learning_rate=cfg.train.learning_rate, num_train_epochs=epochs,
+                                 weight_decay=cfg.train.weight_decay, warmup_steps=cfg.train.warmup_ratio,
+                                 lr_scheduler_type="linear", seed=cfg.train.seed, eval_strategy="no",
+                                 save_strategy="no", logging_strategy="no", report_to=[], use_cpu=True,
+                                 disable_tqdm=True, dataloader_num_workers=0)
+        trainer = Trainer(model=model, args=args, train_dataset=[encode(t, s)[0] for t, s in train],
+                          data_collator=DataCollatorForTokenClassification(tokenizer))
+        samples_per_second = float(trainer.train().metrics["train_samples_per_second"])
+        encoded = [encode(text, None) for text in test_texts]
+        predicted = trainer.predict([row for row, _, _ in encoded]).predictions.argmax(-1)
+    found = []
+    for row, (_, words, word_ids) in zip(predicted, encoded):
+        tags = ["O"] * len(words)
+        for position, (w, before) in enumerate(zip(word_ids, [None, *word_ids[:-1]])):
+            if w is not None and w != before:
+                tags[w] = labels[int(row[position])]
+        found.append(spans_from_tags(words, tags, "IOB2")[0])
+    return found, samples_per_second
+
+
+def scoring_speed(cfg: Any, model_dir: str, texts: list[str], repeats: int) -> dict[str, Any]:
+    """Best-of-`repeats` seconds of the pipeline's EntityScorer and of HF's pipeline(aggregation_strategy="first") on
+    the same model and texts (each loaded once, outside the timing), and how many texts get the same entities."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    from bert_pipeline.lake.predictions import ScoredBy
+    from bert_pipeline.stages.score_entities import EntityScorer
+
+    scorer = EntityScorer(model_dir, cfg.tokenize.max_length, cfg.score.batch_tokens, cfg.score.precision, "cpu")
+    tagger = pipeline("token-classification", model=AutoModelForTokenClassification.from_pretrained(model_dir),
+                      tokenizer=AutoTokenizer.from_pretrained(model_dir), aggregation_strategy="first", device=-1)
+    doc_ids = pa.array([f"d{i}" for i in range(len(texts))])
+    best = {"pipeline": float("inf"), "hf": float("inf")}
+    for _ in range(repeats):
+        started = time.perf_counter()
+        table = scorer.table(doc_ids, texts, ScoredBy("bench", "bench", "bench"))
+        best["pipeline"] = min(best["pipeline"], time.perf_counter() - started)
+        started = time.perf_counter()
+        hf = tagger(texts, batch_size=32)
+        best["hf"] = min(best["hf"], time.perf_counter() - started)
+    ours = [{(e["start"], e["end"], e["label"]) for e in row} for row in table.column("entities").to_pylist()]
+    theirs = [{(int(e["start"]), int(e["end"]), e["entity_group"]) for e in found} for found in hf]
+    one_window = [not t for t in table.column("truncated").to_pylist()]
+    same = [a == b for a, b, fits in zip(ours, theirs, one_window) if fits]
+    logits = scorer.token_logits([np.asarray(e.ids, np.int64) for e in scorer.encoder.encode_batch(texts)])
+    valid = [argmax_is_valid(row.argmax(-1), scorer.labels) for row in logits]
+    same_valid = [a == b for a, b, fits, ok in zip(ours, theirs, one_window, valid) if fits and ok]
+    return {"texts": len(texts), "seconds": best, "ratio": best["hf"] / best["pipeline"],
+            "identical": sum(same), "one_window": len(same), "identical_where_argmax_valid": sum(same_valid),
+            "argmax_valid": len(same_valid)}
+
+
+def argmax_is_valid(tag_ids: np.ndarray, labels: list[str]) -> bool:
+    """Whether a token sequence of tags is a valid BIO path (no I-X after O or after another type's tag); the
+    [CLS]/[SEP] positions count as O."""
+    previous = "O"
+    for tag in [labels[int(i)] for i in tag_ids[1:-1]]:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            return False
+        previous = tag
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", choices=["wnut16", "msra"], default="wnut16")
@@ -117,6 +227,8 @@ def main() -> None:
     parser.add_argument("--model", default="", help="train.base_model (default: the packaged MiniLM)")
     parser.add_argument("--lake", default="/tmp/ner-bench")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-trainer", action="store_true", help="skip the HF Trainer anchor (run_ner.py's recipe)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the scoring comparison (best of)")
     args = parser.parse_args()
     print(f"# bench_ner: corpus {args.corpus}, {args.rows} sentences, cpu {cpu_flags()}")
     root = Path(args.lake)
@@ -131,6 +243,9 @@ def main() -> None:
     for stage in (run_ingest, run_curate, run_tokenize):
         stage(cfg)
     trained = run_train(cfg, progress=lambda message, _: print(f"  {message}") if "validation" in message else None)
+    if not trained["champion_decision"]["promoted"]:  # measure the trained model anyway, and say so
+        print(f"not promoted ({trained['champion_decision']['reason']}): scoring with score.model = that model")
+        cfg = build_config({**cfg.model_dump(mode="json"), "score": {"model": trained["model_uri"]}})
     run_score(cfg)
     night = time.perf_counter() - started
     lake = Lake(cfg.data_root)
@@ -152,6 +267,13 @@ def main() -> None:
                "memorising baseline": entity_scores(gold, memorising.predict(test["text"].to_list()))["micro"]["f1"],
                "CRF (sklearn-crfsuite)": entity_scores(gold, crf)["micro"]["f1"],
                "same model, HF pipeline aggregation=simple": entity_scores(gold, hf)["micro"]["f1"]}
+    fitted = trained["metrics"]["train"]
+    trainer_speed = None
+    if not args.no_trainer:
+        found, trainer_speed = trainer_anchor(cfg, list(zip(train["text"], map(decode_spans, train["label"]))),
+                                              test["text"].to_list(), int(fitted["epochs_run"]))
+        figures["HF recipe (run_ner.py: Trainer, first sub-token)"] = entity_scores(gold, found)["micro"]["f1"]
+    speed = scoring_speed(cfg, trained["model_uri"], curated["text"].to_list(), args.repeats)
     print(f"test rows {test.height}, gold entities {sum(map(len, gold))}, training rows {train.height}; "
           f"champion decision: {trained['champion_decision']['reason']}")
     for name, f1 in figures.items():
@@ -160,7 +282,15 @@ def main() -> None:
     for name, f1 in list(figures.items())[1:]:
         print(f"ratio pipeline / {name}: {ours_f1 / f1 if f1 else float('inf'):.3f}")
     print(f"CRF fit + predict {crf_seconds:.1f} s = {crf_seconds / night:.3f} of the pipeline's night ({night:.0f} s)")
-    print(json.dumps({"corpus": args.corpus, "rows": args.rows, **figures}))
+    print(f"training samples/s: pipeline {fitted['samples_per_second']:.1f} over {fitted['epochs_run']} epochs "
+          f"(validation passes included)" + (f", HF Trainer {trainer_speed:.1f}; ratio pipeline / Trainer "
+                                             f"{fitted['samples_per_second'] / trainer_speed:.2f}" if trainer_speed else ""))
+    print(f"scoring {speed['texts']} texts, best of {args.repeats}: pipeline {speed['seconds']['pipeline']:.2f} s, HF "
+          f"pipeline(aggregation_strategy=first) {speed['seconds']['hf']:.2f} s; ratio {speed['ratio']:.2f}; identical "
+          f"entities on {speed['identical']} of {speed['one_window']} one-window texts, on "
+          f"{speed['identical_where_argmax_valid']} of the {speed['argmax_valid']} whose argmax is a valid BIO path")
+    print(json.dumps({"corpus": args.corpus, "rows": args.rows, **figures, "scoring": speed,
+                      "train_samples_per_second": {"pipeline": fitted["samples_per_second"], "trainer": trainer_speed}}))
 
 
 if __name__ == "__main__":
