@@ -52,9 +52,11 @@ docs: $(STAMP)
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs serve
 
-# kill -9 trials: 10 per stage (curate, tokenize, train, score), then a table of rows lost / duplicated / mismatched.
+# kill -9 trials: 10 per stage (curate, tokenize, train, score), then a table of rows lost / duplicated / mismatched;
+# for a classifier's night, then for an entity tagger's (task: ner).
 reliability: $(STAMP)
 	$(PY) -m tests.reliability.crash_harness --trials 10
+	$(PY) -m tests.reliability.crash_harness --trials 10 --task ner
 
 # A local Prefect server on loopback (foreground; the UI is at http://$(PREFECT_HOST):$(PREFECT_PORT)).
 server: $(STAMP)

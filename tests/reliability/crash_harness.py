@@ -116,10 +116,11 @@ def run_child(stage: str, config: dict[str, Any], kill_after: float | None = Non
 COMPARED = {
     "curated": ["doc_id", "text", "label", "split", "cluster_id", "duplicate_of"],
     "rejects": ["doc_id", "reason"],
-    "tokens": ["doc_id", "input_ids", "label_id", "split"],
+    "tokens": ["doc_id", "input_ids", "label_id", "tag_ids", "split"],
     "predictions": ["doc_id", "predicted_label", "confidence", "probabilities"],
+    "entities": ["doc_id", "entities"],
 }
-AREAS = {"curate": ["curated", "rejects"], "tokenize": ["tokens"], "score": ["predictions"]}
+AREAS = {"curate": ["curated", "rejects"], "tokenize": ["tokens"], "score": ["predictions", "entities"]}
 
 
 def compare_rows(reference: pl.DataFrame, trial: pl.DataFrame, columns: list[str], outcome: Outcome) -> None:
@@ -138,7 +139,7 @@ def compare_rows(reference: pl.DataFrame, trial: pl.DataFrame, columns: list[str
 
 
 def check_manifests(lake: Lake, run_date: str, outcome: Outcome) -> None:
-    for area in ("raw", "curated", "rejects", "tokens", "predictions"):
+    for area in ("raw", "curated", "rejects", "tokens", "predictions", "entities"):
         manifest = lake.read_manifest(area, run_date)
         if manifest is None:
             continue
@@ -152,9 +153,10 @@ def check_manifests(lake: Lake, run_date: str, outcome: Outcome) -> None:
         c = curated["counts"]
         if c["raw_rows"] != c["curated_rows"] + c["rejected_rows"]:
             outcome.manifest_errors.append(f"curated counts do not add up: {c}")
-    predictions = lake.read_manifest("predictions", run_date)
-    if predictions and curated and predictions["counts"]["rows"] != curated["counts"]["curated_rows"]:
-        outcome.manifest_errors.append("predictions rows != curated rows")
+    for area in ("predictions", "entities"):
+        scored = lake.read_manifest(area, run_date)
+        if scored and curated and scored["counts"]["rows"] != curated["counts"]["curated_rows"]:
+            outcome.manifest_errors.append(f"{area} rows != curated rows")
     leftovers = [str(p.relative_to(lake.root)) for p in Path(lake.root).glob("**/*.tmp-*")]
     if leftovers:
         outcome.manifest_errors.append(f"temporary files left behind: {leftovers[:3]}")
@@ -163,7 +165,7 @@ def check_manifests(lake: Lake, run_date: str, outcome: Outcome) -> None:
 def check_folder_readers(lake: Lake, outcome: Outcome) -> None:
     """Right after a kill, before any rerun: polars, the strictest folder reader (it refuses a folder holding any
     file that is not parquet), still reads every parquet table folder."""
-    for area in ("raw", "curated", "rejects", "dedup_index", "predictions"):
+    for area in ("raw", "curated", "rejects", "dedup_index", "predictions", "entities"):
         folder = Path(lake.root) / area
         if not any(p.is_file() for p in folder.rglob("*")):
             continue
@@ -212,7 +214,7 @@ def crash_stage(stage: str, base_config: dict[str, Any], workdir: Path, trials: 
         outcome.trials += 1
         outcome.killed += killed
         ref_lake, trial_lake = Lake(str(reference)), Lake(str(lake_dir))
-        for area in AREAS.get(stage, []):
+        for area in [a for a in AREAS.get(stage, []) if ref_lake.read_manifest(a, run_date) is not None]:
             compare_rows(read_partition(ref_lake, area, run_date), read_partition(trial_lake, area, run_date),
                          COMPARED[area], outcome)
         if stage == "train":
@@ -231,9 +233,13 @@ def format_table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def harness_config(workdir: Path) -> dict[str, Any]:
-    """A few hundred real tweets in shards of 100, the tiny test BERT, checkpoints every few steps."""
+def harness_config(workdir: Path, task: str = "classification") -> dict[str, Any]:
+    """A few hundred real tweets in shards of 100, the tiny test BERT, checkpoints every few steps; task: ner,
+    annotated sentences (tests.helpers.ner_corpus: accents, emoji, CJK) through the same stages."""
     from tests.helpers import build_tiny_model, demo_frame, write_sample_csv
+
+    if task == "ner":
+        return ner_harness_config(workdir)
 
     source = workdir / "tweets.csv"
     write_sample_csv(source, rows=400)
@@ -250,19 +256,39 @@ def harness_config(workdir: Path) -> dict[str, Any]:
             "score": {"batch_tokens": 512}}
 
 
+def ner_harness_config(workdir: Path) -> dict[str, Any]:
+    from tests.helpers import build_tiny_model, ner_corpus
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    records = ner_corpus(360, seed=0) + [{"id": f"u{i}", "text": r["text"]} for i, r in enumerate(ner_corpus(40, 9))]
+    source = workdir / "annotated.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                      encoding="utf-8")
+    model = workdir / "tiny-ner-bert"
+    if not (model / "config.json").exists():
+        build_tiny_model(model, [r["text"] for r in records], vocab_size=700)
+    return {"run_date": "2026-03-01", "task": "ner",
+            "ingest": {"sources": [str(source)], "id_column": "id", "shard_rows": 100},
+            "tokenize": {"max_length": 64, "shard_rows": 60},
+            "train": {"base_model": str(model), "epochs": "auto", "min_steps": 150, "batch_size": 16,
+                      "learning_rate": 1e-3, "checkpoint_every_steps": 3, "early_stopping_patience": 0},
+            "score": {"batch_tokens": 512}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=10, help="trials per stage")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", nargs="*", default=list(CRASHED), choices=CRASHED)
     parser.add_argument("--workdir", default="", help="default: a temporary folder, removed at the end")
+    parser.add_argument("--task", default="classification", choices=["classification", "ner"])
     args = parser.parse_args()
     workdir = Path(args.workdir) if args.workdir else Path(__import__("tempfile").mkdtemp(prefix="bert-crash-"))
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        config = harness_config(workdir)
+        config = harness_config(workdir, args.task)
         rng = random.Random(args.seed)
         outcomes = []
         for stage in args.stages:

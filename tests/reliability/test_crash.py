@@ -1,5 +1,6 @@
-"""The short kill -9 run of `make test` (2 trials per stage; `make reliability` runs 10), and a check that the
-harness's comparisons do catch lost, duplicated and changed rows and broken manifests."""
+"""The short kill -9 run of `make test` (2 trials per stage, for a classifier and for an entity tagger; `make
+reliability` runs 10), and a check that the harness's comparisons do catch lost, duplicated and changed rows and
+broken manifests."""
 
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_kill_9_then_rerun_loses_and_duplicates_nothing(stage: str, workdir: Path) -> None:
     outcome = crash_stage(stage, harness_config(workdir), workdir, trials=2, rng=random.Random(CRASHED.index(stage)))
     assert outcome.trials == 2 and outcome.killed >= 1  # at least one trial really died mid-stage
+    assert outcome.clean, outcome
+
+
+@pytest.mark.parametrize("stage", ["tokenize", "train", "score"])
+def test_kill_9_of_an_entity_night_loses_and_duplicates_nothing(stage: str, workdir: Path) -> None:
+    """task: ner: tag ids, the token classifier's weights and the entities table come back identical after a
+    kill -9 and a rerun (the stages' own NER parts: span alignment, the tagger's loop, decoding into entities)."""
+    config = harness_config(workdir / "ner", "ner")
+    outcome = crash_stage(stage, config, workdir / "ner", trials=2, rng=random.Random(10 + CRASHED.index(stage)))
+    assert outcome.trials == 2 and outcome.killed >= 1
     assert outcome.clean, outcome
 
 
