@@ -77,7 +77,7 @@ def _shingle_sets(texts: list[str], params: NearDupParams) -> list[frozenset[int
 
 
 def _relabelled_keys(ordered: pl.DataFrame, earlier: pl.DataFrame, first_old_by_key: dict[str, int],
-                     n_reps: int, run_date: str | None) -> dict[tuple[str, str], str]:
+                     n_reps: int, run_date: str | None, agree: Callable[[str], str]) -> dict[tuple[str, str], str]:
     """{(doc_id, key): reason} for tonight's labelled rows whose key is a committed kept row's, when any of them
     carries another label than that row: all of them, so that copies that disagree make the earlier row a conflict.
     The reason is `label_correction`, or `label_superseded` when the committed row is from a night after `run_date`
@@ -90,7 +90,7 @@ def _relabelled_keys(ordered: pl.DataFrame, earlier: pl.DataFrame, first_old_by_
     out = {}
     for key, labelled in rows.items():
         old = first_old_by_key[key] - n_reps
-        if any(label != old_label[old] for _, label in labelled):
+        if old_label[old] is None or any(agree(label) != agree(old_label[old]) for _, label in labelled):
             newer = run_date is not None and old_date[old] > run_date and old_label[old] is not None
             out.update({(doc_id, key): SUPERSEDED if newer else CORRECTION for doc_id, _ in labelled})
     return out
@@ -98,8 +98,11 @@ def _relabelled_keys(ordered: pl.DataFrame, earlier: pl.DataFrame, first_old_by_
 
 def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight: TextLoader,
                       load_earlier: TextLoader, params: NearDupParams, near: bool = True,
-                      run_date: str | None = None) -> pl.DataFrame:
+                      run_date: str | None = None, agree: Callable[[str], str] = str) -> pl.DataFrame:
     """One CLUSTER_SCHEMA row per tonight's candidate (doc_id, dedup_key, label, bands, shard).
+
+    `agree`: a label's agreement key (`Task.agreement_key`): a cluster is in label conflict, and a re-sent text
+    corrects an earlier one, when their labels' keys differ.
 
     `earlier` holds the index rows of the other committed nights (earlier or later than tonight's `run_date`):
     doc_id, dedup_key, label, run_date, shard, bands (bands computed with `params`). `run_date` None treats every
@@ -137,7 +140,7 @@ def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight
             if jaccard_of_sets(sets[a], sets[b]) >= params.threshold:
                 uf.union(a, b)
 
-    relabelled = _relabelled_keys(ordered, earlier, first_old_by_key, n_reps, run_date)
+    relabelled = _relabelled_keys(ordered, earlier, first_old_by_key, n_reps, run_date, agree)
     roots = uf.roots()
     kept_of_root: dict[int, int] = {}
     for node in list(range(n_reps, n_reps + n_old)) + list(range(n_reps)):  # earlier nights win, then doc_id order
@@ -149,11 +152,11 @@ def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight
         root = roots[rep_of_key[key]]
         sizes[root] = sizes.get(root, 0) + 1
         if label is not None:
-            labels.setdefault(root, set()).add(label)
+            labels.setdefault(root, set()).add(agree(label))
     for row, label in enumerate(earlier["label"].to_list()):
         root = roots[n_reps + row]
         if label is not None and root in sizes:
-            labels.setdefault(root, set()).add(label)
+            labels.setdefault(root, set()).add(agree(label))
 
     out = []
     for doc_id, key in zip(ordered["doc_id"].to_list(), ordered["dedup_key"].to_list()):

@@ -149,6 +149,7 @@ def curate_frame(raw: pl.DataFrame, cfg: PipelineConfig, earlier: pl.DataFrame |
         candidates, earlier if earlier is not None else empty_index(),
         lambda rows: {d: norm[d] for d in rows["doc_id"].to_list()}, load_earlier or (lambda _: {}),
         near_dup_params(cfg.curate), near=cfg.curate.near_dedup, run_date=cfg.run_date,
+        agree=task_of(cfg).agreement_key,
     )
     curated, rejects = finish_frame(cleaned, clusters, cfg.curate, split_by_id=bool(cfg.ingest.id_column))
     return curated, rejects, candidates
@@ -341,7 +342,8 @@ def cluster(cfg: PipelineConfig, stage_fp: str, shards: int) -> int:
     candidates = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), CANDIDATE_COLUMNS))
                             for i in range(shards)])  # type: ignore[misc]
     clusters = cluster_documents(candidates, cl.committed_index(), cl.load_tonight, cl.load_earlier,  # type: ignore[arg-type]
-                                 near_dup_params(cfg.curate), near=cfg.curate.near_dedup, run_date=cfg.run_date)
+                                 near_dup_params(cfg.curate), near=cfg.curate.near_dedup, run_date=cfg.run_date,
+                                 agree=task_of(cfg).agreement_key)
     _write(url, clusters, stage_fp)
     return shards
 

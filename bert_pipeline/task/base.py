@@ -43,6 +43,12 @@ class Task(Protocol):
         """The names a canonical label counts for (per-label counts, spelling checks): classes or entity types."""
         ...
 
+    def agreement_key(self, label: str) -> str:
+        """What two copies of a text (exact or near duplicates) must share for their labels to agree: classes
+        compare as they are; entity spans by types, lengths and the gaps between them, so near duplicates whose
+        spans are the same entities shifted by an edit before them (a prefix, a trailing URL) agree."""
+        ...
+
     def label_setting(self, cfg: PipelineConfig) -> str:
         """The setting a label-spelling clash message names."""
         ...

@@ -72,6 +72,9 @@ class ClassificationTask:
     def label_members(self, label: str) -> list[str]:
         return label_set(label)
 
+    def agreement_key(self, label: str) -> str:
+        return label
+
     def label_setting(self, cfg: PipelineConfig) -> str:
         return "ingest.label_column"
 

@@ -164,6 +164,13 @@ class NerTask:
     def label_setting(self, cfg: PipelineConfig) -> str:
         return LABEL_MAP_SETTING
 
+    def agreement_key(self, label: str) -> str:
+        """The spans' types and lengths and the gaps between them, not where the first one starts: the same
+        entities shifted by an edit before them agree; another type, boundary or entity between them does not."""
+        spans = decode_spans(label)
+        return json.dumps([[s.label, s.end - s.start, s.start - before.end if before else None]
+                           for before, s in zip([None, *spans[:-1]], spans)], ensure_ascii=False)
+
     def token_label_names(self, lake: Lake, run_date: str, curated_manifest: dict[str, Any]) -> list[str]:
         """The BIO tags of the night's entity types (trainable rows only): O, B-X, I-X, ... (tagging.tag_names)."""
         return tag_names(entity_types(lake, {run_date: curated_manifest}))

@@ -203,6 +203,36 @@ def test_span_conflicts_and_corrections_across_nights(tmp_path: Path) -> None:
     assert run_curate(cfg3)["rejected_by_reason"]["exact_duplicate"] == 1
 
 
+def test_near_duplicates_agree_when_their_spans_are_the_same_entities_shifted(tmp_path: Path) -> None:
+    """A near duplicate with a prefix shifts every span: the same entities, not a conflict (the kept row trains);
+    one whose entity has another type is a conflict; a re-sent exact copy whose spans agree is a duplicate."""
+    a = "Angela Merkel met Emmanuel Macron in Paris on Monday to talk about the budget for next year"
+    b = "Zoë Saldaña flew from Lagos to Nairobi last week for the premiere of her newest film there 😀"
+    night = _jsonl(tmp_path / "n1.jsonl", [
+        {"id": "a1", "text": a, "label": [[0, 13, "PER"], [18, 33, "PER"], [37, 42, "LOC"]]},
+        {"id": "a2", "text": "BREAKING: " + a, "label": [[10, 23, "PER"], [28, 43, "PER"], [47, 52, "LOC"]]},
+        {"id": "b1", "text": b, "label": [[0, 11, "PER"], [22, 27, "LOC"], [31, 38, "LOC"]]},
+        {"id": "b2", "text": b + " https://t.co/x1", "label": [[0, 11, "PER"], [22, 27, "ORG"], [31, 38, "LOC"]]},
+    ])
+    cfg = build_config({**_cfg(tmp_path, [night]).model_dump(mode="json"), "ingest": {"sources": [str(night)],
+                                                                                       "id_column": "id"}})
+    run_ingest(cfg)
+    assert run_curate(cfg)["rejected_by_reason"]["near_duplicate"] == 2
+    lake = Lake(cfg.data_root)
+    curated = read_partition(lake, "curated", "2026-03-01")
+    assert dict(zip(curated["text"], curated["label_conflict"])) == {a: False, b: True}
+    assert _entities(curated.filter(pl.col("text") == a))[a] == [
+        ("Angela Merkel", "PER"), ("Emmanuel Macron", "PER"), ("Paris", "LOC")]
+
+    again = _jsonl(tmp_path / "n2.jsonl", [{"id": "a3", "text": a,
+                                            "label": [[0, 13, "PER"], [18, 33, "PER"], [37, 42, "LOC"]]}])
+    cfg2 = build_config({**cfg.model_dump(mode="json"), "run_date": "2026-03-02",
+                         "ingest": {"sources": [str(again)], "id_column": "id"}})
+    run_ingest(cfg2)
+    reasons = run_curate(cfg2)["rejected_by_reason"]
+    assert (reasons["exact_duplicate"], reasons["label_correction"]) == (1, 0)
+
+
 def test_a_lake_holds_one_task_and_unsupported_settings_are_refused_before_writing(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "n.jsonl", DOCCANO[:2])
     cfg = _cfg(tmp_path, [source])
