@@ -12,6 +12,9 @@ The rule (`score.long_text: chunk`, `train.long_text: chunk`):
     benchmarks/bench_long_text.py.
   - training on chunks: every window of a training document is a training row with the document's label(s);
     validation and test are scored per document with the rule above, so metrics are document-level.
+  - token classification (task: ner): each token's logits are the mean over the windows that read it
+    (`token_logits_over_windows`), so an entity across a window edge is decoded whole and once; a training window's
+    tag targets are its own tokens' tags.
 
 The same windowing (HF's `stride`/`return_overflowing_tokens` in the question-answering examples) is used for
 training, evaluation and scoring.
@@ -20,9 +23,11 @@ training, evaluation and scoring.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from bert_pipeline.ner.tagging import combine_window_logits
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,21 @@ class Windowing:
         last = tokens - self.content
         return [0] if tokens <= self.content else [min(i * self.step, last) for i in range(self.count(tokens))]
 
+    def strip(self, sequence: np.ndarray) -> np.ndarray:
+        """A sequence's (or its per-token values') content part: without the special tokens around it."""
+        return sequence[len(self.prefix):len(sequence) - len(self.suffix)]
+
+    def cut_values(self, values: Sequence[np.ndarray], fill: Any) -> list[np.ndarray]:
+        """Per-token values of untruncated sequences (e.g. tag targets) cut as `split` cuts the sequences: one array
+        per window, `fill` on the special tokens each window gets."""
+        head, tail = np.full(len(self.prefix), fill), np.full(len(self.suffix), fill)
+        out: list[np.ndarray] = []
+        for row in values:
+            body = self.strip(row)
+            out += [np.concatenate([head, body[start:start + self.content], tail]).astype(row.dtype)
+                    for start in self.starts(len(body))]
+        return out
+
     def split(self, sequences: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         """(windows, document index [windows] int64) of untruncated sequences (special tokens included), in order.
 
@@ -90,3 +110,21 @@ def mean_by_document(values: np.ndarray, document: np.ndarray, documents: int) -
     np.add.at(total, document, values)
     counts = np.bincount(document, minlength=documents).astype(np.float64)
     return (total / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def token_logits_over_windows(windowing: Windowing, sequences: Sequence[np.ndarray],
+                              predict: Callable[[list[np.ndarray]], list[np.ndarray]]) -> tuple[
+        list[np.ndarray], np.ndarray]:
+    """Token classification over windows: per text, the logits of its content tokens [content tokens, tags], each
+    token's the mean over the windows that read it (`ner.tagging.combine_window_logits`); and the windows each text
+    took [texts] int32. sequences: untruncated, special tokens included; predict: windows -> their token logits. A
+    text that fits one window gets exactly its unwindowed logits."""
+    windows, document = windowing.split(sequences)
+    logits = predict(windows)
+    counts = np.bincount(document, minlength=len(sequences))
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    combined = [combine_window_logits([windowing.strip(w) for w in logits[first[doc]:first[doc] + counts[doc]]],
+                                      windowing.starts(len(windowing.strip(sequence))),
+                                      len(windowing.strip(sequence)))
+                for doc, sequence in enumerate(sequences)]
+    return combined, counts.astype(np.int32)

@@ -19,9 +19,9 @@ from bert_pipeline.lake.entities import entity_table
 from bert_pipeline.lake.predictions import ScoredBy
 from bert_pipeline.modeling.inference import pick_device, pick_precision, predict_token_logits
 from bert_pipeline.modeling.models import fast_encoder, load_token_classifier, load_tokenizer, tokenizer_hash
-from bert_pipeline.modeling.windows import Windowing
+from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
 from bert_pipeline.ner.metrics import MemorisingTagger
-from bert_pipeline.ner.tagging import allowed_transitions, combine_window_logits, predict_entities, tag_names
+from bert_pipeline.ner.tagging import allowed_transitions, predict_entities, tag_names
 
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
@@ -73,21 +73,13 @@ class EntityScorer:
 
     def windowed(self, sequences: list[np.ndarray], offsets: list[np.ndarray]) -> tuple[
             list[np.ndarray], list[np.ndarray], np.ndarray]:
-        """score.long_text: chunk: each text's content tokens in overlapping windows (modeling/windows.py); a token's
-        logits are the mean over the windows that read it (`ner.tagging.combine_window_logits`), so an entity across
-        a window edge is decoded whole and once. Returns (per text: content-token logits, content-token offsets;
-        windows per text). A text that fits one window gives exactly its unwindowed logits."""
+        """score.long_text: chunk: each text's content tokens in overlapping windows; a token's logits are the mean
+        over the windows that read it (`modeling.windows.token_logits_over_windows`), so an entity across a window
+        edge is decoded whole and once. Returns (per text: content-token logits, content-token offsets; windows per
+        text). A text that fits one window gives exactly its unwindowed logits."""
         assert self.windowing is not None
-        head, tail = len(self.windowing.prefix), len(self.windowing.suffix)
-        windows, document = self.windowing.split(sequences)
-        logits = self.token_logits(windows)
-        combined, content_offsets = [], []
-        for doc, sequence in enumerate(sequences):
-            body = len(sequence) - head - tail
-            mine = [logits[i][head:len(logits[i]) - tail] for i in np.flatnonzero(document == doc).tolist()]
-            combined.append(combine_window_logits(mine, self.windowing.starts(body), body))
-            content_offsets.append(offsets[doc][head:len(sequence) - tail])
-        return combined, content_offsets, np.bincount(document, minlength=len(sequences)).astype(np.int32)
+        logits, windows = token_logits_over_windows(self.windowing, sequences, self.token_logits)
+        return logits, [self.windowing.strip(o) for o in offsets], windows
 
     def metadata(self) -> dict[str, Any]:
         return {"bert_pipeline.problem_type": "token_classification", "bert_pipeline.tags": ",".join(self.labels),

@@ -211,13 +211,6 @@ def validation_report(logits: np.ndarray, data: SplitData, label_names: list[str
     return report(logits, data.labels, label_names, thresholds=thresholds), thresholds
 
 
-def window_rows(data: SplitData, windowing: Windowing) -> SplitData:
-    """A training split of whole documents as one row per window, each with its document's labels and doc_id."""
-    windows, document = windowing.split(data.sequences)
-    return SplitData(windows, data.labels[document], [data.doc_ids[i] for i in document] if data.doc_ids else [],
-                     [data.run_dates[i] for i in document] if data.run_dates else [])
-
-
 def epoch_groups(lengths: np.ndarray, cfg: TrainConfig, epoch: int) -> list[list[np.ndarray]]:
     """The optimizer steps of an epoch: deterministic from (seed, epoch), so a resumed run replays the same order."""
     batches = length_grouped_batches(lengths, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
@@ -250,7 +243,7 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
     """
     train, validation = splits["train"], splits["validation"]
     if windowing is not None:
-        train = window_rows(train, windowing)
+        train = train.windows(windowing)
     goal = objective(train) if objective else ClassifierObjective(cfg, train, label_names, device)
     steps_per_epoch = len(dist.shard(epoch_groups(train.lengths, cfg, 0)))
     epochs, least = epoch_plan(cfg, steps_per_epoch)

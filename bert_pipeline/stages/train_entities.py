@@ -38,7 +38,7 @@ from bert_pipeline.modeling.inference import predict_token_logits
 from bert_pipeline.modeling.models import (
     check_dropout, fast_encoder, load_token_classifier, load_tokenizer, resolve_model_dir,
 )
-from bert_pipeline.modeling.windows import Windowing
+from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
 from bert_pipeline.ner.metrics import MemorisingTagger, entity_scores, type_confusion
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.ner.tagging import predict_entities, tag_names, token_labels_for_spans
@@ -67,6 +67,37 @@ class TaggedSplit(SplitData):
                            [self.doc_ids[i] for i in index], [self.run_dates[i] for i in index],
                            [self.offsets[i] for i in index], [self.gold[i] for i in index],
                            [self.texts[i] for i in index])
+
+    def windows(self, windowing: Windowing) -> "TaggedSplit":
+        """train.long_text: chunk: one training row per window of these whole texts, its targets the tags of its
+        own tokens (-100 on the special tokens each window gets). Offsets, gold and texts are not carried: a
+        window is trained on, never decoded."""
+        windows, document = windowing.split(self.sequences)
+        labels = np.empty(len(windows), dtype=object)
+        labels[:] = windowing.cut_values(list(self.labels), -100)
+        return TaggedSplit(windows, labels, [self.doc_ids[i] for i in document],
+                           [self.run_dates[i] for i in document])
+
+    def stripped(self, windowing: Windowing) -> "TaggedSplit":
+        """The split cut to its content tokens (what windowed logits line up with): sequences, tag targets and
+        offsets without the special tokens."""
+        labels = np.empty(len(self), dtype=object)
+        labels[:] = [windowing.strip(row) for row in self.labels]
+        return TaggedSplit([windowing.strip(s) for s in self.sequences], labels, self.doc_ids, self.run_dates,
+                           [windowing.strip(o) for o in self.offsets], self.gold, self.texts)
+
+
+def split_logits(model: Any, rows: TaggedSplit, cfg: TrainConfig, pad_id: int, device: torch.device,
+                 windowing: Windowing | None) -> tuple[list[np.ndarray], TaggedSplit]:
+    """Per-row token logits of a split and the split they line up with. With windowing (train.long_text: chunk),
+    each text is read in windows and a token's logits are the mean over the windows that read it
+    (`modeling.windows.token_logits_over_windows`), lining up with the split's content tokens (`stripped`)."""
+    def predict(sequences: list[np.ndarray]) -> list[np.ndarray]:
+        return predict_token_logits(model, sequences, cfg.eval_batch_size, pad_id, device, cfg.precision)
+
+    if windowing is None:
+        return predict(rows.sequences), rows
+    return token_logits_over_windows(windowing, rows.sequences, predict)[0], rows.stripped(windowing)
 
 
 def _labelled_rows(lake: Lake, plan: TrainingSetPlan) -> tuple[pl.DataFrame, int]:
@@ -126,8 +157,8 @@ def _split(frame: pl.DataFrame, encoder: Any, tags: list[str], types: set[str]) 
 
 def load_tagging_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) -> TrainingSet:
     """The accumulated NER training set; its `label_names` are the BIO tags (tagging.tag_names of the training
-    rows' entity types). encoder: tonight's tokenizers.Tokenizer, truncating at max_length (NerTask.require
-    refuses train.long_text: chunk). Errors: InputDataError for types without training spans (see _unseen_types) or
+    rows' entity types). encoder: tonight's tokenizers.Tokenizer, truncating at max_length (untruncated under
+    train.long_text: chunk: tags cover every token and training cuts windows). Errors: InputDataError for types without training spans (see _unseen_types) or
     a training set without any entity."""
     frame, corrected = _labelled_rows(Lake(cfg.data_root), plan)
     by_split = {split: frame.filter(pl.col("split") == split) for split in SPLITS}
@@ -202,9 +233,8 @@ class TaggerObjective:
     def validate(self, model: Any, data: SplitData, pad_id: int, device: torch.device,
                  windowing: Windowing | None) -> dict[str, Any]:
         assert isinstance(data, TaggedSplit)
-        logits = predict_token_logits(model, data.sequences, self.cfg.eval_batch_size, pad_id, device,
-                                      self.cfg.precision)
-        return entity_report(decode(logits, data, self.tags), data, logits)
+        logits, rows = split_logits(model, data, self.cfg, pad_id, device, windowing)
+        return entity_report(decode(logits, rows, self.tags), rows, logits)
 
 
 @dataclass
@@ -219,7 +249,8 @@ class Memorised:
 def champion_entities(lake: Lake, champion: dict[str, Any], data: TaggedSplit, cfg: TrainConfig,
                       device: torch.device) -> list[list[Span]] | None:
     """The champion's entities on these rows (their texts tokenized with its own tokenizer at the max_length it was
-    trained with), or None when its folder cannot be loaded."""
+    trained with; under train.long_text: chunk every token, in its windows of that length), or None when its
+    folder cannot be loaded."""
     manifest = registry.model_manifest(lake, champion["model_version"])
     try:
         folder = resolve_model_dir(lake.model_url(champion["model_version"]), "champion")
@@ -229,14 +260,18 @@ def champion_entities(lake: Lake, champion: dict[str, Any], data: TaggedSplit, c
         log.warning("champion %s cannot be loaded (%s): comparing with the baseline alone",
                     champion["model_version"], exc)
         return None
-    encoder = fast_encoder(tokenizer, int(manifest.get("max_length") or 512))
+    max_length = int(manifest.get("max_length") or 512)
+    chunk = cfg.long_text == "chunk"
+    encoder = fast_encoder(tokenizer, None if chunk else max_length)
     encodings = encoder.encode_batch(data.texts) if data.texts else []
     sequences = [np.asarray(e.ids, np.int64) for e in encodings]
-    theirs = TaggedSplit(sequences, np.zeros(len(sequences), object), data.doc_ids, data.run_dates,
+    blank = np.empty(len(sequences), dtype=object)
+    blank[:] = [np.full(len(s), -100, np.int64) for s in sequences]
+    theirs = TaggedSplit(sequences, blank, data.doc_ids, data.run_dates,
                          [np.asarray(e.offsets, np.int64).reshape(-1, 2) for e in encodings], data.gold, data.texts)
-    logits = predict_token_logits(model, sequences, cfg.eval_batch_size, tokenizer.pad_token_id or 0, device,
-                                  cfg.precision)
-    return decode(logits, theirs, [str(model.config.id2label[i]) for i in range(model.config.num_labels)])
+    logits, rows = split_logits(model, theirs, cfg, tokenizer.pad_token_id or 0, device,
+                                Windowing.of(encoder, max_length) if chunk else None)
+    return decode(logits, rows, [str(model.config.id2label[i]) for i in range(model.config.num_labels)])
 
 
 def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[list[Span]] | None,
@@ -312,9 +347,9 @@ class TaggerRecipe:
                                                    "over BIO transitions (ner.tagging.constrained_decode)"}}
         answers: list[list[Span]] = []
         for split in ("validation", "test"):
-            rows = data.splits[split]
-            assert isinstance(rows, TaggedSplit)
-            logits = predict_token_logits(model, rows.sequences, cfg.eval_batch_size, pad_id, device, cfg.precision)
+            split_rows = data.splits[split]
+            assert isinstance(split_rows, TaggedSplit)
+            logits, rows = split_logits(model, split_rows, cfg, pad_id, device, windowing)
             predicted = decode(logits, rows, data.label_names)
             metrics[split] = entity_report(predicted, rows, logits)
             answers = predicted if split == "validation" else answers

@@ -27,7 +27,6 @@ from bert_pipeline.ner.spans import LABEL_MAP_SETTING, Span, SpanError, check_la
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.ner.tagging import detect_scheme, join_tokens, scheme_name, tag_names, token_labels_for_spans
 from bert_pipeline.text import coverage as cov
-from bert_pipeline.errors import ConfigError
 from bert_pipeline.task.base import RowsRead
 
 MISMATCH_WARNING = 0.02  # share of a night's entities that may be unreproducible before tokenize warns
@@ -112,15 +111,6 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
     return text, [Span(s.start, s.end, n.label_map.get(s.label, s.label)) for s in spans]
 
 
-# stage -> (setting, whether cfg sets it, why) for what task: ner does not support yet
-UNSUPPORTED: dict[str, list[tuple[str, Any, str]]] = {
-    "train": [("train.long_text: chunk", lambda cfg: cfg.train.long_text == "chunk",
-               "training reads each text's first tokenize.max_length tokens (entities past it are counted as "
-               "entities_cut in the token manifest); set train.long_text: truncate, and score.long_text: chunk to "
-               "find entities in every window of long texts")],
-}
-
-
 class NerTask:
     name = "ner"
     model_kind = "token-classification"  # the Hugging Face head score.model must have
@@ -156,10 +146,7 @@ class NerTask:
         return [s.label for s in decode_spans(label)]
 
     def require(self, cfg: PipelineConfig, stage: str) -> None:
-        """ConfigError for the first setting of UNSUPPORTED[stage] that cfg sets (nothing is written)."""
-        for setting, is_set, why in UNSUPPORTED.get(stage, []):
-            if is_set(cfg):
-                raise ConfigError(f"{setting} with task: ner: {why}. Nothing was written.")
+        """Entities support every setting of every stage."""
 
     def label_setting(self, cfg: PipelineConfig) -> str:
         return LABEL_MAP_SETTING
@@ -182,14 +169,16 @@ class NerTask:
 
     def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig) -> list[str]:
         """A warning when more than MISMATCH_WARNING of the night's entities cannot be reproduced by its tokens (an
-        edge inside a token) or lie past tokenize.max_length."""
+        edge inside a token) or lie past tokenize.max_length while training reads only the first window."""
         entities = counts.get("entities", 0)
         found = []
-        for key, what, setting in (
-                ("boundary_mismatches", "have an edge inside a token (they train as the whole tokens they overlap)",
-                 "a tokenizer that splits these words, or annotations on word edges"),
-                ("entities_cut", "lie past tokenize.max_length (training never sees them)",
-                 "tokenize.max_length, and score.long_text: chunk to find them when scoring")):
+        checks = [("boundary_mismatches", "have an edge inside a token (they train as the whole tokens they overlap)",
+                   "a tokenizer that splits these words, or annotations on word edges")]
+        if cfg.train.long_text != "chunk":  # under chunk, training reads every window of a text
+            checks.append(("entities_cut", "lie past tokenize.max_length (training never sees them)",
+                           "train.long_text: chunk to train on every window, and score.long_text: chunk to find "
+                           "them when scoring"))
+        for key, what, setting in checks:
             if entities and counts.get(key, 0) > MISMATCH_WARNING * entities:
                 found.append(f"tokenize: {counts[key]} of {entities} entity spans of run_date={cfg.run_date} {what}; "
                              f"see {setting}")

@@ -37,6 +37,7 @@ from bert_pipeline.curation.labels import (
     read_corrections,
 )
 from bert_pipeline.modeling.multilabel import multi_hot, problem_type
+from bert_pipeline.modeling.windows import Windowing
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.text.encoding import encode_texts
 
@@ -77,6 +78,13 @@ class SplitData:
         return SplitData([self.sequences[i] for i in index], self.labels[index],
                          [self.doc_ids[i] for i in index] if self.doc_ids else [],
                          [self.run_dates[i] for i in index] if self.run_dates else [])
+
+    def windows(self, windowing: Windowing) -> "SplitData":
+        """Training on chunks: one row per window of these whole documents, each with its document's labels and
+        doc_id."""
+        windows, document = windowing.split(self.sequences)
+        return SplitData(windows, self.labels[document], [self.doc_ids[i] for i in document] if self.doc_ids else [],
+                         [self.run_dates[i] for i in document] if self.run_dates else [])
 
 
 @dataclass(frozen=True)

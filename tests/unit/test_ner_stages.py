@@ -233,7 +233,7 @@ def test_near_duplicates_agree_when_their_spans_are_the_same_entities_shifted(tm
     assert (reasons["exact_duplicate"], reasons["label_correction"]) == (1, 0)
 
 
-def test_a_lake_holds_one_task_and_unsupported_settings_are_refused_before_writing(tmp_path: Path) -> None:
+def test_a_lake_holds_one_task_and_entities_support_every_setting(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "n.jsonl", DOCCANO[:2])
     cfg = _cfg(tmp_path, [source])
     run_ingest(cfg)
@@ -249,9 +249,9 @@ def test_a_lake_holds_one_task_and_unsupported_settings_are_refused_before_writi
     with pytest.raises(InputDataError, match="holds task: classification"):
         run_ingest(build_config({**cfg.model_dump(mode="json"), "data_root": other.data_root}))
 
-    unsupported = build_config({**cfg.model_dump(mode="json"), "train": {"long_text": "chunk"}})
-    with pytest.raises(ConfigError, match="train.long_text: chunk with task: ner: .*Nothing was written"):
-        preflight(unsupported, ["ingest", "curate", "train"])
+    every = build_config({**cfg.model_dump(mode="json"), "train": {"long_text": "chunk"},
+                          "score": {"long_text": "chunk", "fallback": "baseline"}})
+    preflight(every, ["ingest", "curate", "tokenize", "train", "score"])  # entities support every setting
 
 
 def test_tokenize_aligns_spans_to_subword_tokens_and_counts_what_it_cannot_keep(tmp_path: Path) -> None:
@@ -381,3 +381,44 @@ def test_without_a_champion_the_memorising_baseline_can_score_the_night(tmp_path
     run_score(with_model)
     assert set(read_partition(lake, "entities", "2026-03-01")["model_version"]) != {
         trained["model_version"] + "+memorising-baseline"}
+
+
+def test_train_long_text_chunk_learns_entities_past_the_first_window(tmp_path: Path) -> None:
+    """Every entity sits after a filler longer than max_length: truncated, training would see none of them. Under
+    train.long_text: chunk each window is a training row with its own tokens' tags, validation and test decode
+    whole texts from windowed logits, and score.long_text: chunk finds the entities in the later windows."""
+    from bert_pipeline.stages.score import run_score
+    from bert_pipeline.stages.train import run_train
+    from tests.helpers import build_tiny_model, ner_corpus
+
+    filler = ("Notes from the weekly call, read aloud before anything else was said by anyone there, and then "
+              "read once more for those who came late to the call: ")
+    records = [{"id": r["id"], "text": filler + r["text"],
+                "label": [[s + len(filler), e + len(filler), t] for s, e, t in r["label"]]}
+               for r in ner_corpus(300, seed=5)]
+    source = _jsonl(tmp_path / "long.jsonl", records)
+    model = build_tiny_model(tmp_path / "tiny", [r["text"] for r in records], vocab_size=700)
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01", "task": "ner",
+                        "ingest": {"sources": [str(source)], "id_column": "id"}, "tokenize": {"max_length": 24},
+                        "train": {"base_model": str(model), "learning_rate": 1e-3, "min_steps": 150,
+                                  "batch_size": 16, "long_text": "chunk"},
+                        "score": {"long_text": "chunk"}})
+    run_ingest(cfg)
+    run_curate(cfg)
+    tokens = run_tokenize(cfg)
+    assert tokens["entities_cut"] == tokens["entities"] > 0  # past max_length in the (truncated) token shards
+    trained = run_train(cfg)
+    metrics = trained["metrics"]
+    train_rows = metrics["train"]["rows"]
+    assert metrics["train"]["long_text"] == "chunk" and metrics["train"]["training_rows"] > 2 * train_rows
+    gold_validation = sum(len(decode_spans(r["label"])) for r in read_partition(Lake(cfg.data_root), "curated",
+                          "2026-03-01").filter((pl.col("split") == "validation") & ~pl.col("label_conflict")
+                                                 & pl.col("label").is_not_null()).to_dicts())
+    assert metrics["validation"]["entities"] == gold_validation  # every entity is scored, none cut
+    assert metrics["validation"]["entity_f1"] > 0.3 and trained["champion_decision"]["promoted"]
+
+    run_score(cfg)
+    entities = read_partition(Lake(cfg.data_root), "entities", "2026-03-01")
+    found = [e for row in entities["entities"].to_list() for e in row]
+    assert len(found) > 100 and all(e["start"] >= len(filler) for e in found)
+    assert set(entities["windows"]) - {1}  # texts took more than one window
