@@ -158,8 +158,8 @@ def _split(frame: pl.DataFrame, encoder: Any, tags: list[str], types: set[str]) 
 def load_tagging_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) -> TrainingSet:
     """The accumulated NER training set; its `label_names` are the BIO tags (tagging.tag_names of the training
     rows' entity types). encoder: tonight's tokenizers.Tokenizer, truncating at max_length (untruncated under
-    train.long_text: chunk: tags cover every token and training cuts windows). Errors: InputDataError for types without training spans (see _unseen_types) or
-    a training set without any entity."""
+    train.long_text: chunk: tags cover every token and training cuts windows). Errors: InputDataError for types
+    without training spans (see _unseen_types) or a training set without any entity."""
     frame, corrected = _labelled_rows(Lake(cfg.data_root), plan)
     by_split = {split: frame.filter(pl.col("split") == split) for split in SPLITS}
     by_split["train"] = subsample(by_split["train"], cfg.train.max_train_samples, cfg.train.seed)
