@@ -123,3 +123,41 @@ def test_flows_take_s3_options_from_a_prefect_secret_block_and_never_log_them(
     assert "curate" in logged and "raw_rows" in shown and manifests
     for text in (logged, shown, manifests):
         assert secret not in text and "block-key-id" not in text
+
+
+def test_an_entity_night_reads_and_writes_s3(s3_endpoint: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """task: ner on S3: annotated JSONL in, the tagger, its memorising baseline and the entities table out, each
+    entity's text its stored text's slice; the same night again does nothing."""
+    import json
+
+    import s3fs
+
+    from tests.helpers import build_tiny_model, ner_corpus
+
+    records = ner_corpus(240, seed=4) + [{"id": "unlabelled-1", "text": "Zoë Saldaña visited Kraków 😀"}]
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.mkdir("ner-lake")
+    with fs.open("ner-lake/input/annotated.jsonl", "w") as handle:
+        handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    model = build_tiny_model(tmp_path / "tiny", [r["text"] for r in records], vocab_size=700)
+    monkeypatch.setattr(models, "CACHE_DIR", tmp_path / "cache")
+    cfg = build_config({"data_root": "s3://ner-lake/nightly", "run_date": "2026-03-01", "task": "ner",
+                        "ingest": {"sources": ["s3://ner-lake/input/*.jsonl"], "id_column": "id"},
+                        "tokenize": {"max_length": 64},
+                        "train": {"base_model": str(model), "learning_rate": 1e-3, "min_steps": 150,
+                                  "batch_size": 16}})
+    run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
+    trained = run_train(cfg)
+    assert trained["champion_decision"]["promoted"], trained["champion_decision"]["reason"]
+    assert fs.exists(trained["model_uri"].removeprefix("s3://") + "/baseline/lexicon.json")
+    scored = run_score(cfg, run_id="s3-entities")
+    lake = Lake(cfg.data_root)
+    entities = read_partition(lake, "entities", cfg.run_date)
+    curated = read_partition(lake, "curated", cfg.run_date)
+    assert entities.height == curated.height == scored["rows"] and entities["doc_id"].n_unique() == entities.height
+    rows = curated.join(entities, on="doc_id").to_dicts()
+    found = [(r["text"], e) for r in rows for e in r["entities"]]
+    assert len(found) > 100 and all(text[e["start"]:e["end"]] == e["text"] for text, e in found)
+    assert set(entities["run_id"]) == {"s3-entities"}
+    assert run_score(cfg, run_id="again")["skipped"]
