@@ -153,7 +153,8 @@ def trainer_anchor(cfg: Any, train: list[tuple[str, list[Span]]], test_texts: li
 
     torch.manual_seed(cfg.train.seed)
     model = AutoModelForTokenClassification.from_pretrained(
-        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids, ignore_mismatched_sizes=True)
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids,
+        ignore_mismatched_sizes=True)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=cfg.train.batch_size,
                                  per_device_eval_batch_size=cfg.train.eval_batch_size,
@@ -282,15 +283,17 @@ def main() -> None:
     for name, f1 in list(figures.items())[1:]:
         print(f"ratio pipeline / {name}: {ours_f1 / f1 if f1 else float('inf'):.3f}")
     print(f"CRF fit + predict {crf_seconds:.1f} s = {crf_seconds / night:.3f} of the pipeline's night ({night:.0f} s)")
+    versus = (f", HF Trainer {trainer_speed:.1f}; ratio pipeline / Trainer "
+              f"{fitted['samples_per_second'] / trainer_speed:.2f}") if trainer_speed else ""
     print(f"training samples/s: pipeline {fitted['samples_per_second']:.1f} over {fitted['epochs_run']} epochs "
-          f"(validation passes included)" + (f", HF Trainer {trainer_speed:.1f}; ratio pipeline / Trainer "
-                                             f"{fitted['samples_per_second'] / trainer_speed:.2f}" if trainer_speed else ""))
-    print(f"scoring {speed['texts']} texts, best of {args.repeats}: pipeline {speed['seconds']['pipeline']:.2f} s, HF "
-          f"pipeline(aggregation_strategy=first) {speed['seconds']['hf']:.2f} s; ratio {speed['ratio']:.2f}; identical "
-          f"entities on {speed['identical']} of {speed['one_window']} one-window texts, on "
+          f"(validation passes included){versus}")
+    print(f"scoring {speed['texts']} texts, best of {args.repeats}: pipeline {speed['seconds']['pipeline']:.2f} s, "
+          f"HF pipeline(aggregation_strategy=first) {speed['seconds']['hf']:.2f} s; ratio {speed['ratio']:.2f}; "
+          f"identical entities on {speed['identical']} of {speed['one_window']} one-window texts, on "
           f"{speed['identical_where_argmax_valid']} of the {speed['argmax_valid']} whose argmax is a valid BIO path")
     print(json.dumps({"corpus": args.corpus, "rows": args.rows, **figures, "scoring": speed,
-                      "train_samples_per_second": {"pipeline": fitted["samples_per_second"], "trainer": trainer_speed}}))
+                      "train_samples_per_second": {"pipeline": fitted["samples_per_second"],
+                                                   "trainer": trainer_speed}}))
 
 
 if __name__ == "__main__":
