@@ -25,7 +25,7 @@ It prints the ratio of the pipeline's figure to each anchor's, and the time of t
 
     .venv/bin/python -m pip install -e '.[bench]'
     .venv/bin/python -m benchmarks.bench_ner [--corpus wnut16|msra] [--rows 3000] [--lake /tmp/ner-bench]
-                                             [--no-trainer] [--repeats 3]
+                                             [--no-trainer] [--repeats 3] [--set train.hidden_dropout=0.1]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import regex
 
 from benchmarks._common import cpu_flags
 from benchmarks.datasets import msra, wnut16
-from bert_pipeline.config import build_config
+from bert_pipeline.config import build_config, parse_override
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.ner.metrics import MemorisingTagger, entity_scores
 from bert_pipeline.ner.spans import Span
@@ -230,6 +230,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-trainer", action="store_true", help="skip the HF Trainer anchor (run_ner.py's recipe)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the scoring comparison (best of)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="a dotted config override for the pipeline's run, e.g. train.hidden_dropout=0.1")
     args = parser.parse_args()
     print(f"# bench_ner: corpus {args.corpus}, {args.rows} sentences, cpu {cpu_flags()}")
     root = Path(args.lake)
@@ -239,7 +241,8 @@ def main() -> None:
     source = root / f"{args.corpus}.conll"
     source.write_text(sample_conll(text, args.rows, args.seed), encoding="utf-8")
     cfg = build_config({"data_root": str(root / "lake"), "run_date": "2026-03-01", "task": "ner",
-                        "ingest": {"sources": [str(source)]}, "train": {"base_model": args.model}})
+                        "ingest": {"sources": [str(source)]}, "train": {"base_model": args.model}},
+                       dict(map(parse_override, args.overrides)))
     started = time.perf_counter()
     for stage in (run_ingest, run_curate, run_tokenize):
         stage(cfg)
