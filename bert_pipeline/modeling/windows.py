@@ -76,33 +76,25 @@ class Windowing:
         """Per-token values of untruncated sequences (e.g. tag targets) cut as `split` cuts the sequences: one array
         per window, `fill` on the special tokens each window gets."""
         head, tail = np.full(len(self.prefix), fill), np.full(len(self.suffix), fill)
-        out: list[np.ndarray] = []
-        for row in values:
-            body = self.strip(row)
-            out += [np.concatenate([head, body[start:start + self.content], tail]).astype(row.dtype)
-                    for start in self.starts(len(body))]
-        return out
+        return [window for row in values for window in self._cut(row, head, tail)]
 
     def split(self, sequences: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         """(windows, document index [windows] int64) of untruncated sequences (special tokens included), in order.
 
         Every window is at most max_length ids; documents keep their order and their windows are contiguous."""
-        head, tail = len(self.prefix), len(self.suffix)
         prefix, suffix = np.asarray(self.prefix, np.int64), np.asarray(self.suffix, np.int64)
-        windows: list[np.ndarray] = []
-        counts = np.zeros(len(sequences), dtype=np.int64)
-        for doc, sequence in enumerate(sequences):
-            body = sequence[head:len(sequence) - tail]
-            n = self.count(len(body))
-            counts[doc] = n
-            if n == 1:
-                windows.append(sequence if len(sequence) <= self.max_length
-                               else np.concatenate([prefix, body[:self.content], suffix]).astype(sequence.dtype))
-                continue
-            for start in self.starts(len(body)):
-                windows.append(np.concatenate([prefix, body[start:start + self.content], suffix]).astype(sequence.dtype))
-        return windows, np.repeat(np.arange(len(sequences)), counts)
+        cut = [self._cut(sequence, prefix, suffix) for sequence in sequences]
+        counts = np.fromiter(map(len, cut), dtype=np.int64, count=len(cut))
+        return [window for windows in cut for window in windows], np.repeat(np.arange(len(sequences)), counts)
 
+    def _cut(self, row: np.ndarray, head: np.ndarray, tail: np.ndarray) -> list[np.ndarray]:
+        """One sequence's (or its per-token values') windows: the row itself when it fits one window, else each
+        window's part of its content between `head` and `tail` (what the special tokens become)."""
+        body = self.strip(row)
+        if len(row) <= self.max_length and self.count(len(body)) == 1:
+            return [row]
+        return [np.concatenate([head, body[start:start + self.content], tail]).astype(row.dtype)
+                for start in self.starts(len(body))]
 
 def mean_by_document(values: np.ndarray, document: np.ndarray, documents: int) -> np.ndarray:
     """values [windows, k] averaged per document -> [documents, k] (documents without windows stay 0)."""

@@ -84,8 +84,8 @@ class EntityReport:
 
     def score_section(self, now: dict[str, Any], before: dict[str, Any] | None, previous: str | None,
                       skipped: list[str]) -> str:
-        lines = ["## Entities\n", f"{now['rows']} rows scored with {scored_by(now['model_version'] or '')}: {now['entities']} "
-                 f"entities in {now['rows_with_entities']} rows ({now['rows_with_entities'] / now['rows']:.2%})"
+        lines = ["## Entities\n", f"{now['rows']} rows scored with {scored_by(now['model_version'] or '')}: "
+                 f"{now['entities']} entities in {now['rows_with_entities']} rows ({now['rows_with_entities'] / now['rows']:.2%})"
                  + (f", mean entity score {now['mean_score']:.3f}" if now["mean_score"] is not None else "") + ". "
                  f"{comparison_note(previous, skipped, 'entities')}\n",
                  f"| type | entities | per 100 rows | per 100 rows on {previous or '(no earlier night)'} | change |",
