@@ -16,6 +16,7 @@ from typing import Any
 from bert_pipeline.config import load_config, parse_override
 from bert_pipeline.config_reference import cli_text
 from bert_pipeline.errors import PipelineError
+from bert_pipeline.evaluation.promotion import verdict
 from bert_pipeline.lake.manifests import stage_outcome
 from bert_pipeline.task import preflight
 
@@ -103,8 +104,7 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
     if metrics:
         test = metrics.get("test", {})
         decision = train.get("champion_decision") or {}
-        verdict = "promoted to champion" if decision.get("promoted") else "NOT promoted (scoring keeps the champion)"
-        print(f"\nmodel {train['model_version']}: {verdict}: {decision.get('reason', 'unchanged')}")
+        print(f"\nmodel {train['model_version']}: {verdict(decision)}: {decision.get('reason', 'unchanged')}")
         training = train.get("training_set") or {}
         if training:
             rows = training["rows"]

@@ -122,3 +122,13 @@ def reject(lake: Lake, model_version: str, by: str = "", note: str = "", expired
     """Keep a pending model out of service: `rejected` by a person, or `expired` when nobody answered in time."""
     _require_pending(lake, model_version)
     return _record(lake, model_version, "expired" if expired else "rejected", by, note)
+
+
+def verdict(decision: dict[str, Any]) -> str:
+    """What a champion decision means for scoring, in words (CLI summary, report): promoted; refused while a champion
+    keeps scoring; or refused with no champion at all, when score.fallback decides whether anything scores."""
+    if decision.get("promoted"):
+        return "promoted to champion"
+    if decision.get("previous_champion"):
+        return f"not promoted: scoring keeps champion {decision['previous_champion']}"
+    return "not promoted, and the lake has no champion yet: score.fallback decides whether anything scores the night"

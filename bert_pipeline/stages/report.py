@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from bert_pipeline.text import coverage as cov
-from bert_pipeline.evaluation import baseline
+from bert_pipeline.evaluation import baseline, promotion
 from bert_pipeline.lake import storage
 from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
@@ -109,12 +109,12 @@ def training_section(manifest: dict[str, Any]) -> str:
     """What tonight's model was trained on and why it was or was not promoted."""
     decision, training = manifest.get("champion_decision") or {}, manifest.get("training_set") or {}
     version = (manifest.get("metrics") or {}).get("model_version", "")
-    verdict = "promoted to champion" if decision.get("promoted") else "**not promoted**: scoring keeps the champion"
     rows = "\n".join(f"| {date} | {c['train']} | {c['validation']} | {c['test']} |"
                      for date, c in sorted((training.get("rows_by_night") or {}).items()))
     champion = decision.get("champion_validation_macro_f1")
     linear = decision.get("linear_baseline_validation_macro_f1")
-    return (f"## Training\n\nModel {version} was {verdict}. {decision.get('reason', '')}.\n\n"
+    return (f"## Training\n\nModel {version} was {promotion.verdict(decision)}. "
+            f"{decision.get('reason', '')}.\n\n"
             f"| validation macro-F1 | new model | champion ({decision.get('previous_champion') or 'none'}) | "
             f"best constant answer | TF-IDF baseline |\n|---|---|---|---|---|\n| {decision.get('validation_rows', 0)} "
             f"rows | {decision.get('new_validation_macro_f1', 0):.4f} | {'' if champion is None else f'{champion:.4f}'} "

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.evaluation import promotion
 from bert_pipeline.stages.report import adaptation_line, comparison_note, scored_by
 
 
@@ -43,10 +44,10 @@ class EntityReport:
     def training_section(self, manifest: dict[str, Any]) -> str:
         decision, training = manifest.get("champion_decision") or {}, manifest.get("training_set") or {}
         version = (manifest.get("metrics") or {}).get("model_version", "")
-        verdict = "promoted to champion" if decision.get("promoted") else "**not promoted**: scoring keeps the champion"
         rows = "\n".join(f"| {date} | {c['train']} | {c['validation']} | {c['test']} |"
                          for date, c in sorted((training.get("rows_by_night") or {}).items()))
-        return (f"## Training\n\nEntity model {version} was {verdict}. {decision.get('reason', '')}.\n\n"
+        return (f"## Training\n\nEntity model {version} was {promotion.verdict(decision)}. "
+                f"{decision.get('reason', '')}.\n\n"
                 f"| validation entity F1 | new model | champion ({decision.get('previous_champion') or 'none'}) | "
                 f"memorising baseline |\n|---|---|---|---|\n| {decision.get('validation_entities', 0)} entities in "
                 f"{decision.get('validation_rows', 0)} rows | {_f(decision.get('new_validation_entity_f1'))} | "
@@ -85,7 +86,8 @@ class EntityReport:
     def score_section(self, now: dict[str, Any], before: dict[str, Any] | None, previous: str | None,
                       skipped: list[str]) -> str:
         lines = ["## Entities\n", f"{now['rows']} rows scored with {scored_by(now['model_version'] or '')}: "
-                 f"{now['entities']} entities in {now['rows_with_entities']} rows ({now['rows_with_entities'] / now['rows']:.2%})"
+                 f"{now['entities']} entities in {now['rows_with_entities']} rows "
+                 f"({now['rows_with_entities'] / now['rows']:.2%})"
                  + (f", mean entity score {now['mean_score']:.3f}" if now["mean_score"] is not None else "") + ". "
                  f"{comparison_note(previous, skipped, 'entities')}\n",
                  f"| type | entities | per 100 rows | per 100 rows on {previous or '(no earlier night)'} | change |",

@@ -81,3 +81,12 @@ def test_only_a_pending_model_can_be_decided(lake: Lake) -> None:
         promotion.reject(lake, "2026-11-27-ffffffffff")
     with pytest.raises(LakeStateError, match="no committed model"):
         promotion.status(lake, "2026-11-27-0000000000")
+
+
+def test_the_verdict_says_what_scores_when_a_model_is_refused() -> None:
+    from bert_pipeline.evaluation.promotion import verdict
+
+    assert verdict({"promoted": True, "previous_champion": "v1"}) == "promoted to champion"
+    assert verdict({"promoted": False, "previous_champion": "v1"}) == "not promoted: scoring keeps champion v1"
+    refused_first = verdict({"promoted": False, "previous_champion": None})
+    assert "no champion yet" in refused_first and "score.fallback" in refused_first and "keeps" not in refused_first
