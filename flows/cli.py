@@ -29,8 +29,8 @@ COMMANDS = {
     "ingest": "read ingest.sources into <data_root>/raw/run_date=...",
     "curate": "clean, filter and deduplicate raw into curated/ and rejects/",
     "tokenize": "tokenize curated text into Arrow shards under tokens/",
-    "train": "fine-tune a classifier from the token shards into models/<model_version>/",
-    "score": "score every curated row into predictions/ with the champion or score.model",
+    "train": "fine-tune a classifier (task: ner, an entity tagger) from the token shards into models/<model_version>/",
+    "score": "score every curated row into predictions/ (task: ner, entities/) with the champion or score.model",
 }
 
 # The sections whose keys each command's --help lists (the top-level keys always): the settings it reads.
@@ -53,7 +53,7 @@ def keys_help(command: str = "run") -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bert-pipeline", description="Nightly BERT text-classification pipeline on Prefect.",
+        prog="bert-pipeline", description="Nightly BERT pipeline on Prefect: text classification and named-entity recognition.",
         epilog=keys_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
