@@ -251,6 +251,11 @@ class TokenizeConfig(_Section):
                                     "base tokenizer, over all nights; the most frequent first")
 
 
+# train.embedding_learning_rate's auto value when tonight's tokenizer is the lake's extended vocabulary: on MSRA
+# Chinese NER (1,442 new characters) it raised test entity F1 from 0.394 to 0.436 (docs/benchmarks.md)
+EXTENDED_EMBEDDING_LR = 2e-3
+
+
 def _none_means_empty(value: Any) -> Any:
     return "" if value is None else value
 
@@ -285,8 +290,8 @@ class TrainConfig(_Section):
     calibrate: bool = Field(True, description="fit a softmax temperature on validation logits")
     # Dropout off by default: drawing the random masks costs ~30% of a CPU step, attention dropout also forces SDPA
     # off its fused kernel, and on the benchmark it did not help (accuracy 0.728 without, 0.714 with hidden dropout).
-    attention_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="dropout on attention probabilities while fine-tuning, written into the base model family's own config key (a family whose keys are unknown is refused before any stage writes); empty = the model's own value")
-    hidden_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="dropout on everything else (embeddings, feed-forward, the classification head) while fine-tuning, in the family's own config keys; empty = the model's own value")
+    attention_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="dropout on attention probabilities while fine-tuning, written into the base model family's own config key (a family whose keys are unknown is refused before any stage writes); empty = the model's own value; unset under task: ner = 0.1")
+    hidden_dropout: float | None = Field(0.0, ge=0.0, lt=1.0, description="dropout on everything else (embeddings, feed-forward, the classification head) while fine-tuning, in the family's own config keys; empty = the model's own value; unset under task: ner = 0.1")
     devices: int = Field(1, ge=1, le=64, description="processes under torchrun DDP (GPUs, or CPU processes)")
     problem_type: ProblemType = Field(
         "auto", description="auto = multi_label when some labelled row holds a set of other than one label, else "
@@ -317,6 +322,10 @@ class TrainConfig(_Section):
     adaptation_learning_rate: float = Field(2e-4, gt=0.0, lt=1.0, description="AdamW peak learning rate of domain "
                                             "adaptation (new embedding rows start untrained: higher than "
                                             "fine-tuning's)")
+    embedding_learning_rate: float | None = Field(
+        None, gt=0.0, lt=1.0, description="AdamW peak learning rate of the input embedding matrix, in domain "
+        f"adaptation and fine-tuning; empty = auto: {EXTENDED_EMBEDDING_LR:g} when tonight's tokenizer is the lake's "
+        "extended vocabulary (its new rows start untrained and barely move at the body's rate), else the body's")
     adaptation_max_texts: int = Field(200_000, ge=1, description="most texts domain adaptation reads (a seeded "
                                       "sample when the window holds more)")
     promotion: Literal["auto", "approve"] = Field(
@@ -331,7 +340,7 @@ class TrainConfig(_Section):
             raise ValueError("must be auto or a number of epochs from 1 to 1000")
         return value
 
-    @field_validator("max_train_samples", "window_days", mode="before")
+    @field_validator("max_train_samples", "window_days", "embedding_learning_rate", mode="before")
     @classmethod
     def _empty_means_all(cls, value: Any) -> Any:
         return None if value in ("", "null", "None") else value
@@ -351,10 +360,11 @@ class ScoreConfig(_Section):
     force: bool = Field(False, description="rescore a run_date even when its predictions are already committed")
     long_text: LongText = Field("truncate", description=LONG_TEXT_HELP)
     fallback: Literal["none", "baseline"] = Field(
-        "none", description="when no model has passed the champion gate (no champion) and score.model is empty: "
-        "none = score nothing (the summary and report say why); baseline = score with the baseline stored with the "
-        "newest trained model: a classifier's TF-IDF baseline (model_version <its version>+tfidf-baseline), an "
-        "entity model's memorising baseline (task: ner; <its version>+memorising-baseline)")
+        "baseline", description="when no model has passed the champion gate (no champion) and score.model is empty: "
+        "baseline = score with the baseline stored with the newest trained model, the best predictions the lake has: "
+        "a classifier's TF-IDF baseline (model_version <its version>+tfidf-baseline), an entity model's memorising "
+        "baseline (task: ner; <its version>+memorising-baseline); none = score nothing (the summary and report say "
+        "why)")
 
 
 class RunnerConfig(_Section):
@@ -419,6 +429,9 @@ NOT_FINGERPRINTED: dict[str, set[str] | None] = {
                                                   "vocabulary_min_count", "vocabulary_max_new"}}
 
 
+NER_DROPOUT = 0.1  # train.attention_dropout / hidden_dropout under task: ner when the config leaves them unset
+
+
 class PipelineConfig(_Section):
     data_root: str = Field("./lake", description="the lake: a local folder or an fsspec URL (s3://bucket/prefix)")
     run_date: str = Field(default_factory=today_utc, description="YYYY-MM-DD partition this run writes")
@@ -458,6 +471,17 @@ class PipelineConfig(_Section):
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a real calendar date") from exc
         return value
+
+    @model_validator(mode="after")
+    def _task_defaults(self) -> "PipelineConfig":
+        # Entity tagging learns from far fewer examples per decision than classification (one per token of a rare
+        # type): on WNUT-16 the model's own dropout 0.1 raised entity F1 from 0.391 to 0.431, while for classifiers
+        # dropout cost ~30% of a CPU step and did not help (docs/benchmarks.md). A value the user set always stands.
+        if self.task == "ner":
+            for field in ("attention_dropout", "hidden_dropout"):
+                if field not in self.train.model_fields_set:
+                    setattr(self.train, field, NER_DROPOUT)
+        return self
 
     def fingerprint(self, *sections: str) -> str:
         """A stable hash of the named sections (all when none): what a manifest records as `config_hash`."""

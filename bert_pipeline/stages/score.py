@@ -9,11 +9,12 @@ problem_type multi_label_classification) gives sigmoid probabilities and the lab
 Each prediction shard carries the stage fingerprint in its parquet metadata, so a rerun after a crash scores only the
 shards that are missing, and a rerun of a completed run_date with the same model and data does nothing.
 
-With no champion yet (and score.model empty), nothing is scored and the summary says why, unless `score.fallback:
-baseline`: then the baseline stored with the newest trained model (`FALLBACKS`: the TF-IDF baseline of a
+With no champion yet (and score.model empty), `score.fallback: baseline` (the default) scores with the baseline stored
+with the newest trained model (`FALLBACKS`: the TF-IDF baseline of a
 classifier, the memorising baseline of an entity model) scores the night through the same plan, shard writer and
 commit, its rows marked model_version `<version>+tfidf-baseline` (`+memorising-baseline`); a later run with a
-champion replaces the partition as any change of model does.
+champion replaces the partition as any change of model does. With `none`, or no stored baseline, nothing is scored
+and the summary says why.
 """
 
 from __future__ import annotations

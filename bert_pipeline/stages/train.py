@@ -44,7 +44,7 @@ from bert_pipeline.training.calibration import expected_calibration_error, fit_t
 from bert_pipeline.training.checkpoint import CheckpointStore
 from bert_pipeline.training.checkpoint import Progress as Checkpoint
 from bert_pipeline.task import task_of
-from bert_pipeline.config import PipelineConfig, TrainConfig
+from bert_pipeline.config import EXTENDED_EMBEDDING_LR, PipelineConfig, TrainConfig
 from bert_pipeline.training.distributed import Dist, launch, process_group
 from bert_pipeline.modeling.inference import autocast, collate, pick_device, predict_logits
 from bert_pipeline.lake.manifests import Lake, fingerprint, utc_now
@@ -171,7 +171,8 @@ class Trainer:
     objective: Objective
 
     def __post_init__(self) -> None:
-        self.optimizer = make_optimizer(self.model, self.cfg.learning_rate, self.cfg.weight_decay)
+        self.optimizer = make_optimizer(self.model, self.cfg.learning_rate, self.cfg.weight_decay,
+                                        self.cfg.embedding_learning_rate)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_linear(self.total_steps, self.cfg.warmup_ratio))
         self.dtype, needs_scaler = training_precision(self.cfg.precision, self.device)
@@ -503,7 +504,8 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     model = recipe.new_model(model_dir, cfg.train, data, device, (tokenizer, base_tokenizer))
     pad_id = run.tokens["tokenizer"]["pad_token_id"] or 0
     store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", run.model_version), writer=dist.is_writer)
-    history = fit(model, data.splits, data.label_names, cfg.train, pad_id, device, store, progress, dist, windowing,
+    recipe_cfg = cfg.train.model_copy(update={"embedding_learning_rate": embedding_learning_rate(run)})
+    history = fit(model, data.splits, data.label_names, recipe_cfg, pad_id, device, store, progress, dist, windowing,
                   recipe.objective(cfg.train, data, device))
     if not dist.is_writer:  # rank 0 evaluates and commits; the others wait for it and stop
         dist.barrier()
@@ -511,7 +513,8 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     metrics, validation_output = recipe.evaluate(model, data, cfg.train, pad_id, device, windowing)
     metrics |= {"model_version": run.model_version, "label_names": data.label_names, "device": str(device),
                 "problem_type": data.problem_type, "train": {"rows": len(data.splits["train"]), **history,
-                          "pooling": getattr(model.config, POOLING_KEY, "cls")}}
+                          "pooling": getattr(model.config, POOLING_KEY, "cls"),
+                          "embedding_learning_rate": recipe_cfg.embedding_learning_rate}}
     if adaptation is not None:
         metrics["adaptation"] = adaptation
     linear = recipe.baseline(run, data)  # classification: train.linear_baseline's TF-IDF + LR on the same rows
@@ -524,6 +527,14 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
     dist.barrier()
     return run.summary(manifest, skipped=False)
+
+
+def embedding_learning_rate(run: TrainRun) -> float | None:
+    """train.embedding_learning_rate with auto resolved: EXTENDED_EMBEDDING_LR when tonight's tokenizer is the lake's
+    extended vocabulary, else None (the embeddings learn at the body's rate)."""
+    if run.cfg.train.embedding_learning_rate is not None:
+        return run.cfg.train.embedding_learning_rate
+    return EXTENDED_EMBEDDING_LR if run.tokens["tokenizer"].get("folder") else None
 
 
 def adaptation_reason(run: TrainRun) -> str | None:
@@ -567,12 +578,14 @@ def domain_adapted_base(run: TrainRun, data: TrainingSet, base_dir: str, vocab: 
     train, tokenizer = run.cfg.train, vocab[0]
     key = fingerprint("adapt", folder_content_hash(base_dir), run.tokens["tokenizer"]["hash"], run.tokens["max_length"],
                       train.window_days, train.adaptation_max_steps, train.adaptation_max_minutes,
-                      train.adaptation_learning_rate, train.adaptation_max_texts, train.batch_size, train.seed)
+                      train.adaptation_learning_rate, train.adaptation_max_texts, train.batch_size, train.seed,
+                      embedding_learning_rate(run))
     plan = AdaptationPlan(
         base_dir=base_dir, tokenizer=tokenizer, key=key, out_url=storage.join(run.cfg.data_root, "adapted", key[:16]),
         work_url=storage.join(run.cfg.data_root, "_work", "adapt", key[:16]), max_steps=train.adaptation_max_steps,
         max_minutes=train.adaptation_max_minutes, batch_size=train.batch_size, max_length=run.tokens["max_length"],
-        learning_rate=train.adaptation_learning_rate, seed=train.seed,
+        learning_rate=train.adaptation_learning_rate, embedding_learning_rate=embedding_learning_rate(run),
+        seed=train.seed,
         checkpoint_every_steps=train.checkpoint_every_steps, precision=train.precision)
     manifest = None
     if dist.is_writer:

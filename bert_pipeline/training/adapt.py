@@ -73,7 +73,8 @@ class AdaptationPlan:
         max_passes: passes over the training texts at most.
     batch_size: texts per step; max_length: tokens per text, [CLS] and [SEP] included (longer texts are cut).
     learning_rate: AdamW peak, after warmup_ratio of the planned steps; weight_decay: AdamW's (not on biases and
-        LayerNorm weights).
+        LayerNorm weights); embedding_learning_rate: the input embedding matrix's own peak (None = learning_rate;
+        `optimization.make_optimizer`).
     mask_probability: share of non-special tokens the loss is taken on (BERT: 0.15).
     seed: masking, data order, the held-out slice, the fresh masked-LM head and new embedding rows.
     precision: "auto" | "fp32" | "bf16" (`optimization.training_precision`; auto is fp16 with a grad scaler on CUDA
@@ -97,6 +98,7 @@ class AdaptationPlan:
     max_passes: int = 3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
+    embedding_learning_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.batch_size < 1 or self.checkpoint_every_steps < 1 or self.max_passes < 1:
@@ -351,7 +353,7 @@ def _adapt(plan: AdaptationPlan, texts: Sequence[str], device: torch.device, pro
     collator = DataCollatorForLanguageModeling(plan.tokenizer, mlm_probability=plan.mask_probability, seed=None)
     batches_per_pass = math.ceil(len(corpus.train) / plan.batch_size)
     planned = min(plan.max_steps, plan.max_passes * batches_per_pass)
-    optimizer = make_optimizer(model, plan.learning_rate, plan.weight_decay)
+    optimizer = make_optimizer(model, plan.learning_rate, plan.weight_decay, plan.embedding_learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(planned, plan.warmup_ratio))
     dtype, needs_scaler = training_precision(plan.precision, device)
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None

@@ -279,15 +279,15 @@ def test_no_champion_scores_nothing_and_says_why_or_scores_with_the_baseline(chi
     lake, config = chinese_night["lake"], chinese_night["config"]
     cfg = build_config(config)
     assert not Path(lake.champion_url).exists()
-    nothing = run_score(cfg, run_id="none")
+    nothing = run_score(build_config(config | {"score": {"fallback": "none"}}), run_id="none")
     assert nothing["skipped"] is True and nothing["model_version"] is None
     assert "none passed the champion gate" in nothing["reason"] and "does not beat the TF-IDF baseline" in \
         nothing["reason"] and "score.fallback: baseline" in nothing["reason"]
     assert lake.read_manifest("predictions", cfg.run_date) is None
-    report = Path(write_report(cfg)["report"]).read_text()
+    report = Path(write_report(build_config(config | {"score": {"fallback": "none"}}))["report"]).read_text()
     assert "Not scored for run_date 2026-12-01: nothing scored:" in report and "none passed the champion gate" in report
 
-    fallback = build_config(config | {"score": {"fallback": "baseline"}})
+    fallback = build_config(config)  # score.fallback: baseline is the default
     newest = chinese_night["trained"]  # the newest model that stores a baseline (the one trained without has none)
     version = newest["model_version"] + "+tfidf-baseline"
     plan = plan_score(fallback, run_id="first")

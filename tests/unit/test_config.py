@@ -206,3 +206,19 @@ def test_the_cli_refuses_a_leading_zero_before_any_run_and_passes_typed_override
                                                        "ingest.text_column=no", "train.learning_rate=5e-5"])
     assert typed_overrides(load_config(None, overrides), overrides) == {
         "curate.near_dedup": True, "curate.max_chars": 1000, "ingest.text_column": "no", "train.learning_rate": 5e-5}
+
+
+def test_entity_tagging_keeps_the_models_dropout_unless_the_config_sets_one(tmp_path: Path) -> None:
+    classifier = load_config(None, [])
+    assert (classifier.train.hidden_dropout, classifier.train.attention_dropout) == (0.0, 0.0)
+    tagger = load_config(None, ["task=ner"])
+    assert (tagger.train.hidden_dropout, tagger.train.attention_dropout) == (0.1, 0.1)
+    # what the user wrote stands, in a file or an override, a number or empty (the model's own)
+    path = tmp_path / "ner.yaml"
+    path.write_text("task: ner\ntrain:\n  hidden_dropout: 0.0\n", encoding="utf-8")
+    mixed = load_config(str(path), ["train.attention_dropout=null"])
+    assert (mixed.train.hidden_dropout, mixed.train.attention_dropout) == (0.0, None)
+    # the resolved values are what the train fingerprint hashes, and a dumped config reloads to the same
+    unset_off = load_config(None, ["task=ner", "train.hidden_dropout=0.0"])
+    assert tagger.fingerprint("train") != unset_off.fingerprint("train")
+    assert PipelineConfig.model_validate(tagger.model_dump()).train == tagger.train

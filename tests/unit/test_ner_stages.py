@@ -328,8 +328,8 @@ def test_the_entities_how_to_runs_as_written(tmp_path: Path, monkeypatch: pytest
 def test_without_a_champion_the_memorising_baseline_can_score_the_night(tmp_path: Path) -> None:
     """score.fallback: baseline for task: ner: a refused entity model leaves no champion; the memorising baseline
     stored beside it scores every curated row (model_version <version>+memorising-baseline), with the lexicon of the
-    training rows; without the setting nothing is written and the reason names the memorising baseline; a model
-    given later replaces the partition."""
+    training rows (the default); with score.fallback: none nothing is written and the reason names the memorising
+    baseline; a model given later replaces the partition."""
     from bert_pipeline.stages.report import write_report
     from bert_pipeline.stages.score import run_score
     from bert_pipeline.stages.train import run_train
@@ -350,12 +350,12 @@ def test_without_a_champion_the_memorising_baseline_can_score_the_night(tmp_path
     trained = run_train(cfg)
     assert not trained["champion_decision"]["promoted"]  # learned nothing at lr 1e-7: the baseline wins
 
-    nothing = run_score(cfg)
+    nothing = run_score(build_config({**settings, "score": {"fallback": "none"}}))
     assert nothing["skipped"] and "memorising baseline" in nothing["reason"] and "TF-IDF" not in nothing["reason"]
     lake = Lake(cfg.data_root)
     assert lake.read_manifest("entities", "2026-03-01") is None
 
-    fallback = build_config({**settings, "score": {"fallback": "baseline"}})
+    fallback = cfg  # score.fallback: baseline is the default
     scored = run_score(fallback)
     assert scored["rows"] == lake.read_manifest("curated", "2026-03-01")["counts"]["curated_rows"]
     entities = read_partition(lake, "entities", "2026-03-01")

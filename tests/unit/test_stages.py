@@ -188,7 +188,7 @@ def test_a_model_that_learned_nothing_is_kept_but_never_promoted(pipeline: tuple
     scored = run_score(build_config(cfg.model_dump(), {"score.force": True}), run_id="after-refusal")
     assert scored["model_version"] == trained["model_version"]  # the night still completes with the champion
     Path(lake.champion_url).unlink()  # a lake whose only models were refused: scoring says why it has no model
-    nothing = run_score(cfg, run_id="no-champion")
+    nothing = run_score(build_config(cfg.model_dump(), {"score.fallback": "none"}), run_id="no-champion")
     assert nothing["skipped"] is True and nothing["model_version"] is None
     assert "none passed the champion gate (newest: validation macro-F1" in nothing["reason"]
     assert "score.fallback: baseline" in nothing["reason"]

@@ -18,7 +18,7 @@ import torch
 
 from bert_pipeline.text import coverage as cov
 from bert_pipeline.text import vocabulary
-from bert_pipeline.config import build_config
+from bert_pipeline.config import EXTENDED_EMBEDDING_LR, build_config
 from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.stages.ingest import run_ingest
 from bert_pipeline.lake.manifests import Lake
@@ -73,6 +73,33 @@ def test_an_extended_tokenizer_reads_them_and_keeps_special_strings_as_text() ->
 def test_a_byte_level_tokenizer_gets_nothing_added() -> None:
     tok = byte_level_tokenizer(["hello world"])
     assert vocabulary.choose_additions(counted(tok, zh_reviews()[:20] + ["😀 😀 😀"]), 1, 100) == []
+
+
+def test_the_embedding_matrix_learns_at_its_own_rate_and_only_there() -> None:
+    from transformers import BertConfig, BertForMaskedLM
+
+    from bert_pipeline.training.optimization import make_optimizer
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32, max_position_embeddings=16))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = make_optimizer(model, 1e-4, 0.0, embedding_learning_rate=1e-2)
+    embeddings = model.get_input_embeddings().weight
+    # the tied output layer is the same tensor: it is in the embeddings' group once, not also in the body's
+    assert [len(g["params"]) for g in optimizer.param_groups][-1] == 1
+    assert sum(any(p is embeddings for p in g["params"]) for g in optimizer.param_groups) == 1
+    ids = torch.tensor([[1, 5, 7, 9, 2]])
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    # Adam's first step moves each weight with a gradient by about its group's rate
+    moved = (embeddings.detach() - before["bert.embeddings.word_embeddings.weight"]).abs()
+    assert 0.5e-2 < moved[5].max() <= 1.01e-2
+    body = (model.bert.encoder.layer[0].attention.self.query.weight.detach()
+            - before["bert.encoder.layer.0.attention.self.query.weight"]).abs()
+    assert 0.5e-4 < body.max() <= 1.01e-4
+    # without the setting: two groups, every weight at the one rate
+    assert len(make_optimizer(model, 1e-4, 0.0).param_groups) == 2
 
 
 def test_new_embedding_rows_start_from_the_pieces_they_were_spelt_with(tmp_path: Path) -> None:
@@ -173,6 +200,8 @@ def test_the_model_grows_its_embeddings_carries_the_tokenizer_and_rescores_older
     # domain adaptation ran first (auto: the vocabulary was extended), on the lake's text, and lowered the held-out
     # masked-LM loss; the fine-tuned model started from the adapted folder
     adaptation = summary["metrics"]["adaptation"]
+    # auto: the extended embedding matrix learns at its own, higher rate, in adaptation (in its key) and fine-tuning
+    assert summary["metrics"]["train"]["embedding_learning_rate"] == EXTENDED_EMBEDDING_LR
     assert adaptation["reason"] == "auto: tonight's tokenizer is the lake's extended vocabulary"
     assert adaptation["steps"] > 0 and adaptation["stopped_by"] in ("data", "steps")
     assert adaptation["heldout_loss_after"] < adaptation["heldout_loss_before"]
