@@ -79,9 +79,9 @@ def champion_test_f1(lake_root: str) -> tuple[float, int]:
     curated = pl.from_arrow(lake.dataset("curated", [night]).to_table(columns=["doc_id", "label", "split",
                                                                                "label_conflict"]))
     test = curated.filter((pl.col("split") == "test") & pl.col("label").is_not_null() & ~pl.col("label_conflict"))
-    predicted = pl.from_arrow(lake.dataset("predictions", [night]).to_table(columns=["doc_id", "label",
-                                                                                       "model_version"]))
-    joined = test.join(predicted.rename({"label": "predicted"}), on="doc_id", how="inner")
+    predicted = pl.from_arrow(lake.dataset("predictions", [night]).to_table(
+        columns=["doc_id", "predicted_label", "model_version"]))
+    joined = test.join(predicted.rename({"predicted_label": "predicted"}), on="doc_id", how="inner")
     assert joined.height == test.height, (joined.height, test.height)
     print(f"predictions of {night} by: {sorted(set(predicted['model_version']))}")
     return float(f1_score(joined["label"].to_list(), joined["predicted"].to_list(), average="macro")), test.height
