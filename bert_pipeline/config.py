@@ -429,7 +429,11 @@ NOT_FINGERPRINTED: dict[str, set[str] | None] = {
                                                   "vocabulary_min_count", "vocabulary_max_new"}}
 
 
-NER_DROPOUT = 0.1  # train.attention_dropout / hidden_dropout under task: ner when the config leaves them unset
+# Train settings whose default depends on the task: applied to the keys a config leaves unset (a value the user set,
+# empty included, always stands). Entity tagging learns each rare type from few tokens: on WNUT-16 the model's own
+# dropout 0.1 raised entity F1 from 0.391 to 0.431, while for classifiers dropout cost ~30% of a CPU step and did not
+# help (docs/benchmarks.md).
+TASK_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {"ner": {"attention_dropout": 0.1, "hidden_dropout": 0.1}}
 
 
 class PipelineConfig(_Section):
@@ -474,13 +478,9 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _task_defaults(self) -> "PipelineConfig":
-        # Entity tagging learns from far fewer examples per decision than classification (one per token of a rare
-        # type): on WNUT-16 the model's own dropout 0.1 raised entity F1 from 0.391 to 0.431, while for classifiers
-        # dropout cost ~30% of a CPU step and did not help (docs/benchmarks.md). A value the user set always stands.
-        if self.task == "ner":
-            for field in ("attention_dropout", "hidden_dropout"):
-                if field not in self.train.model_fields_set:
-                    setattr(self.train, field, NER_DROPOUT)
+        for field, value in TASK_TRAIN_DEFAULTS.get(self.task, {}).items():
+            if field not in self.train.model_fields_set:
+                setattr(self.train, field, value)
         return self
 
     def fingerprint(self, *sections: str) -> str:
