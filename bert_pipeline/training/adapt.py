@@ -12,7 +12,7 @@ whichever comes first of `max_steps` optimizer steps, `max_minutes` of wall cloc
 attempt counts) and `max_passes` passes over the text, and records which.
 
 Resumable after kill -9: every `checkpoint_every_steps` steps the model, optimizer, scheduler, grad scaler, RNG
-states, step, elapsed seconds and the position in the data order go to the work folder (progress.json written last).
+states, step, elapsed seconds and the position in the data order go to the work folder's checkpoint.pt in one write.
 The data order is a function of (seed, pass) and the masking of (seed, step), so a resumed run takes exactly the
 steps the killed one would have. The committed folder:
 

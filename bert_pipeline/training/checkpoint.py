@@ -1,10 +1,14 @@
 """Training checkpoints in the lake, so a killed train stage (kill -9 included) resumes where it stopped.
 
 <root>/_work/train/<model_version>/
-    checkpoint.pt   model, optimizer, scheduler and torch RNG state (torch.save; loaded with weights_only=True,
-                    so loading cannot run code)
+    checkpoint.pt   model, optimizer, scheduler and torch RNG state and where the loop stood, one file written
+                    atomically (torch.save; loaded with weights_only=True, so loading cannot run code)
     best.pt         the weights of the best epoch so far (by validation macro-F1)
-    progress.json   where the loop stood; written last, so it only ever points at complete files
+    progress.json   a readable copy of where the loop stood, written after checkpoint.pt
+
+Where the loop stood is read from checkpoint.pt itself, never from progress.json: the two are separate writes, and a
+kill between them would pair step N's counters with step N+k's weights (the resumed model then differs from an
+uninterrupted run's). progress.json is only read for a checkpoint.pt written before it held its progress.
 """
 
 from __future__ import annotations
@@ -48,31 +52,39 @@ class CheckpointStore:
         self.folder = folder
         self.writer = writer
         self.progress_type = progress_type
+        self._state: dict[str, Any] | None = None  # the checkpoint load_progress read, for restore
 
     def load_progress(self) -> Any:
-        """The progress dataclass of the last checkpoint (keys it does not know are ignored); None without one."""
-        data = storage.read_json(storage.join(self.folder, "progress.json"))
-        if not isinstance(data, dict):
+        """The progress dataclass saved in the last checkpoint (keys it does not know are ignored); None without
+        one. Reads checkpoint.pt, so the progress always belongs to the weights `restore` will load."""
+        url = storage.join(self.folder, "checkpoint.pt")
+        self._state = _load(url) if storage.exists(url) else None
+        data = self._state.get("progress") if self._state is not None else None
+        if data is None:  # no checkpoint, or one written before checkpoints held their progress
+            data = storage.read_json(storage.join(self.folder, "progress.json"))
+        if not isinstance(data, dict) or self._state is None:
             return None
         names = {f.name for f in fields(self.progress_type)}
         return self.progress_type(**{k: v for k, v in data.items() if k in names})
 
     def save(self, progress: Any, model: Any, optimizer: Any, scheduler: Any, scaler: Any = None,
              extra: dict[str, torch.Tensor] | None = None) -> None:
-        """checkpoint.pt (model, optimizer, scheduler, grad scaler, torch RNG and the `extra` tensors), then
-        progress.json (asdict(progress)) last."""
+        """checkpoint.pt (model, optimizer, scheduler, grad scaler, torch RNG, the `extra` tensors and
+        asdict(progress)) in one atomic write, then progress.json, its readable copy."""
         if not self.writer:
             return
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "scaler": scaler.state_dict() if scaler is not None else {}, **(extra or {})}
+                 "scaler": scaler.state_dict() if scaler is not None else {}, **(extra or {}),
+                 "progress": asdict(progress)}
         storage.write_bytes_atomic(storage.join(self.folder, "checkpoint.pt"), _to_bytes(state))
         storage.write_json_atomic(storage.join(self.folder, "progress.json"), asdict(progress))
 
     def restore(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any = None) -> dict[str, Any]:
         """Load the checkpoint into the given objects and the torch RNG; returns the whole saved state (for the
-        `extra` tensors it was saved with)."""
-        state = _load(storage.join(self.folder, "checkpoint.pt"))
+        `extra` tensors it was saved with). Uses the checkpoint `load_progress` read, when it read one."""
+        state = self._state if self._state is not None else _load(storage.join(self.folder, "checkpoint.pt"))
+        self._state = None
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -94,4 +106,5 @@ class CheckpointStore:
         return True
 
     def clear(self) -> None:
+        self._state = None
         storage.remove([self.folder])
