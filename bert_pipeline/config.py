@@ -319,6 +319,9 @@ class TrainConfig(_Section):
                                       "adaptation (batches of train.batch_size texts)")
     adaptation_max_minutes: float = Field(15.0, gt=0.0, description="wall-clock budget of domain adaptation, "
                                           "minutes; it stops at this or adaptation_max_steps, whichever comes first")
+    adaptation_max_passes: int = Field(3, ge=1, le=1_000, description="most passes of domain adaptation over "
+                                       "its texts (it stops at this, adaptation_max_steps or adaptation_max_minutes, "
+                                       "whichever comes first)")
     adaptation_learning_rate: float = Field(2e-4, gt=0.0, lt=1.0, description="AdamW peak learning rate of domain "
                                             "adaptation (new embedding rows start untrained: higher than "
                                             "fine-tuning's)")

@@ -8,6 +8,8 @@ user's literal "[SEP]", split over two nights; a tiny BERT whose WordPiece vocab
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +145,7 @@ def two_nights(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "ingest": {"sources": [str(path)], "label_column": "label"}, "curate": {"near_dedup": False},
                 "tokenize": {"max_length": 64},
                 "train": {"base_model": str(model), "epochs": 1, "min_steps": 1, "batch_size": 16,
-                          "linear_baseline": False, "calibrate": False}}
+                          "linear_baseline": False, "calibrate": False, "adaptation_max_passes": 2}}
         cfg = build_config(data)
         run_ingest(cfg), run_curate(cfg)
         data["summary"] = run_tokenize(cfg)
@@ -203,7 +205,8 @@ def test_the_model_grows_its_embeddings_carries_the_tokenizer_and_rescores_older
     # auto: the extended embedding matrix learns at its own, higher rate, in adaptation (in its key) and fine-tuning
     assert summary["metrics"]["train"]["embedding_learning_rate"] == EXTENDED_EMBEDDING_LR
     assert adaptation["reason"] == "auto: tonight's tokenizer is the lake's extended vocabulary"
-    assert adaptation["steps"] > 0 and adaptation["stopped_by"] in ("data", "steps")
+    # train.adaptation_max_passes: 2 passes over the texts in batches of 16, then it stopped for want of data
+    assert adaptation["stopped_by"] == "data" and adaptation["steps"] == 2 * math.ceil(adaptation["texts"] / 16)
     assert adaptation["heldout_loss_after"] < adaptation["heldout_loss_before"]
     assert adaptation["embedding_rows_added"] == len(vocabulary.added_texts(load_tokenizer(adaptation["folder"])))
     assert storage_manifest(adaptation["folder"])["key"] == adaptation["key"]
