@@ -114,8 +114,10 @@ def describe(label: str, lake: str, seconds: dict[str, float], results: dict[str
     f1, rows = champion_test_f1(lake)
     anchor = tfidf_char_f1(lake)
     total = sum(seconds.values())
-    adapt = sum((t.get("metrics") or {}).get("adaptation", {}).get("seconds") or 0.0 for t in results["trains"]
-                if not t.get("skipped"))
+    # a later night that reuses the adapted model reports the same manifest (and its seconds): count each key once
+    adaptations = {a["key"]: a.get("seconds") or 0.0 for t in results["trains"] if not t.get("skipped")
+                   for a in [(t.get("metrics") or {}).get("adaptation")] if a}
+    adapt = sum(adaptations.values())
     metrics = results["train"].get("metrics") or {}
     print(f"[{label}] stage seconds over both nights: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
           + f"; total {total:.0f} s")
