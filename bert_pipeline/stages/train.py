@@ -578,14 +578,14 @@ def domain_adapted_base(run: TrainRun, data: TrainingSet, base_dir: str, vocab: 
     train, tokenizer, embedding_rate = run.cfg.train, vocab[0], embedding_learning_rate(run)
     key = fingerprint("adapt", folder_content_hash(base_dir), run.tokens["tokenizer"]["hash"], run.tokens["max_length"],
                       train.window_days, train.adaptation_max_steps, train.adaptation_max_minutes,
-                      train.adaptation_max_passes, train.adaptation_learning_rate, train.adaptation_max_texts, train.batch_size, train.seed,
-                      embedding_rate)
+                      train.adaptation_max_passes, train.adaptation_learning_rate, train.adaptation_max_texts,
+                      train.batch_size, train.seed, embedding_rate)
     plan = AdaptationPlan(
         base_dir=base_dir, tokenizer=tokenizer, key=key, out_url=storage.join(run.cfg.data_root, "adapted", key[:16]),
         work_url=storage.join(run.cfg.data_root, "_work", "adapt", key[:16]), max_steps=train.adaptation_max_steps,
-        max_minutes=train.adaptation_max_minutes, max_passes=train.adaptation_max_passes, batch_size=train.batch_size, max_length=run.tokens["max_length"],
-        learning_rate=train.adaptation_learning_rate, embedding_learning_rate=embedding_rate,
-        seed=train.seed,
+        max_minutes=train.adaptation_max_minutes, max_passes=train.adaptation_max_passes, batch_size=train.batch_size,
+        max_length=run.tokens["max_length"], learning_rate=train.adaptation_learning_rate,
+        embedding_learning_rate=embedding_rate, seed=train.seed,
         checkpoint_every_steps=train.checkpoint_every_steps, precision=train.precision)
     manifest = None
     if dist.is_writer:
