@@ -58,11 +58,14 @@ class CheckpointStore:
         """The progress dataclass saved in the last checkpoint (keys it does not know are ignored); None without
         one. Reads checkpoint.pt, so the progress always belongs to the weights `restore` will load."""
         url = storage.join(self.folder, "checkpoint.pt")
-        self._state = _load(url) if storage.exists(url) else None
-        data = self._state.get("progress") if self._state is not None else None
-        if data is None:  # no checkpoint, or one written before checkpoints held their progress
+        if not storage.exists(url):
+            self._state = None
+            return None
+        self._state = _load(url)
+        data = self._state.get("progress")
+        if data is None:  # a checkpoint written before checkpoints held their progress
             data = storage.read_json(storage.join(self.folder, "progress.json"))
-        if not isinstance(data, dict) or self._state is None:
+        if not isinstance(data, dict):
             return None
         names = {f.name for f in fields(self.progress_type)}
         return self.progress_type(**{k: v for k, v in data.items() if k in names})
