@@ -420,6 +420,12 @@ class NerConfig(_Section):
         "code_points", description="what span offsets count: code_points (Python, spaCy, doccano's API) or utf16 "
         "units (Java/JavaScript tools such as Label Studio and doccano's browser export: an emoji counts 2); never "
         "guessed")
+    ambiguous_offsets: Literal["refuse", "code_points"] = Field(
+        "refuse", description="a span after an emoji (any character outside the Basic Multilingual Plane) whose "
+        "tool stored no entity text, where reading its offsets as code points and as UTF-16 units both give a "
+        "plausible entity (text without spaces such as Chinese, where word edges cannot tell them apart): refuse "
+        "(the message names both readings) or code_points = trust ner.offsets: code_points. Left out of ingest's "
+        "fingerprint: it decides what is refused, not what is written")
     label_map: dict[str, str] = Field(default_factory=dict, description="entity type spellings to rewrite before "
                                       "anything else reads them, e.g. {Per: PER, person: PER}")
 
@@ -429,7 +435,8 @@ class NerConfig(_Section):
 # tokenize's coverage settings are a verdict on the tokens, not how they are made.
 NOT_FINGERPRINTED: dict[str, set[str] | None] = {
     "train": {"promotion"}, "timeouts": None, "tokenize": {"max_unknown_share", "on_poor_coverage", "extend_vocabulary",
-                                                  "vocabulary_min_count", "vocabulary_max_new"}}
+                                                  "vocabulary_min_count", "vocabulary_max_new"},
+    "ner": {"ambiguous_offsets"}}
 
 
 # Train settings whose default depends on the task: applied to the keys a config leaves unset (a value the user set,

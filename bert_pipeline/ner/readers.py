@@ -16,6 +16,7 @@ from bert_pipeline.ner.spans import Span, SpanError, check_spans, is_int, utf16_
 from bert_pipeline.ner.tagging import GLUE_SCRIPTS, join_tokens, spans_from_tags
 
 Offsets = Literal["code_points", "utf16"]
+Ambiguity = Literal["refuse", "code_points"]  # ner.ambiguous_offsets
 Annotated = tuple[str, list[Span]]
 
 
@@ -36,14 +37,21 @@ def _entry(item: Any, where: str) -> tuple[Any, Any, Any, Any]:
         label = item.get("label", (item.get("labels") or [None])[0])
         return start, end, label, item.get("text")
     if isinstance(item, (list, tuple)) and len(item) >= 3:
-        return (item[1], item[2], item[0], None) if isinstance(item[0], str) else (item[0], item[1], item[2], None)
+        return (item[1], item[2], item[0], None) if _is_label(item[0]) else (item[0], item[1], item[2], None)
     raise SpanError(f"{where}: entity {item!r} is neither a dict with start/end/label nor [start, end, label]",
                     "bad_span")
 
 
+def _is_label(value: Any) -> bool:
+    """A list entry's first element is its label (Argilla v1 [label, start, end]) when it is a string that is not a
+    number: ["0", "8", "LOC"] is doccano's order with quoted offsets, refused as such rather than read rotated."""
+    return isinstance(value, str) and not value.strip().lstrip("+-").isdigit()
+
+
 def _finish(text: str, entries: Sequence[tuple[Any, Any, Any, Any]], where: str, offsets: Offsets,
-            counts: Counter[str] | None) -> Annotated:
-    """Converts offsets if told to, then check_spans (expected texts where the tool stored them)."""
+            counts: Counter[str] | None, ambiguous: Ambiguity = "refuse") -> Annotated:
+    """Converts offsets if told to, then check_spans (expected texts where the tool stored them; code-point offsets
+    that read as plausibly in UTF-16 units refused unless `ambiguous` is code_points)."""
     triples = [(s, e, label) for s, e, label, _ in entries]
     if offsets == "utf16" and triples:
         ints = [int(v) for s, e, _ in triples for v in (s, e) if is_int(v)]
@@ -55,14 +63,15 @@ def _finish(text: str, entries: Sequence[tuple[Any, Any, Any, Any]], where: str,
             triples = [(next(converted), next(converted), label) for _, _, label in triples]
     expected = [t for *_, t in entries]
     spans, trimmed = check_spans(text, triples, where,
-                                 expected_texts=expected if any(t is not None for t in expected) else None)
+                                 expected_texts=expected if any(t is not None for t in expected) else None,
+                                 refuse_ambiguous=offsets == "code_points" and ambiguous == "refuse")
     if counts is not None:
         counts["trimmed_spans"] += trimmed
     return text, spans
 
 
 def read_doccano(record: Mapping[str, Any], where: str, *, text_key: str = "text", offsets: Offsets = "code_points",
-                 counts: Counter[str] | None = None) -> Annotated:
+                 counts: Counter[str] | None = None, ambiguous: Ambiguity = "refuse") -> Annotated:
     """doccano JSONL: {"text", "label": [[start, end, "PER"], ...]} (older exports: "labels"; 1.x with relations:
     "entities": [{"start_offset", "end_offset", "label"}])."""
     text = _text(record, text_key, where)
@@ -70,7 +79,7 @@ def read_doccano(record: Mapping[str, Any], where: str, *, text_key: str = "text
     if not isinstance(raw, list):
         raise SpanError(f"{where}: 'label' is {type(raw).__name__}; doccano span exports hold a list of "
                         "[start, end, label] (a string is a text-classification export)", "bad_span")
-    return _finish(text, [_entry(item, where) for item in raw], where, offsets, counts)
+    return _finish(text, [_entry(item, where) for item in raw], where, offsets, counts, ambiguous)
 
 
 def _skip(counts: Counter[str] | None, reason: str) -> None:
@@ -79,28 +88,50 @@ def _skip(counts: Counter[str] | None, reason: str) -> None:
 
 
 def read_label_studio(record: Mapping[str, Any], where: str, *, text_key: str = "text",
-                      offsets: Offsets = "code_points", counts: Counter[str] | None = None) -> Annotated | None:
-    """A Label Studio JSON-export task: data[text_key], the first annotation not `was_cancelled`, its results with a
-    value {start, end, labels, text} (other result types - choices, relations - are ignored). labels[0] is the type.
-    Returns None when no annotation is usable."""
+                      offsets: Offsets = "code_points", counts: Counter[str] | None = None,
+                      ambiguous: Ambiguity = "refuse") -> Annotated | None:
+    """A Label Studio JSON-export task: data[text_key] and the spans of its annotation: the one marked `ground_truth`,
+    else the one not `was_cancelled`. Its results with a value {start, end, labels, text} are the spans (other result
+    types - choices, relations - are ignored); labels[0] is the type. Several such annotations (annotators) must
+    agree on every span; if they do not, a SpanError names them, since taking one would drop the others' work
+    unseen. Returns None when no annotation is usable."""
     text = _text(record.get("data") or {}, text_key, f"{where} (data)")
-    annotation = next((a for a in record.get("annotations") or [] if not a.get("was_cancelled")), None)
-    if annotation is None:
+    usable = [a for a in record.get("annotations") or [] if not a.get("was_cancelled")]
+    if not usable:
         _skip(counts, "cancelled" if record.get("annotations") else "unannotated")
         return None
-    entries = []
-    for result in annotation.get("result") or []:
-        value = result.get("value") or {}
-        if "start" not in value or "labels" not in value:
-            continue
-        if counts is not None and len(value["labels"]) > 1:
-            counts["multi_label_regions"] += 1
-        entries.append(_entry(value, where))
-    return _finish(text, entries, where, offsets, counts)
+    candidates = [a for a in usable if a.get("ground_truth")] or usable
+    entries = [_label_studio_entries(a, where) for a in candidates]
+    if len({frozenset((s, e, str(label)) for s, e, label, _ in found) for found in entries}) > 1:
+        shown = "; ".join(f"annotation {a.get('id', i + 1)}"
+                          + (f" by {a['completed_by']}" if a.get("completed_by") is not None else "") + ": "
+                          + (", ".join(f"{label} {text_!r}" if text_ else f"{label} [{s}, {e})"
+                                       for s, e, label, text_ in found)
+                             or "no entities")
+                          for i, (a, found) in enumerate(zip(candidates, entries)))
+        raise SpanError(f"{where}: the task has {len(candidates)} annotations that disagree ({shown}). Mark the one to "
+                        "train on as ground truth in Label Studio, or cancel the others, and export again (nothing "
+                        "was written).", "annotations_disagree")
+    if counts is not None:
+        counts["multi_label_regions"] += sum(len((r.get("value") or {}).get("labels") or []) > 1
+                                             for r in candidates[0].get("result") or [] if _is_span_result(r))
+        counts["agreeing_annotations"] += len(candidates) - 1
+    return _finish(text, entries[0], where, offsets, counts, ambiguous)
+
+
+def _is_span_result(result: Mapping[str, Any]) -> bool:
+    value = result.get("value") or {}
+    return "start" in value and "labels" in value
+
+
+def _label_studio_entries(annotation: Mapping[str, Any], where: str) -> list[tuple[Any, Any, Any, Any]]:
+    """(start, end, label, text) of an annotation's span results, as exported."""
+    return [_entry(result["value"], where) for result in annotation.get("result") or [] if _is_span_result(result)]
 
 
 def read_span_dicts(record: Mapping[str, Any], where: str, *, text_key: str = "text", spans_key: str | None = None,
-                    offsets: Offsets = "code_points", counts: Counter[str] | None = None) -> Annotated | None:
+                    offsets: Offsets = "code_points", counts: Counter[str] | None = None,
+                    ambiguous: Ambiguity = "refuse") -> Annotated | None:
     """spaCy (`Doc.to_json()` "ents"), Prodigy ("spans", answer accept/reject/ignore), Argilla ("entities", or v1
     "annotation" as [label, start, end]) and Label Studio JSON-MIN ("label": [{start, end, text, labels}]):
     a list of dicts with start/end (or start_char/end_char) and label. spans_key None tries spans, entities, ents
@@ -115,7 +146,7 @@ def read_span_dicts(record: Mapping[str, Any], where: str, *, text_key: str = "t
     if not isinstance(raw, list):
         raise SpanError(f"{where}: no list of entities under {keys} (keys: {sorted(record)}); set the spans key",
                         "bad_span")
-    return _finish(text, [_entry(item, where) for item in raw], where, offsets, counts)
+    return _finish(text, [_entry(item, where) for item in raw], where, offsets, counts, ambiguous)
 
 
 def read_token_tags(record: Mapping[str, Any], where: str, *, tokens_key: str = "tokens", tags_key: str = "ner_tags",
@@ -137,4 +168,5 @@ def read_token_tags(record: Mapping[str, Any], where: str, *, tokens_key: str = 
     spans, malformed = spans_from_tags(token_offsets, tags, scheme, where=where)
     if counts is not None:
         counts["malformed_tag_sequences"] += malformed
-    return _finish(text, [(s.start, s.end, s.label, None) for s in spans], where, "code_points", counts)
+    return _finish(text, [(s.start, s.end, s.label, None) for s in spans], where, "code_points", counts,
+                   "code_points")  # offsets computed here, from the tokens: nothing to doubt

@@ -22,6 +22,7 @@ from bert_pipeline.errors import InputDataError
 
 # The settings of the `ner:` config section (bert_pipeline/config.NerConfig) the messages point to.
 OFFSETS_SETTING = "ner.offsets"  # code_points (default) | utf16
+AMBIGUOUS_SETTING = "ner.ambiguous_offsets"  # refuse (default) | code_points
 LABEL_MAP_SETTING = "ner.label_map"  # {spelling: canonical label}
 
 
@@ -131,7 +132,35 @@ def _mismatch_hint(text: str, span: Span, expected: str) -> str:
     return hint
 
 
-def _check_one(text: str, span: Span, where: str, expected: str | None) -> Span:
+def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_ambiguous: bool) -> None:
+    """For a span whose tool stored no entity text: refuses offsets that may count UTF-16 units. After an emoji (or
+    any character outside the Basic Multilingual Plane) the two readings differ; word edges tell them apart when
+    one reading cuts a word and the other does not (refused when it is the code-point reading, suggesting
+    ner.offsets: utf16). When both cut words or neither does - text without spaces, where every character is part
+    of a word, or words that happen to line up - nothing in the record says which is meant: with refuse_ambiguous,
+    the span is refused naming both readings and both settings."""
+    try:
+        start, end = utf16_to_code_points(text, [span.start, span.end])
+    except ValueError:  # not a UTF-16 reading of this text (out of range, or inside an emoji): code points
+        return
+    if (start, end) == (span.start, span.end) or not text[start:end].strip():
+        return
+    cuts, cuts_utf16 = _cuts_words(text, span.start, span.end), _cuts_words(text, start, end)
+    if cuts and not cuts_utf16:
+        _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
+              "an emoji or other character outside the Basic Multilingual Plane", _utf16_hint(text, span, None)
+              + reject, "utf16_offsets")
+    if cuts == cuts_utf16 and refuse_ambiguous:
+        _fail(where, span, text, span.start, span.end,
+              f"comes after an emoji or other character outside the Basic Multilingual Plane, where its offsets "
+              f"read as code points give {text[span.start:span.end]!r} and read as UTF-16 units (an emoji counts 2) "
+              f"give {text[start:end]!r}, and nothing in the record says which is meant",
+              f"Say what your tool counts: `{OFFSETS_SETTING}: utf16` for Java/JavaScript tools (Label Studio, "
+              f"doccano's browser export), `{AMBIGUOUS_SETTING}: code_points` for Python tools (spaCy, Prodigy, "
+              "doccano's API). Nothing was written.", "ambiguous_offsets")
+
+
+def _check_one(text: str, span: Span, where: str, expected: str | None, refuse_ambiguous: bool = False) -> Span:
     """The span with surrounding whitespace trimmed; raises SpanError for anything unusable."""
     reject = "Fix the annotation in the export (nothing was written)."
     if span.start < 0 or span.end > len(text):
@@ -143,15 +172,8 @@ def _check_one(text: str, span: Span, where: str, expected: str | None) -> Span:
         _fail(where, span, text, span.start, span.end,
               f"covers {text[span.start:span.end]!r} but the annotation says {expected!r}",
               _mismatch_hint(text, span, expected) + reject, "text_mismatch")
-    if expected is None and _cuts_words(text, span.start, span.end):
-        hint = _utf16_hint(text, span, None)
-        try:
-            start, end = utf16_to_code_points(text, [span.start, span.end])
-        except ValueError:
-            start = end = -1
-        if hint and not _cuts_words(text, start, end):
-            _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
-                  "an emoji or other character outside the Basic Multilingual Plane", hint + reject, "utf16_offsets")
+    if expected is None:
+        _check_offset_unit(text, span, where, reject, refuse_ambiguous)
     covered = text[span.start:span.end]
     if covered.isspace():
         _fail(where, span, text, span.start, span.end, "is all whitespace", reject, "whitespace_span")
@@ -175,19 +197,22 @@ def _check_overlaps(text: str, spans: list[Span], where: str) -> None:
 
 
 def check_spans(text: str, spans: Iterable[object], where: str, *,
-                expected_texts: Sequence[str | None] | None = None) -> tuple[list[Span], int]:
+                expected_texts: Sequence[str | None] | None = None,
+                refuse_ambiguous: bool = False) -> tuple[list[Span], int]:
     """The spans, checked, whitespace-trimmed, sorted and with exact duplicates dropped; and how many of the returned
     spans were trimmed.
 
     spans: Span or (start, end, label) items, code-point offsets. expected_texts: the entity text the tool stored for
     each span, in the same order (None where unknown); compared before trimming.
     Raises SpanError naming `where` for: offsets outside the text, end <= start, a span text that disagrees with its
-    expected text, an all-whitespace span, overlapping or nested spans, a non-integer offset or empty label.
+    expected text, an all-whitespace span, overlapping or nested spans, a non-integer offset or empty label, a span
+    without expected text that cuts a word where its UTF-16 reading would not, and (refuse_ambiguous: offsets an
+    exporter gave, not ones computed here) one whose UTF-16 reading differs and is as plausible (`_check_offset_unit`).
     """
     items = [_as_span(item, where) for item in spans]
     if expected_texts is not None and len(expected_texts) != len(items):
         raise ValueError(f"{where}: {len(expected_texts)} expected texts for {len(items)} spans")
-    checked = [_check_one(text, span, where, None if expected_texts is None else expected_texts[i])
+    checked = [_check_one(text, span, where, None if expected_texts is None else expected_texts[i], refuse_ambiguous)
                for i, span in enumerate(items)]
     trimmed = len({after for before, after in zip(items, checked) if before != after})  # duplicates once
     result = sorted(set(checked))

@@ -566,7 +566,8 @@ def settings_hash(cfg: PipelineConfig) -> str:
     how to read the sources: setting it for a retry does not make a committed night look changed."""
     settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude={"on_existing"})}
     if cfg.task != "classification":  # so that a classification lake's committed nights keep their fingerprints
-        settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json")}
+        # ner.ambiguous_offsets decides what is refused, not what is written: committed nights keep their hash
+        settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json", exclude={"ambiguous_offsets"})}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 

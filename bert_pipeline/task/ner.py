@@ -94,12 +94,14 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
         return _unlabelled_text(record, cfg, where), None
     if style == "doccano":
         keyed = record if n.spans_key is None else {**record, "label": record.get(n.spans_key)}
-        annotated = read_doccano(keyed, where, text_key=text_key, offsets=n.offsets, counts=counts)
+        annotated = read_doccano(keyed, where, text_key=text_key, offsets=n.offsets, counts=counts,
+                                 ambiguous=n.ambiguous_offsets)
     elif style == "label_studio":
-        annotated = read_label_studio(record, where, text_key=text_key, offsets=n.offsets, counts=counts)
+        annotated = read_label_studio(record, where, text_key=text_key, offsets=n.offsets, counts=counts,
+                                      ambiguous=n.ambiguous_offsets)
     elif style == "spans":
         annotated = read_span_dicts(record, where, text_key=text_key, spans_key=n.spans_key, offsets=n.offsets,
-                                    counts=counts)
+                                    counts=counts, ambiguous=n.ambiguous_offsets)
     else:
         annotated = read_token_tags(record, where, tokens_key=n.tokens_key, tags_key=n.tags_key,
                                     label_names=n.tag_names or None, scheme=scheme, separator=n.token_separator,

@@ -163,6 +163,56 @@ def test_label_studio_first_non_cancelled_annotation_and_utf16_setting() -> None
         read_label_studio(_ls_task(text, results), "export.json[3]")
 
 
+def test_label_studio_annotators_must_agree_unless_one_annotation_is_the_ground_truth() -> None:
+    text = "🎉 Ngozi Okonjo at Red Cross"
+
+    def annotation(number: int, *spans: tuple[int, int, str, str], **flags: object) -> dict:
+        return {"id": number, "completed_by": 40 + number, **flags, "result": [
+            {"type": "labels", "value": {"start": s, "end": e, "text": t, "labels": [label]}} for s, e, label, t in spans]}
+
+    person = (3, 15, "PER", "Ngozi Okonjo")  # UTF-16 units, as the browser counts: 🎉 is 2
+    task = {"id": 4, "data": {"text": text}, "annotations": [
+        annotation(1, person), annotation(2, (3, 15, "ORG", "Ngozi Okonjo"), (19, 28, "ORG", "Red Cross")),
+        annotation(3, was_cancelled=True)]}
+    with pytest.raises(SpanError) as caught:
+        read_label_studio(task, "export.json[0]", offsets="utf16")
+    assert caught.value.reason == "annotations_disagree"
+    assert ("export.json[0]: the task has 2 annotations that disagree (annotation 1 by 41: PER 'Ngozi Okonjo'; "
+            "annotation 2 by 42: ORG 'Ngozi Okonjo', ORG 'Red Cross'). Mark the one to train on as ground truth") \
+        in str(caught.value)
+    task["annotations"][1]["ground_truth"] = True  # the reviewer's choice wins
+    assert read_label_studio(task, "export.json[0]", offsets="utf16") == (
+        text, [Span(2, 14, "ORG"), Span(18, 27, "ORG")])
+    counts: Counter[str] = Counter()
+    agreeing = {"id": 5, "data": {"text": text}, "annotations": [annotation(1, person), annotation(2, person)]}
+    assert read_label_studio(agreeing, "export.json[1]", offsets="utf16", counts=counts) == (
+        text, [Span(2, 14, "PER")])
+    assert counts["agreeing_annotations"] == 1
+
+
+def test_ambiguous_offsets_after_an_emoji_are_refused_unless_trusted_and_tags_never_are() -> None:
+    record = {"text": "😀 a b c d", "label": [[5, 8, "X"]]}  # code points ' c ' (trimmed to 'c'), UTF-16 units 'b c'
+    with pytest.raises(SpanError) as caught:
+        read_doccano(record, "d.jsonl:9")
+    assert caught.value.reason == "ambiguous_offsets" and "give ' c ' and read as UTF-16 units" in str(caught.value)
+    assert read_doccano(record, "d.jsonl:9", ambiguous="code_points") == (record["text"], [Span(6, 7, "X")])
+    assert read_doccano(record, "d.jsonl:9", offsets="utf16") == (record["text"], [Span(4, 7, "X")])
+    # where one reading cuts a word and the other does not, the record itself says which: no setting needed
+    english = {"text": "🎉 Zoë Saldaña flew to Paris", "label": [[2, 13, "PER"], [22, 27, "LOC"]]}
+    assert read_doccano(english, "d.jsonl:10")[1] == [Span(2, 13, "PER"), Span(22, 27, "LOC")]
+    # offsets computed here from tokens (CoNLL, HF token lists) are code points by construction
+    tokens = {"tokens": ["😀", "李", "伟", "在", "东", "京"], "ner_tags": ["O", "B-PER", "I-PER", "O", "B-LOC", "I-LOC"]}
+    text, spans = read_token_tags(tokens, "weibo.conll:3")
+    assert [(text[s.start:s.end], s.label) for s in spans] == [("李伟", "PER"), ("东京", "LOC")]
+
+
+def test_quoted_offsets_in_doccano_order_are_named_as_offsets_and_argilla_order_still_reads() -> None:
+    with pytest.raises(SpanError, match=r"span \('0', '8', 'LOC'\) has offsets '0', '8'; they must be integers"):
+        read_doccano({"text": "New York City is big", "label": [["0", "8", "LOC"]]}, "d.jsonl:2")
+    argilla = {"text": "New York City is big", "annotation": [["LOC", 0, 13]]}
+    assert read_span_dicts(argilla, "a.jsonl:1", spans_key="annotation") == (argilla["text"], [Span(0, 13, "LOC")])
+
+
 def test_spacy_prodigy_argilla_span_lists() -> None:
     text = "José (NFD) flew Air 中国 ✈️ to 大阪"
     text = text.replace("José", "Jose\u0301")

@@ -16,7 +16,7 @@ from bert_pipeline.config import build_config
 from bert_pipeline.errors import ConfigError, InputDataError
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.stages.curate import run_curate
-from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages.ingest import run_ingest, settings_hash
 from bert_pipeline.stages.tokenize import run_tokenize
 from bert_pipeline.task import preflight
 from bert_pipeline.task.ner import decode_spans
@@ -130,6 +130,34 @@ def test_utf16_offsets_are_a_setting_never_a_guess(tmp_path: Path) -> None:
     run_ingest(_cfg(tmp_path, [source], offsets="utf16"))
     assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-01")) == {
         "👍 Berlin rocks": [("Berlin", "LOC")]}
+
+
+def test_offsets_after_an_emoji_in_text_without_spaces_are_refused_until_a_setting_says_which(tmp_path: Path) -> None:
+    """In Chinese every character belongs to a word, so word edges cannot tell code points from UTF-16 units: the
+    same entity is [2, 4) counted by Python and [3, 5) counted by a browser, and both readings look like names."""
+    plain = {"text": "李伟在东京工作", "label": [[0, 2, "PER"], [3, 5, "LOC"]]}  # no emoji: both counts agree
+    python = _jsonl(tmp_path / "python.jsonl", [plain, {"text": "😀 李伟在东京工作，很开心", "label": [[2, 4, "PER"],
+                                                                                       [5, 7, "LOC"]]}])
+    browser = _jsonl(tmp_path / "browser.jsonl", [plain, {"text": "😀 李伟在东京工作，很开心",
+                                                          "label": [[3, 5, "PER"], [6, 8, "LOC"]]}])
+    for source, said in ((python, "give '李伟' and read as UTF-16 units (an emoji counts 2) give ' 李'"),
+                         (browser, "give '伟在' and read as UTF-16 units (an emoji counts 2) give '李伟'")):
+        with pytest.raises(InputDataError) as caught:
+            run_ingest(_cfg(tmp_path, [source]))
+        message = str(caught.value)
+        assert f"{source} record 2" in message and said in message, message
+        assert "`ner.offsets: utf16`" in message and "`ner.ambiguous_offsets: code_points`" in message
+        assert Lake(str(tmp_path / "lake")).read_manifest("raw", "2026-03-01") is None
+    expected = {"李伟在东京工作": [("李伟", "PER"), ("东京", "LOC")],
+                "😀 李伟在东京工作，很开心": [("李伟", "PER"), ("东京", "LOC")]}
+    trusted = _cfg(tmp_path, [python], ambiguous_offsets="code_points")
+    run_ingest(trusted)
+    assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-01")) == expected
+    run_ingest(_cfg(tmp_path, [browser], run_date="2026-03-02", offsets="utf16"))
+    assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-02")) == expected
+    # what is refused is not what is written: the committed night keeps its fingerprint under either setting
+    assert settings_hash(trusted) == settings_hash(_cfg(tmp_path, [python]))
+    assert settings_hash(trusted) != settings_hash(_cfg(tmp_path, [python], offsets="utf16"))
 
 
 def test_label_map_joins_spellings_before_the_case_check(tmp_path: Path) -> None:
