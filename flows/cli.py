@@ -104,7 +104,11 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
     if metrics:
         test = metrics.get("test", {})
         decision = train.get("champion_decision") or {}
-        print(f"\nmodel {train['model_version']}: {verdict(decision)}: {decision.get('reason', 'unchanged')}")
+        then = "trained by an earlier run, which decided: " if train.get("skipped") else ""
+        print(f"\nmodel {train['model_version']}: {then}{verdict(decision)}: {decision.get('reason', 'unchanged')}")
+        scored = (stages.get("score") or {}).get("model_version")
+        if scored and scored != train["model_version"]:  # e.g. a rerun of an older night, since outranked
+            print(f"  this night is scored by model_version {scored}")
         training = train.get("training_set") or {}
         if training:
             rows = training["rows"]

@@ -338,7 +338,8 @@ def finish_without_scoring(cfg: PipelineConfig, plan: ScorePlan) -> dict[str, An
         return commit_empty(cfg, plan)
     if plan.action == "no_model":  # no partition is written: a later run with a model scores the night
         return {"stage": "score", "skipped": True, "reason": plan.reason, "model_version": None, "rows": 0}
-    return {"stage": "score", "skipped": True, "partition": plan.folder, **plan.committed_counts}
+    return {"stage": "score", "skipped": True, "partition": plan.folder, "model_version": plan.model_version,
+            **plan.committed_counts}
 
 
 def model_labels(model_dir: str) -> list[str]:

@@ -305,7 +305,8 @@ def test_no_champion_scores_nothing_and_says_why_or_scores_with_the_baseline(chi
     stored = baseline.load(str(Path(newest["model_uri"]) / "baseline"))
     joined = predictions.join(curated.select("doc_id", "text"), on="doc_id")
     assert joined["predicted_label"].to_list() == stored.answers(stored.probabilities(joined["text"].to_list()))
-    assert run_score(fallback, run_id="third")["skipped"] is True  # committed: exactly once
+    third = run_score(fallback, run_id="third")
+    assert third["skipped"] is True and third["model_version"] == version  # committed: exactly once
     manifest = lake.read_manifest("predictions", cfg.run_date)
     assert manifest["model_version"] == version and manifest["counts"]["rows"] == curated.height
     report = Path(write_report(fallback)["report"]).read_text()
