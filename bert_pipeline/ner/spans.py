@@ -4,7 +4,8 @@ Offsets are Python code points of the text as stored (what `text[start:end]`, du
 `str.slice` count), half-open: `text[start:end]` is the entity. One character belongs to at most one entity (a flat
 tagger cannot hold nested entities). Offsets counted in UTF-16 units (Java/JS tools: Label Studio, doccano's
 front-end, brat in a browser; an emoji counts 2) are converted with `utf16_to_code_points` when a setting says so,
-never guessed: the checks below only *suggest* that setting when the UTF-16 reading would have fit.
+never guessed: the checks below *suggest* that setting when the UTF-16 reading would have fit, and refuse a span
+whose two readings are equally plausible (`_check_offset_unit`) until a setting says which.
 
 Every problem raises `SpanError` whose message names where (file:line or row), the span, the text around it and the
 setting that would help; its `reason` is a short code for a rejects/ row when the stage is told to reject bad records.
