@@ -23,7 +23,7 @@ from bert_pipeline.lake import storage
 from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
-from bert_pipeline.evaluation.registry import committed_models
+from bert_pipeline.evaluation.registry import committed_models, read_champion
 
 
 def write_report(cfg: PipelineConfig) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     if tokens:
         sections.append(coverage_section(tokens, cfg.tokenize.max_unknown_share))
     if trained:
-        sections.append(view.training_section(trained))
+        sections.append(view.training_section(trained) + replaced_line(lake, trained))
     if metrics:
         sections.append(view.model_section(metrics))
         plots |= view.model_plots(metrics, scores)
@@ -103,6 +103,17 @@ def tonight_model(lake: Lake, run_date: str) -> dict[str, Any] | None:
     """The manifest of the newest model trained for run_date (promoted or not), None when none was."""
     manifests = committed_models(lake, run_date)
     return manifests[-1] if manifests else None
+
+
+def replaced_line(lake: Lake, manifest: dict[str, Any]) -> str:
+    """For a report of an older night, rewritten after a later model won: that tonight's promoted model is no longer
+    the champion, and which is ('' otherwise)."""
+    champion = read_champion(lake)
+    version = (manifest.get("metrics") or {}).get("model_version")
+    if not (manifest.get("champion_decision") or {}).get("promoted") or not champion or \
+            champion["model_version"] == version:
+        return ""
+    return f"\nIt has since been replaced as champion by {champion['model_version']}.\n"
 
 
 def training_section(manifest: dict[str, Any]) -> str:

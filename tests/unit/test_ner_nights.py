@@ -96,6 +96,18 @@ def test_every_curated_row_has_one_entities_row_whose_texts_are_the_stored_slice
         assert all(0.0 < e["score"] <= 1.0 and e["label"] in {"PER", "LOC", "ORG"} for _, e in found)
 
 
+def test_an_older_nights_report_says_when_its_model_has_been_replaced_as_champion(two_nights: dict) -> None:
+    one, two = two_nights["one"], two_nights["two"]
+    assert one["train"]["champion_decision"]["promoted"]
+    before = Path(one["report"]["report"]).read_text()  # written that night, when it was the champion
+    assert "has since been replaced as champion" not in before
+    again = Path(write_report(one["cfg"])["report"]).read_text()  # rewritten after night 2's gate
+    champion = read_champion(Lake(one["cfg"].data_root))["model_version"]
+    replaced = f"It has since been replaced as champion by {two['train']['model_version']}."
+    assert champion == two["train"]["model_version"]  # night 2's tagger won: the case this test is about
+    assert f"Entity model {one['train']['model_version']} was promoted to champion" in again and replaced in again
+
+
 def test_the_report_shows_entity_figures_not_classifier_tables(two_nights: dict) -> None:
     report = Path(two_nights["two"]["report"]["report"]).read_text()
     assert "| validation entity F1 | new model |" in report and "memorising baseline" in report
