@@ -37,15 +37,18 @@ def _entry(item: Any, where: str) -> tuple[Any, Any, Any, Any]:
         label = item.get("label", (item.get("labels") or [None])[0])
         return start, end, label, item.get("text")
     if isinstance(item, (list, tuple)) and len(item) >= 3:
-        return (item[1], item[2], item[0], None) if _is_label(item[0]) else (item[0], item[1], item[2], None)
+        return (item[1], item[2], item[0], None) if _label_first(item) else (item[0], item[1], item[2], None)
     raise SpanError(f"{where}: entity {item!r} is neither a dict with start/end/label nor [start, end, label]",
                     "bad_span")
 
 
-def _is_label(value: Any) -> bool:
-    """A list entry's first element is its label (Argilla v1 [label, start, end]) when it is a string that is not a
-    number: ["0", "8", "LOC"] is doccano's order with quoted offsets, refused as such rather than read rotated."""
-    return isinstance(value, str) and not value.strip().lstrip("+-").isdigit()
+def _label_first(item: Sequence[Any]) -> bool:
+    """Whether a list entry is Argilla v1's [label, start, end] rather than doccano's [start, end, label]: its first
+    element is a string and, when its last is a string too, the first is not a number. ["0", "8", "LOC"] is doccano's
+    order with quoted offsets (refused naming '0', '8'), ["1", 0, 8] Argilla's with a numeric label."""
+    if not isinstance(item[0], str):
+        return False
+    return not isinstance(item[2], str) or not item[0].strip().lstrip("+-").isdigit()
 
 
 def _finish(text: str, entries: Sequence[tuple[Any, Any, Any, Any]], where: str, offsets: Offsets,
@@ -102,7 +105,9 @@ def read_label_studio(record: Mapping[str, Any], where: str, *, text_key: str = 
         return None
     candidates = [a for a in usable if a.get("ground_truth")] or usable
     entries = [_label_studio_entries(a, where) for a in candidates]
-    if len({frozenset((s, e, str(label)) for s, e, label, _ in found) for found in entries}) > 1:
+    # compared as read (offsets converted, checked, whitespace trimmed): a selection with a trailing space agrees
+    read = [_finish(text, found, where, offsets, None, ambiguous)[1] for found in entries] if len(entries) > 1 else []
+    if any(spans != read[0] for spans in read[1:]):
         shown = "; ".join(f"annotation {a.get('id', i + 1)}"
                           + (f" by {a['completed_by']}" if a.get("completed_by") is not None else "") + ": "
                           + (", ".join(f"{label} {text_!r}" if text_ else f"{label} [{s}, {e})"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable, NoReturn, Sequence
 
 from bert_pipeline.errors import InputDataError
+from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, char_script
 
 # The settings of the `ner:` config section (bert_pipeline/config.NerConfig) the messages point to.
 OFFSETS_SETTING = "ner.offsets"  # code_points (default) | utf16
@@ -135,30 +136,39 @@ def _mismatch_hint(text: str, span: Span, expected: str) -> str:
 
 def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_ambiguous: bool) -> None:
     """For a span whose tool stored no entity text: refuses offsets that may count UTF-16 units. After an emoji (or
-    any character outside the Basic Multilingual Plane) the two readings differ; word edges tell them apart when
-    one reading cuts a word and the other does not (refused when it is the code-point reading, suggesting
-    ner.offsets: utf16). When both cut words or neither does - text without spaces, where every character is part
-    of a word, or words that happen to line up - nothing in the record says which is meant: with refuse_ambiguous,
-    the span is refused naming both readings and both settings."""
+    any character outside the Basic Multilingual Plane) the two readings differ. Word edges tell them apart when the
+    code-point reading cuts a word and the UTF-16 one does not: refused, suggesting ner.offsets: utf16. In text
+    written without spaces (Han, Kana, Thai...: `coverage.NO_SPACE_SCRIPTS`) every character is part of a word, so
+    word edges cannot tell; there, unless the UTF-16 reading starts or ends with whitespace while the code-point one
+    does not, nothing in the record says which is meant, and with refuse_ambiguous the span is refused naming both
+    readings and both settings. In other scripts a span that cuts a word either way is left to the tokenize stage's
+    boundary count (sub-word entities such as Paris in #Paris2024 exist)."""
     try:
         start, end = utf16_to_code_points(text, [span.start, span.end])
     except ValueError:  # not a UTF-16 reading of this text (out of range, or inside an emoji): code points
         return
     if (start, end) == (span.start, span.end) or not text[start:end].strip():
         return
-    cuts, cuts_utf16 = _cuts_words(text, span.start, span.end), _cuts_words(text, start, end)
-    if cuts and not cuts_utf16:
+    if _cuts_words(text, span.start, span.end) and not _cuts_words(text, start, end):
         _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
               "an emoji or other character outside the Basic Multilingual Plane", _utf16_hint(text, span, None)
               + reject, "utf16_offsets")
-    if cuts == cuts_utf16 and refuse_ambiguous:
-        _fail(where, span, text, span.start, span.end,
-              f"comes after an emoji or other character outside the Basic Multilingual Plane, where its offsets "
-              f"read as code points give {text[span.start:span.end]!r} and read as UTF-16 units (an emoji counts 2) "
-              f"give {text[start:end]!r}, and nothing in the record says which is meant",
-              f"Say what your tool counts: `{OFFSETS_SETTING}: utf16` for Java/JavaScript tools (Label Studio, "
-              f"doccano's browser export), `{AMBIGUOUS_SETTING}: code_points` for Python tools (spaCy, Prodigy, "
-              "doccano's API). Nothing was written.", "ambiguous_offsets")
+    both = text[min(start, span.start):max(end, span.end)]
+    if not refuse_ambiguous or not any(char_script(c) in NO_SPACE_SCRIPTS for c in both):
+        return
+    if _clean_edges(text[span.start:span.end]) and not _clean_edges(text[start:end]):
+        return  # an exporter does not start or end an entity with a space: code points it is
+    _fail(where, span, text, span.start, span.end,
+          f"comes after an emoji or other character outside the Basic Multilingual Plane in text without spaces, "
+          f"where its offsets read as code points give {text[span.start:span.end]!r} and read as UTF-16 units (an "
+          f"emoji counts 2) give {text[start:end]!r}, and nothing in the record says which is meant",
+          f"Say what your tool counts: `{OFFSETS_SETTING}: utf16` for Java/JavaScript tools (Label Studio, "
+          f"doccano's browser export), `{AMBIGUOUS_SETTING}: code_points` for Python tools (spaCy, Prodigy, "
+          "doccano's API). Nothing was written.", "ambiguous_offsets")
+
+
+def _clean_edges(covered: str) -> bool:
+    return bool(covered) and not covered[0].isspace() and not covered[-1].isspace()
 
 
 def _check_one(text: str, span: Span, where: str, expected: str | None, refuse_ambiguous: bool = False) -> Span:

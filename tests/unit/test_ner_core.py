@@ -188,18 +188,37 @@ def test_label_studio_annotators_must_agree_unless_one_annotation_is_the_ground_
     assert read_label_studio(agreeing, "export.json[1]", offsets="utf16", counts=counts) == (
         text, [Span(2, 14, "PER")])
     assert counts["agreeing_annotations"] == 1
+    # a browser selection that took the space after the name agrees once trimmed, as the span is read
+    spaced = {"id": 6, "data": {"text": text}, "annotations": [annotation(1, person),
+                                                               annotation(2, (3, 16, "PER", "Ngozi Okonjo "))]}
+    assert read_label_studio(spaced, "export.json[2]", offsets="utf16") == (text, [Span(2, 14, "PER")])
 
 
-def test_ambiguous_offsets_after_an_emoji_are_refused_unless_trusted_and_tags_never_are() -> None:
-    record = {"text": "😀 a b c d", "label": [[5, 8, "X"]]}  # code points ' c ' (trimmed to 'c'), UTF-16 units 'b c'
+def test_ambiguous_offsets_after_an_emoji_in_text_without_spaces_are_refused_unless_trusted() -> None:
+    record = {"text": "😀 李伟在东京工作，很开心", "label": [[5, 7, "LOC"]]}  # code points 东京, UTF-16 units 在东
     with pytest.raises(SpanError) as caught:
         read_doccano(record, "d.jsonl:9")
-    assert caught.value.reason == "ambiguous_offsets" and "give ' c ' and read as UTF-16 units" in str(caught.value)
-    assert read_doccano(record, "d.jsonl:9", ambiguous="code_points") == (record["text"], [Span(6, 7, "X")])
-    assert read_doccano(record, "d.jsonl:9", offsets="utf16") == (record["text"], [Span(4, 7, "X")])
-    # where one reading cuts a word and the other does not, the record itself says which: no setting needed
-    english = {"text": "🎉 Zoë Saldaña flew to Paris", "label": [[2, 13, "PER"], [22, 27, "LOC"]]}
-    assert read_doccano(english, "d.jsonl:10")[1] == [Span(2, 13, "PER"), Span(22, 27, "LOC")]
+    assert caught.value.reason == "ambiguous_offsets"
+    assert "give '东京' and read as UTF-16 units (an emoji counts 2) give '在东'" in str(caught.value)
+    assert read_doccano(record, "d.jsonl:9", ambiguous="code_points") == (record["text"], [Span(5, 7, "LOC")])
+    assert read_doccano(record, "d.jsonl:9", offsets="utf16") == (record["text"], [Span(4, 6, "LOC")])
+    # a UTF-16 reading that starts with a space (' 李') is no exporter's entity: code points, no setting needed
+    assert read_doccano({"text": record["text"], "label": [[2, 4, "PER"]]}, "d.jsonl:10")[1] == [Span(2, 4, "PER")]
+
+
+def test_word_edges_decide_in_spaced_scripts_and_tags_are_never_doubted() -> None:
+    # whole words, words ending in punctuation or digits, sub-word spans in hashtags: read as the code points they
+    # are, as before the ambiguity check (their UTF-16 readings are shifted one character left)
+    for text, span, entity in (("🎉 Zoë Saldaña flew to Paris", (22, 27), "Paris"),
+                               ("🎉 Apple Inc. beat estimates", (2, 12), "Apple Inc."),
+                               ("🔥 moving to the U.S.", (16, 20), "U.S."), ("🎉 Formula 1 is back", (2, 11), "Formula 1"),
+                               ("😀 #Paris2024 rocks", (3, 8), "Paris")):
+        got_text, spans = read_doccano({"text": text, "label": [[*span, "X"]]}, "d.jsonl:11")
+        assert [got_text[s.start:s.end] for s in spans] == [entity]
+    # a code-point reading that cuts a word where the UTF-16 one does not is still refused with the utf16 advice
+    with pytest.raises(SpanError, match="set `ner.offsets: utf16`") as caught:
+        read_doccano({"text": "👍 Berlin rocks", "label": [[3, 9, "LOC"]]}, "d.jsonl:12")
+    assert caught.value.reason == "utf16_offsets"
     # offsets computed here from tokens (CoNLL, HF token lists) are code points by construction
     tokens = {"tokens": ["😀", "李", "伟", "在", "东", "京"], "ner_tags": ["O", "B-PER", "I-PER", "O", "B-LOC", "I-LOC"]}
     text, spans = read_token_tags(tokens, "weibo.conll:3")
@@ -209,8 +228,9 @@ def test_ambiguous_offsets_after_an_emoji_are_refused_unless_trusted_and_tags_ne
 def test_quoted_offsets_in_doccano_order_are_named_as_offsets_and_argilla_order_still_reads() -> None:
     with pytest.raises(SpanError, match=r"span \('0', '8', 'LOC'\) has offsets '0', '8'; they must be integers"):
         read_doccano({"text": "New York City is big", "label": [["0", "8", "LOC"]]}, "d.jsonl:2")
-    argilla = {"text": "New York City is big", "annotation": [["LOC", 0, 13]]}
-    assert read_span_dicts(argilla, "a.jsonl:1", spans_key="annotation") == (argilla["text"], [Span(0, 13, "LOC")])
+    argilla = {"text": "New York City is big", "annotation": [["LOC", 0, 13], ["1", 17, 20]]}  # "1": a label
+    assert read_span_dicts(argilla, "a.jsonl:1", spans_key="annotation") == (
+        argilla["text"], [Span(0, 13, "LOC"), Span(17, 20, "1")])
 
 
 def test_spacy_prodigy_argilla_span_lists() -> None:
