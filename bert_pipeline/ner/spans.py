@@ -19,13 +19,17 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, NoReturn, Sequence
 
+import regex
+
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, char_script
 
 # The settings of the `ner:` config section (bert_pipeline/config.NerConfig) the messages point to.
 OFFSETS_SETTING = "ner.offsets"  # code_points (default) | utf16
 AMBIGUOUS_SETTING = "ner.ambiguous_offsets"  # refuse (default) | code_points
 LABEL_MAP_SETTING = "ner.label_map"  # {spelling: canonical label}
+# A character of a script written without spaces between words: text/coverage.NO_SPACE_SCRIPTS, which this layer
+# may not import (tests/unit/test_ner_core.py checks the two agree).
+NO_SPACE_CHAR = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]")
 
 
 class SpanError(InputDataError):
@@ -138,7 +142,7 @@ def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_am
     """For a span whose tool stored no entity text: refuses offsets that may count UTF-16 units. After an emoji (or
     any character outside the Basic Multilingual Plane) the two readings differ. Word edges tell them apart when the
     code-point reading cuts a word and the UTF-16 one does not: refused, suggesting ner.offsets: utf16. In text
-    written without spaces (Han, Kana, Thai...: `coverage.NO_SPACE_SCRIPTS`) every character is part of a word, so
+    written without spaces (Han, Kana, Thai...: `NO_SPACE_CHAR`) every character is part of a word, so
     word edges cannot tell; there, unless the UTF-16 reading starts or ends with whitespace while the code-point one
     does not, nothing in the record says which is meant, and with refuse_ambiguous the span is refused naming both
     readings and both settings. In other scripts a span that cuts a word either way is left to the tokenize stage's
@@ -154,7 +158,7 @@ def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_am
               "an emoji or other character outside the Basic Multilingual Plane", _utf16_hint(text, span, None)
               + reject, "utf16_offsets")
     both = text[min(start, span.start):max(end, span.end)]
-    if not refuse_ambiguous or not any(char_script(c) in NO_SPACE_SCRIPTS for c in both):
+    if not refuse_ambiguous or not NO_SPACE_CHAR.search(both):
         return
     if _clean_edges(text[span.start:span.end]) and not _clean_edges(text[start:end]):
         return  # an exporter does not start or end an entity with a space: code points it is

@@ -206,6 +206,14 @@ def test_ambiguous_offsets_after_an_emoji_in_text_without_spaces_are_refused_unl
     assert read_doccano({"text": record["text"], "label": [[2, 4, "PER"]]}, "d.jsonl:10")[1] == [Span(2, 4, "PER")]
 
 
+def test_the_no_space_script_pattern_agrees_with_coverage() -> None:
+    from bert_pipeline.ner.spans import NO_SPACE_CHAR
+    from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, char_script
+
+    sample = "李伟東京ひらがなカタカナภาษาไทยພາສາລາວភាសាខ្មែរမြန်မာ Zoë Saldaña 한국어 العربية Ελληνικά 123 😀 ー。"
+    assert [bool(NO_SPACE_CHAR.match(c)) for c in sample] == [char_script(c) in NO_SPACE_SCRIPTS for c in sample]
+
+
 def test_word_edges_decide_in_spaced_scripts_and_tags_are_never_doubted() -> None:
     # whole words, words ending in punctuation or digits, sub-word spans in hashtags: read as the code points they
     # are, as before the ambiguity check (their UTF-16 readings are shifted one character left)
