@@ -327,8 +327,11 @@ def download_folder(url: str, local_dir: str) -> str:
 
 
 def upload_folder(local_dir: str, url: str) -> None:
-    """Copy every file of local_dir under url, each file atomically."""
+    """Copy every file of local_dir under url, each file atomically. Temporaries (`*.tmp-*`) that a kill -9 during an
+    earlier upload left in the folders it writes are removed first: the caller owns url until it commits it."""
     for root, _dirs, files in os.walk(local_dir):
+        relative_dir = os.path.relpath(root, local_dir).replace(os.sep, "/")
+        remove(list_files(url if relative_dir == "." else join(url, relative_dir), "*.tmp-*"))
         for name in sorted(files):
             full = os.path.join(root, name)
             relative = os.path.relpath(full, local_dir).replace(os.sep, "/")

@@ -64,3 +64,25 @@ def test_a_table_folder_linked_to_another_disk_is_still_written_atomically(tmp_p
         assert shard.read_bytes() == b"whole" and os.listdir(shard.parent) == ["part-00000.parquet"]
     finally:
         shutil.rmtree(target)
+
+
+def test_upload_folder_removes_temporaries_a_killed_upload_left_in_the_folders_it_writes(tmp_path) -> None:
+    """kill -9 between a temporary's write and its rename leaves `config.json.tmp-*` in an uncommitted model folder;
+    the rerun's upload must not leave it behind (tests/reliability: an entity night's train trial saw exactly that)."""
+    import os
+
+    from bert_pipeline.lake import storage as lake_storage
+
+    source, target = tmp_path / "src", tmp_path / "models" / "v1"
+    (source / "baseline").mkdir(parents=True)
+    (source / "config.json").write_text("{}")
+    (source / "baseline" / "lexicon.json").write_text("[]")
+    (target / "baseline").mkdir(parents=True)
+    (target / "config.json.tmp-5f1c").write_text("half")
+    (target / "baseline" / "lexicon.json.tmp-9a2b").write_text("half")
+    (tmp_path / "models" / "other.tmp-1").write_text("not ours")  # outside the folder written: left alone
+    lake_storage.upload_folder(str(source), str(target))
+    written = sorted(os.path.relpath(os.path.join(root, name), target) for root, _, names in os.walk(target)
+                     for name in names)
+    assert written == ["baseline/lexicon.json", "config.json"]
+    assert (tmp_path / "models" / "other.tmp-1").exists()
