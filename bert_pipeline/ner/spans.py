@@ -29,6 +29,7 @@ AMBIGUOUS_SETTING = "ner.ambiguous_offsets"  # refuse (default) | code_points
 LABEL_MAP_SETTING = "ner.label_map"  # {spelling: canonical label}
 # A character of a script written without spaces between words: text/coverage.NO_SPACE_SCRIPTS, which this layer
 # may not import (tests/unit/test_ner_core.py checks the two agree).
+ASTRAL_CHAR = regex.compile(r"[\U00010000-\U0010FFFF]")  # counts 2 in UTF-16: an emoji, a rare Han character
 NO_SPACE_CHAR = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]")
 
 
@@ -62,7 +63,7 @@ def _fail(where: str, span: object, text: str, start: int, end: int, problem: st
 
 
 def _utf16_length(text: str) -> int:
-    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+    return len(text) + len(ASTRAL_CHAR.findall(text))
 
 
 def utf16_to_code_points(text: str, offsets: Sequence[int]) -> list[int]:
@@ -71,7 +72,7 @@ def utf16_to_code_points(text: str, offsets: Sequence[int]) -> list[int]:
     offsets: any ints in [0, utf16 length of text]. Returns a list of the same length.
     Raises ValueError for an offset outside the text or one that falls between the two halves of a surrogate pair.
     """
-    if all(ord(c) <= 0xFFFF for c in text):
+    if not ASTRAL_CHAR.search(text):
         table: dict[int, int] | None = None
     else:
         table, unit = {}, 0
@@ -79,11 +80,11 @@ def utf16_to_code_points(text: str, offsets: Sequence[int]) -> list[int]:
             table[unit] = index
             unit += 2 if ord(char) > 0xFFFF else 1
         table[unit] = len(text)
-    result = []
+    result, length = [], _utf16_length(text)
     for offset in offsets:
-        if not 0 <= offset <= _utf16_length(text) or (table is not None and offset not in table):
-            raise ValueError(f"UTF-16 offset {offset} is outside the text ({_utf16_length(text)} units) "
-                             "or inside a surrogate pair")
+        if not 0 <= offset <= length or (table is not None and offset not in table):
+            raise ValueError(f"UTF-16 offset {offset} is outside the text ({length} units) or inside a surrogate "
+                             "pair")
         result.append(offset if table is None else table[offset])
     return result
 
@@ -110,7 +111,7 @@ def is_int(value: object) -> bool:
 
 def _utf16_hint(text: str, span: Span, expected: str | None) -> str:
     """The utf16 setting, suggested only if the text has astral characters and reading the offsets as UTF-16 fits."""
-    if all(ord(c) <= 0xFFFF for c in text):
+    if not ASTRAL_CHAR.search(text):
         return ""
     try:
         start, end = utf16_to_code_points(text, [span.start, span.end])
@@ -147,6 +148,8 @@ def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_am
     does not, nothing in the record says which is meant, and with refuse_ambiguous the span is refused naming both
     readings and both settings. In other scripts a span that cuts a word either way is left to the tokenize stage's
     boundary count (sub-word entities such as Paris in #Paris2024 exist)."""
+    if not ASTRAL_CHAR.search(text, 0, span.end):  # nothing before the span's end counts 2: the readings agree
+        return
     try:
         start, end = utf16_to_code_points(text, [span.start, span.end])
     except ValueError:  # not a UTF-16 reading of this text (out of range, or inside an emoji): code points
