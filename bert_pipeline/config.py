@@ -432,7 +432,8 @@ class NerConfig(_Section):
 
 # Settings that say how runs are orchestrated, not what they compute: left out of every fingerprint, so changing
 # them never makes committed work look out of date (None: the whole section).
-# tokenize's coverage settings are a verdict on the tokens, not how they are made.
+# tokenize's coverage settings are a verdict on the tokens, not how they are made; ner.ambiguous_offsets decides what
+# is refused, not what is written (ingest's settings_hash leaves out the same keys).
 NOT_FINGERPRINTED: dict[str, set[str] | None] = {
     "train": {"promotion"}, "timeouts": None, "tokenize": {"max_unknown_share", "on_poor_coverage", "extend_vocabulary",
                                                   "vocabulary_min_count", "vocabulary_max_new"},

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from bert_pipeline.lake import storage
-from bert_pipeline.config import IngestConfig, PipelineConfig
+from bert_pipeline.config import NOT_FINGERPRINTED, IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.curation.labels import check_label_spellings
 from bert_pipeline.ner.tagging import conll_sentences
@@ -566,8 +566,7 @@ def settings_hash(cfg: PipelineConfig) -> str:
     how to read the sources: setting it for a retry does not make a committed night look changed."""
     settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude={"on_existing"})}
     if cfg.task != "classification":  # so that a classification lake's committed nights keep their fingerprints
-        # ner.ambiguous_offsets decides what is refused, not what is written: committed nights keep their hash
-        settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json", exclude={"ambiguous_offsets"})}
+        settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json", exclude=NOT_FINGERPRINTED["ner"])}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
