@@ -105,15 +105,10 @@ def read_label_studio(record: Mapping[str, Any], where: str, *, text_key: str = 
         return None
     candidates = [a for a in usable if a.get("ground_truth")] or usable
     entries = [_label_studio_entries(a, where) for a in candidates]
-    # compared as read (offsets converted, checked, whitespace trimmed): a selection with a trailing space agrees
-    read = [_finish(text, found, where, offsets, None, ambiguous)[1] for found in entries] if len(entries) > 1 else []
-    if any(spans != read[0] for spans in read[1:]):
-        shown = "; ".join(f"annotation {a.get('id', i + 1)}"
-                          + (f" by {a['completed_by']}" if a.get("completed_by") is not None else "") + ": "
-                          + (", ".join(f"{label} {text_!r}" if text_ else f"{label} [{s}, {e})"
-                                       for s, e, label, text_ in found)
-                             or "no entities")
-                          for i, (a, found) in enumerate(zip(candidates, entries)))
+    annotated = _finish(text, entries[0], where, offsets, counts, ambiguous)
+    # the others compared as read (offsets converted, checked, whitespace trimmed): a trailing space still agrees
+    if any(_finish(text, found, where, offsets, None, ambiguous)[1] != annotated[1] for found in entries[1:]):
+        shown = "; ".join(_described(a, i, found) for i, (a, found) in enumerate(zip(candidates, entries)))
         raise SpanError(f"{where}: the task has {len(candidates)} annotations that disagree ({shown}). Mark the one to "
                         "train on as ground truth in Label Studio, or cancel the others, and export again (nothing "
                         "was written).", "annotations_disagree")
@@ -121,7 +116,14 @@ def read_label_studio(record: Mapping[str, Any], where: str, *, text_key: str = 
         counts["multi_label_regions"] += sum(len((r.get("value") or {}).get("labels") or []) > 1
                                              for r in candidates[0].get("result") or [] if _is_span_result(r))
         counts["agreeing_annotations"] += len(candidates) - 1
-    return _finish(text, entries[0], where, offsets, counts, ambiguous)
+    return annotated
+
+
+def _described(annotation: Mapping[str, Any], index: int, entries: list[tuple[Any, Any, Any, Any]]) -> str:
+    """'annotation 12 by 3: PER 'Ngozi Okonjo', ORG [18, 27)': who annotated what, for a disagreement."""
+    who = f" by {annotation['completed_by']}" if annotation.get("completed_by") is not None else ""
+    found = ", ".join(f"{label} {text!r}" if text else f"{label} [{s}, {e})" for s, e, label, text in entries)
+    return f"annotation {annotation.get('id', index + 1)}{who}: {found or 'no entities'}"
 
 
 def _is_span_result(result: Mapping[str, Any]) -> bool:
