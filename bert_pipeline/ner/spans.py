@@ -124,10 +124,17 @@ def _utf16_hint(text: str, span: Span, expected: str | None) -> str:
 
 
 def _cuts_words(text: str, start: int, end: int) -> bool:
-    """Whether a span edge falls between two letters or digits (inside a word); False for an invalid span."""
+    """Whether a span edge surely falls inside a word: between two letters or digits, neither of a script written
+    without spaces (between two Han characters the word edge is unknown; between Han and Latin, as in 在Paris, there
+    is one). False for an invalid span."""
     if not 0 <= start < end <= len(text):
         return False
-    return any(0 < edge < len(text) and text[edge - 1].isalnum() and text[edge].isalnum() for edge in (start, end))
+    return any(0 < edge < len(text) and _in_spaced_word(text[edge - 1]) and _in_spaced_word(text[edge])
+               for edge in (start, end))
+
+
+def _in_spaced_word(char: str) -> bool:
+    return char.isalnum() and not NO_SPACE_CHAR.match(char)
 
 
 def _mismatch_hint(text: str, span: Span, expected: str) -> str:
@@ -142,11 +149,12 @@ def _mismatch_hint(text: str, span: Span, expected: str) -> str:
 def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_ambiguous: bool) -> None:
     """For a span whose tool stored no entity text: refuses offsets that may count UTF-16 units. After an emoji (or
     any character outside the Basic Multilingual Plane) the two readings differ. Word edges tell them apart when the
-    code-point reading cuts a word and the UTF-16 one does not: refused, suggesting ner.offsets: utf16. In text
-    written without spaces (Han, Kana, Thai...: `NO_SPACE_CHAR`) every character is part of a word, so
-    word edges cannot tell; there, unless the UTF-16 reading starts or ends with whitespace while the code-point one
-    does not, nothing in the record says which is meant, and with refuse_ambiguous the span is refused naming both
-    readings and both settings. In other scripts a span that cuts a word either way is left to the tokenize stage's
+    code-point reading cuts a word and the UTF-16 one does not (refused, suggesting ner.offsets: utf16), or the other
+    way round (code points). Between two characters of a script written without spaces (Han, Kana, Thai...:
+    `NO_SPACE_CHAR`) the word edge is unknown; where neither reading surely cuts a word and the span is in or next to
+    such text, unless the UTF-16 reading starts or ends with whitespace while the code-point one does not, nothing
+    in the record says which is meant, and with refuse_ambiguous the span is refused naming both readings and both
+    settings. In other scripts a span that cuts a word either way is left to the tokenize stage's
     boundary count (sub-word entities such as Paris in #Paris2024 exist)."""
     if not ASTRAL_CHAR.search(text, 0, span.end):  # nothing before the span's end counts 2: the readings agree
         return
@@ -156,7 +164,10 @@ def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_am
         return
     if (start, end) == (span.start, span.end) or not text[start:end].strip():
         return
-    if _cuts_words(text, span.start, span.end) and not _cuts_words(text, start, end):
+    cuts, cuts_utf16 = _cuts_words(text, span.start, span.end), _cuts_words(text, start, end)
+    if cuts_utf16 and not cuts:  # the UTF-16 reading cuts a word the code points keep whole: code points it is
+        return
+    if cuts and not cuts_utf16:
         _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
               "an emoji or other character outside the Basic Multilingual Plane", _utf16_hint(text, span, None)
               + reject, "utf16_offsets")

@@ -204,6 +204,11 @@ def test_ambiguous_offsets_after_an_emoji_in_text_without_spaces_are_refused_unl
     assert read_doccano(record, "d.jsonl:9", offsets="utf16") == (record["text"], [Span(4, 6, "LOC")])
     # a UTF-16 reading that starts with a space (' 李') is no exporter's entity: code points, no setting needed
     assert read_doccano({"text": record["text"], "label": [[2, 4, "PER"]]}, "d.jsonl:10")[1] == [Span(2, 4, "PER")]
+    # a Latin name inside Chinese: the UTF-16 reading '在Pari' cuts the word the code points keep whole
+    mixed = {"text": "😀 王芳在Paris工作", "label": [[5, 10, "LOC"]]}
+    assert read_doccano(mixed, "d.jsonl:11")[1] == [Span(5, 10, "LOC")]
+    with pytest.raises(SpanError, match="set `ner.offsets: utf16`"):  # the browser's [6, 11): code points cut it
+        read_doccano({"text": mixed["text"], "label": [[6, 11, "LOC"]]}, "d.jsonl:12")
 
 
 def test_the_no_space_script_pattern_agrees_with_coverage() -> None:
