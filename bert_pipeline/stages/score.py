@@ -409,7 +409,10 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
                        labels=tuple(model_labels(model_dir)), run_id=run_id)
     manifest = lake.read_manifest(area, cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder) and not cfg.score.force:
-        return replace(plan, action="skip", committed_counts=manifest["counts"])
+        # the committed rows name the model that wrote them (another version may share their model_hash, as two
+        # nights' memorising baselines with the same lexicon do)
+        return replace(plan, action="skip", committed_counts=manifest["counts"],
+                       model_version=manifest.get("model_version") or plan.model_version)
     # Replacing a committed partition (another model, or score.force): build the new one aside and swap it in, so
     # readers see the old rows or the new ones, never a mix. The staging name is deterministic: a crash resumes it.
     # A partition of the same fingerprint that lost shards is repaired in place: its other shards are identical.

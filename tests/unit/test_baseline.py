@@ -307,6 +307,12 @@ def test_no_champion_scores_nothing_and_says_why_or_scores_with_the_baseline(chi
     assert joined["predicted_label"].to_list() == stored.answers(stored.probabilities(joined["text"].to_list()))
     third = run_score(fallback, run_id="third")
     assert third["skipped"] is True and third["model_version"] == version  # committed: exactly once
+    # a newer model whose baseline is byte-identical skips too: the summary names the version the rows carry
+    manifest_url = Path(cfg.data_root) / "_manifests" / "predictions" / f"run_date={cfg.run_date}.json"
+    committed = json.loads(manifest_url.read_text())
+    manifest_url.write_text(json.dumps(committed | {"model_version": "2026-11-30-older+tfidf-baseline"}))
+    assert run_score(fallback, run_id="fourth")["model_version"] == "2026-11-30-older+tfidf-baseline"
+    manifest_url.write_text(json.dumps(committed))
     manifest = lake.read_manifest("predictions", cfg.run_date)
     assert manifest["model_version"] == version and manifest["counts"]["rows"] == curated.height
     report = Path(write_report(fallback)["report"]).read_text()
