@@ -51,6 +51,26 @@ def status(lake: Lake, model_version: str) -> dict[str, Any]:
     return {"state": "pending" if waiting else "not-requested", "model_version": model_version}
 
 
+def as_decided(lake: Lake, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A committed model's champion decision with a person's later answer folded in: the manifest keeps the gate's
+    decision as training wrote it (`awaiting_approval` under `train.promotion: approve`), the answer lives in
+    `_promotion.json`. Approved: `promoted`; rejected, expired or superseded: no longer awaiting, the reason says
+    who decided. A decision that waited for nobody, or is still pending, is returned unchanged."""
+    decision = manifest.get("champion_decision") or {}
+    version = (manifest.get("metrics") or {}).get("model_version") or manifest.get("model_version")
+    if not decision.get("awaiting_approval") or not version:
+        return decision
+    record = storage.read_json(decision_url(lake, str(version))) or {}
+    state = record.get("state")
+    if state not in FINAL_STATES:
+        return decision
+    who = f" by {record['decided_by']}" if record.get("decided_by") else ""
+    when = f" at {record['decided_at']}" if record.get("decided_at") else ""
+    answer = f"{state}{who}{when}" + (f" ({record['reason']})" if record.get("reason") else "")
+    return decision | {"promoted": state == "approved", "awaiting_approval": False,
+                       "reason": f"{answer}; the gate had said: {decision.get('reason', '')}"}
+
+
 def review(lake: Lake, model_version: str) -> dict[str, Any]:
     """What a person sees before deciding: the model's validation and test scores against the champion's on the same
     validation rows, the baseline, the training set and the gate's reason."""
@@ -129,6 +149,10 @@ def verdict(decision: dict[str, Any]) -> str:
     keeps scoring; or refused with no champion at all, when score.fallback decides whether anything scores."""
     if decision.get("promoted"):
         return "promoted to champion"
+    if decision.get("awaiting_approval"):
+        keeps = decision.get("previous_champion")
+        return ("waiting for a person's approval (train.promotion: approve); "
+                + (f"scoring keeps champion {keeps} until then" if keeps else "the lake has no champion until then"))
     if decision.get("previous_champion"):
         return f"not promoted: scoring keeps champion {decision['previous_champion']}"
     return "not promoted, and the lake has no champion yet: score.fallback decides whether anything scores the night"

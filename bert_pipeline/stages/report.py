@@ -100,9 +100,13 @@ def comparison_note(previous: str | None, skipped: list[str], what: str) -> str:
 
 
 def tonight_model(lake: Lake, run_date: str) -> dict[str, Any] | None:
-    """The manifest of the newest model trained for run_date (promoted or not), None when none was."""
+    """The manifest of the newest model trained for run_date (promoted or not), None when none was; its champion
+    decision with a person's later answer folded in (`promotion.as_decided`), so an approved model reads as
+    promoted and a rejected one as rejected."""
     manifests = committed_models(lake, run_date)
-    return manifests[-1] if manifests else None
+    if not manifests:
+        return None
+    return manifests[-1] | {"champion_decision": promotion.as_decided(lake, manifests[-1])}
 
 
 def replaced_line(lake: Lake, manifest: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ GATE = {"promoted": True, "reason": "validation macro-F1 0.8000 beats or ties ch
 def commit(lake: Lake, version: str, decision: dict) -> None:
     registry.commit_model(lake, version, {
         "run_date": version[:10], "promoted": decision["promoted"], "champion_decision": decision,
-        "metrics": {"label_names": ["neg", "pos"], "test": {"macro_f1": 0.78, "accuracy": 0.81}},
+        "metrics": {"model_version": version, "label_names": ["neg", "pos"], "test": {"macro_f1": 0.78, "accuracy": 0.81}},
         "training_set": {"run_dates": ["2026-11-26", version[:10]]},
     })
 
@@ -90,3 +90,33 @@ def test_the_verdict_says_what_scores_when_a_model_is_refused() -> None:
     assert verdict({"promoted": False, "previous_champion": "v1"}) == "not promoted: scoring keeps champion v1"
     refused_first = verdict({"promoted": False, "previous_champion": None})
     assert "no champion yet" in refused_first and "score.fallback" in refused_first and "keeps" not in refused_first
+    waiting = verdict(promotion.hold_for_approval(GATE | {"previous_champion": "v1"}, "approve"))
+    assert waiting == "waiting for a person's approval (train.promotion: approve); scoring keeps champion v1 until then"
+
+
+def test_the_report_reads_a_person_s_answer_and_a_later_replacement(lake: Lake) -> None:
+    """The manifest keeps the gate's `awaiting_approval`; the report of that night must say what was decided since:
+    approved (and later replaced as champion), or rejected."""
+    from bert_pipeline.stages.report import replaced_line, tonight_model
+
+    approved, rejected, later = "2026-11-27-aaaaaaaaaa", "2026-11-28-bbbbbbbbbb", "2026-11-29-cccccccccc"
+    for version in (approved, rejected):
+        commit(lake, version, promotion.hold_for_approval(GATE, "approve"))
+    assert promotion.verdict(tonight_model(lake, "2026-11-27")["champion_decision"]).startswith("waiting for")
+    assert replaced_line(lake, tonight_model(lake, "2026-11-27")) == ""
+
+    promotion.approve(lake, approved, by="ana")
+    promotion.reject(lake, rejected, by="bo", note="too few rows")
+    first, second = tonight_model(lake, "2026-11-27"), tonight_model(lake, "2026-11-28")
+    assert promotion.verdict(first["champion_decision"]) == "promoted to champion"
+    assert first["champion_decision"]["reason"].startswith("approved by ana at ")
+    assert GATE["reason"] in first["champion_decision"]["reason"]
+    assert replaced_line(lake, first) == ""  # still the champion
+    assert promotion.verdict(second["champion_decision"]) == "not promoted, and the lake has no champion yet: " \
+        "score.fallback decides whether anything scores the night"
+    assert second["champion_decision"]["reason"].startswith("rejected by bo at ")
+
+    registry.promote(lake, later, ["neg", "pos"], GATE)
+    assert replaced_line(lake, tonight_model(lake, "2026-11-27")) == \
+        f"\nIt has since been replaced as champion by {later}.\n"
+    assert replaced_line(lake, tonight_model(lake, "2026-11-28")) == ""  # never was champion
