@@ -109,9 +109,13 @@ def read_label_studio(record: Mapping[str, Any], where: str, *, text_key: str = 
     # the others compared as read (offsets converted, checked, whitespace trimmed): a trailing space still agrees
     if any(_finish(text, found, where, offsets, None, ambiguous)[1] != annotated[1] for found in entries[1:]):
         shown = "; ".join(_described(a, i, found) for i, (a, found) in enumerate(zip(candidates, entries)))
-        raise SpanError(f"{where}: the task has {len(candidates)} annotations that disagree ({shown}). Mark the one to "
-                        "train on as ground truth in Label Studio, or cancel the others, and export again (nothing "
-                        "was written).", "annotations_disagree")
+        several_truths = len(candidates) > 1 and all(a.get("ground_truth") for a in candidates)
+        advice = ("They are all marked as ground truth: keep that mark on the one to train on only"
+                  if several_truths else "Mark the one to train on as ground truth in Label Studio, or cancel the "
+                  "others")
+        raise SpanError(f"{where}: the task has {len(candidates)} {'ground-truth ' if several_truths else ''}"
+                        f"annotations that disagree ({shown}). {advice}, and export again (nothing was written).",
+                        "annotations_disagree")
     if counts is not None:
         counts["multi_label_regions"] += sum(len((r.get("value") or {}).get("labels") or []) > 1
                                              for r in candidates[0].get("result") or [] if _is_span_result(r))

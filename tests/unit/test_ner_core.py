@@ -183,6 +183,12 @@ def test_label_studio_annotators_must_agree_unless_one_annotation_is_the_ground_
     task["annotations"][1]["ground_truth"] = True  # the reviewer's choice wins
     assert read_label_studio(task, "export.json[0]", offsets="utf16") == (
         text, [Span(2, 14, "ORG"), Span(18, 27, "ORG")])
+    task["annotations"][0]["ground_truth"] = True  # two truths that disagree: the advice is about the mark
+    with pytest.raises(SpanError) as caught:
+        read_label_studio(task, "export.json[0]", offsets="utf16")
+    assert "the task has 2 ground-truth annotations that disagree (annotation 1 by 41: PER" in str(caught.value)
+    assert "They are all marked as ground truth: keep that mark on the one to train on only, and export again" \
+        in str(caught.value)
     counts: Counter[str] = Counter()
     agreeing = {"id": 5, "data": {"text": text}, "annotations": [annotation(1, person), annotation(2, person)]}
     assert read_label_studio(agreeing, "export.json[1]", offsets="utf16", counts=counts) == (
