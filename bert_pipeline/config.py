@@ -416,15 +416,16 @@ class NerConfig(_Section):
         "auto", description="tag scheme of token_tags sources and CoNLL files; auto = detected over each file's tags")
     token_separator: str | None = Field(None, description="what joins tokens into the stored text; empty = a "
                                         "space, nothing between two Han/Hiragana/Katakana characters")
-    offsets: Literal["code_points", "utf16"] = Field(
-        "code_points", description="what span offsets count: code_points (Python, spaCy, doccano's API) or utf16 "
-        "units (Java/JavaScript tools such as Label Studio and doccano's browser export: an emoji counts 2); never "
-        "guessed")
+    offsets: Literal["code_points", "utf16", "utf8"] = Field(
+        "code_points", description="what span offsets count: code_points (Python, spaCy, doccano's API), utf16 "
+        "units (Java/JavaScript tools such as Label Studio and doccano's browser export: an emoji counts 2) or utf8 "
+        "bytes (Go, Rust and C tools: é counts 2, 中 3); never guessed")
     ambiguous_offsets: Literal["refuse", "code_points"] = Field(
         "refuse", description="a span after an emoji (any character outside the Basic Multilingual Plane) whose "
         "tool stored no entity text, where reading its offsets as code points and as UTF-16 units both give a "
         "plausible entity (text without spaces such as Chinese, where word edges cannot tell them apart): refuse "
-        "(the message names both readings) or code_points = trust ner.offsets: code_points. Left out of ingest's "
+        "(the message names both readings) or code_points = trust ner.offsets: code_points (also for a span that "
+        "cuts a word where another unit's reading would not: a sub-word entity). Left out of ingest's "
         "fingerprint: it decides what is refused, not what is written")
     label_map: dict[str, str] = Field(default_factory=dict, description="entity type spellings to rewrite before "
                                       "anything else reads them, e.g. {Per: PER, person: PER}")

@@ -4,7 +4,8 @@ Each reader returns None for a record that carries no usable annotation (a Label
 cancelled or absent, a Prodigy "reject"/"ignore" answer) - "not annotated" is not "annotated, no entities" - and
 adds what it saw to `counts` if given: `trimmed_spans`, `skipped_records` by reason, `malformed_tag_sequences`,
 `multi_label_regions`. `offsets="utf16"` converts offsets counted in UTF-16 units first (Label Studio and doccano
-count in the browser: an emoji is 2); it is a setting, never guessed. Errors are SpanError naming `where`.
+count in the browser: an emoji is 2), `offsets="utf8"` offsets counted in UTF-8 bytes (Go, Rust and C tools); it is a
+setting, never guessed. Errors are SpanError naming `where`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Literal, Mapping, Sequence
 
-from bert_pipeline.ner.spans import Span, SpanError, check_spans, is_int, utf16_to_code_points
+from bert_pipeline.ner.spans import Span, SpanError, check_spans, is_int, utf8_to_code_points, utf16_to_code_points
 from bert_pipeline.ner.tagging import GLUE_SCRIPTS, join_tokens, spans_from_tags
 
-Offsets = Literal["code_points", "utf16"]
+Offsets = Literal["code_points", "utf16", "utf8"]
 Ambiguity = Literal["refuse", "code_points"]  # ner.ambiguous_offsets
 Annotated = tuple[str, list[Span]]
 
@@ -56,11 +57,12 @@ def _finish(text: str, entries: Sequence[tuple[Any, Any, Any, Any]], where: str,
     """Converts offsets if told to, then check_spans (expected texts where the tool stored them; code-point offsets
     that read as plausibly in UTF-16 units refused unless `ambiguous` is code_points)."""
     triples = [(s, e, label) for s, e, label, _ in entries]
-    if offsets == "utf16" and triples:
+    if offsets != "code_points" and triples:
         ints = [int(v) for s, e, _ in triples for v in (s, e) if is_int(v)]
         if len(ints) == 2 * len(triples):
+            convert = utf16_to_code_points if offsets == "utf16" else utf8_to_code_points
             try:
-                converted = iter(utf16_to_code_points(text, ints))
+                converted = iter(convert(text, ints))
             except ValueError as exc:
                 raise SpanError(f"{where}: {exc}", "outside_text") from exc
             triples = [(next(converted), next(converted), label) for _, _, label in triples]

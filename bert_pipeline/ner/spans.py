@@ -3,9 +3,10 @@
 Offsets are Python code points of the text as stored (what `text[start:end]`, duckdb `substring` and polars
 `str.slice` count), half-open: `text[start:end]` is the entity. One character belongs to at most one entity (a flat
 tagger cannot hold nested entities). Offsets counted in UTF-16 units (Java/JS tools: Label Studio, doccano's
-front-end, brat in a browser; an emoji counts 2) are converted with `utf16_to_code_points` when a setting says so,
-never guessed: the checks below *suggest* that setting when the UTF-16 reading would have fit, and refuse a span
-whose two readings are equally plausible (`_check_offset_unit`) until a setting says which.
+front-end, brat in a browser; an emoji counts 2) or UTF-8 bytes (Go, Rust and C tools; é counts 2) are converted with
+`utf16_to_code_points` / `utf8_to_code_points` when a setting says so, never guessed: the checks below *suggest* that
+setting when the other reading would have fit, and refuse a span whose readings are equally plausible
+(`_check_offset_unit`) until a setting says which.
 
 Every problem raises `SpanError` whose message names where (file:line or row), the span, the text around it and the
 setting that would help; its `reason` is a short code for a rejects/ row when the stage is told to reject bad records.
@@ -24,7 +25,7 @@ import regex
 from bert_pipeline.errors import InputDataError
 
 # The settings of the `ner:` config section (bert_pipeline/config.NerConfig) the messages point to.
-OFFSETS_SETTING = "ner.offsets"  # code_points (default) | utf16
+OFFSETS_SETTING = "ner.offsets"  # code_points (default) | utf16 | utf8
 AMBIGUOUS_SETTING = "ner.ambiguous_offsets"  # refuse (default) | code_points
 LABEL_MAP_SETTING = "ner.label_map"  # {spelling: canonical label}
 # A character of a script written without spaces between words: text/coverage.NO_SPACE_SCRIPTS, which this layer
@@ -89,6 +90,26 @@ def utf16_to_code_points(text: str, offsets: Sequence[int]) -> list[int]:
     return result
 
 
+def utf8_to_code_points(text: str, offsets: Sequence[int]) -> list[int]:
+    """Offsets counted in UTF-8 bytes (as Go, Rust and C tools count: é counts 2, 中 3, an emoji 4) -> code-point
+    offsets.
+
+    offsets: any ints in [0, UTF-8 length of text]. Returns a list of the same length.
+    Raises ValueError for an offset outside the text or one that falls inside a character's bytes.
+    """
+    encoded = text.encode("utf-8")
+    # a character starts at every byte that is not a continuation byte (10xxxxxx)
+    starts = [i for i, byte in enumerate(encoded) if byte & 0xC0 != 0x80] + [len(encoded)]
+    table = dict(zip(starts, range(len(starts))))
+    result = []
+    for offset in offsets:
+        if offset not in table:
+            raise ValueError(f"UTF-8 offset {offset} is outside the text ({len(encoded)} bytes) or inside a "
+                             "character")
+        result.append(table[offset])
+    return result
+
+
 def _as_span(item: object, where: str) -> Span:
     """A Span from a Span or a (start, end, label) sequence; start/end must be ints (not bools), label a str."""
     if isinstance(item, Span):
@@ -109,18 +130,27 @@ def is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _utf16_hint(text: str, span: Span, expected: str | None) -> str:
-    """The utf16 setting, suggested only if the text has astral characters and reading the offsets as UTF-16 fits."""
-    if not ASTRAL_CHAR.search(text):
-        return ""
-    try:
-        start, end = utf16_to_code_points(text, [span.start, span.end])
-    except ValueError:
-        return ""
-    if expected is not None and text[start:end] != expected:
-        return ""
-    return (f"Read as UTF-16 units (emoji count 2, as Java/JS tools count) it is {text[start:end]!r}: "
-            f"set `{OFFSETS_SETTING}: utf16`. ")
+def _unit_hint(text: str, span: Span, expected: str | None) -> str:
+    """The offsets setting that would read this span right: utf16 when the text has characters outside the Basic
+    Multilingual Plane and the UTF-16 reading fits, else utf8 when the text is not ASCII and the UTF-8 byte reading
+    fits ('' when neither does). Fits: inside the text, on character edges, and the expected text if one is given."""
+    for unit, convert, applies in (("utf16", utf16_to_code_points, ASTRAL_CHAR.search(text)),
+                                   ("utf8", utf8_to_code_points, not text.isascii())):
+        if not applies:
+            continue
+        try:
+            start, end = convert(text, [span.start, span.end])
+        except ValueError:
+            continue
+        if start < end and (expected is None or text[start:end] == expected):
+            return _setting_hint(unit, text[start:end])
+    return ""
+
+
+def _setting_hint(unit: str, covered: str) -> str:
+    counts = {"utf16": "UTF-16 units (an emoji counts 2, as Java/JS tools count)",
+              "utf8": "UTF-8 bytes (é counts 2 and 中 3, as Go, Rust and C tools count)"}[unit]
+    return f"Read as {counts} it is {covered!r}: set `{OFFSETS_SETTING}: {unit}`. "
 
 
 def _cuts_words(text: str, start: int, end: int) -> bool:
@@ -138,7 +168,7 @@ def _in_spaced_word(char: str) -> bool:
 
 
 def _mismatch_hint(text: str, span: Span, expected: str) -> str:
-    hint = _utf16_hint(text, span, expected)
+    hint = _unit_hint(text, span, expected)
     if not hint and text[span.start:span.end + 1] == expected:
         hint = "The end offset looks inclusive (the text matches one character further); fix the exporter. "
     if not hint and unicodedata.normalize("NFC", text[span.start:span.end]) == unicodedata.normalize("NFC", expected):
@@ -146,18 +176,26 @@ def _mismatch_hint(text: str, span: Span, expected: str) -> str:
     return hint
 
 
-def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_ambiguous: bool) -> None:
-    """For a span whose tool stored no entity text: refuses offsets that may count UTF-16 units. After an emoji (or
-    any character outside the Basic Multilingual Plane) the two readings differ. Word edges tell them apart when the
-    code-point reading cuts a word and the UTF-16 one does not (refused, suggesting ner.offsets: utf16), or the other
-    way round (code points). Between two characters of a script written without spaces (Han, Kana, Thai...:
-    `NO_SPACE_CHAR`) the word edge is unknown; where neither reading surely cuts a word and the span is in or next to
-    such text, unless the UTF-16 reading starts or ends with whitespace while the code-point one does not, nothing
-    in the record says which is meant, and with refuse_ambiguous the span is refused naming both readings and both
-    settings. In other scripts a span that cuts a word either way is left to the tokenize stage's
-    boundary count (sub-word entities such as Paris in #Paris2024 exist)."""
-    if not ASTRAL_CHAR.search(text, 0, span.end):  # nothing before the span's end counts 2: the readings agree
-        return
+def _check_offset_unit(text: str, span: Span, where: str, reject: str) -> None:
+    """For a span an exporter gave in code points without storing the entity text: refuses offsets that may count
+    another unit. Past a character that counts more than one unit the readings differ, and word edges tell them apart:
+    a code-point reading that cuts a word where the UTF-16 (after an emoji or any character outside the Basic
+    Multilingual Plane) or UTF-8 (after any non-ASCII character) reading does not is refused, suggesting
+    ner.offsets: utf16 or utf8; the other way round it is code points. Between two characters of a script written
+    without spaces (Han, Kana, Thai...: `NO_SPACE_CHAR`) the word edge is unknown; where neither the code-point nor
+    the UTF-16 reading surely cuts a word and the span is in or next to such text, unless the UTF-16 reading starts or
+    ends with whitespace while the code-point one does not, nothing in the record says which is meant, and the span
+    is refused naming both readings and both settings. (UTF-8 offsets in such text are not doubted: a code-point span
+    there falls on UTF-8 character edges too rarely for a reading that merely fits to mean anything.) In other
+    scripts a span that cuts a word either way is left to the tokenize stage's boundary count (sub-word entities such
+    as Paris in #Paris2024 exist). ner.ambiguous_offsets: code_points trusts the code points and skips all this."""
+    if ASTRAL_CHAR.search(text, 0, span.end):  # something before the span's end counts 2 in UTF-16
+        _check_utf16_reading(text, span, where, reject)
+    if not text.isascii() and not text[:span.end].isascii():
+        _check_utf8_reading(text, span, where, reject)
+
+
+def _check_utf16_reading(text: str, span: Span, where: str, reject: str) -> None:
     try:
         start, end = utf16_to_code_points(text, [span.start, span.end])
     except ValueError:  # not a UTF-16 reading of this text (out of range, or inside an emoji): code points
@@ -169,10 +207,10 @@ def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_am
         return
     if cuts and not cuts_utf16:
         _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
-              "an emoji or other character outside the Basic Multilingual Plane", _utf16_hint(text, span, None)
-              + reject, "utf16_offsets")
+              "an emoji or other character outside the Basic Multilingual Plane", _setting_hint("utf16", text[start:end])
+              + _TRUST_HINT + reject, "utf16_offsets")
     both = text[min(start, span.start):max(end, span.end)]
-    if not refuse_ambiguous or not NO_SPACE_CHAR.search(both):
+    if not NO_SPACE_CHAR.search(both):
         return
     if _clean_edges(text[span.start:span.end]) and not _clean_edges(text[start:end]):
         return  # an exporter does not start or end an entity with a space: code points it is
@@ -185,6 +223,22 @@ def _check_offset_unit(text: str, span: Span, where: str, reject: str, refuse_am
           "doccano's API). Nothing was written.", "ambiguous_offsets")
 
 
+def _check_utf8_reading(text: str, span: Span, where: str, reject: str) -> None:
+    try:
+        start, end = utf8_to_code_points(text, [span.start, span.end])
+    except ValueError:  # not a UTF-8 reading of this text (inside a character's bytes): code points
+        return
+    if start < end and text[start:end].strip() and _cuts_words(text, span.start, span.end) \
+            and not _cuts_words(text, start, end) and _clean_edges(text[start:end]):
+        _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
+              "a character that UTF-8 stores in several bytes", _setting_hint("utf8", text[start:end]) + _TRUST_HINT
+              + reject, "utf8_offsets")
+
+
+_TRUST_HINT = (f"If your tool counts code points and the entity is part of a word, set "
+               f"`{AMBIGUOUS_SETTING}: code_points`. ")
+
+
 def _clean_edges(covered: str) -> bool:
     return bool(covered) and not covered[0].isspace() and not covered[-1].isspace()
 
@@ -194,15 +248,15 @@ def _check_one(text: str, span: Span, where: str, expected: str | None, refuse_a
     reject = "Fix the annotation in the export (nothing was written)."
     if span.start < 0 or span.end > len(text):
         _fail(where, span, text, span.start, span.end, f"is outside the text ({len(text)} code points)",
-              _utf16_hint(text, span, expected) + reject, "outside_text")
+              _unit_hint(text, span, expected) + reject, "outside_text")
     if span.end <= span.start:
         _fail(where, span, text, span.end, span.start, "ends at or before its start", reject, "empty_span")
     if expected is not None and text[span.start:span.end] != expected:
         _fail(where, span, text, span.start, span.end,
               f"covers {text[span.start:span.end]!r} but the annotation says {expected!r}",
               _mismatch_hint(text, span, expected) + reject, "text_mismatch")
-    if expected is None:
-        _check_offset_unit(text, span, where, reject, refuse_ambiguous)
+    if expected is None and refuse_ambiguous:
+        _check_offset_unit(text, span, where, reject)
     covered = text[span.start:span.end]
     if covered.isspace():
         _fail(where, span, text, span.start, span.end, "is all whitespace", reject, "whitespace_span")

@@ -17,7 +17,8 @@ import pytest
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.ner.metrics import MemorisingTagger, entity_scores, type_confusion
 from bert_pipeline.ner.readers import read_doccano, read_label_studio, read_span_dicts, read_token_tags
-from bert_pipeline.ner.spans import Span, SpanError, check_label_case, check_spans, utf16_to_code_points
+from bert_pipeline.ner.spans import (Span, SpanError, check_label_case, check_spans, utf8_to_code_points,
+                                     utf16_to_code_points)
 from bert_pipeline.ner.tagging import (
     allowed_transitions, chunks, combine_window_logits, constrained_decode, detect_scheme, join_tokens,
     predict_entities, read_conll, spans_from_tags, spans_from_token_tags, tag_names, tags_from_spans,
@@ -682,3 +683,46 @@ def test_memorising_tagger() -> None:
     assert [(text[s.start:s.end], s.label) for s in got[0]] == [
         ("Apple Park", "FAC"), ("東京大学", "ORG"), ("東京", "LOC"), ("Tim Cook", "PER"), ("Apple", "ORG")]
     assert got[1] == []
+
+
+def test_utf8_byte_offsets_are_converted_when_set_and_refused_with_advice_when_not() -> None:
+    text = "José visited Zürich and 北京 😀 today"
+    encoded = text.encode("utf-8")
+    for word in ("José", "Zürich", "北京", "😀", "today"):
+        start = encoded.find(word.encode("utf-8"))
+        begin, end = utf8_to_code_points(text, [start, start + len(word.encode("utf-8"))])
+        assert text[begin:end] == word
+    for inside in (4, encoded.find("北".encode()) + 1, len(encoded) + 1, -1):  # inside é, inside 北, outside
+        with pytest.raises(ValueError, match="UTF-8 offset"):
+            utf8_to_code_points(text, [inside])
+
+    # a Go tool's export: byte offsets, no entity text; read as code points they cut words after 'José'
+    record = {"text": text, "label": [[0, 5, "PER"], [14, 21, "LOC"], [26, 32, "LOC"]]}
+    with pytest.raises(SpanError) as caught:
+        read_doccano(record, "go.jsonl:3")
+    assert caught.value.reason == "utf8_offsets"
+    assert "go.jsonl:3: span Span(start=14, end=21, label='LOC') cuts a word ('ürich a')" in str(caught.value)
+    assert "Read as UTF-8 bytes (é counts 2 and 中 3, as Go, Rust and C tools count) it is 'Zürich': set " \
+           "`ner.offsets: utf8`" in str(caught.value)
+    assert read_doccano(record, "go.jsonl:3", offsets="utf8") == (
+        text, [Span(0, 4, "PER"), Span(13, 19, "LOC"), Span(24, 26, "LOC")])
+    # the user who says the tool counts code points is trusted (a sub-word entity is theirs to keep)
+    assert read_doccano(record, "go.jsonl:3", ambiguous="code_points")[1][1] == Span(14, 21, "LOC")
+    # a tool that stores entity texts is compared, and the advice names the unit that reads them
+    stored = {"text": text, "entities": [{"start": 14, "end": 21, "label": "LOC", "text": "Zürich"}]}
+    with pytest.raises(SpanError) as caught:
+        read_span_dicts(stored, "go.json[0]")
+    assert caught.value.reason == "text_mismatch" and "set `ner.offsets: utf8`" in str(caught.value)
+    assert read_span_dicts(stored, "go.json[0]", offsets="utf8") == (text, [Span(13, 19, "LOC")])
+    with pytest.raises(SpanError, match="go.jsonl:4: UTF-8 offset 1 is outside the text .* or inside a character"):
+        read_doccano({"text": "é x", "label": [[1, 3, "X"]]}, "go.jsonl:4", offsets="utf8")
+
+
+def test_code_point_spans_after_accents_are_not_doubted() -> None:
+    """Correct code-point spans in accented text, including a sub-word entity, are not refused as UTF-8 offsets:
+    their UTF-8 reading cuts words or falls inside a character."""
+    text = "Café #Paris2024 avec Zoë à Montréal"
+    spans = [[text.index("Paris"), text.index("Paris") + 5, "LOC"], [text.index("Zoë"), text.index("Zoë") + 3, "PER"],
+             [text.index("Montréal"), len(text), "LOC"]]
+    _, read = read_doccano({"text": text, "label": spans}, "fr.jsonl:1")
+    assert [text[s.start:s.end] for s in read] == ["Paris", "Zoë", "Montréal"]
