@@ -98,15 +98,15 @@ def utf8_to_code_points(text: str, offsets: Sequence[int]) -> list[int]:
     Raises ValueError for an offset outside the text or one that falls inside a character's bytes.
     """
     encoded = text.encode("utf-8")
-    # a character starts at every byte that is not a continuation byte (10xxxxxx)
-    starts = [i for i, byte in enumerate(encoded) if byte & 0xC0 != 0x80] + [len(encoded)]
-    table = dict(zip(starts, range(len(starts))))
     result = []
     for offset in offsets:
-        if offset not in table:
+        try:
+            if not 0 <= offset <= len(encoded):
+                raise UnicodeDecodeError("utf-8", encoded, offset, offset, "outside")
+            result.append(len(encoded[:offset].decode("utf-8")))  # strict: a prefix ending inside a character fails
+        except UnicodeDecodeError:
             raise ValueError(f"UTF-8 offset {offset} is outside the text ({len(encoded)} bytes) or inside a "
-                             "character")
-        result.append(table[offset])
+                             "character") from None
     return result
 
 
@@ -159,12 +159,12 @@ def _cuts_words(text: str, start: int, end: int) -> bool:
     is one). False for an invalid span."""
     if not 0 <= start < end <= len(text):
         return False
-    return any(0 < edge < len(text) and _in_spaced_word(text[edge - 1]) and _in_spaced_word(text[edge])
-               for edge in (start, end))
-
-
-def _in_spaced_word(char: str) -> bool:
-    return char.isalnum() and not NO_SPACE_CHAR.match(char)
+    for edge in (start, end):  # a plain loop: this runs for every exported span of non-ASCII text
+        if 0 < edge < len(text):
+            left, right = text[edge - 1], text[edge]
+            if left.isalnum() and right.isalnum() and not NO_SPACE_CHAR.match(left) and not NO_SPACE_CHAR.match(right):
+                return True
+    return False
 
 
 def _mismatch_hint(text: str, span: Span, expected: str) -> str:
@@ -224,12 +224,13 @@ def _check_utf16_reading(text: str, span: Span, where: str, reject: str) -> None
 
 
 def _check_utf8_reading(text: str, span: Span, where: str, reject: str) -> None:
+    if not _cuts_words(text, span.start, span.end):  # first: the conversion costs a pass over the text
+        return
     try:
         start, end = utf8_to_code_points(text, [span.start, span.end])
     except ValueError:  # not a UTF-8 reading of this text (inside a character's bytes): code points
         return
-    if start < end and text[start:end].strip() and _cuts_words(text, span.start, span.end) \
-            and not _cuts_words(text, start, end) and _clean_edges(text[start:end]):
+    if start < end and not _cuts_words(text, start, end) and _clean_edges(text[start:end]):
         _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
               "a character that UTF-8 stores in several bytes", _setting_hint("utf8", text[start:end]) + _TRUST_HINT
               + reject, "utf8_offsets")
