@@ -52,11 +52,14 @@ def status(lake: Lake, model_version: str) -> dict[str, Any]:
 
 
 def as_decided(lake: Lake, manifest: dict[str, Any]) -> dict[str, Any]:
-    """A committed model's champion decision with a person's later answer folded in: the manifest keeps the gate's
-    decision as training wrote it (`awaiting_approval` under `train.promotion: approve`), the answer lives in
-    `_promotion.json`. Approved: `promoted`; rejected, expired or superseded: no longer awaiting, the reason says
-    who decided. A decision that waited for nobody, or is still pending, is returned unchanged."""
-    decision = manifest.get("champion_decision") or {}
+    """A committed model's champion decision as it stands now, for a report written later than the night: the
+    manifest keeps the gate's decision as training wrote it (`awaiting_approval` under `train.promotion: approve`);
+    a person's answer lives in `_promotion.json`. Approved: `promoted`; rejected, expired or superseded:
+    `person_decision` names it and the reason says who decided, when and their note. `current_champion` is the
+    lake's champion now (None when none), which `verdict` names instead of the one the model was compared with."""
+    decision = dict(manifest.get("champion_decision") or {})
+    champion = registry.read_champion(lake)
+    decision["current_champion"] = champion["model_version"] if champion else None
     version = (manifest.get("metrics") or {}).get("model_version") or manifest.get("model_version")
     if not decision.get("awaiting_approval") or not version:
         return decision
@@ -66,8 +69,10 @@ def as_decided(lake: Lake, manifest: dict[str, Any]) -> dict[str, Any]:
         return decision
     who = f" by {record['decided_by']}" if record.get("decided_by") else ""
     when = f" at {record['decided_at']}" if record.get("decided_at") else ""
-    answer = f"{state}{who}{when}" + (f" ({record['reason']})" if record.get("reason") else "")
+    why = "; ".join(str(record[k]) for k in ("note", "reason") if record.get(k))
+    answer = f"{state}{who}{when}" + (f" ({why})" if why else "")
     return decision | {"promoted": state == "approved", "awaiting_approval": False,
+                       "person_decision": None if state == "approved" else state,
                        "reason": f"{answer}; the gate had said: {decision.get('reason', '')}"}
 
 
@@ -145,14 +150,22 @@ def reject(lake: Lake, model_version: str, by: str = "", note: str = "", expired
 
 
 def verdict(decision: dict[str, Any]) -> str:
-    """What a champion decision means for scoring, in words (CLI summary, report): promoted; refused while a champion
-    keeps scoring; or refused with no champion at all, when score.fallback decides whether anything scores."""
+    """What a champion decision means for scoring, in words (CLI summary, report): promoted; waiting for a person;
+    refused (by the gate or a person) while a champion keeps scoring; or refused with no champion at all, when
+    score.fallback decides whether anything scores. The champion named is `current_champion` when the decision
+    carries it (`as_decided`: a report written later), else the one the model was compared with."""
     if decision.get("promoted"):
         return "promoted to champion"
+    compared = decision.get("previous_champion")
+    keeps = decision["current_champion"] if "current_champion" in decision else compared
     if decision.get("awaiting_approval"):
-        keeps = decision.get("previous_champion")
-        return ("waiting for a person's approval (train.promotion: approve); "
-                + (f"scoring keeps champion {keeps} until then" if keeps else "the lake has no champion until then"))
-    if decision.get("previous_champion"):
-        return f"not promoted: scoring keeps champion {decision['previous_champion']}"
-    return "not promoted, and the lake has no champion yet: score.fallback decides whether anything scores the night"
+        waiting = ("waiting for a person's approval (train.promotion: approve); "
+                   + (f"scoring keeps champion {keeps} until then" if keeps else "the lake has no champion until then"))
+        if keeps != compared:
+            waiting += (f"; it was compared with {compared or 'no champion'}, so approving it now would mark it "
+                        "superseded")
+        return waiting
+    refused = f"not promoted ({decision['person_decision']})" if decision.get("person_decision") else "not promoted"
+    if keeps:
+        return f"{refused}: scoring keeps champion {keeps}"
+    return f"{refused}, and the lake has no champion yet: score.fallback decides whether anything scores the night"

@@ -131,9 +131,11 @@ def is_int(value: object) -> bool:
 
 
 def _unit_hint(text: str, span: Span, expected: str | None) -> str:
-    """The offsets setting that would read this span right: utf16 when the text has characters outside the Basic
-    Multilingual Plane and the UTF-16 reading fits, else utf8 when the text is not ASCII and the UTF-8 byte reading
-    fits ('' when neither does). Fits: inside the text, on character edges, and the expected text if one is given."""
+    """The offsets settings that would read this span right: utf16 when the text has characters outside the Basic
+    Multilingual Plane and the UTF-16 reading fits, utf8 when the text is not ASCII and the UTF-8 byte reading fits;
+    both when both do, '' when neither does. Fits: inside the text, on character edges, not blank, and the expected
+    text if one is given."""
+    hints = []
     for unit, convert, applies in (("utf16", utf16_to_code_points, ASTRAL_CHAR.search(text)),
                                    ("utf8", utf8_to_code_points, not text.isascii())):
         if not applies:
@@ -142,9 +144,9 @@ def _unit_hint(text: str, span: Span, expected: str | None) -> str:
             start, end = convert(text, [span.start, span.end])
         except ValueError:
             continue
-        if start < end and (expected is None or text[start:end] == expected):
-            return _setting_hint(unit, text[start:end])
-    return ""
+        if text[start:end].strip() and (expected is None or text[start:end] == expected):
+            hints.append(_setting_hint(unit, text[start:end]))
+    return " Or: ".join(hint.strip() for hint in hints) + " " if hints else ""
 
 
 def _setting_hint(unit: str, covered: str) -> str:
@@ -157,14 +159,26 @@ def _cuts_words(text: str, start: int, end: int) -> bool:
     """Whether a span edge surely falls inside a word: between two letters or digits, neither of a script written
     without spaces (between two Han characters the word edge is unknown; between Han and Latin, as in 在Paris, there
     is one). False for an invalid span."""
+    return _cut_edges(text, start, end) > 0
+
+
+def _cut_edges(text: str, start: int, end: int) -> int:
+    """How many of a span's two edges surely fall inside a word (see `_cuts_words`); 0 for an invalid span."""
     if not 0 <= start < end <= len(text):
-        return False
+        return 0
+    cut = 0
     for edge in (start, end):  # a plain loop: this runs for every exported span of non-ASCII text
         if 0 < edge < len(text):
             left, right = text[edge - 1], text[edge]
             if left.isalnum() and right.isalnum() and not NO_SPACE_CHAR.match(left) and not NO_SPACE_CHAR.match(right):
-                return True
-    return False
+                cut += 1
+    return cut
+
+
+def _bad_edges(text: str, start: int, end: int) -> int:
+    """How many of a span's edges no annotator would choose: inside a word, or on whitespace."""
+    covered = text[start:end]
+    return _cut_edges(text, start, end) + (covered[:1].isspace()) + (covered[-1:].isspace())
 
 
 def _mismatch_hint(text: str, span: Span, expected: str) -> str:
@@ -178,21 +192,18 @@ def _mismatch_hint(text: str, span: Span, expected: str) -> str:
 
 def _check_offset_unit(text: str, span: Span, where: str, reject: str) -> None:
     """For a span an exporter gave in code points without storing the entity text: refuses offsets that may count
-    another unit. Past a character that counts more than one unit the readings differ, and word edges tell them apart:
-    a code-point reading that cuts a word where the UTF-16 (after an emoji or any character outside the Basic
-    Multilingual Plane) or UTF-8 (after any non-ASCII character) reading does not is refused, suggesting
-    ner.offsets: utf16 or utf8; the other way round it is code points. Between two characters of a script written
-    without spaces (Han, Kana, Thai...: `NO_SPACE_CHAR`) the word edge is unknown; where neither the code-point nor
-    the UTF-16 reading surely cuts a word and the span is in or next to such text, unless the UTF-16 reading starts or
-    ends with whitespace while the code-point one does not, nothing in the record says which is meant, and the span
-    is refused naming both readings and both settings. (UTF-8 offsets in such text are not doubted: a code-point span
-    there falls on UTF-8 character edges too rarely for a reading that merely fits to mean anything.) In other
-    scripts a span that cuts a word either way is left to the tokenize stage's boundary count (sub-word entities such
-    as Paris in #Paris2024 exist). ner.ambiguous_offsets: code_points trusts the code points and skips all this."""
+    UTF-16 units. After an emoji (or any character outside the Basic Multilingual Plane) the two readings differ, and
+    word edges tell them apart: a code-point reading that cuts a word where the UTF-16 reading does not, and reads as
+    a believable entity (`_believable`), is refused suggesting ner.offsets: utf16; the other way round it is code
+    points. Between two characters of a script written without spaces (Han, Kana, Thai...: `NO_SPACE_CHAR`) the word
+    edge is unknown; where neither reading surely cuts a word and the span is in or next to such text, unless the
+    UTF-16 reading starts or ends with whitespace while the code-point one does not, nothing in the record says
+    which is meant, and the span is refused naming both readings and both settings. In other scripts a span that
+    cuts a word either way is left to the tokenize stage's boundary count (sub-word entities such as Paris in
+    #Paris2024 exist). UTF-8 byte offsets are judged over the whole record (`_check_utf8_record`).
+    ner.ambiguous_offsets: code_points trusts the code points and skips all this."""
     if ASTRAL_CHAR.search(text, 0, span.end):  # something before the span's end counts 2 in UTF-16
         _check_utf16_reading(text, span, where, reject)
-    if not text.isascii() and not text[:span.end].isascii():
-        _check_utf8_reading(text, span, where, reject)
 
 
 def _check_utf16_reading(text: str, span: Span, where: str, reject: str) -> None:
@@ -205,9 +216,9 @@ def _check_utf16_reading(text: str, span: Span, where: str, reject: str) -> None
     cuts, cuts_utf16 = _cuts_words(text, span.start, span.end), _cuts_words(text, start, end)
     if cuts_utf16 and not cuts:  # the UTF-16 reading cuts a word the code points keep whole: code points it is
         return
-    if cuts and not cuts_utf16:
+    if cuts and not cuts_utf16 and _believable(text[start:end]):
         _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
-              "an emoji or other character outside the Basic Multilingual Plane", _setting_hint("utf16", text[start:end])
+              "an emoji or other character outside the Basic Multilingual Plane", _unit_hint(text, span, None)
               + _TRUST_HINT + reject, "utf16_offsets")
     both = text[min(start, span.start):max(end, span.end)]
     if not NO_SPACE_CHAR.search(both):
@@ -223,17 +234,42 @@ def _check_utf16_reading(text: str, span: Span, where: str, reject: str) -> None
           "doccano's API). Nothing was written.", "ambiguous_offsets")
 
 
-def _check_utf8_reading(text: str, span: Span, where: str, reject: str) -> None:
-    if not _cuts_words(text, span.start, span.end):  # first: the conversion costs a pass over the text
+def _check_utf8_record(text: str, spans: Sequence[Span], where: str) -> None:
+    """For a record's spans an exporter gave in code points without entity texts: refuses the record when its offsets
+    read as UTF-8 bytes fit and as code points do not. That is: some span's code-point reading cuts a word, and every
+    span that reads differently in bytes has a byte reading on character edges that cuts no word and looks like an
+    entity (`_believable`). One span alone decides a one-entity record, so a correct sub-word entity (Paris in
+    #Paris2024) is refused only if its byte reading happens to be a believable whole word; every further span makes
+    that rarer, while a byte-offset export passes every span. In text without spaces (Chinese, Japanese, Thai) and
+    where letters take prefixes or particles (Arabic, Korean) word edges say little, and a byte-offset export of
+    one entity there can pass: set the unit when you know it."""
+    if text.isascii():
         return
-    try:
-        start, end = utf8_to_code_points(text, [span.start, span.end])
-    except ValueError:  # not a UTF-8 reading of this text (inside a character's bytes): code points
+    cutting = [span for span in spans if _cuts_words(text, span.start, span.end)]
+    if not cutting:  # first: the conversion costs a pass over the text per span
         return
-    if start < end and not _cuts_words(text, start, end) and _clean_edges(text[start:end]):
-        _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
-              "a character that UTF-8 stores in several bytes", _setting_hint("utf8", text[start:end]) + _TRUST_HINT
-              + reject, "utf8_offsets")
+    readings: dict[Span, tuple[int, int]] = {}  # the spans that read differently in bytes, and how
+    for span in spans:
+        try:
+            start, end = utf8_to_code_points(text, [span.start, span.end])
+        except ValueError:  # inside a character's bytes or outside: not a UTF-8 reading of this record
+            return
+        if (start, end) != (span.start, span.end):
+            if start >= end or _cuts_words(text, start, end) or not _believable(text[start:end]):
+                return
+            readings[span] = (start, end)
+    span = next((span for span in cutting if span in readings), None)
+    if span is None:  # the spans that cut a word cut it in either unit (before any non-ASCII character)
+        return
+    if sum(_bad_edges(text, other.start, other.end) for other in readings) < 2:
+        return  # one cut edge is what a correct sub-word entity makes (Paris in #Paris2024): not evidence enough
+    start, end = readings[span]
+    readings_text = [text[a:b] for a, b in readings.values()]
+    others = f" (all {len(readings)} of its spans that read otherwise in bytes read as whole words: " \
+        f"{', '.join(map(repr, readings_text))})" if len(readings) > 1 else ""
+    _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after a character "
+          f"that UTF-8 stores in several bytes{others}", _setting_hint("utf8", text[start:end]) + _TRUST_HINT
+          + "Fix the annotation in the export (nothing was written).", "utf8_offsets")
 
 
 _TRUST_HINT = (f"If your tool counts code points and the entity is part of a word, set "
@@ -242,6 +278,14 @@ _TRUST_HINT = (f"If your tool counts code points and the entity is part of a wor
 
 def _clean_edges(covered: str) -> bool:
     return bool(covered) and not covered[0].isspace() and not covered[-1].isspace()
+
+
+def _believable(covered: str) -> bool:
+    """Whether a reading looks like an entity a person selected: it starts with a letter or digit and ends with one
+    (or a combining mark, as NFD text does). Half a flag emoji, '️ #' or 'Köln.' are not: a reading in another unit
+    that merely avoids cutting a word is no evidence that the tool counted that unit."""
+    return bool(covered) and covered[0].isalnum() and (covered[-1].isalnum()
+                                                       or unicodedata.category(covered[-1]).startswith("M"))
 
 
 def _check_one(text: str, span: Span, where: str, expected: str | None, refuse_ambiguous: bool = False) -> Span:
@@ -289,15 +333,20 @@ def check_spans(text: str, spans: Iterable[object], where: str, *,
     spans: Span or (start, end, label) items, code-point offsets. expected_texts: the entity text the tool stored for
     each span, in the same order (None where unknown); compared before trimming.
     Raises SpanError naming `where` for: offsets outside the text, end <= start, a span text that disagrees with its
-    expected text, an all-whitespace span, overlapping or nested spans, a non-integer offset or empty label, a span
-    without expected text that cuts a word where its UTF-16 reading would not, and (refuse_ambiguous: offsets an
-    exporter gave, not ones computed here) one whose UTF-16 reading differs and is as plausible (`_check_offset_unit`).
+    expected text, an all-whitespace span, overlapping or nested spans, a non-integer offset or empty label; and,
+    with refuse_ambiguous (offsets an exporter gave as code points, not ones computed here, and no setting trusting
+    them), spans without expected text whose offsets read better in UTF-16 units (`_check_offset_unit`: cutting a
+    word where the UTF-16 reading does not, or as plausible in text without spaces) or, over the whole record, in
+    UTF-8 bytes (`_check_utf8_record`).
     """
     items = [_as_span(item, where) for item in spans]
     if expected_texts is not None and len(expected_texts) != len(items):
         raise ValueError(f"{where}: {len(expected_texts)} expected texts for {len(items)} spans")
     checked = [_check_one(text, span, where, None if expected_texts is None else expected_texts[i], refuse_ambiguous)
                for i, span in enumerate(items)]
+    if refuse_ambiguous:
+        _check_utf8_record(text, [span for i, span in enumerate(items)
+                                  if expected_texts is None or expected_texts[i] is None], where)
     trimmed = len({after for before, after in zip(items, checked) if before != after})  # duplicates once
     result = sorted(set(checked))
     _check_overlaps(text, result, where)

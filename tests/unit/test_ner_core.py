@@ -719,10 +719,35 @@ def test_utf8_byte_offsets_are_converted_when_set_and_refused_with_advice_when_n
 
 
 def test_code_point_spans_after_accents_are_not_doubted() -> None:
-    """Correct code-point spans in accented text, including a sub-word entity, are not refused as UTF-8 offsets:
-    their UTF-8 reading cuts words or falls inside a character."""
-    text = "Café #Paris2024 avec Zoë à Montréal"
-    spans = [[text.index("Paris"), text.index("Paris") + 5, "LOC"], [text.index("Zoë"), text.index("Zoë") + 3, "PER"],
-             [text.index("Montréal"), len(text), "LOC"]]
-    _, read = read_doccano({"text": text, "label": spans}, "fr.jsonl:1")
-    assert [text[s.start:s.end] for s in read] == ["Paris", "Zoë", "Montréal"]
+    """Correct code-point spans in accented text are not refused as UTF-8 or UTF-16 offsets, including sub-word
+    entities (a hashtag's city, a compound's first part) whose byte reading happens to fall on other words' edges:
+    one cut edge is what a sub-word entity makes, and half a flag or 'Köln.' is no entity."""
+    cases = [("Café #Paris2024 avec Zoë à Montréal", ["Paris", "Zoë", "Montréal"]),
+             ("Allez 🇫🇷 #LyonFans", ["Lyon"]),  # its byte reading: half a flag emoji
+             ("Merci à tous ❤️ #Paris2024", ["Paris"]),
+             ("Jürgen fährt nach München. Schöne Grüße aus Köln. Bayernbesucher war toll.", ["Bayern"]),
+             ("Great food and nice people. #MadridCentro à bientôt", ["Madrid"]),  # accents only after the span
+             ("On a mangé une crêpe au café. Le musée était fermé. #NiceMatin", ["Nice"])]  # bytes: 'fermé'
+    for number, (text, words) in enumerate(cases):
+        spans = [[text.index(w), text.index(w) + len(w), "X"] for w in words]
+        _, read = read_doccano({"text": text, "label": spans}, f"fr.jsonl:{number}")
+        assert [text[s.start:s.end] for s in read] == words
+
+
+def test_a_byte_offset_record_is_told_its_unit_even_with_emoji_and_with_every_span_shown() -> None:
+    text = "Léa aime Lyon ce soir"  # two entities in bytes: 'Léa ' and 'yon ' read as code points
+    with pytest.raises(SpanError) as caught:
+        read_doccano({"text": text, "label": [[0, 4, "PER"], [10, 14, "LOC"]]}, "go.jsonl:7")
+    assert caught.value.reason == "utf8_offsets"
+    assert "(all 2 of its spans that read otherwise in bytes read as whole words: 'Léa', 'Lyon')" in str(caught.value)
+    # UTF-8 bytes in text with an emoji: the UTF-16 reading ('adore ') is no entity, so the advice is utf8
+    text = "Zoë et Théo sont à Montréal 😍 Renée adore Nîmes"
+    start = len(text[:text.index("Renée")].encode())
+    with pytest.raises(SpanError) as caught:
+        read_doccano({"text": text, "label": [[start, start + len("Renée".encode()), "PER"]]}, "go.jsonl:8")
+    assert caught.value.reason == "utf8_offsets" and "it is 'Renée': set `ner.offsets: utf8`" in str(caught.value)
+    # past the end: every unit that fits is named
+    with pytest.raises(SpanError) as caught:
+        read_doccano({"text": "ééééé Lyon 😀😀😀", "label": [[11, 15, "LOC"]]}, "go.jsonl:9")
+    assert "it is '😀😀': set `ner.offsets: utf16`. Or: Read as UTF-8 bytes" in str(caught.value)
+    assert "it is 'Lyon': set `ner.offsets: utf8`." in str(caught.value)

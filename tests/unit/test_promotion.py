@@ -112,11 +112,33 @@ def test_the_report_reads_a_person_s_answer_and_a_later_replacement(lake: Lake) 
     assert first["champion_decision"]["reason"].startswith("approved by ana at ")
     assert GATE["reason"] in first["champion_decision"]["reason"]
     assert replaced_line(lake, first) == ""  # still the champion
-    assert promotion.verdict(second["champion_decision"]) == "not promoted, and the lake has no champion yet: " \
-        "score.fallback decides whether anything scores the night"
+    # the champion named is the one now (night 27's, approved since), not "no champion" as when it was compared
+    assert promotion.verdict(second["champion_decision"]) == f"not promoted (rejected): scoring keeps champion {approved}"
     assert second["champion_decision"]["reason"].startswith("rejected by bo at ")
+    assert "(too few rows)" in second["champion_decision"]["reason"]  # the person's note reaches the report
 
     registry.promote(lake, later, ["neg", "pos"], GATE)
     assert replaced_line(lake, tonight_model(lake, "2026-11-27")) == \
         f"\nIt has since been replaced as champion by {later}.\n"
     assert replaced_line(lake, tonight_model(lake, "2026-11-28")) == ""  # never was champion
+
+
+def test_a_report_names_the_champion_of_today_for_a_pending_or_superseded_model(lake: Lake) -> None:
+    pending, superseded, winner = "2026-11-27-aaaaaaaaaa", "2026-11-27-bbbbbbbbbb", "2026-11-28-cccccccccc"
+    from bert_pipeline.stages.report import tonight_model
+
+    commit(lake, pending, promotion.hold_for_approval(GATE | {"previous_champion": "v1"}, "approve"))
+    registry.promote(lake, "v1", ["neg", "pos"], GATE)
+    assert promotion.verdict(tonight_model(lake, "2026-11-27")["champion_decision"]) == \
+        "waiting for a person's approval (train.promotion: approve); scoring keeps champion v1 until then"
+    registry.promote(lake, winner, ["neg", "pos"], GATE)  # another model won meanwhile
+    assert promotion.verdict(tonight_model(lake, "2026-11-27")["champion_decision"]) == (
+        f"waiting for a person's approval (train.promotion: approve); scoring keeps champion {winner} until then; "
+        "it was compared with v1, so approving it now would mark it superseded")
+    commit(lake, superseded, promotion.hold_for_approval(GATE | {"previous_champion": "v1"}, "approve"))
+    assert promotion.approve(lake, superseded, by="ana")["state"] == "superseded"
+    decided = promotion.as_decided(lake, registry.model_manifest(lake, superseded))
+    assert promotion.verdict(decided) == f"not promoted (superseded): scoring keeps champion {winner}"
+    assert decided["reason"].startswith("superseded by ana at ") and f"now {winner}" in decided["reason"]
+    # the CLI right after training has no current_champion: it names the champion the model was compared with
+    assert promotion.verdict({"promoted": False, "previous_champion": "v1"}) == "not promoted: scoring keeps champion v1"
