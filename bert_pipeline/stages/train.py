@@ -338,7 +338,10 @@ class TrainRun:
     def summary(self, manifest: dict[str, Any], skipped: bool) -> dict[str, Any]:
         return {"stage": "train", "skipped": skipped, "model_version": self.model_version,
                 "model_uri": self.model_url, "metrics": manifest.get("metrics"),
-                "training_set": manifest.get("training_set"), "champion_decision": manifest.get("champion_decision"),
+                "training_set": manifest.get("training_set"),
+                # a rerun reports the decision as it stands now: a person may have approved the model since
+                "champion_decision": promotion.as_decided(self.lake, manifest) if skipped
+                else manifest.get("champion_decision"),
                 "baseline": baseline_summary((manifest.get("metrics") or {}).get("baseline"))}
 
 

@@ -112,6 +112,25 @@ def test_reruns_skip_and_a_lost_shard_is_rescored_without_duplicates(pipeline: t
     assert predictions.group_by("run_id").len().sort("run_id")["len"].to_list() == [again["rows"] - lost, lost]
 
 
+def test_a_rerun_of_train_reports_a_person_s_later_answer(pipeline: tuple) -> None:
+    """Under train.promotion: approve the model's manifest keeps `awaiting_approval`; a rerun of the night, after a
+    person answered, must say what was decided, not what training wrote."""
+    from bert_pipeline.evaluation import promotion, registry
+
+    cfg, lake, (*_, trained, _) = pipeline
+    version = trained["model_version"]
+    manifest = registry.model_manifest(lake, version)
+    held = promotion.hold_for_approval(manifest["champion_decision"], "approve")  # as if trained under approve
+    registry.commit_model(lake, version, manifest | {"champion_decision": held | {"previous_champion": version}})
+    rerun = run_train(build_config(cfg.model_dump(), {"train.promotion": "approve"}))
+    assert rerun["skipped"] and promotion.verdict(rerun["champion_decision"]).startswith("waiting for a person")
+    promotion.reject(lake, version, by="ana", note="labels look off")
+    rerun = run_train(build_config(cfg.model_dump(), {"train.promotion": "approve"}))
+    assert rerun["champion_decision"]["reason"].startswith("rejected by ana at ")
+    assert "(labels look off)" in rerun["champion_decision"]["reason"]
+    assert rerun["champion_decision"]["person_decision"] == "rejected" and not rerun["champion_decision"]["promoted"]
+
+
 def test_score_with_an_explicit_model_folder_replaces_the_partition(pipeline: tuple, tmp_path: Path) -> None:
     cfg, lake, _ = pipeline
     # named labels: a folder with only LABEL_0, LABEL_1 is refused (tests/unit/test_model_folders.py)
