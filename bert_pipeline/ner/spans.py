@@ -133,9 +133,9 @@ def is_int(value: object) -> bool:
 def _unit_hint(text: str, span: Span, expected: str | None) -> str:
     """The offsets settings that would read this span right: utf16 when the text has characters outside the Basic
     Multilingual Plane and the UTF-16 reading fits, utf8 when the text is not ASCII and the UTF-8 byte reading fits;
-    both when both do, '' when neither does. Fits: inside the text, on character edges, not blank, and the expected
-    text if one is given."""
-    hints = []
+    every unit that fits, '' when none does. Fits: inside the text, on character edges, and the expected text if one
+    is given; else not blank, and readings without whitespace at their edges are preferred to those with it."""
+    clean, spaced = [], []
     for unit, convert, applies in (("utf16", utf16_to_code_points, ASTRAL_CHAR.search(text)),
                                    ("utf8", utf8_to_code_points, not text.isascii())):
         if not applies:
@@ -144,8 +144,10 @@ def _unit_hint(text: str, span: Span, expected: str | None) -> str:
             start, end = convert(text, [span.start, span.end])
         except ValueError:
             continue
-        if text[start:end].strip() and (expected is None or text[start:end] == expected):
-            hints.append(_setting_hint(unit, text[start:end]))
+        covered = text[start:end]
+        if covered.strip() and (expected is None or covered == expected):
+            (clean if _clean_edges(covered) else spaced).append(_setting_hint(unit, covered))
+    hints = clean or spaced
     return " Or: ".join(hint.strip() for hint in hints) + " " if hints else ""
 
 
@@ -170,9 +172,21 @@ def _cut_edges(text: str, start: int, end: int) -> int:
     for edge in (start, end):  # a plain loop: this runs for every exported span of non-ASCII text
         if 0 < edge < len(text):
             left, right = text[edge - 1], text[edge]
-            if left.isalnum() and right.isalnum() and not NO_SPACE_CHAR.match(left) and not NO_SPACE_CHAR.match(right):
+            if _word_char(left) and _word_char(right) and not NO_SPACE_CHAR.match(left) \
+                    and not NO_SPACE_CHAR.match(right):
                 cut += 1
     return cut
+
+
+def _unspaced_edge(text: str, edge: int) -> bool:
+    """Whether an offset falls between two characters of a script written without spaces, where a word edge is
+    unknown."""
+    return 0 < edge < len(text) and bool(NO_SPACE_CHAR.match(text[edge - 1])) and bool(NO_SPACE_CHAR.match(text[edge]))
+
+
+def _word_char(char: str) -> bool:
+    """A letter, digit or combining mark (NFD text: 'e' + U+0301 is one letter to a reader)."""
+    return char.isalnum() or unicodedata.category(char).startswith("M")
 
 
 def _bad_edges(text: str, start: int, end: int) -> int:
@@ -216,7 +230,7 @@ def _check_utf16_reading(text: str, span: Span, where: str, reject: str) -> None
     cuts, cuts_utf16 = _cuts_words(text, span.start, span.end), _cuts_words(text, start, end)
     if cuts_utf16 and not cuts:  # the UTF-16 reading cuts a word the code points keep whole: code points it is
         return
-    if cuts and not cuts_utf16 and _believable(text[start:end]):
+    if cuts and not cuts_utf16 and _believable(text[start:end]) and _bad_edges(text, span.start, span.end) >= 2:
         _fail(where, span, text, span.start, span.end, f"cuts a word ({text[span.start:span.end]!r}) after "
               "an emoji or other character outside the Basic Multilingual Plane", _unit_hint(text, span, None)
               + _TRUST_HINT + reject, "utf16_offsets")
@@ -248,22 +262,23 @@ def _check_utf8_record(text: str, spans: Sequence[Span], where: str) -> None:
     cutting = [span for span in spans if _cuts_words(text, span.start, span.end)]
     if not cutting:  # first: the conversion costs a pass over the text per span
         return
-    readings: dict[Span, tuple[int, int]] = {}  # the spans that read differently in bytes, and how
+    readings: dict[tuple[int, int], tuple[int, int]] = {}  # offsets that read differently in bytes, and how
     for span in spans:
         try:
             start, end = utf8_to_code_points(text, [span.start, span.end])
         except ValueError:  # inside a character's bytes or outside: not a UTF-8 reading of this record
             return
         if (start, end) != (span.start, span.end):
-            if start >= end or _cuts_words(text, start, end) or not _believable(text[start:end]):
-                return
-            readings[span] = (start, end)
-    span = next((span for span in cutting if span in readings), None)
+            if end - start < 2 or _cuts_words(text, start, end) or not _believable(text[start:end]) \
+                    or _unspaced_edge(text, start) or _unspaced_edge(text, end):
+                return  # between two Han characters any edge "fits": no evidence that bytes were meant
+            readings[span.start, span.end] = (start, end)
+    span = next((span for span in cutting if (span.start, span.end) in readings), None)
     if span is None:  # the spans that cut a word cut it in either unit (before any non-ASCII character)
         return
-    if sum(_bad_edges(text, other.start, other.end) for other in readings) < 2:
+    if sum(_bad_edges(text, *offsets) for offsets in readings) < 2:
         return  # one cut edge is what a correct sub-word entity makes (Paris in #Paris2024): not evidence enough
-    start, end = readings[span]
+    start, end = readings[span.start, span.end]
     readings_text = [text[a:b] for a, b in readings.values()]
     others = f" (all {len(readings)} of its spans that read otherwise in bytes read as whole words: " \
         f"{', '.join(map(repr, readings_text))})" if len(readings) > 1 else ""
@@ -342,11 +357,17 @@ def check_spans(text: str, spans: Iterable[object], where: str, *,
     items = [_as_span(item, where) for item in spans]
     if expected_texts is not None and len(expected_texts) != len(items):
         raise ValueError(f"{where}: {len(expected_texts)} expected texts for {len(items)} spans")
-    checked = [_check_one(text, span, where, None if expected_texts is None else expected_texts[i], refuse_ambiguous)
-               for i, span in enumerate(items)]
-    if refuse_ambiguous:
-        _check_utf8_record(text, [span for i, span in enumerate(items)
-                                  if expected_texts is None or expected_texts[i] is None], where)
+    expected = list(expected_texts) if expected_texts is not None else [None] * len(items)
+    # a stored entity text that its code points read right, past a character another unit counts otherwise, proves
+    # the record counts code points: no unit check then
+    proof = [span for span, known in zip(items, expected) if known is not None and 0 <= span.start < span.end
+             <= len(text) and text[span.start:span.end] == known]
+    utf16_proven = any(ASTRAL_CHAR.search(text, 0, span.end) for span in proof)
+    utf8_proven = any(not text[:span.end].isascii() for span in proof)
+    checked = [_check_one(text, span, where, known, refuse_ambiguous and not utf16_proven)
+               for span, known in zip(items, expected)]
+    if refuse_ambiguous and not utf8_proven:
+        _check_utf8_record(text, [span for span, known in zip(items, expected) if known is None], where)
     trimmed = len({after for before, after in zip(items, checked) if before != after})  # duplicates once
     result = sorted(set(checked))
     _check_overlaps(text, result, where)

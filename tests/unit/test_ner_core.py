@@ -9,6 +9,7 @@ import itertools
 import random
 import subprocess
 import sys
+import unicodedata
 from collections import Counter
 
 import numpy as np
@@ -214,8 +215,8 @@ def test_ambiguous_offsets_after_an_emoji_in_text_without_spaces_are_refused_unl
     # a Latin name inside Chinese: the UTF-16 reading '在Pari' cuts the word the code points keep whole
     mixed = {"text": "😀 王芳在Paris工作", "label": [[5, 10, "LOC"]]}
     assert read_doccano(mixed, "d.jsonl:11")[1] == [Span(5, 10, "LOC")]
-    with pytest.raises(SpanError, match="set `ner.offsets: utf16`"):  # the browser's [6, 11): code points cut it
-        read_doccano({"text": mixed["text"], "label": [[6, 11, "LOC"]]}, "d.jsonl:12")
+    with pytest.raises(SpanError, match="read as UTF-16 units \\(an emoji counts 2\\) give 'Paris'"):
+        read_doccano({"text": mixed["text"], "label": [[6, 11, "LOC"]]}, "d.jsonl:12")  # the browser's [6, 11)
 
 
 def test_the_no_space_script_pattern_agrees_with_coverage() -> None:
@@ -727,11 +728,25 @@ def test_code_point_spans_after_accents_are_not_doubted() -> None:
              ("Merci à tous ❤️ #Paris2024", ["Paris"]),
              ("Jürgen fährt nach München. Schöne Grüße aus Köln. Bayernbesucher war toll.", ["Bayern"]),
              ("Great food and nice people. #MadridCentro à bientôt", ["Madrid"]),  # accents only after the span
-             ("On a mangé une crêpe au café. Le musée était fermé. #NiceMatin", ["Nice"])]  # bytes: 'fermé'
+             ("On a mangé une crêpe au café. Le musée était fermé. #NiceMatin", ["Nice"]),  # bytes: 'fermé'
+             ("太棒了 #INYCForever", ["NYC"]),  # bytes: '了', between two Han characters any edge fits
+             ("すごい試合でした #WeMadridLove", ["Madrid"]),
+             (unicodedata.normalize("NFD", "déjà été été été #GoHabsGo"), ["Habs"]),  # bytes: 'té', half of été
+             ("😂😂😂😂😂😂😂 night #Paris2024", ["Paris"]),  # UTF-16: 'night'; one cut edge is no evidence
+             ("🇫🇷🇫🇷🇫🇷 Allez team #Nice2024", ["Nice"])]
     for number, (text, words) in enumerate(cases):
         spans = [[text.index(w), text.index(w) + len(w), "X"] for w in words]
         _, read = read_doccano({"text": text, "label": spans}, f"fr.jsonl:{number}")
         assert [text[s.start:s.end] for s in read] == words
+    # an entity text the tool stored, read right by code points after multi-byte text, proves the unit
+    text = "太棒了 比赛非常精彩 #realDonaldTrump 和 Zoë"
+    stored = {"text": text, "entities": [{"start": 16, "end": 22, "label": "PER"},
+                                         {"start": 30, "end": 33, "label": "PER", "text": "Zoë"}]}
+    assert read_span_dicts(stored, "x.json[0]")[1] == [Span(16, 22, "PER"), Span(30, 33, "PER")]
+    # the same offsets under two labels are an overlap, not evidence counted twice for another unit
+    with pytest.raises(SpanError) as caught:
+        read_doccano({"text": "déjà Théo и Noël Léa #RomeFans", "label": [[22, 26, "LOC"], [22, 26, "ORG"]]}, "y")
+    assert caught.value.reason == "overlap"
 
 
 def test_a_byte_offset_record_is_told_its_unit_even_with_emoji_and_with_every_span_shown() -> None:
