@@ -265,12 +265,13 @@ def _check_utf8_record(text: str, spans: Sequence[Span], where: str) -> None:
     cutting = [span for span in spans if _cuts_words(text, span.start, span.end)]
     if not cutting:  # first: the conversion costs a pass over the text per span
         return
+    try:  # every offset at once: the text is encoded once per record
+        converted = iter(utf8_to_code_points(text, [offset for span in spans for offset in (span.start, span.end)]))
+    except ValueError:  # inside a character's bytes or outside: not a UTF-8 reading of this record
+        return
     readings: dict[tuple[int, int], tuple[int, int]] = {}  # offsets that read differently in bytes, and how
     for span in spans:
-        try:
-            start, end = utf8_to_code_points(text, [span.start, span.end])
-        except ValueError:  # inside a character's bytes or outside: not a UTF-8 reading of this record
-            return
+        start, end = next(converted), next(converted)
         if (start, end) != (span.start, span.end):
             if end - start < 2 or _cuts_words(text, start, end) or not _believable(text[start:end]) \
                     or _unspaced_edge(text, start) or _unspaced_edge(text, end):
@@ -302,8 +303,7 @@ def _believable(covered: str) -> bool:
     """Whether a reading looks like an entity a person selected: it starts with a letter or digit and ends with one
     (or a combining mark, as NFD text does). Half a flag emoji, '️ #' or 'Köln.' are not: a reading in another unit
     that merely avoids cutting a word is no evidence that the tool counted that unit."""
-    return bool(covered) and covered[0].isalnum() and (covered[-1].isalnum()
-                                                       or unicodedata.category(covered[-1]).startswith("M"))
+    return bool(covered) and covered[0].isalnum() and _word_char(covered[-1])
 
 
 def _check_one(text: str, span: Span, where: str, expected: str | None, refuse_ambiguous: bool = False) -> Span:
