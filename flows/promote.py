@@ -4,7 +4,9 @@ The train run commits the model and ends (the GPU is free); its `bert-pipeline.m
 this flow on the cpu pool (the trigger in deployments/prefect.yaml). The run pauses with a form in the Prefect UI
 (the flow run's Resume button) that shows the model's scores against the champion's on the same validation rows;
 approved, the model becomes champion and the latest night is rescored with it (once, by the score deployment's
-trigger); rejected, or unanswered after `timeouts.approval` seconds, it is kept in the registry and marked.
+trigger, whose run rewrites that night's report); rejected, or unanswered after `timeouts.approval` seconds, it is kept
+in the registry and marked. Whatever the answer, the report of the night the model was trained for is rewritten at
+once, so it no longer reads "waiting for a person's approval".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bert_pipeline.lake.manifests import Lake
 from flows.stages import Config, Overrides
 from tasks.events import announce_champion
 from tasks.runtime import started_alone
+from tasks.stages import report_task
 
 
 class Approval(RunInput):
@@ -47,18 +50,35 @@ def promote_flow(model_version: str, config: Config = None, overrides: Overrides
     try:
         answer = pause_flow_run(wait_for_input=form, timeout=cfg.timeouts.approval, key=f"approve-{model_version}")
     except FlowPauseTimeout:
+        answer = None
+    return record_answer(model_version, answer, config, overrides)
+
+
+def record_answer(model_version: str, answer: Approval | None, config: Config = None,
+                  overrides: Overrides = None) -> dict[str, Any]:
+    """Record a person's answer (None: nobody answered within timeouts.approval) in models/<version>/_promotion.json,
+    make an approved model champion (its event rescores the newest night), and rewrite the report of the night the
+    model was trained for. Returns the promotion record (`promotion.status`'s shape) with "report": its URI."""
+    cfg = load_config(config, overrides)
+    lake, log = Lake(cfg.data_root), get_run_logger()
+    if answer is None:
         log.warning("nobody answered within timeouts.approval = %d s: model %s is kept, marked expired",
                     cfg.timeouts.approval, model_version)
-        return promotion.reject(lake, model_version, note=f"no answer within {cfg.timeouts.approval} s",
-                                expired=True)
-    if not answer.approve:
+        record = promotion.reject(lake, model_version, note=f"no answer within {cfg.timeouts.approval} s",
+                                  expired=True)
+    elif not answer.approve:
         log.info("model %s rejected by %s: kept, not promoted", model_version, answer.reviewer or "a person")
-        return promotion.reject(lake, model_version, answer.reviewer, answer.note)
-    record = promotion.approve(lake, model_version, answer.reviewer, answer.note)
-    if record["state"] == "approved":
-        log.info("model %s approved by %s: it is the champion", model_version, answer.reviewer or "a person")
-        announce_champion(cfg, model_version, record.get("previous_champion"), config, dict(overrides or {}),
-                          chain=started_alone())
+        record = promotion.reject(lake, model_version, answer.reviewer, answer.note)
     else:
-        log.warning("model %s not promoted: %s", model_version, record.get("reason"))
+        record = promotion.approve(lake, model_version, answer.reviewer, answer.note)
+        if record["state"] == "approved":
+            log.info("model %s approved by %s: it is the champion", model_version, answer.reviewer or "a person")
+            announce_champion(cfg, model_version, record.get("previous_champion"), config, dict(overrides or {}),
+                              chain=started_alone())
+        else:
+            log.warning("model %s not promoted: %s", model_version, record.get("reason"))
+    night = promotion.review(lake, model_version)["run_date"]
+    if night:  # the report of that night said "waiting for a person's approval"
+        night_cfg = load_config(config, {**(overrides or {}), "run_date": night})
+        record = record | {"report": report_task(night_cfg.model_dump(mode="json"))["report"]}
     return record

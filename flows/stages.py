@@ -13,11 +13,11 @@ from bert_pipeline.lake.manifests import stage_lock
 from bert_pipeline.task import preflight
 from tasks.events import announce_stage
 from tasks.reporting import ProgressReporter
-from tasks.runtime import time_limit, with_scheduled_run_date
+from tasks.runtime import started_alone, time_limit, with_scheduled_run_date
 from tasks.stages import (
     curate_begin_task, curate_cluster_task, curate_commit_task, curate_finish_task, curate_prepare_task,
-    curate_skipped_task, ingest_task, score_commit_task, score_done_task, score_plan_task, score_shard_task,
-    tokenize_task, train_task,
+    curate_skipped_task, ingest_task, report_task, score_commit_task, score_done_task, score_plan_task,
+    score_shard_task, tokenize_task, train_task,
 )
 
 # The parameters every flow takes. Their JSON schema is what the Prefect UI draws as a form and what the server
@@ -26,6 +26,10 @@ Config = Annotated[str | None, Field(description="path or URL of a YAML config; 
 Overrides = Annotated[dict[str, Any] | None, WithJsonSchema(overrides_schema() | {"default": None})]
 Stages = Annotated[list[Literal["ingest", "curate", "tokenize", "train", "score"]] | None,
                    Field(description="the stages to run, in pipeline order whatever the order given; empty = all")]
+
+# Stages after which a run started alone rewrites its night's report: score ends the chain (ingest -> ... -> score,
+# and the rescore a new champion triggers), train is never chained. The nightly writes the report after its own.
+ENDS_A_NIGHT = ("train", "score")
 
 
 def run_name(stage: str) -> Callable[[], str]:
@@ -88,7 +92,8 @@ def _score(cfg: PipelineConfig) -> dict[str, Any]:
 
 def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: str) -> Callable[..., dict[str, Any]]:
     """The flow of one stage: validate the parameters (a scheduled run writes its scheduled date), check the models,
-    take the stage's lock, run the body within timeouts.<stage>, announce the commit (tasks/events.py)."""
+    take the stage's lock, run the body within timeouts.<stage>, announce the commit (tasks/events.py); a train or
+    score run that no other run started then rewrites the night's report (its URI under "report")."""
 
     def run(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
         overrides = with_scheduled_run_date(config, overrides)
@@ -98,6 +103,8 @@ def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: st
             with stage_lock(cfg.data_root, stage, cfg.run_date):  # a second run of this stage and date is refused
                 summary = body(cfg)
         announce_stage(stage, cfg, summary, config, overrides)
+        if stage in ENDS_A_NIGHT and started_alone():
+            summary = summary | {"report": report_task(cfg.model_dump(mode="json"))["report"]}
         return summary
 
     run.__name__ = f"{stage}_flow"

@@ -232,3 +232,5 @@ def test_a_stage_run_alone_chains_to_score_and_the_nightly_starts_each_stage_onc
         lake, run_date = Lake(str(tmp_path / f"lake-{name}")), sample_config["run_date"]
         scored = read_partition(lake, "predictions", run_date)
         assert scored.height == lake.read_manifest("curated", run_date)["counts"]["curated_rows"] > 250
+        report = Path(lake.root, "reports", f"run_date={run_date}", "report.md").read_text()  # the chain's: by score
+        assert f"## Scores\n\n{scored.height} rows scored with" in report, (name, report[:2000])

@@ -60,6 +60,7 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
         assert (report.parent / f"{plot}.png").read_bytes().startswith(b"\x89PNG"), plot
         assert f"({plot}.png)" in text
     assert "bert-nightly-report" in artifacts
+    assert all("report" not in result[stage] for stage in ("train", "score"))  # written once, by the nightly
 
     again = nightly_flow(config=config)
     assert all(summary["skipped"] for stage, summary in again.items() if stage != "report")
@@ -69,10 +70,18 @@ def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path
     sample_config["run_date"] = "2026-11-26"
     sample_config["ingest"]["shard_rows"] = 100  # several shards: the curate flow maps its steps over them
     config = write_config(tmp_path, sample_config)
+    summaries = {}
     for stage_flow in (ingest_flow, curate_flow, tokenize_flow, train_flow, score_flow):
-        summary = stage_flow(config=config)
+        summaries[stage_flow.name] = summary = stage_flow(config=config)
         assert summary["skipped"] is False
     lake = Lake(sample_config["data_root"])
+    # Run alone (no nightly to write it), train and score each rewrite the night's report; the other stages do not.
+    assert [name for name, summary in summaries.items() if "report" in summary] == ["bert-train", "bert-score"]
+    report = Path(summaries["bert-score"]["report"])
+    assert report == Path(sample_config["data_root"], "reports", "run_date=2026-11-26", "report.md")
+    text = report.read_text()
+    assert f"Model {summaries['bert-train']['model_version']} was promoted to champion" in text
+    assert f"## Scores\n\n{summaries['bert-score']['rows']} rows scored with" in text and "Not scored" not in text
     curated = lake.read_manifest("curated", "2026-11-26")
     assert len(curated["outputs"]) == 4  # 303 rows in shards of 100: curate mapped its steps over 4 shards
     assert curated["counts"]["raw_rows"] == curated["counts"]["curated_rows"] + curated["counts"]["rejected_rows"]
@@ -135,3 +144,42 @@ def test_a_stage_already_running_for_the_date_refuses_a_second_run(tmp_path: Pat
             ingest_flow(config=config)
     assert not Path(sample_config["data_root"], "raw").exists()  # refused without writing
     assert ingest_flow(config=config)["skipped"] is False  # released: the next run goes ahead
+
+
+def test_a_person_s_answer_rewrites_the_report_of_the_model_s_night(tmp_path: Path, sample_config: dict) -> None:
+    """Under train.promotion: approve the night's report says "waiting for a person's approval"; the promote flow's
+    answer (approved, rejected, or none within timeouts.approval) rewrites that night's report at once."""
+    from prefect import flow
+
+    from bert_pipeline.evaluation import promotion, registry
+    from flows.promote import Approval, record_answer
+
+    config, lake = write_config(tmp_path, sample_config), Lake(sample_config["data_root"])
+    gate = {"promoted": True, "reason": "validation macro-F1 0.8000 beats the majority class", "validation_rows": 40,
+            "new_validation_macro_f1": 0.8, "baseline_validation_macro_f1": 0.3, "previous_champion": None}
+    nights = {"2026-11-23": "2026-11-23-aaaaaaaaaa", "2026-11-24": "2026-11-24-bbbbbbbbbb",
+              "2026-11-25": "2026-11-25-cccccccccc"}
+    for night, version in nights.items():
+        registry.commit_model(lake, version, {
+            "run_date": night, "promoted": False, "champion_decision": promotion.hold_for_approval(gate, "approve"),
+            "metrics": {"model_version": version, "label_names": ["neg", "pos"]},
+            "training_set": {"run_dates": [night], "rows_by_night": {night: {"train": 9, "validation": 2, "test": 2}}}})
+
+    @flow(validate_parameters=False)  # the Approval instance goes through as the promote flow passes it
+    def answer(version: str, approval: Approval | None) -> dict:
+        return record_answer(version, approval, config)
+
+    def report(night: str) -> str:
+        return Path(sample_config["data_root"], "reports", f"run_date={night}", "report.md").read_text()
+
+    approved = answer(nights["2026-11-23"], Approval(approve=True, reviewer="ana", note="checked 50 rows"))
+    assert approved["state"] == "approved" and approved["report"].endswith("run_date=2026-11-23/report.md")
+    assert f"Model {nights['2026-11-23']} was promoted to champion. approved by ana at " in report("2026-11-23")
+    rejected = answer(nights["2026-11-24"], Approval(approve=False, reviewer="bo", note="labels look off"))
+    assert rejected["state"] == "rejected"
+    text = report("2026-11-24")
+    assert f"was not promoted (rejected): scoring keeps champion {nights['2026-11-23']}. rejected by bo at " in text
+    assert "(labels look off)" in text and "waiting" not in text
+    assert answer(nights["2026-11-25"], None)["state"] == "expired"
+    assert "was not promoted (expired)" in report("2026-11-25")
+    assert not Path(sample_config["data_root"], "reports", "run_date=2026-11-27").exists()  # only the models' nights
