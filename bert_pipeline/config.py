@@ -155,6 +155,12 @@ class IngestConfig(_Section):
                                         "e.g. '|' for billing|refund); empty = one label per row (a list column or a "
                                         "JSON array is a set of labels either way)")
 
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _one_source(cls, value: Any) -> Any:
+        # `--set ingest.sources=data/night.csv` or `sources: data/night.csv` in YAML: one path is a list of one
+        return [value] if isinstance(value, str) else value
+
     @field_validator("sources")
     @classmethod
     def _sources_not_blank(cls, value: list[str]) -> list[str]:

@@ -35,3 +35,14 @@ def test_a_fresh_model_that_scored_its_own_night_gets_neither_line(capsys: pytes
     out = capsys.readouterr().out
     assert "model 2026-11-27-132b37607a: promoted to champion: validation macro-F1 0.8100" in out
     assert "earlier run" not in out and "scored by model_version" not in out
+
+
+def test_the_report_line_names_where_the_report_went(capsys: pytest.CaptureFixture[str]) -> None:
+    night = summary(False, "2026-11-27-132b37607a")
+    report = "lake/reports/run_date=2026-11-27/report.md"
+    _print_summary("run", night | {"report": {"stage": "report", "report": report, "plots": []}})
+    assert f"  report    done                         {report}\n" in capsys.readouterr().out
+    _print_summary("score", night["score"] | {"report": report})  # a score run alone rewrote it
+    out = capsys.readouterr().out
+    assert f"  score     done                         lake/predictions/run_date=2026-11-27\n" in out
+    assert f"  report    rewritten                    {report}\n" in out

@@ -50,6 +50,7 @@ def test_overrides_parse_yaml_values_and_beat_the_file(tmp_path: Path) -> None:
     assert cfg.run_date == "2026-01-02"
     assert cfg.train.epochs == 2 and cfg.train.max_train_samples is None
     assert cfg.ingest.sources == ["a.csv", "b.csv"]
+    assert load_config(path, ["ingest.sources=data/night 1.csv"]).ingest.sources == ["data/night 1.csv"]  # one path
     assert load_config(path, {"train.epochs": 5}).train.epochs == 5  # dict overrides, as flows pass them
 
 
