@@ -24,6 +24,7 @@ from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
 from bert_pipeline.evaluation.registry import committed_models, read_champion
+from bert_pipeline.stages.tokenize import truncation_warning
 
 
 def write_report(cfg: PipelineConfig) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
     tokens = lake.read_manifest("tokens", cfg.run_date)
     if tokens:
-        sections.append(coverage_section(tokens, cfg.tokenize.max_unknown_share))
+        sections.append(coverage_section(tokens, cfg.tokenize.max_unknown_share) + length_line(tokens, cfg))
     if trained:
         sections.append(view.training_section(trained) + replaced_line(lake, trained))
     if metrics:
@@ -217,6 +218,21 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
     tops = ((f"\nMost frequent unknown characters: {chars}.\n" if chars else "")
             + (f"\nMost frequent unknown words: {words}.\n" if words else ""))
     return f"## Coverage\n\n{head}{vocabulary_line(tokens_manifest)}{verdict}{table}{tops}"
+
+
+def length_line(tokens_manifest: dict[str, Any], cfg: PipelineConfig) -> str:
+    """How many of the night's texts are longer than max_length tokens, with tokenize's warning when the model
+    reads only the start of too many of them (stages/tokenize.truncation_warning); '' when none is."""
+    counts = tokens_manifest.get("counts") or {}
+    rows, cut = counts.get("rows", 0), counts.get("truncated", 0)
+    if not cut:
+        return ""
+    length = tokens_manifest.get("max_length") or cfg.tokenize.max_length
+    warning = truncation_warning(counts, cfg, max_length=length)  # the length the night was tokenized at
+    if warning:
+        return f"\n**Long texts**: {warning[0].removeprefix('tokenize: ')}.\n"
+    return (f"\n{cut:,} of {rows:,} texts ({cut / rows:.1%}) are longer than `tokenize.max_length` {length} tokens "
+            f"(train.long_text: {cfg.train.long_text}, score.long_text: {cfg.score.long_text}).\n")
 
 
 def vocabulary_line(tokens_manifest: dict[str, Any]) -> str:

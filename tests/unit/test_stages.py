@@ -262,3 +262,42 @@ def test_forced_and_replacing_runs_swap_the_partition_whole(pipeline: tuple, tmp
     assert done["scored_this_run"] < done["rows"]  # the shard finished before the crash was kept
     assert [p.name for p in folder.iterdir() if not p.name.startswith("part-")] == []  # data files only
     assert not (Path(cfg.data_root) / "_staging").exists()
+
+
+def test_a_night_of_long_texts_is_told_the_model_reads_only_their_start(sample_config: dict,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """More than 5 % of the texts past tokenize.max_length under long_text: truncate: tokenize warns (log, summary,
+    a skipped rerun too) and the report says it, with the counts of the token shards; under chunk it only counts."""
+    import logging
+
+    from bert_pipeline.stages.report import write_report
+
+    cfg = build_config(sample_config, {"tokenize.max_length": 24})
+    run_ingest(cfg), run_curate(cfg)
+    with caplog.at_level(logging.WARNING, logger="bert_pipeline.stages.tokenize"):
+        summary = run_tokenize(cfg)
+    lake = Lake(cfg.data_root)
+    shards = [read_arrow(url) for url in lake.shard_urls("tokens", cfg.run_date,
+                                                           lake.read_manifest("tokens", cfg.run_date))]
+    rows, cut = sum(t.num_rows for t in shards), sum(sum(t["truncated"].to_pylist()) for t in shards)
+    assert rows == summary["rows"] and cut == summary["truncated"] and cut > 0.05 * rows
+    expected = (f"tokenize: {cut:,} of {rows:,} texts of run_date={cfg.run_date} ({cut / rows:.1%}) are longer than "
+                "tokenize.max_length = 24 tokens, and under train.long_text: truncate and score.long_text: truncate "
+                "the model reads only their first 24")
+    [warning] = [w for w in summary["warnings"] if w.startswith("tokenize: ")]
+    assert warning.startswith(expected) and "train.long_text: chunk and score.long_text: chunk" in warning
+    assert any(r.getMessage() == warning for r in caplog.records)
+    assert warning in run_tokenize(cfg)["warnings"]  # a skipped rerun says it again
+    report = Path(write_report(cfg)["report"]).read_text()
+    assert f"**Long texts**: {expected.removeprefix('tokenize: ')}" in report
+
+    scored_whole = build_config(sample_config, {"tokenize.max_length": 24, "score.long_text": "chunk"})
+    [partly] = [w for w in run_tokenize(scored_whole)["warnings"] if w.startswith("tokenize: ")]
+    assert "under train.long_text: truncate the model reads" in partly  # names only the stage that truncates
+    whole = build_config(sample_config, {"tokenize.max_length": 24, "train.long_text": "chunk",
+                                         "score.long_text": "chunk"})
+    assert not [w for w in run_tokenize(whole).get("warnings", []) if w.startswith("tokenize: ")]
+    report = Path(write_report(whole)["report"]).read_text()
+    assert "Long texts" not in report
+    assert (f"{cut:,} of {rows:,} texts ({cut / rows:.1%}) are longer than `tokenize.max_length` 24 tokens "
+            "(train.long_text: chunk, score.long_text: chunk)") in report
