@@ -101,7 +101,7 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
         for warning in summary.get("warnings") or []:
             print(f"  {'':<9} warning: {warning}")
         if stage != "report" and summary.get("report"):  # a train or score run alone rewrote the night's report
-            print(f"  {'report':<9} {'rewritten':<28} {summary['report']}")
+            print(f"  {'report':<9} {'written':<28} {summary['report']}")
     train = stages.get("train") or {}
     metrics = train.get("metrics")
     if metrics:

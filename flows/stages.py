@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Callable, Literal
 
-from prefect import flow, unmapped
+from prefect import flow, get_run_logger, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field, WithJsonSchema
 
@@ -103,13 +103,24 @@ def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: st
             with stage_lock(cfg.data_root, stage, cfg.run_date):  # a second run of this stage and date is refused
                 summary = body(cfg)
         announce_stage(stage, cfg, summary, config, overrides)
-        if stage in ENDS_A_NIGHT and started_alone():
-            summary = summary | {"report": report_task(cfg.model_dump(mode="json"))["report"]}
-        return summary
+        return with_report(summary, cfg) if stage in ENDS_A_NIGHT and started_alone() else summary
 
     run.__name__ = f"{stage}_flow"
     run.__doc__ = f"bert-pipeline {stage} stage for one run_date: {doc}"
     return flow(name=f"bert-{stage}", flow_run_name=run_name(stage), validate_parameters=True)(run)
+
+
+def with_report(summary: dict[str, Any], cfg: PipelineConfig) -> dict[str, Any]:
+    """summary plus "report": the URI of cfg.run_date's report, written again after a commit outside the nightly.
+    A report that cannot be written does not fail what was committed: the summary gets a warning naming why, and the
+    next run of the night (or of its train or score stage) writes it."""
+    try:
+        return summary | {"report": report_task(cfg.model_dump(mode="json"))["report"]}
+    except Exception as exc:  # noqa: BLE001 - the stage's commit (or a person's answer) stands either way
+        message = (f"the report of run_date={cfg.run_date} was not rewritten ({type(exc).__name__}: {exc}); what was "
+                   "committed stands, and the next run of this night writes the report")
+        get_run_logger().error("%s", message)
+        return summary | {"warnings": [*(summary.get("warnings") or []), message]}
 
 
 def _one_task(task: Any) -> Callable[[PipelineConfig], dict[str, Any]]:

@@ -94,12 +94,14 @@ def truncation_warning(counts: dict[str, Any], cfg: PipelineConfig, max_length: 
     """A warning when more than TRUNCATION_WARNING of the night's texts (counts: the token manifest's, `rows` and
     `truncated`) are longer than max_length tokens (default tokenize.max_length) and train or score reads only their
     first max_length (`long_text: truncate`); [] otherwise."""
-    truncating = [f"{stage}.long_text: truncate" for stage in ("train", "score")
-                  if getattr(cfg, stage).long_text == "truncate"]
+    length = max_length or cfg.tokenize.max_length
+    truncating = ["train.long_text: truncate"] if cfg.train.long_text == "truncate" else []
+    # score tokenizes the text again at its own score.max_length: these counts say nothing about a longer one
+    if cfg.score.long_text == "truncate" and (cfg.score.max_length or length) <= length:
+        truncating.append("score.long_text: truncate")
     rows, cut = counts.get("rows", 0), counts.get("truncated", 0)
     if not truncating or not rows or cut <= TRUNCATION_WARNING * rows:
         return []
-    length = max_length or cfg.tokenize.max_length
     return [f"tokenize: {cut:,} of {rows:,} texts of run_date={cfg.run_date} ({cut / rows:.1%}) are longer than "
             f"tokenize.max_length = {length} tokens, and under {' and '.join(truncating)} the model reads only "
             f"their first {length}: what comes after is never seen. Set train.long_text: chunk and score.long_text: "

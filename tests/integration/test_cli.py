@@ -46,7 +46,7 @@ def test_cli_runs_another_dataset_and_score_reruns_cleanly(tmp_path: Path, other
     rerun = run_cli("score", "--config", str(config), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     # a score run alone rewrites the night's report (data_root as the config gives it: relative)
-    assert "report    rewritten                    ./lake/reports/run_date=2026-11-20/report.md" in rerun.stdout
+    assert "report    written                      ./lake/reports/run_date=2026-11-20/report.md" in rerun.stdout
     assert (tmp_path / "lake" / "reports" / "run_date=2026-11-20" / "report.md").exists()
     again = read_partition(lake, "predictions", "2026-11-20")
     assert again.height == curated["curated_rows"] == again["doc_id"].n_unique()

@@ -66,7 +66,8 @@ def test_nightly_flow_fills_every_lake_folder(tmp_path: Path, sample_config: dic
     assert all(summary["skipped"] for stage, summary in again.items() if stage != "report")
 
 
-def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path: Path, sample_config: dict) -> None:
+def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path: Path, sample_config: dict,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     sample_config["run_date"] = "2026-11-26"
     sample_config["ingest"]["shard_rows"] = 100  # several shards: the curate flow maps its steps over them
     config = write_config(tmp_path, sample_config)
@@ -96,6 +97,16 @@ def test_each_stage_flow_runs_alone_and_score_reruns_without_duplicates(tmp_path
     assert forced["skipped"] is True
     after = read_partition(lake, "predictions", "2026-11-26")
     assert after.height == before.height == after["doc_id"].n_unique()
+
+    import flows.stages
+
+    def unwritable(config: dict) -> dict:
+        raise PermissionError(13, "Permission denied", f"{config['data_root']}/reports")
+
+    monkeypatch.setattr(flows.stages, "report_task", unwritable)  # a report that cannot be written ...
+    rerun = score_flow(config=config)  # ... does not fail the stage: its commit stands, the summary says why
+    assert rerun["skipped"] is True and "report" not in rerun
+    assert rerun["warnings"][-1].startswith("the report of run_date=2026-11-26 was not rewritten (PermissionError: ")
 
 
 def test_flows_refuse_bad_parameters_before_work(tmp_path: Path, sample_config: dict) -> None:
@@ -152,7 +163,7 @@ def test_a_person_s_answer_rewrites_the_report_of_the_model_s_night(tmp_path: Pa
     from prefect import flow
 
     from bert_pipeline.evaluation import promotion, registry
-    from flows.promote import Approval, record_answer
+    from flows.promote import Approval, promote_flow, record_answer
 
     config, lake = write_config(tmp_path, sample_config), Lake(sample_config["data_root"])
     gate = {"promoted": True, "reason": "validation macro-F1 0.8000 beats the majority class", "validation_rows": 40,
@@ -182,4 +193,7 @@ def test_a_person_s_answer_rewrites_the_report_of_the_model_s_night(tmp_path: Pa
     assert "(labels look off)" in text and "waiting" not in text
     assert answer(nights["2026-11-25"], None)["state"] == "expired"
     assert "was not promoted (expired)" in report("2026-11-25")
+    Path(approved["report"]).unlink()  # a retry of a promote run whose answer was recorded (its report failed) ...
+    again = promote_flow(nights["2026-11-23"], config=config)  # ... decides nothing and writes the report again
+    assert again["state"] == "approved" and "promoted to champion" in report("2026-11-23")
     assert not Path(sample_config["data_root"], "reports", "run_date=2026-11-27").exists()  # only the models' nights

@@ -45,4 +45,4 @@ def test_the_report_line_names_where_the_report_went(capsys: pytest.CaptureFixtu
     _print_summary("score", night["score"] | {"report": report})  # a score run alone rewrote it
     out = capsys.readouterr().out
     assert f"  score     done                         lake/predictions/run_date=2026-11-27\n" in out
-    assert f"  report    rewritten                    {report}\n" in out
+    assert f"  report    written                      {report}\n" in out
