@@ -92,8 +92,9 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
     stages = result if command == "run" else {command: result}
     print("\nbert-pipeline finished:")
     for stage, summary in stages.items():
-        where = summary.get("partition") or summary.get("model_uri") or (summary.get("report") if stage == "report"
-                                                                           else "") or ""
+        where = summary.get("partition") or summary.get("model_uri") or ""
+        if stage == "report":
+            where = summary.get("report") or ""
         print(f"  {stage:<9} {stage_outcome(summary):<28} {where}")
         if stage == "curate" and where:
             for area in ("rejects", "dedup_index"):

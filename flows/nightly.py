@@ -32,8 +32,8 @@ def run_stage_deployment(stage: str, parameters: dict[str, Any]) -> dict[str, An
     run = run_deployment(f"bert-{stage}/{stage}", parameters=parameters, timeout=None)
     if not run.state or not run.state.is_completed():
         raise PipelineError(f"stage {stage}: flow run {run.name} ended {run.state.name if run.state else 'unknown'}; "
-                            "fix the cause and retry this nightly run (committed stages are skipped): a retry of that stage run "
-                            "alone would not run the stages after it or the report")
+                            "fix the cause and retry this nightly run (committed stages are skipped): a retry of that "
+                            "stage run alone would not run the stages after it or the report")
     return {"stage": stage, "flow_run": run.name, "state": run.state.name}
 
 
