@@ -43,7 +43,7 @@ def promote_flow(model_version: str, config: Config = None, overrides: Overrides
     current = promotion.status(lake, model_version)
     if current["state"] != "pending":  # decided already (a retry after the answer was recorded): the report again
         log.info("model %s is not waiting for approval (%s): nothing to decide", model_version, current["state"])
-        return with_night_report(current, model_version, config, overrides)
+        return with_night_report(current, lake, model_version, config, overrides)
     facts = promotion.review(lake, model_version)
     form = Approval.with_initial_data(description=promotion.review_markdown(facts))  # keeps the fields as declared
     try:
@@ -76,14 +76,14 @@ def record_answer(model_version: str, answer: Approval | None, config: Config = 
                               chain=started_alone())
         else:
             log.warning("model %s not promoted: %s", model_version, record.get("reason"))
-    return with_night_report(record, model_version, config, overrides)
+    return with_night_report(record, lake, model_version, config, overrides)
 
 
-def with_night_report(record: dict[str, Any], model_version: str, config: Config,
+def with_night_report(record: dict[str, Any], lake: Lake, model_version: str, config: Config,
                       overrides: Overrides) -> dict[str, Any]:
     """record plus "report": the report of the night the model was trained for, rewritten (it said "waiting for a
     person's approval"); a warning instead when it cannot be written (flows.stages.with_report)."""
-    night = promotion.review(Lake(load_config(config, overrides).data_root), model_version)["run_date"]
+    night = promotion.review(lake, model_version)["run_date"]
     if not night:
         return record
     return with_report(record, load_config(config, {**(overrides or {}), "run_date": night}))
