@@ -222,6 +222,11 @@ class CurateConfig(_Section):
     shingle_chars: int = Field(5, ge=2, le=32, description="characters per shingle")
     dense_shingle_chars: int = Field(3, ge=1, le=32, description="characters per shingle for Han/Kana/Hangul texts")
     dedup_across_nights: bool = Field(True, description="compare each night with every other committed night (duplicates, label conflicts and corrections across nights)")
+    on_unrelated_versions: Literal["warn", "refuse"] = Field(
+        "warn", description="an id (ingest.id_column) sent again with a text nothing like its text on another night "
+        "(character-shingle Jaccard < 0.1; e.g. ids that are an export's row numbers): warn = log it, the summary and "
+        "the report say so, and only the newest night's version is trained on; refuse = stop before the night is "
+        "committed")
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "CurateConfig":
@@ -440,11 +445,12 @@ class NerConfig(_Section):
 # Settings that say how runs are orchestrated, not what they compute: left out of every fingerprint, so changing
 # them never makes committed work look out of date (None: the whole section).
 # tokenize's coverage settings are a verdict on the tokens, not how they are made; ner.ambiguous_offsets decides what
-# is refused, not what is written (ingest's settings_hash leaves out the same keys).
+# is refused, not what is written (ingest's settings_hash leaves out the same keys), and so does
+# curate.on_unrelated_versions.
 NOT_FINGERPRINTED: dict[str, set[str] | None] = {
     "train": {"promotion"}, "timeouts": None, "tokenize": {"max_unknown_share", "on_poor_coverage", "extend_vocabulary",
                                                   "vocabulary_min_count", "vocabulary_max_new"},
-    "ner": {"ambiguous_offsets"}}
+    "ner": {"ambiguous_offsets"}, "curate": {"on_unrelated_versions"}}
 
 
 # Train settings whose default depends on the task: applied to the keys a config leaves unset (a value the user set,

@@ -246,6 +246,14 @@ def jaccard_of_sets(a: frozenset[int], b: frozenset[int]) -> float:
     return len(a & b) / union if union else 1.0
 
 
+def paired_jaccard(left: list[str], right: list[str], params: NearDupParams) -> np.ndarray:
+    """[len(left)] float64: the exact character-shingle Jaccard of normalised texts left[i] and right[i], with the
+    shingle sizes near-dup detection uses, so "nothing alike" and "near duplicate" are read on one scale."""
+    flat, offsets = shingle_hashes([*left, *right], params.shingle_chars, params.dense_shingle_chars)
+    sets = shingle_sets(flat, offsets, range(2 * len(left)))
+    return np.array([jaccard_of_sets(sets[i], sets[len(left) + i]) for i in range(len(left))], dtype=np.float64)
+
+
 def find_near_duplicates(texts: list[str], params: NearDupParams) -> tuple[np.ndarray, np.ndarray]:
     """Verified near-duplicate pairs within normalised texts: ([pairs, 2] indices, [pairs] exact Jaccard)."""
     flat, offsets = shingle_hashes(texts, params.shingle_chars, params.dense_shingle_chars)

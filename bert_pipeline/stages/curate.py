@@ -47,12 +47,12 @@ from bert_pipeline.lake import storage
 from bert_pipeline.curation.clean import clean_frame
 from bert_pipeline.config import CurateConfig, PipelineConfig
 from bert_pipeline.curation.dedup import TextLoader, cluster_documents, texts_bands
-from bert_pipeline.errors import LakeStateError
+from bert_pipeline.errors import InputDataError, LakeStateError
 from bert_pipeline.curation.labels import CORRECTION, SUPERSEDED, apply_corrections, read_corrections
 from bert_pipeline.lake.manifests import (
     SHARD_FINGERPRINT, Lake, fingerprint, manifest_matches, shard_matches, shard_name,
 )
-from bert_pipeline.curation.neardup import NearDupParams, normal_form
+from bert_pipeline.curation.neardup import NearDupParams, normal_form, paired_jaccard
 from bert_pipeline.ner.offsets import UNMAPPABLE
 from bert_pipeline.task import Task, task_of
 
@@ -310,16 +310,72 @@ def stale_nights(cl: CurateLake, kept_now: set[str]) -> dict[str, int]:
     return dict(sorted(counts.iter_rows()))
 
 
-def id_versions(cl: CurateLake, curated: pl.DataFrame) -> int:
-    """Tonight's kept rows whose doc_id another committed night keeps with another text: versions of one document
-    (an id re-sent with edited text); the training set keeps the newest night's (`trainset.newest_versions`)."""
+# Below this character-shingle Jaccard (5-grams, 3-grams for Han/Kana/Hangul), an id's text tonight and its text on
+# another night are not one document edited: appending a sentence to a review or rewriting half of it keeps more than
+# this, two unrelated reviews share almost no shingles (ids that are an export's row numbers: 0.00-0.04 on Chinese
+# and English reviews).
+UNRELATED_VERSION_JACCARD = 0.1
+
+
+@dataclass(frozen=True)
+class IdVersions:
+    """Tonight's kept rows whose doc_id another committed night keeps with another text (versions of one document:
+    the training set keeps the newest night's, `trainset.newest_versions`), and those whose texts are nothing alike:
+    one row per (doc_id, other run_date) with the two texts and their Jaccard."""
+
+    versions: int
+    unrelated: pl.DataFrame
+
+    @property
+    def unrelated_ids(self) -> int:
+        return self.unrelated["doc_id"].n_unique() if self.unrelated.height else 0
+
+
+def id_versions(cl: CurateLake, curated: pl.DataFrame, tonight_shards: pl.DataFrame) -> IdVersions:
+    """Compare tonight's kept rows (doc_id, dedup_key) with the other committed nights' rows of the same doc_id;
+    `tonight_shards` (doc_id, shard) says which curated shard holds tonight's text."""
+    nothing = IdVersions(0, pl.DataFrame(schema={"doc_id": pl.String, "run_date": pl.String, "jaccard": pl.Float64,
+                                                 "text": pl.String, "other_text": pl.String}))
     committed = cl.committed_manifests()
     if not committed or curated.is_empty():
-        return 0
+        return nothing
     others = pl.from_arrow(cl.lake.dataset("dedup_index", committed).to_table(
-        columns=["doc_id", "dedup_key"], filter=pc.field("doc_id").isin(curated["doc_id"].to_list())))
+        columns=["doc_id", "dedup_key", "shard", "run_date"], filter=pc.field("doc_id").isin(curated["doc_id"].to_list())))
+    others = others.with_columns(pl.col("run_date").cast(pl.String))  # type: ignore[union-attr]
     both = curated.select("doc_id", "dedup_key").join(others, on="doc_id", suffix="_other")  # type: ignore[arg-type]
-    return both.filter(pl.col("dedup_key") != pl.col("dedup_key_other"))["doc_id"].n_unique()
+    both = both.filter(pl.col("dedup_key") != pl.col("dedup_key_other"))
+    if both.is_empty():
+        return nothing
+    tonight = _column_of(tonight_shards.filter(pl.col("doc_id").is_in(both["doc_id"].to_list())), ["shard"],
+                         lambda shard: storage.join(cl.folders["curated"], shard), "text")
+    other_text: list[str] = []
+    both = both.sort("run_date", "doc_id")
+    for (date,), group in both.group_by("run_date", maintain_order=True):
+        texts = _column_of(group, ["shard"], lambda shard, d=date: storage.join(cl.lake.partition("curated", d), shard),
+                           "text")
+        other_text += [texts[doc] for doc in group["doc_id"].to_list()]
+    both = both.with_columns(text=pl.col("doc_id").replace_strict(tonight), other_text=pl.Series(other_text))
+    jaccard = paired_jaccard([normal_form(t) for t in both["text"].to_list()],
+                             [normal_form(t) for t in other_text], near_dup_params(cl.cfg.curate))
+    both = both.with_columns(jaccard=pl.Series(jaccard))
+    unrelated = both.filter(pl.col("jaccard") < UNRELATED_VERSION_JACCARD).select(nothing.unrelated.columns)
+    return IdVersions(both["doc_id"].n_unique(), unrelated)
+
+
+def unrelated_versions_advice(cfg: PipelineConfig, found: IdVersions) -> str:
+    """What to tell the user when ids come back with texts nothing like their other versions."""
+    def short(text: str) -> str:
+        return repr(text if len(text) <= 40 else text[:39] + "…")
+
+    examples = "; ".join(f"{row['doc_id']!r} on {row['run_date']}: {short(row['other_text'])}, tonight: "
+                         f"{short(row['text'])}" for row in found.unrelated.head(3).iter_rows(named=True))
+    return (f"{found.unrelated_ids} of the {found.versions} id(s) that run_date={cfg.run_date} sends again with "
+            f"another text come with a text nothing like their version on another night (character-shingle Jaccard "
+            f"< {UNRELATED_VERSION_JACCARD}), e.g. {examples}. An id sent again is read as a new version of one "
+            "document and only its newest night's version is trained on, so the other versions leave the training "
+            f"set. If ingest.id_column ({cfg.ingest.id_column!r}) holds row numbers or other ids that are not kept per "
+            "document, leave ingest.id_column empty (doc_ids are then derived from the text) and run the nights "
+            "again from ingest with ingest.on_existing: replace")
 
 
 def prepare_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:
@@ -381,6 +437,11 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
     earlier_fps = [m["fingerprint"] for m in earlier.values()]
     later = {d: m for d, m in cl.committed_manifests().items() if d > cfg.run_date}
     stale = stale_nights(cl, set(curated["doc_id"].to_list()))
+    bands = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), ["doc_id", "bands", "shard"]))
+                       for i in range(shards)])  # type: ignore[misc]
+    versions = id_versions(cl, curated, bands.select("doc_id", "shard"))
+    advice = [unrelated_versions_advice(cfg, versions)] if versions.unrelated_ids else []
+    unrelated = unrelated_verdict(cfg, advice)  # under refuse: raised before anything is committed
     counts = {
         "raw_rows": raw_rows, "curated_rows": curated.height, "rejected_rows": reasons.height,
         "rejected_by_reason": {r: 0 for r in REASONS} | dict(reasons["reason"].value_counts().iter_rows()),
@@ -389,15 +450,14 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
         "earlier_documents_indexed": sum(m["counts"]["curated_rows"] for m in earlier.values()),
         "later_documents_indexed": sum(m["counts"]["curated_rows"] for m in later.values()),
         "label_superseded": int((reasons["reason"] == SUPERSEDED).sum()),
-        "id_versions": id_versions(cl, curated),
+        "id_versions": versions.versions, "unrelated_id_versions": versions.unrelated_ids,
         "splits": dict(curated["split"].value_counts().iter_rows()),
     }
     notes = {"index_recomputed_for": cl.recomputed_nights(), "stale_nights": stale,
-             "warnings": [stale_advice(cfg.run_date, stale)] if stale else []}
+             "warnings": ([stale_advice(cfg.run_date, stale)] if stale else []) + unrelated,
+             "id_warnings": advice}  # what a skipped rerun and the report repeat
     common = dict(stage="curate", run_date=cfg.run_date, inputs=[raw_manifest["fingerprint"], *earlier_fps],
                   config_hash=cfg.fingerprint("curate"), counts=counts, **notes)
-    bands = pl.concat([pl.from_arrow(storage.read_parquet(cl.work_url("bands", i), ["doc_id", "bands", "shard"]))
-                       for i in range(shards)])  # type: ignore[misc]
     # a row in a label conflict has no label to compare with: a later night's single label for it is a correction
     index = curated.select("doc_id", "dedup_key", label=pl.when(pl.col("label_conflict")).then(None)
                            .otherwise(pl.col("label"))).join(bands, on="doc_id", how="left").select(INDEX_SCHEMA.names)
@@ -417,6 +477,20 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
     return {"stage": "curate", "skipped": False, "partition": cl.folders["curated"], **counts, **notes}
 
 
+def unrelated_verdict(cfg: PipelineConfig, advice: list[str], committed: bool = False) -> list[str]:
+    """The warning about ids sent again with unrelated texts ([] when `advice` is empty); under
+    curate.on_unrelated_versions: refuse, an InputDataError instead. committed: the night is already committed (a
+    skipped rerun), which the error says stays."""
+    if not advice:
+        return []
+    if cfg.curate.on_unrelated_versions == "refuse":
+        where = ("its curated partition was committed earlier and is left as it is" if committed
+                 else "nothing of it is committed")
+        raise InputDataError(f"curate refused run_date={cfg.run_date} (curate.on_unrelated_versions: refuse): "
+                             f"{advice[0]}; {where}")
+    return [f"{advice[0]}; curate.on_unrelated_versions: refuse stops such a night before it is committed"]
+
+
 def stale_advice(run_date: str, stale: dict[str, int]) -> str:
     """What to tell the user when a rerun of run_date left other nights' decisions resting on rows it dropped."""
     nights = ", ".join(f"{d} ({n} row(s))" for d, n in stale.items())
@@ -429,8 +503,12 @@ def stale_advice(run_date: str, stale: dict[str, int]) -> str:
 def skipped_summary(cfg: PipelineConfig) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     manifest = lake.read_manifest("curated", cfg.run_date) or {"counts": {}}
+    # still true of the committed night (unlike stale nights, which may have been redone since)
+    warnings = unrelated_verdict(cfg, manifest.get("id_warnings") or [], committed=True)
+    for warning in warnings:
+        log.warning("curate: %s", warning)
     return {"stage": "curate", "skipped": True, "partition": lake.partition("curated", cfg.run_date),
-            **manifest["counts"]}
+            **manifest["counts"], **({"warnings": warnings} if warnings else {})}
 
 
 def run_curate(cfg: PipelineConfig) -> dict[str, Any]:

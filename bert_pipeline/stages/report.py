@@ -45,7 +45,7 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
                 f"manifests under `{cfg.data_root}`.\n"]
     plots: dict[str, bytes] = {}
     if curated:
-        sections.append(curation_section(curated["counts"]))
+        sections.append(curation_section(curated["counts"], curated.get("id_warnings") or []))
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
     tokens = lake.read_manifest("tokens", cfg.run_date)
     if tokens:
@@ -261,14 +261,16 @@ def _code(text: str) -> str:
     return f"{fence} {text} {fence}" if "`" in text else f"`{text}`"
 
 
-def curation_section(counts: dict[str, Any]) -> str:
+def curation_section(counts: dict[str, Any], id_warnings: list[str]) -> str:
+    """Where the night's raw rows went, and the warning about ids re-sent with unrelated texts if curate gave one."""
     raw = max(1, counts["raw_rows"])
     rows = [f"| curated | {counts['curated_rows']} | {counts['curated_rows'] / raw:.2%} |"]
     rows += [f"| rejected: {reason} | {n} | {n / raw:.2%} |" for reason, n in counts["rejected_by_reason"].items() if n]
     return ("## Curation\n\n" f"{counts['raw_rows']} raw rows = {counts['curated_rows']} curated + "
             f"{counts['rejected_rows']} rejected; {counts.get('label_conflicts', 0)} label conflicts; "
             f"{counts.get('label_corrections', 0)} label corrections of earlier nights' rows.\n\n"
-            "| outcome | rows | share of raw |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+            "| outcome | rows | share of raw |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+            + "".join(f"\n**Ids sent again with other texts**: {warning}.\n" for warning in id_warnings))
 
 
 def model_section(metrics: dict[str, Any]) -> str:

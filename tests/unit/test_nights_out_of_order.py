@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from bert_pipeline.config import build_config
+from bert_pipeline.errors import InputDataError
 from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages.report import write_report
 from bert_pipeline.curation.labels import apply_corrections, read_corrections
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.evaluation.registry import lineage_refusal
@@ -125,6 +128,50 @@ def test_an_id_sent_again_with_edited_text_is_a_new_version_of_one_document(tmp_
     early = read_partition(lake, "curated", EARLY)
     split = dict(zip(early["doc_id"], early["split"]))
     assert dict(zip(late["doc_id"], late["split"]))["T-1"] == split["T-1"]  # the split follows the id
+
+
+def _row_number_night(root: Path, run_date: str, texts: list[str], on_unrelated: str = "warn") -> dict:
+    """A night exported with ids that are row numbers per file (r0, r1, ...), as spreadsheet exports number them."""
+    rows = [(f"r{i}", text, "pos" if i % 2 else "neg") for i, text in enumerate(texts)]
+    source = root / f"rows-{run_date}.csv"
+    if not source.exists():  # a rewritten source is a new input to ingest (its identity holds the mtime)
+        pl.DataFrame(rows, schema=["id", "text", "label"], orient="row").write_csv(source)
+    cfg = build_config({"data_root": str(root / "lake"), "run_date": run_date,
+                        "curate": {"on_unrelated_versions": on_unrelated},
+                        "ingest": {"sources": [str(source)], "label_column": "label", "id_column": "id"}})
+    run_ingest(cfg)
+    return run_curate(cfg)
+
+
+def test_ids_that_are_row_numbers_are_told_apart_from_edited_versions(tmp_path: Path, caplog) -> None:
+    first = [A, B, C, N, "Zwei Tage zu spät, aber gut verpackt und vollständig."]
+    # night 2: r0 is the same review edited (a sentence added, emoji kept); r1-r3 are other reviews under the old
+    # row numbers; r4 is only the first night's text with its case changed (the same text, not a version)
+    second = [A + " Update: the seller refunded me.", "这款耳机音质一般，低音太弱，戴久了耳朵疼。",
+              "Batería dura poco, se calienta al cargar 🔥", "Great price, arrived in one piece!!", first[4].upper()]
+    _row_number_night(tmp_path, EARLY, first)
+    caplog.set_level("WARNING")
+    summary = _row_number_night(tmp_path, LATE, second)
+    assert summary["id_versions"] == 4 and summary["unrelated_id_versions"] == 3
+    [warning] = [w for w in summary["warnings"] if "nothing like" in w]
+    assert warning.startswith(f"3 of the 4 id(s) that run_date={LATE} sends again")
+    assert "'r1' on 2026-05-01: '配送很快，包装完好，客服态度也很好，下次还会再来买。', tonight: '这款耳机音质一般" in warning
+    assert "'r0'" not in warning  # an edit is a version, as designed
+    assert "ingest.id_column ('id')" in warning and "curate.on_unrelated_versions: refuse" in warning
+    assert warning in caplog.text
+    # the report's curation section says it, and a skipped rerun repeats it
+    report = Path(write_report(build_config({"data_root": str(tmp_path / "lake"), "run_date": LATE}))["report"])
+    assert f"**Ids sent again with other texts**: 3 of the 4 id(s) that run_date={LATE}" in report.read_text()
+    again = _row_number_night(tmp_path, LATE, second)
+    assert again["skipped"] and again["warnings"] == summary["warnings"]
+    # refuse: a committed night stays as it is and says so; a new night is not committed
+    with pytest.raises(InputDataError, match="committed earlier and is left as it is"):
+        _row_number_night(tmp_path, LATE, second, on_unrelated="refuse")
+    third = "2026-05-05"
+    with pytest.raises(InputDataError, match=rf"curate refused run_date={third} .*'r1' on .*nothing of it is committed"):
+        _row_number_night(tmp_path, third, ["Completely different text about a lamp.", "Ein anderer Text, r1."],
+                          on_unrelated="refuse")
+    assert Lake(str(tmp_path / "lake")).read_manifest("curated", third) is None
 
 
 def test_the_training_set_keeps_the_newest_version_of_an_id() -> None:
