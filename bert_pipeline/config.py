@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from bert_pipeline.curation.labels import canonical_label
 from bert_pipeline.errors import ConfigError
 
 Format = Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt", "conll"]
@@ -154,6 +155,10 @@ class IngestConfig(_Section):
     label_delimiter: str | None = Field(None, description="text labels are sets split at this string (multi-label, "
                                         "e.g. '|' for billing|refund); empty = one label per row (a list column or a "
                                         "JSON array is a set of labels either way)")
+    label_map: dict[str, str] = Field(
+        default_factory=dict, description="class spellings rewritten as they are read, before anything else sees "
+        "them, e.g. {0: neg, 1: pos} for an export that writes some rows' class as its id (each member of a label "
+        "set is rewritten); entity types have ner.label_map")
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -176,6 +181,19 @@ class IngestConfig(_Section):
         if isinstance(value, str) and value.strip() == "":
             raise ValueError("must hold a non-space character (labels are stripped of spaces), or be empty")
         return value
+
+    @field_validator("label_map", mode="before")
+    @classmethod
+    def _canonical_label_map(cls, value: Any) -> Any:
+        # keys and labels in the form ingest reads labels in: YAML's {0: neg} and the label 0.0 both mean "0"
+        if value in (None, ""):
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping {spelling: label}, e.g. {0: neg, 1: pos}")
+        mapped = {canonical_label(k): canonical_label(v) for k, v in value.items()}
+        if None in mapped or None in mapped.values():
+            raise ValueError(f"spellings and labels may not be empty, got {value!r}")
+        return mapped
 
     @field_validator("label_column", "id_column", "split_column", mode="before")
     @classmethod
@@ -505,6 +523,13 @@ class PipelineConfig(_Section):
         for field, value in TASK_TRAIN_DEFAULTS.get(self.task, {}).items():
             if field not in self.train.model_fields_set:
                 setattr(self.train, field, value)
+        return self
+
+    @model_validator(mode="after")
+    def _label_map_of_the_task(self) -> "PipelineConfig":
+        if self.task == "ner" and self.ingest.label_map:
+            raise ValueError("ingest.label_map rewrites classes (task: classification); under task: ner, entity "
+                             "types are rewritten by ner.label_map")
         return self
 
     def fingerprint(self, *sections: str) -> str:

@@ -217,6 +217,19 @@ def _per_distinct_value(series: pl.Series, canonical: Callable[[Any], str | None
     return series.replace_strict(mapping, default=None, return_dtype=pl.String)
 
 
+def mapped_labels(series: pl.Series, label_map: Mapping[str, str]) -> pl.Series:
+    """A column of canonical labels with each label (each member of a label set) rewritten by `label_map`
+    (ingest.label_map, canonical keys and labels); one Python call per distinct value. Same length, String."""
+    if not label_map:
+        return series
+
+    def mapped(value: str) -> str | None:
+        if is_label_set(value):
+            return encode_label_set(label_map.get(member, member) for member in label_set(value))
+        return label_map.get(value, value)
+    return _per_distinct_value(series, mapped)
+
+
 def split_label_text(text: str, delimiter: str) -> str | None:
     """One text cell as a canonical set: a JSON array as written, else the pieces between delimiters (stripped,
     empty pieces dropped); None when nothing is left (an empty cell, or one of delimiters only)."""
@@ -233,10 +246,12 @@ def label_key(label: str) -> str:
     return _NOT_WORD.sub("_", label.casefold()).strip("_") or "label"
 
 
-def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None = None, setting: str = "") -> None:
+def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None = None, setting: str = "",
+                          map_setting: str = "") -> None:
     """Refuse labels that differ only in case, punctuation or spacing, naming both spellings and where each was seen.
 
-    `where` maps a label to where it was seen (a file and line, or a run_date). Errors: InputDataError.
+    `where` maps a label to where it was seen (a file and line, or a run_date); `map_setting` names the mapping that
+    would merge them (ingest.label_map, ner.label_map). Errors: InputDataError.
     """
     seen: dict[str, str] = {}
     clashes = []
@@ -256,7 +271,31 @@ def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None
     pairs = "; ".join(f"{named(a)} and {named(b)}" for a, b in clashes[:5])
     raise InputDataError(
         f"{setting or 'labels'}: {pairs} are different spellings of what would be one label (they differ only in "
-        "case, punctuation or spacing); write each label one way in the sources. Nothing was written.")
+        "case, punctuation or spacing); write each label one way in the sources"
+        + (f" or map the other spellings to it with {map_setting}" if map_setting else "") + ". Nothing was written.")
+
+
+def mixed_kinds_warning(where: Mapping[str, str], setting: str, map_setting: str) -> str | None:
+    """A warning when some labels are integers and others words (`0`, `1` beside `neg`, `pos`: an export that writes
+    some rows' class as its id), which would be learned as separate classes; None otherwise.
+
+    `where` maps each label to where it was first seen (a file and row, or a run_date); `setting` is the label
+    setting to name, `map_setting` the mapping that would merge them (ingest.label_map, ner.label_map).
+    """
+    numbers = sorted((label for label in where if _INTEGRAL_TEXT.match(label)), key=int)
+    words = sorted(label for label in where if not _INTEGRAL_TEXT.match(label) and any(c.isalpha() for c in label))
+    if not numbers or not words:
+        return None
+
+    def named(labels: list[str]) -> str:
+        shown = ", ".join(f"{label!r} ({where[label]})" for label in labels[:5])
+        return shown + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
+
+    example = ", ".join(f"{number}: <its class>" for number in numbers[:3])
+    return (f"{setting}: the labels {named(numbers)} are numbers while {named(words)} are words. If the numbers "
+            "are those classes written as ids, each is learned as a class of its own: map them with "
+            f"{map_setting}: {{{example}}} and run the nights that hold them again from ingest; if they are "
+            "classes of their own, nothing needs doing")
 
 
 CORRECTION = "label_correction"  # the rejects reason of a row that re-sends an earlier night's text with a new label

@@ -375,7 +375,7 @@ def unrelated_versions_advice(cfg: PipelineConfig, found: IdVersions) -> str:
             "document and only its newest night's version is trained on, so the other versions leave the training "
             f"set. If ingest.id_column ({cfg.ingest.id_column!r}) holds row numbers or other ids that are not kept per "
             "document, leave ingest.id_column empty (doc_ids are then derived from the text) and run the nights "
-            "again from ingest with ingest.on_existing: replace")
+            "again from ingest (the same sources under another config are read again in place)")
 
 
 def prepare_shard(cfg: PipelineConfig, index: int, stage_fp: str) -> int:

@@ -38,7 +38,7 @@ import xxhash
 from bert_pipeline.lake import storage
 from bert_pipeline.config import NOT_FINGERPRINTED, IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.curation.labels import check_label_spellings
+from bert_pipeline.curation.labels import check_label_spellings, mixed_kinds_warning
 from bert_pipeline.ner.tagging import conll_sentences
 from bert_pipeline.task import Task, task_of
 from bert_pipeline.lake.manifests import Lake, fingerprint, manifest_matches, shard_name
@@ -526,10 +526,11 @@ def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 
                              f"{examples[0]!r} is {places[0]} and {places[1]}")
 
 
-def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> dict[str, int]:
-    """Tonight's rows per label (a multi-label row counts for each of its labels; an NER row for each entity, per
-    type), after refusing spellings that collide with each other or with an earlier night's labels (from the raw
-    manifests), naming both and where each was seen."""
+def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[dict[str, int], list[str]]:
+    """(Tonight's rows per label (a multi-label row counts for each of its labels; an NER row for each entity, per
+    type), warnings), after refusing spellings that collide with each other or with an earlier night's labels (from
+    the raw manifests), naming both and where each was seen. Warned: labels that are numbers beside labels that are
+    words (`labels.mixed_kinds_warning`), logged."""
     task = task_of(cfg)
     labelled = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
     counts: dict[str, int] = {}
@@ -546,8 +547,11 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> dict[str
         if date != cfg.run_date:
             for label in (manifest.get("counts") or {}).get("labels") or {}:
                 where.setdefault(label, f"run_date={date}")
-    check_label_spellings(where, where, setting=task.label_setting(cfg))
-    return {str(k): int(v) for k, v in counts.items()}
+    check_label_spellings(where, where, setting=task.label_setting(cfg), map_setting=task.label_map_setting)
+    mixed = mixed_kinds_warning(where, task.label_setting(cfg), task.label_map_setting)
+    if mixed:
+        log.warning("ingest: %s", mixed)
+    return {str(k): int(v) for k, v in counts.items()}, [mixed] if mixed else []
 
 
 def check_lake_task(lake: Lake, cfg: PipelineConfig) -> None:
@@ -564,7 +568,9 @@ def check_lake_task(lake: Lake, cfg: PipelineConfig) -> None:
 def settings_hash(cfg: PipelineConfig) -> str:
     """cfg.fingerprint("ingest") without ingest.on_existing, which says what to do with a committed partition, not
     how to read the sources: setting it for a retry does not make a committed night look changed."""
-    settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude={"on_existing"})}
+    # an empty label_map is left out too, so that nights committed before the setting existed keep their fingerprints
+    unset = {"on_existing"} | (set() if cfg.ingest.label_map else {"label_map"})
+    settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude=unset)}
     if cfg.task != "classification":  # so that a classification lake's committed nights keep their fingerprints
         settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json", exclude=NOT_FINGERPRINTED["ner"])}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -632,7 +638,11 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     stage_fp = fingerprint("ingest", settings_hash(cfg), inputs)
     manifest = lake.read_manifest("raw", cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder):
-        return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"]}
+        warnings = manifest.get("label_warnings") or []  # a skipped rerun says them again
+        for warning in warnings:
+            log.warning("ingest: %s", warning)
+        return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"],
+                **({"warnings": warnings} if warnings else {})}
     check_lake_task(lake, cfg)
     task = task_of(cfg)
     task.require(cfg, "ingest")
@@ -669,7 +679,8 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     raw = pl.concat(frames, how="vertical").with_columns(
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
     _check_unique_ids(raw, cfg.ingest.id_column)
-    labels = check_labels(raw, lake, cfg)
+    labels, label_warnings = check_labels(raw, lake, cfg)
+    warnings += label_warnings
 
     writer = lake.writer("raw", cfg.run_date, stage_fp).begin()
     table = raw.to_arrow().cast(RAW_SCHEMA)
@@ -685,7 +696,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         **_task_counts(per_file),
     }
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=inputs, files=_stamped(per_file, ingested_at),
-                  config_hash=settings_hash(cfg), counts=counts, task=cfg.task)
+                  config_hash=settings_hash(cfg), counts=counts, task=cfg.task, label_warnings=label_warnings)
     return {"stage": "ingest", "skipped": False, "partition": folder, **counts,
             **({"warnings": warnings} if warnings else {})}
 
@@ -735,7 +746,8 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
     keys = ["doc_id", "label", "source", "source_row"]
     whole = pl.concat([old.select(keys), added.select(keys)], how="vertical")
     _check_unique_ids(whole, cfg.ingest.id_column, committed=old.height)
-    labels = check_labels(whole, lake, cfg)
+    labels, label_warnings = check_labels(whole, lake, cfg)
+    warnings += label_warnings
 
     outputs = list(manifest["outputs"])
     writer = lake.writer("raw", cfg.run_date, stage_fp, outputs=outputs)  # no begin(): the old commit stands till ours
@@ -760,7 +772,7 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
                             for _, s in new], ingested_at)
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=list(manifest.get("inputs") or []) + added_inputs,
                   files=list(manifest.get("files") or []) + added_files, config_hash=settings_hash(cfg),
-                  counts=counts, appended=[s["name"] for _, s in new], task=cfg.task)
+                  counts=counts, appended=[s["name"] for _, s in new], task=cfg.task, label_warnings=label_warnings)
     note = (f"ingest.on_existing: append: {added.height} rows from {_describe([s for _, s in new], committed)} "
             f"added to the {old.height} committed")
     log.info("ingest: %s", note)

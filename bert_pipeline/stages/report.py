@@ -45,7 +45,9 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
                 f"manifests under `{cfg.data_root}`.\n"]
     plots: dict[str, bytes] = {}
     if curated:
-        sections.append(curation_section(curated["counts"], curated.get("id_warnings") or []))
+        raw = lake.read_manifest("raw", cfg.run_date) or {}
+        sections.append(curation_section(curated["counts"], curated.get("id_warnings") or [],
+                                         raw.get("label_warnings") or []))
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
     tokens = lake.read_manifest("tokens", cfg.run_date)
     if tokens:
@@ -261,8 +263,9 @@ def _code(text: str) -> str:
     return f"{fence} {text} {fence}" if "`" in text else f"`{text}`"
 
 
-def curation_section(counts: dict[str, Any], id_warnings: list[str]) -> str:
-    """Where the night's raw rows went, and the warning about ids re-sent with unrelated texts if curate gave one."""
+def curation_section(counts: dict[str, Any], id_warnings: list[str], label_warnings: list[str]) -> str:
+    """Where the night's raw rows went, with curate's warning about ids re-sent with unrelated texts and ingest's
+    about labels, if they gave them."""
     raw = max(1, counts["raw_rows"])
     rows = [f"| curated | {counts['curated_rows']} | {counts['curated_rows'] / raw:.2%} |"]
     rows += [f"| rejected: {reason} | {n} | {n / raw:.2%} |" for reason, n in counts["rejected_by_reason"].items() if n]
@@ -270,7 +273,8 @@ def curation_section(counts: dict[str, Any], id_warnings: list[str]) -> str:
             f"{counts['rejected_rows']} rejected; {counts.get('label_conflicts', 0)} label conflicts; "
             f"{counts.get('label_corrections', 0)} label corrections of earlier nights' rows.\n\n"
             "| outcome | rows | share of raw |\n|---|---|---|\n" + "\n".join(rows) + "\n"
-            + "".join(f"\n**Ids sent again with other texts**: {warning}.\n" for warning in id_warnings))
+            + "".join(f"\n**Ids sent again with other texts**: {warning}.\n" for warning in id_warnings)
+            + "".join(f"\n**Labels**: {warning}.\n" for warning in label_warnings))
 
 
 def model_section(metrics: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ class Task(Protocol):
     nested_records: bool  # json(l) lists and objects are read as Python objects, not unified by polars
     output_area: str  # the lake area the score stage writes: predictions (classification), entities (ner)
     model_kind: str  # the Hugging Face head of its models: sequence-classification, token-classification
+    label_map_setting: str  # the mapping that merges spellings of one label: ingest.label_map, ner.label_map
     stages: tuple[str, ...]  # the stages this task runs; the others refuse it before writing (require)
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:

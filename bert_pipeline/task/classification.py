@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.curation.labels import canonical_labels, label_set
+from bert_pipeline.curation.labels import canonical_labels, label_set, mapped_labels
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.task.base import RowsRead, string_column
@@ -49,20 +49,23 @@ def token_table(curated: pl.DataFrame, encoder: Any, labels: list[str], batch_si
 
 class ClassificationTask:
     name = "classification"
+    label_map_setting = "ingest.label_map"  # the mapping that merges spellings of one label
     model_kind = "sequence-classification"  # the Hugging Face head score.model must have
     output_area = "predictions"  # the lake area score writes
     nested_records = False  # a label column may hold lists; polars reads them as typed lists
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
         """ingest.text_column as text; ingest.label_column in canonical form (1, 1.0 and "1" are the label "1"; a
-        list or JSON array, or text split at ingest.label_delimiter, is a set), null where it is empty."""
+        list or JSON array, or text split at ingest.label_delimiter, is a set) and rewritten by ingest.label_map, null
+        where it is empty."""
         text = string_column(frame, cfg.ingest.text_column, url)
         assert text is not None
         column = cfg.ingest.label_column
         if column is None:
             return RowsRead(text, pl.Series([None] * frame.height, dtype=pl.String))
         try:
-            return RowsRead(text, canonical_labels(frame[column], cfg.ingest.label_delimiter))
+            labels = canonical_labels(frame[column], cfg.ingest.label_delimiter)
+            return RowsRead(text, mapped_labels(labels, cfg.ingest.label_map))
         except InputDataError as exc:
             raise InputDataError(f"{url}: ingest.label_column {column!r}: {exc}") from None
 

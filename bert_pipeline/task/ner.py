@@ -115,6 +115,7 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
 
 class NerTask:
     name = "ner"
+    label_map_setting = LABEL_MAP_SETTING  # the mapping that merges spellings of one label
     model_kind = "token-classification"  # the Hugging Face head score.model must have
     output_area = "entities"  # the lake area score writes
     nested_records = True  # json(l) records are read as the objects they are: span lists mix numbers and text

@@ -14,7 +14,9 @@ import pytest
 from bert_pipeline.config import IngestConfig, PipelineConfig, load_config
 from bert_pipeline.errors import ConfigError, InputDataError
 from bert_pipeline.stages.ingest import expand_sources, read_source
-from bert_pipeline.curation.labels import canonical_label, canonical_labels, check_label_spellings, label_set, member_labels
+from bert_pipeline.curation.labels import (
+    canonical_label, canonical_labels, check_label_spellings, label_set, mapped_labels, member_labels,
+)
 from bert_pipeline.evaluation.metrics import multilabel_report
 from bert_pipeline.modeling.multilabel import multi_hot, problem_type, tune_thresholds
 from bert_pipeline.lake.predictions import PREDICTIONS_SCHEMA, ScoredBy, prediction_table
@@ -263,3 +265,10 @@ def test_labels_without_training_rows_are_counted_and_left_out_of_the_sets() -> 
     # single-label: the row goes
     single = pl.DataFrame({"label": ["billing", "offer", None, "账单"]})
     assert without_labels_outside(single, known, False)["label"].to_list() == ["billing", "账单"]
+
+
+def test_ingest_label_map_rewrites_each_member_of_a_label_set() -> None:
+    labels = canonical_labels(pl.Series(["[0, 'billing']", "1", None, "[]", "[0, 'refund']", "retour ↩"]))
+    mapped = mapped_labels(labels, {"0": "refund", "1": "billing", "retour ↩": "refund"})
+    # a set whose members merge is one label; the empty set stays empty; a label outside the map stays
+    assert mapped.to_list() == ['["billing","refund"]', "billing", None, "[]", "refund", "refund"]

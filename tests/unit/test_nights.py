@@ -13,6 +13,7 @@ from bert_pipeline.config import build_config
 from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages.report import write_report
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.modeling.models import fast_encoder, load_tokenizer
 from bert_pipeline.stages.tokenize import run_tokenize
@@ -187,6 +188,40 @@ def test_spellings_that_collide_are_refused_before_any_write(tmp_path: Path) -> 
         run_ingest(build_config(base, {"run_date": "2026-03-03", "ingest.sources": [str(tmp_path / "three.csv")]}))
     assert Lake(str(tmp_path / "lake")).run_dates("raw") == [NIGHT1]
     assert not (tmp_path / "lake" / "raw" / f"run_date={NIGHT2}").exists()
+
+
+def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merges_them(tmp_path: Path,
+                                                                                        caplog) -> None:
+    # night 1 spells the classes as words; night 2's export writes some rows' class as its id, as a float column
+    # would hold them after a spreadsheet round trip (1.0), and one row as a label set
+    pl.DataFrame({"text": ["配送很快，包装完好", "Akku hält kaum einen Tag 😞", "great value, would buy again"],
+                  "label": ["pos", "neg", "pos"]}).write_csv(tmp_path / "one.csv")
+    pl.DataFrame({"text": ["低音太弱，戴久了耳朵疼", "arrived broken, no reply from support", "works fine",
+                           "cheap and cheerful 👍"], "label": ["0", "0.0", "1.0", "pos"]}).write_csv(tmp_path / "two.csv")
+    base = {"data_root": str(tmp_path / "lake"), "ingest": {"label_column": "label"}}
+    night1 = {"run_date": NIGHT1, "ingest.sources": [str(tmp_path / "one.csv")]}
+    night2 = {"run_date": NIGHT2, "ingest.sources": [str(tmp_path / "two.csv")]}
+    assert "warnings" not in run_ingest(build_config(base, night1))
+    caplog.set_level("WARNING")
+    summary = run_ingest(build_config(base, night2))
+    assert summary["labels"] == {"0": 2, "1": 1, "pos": 1}
+    [warning] = summary["warnings"]
+    assert warning.startswith("ingest.label_column: the labels '0' (")
+    assert "two.csv row 1), '1' (" in warning and f"'neg' (run_date={NIGHT1}), 'pos' (" in warning
+    assert "ingest.label_map: {0: <its class>, 1: <its class>}" in warning and warning in caplog.text
+    assert run_ingest(build_config(base, night2))["warnings"] == [warning]  # a skipped rerun says it again
+    run_curate(build_config(base, night2))
+    report = Path(write_report(build_config(base, night2))["report"]).read_text()
+    assert f"**Labels**: {warning}." in report
+    # the same sources under another config are read again in place, the classes merged, nothing to warn of
+    mapped = run_ingest(build_config(base, night2 | {"ingest.label_map": {0: "neg", 1: "pos"}}))
+    assert not mapped["skipped"] and mapped["labels"] == {"neg": 2, "pos": 2} and "warnings" not in mapped
+    raw = read_partition(Lake(str(tmp_path / "lake")), "raw", NIGHT2)
+    assert raw.sort("source_row")["label"].to_list() == ["neg", "neg", "pos", "pos"]
+    # without a mapping, spellings that differ in case are refused with the setting that merges them
+    pl.DataFrame({"text": ["so so", "meh"], "label": ["Pos", "neg"]}).write_csv(tmp_path / "three.csv")
+    with pytest.raises(InputDataError, match=r"map the other spellings to it with ingest\.label_map"):
+        run_ingest(build_config(base, {"run_date": "2026-03-05", "ingest.sources": [str(tmp_path / "three.csv")]}))
 
 
 def test_a_model_for_an_older_night_does_not_replace_a_champion_that_saw_newer_ones(two_nights: dict) -> None:
