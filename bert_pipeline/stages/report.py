@@ -51,7 +51,10 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
     tokens = lake.read_manifest("tokens", cfg.run_date)
     if tokens:
-        sections.append(coverage_section(tokens, cfg.tokenize.max_unknown_share) + length_line(tokens, cfg))
+        version = scores["model_version"] if scores else None
+        scored_whole = bool(version) and baseline.model_version_of(version) != version
+        sections.append(coverage_section(tokens, cfg.tokenize.max_unknown_share)
+                        + length_line(tokens, cfg, scored_whole))
     if trained:
         sections.append(view.training_section(trained) + replaced_line(lake, trained))
     if metrics:
@@ -222,19 +225,23 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
     return f"## Coverage\n\n{head}{vocabulary_line(tokens_manifest)}{verdict}{table}{tops}"
 
 
-def length_line(tokens_manifest: dict[str, Any], cfg: PipelineConfig) -> str:
+def length_line(tokens_manifest: dict[str, Any], cfg: PipelineConfig, scored_whole: bool = False) -> str:
     """How many of the night's texts are longer than max_length tokens, with tokenize's warning when the model
-    reads only the start of too many of them (stages/tokenize.truncation_warning); '' when none is."""
+    reads only the start of too many of them (stages/tokenize.truncation_warning); '' when none is. scored_whole:
+    a baseline scored the night (score.fallback: baseline), reading whole texts."""
     counts = tokens_manifest.get("counts") or {}
     rows, cut = counts.get("rows", 0), counts.get("truncated", 0)
     if not cut:
         return ""
     length = tokens_manifest.get("max_length") or cfg.tokenize.max_length
-    warning = truncation_warning(counts, cfg, max_length=length)  # the length the night was tokenized at
+    # the length the night was tokenized at
+    warning = truncation_warning(counts, cfg, max_length=length, scored_whole=scored_whole)
+    whole = " The night was scored by a baseline, which reads whole texts." if scored_whole else ""
     if warning:
-        return f"\n**Long texts**: {warning[0].removeprefix('tokenize: ')}.\n"
+        return f"\n**Long texts**: {warning[0].removeprefix('tokenize: ')}.{whole}\n"
+    scoring = "" if scored_whole else f", score.long_text: {cfg.score.long_text}"
     return (f"\n{cut:,} of {rows:,} texts ({cut / rows:.1%}) are longer than `tokenize.max_length` {length} tokens "
-            f"(train.long_text: {cfg.train.long_text}, score.long_text: {cfg.score.long_text}).\n")
+            f"(train.long_text: {cfg.train.long_text}{scoring}).{whole}\n")
 
 
 def vocabulary_line(tokens_manifest: dict[str, Any]) -> str:

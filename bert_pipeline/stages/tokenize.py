@@ -90,14 +90,16 @@ def _summarise(tables: list[pa.Table]) -> dict[str, Any]:
 TRUNCATION_WARNING = 0.05
 
 
-def truncation_warning(counts: dict[str, Any], cfg: PipelineConfig, max_length: int | None = None) -> list[str]:
+def truncation_warning(counts: dict[str, Any], cfg: PipelineConfig, max_length: int | None = None,
+                       scored_whole: bool = False) -> list[str]:
     """A warning when more than TRUNCATION_WARNING of the night's texts (counts: the token manifest's, `rows` and
     `truncated`) are longer than max_length tokens (default tokenize.max_length) and train or score reads only their
-    first max_length (`long_text: truncate`); [] otherwise."""
+    first max_length (`long_text: truncate`); [] otherwise. scored_whole: the night was scored by a baseline (the
+    score.fallback), which reads every character, so score cut nothing."""
     length = max_length or cfg.tokenize.max_length
     truncating = ["train.long_text: truncate"] if cfg.train.long_text == "truncate" else []
     # score tokenizes the text again at its own score.max_length: these counts say nothing about a longer one
-    if cfg.score.long_text == "truncate" and (cfg.score.max_length or length) <= length:
+    if cfg.score.long_text == "truncate" and not scored_whole and (cfg.score.max_length or length) <= length:
         truncating.append("score.long_text: truncate")
     rows, cut = counts.get("rows", 0), counts.get("truncated", 0)
     if not truncating or not rows or cut <= TRUNCATION_WARNING * rows:

@@ -304,3 +304,15 @@ def test_a_night_of_long_texts_is_told_the_model_reads_only_their_start(sample_c
     assert "Long texts" not in report
     assert (f"{cut:,} of {rows:,} texts ({cut / rows:.1%}) are longer than `tokenize.max_length` 24 tokens "
             "(train.long_text: chunk, score.long_text: chunk)") in report
+
+    # a night the score.fallback baseline scored: the baseline reads every character, so only training cut
+    from bert_pipeline.stages.report import length_line
+
+    tokens = lake.read_manifest("tokens", cfg.run_date)
+    by_baseline = length_line(tokens, cfg, scored_whole=True)
+    assert "under train.long_text: truncate the model reads only their first 24" in by_baseline
+    assert "score.long_text" not in by_baseline.split(". Set ")[0]
+    assert by_baseline.endswith("The night was scored by a baseline, which reads whole texts.\n")
+    plain = length_line(tokens, build_config(sample_config, {"train.long_text": "chunk"}), scored_whole=True)
+    assert plain.endswith("24 tokens (train.long_text: chunk). The night was scored by a baseline, which reads "
+                          "whole texts.\n")
