@@ -16,7 +16,6 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from bert_pipeline.curation.labels import canonical_label
 from bert_pipeline.errors import ConfigError
 
 Format = Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "txt", "conll"]
@@ -188,8 +187,12 @@ class IngestConfig(_Section):
         # keys and labels in the form ingest reads labels in: YAML's {0: neg} and the label 0.0 both mean "0"
         if value in (None, ""):
             return {}
+        from bert_pipeline.curation.labels import canonical_label  # here: config stays below the library's packages
+
         if not isinstance(value, dict):
             raise ValueError("must be a mapping {spelling: label}, e.g. {0: neg, 1: pos}")
+        if any(isinstance(x, (list, tuple, set, dict)) for pair in value.items() for x in pair):
+            raise ValueError(f"maps one label to one label, got {value!r} (a set's members are mapped one by one)")
         mapped = {canonical_label(k): canonical_label(v) for k, v in value.items()}
         if None in mapped or None in mapped.values():
             raise ValueError(f"spellings and labels may not be empty, got {value!r}")
@@ -242,7 +245,7 @@ class CurateConfig(_Section):
     dedup_across_nights: bool = Field(True, description="compare each night with every other committed night (duplicates, label conflicts and corrections across nights)")
     on_unrelated_versions: Literal["warn", "refuse"] = Field(
         "warn", description="an id (ingest.id_column) sent again with a text nothing like its text on another night "
-        "(character-shingle Jaccard < 0.1; e.g. ids that are an export's row numbers): warn = log it, the summary and "
+        "(less than 20 % of the shorter text's character shingles shared; e.g. ids that are an export's row numbers): warn = log it, the summary and "
         "the report say so, and only the newest night's version is trained on; refuse = stop before the night is "
         "committed")
 

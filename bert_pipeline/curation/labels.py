@@ -282,7 +282,7 @@ def mixed_kinds_warning(where: Mapping[str, str], setting: str, map_setting: str
     `where` maps each label to where it was first seen (a file and row, or a run_date); `setting` is the label
     setting to name, `map_setting` the mapping that would merge them (ingest.label_map, ner.label_map).
     """
-    numbers = sorted((label for label in where if _INTEGRAL_TEXT.match(label)), key=int)
+    numbers = sorted((label for label in where if _INTEGRAL_TEXT.match(label)), key=lambda n: int(float(n)))
     words = sorted(label for label in where if not _INTEGRAL_TEXT.match(label) and any(c.isalpha() for c in label))
     if not numbers or not words:
         return None

@@ -246,12 +246,31 @@ def jaccard_of_sets(a: frozenset[int], b: frozenset[int]) -> float:
     return len(a & b) / union if union else 1.0
 
 
-def paired_jaccard(left: list[str], right: list[str], params: NearDupParams) -> np.ndarray:
-    """[len(left)] float64: the exact character-shingle Jaccard of normalised texts left[i] and right[i], with the
-    shingle sizes near-dup detection uses, so "nothing alike" and "near duplicate" are read on one scale."""
-    flat, offsets = shingle_hashes([*left, *right], params.shingle_chars, params.dense_shingle_chars)
-    sets = shingle_sets(flat, offsets, range(2 * len(left)))
-    return np.array([jaccard_of_sets(sets[i], sets[len(left) + i]) for i in range(len(left))], dtype=np.float64)
+def paired_overlap(left: list[str], right: list[str], params: NearDupParams,
+                   chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """For normalised texts left[i] and right[i]: ([n] float64 overlap coefficient |A & B| / min(|A|, |B|) of their
+    character-shingle sets, [n] int64 shingles of the smaller set).
+
+    Both texts of a pair are shingled at one size, the smaller of the two sizes near-dup detection would pick (so a
+    Chinese review with an English sentence appended still shares its 3-grams). The overlap coefficient
+    (Szymkiewicz-Simpson) is not pulled down by text added to a version, as Jaccard is. Read `chunk` pairs at a time.
+    """
+    overlap, smaller = np.zeros(len(left)), np.zeros(len(left), np.int64)
+    for begin in range(0, len(left), chunk):
+        a, b = left[begin:begin + chunk], right[begin:begin + chunk]
+        sizes = np.minimum(shingle_sizes(a, params.shingle_chars, params.dense_shingle_chars),
+                           shingle_sizes(b, params.shingle_chars, params.dense_shingle_chars))
+        for size in np.unique(sizes).tolist():
+            rows = np.flatnonzero(sizes == size)
+            flat_a, off_a = shingle_hashes([a[i] for i in rows], size, size)
+            flat_b, off_b = shingle_hashes([b[i] for i in rows], size, size)
+            for j, i in enumerate(rows.tolist()):
+                set_a = set(flat_a[off_a[j]:off_a[j + 1]].tolist())
+                set_b = set(flat_b[off_b[j]:off_b[j + 1]].tolist())
+                least = min(len(set_a), len(set_b))
+                overlap[begin + i] = len(set_a & set_b) / least if least else 1.0
+                smaller[begin + i] = least
+    return overlap, smaller
 
 
 def find_near_duplicates(texts: list[str], params: NearDupParams) -> tuple[np.ndarray, np.ndarray]:

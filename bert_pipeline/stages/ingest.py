@@ -623,6 +623,14 @@ def _other_sources(run_date: str, committed: list[dict[str, Any]], tonight: list
             "committed rows for tonight's; or ingest into another run_date")
 
 
+def skipped_warnings(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    """The committed night's label warnings for a skipped rerun's summary, logged again ({} when none)."""
+    warnings = manifest.get("label_warnings") or []
+    for warning in warnings:
+        log.warning("ingest: %s", warning)
+    return {"warnings": warnings} if warnings else {}
+
+
 def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     """Read every source into raw/run_date=...; skipped when the committed partition has this fingerprint, or holds
     every one of tonight's sources (by name and content) among others (a night retried after another appended).
@@ -638,11 +646,8 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     stage_fp = fingerprint("ingest", settings_hash(cfg), inputs)
     manifest = lake.read_manifest("raw", cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder):
-        warnings = manifest.get("label_warnings") or []  # a skipped rerun says them again
-        for warning in warnings:
-            log.warning("ingest: %s", warning)
         return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"],
-                **({"warnings": warnings} if warnings else {})}
+                **skipped_warnings(manifest)}
     check_lake_task(lake, cfg)
     task = task_of(cfg)
     task.require(cfg, "ingest")
@@ -664,6 +669,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         same = held and len(committed) == len(tonight)
         if not same and held and cfg.ingest.on_existing != "replace":  # e.g. night 1 retried after night 2 appended
             return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"],
+                    **skipped_warnings(manifest),
                     "reason": f"tonight's sources are already in the committed partition, which also holds "
                               f"{_describe([c for c in committed if not _already_committed(c, tonight)])}"}
         if not same and cfg.ingest.on_existing == "refuse":

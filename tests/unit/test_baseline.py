@@ -317,4 +317,9 @@ def test_no_champion_scores_nothing_and_says_why_or_scores_with_the_baseline(chi
     assert manifest["model_version"] == version and manifest["counts"]["rows"] == curated.height
     report = Path(write_report(fallback)["report"]).read_text()
     assert f"rows scored with the TF-IDF baseline stored with model {newest['model_version']}" in report
+    tokens = lake.read_manifest("tokens", cfg.run_date)["counts"]
+    assert tokens["truncated"] > 0  # reviews past tokenize.max_length 32: the report counts them
+    assert ("tokens (train.long_text: truncate). The night was scored by a baseline, which reads whole texts."
+            in report)
+    assert "score.long_text" not in report  # the baseline read every character: only training cut them
     assert "| validation | " in report and "TF-IDF baseline macro-F1" in report  # the model section, both figures

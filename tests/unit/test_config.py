@@ -223,3 +223,14 @@ def test_entity_tagging_keeps_the_models_dropout_unless_the_config_sets_one(tmp_
     unset_off = load_config(None, ["task=ner", "train.hidden_dropout=0.0"])
     assert tagger.fingerprint("train") != unset_off.fingerprint("train")
     assert PipelineConfig.model_validate(tagger.model_dump()).train == tagger.train
+
+
+def test_ingest_label_map_is_read_in_the_labels_canonical_form_and_refused_where_it_cannot_apply() -> None:
+    cfg = load_config(None, ["ingest.label_map={0: neg, 1.0: pos, ' Pos ': pos, 7: '007'}"])
+    assert cfg.ingest.label_map == {"0": "neg", "1": "pos", "Pos": "pos", "7": "007"}
+    with pytest.raises(ConfigError, match=r"ingest.label_map: maps one label to one label"):
+        load_config(None, ["ingest.label_map={refund: [billing, refund]}"])
+    with pytest.raises(ConfigError, match=r"ingest.label_map: spellings and labels may not be empty"):
+        load_config(None, ["ingest.label_map={0: ''}"])
+    with pytest.raises(ConfigError, match=r"under task: ner, entity types are rewritten by ner.label_map"):
+        load_config(None, ["task=ner", "ingest.label_map={Per: PER}"])

@@ -10,7 +10,7 @@ import pytest
 
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.stages.curate import run_curate
+from bert_pipeline.stages.curate import run_curate, still_true
 from bert_pipeline.stages.ingest import run_ingest
 from bert_pipeline.stages.report import write_report
 from bert_pipeline.curation.labels import apply_corrections, read_corrections
@@ -130,48 +130,75 @@ def test_an_id_sent_again_with_edited_text_is_a_new_version_of_one_document(tmp_
     assert dict(zip(late["doc_id"], late["split"]))["T-1"] == split["T-1"]  # the split follows the id
 
 
-def _row_number_night(root: Path, run_date: str, texts: list[str], on_unrelated: str = "warn") -> dict:
+def _row_number_night(root: Path, run_date: str, texts: list[str], on_unrelated: str = "warn",
+                      **curate: object) -> dict:
     """A night exported with ids that are row numbers per file (r0, r1, ...), as spreadsheet exports number them."""
     rows = [(f"r{i}", text, "pos" if i % 2 else "neg") for i, text in enumerate(texts)]
     source = root / f"rows-{run_date}.csv"
     if not source.exists():  # a rewritten source is a new input to ingest (its identity holds the mtime)
         pl.DataFrame(rows, schema=["id", "text", "label"], orient="row").write_csv(source)
     cfg = build_config({"data_root": str(root / "lake"), "run_date": run_date,
-                        "curate": {"on_unrelated_versions": on_unrelated},
+                        "curate": {"on_unrelated_versions": on_unrelated, **curate},
                         "ingest": {"sources": [str(source)], "label_column": "label", "id_column": "id"}})
     run_ingest(cfg)
     return run_curate(cfg)
 
 
+FIRST = [A, B, C, N, "Zwei Tage zu spät, aber gut verpackt und vollständig.", "音质很好，低音浑厚，佩戴舒适，续航也长",
+         "Love it!", "Works."]
+# night 2: r0 is the same review edited (a sentence added, emoji kept); r1-r3 are other reviews under the old row
+# numbers; r4 is the first night's text with its case changed (the same text, not a version); r5 a Chinese review
+# with an English update (shingled at one size, it keeps its 3-grams); r6 a short text that grew; r7 too short to judge
+SECOND = [A + " Update: the seller refunded me.", "这款耳机音质一般，低音太弱，戴久了耳朵疼。",
+          "Batería dura poco, se calienta al cargar 🔥", "Great price, arrived in one piece!!", FIRST[4].upper(),
+          FIRST[5] + " Update: the left earbud died after a month.",
+          "Love it! Update: after three weeks the strap broke and support never answered.", "Broken."]
+
+
 def test_ids_that_are_row_numbers_are_told_apart_from_edited_versions(tmp_path: Path, caplog) -> None:
-    first = [A, B, C, N, "Zwei Tage zu spät, aber gut verpackt und vollständig."]
-    # night 2: r0 is the same review edited (a sentence added, emoji kept); r1-r3 are other reviews under the old
-    # row numbers; r4 is only the first night's text with its case changed (the same text, not a version)
-    second = [A + " Update: the seller refunded me.", "这款耳机音质一般，低音太弱，戴久了耳朵疼。",
-              "Batería dura poco, se calienta al cargar 🔥", "Great price, arrived in one piece!!", first[4].upper()]
-    _row_number_night(tmp_path, EARLY, first)
+    _row_number_night(tmp_path, EARLY, FIRST)
     caplog.set_level("WARNING")
-    summary = _row_number_night(tmp_path, LATE, second)
-    assert summary["id_versions"] == 4 and summary["unrelated_id_versions"] == 3
+    summary = _row_number_night(tmp_path, LATE, SECOND)
+    assert summary["id_versions"] == 7 and summary["unrelated_id_versions"] == 3
     [warning] = [w for w in summary["warnings"] if "nothing like" in w]
-    assert warning.startswith(f"3 of the 4 id(s) that run_date={LATE} sends again")
+    assert warning.startswith(f"3 of the 7 id(s) that run_date={LATE} sends again")
     assert "'r1' on 2026-05-01: '配送很快，包装完好，客服态度也很好，下次还会再来买。', tonight: '这款耳机音质一般" in warning
-    assert "'r0'" not in warning  # an edit is a version, as designed
+    assert "'r2' on 2026-05-01" in warning and "'r3' on 2026-05-01" in warning
+    assert not {"'r0'", "'r5'", "'r6'", "'r7'"} & set(warning.split())  # edits are versions, as designed
     assert "ingest.id_column ('id')" in warning and "curate.on_unrelated_versions: refuse" in warning
     assert warning in caplog.text
     # the report's curation section says it, and a skipped rerun repeats it
     report = Path(write_report(build_config({"data_root": str(tmp_path / "lake"), "run_date": LATE}))["report"])
-    assert f"**Ids sent again with other texts**: 3 of the 4 id(s) that run_date={LATE}" in report.read_text()
-    again = _row_number_night(tmp_path, LATE, second)
+    assert f"**Ids sent again with other texts**: 3 of the 7 id(s) that run_date={LATE}" in report.read_text()
+    again = _row_number_night(tmp_path, LATE, SECOND)
     assert again["skipped"] and again["warnings"] == summary["warnings"]
-    # refuse: a committed night stays as it is and says so; a new night is not committed
+    # refuse: a committed night stays as it is and says so; a new night is left uncommitted
+    lake = Lake(str(tmp_path / "lake"))
+    committed = lake.read_manifest("curated", LATE)
     with pytest.raises(InputDataError, match="committed earlier and is left as it is"):
-        _row_number_night(tmp_path, LATE, second, on_unrelated="refuse")
+        _row_number_night(tmp_path, LATE, SECOND, on_unrelated="refuse")
+    assert lake.read_manifest("curated", LATE) == committed
     third = "2026-05-05"
-    with pytest.raises(InputDataError, match=rf"curate refused run_date={third} .*'r1' on .*nothing of it is committed"):
-        _row_number_night(tmp_path, third, ["Completely different text about a lamp.", "Ein anderer Text, r1."],
-                          on_unrelated="refuse")
-    assert Lake(str(tmp_path / "lake")).read_manifest("curated", third) is None
+    with pytest.raises(InputDataError, match=rf"curate refused run_date={third} .*'r1' on {LATE}: .*left uncommitted"):
+        _row_number_night(tmp_path, third, ["Completely different text about a lamp.", "Ein ganz anderer Text über "
+                                            "eine Lampe, die flackert."], on_unrelated="refuse")
+    assert lake.read_manifest("curated", third) is None
+    # each id against its newest other version only, and whatever curate.dedup_across_nights says
+    fourth = _row_number_night(tmp_path, "2026-05-07", ["Completely different text about a lamp, still."],
+                               dedup_across_nights=False)
+    [only] = [w for w in fourth["warnings"] if "nothing like" in w]
+    assert only.startswith("1 of the 1 id(s)") and f"'r0' on {LATE}: " in only
+
+
+def test_a_skipped_rerun_repeats_the_id_warning_only_while_the_nights_it_names_are_unchanged(tmp_path: Path) -> None:
+    _row_number_night(tmp_path, EARLY, FIRST)
+    _row_number_night(tmp_path, LATE, SECOND)
+    lake = Lake(str(tmp_path / "lake"))
+    late = lake.read_manifest("curated", LATE)
+    assert late["id_warning_nights"] == {EARLY: lake.read_manifest("curated", EARLY)["fingerprint"]}
+    assert still_true(lake, late) == late["id_warnings"] and len(late["id_warnings"]) == 1
+    _row_number_night(tmp_path, EARLY, FIRST, min_chars=10)  # the named night redone: the warning may be out of date
+    assert still_true(lake, late) == []
 
 
 def test_the_training_set_keeps_the_newest_version_of_an_id() -> None:
