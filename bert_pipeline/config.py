@@ -244,10 +244,10 @@ class CurateConfig(_Section):
     dense_shingle_chars: int = Field(3, ge=1, le=32, description="characters per shingle for Han/Kana/Hangul texts")
     dedup_across_nights: bool = Field(True, description="compare each night with every other committed night (duplicates, label conflicts and corrections across nights)")
     on_unrelated_versions: Literal["warn", "refuse"] = Field(
-        "warn", description="an id (ingest.id_column) sent again with a text nothing like its text on another night "
-        "(less than 20 % of the shorter text's character shingles shared; e.g. ids that are an export's row numbers): warn = log it, the summary and "
-        "the report say so, and only the newest night's version is trained on; refuse = stop before the night is "
-        "committed")
+        "warn", description="an id (ingest.id_column) sent again with a text nothing like its newest text on another "
+        "night (less than 20 % of the shorter text's character shingles shared; e.g. ids that are an export's row "
+        "numbers): warn = log it, the summary and the report say so, and only the newest night's version is trained "
+        "on; refuse = stop before the night is committed")
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "CurateConfig":

@@ -275,27 +275,39 @@ def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None
         + (f" or map the other spellings to it with {map_setting}" if map_setting else "") + ". Nothing was written.")
 
 
-def mixed_kinds_warning(where: Mapping[str, str], setting: str, map_setting: str) -> str | None:
-    """A warning when some labels are integers and others words (`0`, `1` beside `neg`, `pos`: an export that writes
-    some rows' class as its id), which would be learned as separate classes; None otherwise.
+def look_alike_warnings(where: Mapping[str, str], setting: str, map_setting: str) -> list[str]:
+    """Warnings about labels that may be spellings of one class the case rule (`check_label_spellings`) cannot tell:
+    integers beside words (`0`, `1` beside `neg`, `pos`: an export that writes some rows' class as its id), and a
+    label that begins another (`pos` and `positive`, `sport` and `sports`: a shortening or a plural). Each would be
+    learned as a class of its own; nothing is refused, as either may be meant. [] when none.
 
     `where` maps each label to where it was first seen (a file and row, or a run_date); `setting` is the label
     setting to name, `map_setting` the mapping that would merge them (ingest.label_map, ner.label_map).
     """
-    numbers = sorted((label for label in where if _INTEGRAL_TEXT.match(label)), key=lambda n: int(float(n)))
-    words = sorted(label for label in where if not _INTEGRAL_TEXT.match(label) and any(c.isalpha() for c in label))
-    if not numbers or not words:
-        return None
-
     def named(labels: list[str]) -> str:
         shown = ", ".join(f"{label!r} ({where[label]})" for label in labels[:5])
         return shown + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
 
-    example = ", ".join(f"{number}: <its class>" for number in numbers[:3])
-    return (f"{setting}: the labels {named(numbers)} are numbers while {named(words)} are words. If the numbers "
-            "are those classes written as ids, each is learned as a class of its own: map them with "
-            f"{map_setting}: {{{example}}} and run the nights that hold them again from ingest; if they are "
-            "classes of their own, nothing needs doing")
+    found = []
+    numbers = sorted((label for label in where if _INTEGRAL_TEXT.match(label)), key=lambda n: int(float(n)))
+    words = sorted(label for label in where if not _INTEGRAL_TEXT.match(label) and any(c.isalpha() for c in label))
+    if numbers and words:
+        example = ", ".join(f"{number}: <its class>" for number in numbers[:3])
+        found.append(f"{setting}: the labels {named(numbers)} are numbers while {named(words)} are words. If the "
+                     "numbers are those classes written as ids, each is learned as a class of its own: map them "
+                     f"with {map_setting}: {{{example}}} and run the nights that hold them again from ingest; if "
+                     "they are classes of their own, nothing needs doing")
+    keys = {label_key(label): label for label in words}
+    pairs = [(keys[short], keys[long]) for short in sorted(keys) for long in sorted(keys)
+             if len(short) >= 3 and long != short and long.startswith(short)]
+    if pairs:
+        shown = "; ".join(f"{named([a])} and {named([b])}" for a, b in pairs[:5])
+        short, long = pairs[0]
+        found.append(f"{setting}: {shown} look like one class spelt two ways (one begins the other: a shortening "
+                     "or a plural), and each is learned as a class of its own. If they are one class, map them with "
+                     f"{map_setting}: {{{short}: {long}}} and run the nights that hold them again from ingest; if "
+                     "they are classes of their own, nothing needs doing")
+    return found
 
 
 CORRECTION = "label_correction"  # the rejects reason of a row that re-sends an earlier night's text with a new label

@@ -315,10 +315,10 @@ def stale_nights(cl: CurateLake, kept_now: set[str]) -> dict[str, int]:
 
 
 # An id's text tonight and its newest text on another night are not one document edited when their character
-# shingles overlap less than this (overlap coefficient, `neardup.paired_overlap`). Measured on random pairs
-# (/tmp/sim.py, 2,000-3,000 each): unrelated texts fall below it in 97 % of tweet pairs, 99.9 % of Chinese review
-# pairs and 97 % of food review pairs; edits never did (appending a text: 1.0; half rewritten: p1 0.37; a tenth of
-# the characters changed: p1 0.50).
+# shingles overlap less than this (overlap coefficient, `neardup.paired_overlap`). `benchmarks/bench_id_versions.py`
+# (3,000 random pairs per corpus): unrelated texts fall below it in 97.0 % of tweet pairs, 100 % of Chinese review
+# pairs and 98.1 % of food review pairs; none of the edits did (another text appended, half of it rewritten, a tenth
+# of its characters changed).
 UNRELATED_VERSION_OVERLAP = 0.2
 # Texts shorter than this many shingles (about 14 characters, 12 in Han) are not judged: "good" -> "very good" shares
 # none of its 5-grams and is still an edit.

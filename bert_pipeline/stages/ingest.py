@@ -38,7 +38,7 @@ import xxhash
 from bert_pipeline.lake import storage
 from bert_pipeline.config import NOT_FINGERPRINTED, IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.curation.labels import check_label_spellings, mixed_kinds_warning
+from bert_pipeline.curation.labels import check_label_spellings, look_alike_warnings
 from bert_pipeline.ner.tagging import conll_sentences
 from bert_pipeline.task import Task, task_of
 from bert_pipeline.lake.manifests import Lake, fingerprint, manifest_matches, shard_name
@@ -530,7 +530,7 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
     """(Tonight's rows per label (a multi-label row counts for each of its labels; an NER row for each entity, per
     type), warnings), after refusing spellings that collide with each other or with an earlier night's labels (from
     the raw manifests), naming both and where each was seen. Warned: labels that are numbers beside labels that are
-    words (`labels.mixed_kinds_warning`), logged."""
+    words, labels that begin others (`labels.look_alike_warnings`), logged."""
     task = task_of(cfg)
     labelled = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
     counts: dict[str, int] = {}
@@ -548,10 +548,10 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
             for label in (manifest.get("counts") or {}).get("labels") or {}:
                 where.setdefault(label, f"run_date={date}")
     check_label_spellings(where, where, setting=task.label_setting(cfg), map_setting=task.label_map_setting)
-    mixed = mixed_kinds_warning(where, task.label_setting(cfg), task.label_map_setting)
-    if mixed:
-        log.warning("ingest: %s", mixed)
-    return {str(k): int(v) for k, v in counts.items()}, [mixed] if mixed else []
+    warnings = look_alike_warnings(where, task.label_setting(cfg), task.label_map_setting)
+    for warning in warnings:
+        log.warning("ingest: %s", warning)
+    return {str(k): int(v) for k, v in counts.items()}, warnings
 
 
 def check_lake_task(lake: Lake, cfg: PipelineConfig) -> None:

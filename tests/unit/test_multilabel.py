@@ -272,3 +272,18 @@ def test_ingest_label_map_rewrites_each_member_of_a_label_set() -> None:
     mapped = mapped_labels(labels, {"0": "refund", "1": "billing", "retour ↩": "refund"})
     # a set whose members merge is one label; the empty set stays empty; a label outside the map stays
     assert mapped.to_list() == ['["billing","refund"]', "billing", None, "[]", "refund", "refund"]
+
+
+def test_look_alike_labels_are_named_with_where_each_was_seen() -> None:
+    from bert_pipeline.curation.labels import look_alike_warnings
+
+    where = {"sport": "a.csv row 1", "sports": "b.csv row 9", "Sport-News": "run_date=2026-03-01", "art": "a.csv row 2",
+             "12": "a.csv row 3", "体育": "c.csv row 1", "体育新闻": "c.csv row 2", "ok": "a.csv row 4", "okay": "x"}
+    numbers, alike = look_alike_warnings(where, "ingest.label_column", "ingest.label_map")
+    assert numbers.startswith("ingest.label_column: the labels '12' (a.csv row 3) are numbers while 'Sport-News'")
+    # prefixes of 3 characters or more, compared in the case-folded key: 'ok' is too short to say
+    assert alike.startswith("ingest.label_column: 'sport' (a.csv row 1) and 'Sport-News' (run_date=2026-03-01); "
+                            "'sport' (a.csv row 1) and 'sports' (b.csv row 9) look like one class")
+    assert "'体育' (c.csv row 1) and '体育新闻'" not in alike  # two characters: too short to say
+    assert "{sport: Sport-News}" in alike and "'ok'" not in alike and "'art'" not in alike
+    assert look_alike_warnings({"neg": "x", "pos": "y", "neutral": "z"}, "s", "m") == []

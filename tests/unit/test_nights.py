@@ -218,6 +218,14 @@ def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merg
     assert not mapped["skipped"] and mapped["labels"] == {"neg": 2, "pos": 2} and "warnings" not in mapped
     raw = read_partition(Lake(str(tmp_path / "lake")), "raw", NIGHT2)
     assert raw.sort("source_row")["label"].to_list() == ["neg", "neg", "pos", "pos"]
+    # a label that begins another (a shortening, a plural) is the same kind of look-alike
+    pl.DataFrame({"text": ["rien à signaler, colis conforme", "très déçu du service"],
+                  "label": ["pos", "negative"]}).write_csv(tmp_path / "four.csv")
+    four = run_ingest(build_config(base, {"run_date": "2026-03-04", "ingest.sources": [str(tmp_path / "four.csv")]}))
+    [alike] = four["warnings"]
+    assert alike.startswith(f"ingest.label_column: 'neg' (run_date={NIGHT1}) and 'negative' (")
+    assert "four.csv row 2) look like one class spelt two ways" in alike
+    assert "ingest.label_map: {neg: negative}" in alike
     # without a mapping, spellings that differ in case are refused with the setting that merges them
     pl.DataFrame({"text": ["so so", "meh"], "label": ["Pos", "neg"]}).write_csv(tmp_path / "three.csv")
     with pytest.raises(InputDataError, match=r"map the other spellings to it with ingest\.label_map"):
