@@ -142,8 +142,17 @@ def training_section(manifest: dict[str, Any]) -> str:
             f"| {decision.get('baseline_validation_macro_f1', 0):.4f} | "
             f"{'none' if linear is None else f'{linear:.4f}'} |\n\n"
             f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
-            f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per night:\n\n"
+            f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; "
+            f"{superseded_clause(training.get('superseded_versions', 0))}rows per night:\n\n"
             f"| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
+
+
+def superseded_clause(superseded: int) -> str:
+    """The older versions of re-sent ids that the training set left out, for the report ('' when none)."""
+    if not superseded:
+        return ""
+    return (f"{superseded} older version(s) of ids sent again left out (only each id's newest night is trained on; "
+            "see the Curation section of the nights that re-sent them); ")
 
 
 def adaptation_line(adaptation: dict[str, Any] | None) -> str:

@@ -17,7 +17,9 @@ from bert_pipeline.curation.labels import apply_corrections, read_corrections
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.evaluation.registry import lineage_refusal
 from bert_pipeline.training.trainset import newest_versions
-from tests.helpers import read_partition
+from bert_pipeline.stages.tokenize import run_tokenize
+from bert_pipeline.stages.train import run_train
+from tests.helpers import demo_frame, read_partition
 
 EARLY, LATE = "2026-05-01", "2026-05-03"
 # realistic, messy rows: other scripts, emoji, an unlabelled row, a number label next to text labels
@@ -199,6 +201,27 @@ def test_a_skipped_rerun_repeats_the_id_warning_only_while_the_nights_it_names_a
     assert still_true(lake, late) == late["id_warnings"] and len(late["id_warnings"]) == 1
     _row_number_night(tmp_path, EARLY, FIRST, min_chars=10)  # the named night redone: the warning may be out of date
     assert still_true(lake, late) == []
+
+
+def test_the_report_says_how_many_older_versions_training_left_out(tmp_path: Path, tiny_model: Path) -> None:
+    """Ids that are row numbers, trained on: the older night's rows under re-sent ids leave the training set, and the
+    model manifest and the report's Training section count them."""
+    texts = demo_frame().filter(pl.col("text").str.len_chars() > 60).unique("text", maintain_order=True)["text"]
+    first, second = texts.slice(0, 60).to_list(), texts.slice(60, 40).to_list()
+    _row_number_night(tmp_path, EARLY, first)
+    night = _row_number_night(tmp_path, LATE, second)
+    assert night["id_versions"] == 40 and night["unrelated_id_versions"] >= 36  # all unrelated, bar short tweets
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": LATE, "tokenize": {"max_length": 48},
+                        "ingest": {"sources": [str(tmp_path / f"rows-{LATE}.csv")], "label_column": "label",
+                                   "id_column": "id"},
+                        "train": {"base_model": str(tiny_model), "epochs": 1, "linear_baseline": False}})
+    run_tokenize(build_config(cfg.model_dump() | {"run_date": EARLY})), run_tokenize(cfg)
+    trained = run_train(cfg)
+    curated = read_partition(Lake(cfg.data_root), "curated", EARLY)
+    older = curated.filter(pl.col("doc_id").is_in([f"r{i}" for i in range(40)]) & pl.col("label").is_not_null())
+    assert trained["training_set"]["superseded_versions"] == older.height > 0
+    report = Path(write_report(cfg)["report"]).read_text()
+    assert f"{older.height} older version(s) of ids sent again left out" in report
 
 
 def test_the_training_set_keeps_the_newest_version_of_an_id() -> None:
