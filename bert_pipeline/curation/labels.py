@@ -303,10 +303,10 @@ def look_alike_warnings(where: Mapping[str, str], setting: str, map_setting: str
     if pairs:
         shown = "; ".join(f"{named([a])} and {named([b])}" for a, b in pairs[:5])
         short, long = pairs[0]
-        found.append(f"{setting}: {shown} look like one class spelt two ways (one begins the other: a shortening "
-                     "or a plural), and each is learned as a class of its own. If they are one class, map them with "
+        found.append(f"{setting}: {shown} look like one label spelt two ways (one begins the other: a shortening "
+                     "or a plural), and each is learned as a label of its own. If they are one, map them with "
                      f"{map_setting}: {{{short}: {long}}} and run the nights that hold them again from ingest; if "
-                     "they are classes of their own, nothing needs doing")
+                     "they are labels of their own, nothing needs doing")
     return found
 
 

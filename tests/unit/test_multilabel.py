@@ -283,7 +283,7 @@ def test_look_alike_labels_are_named_with_where_each_was_seen() -> None:
     assert numbers.startswith("ingest.label_column: the labels '12' (a.csv row 3) are numbers while 'Sport-News'")
     # prefixes of 3 characters or more, compared in the case-folded key: 'ok' is too short to say
     assert alike.startswith("ingest.label_column: 'sport' (a.csv row 1) and 'Sport-News' (run_date=2026-03-01); "
-                            "'sport' (a.csv row 1) and 'sports' (b.csv row 9) look like one class")
+                            "'sport' (a.csv row 1) and 'sports' (b.csv row 9) look like one label")
     assert "'体育' (c.csv row 1) and '体育新闻'" not in alike  # two characters: too short to say
     assert "{sport: Sport-News}" in alike and "'ok'" not in alike and "'art'" not in alike
     assert look_alike_warnings({"neg": "x", "pos": "y", "neutral": "z"}, "s", "m") == []

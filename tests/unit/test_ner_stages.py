@@ -167,6 +167,19 @@ def test_label_map_joins_spellings_before_the_case_check(tmp_path: Path) -> None
         "Ann met Bob": [("Ann", "PER"), ("Bob", "PER")]}
 
 
+def test_types_of_two_annotation_guides_are_warned_of_and_the_label_map_joins_them(tmp_path: Path) -> None:
+    conll_style = _jsonl(tmp_path / "a.jsonl", [{"text": "李伟在东京工作", "label": [[0, 2, "PER"], [3, 5, "LOC"]]}])
+    ontonotes_style = _jsonl(tmp_path / "b.jsonl", [{"text": "Angela Merkel visited Paris 🇫🇷",
+                                                      "label": [[0, 13, "PERSON"], [22, 27, "GPE"]]}])
+    summary = run_ingest(_cfg(tmp_path, [conll_style, ontonotes_style]))
+    assert summary["labels"] == {"GPE": 1, "LOC": 1, "PER": 1, "PERSON": 1}
+    [warning] = summary["warnings"]
+    assert warning.startswith("ner.label_map: 'PER' (") and "a.jsonl row 1) and 'PERSON' (" in warning
+    assert "ner.label_map: {PER: PERSON}" in warning
+    joined = run_ingest(_cfg(tmp_path, [conll_style, ontonotes_style], label_map={"PER": "PERSON"}))
+    assert joined["labels"] == {"PERSON": 2, "GPE": 1, "LOC": 1} and "warnings" not in joined
+
+
 def test_curation_keeps_every_span_on_the_same_characters(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "web.jsonl", [
         {"id": "a", "text": "I met  <b>Paris</b> Hilton at AT&amp;T\u00a0today", "label": [[7, 26, "PER"], [30, 38, "ORG"]]},

@@ -224,7 +224,7 @@ def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merg
     four = run_ingest(build_config(base, {"run_date": "2026-03-04", "ingest.sources": [str(tmp_path / "four.csv")]}))
     [alike] = four["warnings"]
     assert alike.startswith(f"ingest.label_column: 'neg' (run_date={NIGHT1}) and 'negative' (")
-    assert "four.csv row 2) look like one class spelt two ways" in alike
+    assert "four.csv row 2) look like one label spelt two ways" in alike
     assert "ingest.label_map: {neg: negative}" in alike
     # without a mapping, spellings that differ in case are refused with the setting that merges them
     pl.DataFrame({"text": ["so so", "meh"], "label": ["Pos", "neg"]}).write_csv(tmp_path / "three.csv")
