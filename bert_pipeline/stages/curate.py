@@ -456,7 +456,8 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
                        for i in range(shards)])  # type: ignore[misc]
     versions = id_versions(cl, curated, bands.select("doc_id", "shard"))
     advice = [unrelated_versions_advice(cfg, versions)] if versions.unrelated_ids else []
-    unrelated = unrelated_verdict(cfg, advice)  # under refuse: raised before anything is committed
+    # under refuse: raised before anything is committed (previous_kept: this run un-committed an earlier curation)
+    unrelated = unrelated_verdict(cfg, advice, redone=storage.exists(cl.work_url("previous_kept.parquet")))
     counts = {
         "raw_rows": raw_rows, "curated_rows": curated.height, "rejected_rows": reasons.height,
         "rejected_by_reason": {r: 0 for r in REASONS} | dict(reasons["reason"].value_counts().iter_rows()),
@@ -500,15 +501,17 @@ def still_true(lake: Lake, manifest: dict[str, Any]) -> list[str]:
     return (manifest.get("id_warnings") or []) if now == named else []
 
 
-def unrelated_verdict(cfg: PipelineConfig, advice: list[str], committed: bool = False) -> list[str]:
+def unrelated_verdict(cfg: PipelineConfig, advice: list[str], committed: bool = False,
+                      redone: bool = False) -> list[str]:
     """The warning about ids sent again with unrelated texts ([] when `advice` is empty); under
     curate.on_unrelated_versions: refuse, an InputDataError instead. committed: the night is already committed (a
-    skipped rerun), which the error says stays."""
+    skipped rerun), which the error says stays; redone: this run un-committed an earlier curation of the night."""
     if not advice:
         return []
     if cfg.curate.on_unrelated_versions == "refuse":
         where = ("its curated partition was committed earlier and is left as it is" if committed
-                 else "it is left uncommitted (rerun curate once the ids are fixed)")
+                 else "it is left uncommitted" + (" (its earlier curation was un-committed when this run began)"
+                                                  if redone else "") + "; rerun curate once the ids are fixed")
         raise InputDataError(f"curate refused run_date={cfg.run_date} (curate.on_unrelated_versions: refuse): "
                              f"{advice[0]}; {where}")
     return [f"{advice[0]}; curate.on_unrelated_versions: refuse stops such a night before it is committed"]

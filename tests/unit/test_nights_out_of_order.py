@@ -190,6 +190,10 @@ def test_ids_that_are_row_numbers_are_told_apart_from_edited_versions(tmp_path: 
                                dedup_across_nights=False)
     [only] = [w for w in fourth["warnings"] if "nothing like" in w]
     assert only.startswith("1 of the 1 id(s)") and f"'r0' on {LATE}: " in only
+    # a committed night curated again (other settings) and refused: says that its earlier curation is undone
+    with pytest.raises(InputDataError, match=r"left uncommitted \(its earlier curation was un-committed when"):
+        _row_number_night(tmp_path, LATE, SECOND, on_unrelated="refuse", min_chars=4)
+    assert lake.read_manifest("curated", LATE) is None
 
 
 def test_a_skipped_rerun_repeats_the_id_warning_only_while_the_nights_it_names_are_unchanged(tmp_path: Path) -> None:
