@@ -458,6 +458,7 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
     advice = [unrelated_versions_advice(cfg, versions)] if versions.unrelated_ids else []
     # under refuse: raised before anything is committed (previous_kept: this run un-committed an earlier curation)
     unrelated = unrelated_verdict(cfg, advice, redone=storage.exists(cl.work_url("previous_kept.parquet")))
+    filtered = filtered_warning(cfg, [storage.join(cl.folders["rejects"], n) for n in names], reasons, raw_rows)
     counts = {
         "raw_rows": raw_rows, "curated_rows": curated.height, "rejected_rows": reasons.height,
         "rejected_by_reason": {r: 0 for r in REASONS} | dict(reasons["reason"].value_counts().iter_rows()),
@@ -470,8 +471,9 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
         "splits": dict(curated["split"].value_counts().iter_rows()),
     }
     notes = {"index_recomputed_for": cl.recomputed_nights(), "stale_nights": stale,
-             "warnings": ([stale_advice(cfg.run_date, stale)] if stale else []) + unrelated,
-             "id_warnings": advice, "id_warning_nights": versions.nights}  # what a skipped rerun and the report repeat
+             "warnings": filtered + ([stale_advice(cfg.run_date, stale)] if stale else []) + unrelated,
+             # what a skipped rerun and the report repeat
+             "filter_warnings": filtered, "id_warnings": advice, "id_warning_nights": versions.nights}
     common = dict(stage="curate", run_date=cfg.run_date, inputs=[raw_manifest["fingerprint"], *earlier_fps],
                   config_hash=cfg.fingerprint("curate"), counts=counts, **notes)
     # a row in a label conflict has no label to compare with: a later night's single label for it is a correction
@@ -499,6 +501,43 @@ def still_true(lake: Lake, manifest: dict[str, Any]) -> list[str]:
     named = manifest.get("id_warning_nights") or {}
     now = {date: (lake.read_manifest("curated", date) or {}).get("fingerprint") for date in named}
     return (manifest.get("id_warnings") or []) if now == named else []
+
+
+# The reasons that judge a row's own text (not what else the lake holds) and the setting that decides each. When they
+# reject more than MOSTLY_FILTERED of a night's raw rows, ingest.text_column or a filter setting is likely wrong.
+FILTER_SETTINGS = {"empty": None, "too_short": "min_chars", "too_long": "max_chars", "low_alpha": "min_alpha_ratio",
+                   "repetitive": "max_repetition"}
+MOSTLY_FILTERED = 0.5
+
+
+def filtered_warning(cfg: PipelineConfig, rejects_urls: list[str], reasons: pl.DataFrame, raw_rows: int) -> list[str]:
+    """A warning when the text filters rejected more than MOSTLY_FILTERED of the night's raw rows (from 10 rows),
+    with the count per reason, its setting and three rejected texts of the commonest reason; [] otherwise."""
+    counts = {r: n for r, n in reasons["reason"].value_counts().sort(["count", "reason"], descending=[True, False]).iter_rows()
+              if r in FILTER_SETTINGS}
+    total = sum(counts.values())
+    if raw_rows < 10 or total <= MOSTLY_FILTERED * raw_rows:
+        return []
+
+    def setting(reason: str) -> str:
+        key = FILTER_SETTINGS[reason]
+        return f" (curate.{key} = {getattr(cfg.curate, key)})" if key else ""
+
+    top = next(iter(counts))
+    examples: list[str] = []
+    for url in rejects_urls:  # the first shards hold enough examples: read no more than needed
+        rows = pl.from_arrow(storage.read_parquet(url, ["reason", "original_text", "source", "source_row"]))
+        rows = rows.filter(pl.col("reason") == top).sort("source", "source_row")  # type: ignore[union-attr]
+        for _, text, source, row in rows.head(3 - len(examples)).iter_rows():
+            shown = text if len(text or "") <= 40 else text[:39] + "…"
+            examples.append(f"{source} row {row + 1}: {shown!r}")
+        if len(examples) >= 3:
+            break
+    by_reason = ", ".join(f"{reason} {n:,}{setting(reason)}" for reason, n in counts.items())
+    return [f"{total:,} of {raw_rows:,} raw rows of run_date={cfg.run_date} ({total / raw_rows:.1%}) were rejected for "
+            f"their text: {by_reason}; e.g. {'; '.join(examples)}. Check that ingest.text_column "
+            f"({cfg.ingest.text_column!r}) is the column that holds the text, or loosen those settings; every "
+            f"rejected row is in rejects/run_date={cfg.run_date} with its reason"]
 
 
 def unrelated_verdict(cfg: PipelineConfig, advice: list[str], committed: bool = False,
@@ -529,7 +568,8 @@ def stale_advice(run_date: str, stale: dict[str, int]) -> str:
 def skipped_summary(cfg: PipelineConfig) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     manifest = lake.read_manifest("curated", cfg.run_date) or {"counts": {}}
-    warnings = unrelated_verdict(cfg, still_true(lake, manifest), committed=True)
+    warnings = (manifest.get("filter_warnings") or []) + unrelated_verdict(cfg, still_true(lake, manifest),
+                                                                           committed=True)
     for warning in warnings:
         log.warning("curate: %s", warning)
     return {"stage": "curate", "skipped": True, "partition": lake.partition("curated", cfg.run_date),

@@ -46,8 +46,10 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     plots: dict[str, bytes] = {}
     if curated:
         raw = lake.read_manifest("raw", cfg.run_date) or {}
-        sections.append(curation_section(curated["counts"], curated.get("id_warnings") or [],
-                                         raw.get("label_warnings") or []))
+        notes = ([("Rejected for their text", w) for w in curated.get("filter_warnings") or []]
+                 + [("Ids sent again with other texts", w) for w in curated.get("id_warnings") or []]
+                 + [("Labels", w) for w in raw.get("label_warnings") or []])
+        sections.append(curation_section(curated["counts"], notes))
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
     tokens = lake.read_manifest("tokens", cfg.run_date)
     if tokens:
@@ -279,9 +281,9 @@ def _code(text: str) -> str:
     return f"{fence} {text} {fence}" if "`" in text else f"`{text}`"
 
 
-def curation_section(counts: dict[str, Any], id_warnings: list[str], label_warnings: list[str]) -> str:
-    """Where the night's raw rows went, with curate's warning about ids re-sent with unrelated texts and ingest's
-    about labels, if they gave them."""
+def curation_section(counts: dict[str, Any], notes: list[tuple[str, str]]) -> str:
+    """Where the night's raw rows went, then the (title, warning) notes ingest and curate left in their manifests
+    (texts mostly rejected, ids re-sent with unrelated texts, look-alike labels)."""
     raw = max(1, counts["raw_rows"])
     rows = [f"| curated | {counts['curated_rows']} | {counts['curated_rows'] / raw:.2%} |"]
     rows += [f"| rejected: {reason} | {n} | {n / raw:.2%} |" for reason, n in counts["rejected_by_reason"].items() if n]
@@ -289,8 +291,7 @@ def curation_section(counts: dict[str, Any], id_warnings: list[str], label_warni
             f"{counts['rejected_rows']} rejected; {counts.get('label_conflicts', 0)} label conflicts; "
             f"{counts.get('label_corrections', 0)} label corrections of earlier nights' rows.\n\n"
             "| outcome | rows | share of raw |\n|---|---|---|\n" + "\n".join(rows) + "\n"
-            + "".join(f"\n**Ids sent again with other texts**: {warning}.\n" for warning in id_warnings)
-            + "".join(f"\n**Labels**: {warning}.\n" for warning in label_warnings))
+            + "".join(f"\n**{title}**: {warning}.\n" for title, warning in notes))
 
 
 def model_section(metrics: dict[str, Any]) -> str:

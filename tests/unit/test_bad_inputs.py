@@ -72,3 +72,36 @@ def test_bad_input(case: str, tmp_path: Path) -> None:
         run_tokenize(cfg)
         with pytest.raises(InputDataError, match=spec["train_error"]):
             run_train(cfg)
+
+
+def test_a_night_mostly_rejected_for_its_text_says_which_column_and_settings_to_check(tmp_path: Path) -> None:
+    """ingest.text_column pointed at the order number instead of the review: curate keeps going (the rows stay in
+    rejects with their reasons) but says so, with the reasons, their settings and rejected texts."""
+    import polars as pl
+
+    from bert_pipeline.stages.report import write_report
+
+    orders = ["48213", "#48214", "48215-B", "4821", "48217 / 2", "", "48219", "48220", "x", "48222", "48223",
+              "Zahlung 48224 ok"]
+    reviews = ["Arrived late but intact", "包装很好，物流很快", "Colis abîmé 😞", "ok", "Great value", "",
+               "Not as described", "Works fine", "Meh", "Would buy again", "Refund took weeks", "Danke!"]
+    pl.DataFrame({"order": orders, "review": reviews}).write_csv(tmp_path / "orders.csv")
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-04-01",
+                        "ingest": {"sources": [str(tmp_path / "orders.csv")], "text_column": "order"}})
+    run_ingest(cfg)
+    summary = run_curate(cfg)
+    [warning] = summary["warnings"]
+    assert warning.startswith("11 of 12 raw rows of run_date=2026-04-01 (91.7%) were rejected for their text: "
+                              "low_alpha 9 (curate.min_alpha_ratio = 0.25), empty 1, too_short 1 (curate.min_chars = 3)")
+    assert "orders.csv row 1: '48213'; " in warning and "orders.csv row 2: '#48214'; " in warning
+    assert "orders.csv row 3: '48215-B'. Check" in warning
+    assert "ingest.text_column ('order')" in warning
+    assert run_curate(cfg)["warnings"] == [warning]  # a skipped rerun says it again
+    report = Path(write_report(cfg)["report"]).read_text()
+    assert f"**Rejected for their text**: {warning}." in report
+    # the right column: nothing to say
+    right = build_config(cfg.model_dump() | {"data_root": str(tmp_path / "lake2"),
+                                             "ingest": cfg.ingest.model_dump() | {"text_column": "review"}})
+    run_ingest(right)
+    done = run_curate(right)
+    assert done["warnings"] == [] and done["rejected_rows"] == 2  # the empty review and "ok": a night's usual
