@@ -275,38 +275,68 @@ def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None
         + (f" or map the other spellings to it with {map_setting}" if map_setting else "") + ". Nothing was written.")
 
 
-def look_alike_warnings(where: Mapping[str, str], setting: str, map_setting: str) -> list[str]:
-    """Warnings about labels that may be spellings of one class the case rule (`check_label_spellings`) cannot tell:
-    integers beside words (`0`, `1` beside `neg`, `pos`: an export that writes some rows' class as its id), and a
-    label that begins another (`pos` and `positive`, `sport` and `sports`: a shortening or a plural). Each would be
-    learned as a class of its own; nothing is refused, as either may be meant. [] when none.
+# A label this short that begins a longer one reads as its shortening (neg/negative, PER/PERSON, misc/miscellaneous);
+# a longer one only as its plural (sport/sports). Longer prefixes with other endings are usually distinct labels
+# (Music/Musical, cancel/cancel_reservation, LABEL_1/LABEL_10, E11/E11.9).
+_SHORTENING_CHARS = 4
+_PLURAL_ENDINGS = ("s", "es")
+
+
+def look_alike_pairs(labels: Iterable[str]) -> list[tuple[str, str]]:
+    """(short, long) label pairs that may be one label spelt two ways: a word label of 3-4 characters that begins
+    another (a shortening), or one that is another plus s/es (a plural), compared by `label_key` (case-folded,
+    punctuation and spaces as one '_'). Sorted by the short label."""
+    keys = {label_key(label): label for label in labels
+            if not _INTEGRAL_TEXT.match(label) and any(c.isalpha() for c in label)}
+    ordered = sorted(keys)
+    pairs = []
+    for index, short in enumerate(ordered):
+        if len(short) < 3:
+            continue
+        for long in ordered[index + 1:]:  # the keys that begin with `short` follow it in sorted order
+            if not long.startswith(short):
+                break
+            rest = long[len(short):]
+            if (len(short) <= _SHORTENING_CHARS and rest.isalpha()) or rest in _PLURAL_ENDINGS:
+                pairs.append((keys[short], keys[long]))
+    return pairs
+
+
+def look_alike_warnings(where: Mapping[str, str], setting: str, map_setting: str,
+                        new: Iterable[str] | None = None) -> list[str]:
+    """Warnings about labels that may be spellings of one label the case rule (`check_label_spellings`) cannot tell:
+    integers beside words (`0`, `1` beside `neg`, `pos`: an export that writes some rows' class as its id), and the
+    `look_alike_pairs` (`neg` and `negative`, `sport` and `sports`). Each would be learned as a label of its own;
+    nothing is refused, as either may be meant. [] when none.
 
     `where` maps each label to where it was first seen (a file and row, or a run_date); `setting` is the label
-    setting to name, `map_setting` the mapping that would merge them (ingest.label_map, ner.label_map).
+    setting to name, `map_setting` the mapping that would merge them (ingest.label_map, ner.label_map). `new`: the
+    labels no other night holds; when given, only findings that involve one of them are told (a pair told once is
+    not told again every night).
     """
     def named(labels: list[str]) -> str:
         shown = ", ".join(f"{label!r} ({where[label]})" for label in labels[:5])
         return shown + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
 
+    fresh = set(where) if new is None else set(new)
     found = []
     numbers = sorted((label for label in where if _INTEGRAL_TEXT.match(label)), key=lambda n: int(float(n)))
     words = sorted(label for label in where if not _INTEGRAL_TEXT.match(label) and any(c.isalpha() for c in label))
-    if numbers and words:
+    if numbers and words and fresh & {*numbers, *words}:
         example = ", ".join(f"{number}: <its class>" for number in numbers[:3])
         found.append(f"{setting}: the labels {named(numbers)} are numbers while {named(words)} are words. If the "
                      "numbers are those classes written as ids, each is learned as a class of its own: map them "
                      f"with {map_setting}: {{{example}}} and run the nights that hold them again from ingest; if "
                      "they are classes of their own, nothing needs doing")
-    keys = {label_key(label): label for label in words}
-    pairs = [(keys[short], keys[long]) for short in sorted(keys) for long in sorted(keys)
-             if len(short) >= 3 and long != short and long.startswith(short)]
+    pairs = [(a, b) for a, b in look_alike_pairs(where) if a in fresh or b in fresh]
     if pairs:
         shown = "; ".join(f"{named([a])} and {named([b])}" for a, b in pairs[:5])
+        more = f" (and {len(pairs) - 5} more pairs)" if len(pairs) > 5 else ""
         short, long = pairs[0]
-        found.append(f"{setting}: {shown} look like one label spelt two ways (one begins the other: a shortening "
-                     "or a plural), and each is learned as a label of its own. If they are one, map them with "
-                     f"{map_setting}: {{{short}: {long}}} and run the nights that hold them again from ingest; if "
-                     "they are labels of their own, nothing needs doing")
+        found.append(f"{setting}: {shown}{more} look like one label spelt two ways (a shortening or a plural), and "
+                     f"each is learned as a label of its own. If they are one, map them with {map_setting}: "
+                     f"{{{short}: {long}}} and run the nights that hold them again from ingest; if they are labels "
+                     "of their own, nothing needs doing")
     return found
 
 

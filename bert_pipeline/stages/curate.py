@@ -376,13 +376,16 @@ def id_versions(cl: CurateLake, curated: pl.DataFrame, tonight_shards: pl.DataFr
     return IdVersions(versions, unrelated.select(nothing.unrelated.columns), nights)
 
 
+def quoted(text: str | None, limit: int = 40) -> str:
+    """A text as a message quotes it: repr, cut to `limit` characters with an ellipsis; '' for None."""
+    text = text or ""
+    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
+
+
 def unrelated_versions_advice(cfg: PipelineConfig, found: IdVersions) -> str:
     """What to tell the user when ids come back with texts nothing like their other versions."""
-    def short(text: str) -> str:
-        return repr(text if len(text) <= 40 else text[:39] + "…")
-
-    examples = "; ".join(f"{row['doc_id']!r} on {row['run_date']}: {short(row['other_text'])}, tonight: "
-                         f"{short(row['text'])}" for row in found.unrelated.head(3).iter_rows(named=True))
+    examples = "; ".join(f"{row['doc_id']!r} on {row['run_date']}: {quoted(row['other_text'])}, tonight: "
+                         f"{quoted(row['text'])}" for row in found.unrelated.head(3).iter_rows(named=True))
     return (f"{found.unrelated_ids} of the {found.versions} id(s) that run_date={cfg.run_date} sends again with "
             f"another text come with a text nothing like their newest version on another night (less than "
             f"{UNRELATED_VERSION_OVERLAP:.0%} of the shorter text's character shingles shared), e.g. {examples}. "
@@ -456,7 +459,7 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
                        for i in range(shards)])  # type: ignore[misc]
     versions = id_versions(cl, curated, bands.select("doc_id", "shard"))
     advice = [unrelated_versions_advice(cfg, versions)] if versions.unrelated_ids else []
-    # under refuse: raised before anything is committed (previous_kept: this run un-committed an earlier curation)
+    # under refuse: raised before anything is committed (previous_kept: an earlier curation was un-committed)
     unrelated = unrelated_verdict(cfg, advice, redone=storage.exists(cl.work_url("previous_kept.parquet")))
     filtered = filtered_warning(cfg, [storage.join(cl.folders["rejects"], n) for n in names], reasons, raw_rows)
     counts = {
@@ -529,28 +532,30 @@ def filtered_warning(cfg: PipelineConfig, rejects_urls: list[str], reasons: pl.D
         rows = pl.from_arrow(storage.read_parquet(url, ["reason", "original_text", "source", "source_row"]))
         rows = rows.filter(pl.col("reason") == top).sort("source", "source_row")  # type: ignore[union-attr]
         for _, text, source, row in rows.head(3 - len(examples)).iter_rows():
-            shown = text if len(text or "") <= 40 else text[:39] + "…"
-            examples.append(f"{source} row {row + 1}: {shown!r}")
+            examples.append(f"{source} row {'?' if row is None else row + 1}: {quoted(text)}")
         if len(examples) >= 3:
             break
     by_reason = ", ".join(f"{reason} {n:,}{setting(reason)}" for reason, n in counts.items())
     return [f"{total:,} of {raw_rows:,} raw rows of run_date={cfg.run_date} ({total / raw_rows:.1%}) were rejected for "
-            f"their text: {by_reason}; e.g. {'; '.join(examples)}. Check that ingest.text_column "
-            f"({cfg.ingest.text_column!r}) is the column that holds the text, or loosen those settings; every "
-            f"rejected row is in rejects/run_date={cfg.run_date} with its reason"]
+            f"their text: {by_reason}; e.g. {'; '.join(examples)}. Check the sources: that ingest.text_column "
+            f"({cfg.ingest.text_column!r}) is the column that holds the text (csv, tsv, jsonl, json and parquet) and "
+            f"that ingest.format reads them as they are; or loosen those settings. Every rejected row is in "
+            f"rejects/run_date={cfg.run_date} with its reason"]
 
 
 def unrelated_verdict(cfg: PipelineConfig, advice: list[str], committed: bool = False,
                       redone: bool = False) -> list[str]:
     """The warning about ids sent again with unrelated texts ([] when `advice` is empty); under
     curate.on_unrelated_versions: refuse, an InputDataError instead. committed: the night is already committed (a
-    skipped rerun), which the error says stays; redone: this run un-committed an earlier curation of the night."""
+    skipped rerun), which the error says stays; redone: an earlier curation of the night was committed and has been
+    un-committed (by this run or an unfinished one before it)."""
     if not advice:
         return []
     if cfg.curate.on_unrelated_versions == "refuse":
         where = ("its curated partition was committed earlier and is left as it is" if committed
-                 else "it is left uncommitted" + (" (its earlier curation was un-committed when this run began)"
-                                                  if redone else "") + "; rerun curate once the ids are fixed")
+                 else "it is left uncommitted" + (" (its earlier committed curation is no longer committed: undone "
+                                                  "by this run or an earlier unfinished one)" if redone else "")
+                 + "; rerun curate once the ids are fixed, or with curate.on_unrelated_versions: warn")
         raise InputDataError(f"curate refused run_date={cfg.run_date} (curate.on_unrelated_versions: refuse): "
                              f"{advice[0]}; {where}")
     return [f"{advice[0]}; curate.on_unrelated_versions: refuse stops such a night before it is committed"]

@@ -542,13 +542,15 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
     for value, source, row in labelled.select("label", "source", "source_row").iter_rows():
         for label in task.label_members(value):
             where.setdefault(label, f"{source} row {row + 1}")
+    held: set[str] = set()  # the other nights' labels
     for date in lake.run_dates("raw"):
         manifest = lake.read_manifest("raw", date) or {}
         if date != cfg.run_date:
             for label in (manifest.get("counts") or {}).get("labels") or {}:
                 where.setdefault(label, f"run_date={date}")
+                held.add(label)
     check_label_spellings(where, where, setting=task.label_setting(cfg), map_setting=task.label_map_setting)
-    warnings = look_alike_warnings(where, task.label_setting(cfg), task.label_map_setting)
+    warnings = look_alike_warnings(where, task.label_setting(cfg), task.label_map_setting, new=set(counts) - held)
     for warning in warnings:
         log.warning("ingest: %s", warning)
     return {str(k): int(v) for k, v in counts.items()}, warnings

@@ -153,8 +153,8 @@ def superseded_clause(superseded: int) -> str:
     """The older versions of re-sent ids that the training set left out, for the report ('' when none)."""
     if not superseded:
         return ""
-    return (f"{superseded} older version(s) of ids sent again left out (only each id's newest night is trained on; "
-            "see the Curation section of the nights that re-sent them); ")
+    return (f"{superseded} older version(s) of ids sent again left out (only each id's newest labelled version is "
+            "trained on); ")
 
 
 def adaptation_line(adaptation: dict[str, Any] | None) -> str:

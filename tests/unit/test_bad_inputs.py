@@ -95,7 +95,7 @@ def test_a_night_mostly_rejected_for_its_text_says_which_column_and_settings_to_
                               "low_alpha 9 (curate.min_alpha_ratio = 0.25), empty 1, too_short 1 (curate.min_chars = 3)")
     assert "orders.csv row 1: '48213'; " in warning and "orders.csv row 2: '#48214'; " in warning
     assert "orders.csv row 3: '48215-B'. Check" in warning
-    assert "ingest.text_column ('order')" in warning
+    assert "Check the sources: that ingest.text_column ('order') is the column that holds the text" in warning
     assert run_curate(cfg)["warnings"] == [warning]  # a skipped rerun says it again
     report = Path(write_report(cfg)["report"]).read_text()
     assert f"**Rejected for their text**: {warning}." in report

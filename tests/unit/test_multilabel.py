@@ -278,12 +278,19 @@ def test_look_alike_labels_are_named_with_where_each_was_seen() -> None:
     from bert_pipeline.curation.labels import look_alike_warnings
 
     where = {"sport": "a.csv row 1", "sports": "b.csv row 9", "Sport-News": "run_date=2026-03-01", "art": "a.csv row 2",
-             "12": "a.csv row 3", "体育": "c.csv row 1", "体育新闻": "c.csv row 2", "ok": "a.csv row 4", "okay": "x"}
+             "Arts": "a.csv row 5", "12": "a.csv row 3", "体育": "c.csv row 1", "体育新闻": "c.csv row 2",
+             "ok": "a.csv row 4", "okay": "x", "Music": "m", "Musical": "m", "LABEL_1": "l", "LABEL_10": "l",
+             "cancel": "i", "cancel_reservation": "i"}
     numbers, alike = look_alike_warnings(where, "ingest.label_column", "ingest.label_map")
-    assert numbers.startswith("ingest.label_column: the labels '12' (a.csv row 3) are numbers while 'Sport-News'")
-    # prefixes of 3 characters or more, compared in the case-folded key: 'ok' is too short to say
-    assert alike.startswith("ingest.label_column: 'sport' (a.csv row 1) and 'Sport-News' (run_date=2026-03-01); "
-                            "'sport' (a.csv row 1) and 'sports' (b.csv row 9) look like one label")
-    assert "'体育' (c.csv row 1) and '体育新闻'" not in alike  # two characters: too short to say
-    assert "{sport: Sport-News}" in alike and "'ok'" not in alike and "'art'" not in alike
+    assert numbers.startswith("ingest.label_column: the labels '12' (a.csv row 3) are numbers while 'Arts'")
+    # a plural, compared case-folded; 'ok' is too short to say, and longer labels with other endings are distinct
+    assert alike.startswith("ingest.label_column: 'art' (a.csv row 2) and 'Arts' (a.csv row 5); 'sport' (a.csv row "
+                            "1) and 'sports' (b.csv row 9) look like one label spelt two ways")
+    assert alike.count(" and '") == 2 and "{art: Arts}" in alike
+    for distinct in ("'Sport-News'", "'体育新闻'", "'okay'", "'Musical'", "'LABEL_10'", "'cancel_reservation'"):
+        assert distinct not in alike
     assert look_alike_warnings({"neg": "x", "pos": "y", "neutral": "z"}, "s", "m") == []
+    # a pair that other nights already held is not told again; one with a label new tonight is
+    held = {"neg": "run_date=2026-03-01", "negative": "run_date=2026-03-02", "pos": "a.csv row 1"}
+    assert look_alike_warnings(held, "s", "m", new={"pos"}) == []
+    assert look_alike_warnings(held, "s", "m", new={"negative"})[0].startswith("s: 'neg' (run_date=2026-03-01) and")

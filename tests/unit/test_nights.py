@@ -226,6 +226,10 @@ def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merg
     assert alike.startswith(f"ingest.label_column: 'neg' (run_date={NIGHT1}) and 'negative' (")
     assert "four.csv row 2) look like one label spelt two ways" in alike
     assert "ingest.label_map: {neg: negative}" in alike
+    pl.DataFrame({"text": ["livraison rapide", "service client absent"], "label": ["pos", "negative"]}).write_csv(
+        tmp_path / "five.csv")
+    five = run_ingest(build_config(base, {"run_date": "2026-03-06", "ingest.sources": [str(tmp_path / "five.csv")]}))
+    assert "warnings" not in five  # told on the night 'negative' came; not again every night
     # without a mapping, spellings that differ in case are refused with the setting that merges them
     pl.DataFrame({"text": ["so so", "meh"], "label": ["Pos", "neg"]}).write_csv(tmp_path / "three.csv")
     with pytest.raises(InputDataError, match=r"map the other spellings to it with ingest\.label_map"):

@@ -181,9 +181,11 @@ def test_ids_that_are_row_numbers_are_told_apart_from_edited_versions(tmp_path: 
         _row_number_night(tmp_path, LATE, SECOND, on_unrelated="refuse")
     assert lake.read_manifest("curated", LATE) == committed
     third = "2026-05-05"
-    with pytest.raises(InputDataError, match=rf"curate refused run_date={third} .*'r1' on {LATE}: .*left uncommitted"):
+    with pytest.raises(InputDataError, match=rf"curate refused run_date={third} .*'r1' on {LATE}: .*left uncommitted"
+                       ) as refused:
         _row_number_night(tmp_path, third, ["Completely different text about a lamp.", "Ein ganz anderer Text über "
                                             "eine Lampe, die flackert."], on_unrelated="refuse")
+    assert "un-committed" not in str(refused.value)  # a night never committed before
     assert lake.read_manifest("curated", third) is None
     # each id against its newest other version only, and whatever curate.dedup_across_nights says
     fourth = _row_number_night(tmp_path, "2026-05-07", ["Completely different text about a lamp, still."],
@@ -191,7 +193,7 @@ def test_ids_that_are_row_numbers_are_told_apart_from_edited_versions(tmp_path: 
     [only] = [w for w in fourth["warnings"] if "nothing like" in w]
     assert only.startswith("1 of the 1 id(s)") and f"'r0' on {LATE}: " in only
     # a committed night curated again (other settings) and refused: says that its earlier curation is undone
-    with pytest.raises(InputDataError, match=r"left uncommitted \(its earlier curation was un-committed when"):
+    with pytest.raises(InputDataError, match=r"left uncommitted \(its earlier committed curation is no longer"):
         _row_number_night(tmp_path, LATE, SECOND, on_unrelated="refuse", min_chars=4)
     assert lake.read_manifest("curated", LATE) is None
 
