@@ -23,13 +23,13 @@ import numpy as np
 from benchmarks._common import DEMO, load_texts
 from benchmarks.datasets import chinese_reviews, fine_food_reviews
 from bert_pipeline.config import build_config
-from bert_pipeline.curation.neardup import normal_form, paired_overlap
-from bert_pipeline.stages.curate import MIN_SHINGLES_JUDGED, UNRELATED_VERSION_OVERLAP, near_dup_params
+from bert_pipeline.curation.neardup import paired_overlap
+from bert_pipeline.stages.curate import MIN_SHINGLES_JUDGED, UNRELATED_VERSION_OVERLAP, near_dup_params, without_marks
 
 
 def called_unrelated(left: list[str], right: list[str]) -> tuple[float, int]:
     """(share of judged pairs below the threshold, pairs judged)."""
-    overlap, shingles = paired_overlap([normal_form(t) for t in left], [normal_form(t) for t in right],
+    overlap, shingles = paired_overlap([without_marks(t) for t in left], [without_marks(t) for t in right],
                                        near_dup_params(build_config({}).curate))
     judged = shingles >= MIN_SHINGLES_JUDGED
     return float((overlap[judged] < UNRELATED_VERSION_OVERLAP).mean()), int(judged.sum())

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -367,8 +368,8 @@ def id_versions(cl: CurateLake, curated: pl.DataFrame, tonight_shards: pl.DataFr
                            "text")
         other_text += [texts[doc] for doc in group["doc_id"].to_list()]
     both = both.with_columns(text=pl.col("doc_id").replace_strict(tonight), other_text=pl.Series(other_text))
-    overlap, shingles = paired_overlap([normal_form(t) for t in both["text"].to_list()],
-                                       [normal_form(t) for t in other_text], near_dup_params(cl.cfg.curate))
+    overlap, shingles = paired_overlap([without_marks(t) for t in both["text"].to_list()],
+                                       [without_marks(t) for t in other_text], near_dup_params(cl.cfg.curate))
     both = both.with_columns(overlap=pl.Series(overlap), shingles=pl.Series(shingles))
     unrelated = both.filter((pl.col("overlap") < UNRELATED_VERSION_OVERLAP) & (pl.col("shingles") >= MIN_SHINGLES_JUDGED))
     nights = {d: (cl.lake.read_manifest("curated", d) or {}).get("fingerprint", "")
@@ -380,6 +381,12 @@ def quoted(text: str | None, limit: int = 40) -> str:
     """A text as a message quotes it: repr, cut to `limit` characters with an ellipsis; '' for None."""
     text = text or ""
     return repr(text if len(text) <= limit else text[:limit - 1] + "…")
+
+
+def without_marks(text: str) -> str:
+    """The near-dup normal form without combining marks (NFKD, then marks dropped): a version that adds or drops
+    accents, Arabic vowel marks or Hebrew niqqud is the same text edited, not another text."""
+    return "".join(c for c in unicodedata.normalize("NFKD", normal_form(text)) if not unicodedata.combining(c))
 
 
 def unrelated_versions_advice(cfg: PipelineConfig, found: IdVersions) -> str:

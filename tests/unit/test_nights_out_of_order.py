@@ -198,6 +198,16 @@ def test_ids_that_are_row_numbers_are_told_apart_from_edited_versions(tmp_path: 
     assert lake.read_manifest("curated", LATE) is None
 
 
+def test_a_version_that_adds_or_drops_accents_or_vowel_marks_is_an_edit(tmp_path: Path) -> None:
+    with_marks = ["كَانَ المُنْتَجُ مُمْتَازًا وَسَرِيعَ التَّوْصِيلِ", "הַמּוּצָר הִגִּיעַ מַהֵר וְהָיָה טוֹב מְאוֹד",
+                  "Sản phẩm tốt, giao hàng nhanh, đóng gói cẩn thận"]
+    stripped = ["كان المنتج ممتازا وسريع التوصيل", "המוצר הגיע מהר והיה טוב מאוד",
+                "San pham tot, giao hang nhanh, đong goi can than"]
+    _row_number_night(tmp_path, EARLY, with_marks)
+    summary = _row_number_night(tmp_path, LATE, stripped, on_unrelated="refuse")  # refused if any were flagged
+    assert summary["id_versions"] == 3 and summary["unrelated_id_versions"] == 0
+
+
 def test_a_skipped_rerun_repeats_the_id_warning_only_while_the_nights_it_names_are_unchanged(tmp_path: Path) -> None:
     _row_number_night(tmp_path, EARLY, FIRST)
     _row_number_night(tmp_path, LATE, SECOND)
