@@ -276,14 +276,61 @@ def begin(cfg: PipelineConfig) -> CuratePlan:
     cl = CurateLake(cfg)
     raw_manifest = cl.lake.require_manifest("raw", cfg.run_date, produced_by="ingest")
     earlier_fps = [m["fingerprint"] for m in cl.earlier_manifests().values()]
-    stage_fp = fingerprint("curate", raw_manifest["fingerprint"], cfg.fingerprint("curate"), earlier_fps)
+    redos = stale_redos(cl)
+
+    def stage_fp_of(redos: int) -> str:  # the redo count only once there is one: older lakes keep their fingerprints
+        return fingerprint("curate", raw_manifest["fingerprint"], cfg.fingerprint("curate"), earlier_fps,
+                           *([{"stale_redos": redos}] if redos else []))
+
+    stage_fp = stage_fp_of(redos)
     shards = len(raw_manifest["outputs"])
     if all(manifest_matches(cl.lake.read_manifest(a, cfg.run_date), stage_fp, f) for a, f in cl.folders.items()):
-        return CuratePlan(stage_fp, shards, skipped=True)
+        lost = lost_duplicate_targets(cl)
+        if not lost:
+            return CuratePlan(stage_fp, shards, skipped=True)
+        redos += 1
+        stage_fp = stage_fp_of(redos)
+        log.warning("curate: run_date=%s is stale: %d of its rejected rows name as `duplicate_of` a row that no "
+                    "committed night keeps any more (a later night was redone without it, e.g. %s); redoing it",
+                    cfg.run_date, len(lost), sorted(lost)[0])
+    if redos:  # kept until commit, so that a crashed redo resumes under the same fingerprint
+        storage.write_json_atomic(cl.work_url("stale_redos.json"), {"stale_redos": redos})
     remember_previous_kept(cl)
     for area in cl.folders:
         cl.lake.writer(area, cfg.run_date, stage_fp).begin()  # un-commit: readers must not trust a partition being rewritten
     return CuratePlan(stage_fp, shards, skipped=False)
+
+
+def stale_redos(cl: CurateLake) -> int:
+    """How often this night has been redone because other nights no longer keep rows its rejects point at: part of
+    its fingerprint, so that each such redo is new work for tokenize and everything after it. From _work while a
+    curation of the night is under way (a redo that crashed), else from its committed curated manifest."""
+    under_way = storage.read_json(cl.work_url("stale_redos.json"))
+    if under_way:
+        return int(under_way["stale_redos"])
+    return int((cl.lake.read_manifest("curated", cl.run_date) or {}).get("stale_redos", 0))
+
+
+def lost_duplicate_targets(cl: CurateLake) -> set[str]:
+    """doc_ids that this committed night's rejects name as `duplicate_of` and that no committed night keeps any more.
+
+    A night's fingerprint holds the earlier nights only, so a later night redone without a row that this night
+    yielded to (a backfill's exact or near duplicate, label_superseded, label_correction) leaves this night
+    unchanged and its text in no night at all: such a night is stale and must be redone, not skipped. Reads only the
+    `duplicate_of` column of this night's rejects and, filtered to those ids, the doc_id column of the indexes."""
+    later = [d for d in cl.every_committed if d > cl.run_date]
+    rejects = cl.lake.read_manifest("rejects", cl.run_date)
+    if not later or not rejects:
+        return set()
+    named = cl.lake.dataset("rejects", {cl.run_date: rejects}).to_table(
+        columns=["duplicate_of"], filter=pc.field("duplicate_of").is_valid())
+    targets = set(named["duplicate_of"].to_pylist())
+    if not targets:
+        return set()
+    nights = cl.every_committed | {cl.run_date: cl.lake.read_manifest("dedup_index", cl.run_date) or {}}
+    kept = cl.lake.dataset("dedup_index", nights).to_table(columns=["doc_id"],
+                                                          filter=pc.field("doc_id").isin(sorted(targets)))
+    return targets - set(kept["doc_id"].to_pylist())
 
 
 def remember_previous_kept(cl: CurateLake) -> None:
@@ -480,7 +527,8 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
         "id_versions": versions.versions, "unrelated_id_versions": versions.unrelated_ids,
         "splits": dict(curated["split"].value_counts().iter_rows()),
     }
-    notes = {"index_recomputed_for": cl.recomputed_nights(), "stale_nights": stale,
+    notes = {"index_recomputed_for": cl.recomputed_nights(), "stale_nights": stale, "stale_redos": stale_redos(cl),
+             "stale_night_fingerprints": {d: cl.committed_manifests()[d]["fingerprint"] for d in stale},
              "warnings": filtered + ([stale_advice(cfg.run_date, stale)] if stale else []) + unrelated,
              # what a skipped rerun and the report repeat
              "filter_warnings": filtered, "id_warnings": advice, "id_warning_nights": versions.nights}
@@ -505,12 +553,30 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
     return {"stage": "curate", "skipped": False, "partition": cl.folders["curated"], **counts, **notes}
 
 
+def nights_unchanged(lake: Lake, named: dict[str, str] | None) -> bool:
+    """True while every run_date in `named` is committed with the curated fingerprint it maps to."""
+    return all((lake.read_manifest("curated", date) or {}).get("fingerprint") == fp for date, fp in (named or {}).items())
+
+
 def still_true(lake: Lake, manifest: dict[str, Any]) -> list[str]:
     """The committed night's id warnings, while the other nights they name are committed as they were then (a later
     night is not part of this night's fingerprint: redone, it may have fixed its ids)."""
-    named = manifest.get("id_warning_nights") or {}
-    now = {date: (lake.read_manifest("curated", date) or {}).get("fingerprint") for date in named}
-    return (manifest.get("id_warnings") or []) if now == named else []
+    return (manifest.get("id_warnings") or []) if nights_unchanged(lake, manifest.get("id_warning_nights")) else []
+
+
+IDS_TITLE = "Ids sent again with other texts"
+
+
+def standing_notes(lake: Lake, manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """(title, warning) of a committed curated night that still hold, for its report and a skipped rerun: texts
+    mostly rejected; ids re-sent with unrelated texts and other nights left stale, each while the nights it names
+    are committed as they were (a stale night redone has a new fingerprint, `stale_redos`)."""
+    notes = [("Rejected for their text", w) for w in manifest.get("filter_warnings") or []]
+    notes += [(IDS_TITLE, w) for w in still_true(lake, manifest)]
+    stale, named = manifest.get("stale_nights") or {}, manifest.get("stale_night_fingerprints")
+    if stale and named and nights_unchanged(lake, named):
+        notes.append(("Other nights left stale", stale_advice(manifest["run_date"], stale)))
+    return notes
 
 
 # The reasons that judge a row's own text (not what else the lake holds) and the setting that decides each. When they
@@ -580,8 +646,8 @@ def stale_advice(run_date: str, stale: dict[str, int]) -> str:
 def skipped_summary(cfg: PipelineConfig) -> dict[str, Any]:
     lake = Lake(cfg.data_root)
     manifest = lake.read_manifest("curated", cfg.run_date) or {"counts": {}}
-    warnings = (manifest.get("filter_warnings") or []) + unrelated_verdict(cfg, still_true(lake, manifest),
-                                                                           committed=True)
+    verdict = unrelated_verdict(cfg, still_true(lake, manifest), committed=True)  # raised here under refuse
+    warnings = [w for title, w in standing_notes(lake, manifest) if title != IDS_TITLE] + verdict
     for warning in warnings:
         log.warning("curate: %s", warning)
     return {"stage": "curate", "skipped": True, "partition": lake.partition("curated", cfg.run_date),

@@ -24,6 +24,7 @@ from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
 from bert_pipeline.evaluation.registry import committed_models, read_champion
+from bert_pipeline.stages.curate import standing_notes
 from bert_pipeline.stages.tokenize import truncation_warning
 
 
@@ -46,9 +47,7 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     plots: dict[str, bytes] = {}
     if curated:
         raw = lake.read_manifest("raw", cfg.run_date) or {}
-        notes = ([("Rejected for their text", w) for w in curated.get("filter_warnings") or []]
-                 + [("Ids sent again with other texts", w) for w in curated.get("id_warnings") or []]
-                 + [("Labels", w) for w in raw.get("label_warnings") or []])
+        notes = standing_notes(lake, curated) + [("Labels", w) for w in raw.get("label_warnings") or []]
         sections.append(curation_section(curated["counts"], notes))
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
     tokens = lake.read_manifest("tokens", cfg.run_date)

@@ -10,7 +10,7 @@ import pytest
 
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.stages.curate import run_curate, still_true
+from bert_pipeline.stages.curate import begin, run_curate, still_true
 from bert_pipeline.stages.ingest import run_ingest
 from bert_pipeline.stages.report import write_report
 from bert_pipeline.curation.labels import apply_corrections, read_corrections
@@ -96,6 +96,33 @@ def test_a_rerun_that_drops_rows_names_the_nights_that_rest_on_them(tmp_path: Pa
     late = build_config({"data_root": str(tmp_path / "lake"), "run_date": LATE,
                          "ingest": {"sources": [str(tmp_path / f"night-{LATE}.parquet")], "label_column": "label"}})
     assert run_curate(late)["curated_rows"] == 2
+
+
+def test_a_backfill_left_stale_by_a_later_rerun_is_redone_not_skipped_and_its_text_comes_back(tmp_path: Path) -> None:
+    short = "Arrived broken."  # 15 characters: kept at the default min_chars, too_short at 20
+    _curate(tmp_path, LATE, [(short, None), (A, "pos")])
+    backfill = _curate(tmp_path, EARLY, [(short, "neg"), (N, "neg")])
+    assert backfill["label_corrections"] == 1  # the backfill labels the later night's unlabelled copy
+    lake = Lake(str(tmp_path / "lake"))
+    first_fp = lake.read_manifest("curated", EARLY)["fingerprint"]
+    redone = _curate(tmp_path, LATE, [(short, None), (A, "pos")], min_chars=20)
+    assert redone["stale_nights"] == {EARLY: 1}
+    assert short not in effective_labels(lake)  # the text is in no night now: the stale night must come back
+    late_report = build_config({"data_root": str(tmp_path / "lake"), "run_date": LATE})
+    stale_note = (f"**Other nights left stale**: the rerun of run_date={LATE} no longer keeps rows that the "
+                  f"rejects of {EARLY} (1 row(s))")
+    assert stale_note in Path(write_report(late_report)["report"]).read_text()
+
+    early = build_config({"data_root": str(tmp_path / "lake"), "run_date": EARLY,
+                          "ingest": {"sources": [str(tmp_path / f"night-{EARLY}.parquet")], "label_column": "label"}})
+    assert not begin(early).skipped  # a redo killed after it un-committed the night resumes as the same redo
+    stale = _curate(tmp_path, EARLY, [(short, "neg"), (N, "neg")])
+    assert not stale["skipped"] and stale["curated_rows"] == 2 and stale["stale_redos"] == 1
+    assert effective_labels(lake)[short] == "neg"  # its label with it
+    assert lake.read_manifest("curated", EARLY)["fingerprint"] != first_fp  # new work for tokenize and after
+    assert _curate(tmp_path, EARLY, [(short, "neg"), (N, "neg")])["skipped"]  # and then it holds
+    assert stale_note not in Path(write_report(late_report)["report"]).read_text()  # said while it is true
+    assert _curate(tmp_path, LATE, [(short, None), (A, "pos")], min_chars=20)["stale_nights"] == {}
 
 
 def test_exact_duplicates_and_corrections_do_not_depend_on_near_dup_settings(tmp_path: Path) -> None:
