@@ -440,6 +440,34 @@ def _as_string(df: pl.DataFrame, column: str | None, url: str) -> pl.Series | No
     return series
 
 
+# a whole number written with a zero fraction, as pandas writes an id column that became float ("1.0", "-2.00")
+_WHOLE_WITH_FRACTION = re.compile(r"^[+-]?(0|[1-9][0-9]*)\.0+$")
+
+
+def canonical_ids(df: pl.DataFrame, column: str | None, url: str) -> pl.Series | None:
+    """ingest.id_column as text, one spelling per number, so that an id is one document whatever format a night
+    arrives in: integers as written; a float column (an int id column that a gap made float in pandas, or a jsonl
+    `1.0`) with its whole numbers as integers; a text column of which every id is a whole number with a zero
+    fraction ("1.0", "2.0": what pandas' to_csv writes for such a column) the same. Any other text is kept as
+    written: leading zeros ("007"), and "1.0" in a column that also holds "A-7".
+
+    Shape: df.height, dtype String, nulls kept (the caller refuses them); None without an id column. Errors:
+    InputDataError naming `url` for a nested column."""
+    ids = _as_string(df, column, url)
+    if ids is None or column is None:
+        return ids
+    source = df[column]
+    if source.dtype.is_float():
+        whole = source.is_finite() & (source == source.floor())  # beyond int64's range: kept as the float reads
+        as_int = pl.coalesce(source.cast(pl.Int64, strict=False).cast(pl.String), ids)
+        return pl.select(pl.when(source.is_nan()).then(None).when(whole).then(as_int).otherwise(ids)
+                         ).to_series().alias(ids.name)
+    present = ids.drop_nulls()
+    if source.dtype == pl.String and present.len() and present.str.contains(_WHOLE_WITH_FRACTION.pattern).all():
+        return ids.str.replace(r"\.0+$", "")
+    return ids
+
+
 def _normalise_split(series: pl.Series | None, url: str) -> pl.Series | None:
     if series is None:
         return None
@@ -483,7 +511,7 @@ def read_source(source: SourceFile, cfg: PipelineConfig) -> tuple[pl.DataFrame, 
     read = task.read_rows(df, cfg, source.url, lines)
     report.task_counts = read.counts
     text, labels = read.text, read.label
-    ids = _as_string(df, ingest.id_column, source.url)
+    ids = canonical_ids(df, ingest.id_column, source.url)
     if ids is not None and ids.null_count():
         raise InputDataError(f"{source.url}: ingest.id_column {ingest.id_column!r} has {ids.null_count()} empty ids")
     split = _normalise_split(_as_string(df, ingest.split_column, source.url), source.url)

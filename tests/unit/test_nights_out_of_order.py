@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import polars as pl
 import pytest
 
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.stages.curate import begin, run_curate, still_true
-from bert_pipeline.stages.ingest import run_ingest
+from bert_pipeline.stages.ingest import canonical_ids, run_ingest
 from bert_pipeline.stages.report import write_report
 from bert_pipeline.curation.labels import apply_corrections, read_corrections
 from bert_pipeline.lake.manifests import Lake
@@ -157,6 +158,28 @@ def test_an_id_sent_again_with_edited_text_is_a_new_version_of_one_document(tmp_
     early = read_partition(lake, "curated", EARLY)
     split = dict(zip(early["doc_id"], early["split"]))
     assert dict(zip(late["doc_id"], late["split"]))["T-1"] == split["T-1"]  # the split follows the id
+
+
+def test_an_id_is_one_document_whether_a_night_writes_it_1_or_1_0(tmp_path: Path) -> None:
+    """Night 1 is parquet with integer ids; night 2 a CSV that pandas wrote after a gap made the column float."""
+    edited = A + " Update: the seller refunded me."
+    _id_night(tmp_path, EARLY, [(1, A, "neg"), (2, B, "pos"), (3, N, "neg")])
+    source = tmp_path / f"ids-{LATE}.csv"
+    pd.DataFrame({"ticket": [1.0, 4.0, None], "text": [edited, C, "nothing here yet"], "label": ["pos", "pos", None]}
+                 ).dropna(subset=["ticket"]).to_csv(source, index=False)
+    assert source.read_text().splitlines()[1].startswith("1.0,")
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": LATE,
+                        "ingest": {"sources": [str(source)], "label_column": "label", "id_column": "ticket"}})
+    run_ingest(cfg)
+    summary = run_curate(cfg)
+    lake = Lake(str(tmp_path / "lake"))
+    assert sorted(read_partition(lake, "curated", LATE)["doc_id"].to_list()) == ["1", "4"]
+    assert summary["id_versions"] == 1 and summary["unrelated_id_versions"] == 0
+    assert sorted(read_partition(lake, "curated", EARLY)["doc_id"].to_list()) == ["1", "2", "3"]
+    # text that is not a float column's spelling is kept as written: codes with leading zeros, mixed ids
+    assert canonical_ids(pl.DataFrame({"id": ["007", "1.0", "A-7"]}), "id", "x.csv").to_list() == ["007", "1.0", "A-7"]
+    floats = pl.DataFrame({"id": [3.0, 2.5, float("nan")]})
+    assert canonical_ids(floats, "id", "x.parquet").to_list() == ["3", "2.5", None]  # NaN: an empty id, refused
 
 
 def _row_number_night(root: Path, run_date: str, texts: list[str], on_unrelated: str = "warn",
