@@ -14,9 +14,11 @@ The canonical form (applied at ingest, whatever the source format):
     label alone (so {"a"} and "a" are one label), any other count as a JSON array (`["billing","refund"]`, and `[]`
     for a labelled row to which no label applies). `label_set` reads either form back as a list.
 
-Two canonical labels collide when they differ only in case, punctuation or spacing ("Positive" / "positive",
-"none" / "None", "very-good" / "very good"): they would be one prediction column and one label to a reader, so they
-are refused before anything is written, naming both (`check_label_spellings`).
+Two canonical labels collide when they differ only in case, spacing or separating punctuation ("Positive" /
+"positive", "none" / "None", "very-good" / "very good", "N/A" / "NA"; `label_key` says which marks separate): they
+would be one prediction column and one label to a reader, so they are refused before anything is written, naming
+both (`check_label_spellings`). Symbols and other punctuation are part of a label: "C#" / "C", "+" / "-", "😀" / "😞"
+and ":)" / ":(" are two labels each.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import json
 import math
 import re
 import tokenize
+import unicodedata
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import polars as pl
@@ -39,7 +42,6 @@ if TYPE_CHECKING:
 
 # integral numbers written as text: optional sign, no leading zeros, optional all-zero fraction ("1", "-3", "1.00")
 _INTEGRAL_TEXT = re.compile(r"^[+-]?(0|[1-9][0-9]*)(\.0*)?$")
-_NOT_WORD = re.compile(r"[\W_]+")
 
 
 def canonical_label(value: object) -> str | None:
@@ -240,10 +242,21 @@ def split_label_text(text: str, delimiter: str) -> str | None:
     return encode_label_set(pieces) if pieces else None
 
 
+# What separates the words of a label without changing it: dashes, underscores, brackets, quotes and these marks.
+# Other punctuation and every symbol carry meaning ("C#" is not "C", "+" is not "-", "😀" is not "😞").
+_SEPARATOR_CATEGORIES = {"Pd", "Pc", "Ps", "Pe", "Pi", "Pf"}
+_SEPARATOR_MARKS = set("/\\.,;:'\"·・、")
+
+
 def label_key(label: str) -> str:
-    """What two spellings of one label share: casefolded, runs of non-word characters as one '_' (Unicode-aware, so
-    Chinese or Cyrillic labels keep their letters)."""
-    return _NOT_WORD.sub("_", label.casefold()).strip("_") or "label"
+    """What two spellings of one label share: casefolded, without whitespace and separators (dashes, underscores,
+    brackets, quotes, / . , ; : and the middle dots), so "Very good", "very-good", "very_good", "verygood" share one
+    key and so do "N/A" and "NA". Unicode-aware: Chinese or Cyrillic labels keep their letters, emoji and symbols
+    stay. A label made of nothing else (":)", "-") is its own key, so ":)" and ":(" are two labels."""
+    folded = label.casefold()
+    key = "".join(c for c in folded if not (c.isspace() or c in _SEPARATOR_MARKS
+                                            or unicodedata.category(c) in _SEPARATOR_CATEGORIES))
+    return key or "".join(folded.split())
 
 
 def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None = None, setting: str = "",

@@ -45,6 +45,19 @@ def test_a_label_spelled_two_ways_inside_sets_is_refused() -> None:
         check_label_spellings(['["Billing","refund"]', "billing"])
 
 
+@pytest.mark.parametrize("spellings", [("N/A", "NA"), ("Very good", "very-good", "very_good"), ("n.a.", "NA"),
+                                       ("ポジ・ネガ", "ポジネガ"), ("(none)", "None"), ("don't know", "dont know")])
+def test_spellings_apart_only_by_separators_are_one_label_and_refused(spellings: tuple[str, ...]) -> None:
+    with pytest.raises(InputDataError, match="different spellings of what would be one label"):
+        check_label_spellings(spellings)
+
+
+def test_labels_made_of_symbols_or_apart_by_a_symbol_stay_apart() -> None:
+    # an emoji-prediction label set, sentiment as signs, emoticons, programming languages, Chinese sentiment
+    check_label_spellings(["😂", "❤", "😍", "🔥", "+", "-", ":)", ":(", "C", "C#", "C++", "F#", "正面", "负面",
+                           "good!", "good"])
+
+
 def test_ingest_reads_sets_from_jsonl_parquet_and_delimited_csv(tmp_path: Path) -> None:
     jsonl = tmp_path / "tickets.jsonl"
     jsonl.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in [
