@@ -61,7 +61,7 @@ def main() -> None:
     run = TrainRun.plan(cfg)
     encoder = fast_encoder(load_tokenizer(resolve_model_dir(cfg.train.base_model)), run.tokens["max_length"])
     data = load_training_set(cfg, run.nights, encoder)
-    texts = {split: texts_of(Lake(cfg.data_root), rows) for split, rows in data.splits.items()}
+    texts = {split: texts_of(Lake.of(cfg), rows) for split, rows in data.splits.items()}
     labels = {split: rows.labels for split, rows in data.splits.items()}
     again = []
     for _ in range(2):

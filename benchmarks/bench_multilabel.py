@@ -66,7 +66,7 @@ def main() -> None:
     trained = run_train(cfg, progress=print)
     labels, ours = trained["metrics"]["label_names"], trained["metrics"]["test"]
 
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     curated = pl.from_arrow(lake.dataset("curated", [cfg.run_date]).to_table(
         columns=["text", "label", "label_conflict", "split"]))
     usable = curated.filter(pl.col("label").is_not_null() & ~pl.col("label_conflict"))  # type: ignore[union-attr]

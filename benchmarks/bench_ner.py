@@ -252,7 +252,7 @@ def main() -> None:
         cfg = build_config({**cfg.model_dump(mode="json"), "score": {"model": trained["model_uri"]}})
     run_score(cfg)
     night = time.perf_counter() - started
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     curated = pl.from_arrow(lake.dataset("curated").to_table(columns=["doc_id", "text", "label", "split",
                                                                         "label_conflict"]))
     assert isinstance(curated, pl.DataFrame)

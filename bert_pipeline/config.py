@@ -485,8 +485,9 @@ class PipelineConfig(_Section):
     data_root: str = Field("./lake", description="the lake: a local folder or an fsspec URL (s3://bucket/prefix)")
     run_date: str = Field(default_factory=today_utc, description="YYYY-MM-DD partition this run writes")
     task: Task = Field("classification", description="what a row's label is: classification = a class (or a set "
-                       "of classes); ner = entity spans in the text (the ner section says how they are read). A "
-                       "lake holds one task: run another task in its own data_root")
+                       "of classes); ner = entity spans in the text (the ner section says how they are read). "
+                       "Both tasks can share a data_root, each with its own nights, models and champion: "
+                       "classification at its top, ner under <data_root>/ner/")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
@@ -498,6 +499,12 @@ class PipelineConfig(_Section):
     storage_block: str = Field(
         "", description="name of a Prefect Secret block holding fsspec options for data_root as JSON (S3 keys, "
         "endpoint); empty = options from the environment")
+
+    @property
+    def task_folder(self) -> str:
+        """Where this task's lake sits in data_root: classification at its top (where every lake was before one
+        data_root could hold both tasks), any other task in a folder of its name (ner -> <data_root>/ner)."""
+        return "" if self.task == "classification" else self.task
 
     @field_validator("data_root")
     @classmethod

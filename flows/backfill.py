@@ -38,7 +38,7 @@ def backfill_flow(start: Day, end: Day, stages: Stages = None, config: Config = 
     picked = ordered_stages(stages)
     cfg = load_config(config, {**(overrides or {}), "run_date": dates[0]})
     preflight(cfg, picked)
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     skipped, to_run = plan_backfill(dates, {d: all(night_status(lake, d, picked, task_of(cfg).output_area).values())
                                                for d in dates})
     log = get_run_logger()

@@ -39,7 +39,7 @@ class Approval(RunInput):
 def promote_flow(model_version: str, config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
     """Wait for a person to approve or reject a model that passed the gate; record it, promote it if approved."""
     cfg = load_config(config, overrides)
-    lake, log = Lake(cfg.data_root), get_run_logger()
+    lake, log = Lake.of(cfg), get_run_logger()
     current = promotion.status(lake, model_version)
     if current["state"] != "pending":  # decided already (a retry after the answer was recorded): the report again
         log.info("model %s is not waiting for approval (%s): nothing to decide", model_version, current["state"])
@@ -59,7 +59,7 @@ def record_answer(model_version: str, answer: Approval | None, config: Config = 
     make an approved model champion (its event rescores the newest night), and rewrite the report of the night the
     model was trained for. Returns the promotion record (`promotion.status`'s shape) with "report": its URI."""
     cfg = load_config(config, overrides)
-    lake, log = Lake(cfg.data_root), get_run_logger()
+    lake, log = Lake.of(cfg), get_run_logger()
     if answer is None:
         log.warning("nobody answered within timeouts.approval = %d s: model %s is kept, marked expired",
                     cfg.timeouts.approval, model_version)

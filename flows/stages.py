@@ -9,7 +9,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field, WithJsonSchema
 
 from bert_pipeline.config import PipelineConfig, load_config, overrides_schema
-from bert_pipeline.lake.manifests import stage_lock
+from bert_pipeline.lake.manifests import root_of, stage_lock
 from bert_pipeline.task import preflight
 from tasks.events import announce_stage
 from tasks.reporting import ProgressReporter
@@ -100,7 +100,7 @@ def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: st
         cfg = load_config(config, overrides)  # fails here, naming the field, before any work
         preflight(cfg, [stage])
         with time_limit(f"timeouts.{stage}", getattr(cfg.timeouts, stage)):
-            with stage_lock(cfg.data_root, stage, cfg.run_date):  # a second run of this stage and date is refused
+            with stage_lock(root_of(cfg), stage, cfg.run_date):  # a second run of this stage and date is refused
                 summary = body(cfg)
         announce_stage(stage, cfg, summary, config, overrides)
         return with_report(summary, cfg) if stage in ENDS_A_NIGHT and started_alone() else summary

@@ -24,7 +24,7 @@ from tasks.runtime import with_scheduled_run_date
 def watchdog_flow(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
     """Fail, naming the first stage without output, when run_date's predictions are not committed."""
     cfg = load_config(config, with_scheduled_run_date(config, overrides))
-    problem = missing_by_morning(Lake(cfg.data_root), cfg.run_date, task_of(cfg).output_area)
+    problem = missing_by_morning(Lake.of(cfg), cfg.run_date, task_of(cfg).output_area)
     if problem:
         raise LakeStateError(f"watchdog: {problem}; see the nightly run for run_date {cfg.run_date}")
     area = task_of(cfg).output_area

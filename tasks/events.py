@@ -20,7 +20,7 @@ from typing import Any
 from prefect.events import emit_event
 
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.lake.manifests import Lake
+from bert_pipeline.lake.manifests import Lake, root_of
 from bert_pipeline.schedule import TABLE_OF, commit_event, latest_night
 from bert_pipeline.task import task_of
 from tasks.runtime import started_alone
@@ -40,8 +40,8 @@ def announce_stage(stage: str, cfg: PipelineConfig, summary: dict[str, Any], con
     pinned = {**overrides, "run_date": cfg.run_date}
     chain = started_alone()
     if stage in TABLE_OF:
-        event = commit_event(Lake(cfg.data_root), stage, cfg.run_date, summary, task_of(cfg).output_area)
-        event["resource"] |= {"bert-pipeline.chain": _flag(chain), "bert-pipeline.lake": cfg.data_root}
+        event = commit_event(Lake.of(cfg), stage, cfg.run_date, summary, task_of(cfg).output_area)
+        event["resource"] |= {"bert-pipeline.chain": _flag(chain), "bert-pipeline.lake": root_of(cfg)}
         emit_event(COMMITTED, event["resource"], payload=event["payload"] | {"config": config, "overrides": pinned})
         return
     decision = summary.get("champion_decision") or {}
@@ -51,7 +51,7 @@ def announce_stage(stage: str, cfg: PipelineConfig, summary: dict[str, Any], con
         announce_champion(cfg, summary["model_version"], decision.get("previous_champion"), config, overrides, chain)
     elif decision.get("awaiting_approval"):
         emit_event(AWAITING, {"prefect.resource.id": f"bert-pipeline.model.{summary['model_version']}",
-                              "prefect.resource.name": summary["model_version"], "bert-pipeline.lake": cfg.data_root},
+                              "prefect.resource.name": summary["model_version"], "bert-pipeline.lake": root_of(cfg)},
                    payload={"model_version": summary["model_version"], "config": config, "overrides": pinned,
                             "new_validation_macro_f1": decision.get("new_validation_macro_f1"),
                             "champion_validation_macro_f1": decision.get("champion_validation_macro_f1")})
@@ -61,11 +61,11 @@ def announce_champion(cfg: PipelineConfig, model_version: str, previous: str | N
                       overrides: dict[str, Any], chain: bool) -> None:
     """Emit champion.promoted; with `chain` and a night with predictions, the score deployment's trigger rescores
     the latest such night with the new champion, once."""
-    night = latest_night(Lake(cfg.data_root), task_of(cfg).output_area)
+    night = latest_night(Lake.of(cfg), task_of(cfg).output_area)
     rescore = None
     if night is not None:
         rescore = {"config": config, "overrides": {**overrides, "run_date": night, "score.force": True}}
     emit_event(PROMOTED, {"prefect.resource.id": f"bert-pipeline.champion.{model_version}",
-                          "prefect.resource.name": model_version, "bert-pipeline.lake": cfg.data_root,
+                          "prefect.resource.name": model_version, "bert-pipeline.lake": root_of(cfg),
                           "bert-pipeline.chain": _flag(chain and rescore is not None)},
                payload={"model_version": model_version, "previous_champion": previous, "rescore": rescore})

@@ -77,9 +77,32 @@ def safe_name(value: str, what: str) -> str:
     return value
 
 
+def lake_root(data_root: str, task: str, folder: str) -> str:
+    """The root of one task's lake in `data_root`: `data_root/folder` (`folder` "" = the top), except where the top
+    of data_root already holds this task's nights (an entity lake written before one data_root could hold both
+    tasks), which is read and written where it is: nothing is moved. Reads one raw manifest for that check."""
+    if not folder:
+        return data_root
+    top = Lake(data_root)
+    dates = top.run_dates("raw")
+    if dates and (top.read_manifest("raw", dates[0]) or {}).get("task") == task:
+        return data_root
+    return storage.join(data_root, folder)
+
+
+def root_of(cfg: Any) -> str:
+    """The root of cfg's task's lake (a PipelineConfig: data_root, task, task_folder); see lake_root."""
+    return lake_root(cfg.data_root, cfg.task, cfg.task_folder)
+
+
 @dataclass(frozen=True)
 class Lake:
     root: str
+
+    @classmethod
+    def of(cls, cfg: Any) -> "Lake":
+        """The lake of cfg's task inside cfg.data_root (root_of)."""
+        return cls(root_of(cfg))
 
     def partition(self, area: str, run_date: str) -> str:
         if area not in AREAS:

@@ -249,7 +249,7 @@ def preflight(cfg: Any, stages: list[str]) -> None:
         check_dropout(base, cfg.train)  # a family's own dropout keys, or a refusal naming the setting
     if "score" in stages:
         _preflight_score(cfg, base)
-    Lake(cfg.data_root).require_current_layout()  # last: it marks a new lake, and a refused run writes nothing
+    Lake.of(cfg).require_current_layout()  # last: it marks a new lake, and a refused run writes nothing
 
 
 def _preflight_score(cfg: Any, base: str | None) -> None:
@@ -261,7 +261,9 @@ def _preflight_score(cfg: Any, base: str | None) -> None:
         model = resolve_model_dir(cfg.score.model, "score.model")
         require_safetensors(model, "score.model")
         check_max_length(model, "score.model", max_length, length_field)
-        check_label_names(model, "score.model", lake_labels(cfg.data_root))
+        from bert_pipeline.lake.manifests import root_of
+
+        check_label_names(model, "score.model", lake_labels(root_of(cfg)))
         return
     ref = cfg.train.base_model
     if base is None and not ("://" in ref and not ref.startswith("pkg://")):
@@ -273,14 +275,14 @@ def _preflight_score(cfg: Any, base: str | None) -> None:
         check_max_length(base, "train.base_model (the champion's base model)", max_length, length_field)
 
 
-def lake_labels(data_root: str) -> list[str]:
+def lake_labels(root: str) -> list[str]:
     """The label names this lake knows: the champion's, and those of the newest three committed tokens partitions (a
     multi-label set value such as '["billing","refund"]' counts as its labels; three, so that a lake of many nights
     on S3 is not read whole). Empty for a new or unreadable lake."""
     from bert_pipeline.lake.manifests import Lake
 
     try:
-        lake = Lake(data_root)
+        lake = Lake(root)
         champion = storage.read_json(lake.champion_url) or {}
         names = set(champion.get("label_names") or [])
         for run_date in lake.run_dates("tokens")[-3:]:

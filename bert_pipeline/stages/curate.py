@@ -173,10 +173,10 @@ class CuratePlan:
 class CurateLake:
     def __init__(self, cfg: PipelineConfig) -> None:
         self.cfg = cfg
-        self.lake = Lake(cfg.data_root)
+        self.lake = Lake.of(cfg)
         self.run_date = cfg.run_date
         self.folders = {a: self.lake.partition(a, cfg.run_date) for a in ("curated", "rejects", "dedup_index")}
-        self.work = storage.join(cfg.data_root, "_work", "curate", f"run_date={cfg.run_date}")
+        self.work = storage.join(self.lake.root, "_work", "curate", f"run_date={cfg.run_date}")
 
     def raw_urls(self) -> list[str]:
         manifest = self.lake.require_manifest("raw", self.run_date, produced_by="ingest")
@@ -544,7 +544,7 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
     index_writer.commit(**common, near_dup_params=index_params(cfg.curate))
     cl.lake.writer("curated", cfg.run_date, stage_fp, outputs=names).commit(**common)
     storage.remove([cl.work])
-    storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
+    storage.remove_empty_folders(storage.join(cl.lake.root, "_work"))
     for warning in notes["warnings"]:
         log.warning("curate: %s", warning)
     if notes["index_recomputed_for"]:
@@ -644,7 +644,7 @@ def stale_advice(run_date: str, stale: dict[str, int]) -> str:
 
 
 def skipped_summary(cfg: PipelineConfig) -> dict[str, Any]:
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     manifest = lake.read_manifest("curated", cfg.run_date) or {"counts": {}}
     verdict = unrelated_verdict(cfg, still_true(lake, manifest), committed=True)  # raised here under refuse
     warnings = [w for title, w in standing_notes(lake, manifest) if title != IDS_TITLE] + verdict

@@ -585,14 +585,17 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
 
 
 def check_lake_task(lake: Lake, cfg: PipelineConfig) -> None:
-    """Refuse to ingest into a lake whose committed nights hold another task's labels (a class is not a span list):
-    InputDataError naming both tasks and the setting. Nights written before tasks existed are classification."""
+    """Refuse to ingest into a task's lake whose committed nights hold another task's labels (a class is not a span
+    list): InputDataError naming both tasks and the setting. Each task has its own lake in data_root
+    (`manifests.lake_root`), so this happens only where an entity lake was written at the top of data_root before
+    one data_root could hold both tasks. Nights written before tasks existed are classification."""
     for date in lake.run_dates("raw"):
         held = (lake.read_manifest("raw", date) or {}).get("task", "classification")
         if held != cfg.task:
-            raise InputDataError(f"data_root {cfg.data_root} holds task: {held} (run_date={date}); this config is "
-                                 f"task: {cfg.task}. A lake holds one task: set data_root to another folder for "
-                                 f"{cfg.task} (e.g. {cfg.data_root}-{cfg.task}). Nothing was written.")
+            raise InputDataError(f"{lake.root} holds task: {held} (run_date={date}), where the lake of task: "
+                                 f"{cfg.task} would be: it was written at the top of data_root before one data_root "
+                                 f"could hold both tasks. Set data_root to another folder for {cfg.task} (e.g. "
+                                 f"{cfg.data_root}-{cfg.task}). Nothing was written.")
 
 
 def settings_hash(cfg: PipelineConfig) -> str:
@@ -669,7 +672,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     written, unless ingest.on_existing is append (add tonight's new sources' rows) or replace (drop the committed
     rows). The same sources with another config are read again in place. Raises InputDataError for a bad input or
     that refusal."""
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     folder = lake.partition("raw", cfg.run_date)
     sources = expand_sources(cfg.ingest.sources)
     inputs = [storage.file_identity(s.url) | {"name": s.name} for s in sources]

@@ -33,17 +33,17 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on workers
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     task = task_of(cfg)
     view = REPORTS[cfg.task]()
-    folder = storage.join(cfg.data_root, "reports", f"run_date={cfg.run_date}")
+    folder = storage.join(lake.root, "reports", f"run_date={cfg.run_date}")
     curated = lake.read_manifest("curated", cfg.run_date)
     scores = view.scores(lake, cfg.run_date)
     previous, skipped = previous_night(lake, task.output_area, cfg.run_date)
     metrics = model_metrics(lake, scores["model_version"] if scores else None)
     trained = tonight_model(lake, cfg.run_date)
     sections = [f"# bert-pipeline report, run_date {cfg.run_date}\n\nWritten {utc_now()} from the committed "
-                f"manifests under `{cfg.data_root}`.\n"]
+                f"manifests under `{lake.root}`.\n"]
     plots: dict[str, bytes] = {}
     if curated:
         raw = lake.read_manifest("raw", cfg.run_date) or {}

@@ -323,7 +323,7 @@ class ScorePlan:
 
 def commit_empty(cfg: PipelineConfig, plan: ScorePlan) -> dict[str, Any]:
     """A run_date with no curated rows (e.g. a night of duplicates): an empty, committed partition, no model needed."""
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     stage_fp = fingerprint("score", plan.curated_fingerprint, "no rows")
     if not manifest_matches(lake.read_manifest(plan.area, cfg.run_date), stage_fp, plan.folder):
         lake.writer(plan.area, cfg.run_date, stage_fp).begin().commit(
@@ -375,7 +375,7 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
     Raises LakeStateError without committed curated rows; ConfigError for a score.model without label names."""
     task = task_of(cfg)
     task.require(cfg, "score")
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     curated = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     area = task.output_area
     folder = lake.partition(area, cfg.run_date)
@@ -472,15 +472,15 @@ def commit_score(cfg: PipelineConfig, plan: ScorePlan, shard_results: list[dict[
     if rows != plan.curated_rows:
         raise LakeStateError(f"{plan.area} hold {rows} rows but curated has {plan.curated_rows}; not committing")
     counts = {"rows": rows, "scored_this_run": sum(r["scored"] for r in shard_results), "labels": list(plan.labels)}
-    writer = Lake(cfg.data_root).writer(plan.area, cfg.run_date, plan.fingerprint,
-                                        outputs=[shard_name(i) for i in range(plan.shards)])
+    lake = Lake.of(cfg)
+    writer = lake.writer(plan.area, cfg.run_date, plan.fingerprint, outputs=[shard_name(i) for i in range(plan.shards)])
     if plan.replacing:
         storage.remove([storage.join(plan.target, "_started")])
         # un-commit first: during the swap, and after a crash in it, no manifest vouches for the folder, so a rerun
         # repairs it in place from each shard's own fingerprint instead of trusting the old manifest
         writer.begin()
         storage.replace_folder(plan.target, plan.folder)
-        storage.remove_empty_folders(storage.join(cfg.data_root, STAGING))
+        storage.remove_empty_folders(storage.join(lake.root, STAGING))
     writer.commit(stage="score", run_date=cfg.run_date, inputs=[plan.curated_fingerprint],
                   model_version=plan.model_version, model_hash=plan.model_hash, schema_version=SCHEMA_VERSION,
                   config_hash=cfg.fingerprint("score"), counts=counts)

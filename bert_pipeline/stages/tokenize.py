@@ -238,7 +238,7 @@ def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, 
 
 def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
     task_of(cfg).require(cfg, "tokenize")
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     curated_manifest = lake.require_manifest("curated", cfg.run_date, produced_by="curate")
     model_dir = resolve_model_dir(cfg.train.base_model)
     base = load_tokenizer(model_dir)  # logs a casing/vocabulary disagreement (models.casing_warnings)

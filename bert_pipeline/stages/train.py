@@ -47,7 +47,7 @@ from bert_pipeline.task import task_of
 from bert_pipeline.config import EXTENDED_EMBEDDING_LR, PipelineConfig, TrainConfig
 from bert_pipeline.training.distributed import Dist, launch, process_group
 from bert_pipeline.modeling.inference import autocast, collate, pick_device, predict_logits
-from bert_pipeline.lake.manifests import Lake, fingerprint, utc_now
+from bert_pipeline.lake.manifests import Lake, fingerprint, root_of, utc_now
 from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
 from bert_pipeline.modeling.models import (
     check_dropout, fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir,
@@ -318,7 +318,7 @@ class TrainRun:
 
     @classmethod
     def plan(cls, cfg: PipelineConfig) -> "TrainRun":
-        lake = Lake(cfg.data_root)
+        lake = Lake.of(cfg)
         tokens = lake.require_manifest("tokens", cfg.run_date, produced_by="tokenize")
         nights = plan_training_set(cfg, tokens)
         return cls(cfg, lake, tokens, nights, fingerprint("train", nights.identity(), cfg.fingerprint("train")))
@@ -506,7 +506,7 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
                                                 progress)
     model = recipe.new_model(model_dir, cfg.train, data, device, (tokenizer, base_tokenizer))
     pad_id = run.tokens["tokenizer"]["pad_token_id"] or 0
-    store = CheckpointStore(storage.join(cfg.data_root, "_work", "train", run.model_version), writer=dist.is_writer)
+    store = CheckpointStore(storage.join(root_of(cfg), "_work", "train", run.model_version), writer=dist.is_writer)
     recipe_cfg = cfg.train.model_copy(update={"embedding_learning_rate": embedding_learning_rate(run)})
     history = fit(model, data.splits, data.label_names, recipe_cfg, pad_id, device, store, progress, dist, windowing,
                   recipe.objective(cfg.train, data, device))
@@ -527,7 +527,7 @@ def run_train(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str
     decision = promotion.hold_for_approval(decision, cfg.train.promotion)  # approve: a person decides (promote flow)
     manifest = commit(run, model, tokenizer, metrics, data, decision, content, linear, recipe)
     store.clear()
-    storage.remove_empty_folders(storage.join(cfg.data_root, "_work"))
+    storage.remove_empty_folders(storage.join(root_of(cfg), "_work"))
     dist.barrier()
     return run.summary(manifest, skipped=False)
 
@@ -584,8 +584,8 @@ def domain_adapted_base(run: TrainRun, data: TrainingSet, base_dir: str, vocab: 
                       train.adaptation_max_passes, train.adaptation_learning_rate, train.adaptation_max_texts,
                       train.batch_size, train.seed, embedding_rate)
     plan = AdaptationPlan(
-        base_dir=base_dir, tokenizer=tokenizer, key=key, out_url=storage.join(run.cfg.data_root, "adapted", key[:16]),
-        work_url=storage.join(run.cfg.data_root, "_work", "adapt", key[:16]), max_steps=train.adaptation_max_steps,
+        base_dir=base_dir, tokenizer=tokenizer, key=key, out_url=storage.join(root_of(run.cfg), "adapted", key[:16]),
+        work_url=storage.join(root_of(run.cfg), "_work", "adapt", key[:16]), max_steps=train.adaptation_max_steps,
         max_minutes=train.adaptation_max_minutes, max_passes=train.adaptation_max_passes, batch_size=train.batch_size,
         max_length=run.tokens["max_length"], learning_rate=train.adaptation_learning_rate,
         embedding_learning_rate=embedding_rate, seed=train.seed,

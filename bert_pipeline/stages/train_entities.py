@@ -160,7 +160,7 @@ def load_tagging_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) -
     rows' entity types). encoder: tonight's tokenizers.Tokenizer, truncating at max_length (untruncated under
     train.long_text: chunk: tags cover every token and training cuts windows). Errors: InputDataError for types
     without training spans (see _unseen_types) or a training set without any entity."""
-    frame, corrected = _labelled_rows(Lake(cfg.data_root), plan)
+    frame, corrected = _labelled_rows(Lake.of(cfg), plan)
     by_split = {split: frame.filter(pl.col("split") == split) for split in SPLITS}
     by_split["train"] = subsample(by_split["train"], cfg.train.max_train_samples, cfg.train.seed)
     if by_split["train"].is_empty():

@@ -122,7 +122,7 @@ def window_start(run_date: str, window_days: int | None) -> str:
 
 def plan_training_set(cfg: PipelineConfig, tonight_tokens: dict[str, Any]) -> TrainingSetPlan:
     """The committed nights from `train.window_days` ago up to and including cfg.run_date."""
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     tok_hash, max_length = tonight_tokens["tokenizer"]["hash"], tonight_tokens["max_length"]
     first = window_start(cfg.run_date, cfg.train.window_days)
     nights = []
@@ -215,7 +215,7 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     be reused. Errors: InputDataError for labels without training rows (unless train.drop_unseen_labels), for
     spellings that collide, and for fewer than 2 labels.
     """
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     # the nights of the plan only: a night whose curate did not commit (rejects written, curated not) is not one
     corrections = read_corrections(lake, [night.run_date for night in plan.nights])
     wanted = set(corrections["doc_id"].to_list())

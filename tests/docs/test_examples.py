@@ -322,7 +322,7 @@ class Workspace:
 # --- the runs ---------------------------------------------------------------------------------------------------------
 
 pytestmark = pytest.mark.timeout(3600)
-OTHER_LAKES = ("my-lake", "lake-multilabel", "lake-entities")  # lake-entities: tests/unit/test_ner_nights.py
+OTHER_LAKES = ("my-lake", "lake-multilabel", "lake/ner/")  # lake/ner/: tests/unit/test_ner_nights.py
 TODAY = datetime.now(timezone.utc).date().isoformat()  # the default run_date (UTC)
 
 

@@ -53,7 +53,7 @@ def run_pipeline(root: Path, source: Path, model: Path, long_text: str) -> tuple
     run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
     trained = run_train(cfg)
     run_score(cfg)
-    return trained, Lake(cfg.data_root)
+    return trained, Lake.of(cfg)
 
 
 def test_chunking_reads_what_truncation_cannot(tmp_path: Path, corpus: tuple[Path, Path]) -> None:

@@ -72,7 +72,7 @@ def test_every_stage_reads_and_writes_s3(s3_endpoint: str, sample_config: dict, 
     assert trained["model_uri"].startswith("s3://bert-lake/nightly/models/")
     assert storage.exists(storage.join(trained["model_uri"], "model.safetensors"))
 
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     curated = lake.read_manifest("curated", cfg.run_date)
     predictions = read_partition(lake, "predictions", cfg.run_date)
     assert predictions.height == curated["counts"]["curated_rows"] == scored["rows"]
@@ -152,7 +152,7 @@ def test_an_entity_night_reads_and_writes_s3(s3_endpoint: str, tmp_path: Path,
     assert trained["champion_decision"]["promoted"], trained["champion_decision"]["reason"]
     assert fs.exists(trained["model_uri"].removeprefix("s3://") + "/baseline/lexicon.json")
     scored = run_score(cfg, run_id="s3-entities")
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     entities = read_partition(lake, "entities", cfg.run_date)
     curated = read_partition(lake, "curated", cfg.run_date)
     assert entities.height == curated.height == scored["rows"] and entities["doc_id"].n_unique() == entities.height

@@ -30,7 +30,7 @@ def test_two_process_ddp_training_commits_one_model(sample_config: dict) -> None
     assert Path(trained["model_uri"], "model.safetensors").exists()
     assert not Path(cfg.data_root, "_work").exists()
     scored = run_score(cfg)
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     predictions = read_partition(lake, "predictions", cfg.run_date)
     assert predictions.height == scored["rows"] and set(predictions["model_version"]) == {trained["model_version"]}
     assert run_train(cfg)["skipped"]  # committed once, by rank 0

@@ -209,11 +209,12 @@ def crash_stage(stage: str, base_config: dict[str, Any], workdir: Path, trials: 
         # the first trial dies well before the end even when a trial runs faster than the reference did
         low, high = 0.05 + 0.95 * trial / trials, 0.05 + 0.95 * (trial + 1) / trials
         killed, _ = run_child(stage, config, kill_after=rng.uniform(low, high) * max(work, 0.2))
-        check_folder_readers(Lake(str(lake_dir)), outcome)
+        check_folder_readers(Lake.of(build_config(config)), outcome)
         run_child(stage, config)  # the rerun after the crash
         outcome.trials += 1
         outcome.killed += killed
-        ref_lake, trial_lake = Lake(str(reference)), Lake(str(lake_dir))
+        ref_lake = Lake.of(build_config(stage_config(base_config, reference)))
+        trial_lake = Lake.of(build_config(config))
         for area in [a for a in AREAS.get(stage, []) if ref_lake.read_manifest(a, run_date) is not None]:
             compare_rows(read_partition(ref_lake, area, run_date), read_partition(trial_lake, area, run_date),
                          COMPARED[area], outcome)

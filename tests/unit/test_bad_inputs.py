@@ -52,7 +52,7 @@ def test_bad_input(case: str, tmp_path: Path) -> None:
     ingested, curated = run_ingest(cfg), run_curate(cfg)
     assert ingested["rows"] == spec["raw"]
     assert curated["raw_rows"] == curated["curated_rows"] + curated["rejected_rows"] == spec["raw"]
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     kept, rejects = read_partition(lake, "curated", cfg.run_date), read_partition(lake, "rejects", cfg.run_date)
     assert kept.height + rejects.height == spec["raw"]
     if rejects.height:

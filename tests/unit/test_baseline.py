@@ -211,7 +211,7 @@ def chinese_night(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) ->
                         "learning_rate": 1e-3}}
     cfg = build_config(config)
     run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
-    night = {"root": root, "config": config, "cfg": cfg, "lake": Lake(cfg.data_root), "trained": run_train(cfg)}
+    night = {"root": root, "config": config, "cfg": cfg, "lake": Lake.of(cfg), "trained": run_train(cfg)}
     extended = build_config(config, {"data_root": str(root / "lake-extended"), "tokenize.extend_vocabulary": "auto"})
     run_ingest(extended), run_curate(extended), run_tokenize(extended)
     return night | {"extended": run_train(extended)}

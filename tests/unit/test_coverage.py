@@ -268,11 +268,11 @@ def test_a_byte_level_base_model_folder_tokenizes_with_full_coverage(tmp_path: P
     cfg = build_config(data, {"train.base_model": str(folder)})
     run_ingest(cfg), run_curate(cfg)
     summary = run_tokenize(cfg)
-    coverage = Lake(cfg.data_root).read_manifest("tokens", RUN_DATE)["coverage"]
+    coverage = Lake.of(cfg).read_manifest("tokens", RUN_DATE)["coverage"]
     assert not summary["skipped"] and "warnings" not in summary
     assert coverage["unknown_token"] is None and coverage["unknown_token_share"] == 0.0
     assert coverage["hidden_char_share"] == 0.0 and coverage["texts"] == 64
-    text = coverage_section(Lake(cfg.data_root).read_manifest("tokens", RUN_DATE), 0.05)
+    text = coverage_section(Lake.of(cfg).read_manifest("tokens", RUN_DATE), 0.05)
     assert "has no unknown token (byte-level): it reads every character" in text and "coverage 100%" in text
 
 

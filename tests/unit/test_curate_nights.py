@@ -20,7 +20,7 @@ def _night(tmp_path: Path, run_date: str, texts: list[str]) -> tuple[dict, Lake]
     cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": run_date,
                         "ingest": {"sources": [str(path)], "label_column": "label"}})
     run_ingest(cfg)
-    return run_curate(cfg), Lake(cfg.data_root)
+    return run_curate(cfg), Lake.of(cfg)
 
 
 def _read(lake: Lake, area: str, run_date: str) -> pl.DataFrame:

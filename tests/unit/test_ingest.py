@@ -23,7 +23,7 @@ def ingest(tmp_path: Path, sources: list[str], **ingest_cfg) -> tuple[dict, pl.D
     cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-01-01",
                         "ingest": {"sources": sources, **ingest_cfg}})
     summary = run_ingest(cfg)
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     frame = read_partition(lake, "raw", cfg.run_date)
     return summary, frame
 

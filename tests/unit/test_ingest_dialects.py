@@ -22,7 +22,7 @@ def ingest(tmp_path: Path, source: Path, **ingest_cfg) -> tuple[dict, pl.DataFra
     cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-01-01",
                         "ingest": {"sources": [str(source)], **ingest_cfg}})
     summary = run_ingest(cfg)
-    return summary, read_partition(Lake(cfg.data_root), "raw", cfg.run_date)
+    return summary, read_partition(Lake.of(cfg), "raw", cfg.run_date)
 
 
 def refused(tmp_path: Path, source: Path, **ingest_cfg) -> str:

@@ -26,7 +26,7 @@ def ingest(tmp_path: Path, source: Path, **ingest_cfg) -> tuple[dict, pl.DataFra
     cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-01-01",
                         "ingest": {"sources": [str(source)], **ingest_cfg}})
     summary = run_ingest(cfg)
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     return summary, read_partition(lake, "raw", cfg.run_date), lake.read_manifest("raw", cfg.run_date) or {}
 
 

@@ -142,7 +142,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 # Every page's python blocks that read the lake as ./lake (its data_root) must run as written; the blocks of the
 # tutorials that build a lake of their own (./my-lake, ./lake-multilabel) read models and dates this lake lacks.
 READER_PAGES = [README, *sorted(DOCS.rglob("*.md"))]
-OTHER_LAKES = ("my-lake", "lake-multilabel", "lake-entities")  # read by their own tests (test_ner_nights.py ...)
+OTHER_LAKES = ("my-lake", "lake-multilabel", "lake/ner/")  # read by their own tests (test_ner_nights.py ...)
 
 
 def test_every_reader_example_in_the_readme_and_docs_runs_as_written(lake_root: Path,

@@ -54,7 +54,7 @@ def test_a_scoring_folder_with_placeholder_labels_is_refused_at_preflight(tmp_pa
     assert not (tmp_path / "lake").exists()
     # the library's score stage refuses too (a run_score without the flows' preflight)
     with pytest.raises(ConfigError, match="has no label names"):
-        resolve_scoring_model(cfg, Lake(cfg.data_root))
+        resolve_scoring_model(cfg, Lake.of(cfg))
     # the base model itself may have placeholders: training replaces the head with the lake's labels
     preflight(cfg, ["tokenize", "train"])
 
@@ -111,7 +111,7 @@ def test_a_tilde_in_model_paths_is_the_home_folder(tmp_path: Path, monkeypatch: 
                         "ingest": {"sources": ["~/in.csv"], "label_column": "label"},
                         "train": {"base_model": "~/models/sentiment"}, "score": {"model": "~/models/sentiment"}})
     preflight(cfg, ["ingest", "curate", "tokenize", "train", "score"])  # refused as "not an existing folder" before
-    assert resolve_scoring_model(cfg, Lake(cfg.data_root)) == (str(folder), "sentiment")
+    assert resolve_scoring_model(cfg, Lake.of(cfg)) == (str(folder), "sentiment")
     assert run_ingest(cfg)["rows"] == 5  # the lake and the sources under ~ too (fsspec expands them)
     assert Lake(str(home / "lake")).read_manifest("raw", "2026-01-01")["counts"]["rows"] == 5
     with pytest.raises(ConfigError) as missing:
@@ -215,7 +215,7 @@ def test_the_tokens_manifest_records_the_casing_warning(tmp_path: Path) -> None:
     # then the coverage warning (tests/unit/test_coverage.py): the capitalised words are [UNK]
     assert summary["warnings"][:1] == expected and len(expected) == 1
     assert summary["warnings"][1].startswith("poor vocabulary coverage") and "fix that first" in summary["warnings"][1]
-    manifest = Lake(cfg.data_root).read_manifest("tokens", cfg.run_date)
+    manifest = Lake.of(cfg).read_manifest("tokens", cfg.run_date)
     assert manifest["tokenizer"]["warnings"] == expected
     assert run_tokenize(cfg)["warnings"] == summary["warnings"]  # a skipped rerun still says it
     # a tokenizer that agrees with its vocabulary: no warnings key in the manifest
@@ -226,4 +226,4 @@ def test_the_tokens_manifest_records_the_casing_warning(tmp_path: Path) -> None:
     clean = build_config(data, {"train.base_model": str(good), "tokenize.max_unknown_share": 1.0})
     run_ingest(clean), run_curate(clean)
     assert "warnings" not in run_tokenize(clean)
-    assert "warnings" not in Lake(clean.data_root).read_manifest("tokens", clean.run_date)["tokenizer"]
+    assert "warnings" not in Lake.of(clean).read_manifest("tokens", clean.run_date)["tokenizer"]

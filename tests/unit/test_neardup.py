@@ -105,7 +105,7 @@ def test_a_corpus_without_spaces_and_many_repeats(tmp_path) -> None:
     summary = run_curate(cfg)
     assert summary["raw_rows"] == summary["curated_rows"] + summary["rejected_rows"] == 500
     assert summary["rejected_by_reason"]["exact_duplicate"] == 50
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     rejects = pl.concat([pl.read_parquet(u) for u in lake.shard_urls("rejects", cfg.run_date,
                                                                         lake.read_manifest("rejects", cfg.run_date))])
     near = set(rejects.filter(pl.col("reason") == "near_duplicate")["text"])

@@ -29,7 +29,7 @@ DOCS = Path(__file__).parents[2] / "docs" / "how-to" / "entities.md"
 def _night(root: Path, run_date: str, records: list[dict], model: Path) -> dict:
     source = root / f"annotated-{run_date}.jsonl"
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    cfg = build_config({"data_root": str(root / "lake-entities"), "run_date": run_date, "task": "ner",
+    cfg = build_config({"data_root": str(root / "lake"), "run_date": run_date, "task": "ner",
                         "ingest": {"sources": [str(source)], "id_column": "id"}, "tokenize": {"max_length": 64},
                         "train": {"base_model": str(model), "learning_rate": 1e-3, "min_steps": 150,
                                   "batch_size": 16}})
@@ -76,13 +76,13 @@ def test_the_second_night_learns_the_correction_and_faces_the_champion(two_night
     decision = train["champion_decision"]
     assert decision["previous_champion"] == two_nights["one"]["train"]["model_version"]
     assert decision["champion_run_on_these_rows"] and decision["champion_validation_entity_f1"] is not None
-    champion = read_champion(Lake(two_nights["one"]["cfg"].data_root))
+    champion = read_champion(Lake.of(two_nights["one"]["cfg"]))
     assert champion["model_version"] == (train["model_version"] if decision["promoted"]
                                          else two_nights["one"]["train"]["model_version"])
 
 
 def test_every_curated_row_has_one_entities_row_whose_texts_are_the_stored_slices(two_nights: dict) -> None:
-    lake = Lake(two_nights["one"]["cfg"].data_root)
+    lake = Lake.of(two_nights["one"]["cfg"])
     for night in ("2026-03-01", "2026-03-02"):
         entities = read_partition(lake, "entities", night)
         curated = read_partition(lake, "curated", night)
@@ -102,7 +102,7 @@ def test_an_older_nights_report_says_when_its_model_has_been_replaced_as_champio
     before = Path(one["report"]["report"]).read_text()  # written that night, when it was the champion
     assert "has since been replaced as champion" not in before
     again = Path(write_report(one["cfg"])["report"]).read_text()  # rewritten after night 2's gate
-    champion = read_champion(Lake(one["cfg"].data_root))["model_version"]
+    champion = read_champion(Lake.of(one["cfg"]))["model_version"]
     replaced = f"It has since been replaced as champion by {two['train']['model_version']}."
     assert champion == two["train"]["model_version"]  # night 2's tagger won: the case this test is about
     assert f"Entity model {one['train']['model_version']} was promoted to champion" in again and replaced in again
@@ -120,7 +120,7 @@ def test_the_docs_readers_run_on_the_entities_lake(two_nights: dict, monkeypatch
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """docs/how-to/entities.md's polars, duckdb, pandas and pyarrow examples, as written, on this lake."""
     monkeypatch.chdir(two_nights["root"])
-    lake = Lake("lake-entities")
+    lake = Lake("lake/ner")
     every = pl.concat([read_partition(lake, "entities", d) for d in ("2026-03-01", "2026-03-02")])
     per_type = every.explode("entities").drop_nulls("entities").unnest("entities")["label"].value_counts()
     expected = dict(per_type.iter_rows())

@@ -5,6 +5,7 @@ one task per lake. Inputs are small hand-made exports with emoji, CJK, combining
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -81,7 +82,7 @@ def test_each_export_style_reads_to_the_same_canonical_spans(tmp_path: Path) -> 
         assert summary["labelled_rows"] >= 1
     read = {}
     for stem in ("doccano", "label-studio", "hf"):
-        lake = Lake(str(tmp_path / f"lake-{stem}"))
+        lake = Lake(str(tmp_path / f"lake-{stem}" / "ner"))
         read |= _entities(read_partition(lake, "raw", "2026-03-01"))
     assert read["Angela Merkel met Emmanuel Macron in Paris."] == [
         ("Angela Merkel", "PER"), ("Emmanuel Macron", "PER"), ("Paris", "LOC")]
@@ -99,7 +100,7 @@ def test_each_export_style_reads_to_the_same_canonical_spans(tmp_path: Path) -> 
     assert read["Ada Lovelace lived in London"] == [("Ada Lovelace", "PER"), ("London", "LOC")]
     assert read["no tags here"] == []
 
-    lake = Lake(str(tmp_path / "lake-doccano"))
+    lake = Lake(str(tmp_path / "lake-doccano" / "ner"))
     manifest = lake.read_manifest("raw", "2026-03-01")
     assert manifest["task"] == "ner"
     assert manifest["counts"]["labels"] == {"PER": 6, "LOC": 4, "ORG": 3, "MISC": 1}  # entities per type
@@ -120,7 +121,7 @@ def test_bad_spans_refuse_the_night_naming_the_record_and_write_nothing(tmp_path
     with pytest.raises(InputDataError) as caught:
         run_ingest(cfg)
     assert all(part in str(caught.value) for part in ["bad.jsonl", *said]), str(caught.value)
-    assert Lake(cfg.data_root).read_manifest("raw", "2026-03-01") is None
+    assert Lake.of(cfg).read_manifest("raw", "2026-03-01") is None
 
 
 def test_utf16_offsets_are_a_setting_never_a_guess(tmp_path: Path) -> None:
@@ -128,7 +129,7 @@ def test_utf16_offsets_are_a_setting_never_a_guess(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="ner.offsets"):
         run_ingest(_cfg(tmp_path, [source]))
     run_ingest(_cfg(tmp_path, [source], offsets="utf16"))
-    assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-01")) == {
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-01")) == {
         "👍 Berlin rocks": [("Berlin", "LOC")]}
 
 
@@ -147,14 +148,14 @@ def test_offsets_after_an_emoji_in_text_without_spaces_are_refused_until_a_setti
         message = str(caught.value)
         assert f"{source} record 2" in message and said in message, message
         assert "`ner.offsets: utf16`" in message and "`ner.ambiguous_offsets: code_points`" in message
-        assert Lake(str(tmp_path / "lake")).read_manifest("raw", "2026-03-01") is None
+        assert Lake(str(tmp_path / "lake" / "ner")).read_manifest("raw", "2026-03-01") is None
     expected = {"李伟在东京工作": [("李伟", "PER"), ("东京", "LOC")],
                 "😀 李伟在东京工作，很开心": [("李伟", "PER"), ("东京", "LOC")]}
     trusted = _cfg(tmp_path, [python], ambiguous_offsets="code_points")
     run_ingest(trusted)
-    assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-01")) == expected
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-01")) == expected
     run_ingest(_cfg(tmp_path, [browser], run_date="2026-03-02", offsets="utf16"))
-    assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-02")) == expected
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-02")) == expected
     # what is refused is not what is written: the committed night keeps its fingerprint under either setting
     assert settings_hash(trusted) == settings_hash(_cfg(tmp_path, [python]))
     assert settings_hash(trusted) != settings_hash(_cfg(tmp_path, [python], offsets="utf16"))
@@ -163,7 +164,7 @@ def test_offsets_after_an_emoji_in_text_without_spaces_are_refused_until_a_setti
 def test_label_map_joins_spellings_before_the_case_check(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "mixed.jsonl", [{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "Per"]]}])
     run_ingest(_cfg(tmp_path, [source], label_map={"Per": "PER"}))
-    assert _entities(read_partition(Lake(str(tmp_path / "lake")), "raw", "2026-03-01")) == {
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-01")) == {
         "Ann met Bob": [("Ann", "PER"), ("Bob", "PER")]}
 
 
@@ -193,7 +194,7 @@ def test_curation_keeps_every_span_on_the_same_characters(tmp_path: Path) -> Non
                         "ingest": {"sources": [str(source)], "id_column": "id"}})
     run_ingest(cfg)
     summary = run_curate(cfg)
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     curated = read_partition(lake, "curated", "2026-03-01")
     rejects = read_partition(lake, "rejects", "2026-03-01")
     assert curated.height + rejects.height == 5
@@ -220,7 +221,7 @@ def test_span_conflicts_and_corrections_across_nights(tmp_path: Path) -> None:
     cfg1 = _cfg(tmp_path, [night1])
     run_ingest(cfg1)
     run_curate(cfg1)
-    lake = Lake(cfg1.data_root)
+    lake = Lake.of(cfg1)
     first = read_partition(lake, "curated", "2026-03-01")
     assert first.filter(pl.col("text") == "Apple opened a store in Milan")["label_conflict"].to_list() == [True]
 
@@ -259,7 +260,7 @@ def test_near_duplicates_agree_when_their_spans_are_the_same_entities_shifted(tm
                                                                                        "id_column": "id"}})
     run_ingest(cfg)
     assert run_curate(cfg)["rejected_by_reason"]["near_duplicate"] == 2
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     curated = read_partition(lake, "curated", "2026-03-01")
     assert dict(zip(curated["text"], curated["label_conflict"])) == {a: False, b: True}
     assert _entities(curated.filter(pl.col("text") == a))[a] == [
@@ -274,21 +275,30 @@ def test_near_duplicates_agree_when_their_spans_are_the_same_entities_shifted(tm
     assert (reasons["exact_duplicate"], reasons["label_correction"]) == (1, 0)
 
 
-def test_a_lake_holds_one_task_and_entities_support_every_setting(tmp_path: Path) -> None:
+def test_one_data_root_holds_both_tasks_side_by_side_and_entities_support_every_setting(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "n.jsonl", DOCCANO[:2])
     cfg = _cfg(tmp_path, [source])
     run_ingest(cfg)
     csv = tmp_path / "classes.csv"
     pl.DataFrame({"text": ["good flight", "bad food"], "label": ["pos", "neg"]}).write_csv(csv)
-    classes = build_config({"data_root": cfg.data_root, "run_date": "2026-03-02",
+    classes = build_config({"data_root": cfg.data_root, "run_date": "2026-03-01",
                             "ingest": {"sources": [str(csv)], "label_column": "label"}})
-    with pytest.raises(InputDataError, match="holds task: ner"):
-        run_ingest(classes)
-    assert Lake(cfg.data_root).read_manifest("raw", "2026-03-02") is None
-    other = build_config({**classes.model_dump(mode="json"), "data_root": str(tmp_path / "classes")})
-    run_ingest(other)
-    with pytest.raises(InputDataError, match="holds task: classification"):
-        run_ingest(build_config({**cfg.model_dump(mode="json"), "data_root": other.data_root}))
+    run_ingest(classes)  # the same night of the same data_root: each task in its own lake, its own champion
+    entities, labels = Lake.of(cfg), Lake.of(classes)
+    assert (labels.root, entities.root) == (cfg.data_root, str(tmp_path / "lake" / "ner"))
+    assert entities.read_manifest("raw", "2026-03-01")["counts"]["labels"] == {"PER": 3, "LOC": 2}
+    assert labels.read_manifest("raw", "2026-03-01")["counts"]["labels"] == {"neg": 1, "pos": 1}
+    assert entities.champion_url != labels.champion_url
+    assert run_ingest(cfg)["skipped"] and run_ingest(classes)["skipped"]
+
+    # an entity lake written at the top of its data_root before both tasks could share one stays where it is
+    old = tmp_path / "old-entities"
+    shutil.copytree(entities.root, old)
+    old_cfg = build_config({**cfg.model_dump(mode="json"), "data_root": str(old)})
+    assert Lake.of(old_cfg).root == str(old) and run_ingest(old_cfg)["skipped"]
+    with pytest.raises(InputDataError, match="holds task: ner .*written at the top of data_root"):
+        run_ingest(build_config({**classes.model_dump(mode="json"), "data_root": str(old)}))
+    assert Lake(str(old)).read_manifest("raw", "2026-03-01")["task"] == "ner"  # nothing written over it
 
     every = build_config({**cfg.model_dump(mode="json"), "train": {"long_text": "chunk"},
                           "score": {"long_text": "chunk", "fallback": "baseline"}})
@@ -321,7 +331,7 @@ def test_tokenize_aligns_spans_to_subword_tokens_and_counts_what_it_cannot_keep(
     assert any("1 of 10 entity spans of run_date=2026-03-01 have an edge inside a token" in w
                for w in summary["warnings"]), summary.get("warnings")
     assert summary["entities_cut"] == 1  # Oslo, past 64 tokens
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     manifest = lake.read_manifest("tokens", "2026-03-01")
     table = pa.concat_tables(read_arrow(u) for u in lake.shard_urls("tokens", "2026-03-01", manifest))
     rows = {row["doc_id"]: row for row in table.to_pylist()}
@@ -393,7 +403,7 @@ def test_without_a_champion_the_memorising_baseline_can_score_the_night(tmp_path
 
     nothing = run_score(build_config({**settings, "score": {"fallback": "none"}}))
     assert nothing["skipped"] and "memorising baseline" in nothing["reason"] and "TF-IDF" not in nothing["reason"]
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     assert lake.read_manifest("entities", "2026-03-01") is None
 
     fallback = cfg  # score.fallback: baseline is the default
@@ -452,14 +462,14 @@ def test_train_long_text_chunk_learns_entities_past_the_first_window(tmp_path: P
     metrics = trained["metrics"]
     train_rows = metrics["train"]["rows"]
     assert metrics["train"]["long_text"] == "chunk" and metrics["train"]["training_rows"] > 2 * train_rows
-    gold_validation = sum(len(decode_spans(r["label"])) for r in read_partition(Lake(cfg.data_root), "curated",
+    gold_validation = sum(len(decode_spans(r["label"])) for r in read_partition(Lake.of(cfg), "curated",
                           "2026-03-01").filter((pl.col("split") == "validation") & ~pl.col("label_conflict")
                                                  & pl.col("label").is_not_null()).to_dicts())
     assert metrics["validation"]["entities"] == gold_validation  # every entity is scored, none cut
     assert metrics["validation"]["entity_f1"] > 0.3 and trained["champion_decision"]["promoted"]
 
     run_score(cfg)
-    entities = read_partition(Lake(cfg.data_root), "entities", "2026-03-01")
+    entities = read_partition(Lake.of(cfg), "entities", "2026-03-01")
     found = [e for row in entities["entities"].to_list() for e in row]
     assert len(found) > 100 and all(e["start"] >= len(filler) for e in found)
     assert set(entities["windows"]) - {1}  # texts took more than one window

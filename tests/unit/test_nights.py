@@ -106,7 +106,7 @@ def training_labels(two_nights: dict, run_date: str, **train: object) -> dict[st
     """{doc_id: label} of every row of every split of the training set that train builds for run_date."""
     config = night_config(two_nights["root"], run_date, two_nights["root"] / "unused", two_nights["model"], **train)
     cfg = build_config(config)
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     plan = plan_training_set(cfg, lake.read_manifest("tokens", run_date))
     data = load_training_set(cfg, plan, fast_encoder(load_tokenizer(str(two_nights["model"])), 48))
     return {doc: data.label_names[label] for split in data.splits.values()
@@ -146,7 +146,7 @@ def test_an_older_night_is_tokenized_again_for_another_max_length(two_nights: di
     root, model = two_nights["root"], two_nights["model"]
     cfg = build_config(night_config(root, NIGHT2, root / "night2.parquet", model) | {"tokenize": {"max_length": 16}})
     run_tokenize(cfg)  # tonight at 16 tokens; night 1's shards hold 48-token rows
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     plan = plan_training_set(cfg, lake.read_manifest("tokens", NIGHT2))
     assert [night.tokens is None for night in plan.nights] == [True, False]
     data = load_training_set(cfg, plan, fast_encoder(load_tokenizer(str(model)), 16))

@@ -283,7 +283,7 @@ def test_the_report_says_how_many_older_versions_training_left_out(tmp_path: Pat
                         "train": {"base_model": str(tiny_model), "epochs": 1, "linear_baseline": False}})
     run_tokenize(build_config(cfg.model_dump() | {"run_date": EARLY})), run_tokenize(cfg)
     trained = run_train(cfg)
-    curated = read_partition(Lake(cfg.data_root), "curated", EARLY)
+    curated = read_partition(Lake.of(cfg), "curated", EARLY)
     older = curated.filter(pl.col("doc_id").is_in([f"r{i}" for i in range(40)]) & pl.col("label").is_not_null())
     assert trained["training_set"]["superseded_versions"] == older.height > 0
     report = Path(write_report(cfg)["report"]).read_text()

@@ -27,7 +27,7 @@ from tests.helpers import build_tiny_model, read_partition
 def pipeline(sample_config: dict) -> tuple:
     cfg = build_config(sample_config, {"ingest.shard_rows": 120, "tokenize.shard_rows": 50})
     results = [run_ingest(cfg), run_curate(cfg), run_tokenize(cfg), run_train(cfg), run_score(cfg, run_id="r1")]
-    return cfg, Lake(cfg.data_root), results
+    return cfg, Lake.of(cfg), results
 
 
 def test_stages_end_to_end_conserve_rows_and_score_every_curated_row(pipeline: tuple) -> None:
@@ -276,7 +276,7 @@ def test_a_night_of_long_texts_is_told_the_model_reads_only_their_start(sample_c
     run_ingest(cfg), run_curate(cfg)
     with caplog.at_level(logging.WARNING, logger="bert_pipeline.stages.tokenize"):
         summary = run_tokenize(cfg)
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     shards = [read_arrow(url) for url in lake.shard_urls("tokens", cfg.run_date,
                                                            lake.read_manifest("tokens", cfg.run_date))]
     rows, cut = sum(t.num_rows for t in shards), sum(sum(t["truncated"].to_pylist()) for t in shards)

@@ -195,7 +195,7 @@ def test_the_model_grows_its_embeddings_carries_the_tokenizer_and_rescores_older
     data = {k: v for k, v in two_nights.items() if k != "summary"}
     cfg = build_config(data)
     summary = run_train(cfg)
-    lake = Lake(cfg.data_root)
+    lake = Lake.of(cfg)
     tokens = lake.read_manifest("tokens", NIGHTS[1])
     manifest = storage_manifest(summary["model_uri"])
     assert manifest["tokenizer_hash"] == tokens["tokenizer"]["hash"]
@@ -232,9 +232,9 @@ def test_the_model_grows_its_embeddings_carries_the_tokenizer_and_rescores_older
     assert f"{words['added_total']:,} added to the base tokenizer in all" in report
     assert (f"Domain adaptation (auto: tonight's tokenizer is the lake's extended vocabulary): {adaptation['steps']} "
             f"masked-LM steps over {adaptation['texts']:,} of the lake's texts") in report
-    first = Lake(cfg.data_root).read_manifest("tokens", NIGHTS[0])["vocabulary"]
+    first = Lake.of(cfg).read_manifest("tokens", NIGHTS[0])["vocabulary"]
     assert (f"the unknown token share went from {first['unknown_token_share_before']:.2%}"
-            in coverage_section(Lake(cfg.data_root).read_manifest("tokens", NIGHTS[0]), 0.05))
+            in coverage_section(Lake.of(cfg).read_manifest("tokens", NIGHTS[0]), 0.05))
 
 
 def storage_manifest(model_uri: str) -> dict:
@@ -251,7 +251,7 @@ def test_off_keeps_the_base_tokenizer(tmp_path: Path) -> None:
                         "tokenize": {"extend_vocabulary": "off"}})
     run_ingest(cfg), run_curate(cfg)
     summary = run_tokenize(cfg)
-    manifest = Lake(cfg.data_root).read_manifest("tokens", NIGHTS[0])
+    manifest = Lake.of(cfg).read_manifest("tokens", NIGHTS[0])
     assert manifest["tokenizer"]["folder"] is None and manifest["tokenizer"]["hash"] == manifest["tokenizer"]["base_hash"]
     assert not manifest["vocabulary"]["extended"] and "vocabulary" not in summary
     assert manifest["coverage"]["unknown_token_share"] > 0.6
