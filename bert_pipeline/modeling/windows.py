@@ -12,9 +12,9 @@ The rule (`score.long_text: chunk`, `train.long_text: chunk`):
     benchmarks/bench_long_text.py.
   - training on chunks: every window of a training document is a training row with the document's label(s);
     validation and test are scored per document with the rule above, so metrics are document-level.
-  - token classification (task: ner): each token's logits are the mean over the windows that read it
-    (`token_logits_over_windows`), so an entity across a window edge is decoded whole and once; a training window's
-    tag targets are its own tokens' tags.
+  - token classification (task: ner): each token's logits are those of the window that reads it in the most
+    context (BERT's "max context" rule, `ner.tagging.combine_window_logits`), so an entity across a window edge is
+    decoded whole and once; a training window's tag targets are its own tokens' tags.
 
 The same windowing (HF's `stride`/`return_overflowing_tokens` in the question-answering examples) is used for
 training, evaluation and scoring.
@@ -108,8 +108,8 @@ def token_logits_over_windows(windowing: Windowing, sequences: Sequence[np.ndarr
                               predict: Callable[[list[np.ndarray]], list[np.ndarray]]) -> tuple[
         list[np.ndarray], np.ndarray]:
     """Token classification over windows: per text, the logits of its content tokens [content tokens, tags], each
-    token's the mean over the windows that read it (`ner.tagging.combine_window_logits`); and the windows each text
-    took [texts] int32. sequences: untruncated, special tokens included; predict: windows -> their token logits. A
+    token's from the window that reads it in the most context (`ner.tagging.combine_window_logits`); and the windows
+    each text took [texts] int32. sequences: untruncated, special tokens included; predict: windows -> their token logits. A
     text that fits one window gets exactly its unwindowed logits."""
     windows, document = windowing.split(sequences)
     logits = predict(windows)

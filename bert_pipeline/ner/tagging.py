@@ -404,8 +404,14 @@ def token_labels_for_spans(token_offsets: np.ndarray | Sequence[Sequence[int]], 
 
 def combine_window_logits(window_logits: Sequence[np.ndarray], window_token_starts: Sequence[int],
                           n_tokens: int) -> np.ndarray:
-    """One text's per-token logits (n_tokens, T) from overlapping windows: the mean over the windows covering each
-    token, so an entity across a window edge decodes whole and once. A single window gives exactly its own logits.
+    """One text's per-token logits (n_tokens, T) from overlapping windows: each token takes its logits from the
+    window that gives it the most context, so an entity across a window edge decodes whole and once. A single window
+    gives exactly its own logits.
+
+    The window is the one where min(tokens before it, tokens after it) + 0.01 x window length is largest, the first
+    such on a tie: the "max context" rule of Google's BERT SQuAD code (run_squad.py, `_check_is_max_context`). A
+    token at a window's first position is read there with no left context at all ("Paulo" without "São" looks like
+    a person), so averaging it with the window that reads it in context could split or cut the entity.
 
     window_logits: per window (n_i, T), content tokens only (special tokens removed); window_token_starts: the
     position of each window's first token in the text's content tokens. ValueError if a token is left uncovered or
@@ -414,16 +420,19 @@ def combine_window_logits(window_logits: Sequence[np.ndarray], window_token_star
     if len(window_logits) != len(window_token_starts) or not window_logits:
         raise ValueError(f"{len(window_logits)} windows but {len(window_token_starts)} starts")
     width = window_logits[0].shape[1]
-    total = np.zeros((n_tokens, width), dtype=np.float64)
-    count = np.zeros(n_tokens, dtype=np.int64)
+    combined = np.zeros((n_tokens, width), dtype=window_logits[0].dtype)
+    best = np.full(n_tokens, -np.inf)
     for logits, start in zip(window_logits, window_token_starts):
         if start < 0 or start + len(logits) > n_tokens or logits.shape[1] != width:
             raise ValueError(f"window at {start} of shape {logits.shape} does not fit {n_tokens} tokens x {width}")
-        total[start:start + len(logits)] += logits
-        count[start:start + len(logits)] += 1
-    if (count == 0).any():
-        raise ValueError(f"tokens {np.flatnonzero(count == 0)[:5].tolist()}... are in no window")
-    return (total / count[:, None]).astype(window_logits[0].dtype)
+        position = np.arange(len(logits))
+        context = np.minimum(position, len(logits) - 1 - position) + 0.01 * len(logits)
+        better = context > best[start:start + len(logits)]
+        combined[start:start + len(logits)][better] = logits[better]
+        best[start:start + len(logits)][better] = context[better]
+    if np.isinf(best).any():
+        raise ValueError(f"tokens {np.flatnonzero(np.isinf(best))[:5].tolist()}... are in no window")
+    return combined
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

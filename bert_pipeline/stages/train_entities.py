@@ -90,7 +90,7 @@ class TaggedSplit(SplitData):
 def split_logits(model: Any, rows: TaggedSplit, cfg: TrainConfig, pad_id: int, device: torch.device,
                  windowing: Windowing | None) -> tuple[list[np.ndarray], TaggedSplit]:
     """Per-row token logits of a split and the split they line up with. With windowing (train.long_text: chunk),
-    each text is read in windows and a token's logits are the mean over the windows that read it
+    each text is read in windows and a token's logits come from the window that reads it in the most context
     (`modeling.windows.token_logits_over_windows`), lining up with the split's content tokens (`stripped`)."""
     def predict(sequences: list[np.ndarray]) -> list[np.ndarray]:
         return predict_token_logits(model, sequences, cfg.eval_batch_size, pad_id, device, cfg.precision)

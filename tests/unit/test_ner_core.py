@@ -548,23 +548,26 @@ def test_a_span_edge_inside_a_token_is_counted_and_the_token_labelled() -> None:
         token_labels_for_spans(offsets, [Span(0, 6, "PER")], names)
 
 
-def test_window_logits_average_so_an_entity_across_an_edge_decodes_once() -> None:
+def test_each_token_takes_the_window_that_reads_it_in_most_context() -> None:
     names = tag_names(["PER"])  # O B-PER I-PER
     rng = np.random.default_rng(3)
     whole = rng.normal(size=(7, 3)).astype(np.float32)
     assert np.array_equal(combine_window_logits([whole], [0], 7), whole)  # one window: exactly its logits
     assert combine_window_logits([whole], [0], 7).dtype == np.float32
-    # tokens 0..9, a PER entity on tokens 4..6; window A = tokens 0..5, window B = tokens 4..9 (overlap 4, 5)
-    o, b, i = np.eye(3) * 4.0
-    window_a = np.stack([o, o, o, o, b * 1.5, i])  # sees the entity's first two tokens
-    window_b = np.stack([i, i, i, o, o, o])  # starts inside it: I- at its first token, without a B-
-    merged = combine_window_logits([window_a, window_b], [0, 4], 10)
-    assert merged[4].tolist() == [0.0, 3.0, 2.0]  # B- from window A outweighs window B's I-
-    assert merged[5].tolist() == i.tolist() and merged[0].tolist() == o.tolist()
-    offsets = [(2 * t, 2 * t + 1) for t in range(10)]
-    assert [(e.start, e.end, e.label) for e in predict_entities(merged, offsets, names)] == [(8, 13, "PER")]
+    o, b, i = np.eye(3, dtype=np.float32) * 4.0
+    offsets = [(2 * t, 2 * t + 1) for t in range(13)]
+    # tokens 0..12, a PER entity on tokens 4..5 ("São Paulo"); window A = tokens 0..7, window B = tokens 5..12
+    window_a = np.stack([o, o, o, o, b, i, o, o])
+    window_b = np.stack([b * 2, o, o, o, o, o, o, o])  # token 5 first, without its left context: a new name
+    merged = combine_window_logits([window_a, window_b], [0, 5], 13)
+    assert merged[5].tolist() == i.tolist()  # 2 tokens of context each side in A, none on its left in B
+    assert merged[8].tolist() == o.tolist() and merged[4].tolist() == b.tolist()
+    assert [(e.start, e.end, e.label) for e in predict_entities(merged, offsets, names)] == [(8, 11, "PER")]
+    mean = (window_a[5:] + window_b[:3]) / 2  # what averaging the windows gave: the entity split in two
+    averaged = np.concatenate([window_a[:5], mean, window_b[3:]])
+    assert [(e.start, e.end) for e in predict_entities(averaged, offsets, names)] == [(8, 9), (10, 11)]
     with pytest.raises(ValueError, match=r"tokens \[6, 7\]\.\.\. are in no window"):
-        combine_window_logits([window_a, window_b[:0]], [0, 8], 8)
+        combine_window_logits([window_a[:6], window_b[:0]], [0, 8], 8)
 
 
 # ---- metrics and the baseline ----
