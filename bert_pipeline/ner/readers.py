@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Literal, Mapping, Sequence
 
-from bert_pipeline.ner.spans import Span, SpanError, check_spans, is_int, utf8_to_code_points, utf16_to_code_points
+from bert_pipeline.ner.spans import (
+    OFFSETS_SETTING, Span, SpanError, check_spans, check_utf16_setting, is_int, utf8_to_code_points,
+    utf16_to_code_points,
+)
 from bert_pipeline.ner.tagging import GLUE_SCRIPTS, join_tokens, spans_from_tags
 
 Offsets = Literal["code_points", "utf16", "utf8"]
@@ -64,8 +67,13 @@ def _finish(text: str, entries: Sequence[tuple[Any, Any, Any, Any]], where: str,
             try:
                 converted = iter(convert(text, ints))
             except ValueError as exc:
-                raise SpanError(f"{where}: {exc}", "outside_text") from exc
+                raise SpanError(f"{where}: {exc} (with {OFFSETS_SETTING}: {offsets}); if this file counts code "
+                                f"points, as Python tools do, set {OFFSETS_SETTING}: code_points for it",
+                                "outside_text") from exc
+            given = triples
             triples = [(next(converted), next(converted), label) for _, _, label in triples]
+            if offsets == "utf16" and all(t is None for *_, t in entries):
+                check_utf16_setting(text, [(s, e) for s, e, _ in given], [(s, e) for s, e, _ in triples], where)
     expected = [t for *_, t in entries]
     spans, trimmed = check_spans(text, triples, where,
                                  expected_texts=expected if any(t is not None for t in expected) else None,

@@ -291,6 +291,34 @@ def _check_utf8_record(text: str, spans: Sequence[Span], where: str) -> None:
           + "Fix the annotation in the export (nothing was written).", "utf8_offsets")
 
 
+def check_utf16_setting(text: str, given: Sequence[tuple[int, int]], converted: Sequence[tuple[int, int]],
+                        where: str) -> None:
+    """Under `ner.offsets: utf16`, for a record's spans without entity texts (given: the offsets as exported,
+    converted: the same read as UTF-16 units): refuse the record when the offsets read as code points fit and as
+    UTF-16 units do not, a file that counts code points (spaCy, Prodigy, doccano's API) in a night set to utf16.
+    The evidence is `_check_utf8_record`'s the other way round: every span that reads differently has a code-point
+    reading of two characters or more that cuts no word, has no edge between two characters of a script without
+    spaces and looks like an entity (`_believable`), and the UTF-16 readings have at least two bad edges between
+    them (a cut word or whitespace). Raises SpanError naming `where`, both readings and the setting."""
+    differing = [(g, c) for g, c in zip(given, converted) if g != c]
+    if not differing:
+        return
+    for (start, end), _ in differing:
+        if not 0 <= start < end <= len(text) or end - start < 2 or _cuts_words(text, start, end) \
+                or not _believable(text[start:end]) or _unspaced_edge(text, start) or _unspaced_edge(text, end):
+            return
+    if sum(_bad_edges(text, *c) for _, c in differing) < 2:
+        return
+    (start, end), (cut_start, cut_end) = max(differing, key=lambda pair: _bad_edges(text, *pair[1]))
+    readings = ", ".join(repr(text[a:b]) for (a, b), _ in differing)
+    _fail(where, (start, end), text, cut_start, cut_end,
+          f"read as UTF-16 units (`{OFFSETS_SETTING}: utf16`) covers {text[cut_start:cut_end]!r}, cutting a word, "
+          f"while read as code points every span that differs is a whole word ({readings})",
+          f"This file seems to count code points, as Python tools do (spaCy, Prodigy, doccano's API): set "
+          f"`{OFFSETS_SETTING}: code_points` for it. The setting holds for every file of a night: ingest files "
+          "that count differently on separate nights. Nothing was written.", "code_point_offsets")
+
+
 _TRUST_HINT = (f"If your tool counts code points and the entity is part of a word, set "
                f"`{AMBIGUOUS_SETTING}: code_points`. ")
 

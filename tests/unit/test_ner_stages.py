@@ -133,6 +133,23 @@ def test_utf16_offsets_are_a_setting_never_a_guess(tmp_path: Path) -> None:
         "👍 Berlin rocks": [("Berlin", "LOC")]}
 
 
+def test_a_file_that_counts_code_points_is_refused_under_the_utf16_setting(tmp_path: Path) -> None:
+    """The other direction: a spaCy or doccano-API export (code points) in a night set to ner.offsets: utf16 read
+    'Angela Merke' and 'es Priya Pa' without a word; now the record is refused with both readings."""
+    python_tool = _jsonl(tmp_path / "api.jsonl", [
+        {"text": "Nothing before it: Ada Lovelace in London", "label": [[19, 31, "PER"], [35, 41, "LOC"]]},
+        {"text": "🔥 Angela Merkel flew to São Paulo on Monday", "label": [[2, 15, "PER"], [24, 33, "LOC"]]}])
+    with pytest.raises(InputDataError) as caught:
+        run_ingest(_cfg(tmp_path, [python_tool], offsets="utf16"))
+    message = str(caught.value)
+    assert f"{python_tool} record 2" in message and "' Angela Merke'" in message, message
+    assert "'Angela Merkel', 'São Paulo'" in message and "`ner.offsets: code_points`" in message
+    assert Lake(str(tmp_path / "lake" / "ner")).read_manifest("raw", "2026-03-01") is None
+    run_ingest(_cfg(tmp_path, [python_tool]))  # read as what it is
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-01"))[
+        "🔥 Angela Merkel flew to São Paulo on Monday"] == [("Angela Merkel", "PER"), ("São Paulo", "LOC")]
+
+
 def test_offsets_after_an_emoji_in_text_without_spaces_are_refused_until_a_setting_says_which(tmp_path: Path) -> None:
     """In Chinese every character belongs to a word, so word edges cannot tell code points from UTF-16 units: the
     same entity is [2, 4) counted by Python and [3, 5) counted by a browser, and both readings look like names."""
