@@ -28,7 +28,7 @@ def _text(record: Mapping[str, Any], key: str, where: str) -> str:
     value = record.get(key)
     if not isinstance(value, str):
         raise SpanError(f"{where}: the record has no text string under {key!r} (keys: {sorted(record)}); "
-                        "set the text key", "no_text")
+                        "set ingest.text_column to the key that holds it", "no_text")
     return value
 
 
@@ -182,8 +182,9 @@ def read_token_tags(record: Mapping[str, Any], where: str, *, tokens_key: str = 
         raise SpanError(f"{where}: needs lists {tokens_key!r} and {tags_key!r} of one length", "bad_tags")
     if tags and all(is_int(t) for t in tags):
         if label_names is None or not all(0 <= t < len(label_names) for t in tags):
-            raise SpanError(f"{where}: integer tags {sorted(set(tags))} need the label list they index "
-                            f"(label_names, {0 if label_names is None else len(label_names)} given)", "bad_tags")
+            raise SpanError(f"{where}: integer tags {sorted(set(tags))} need the tag names they index: set "
+                            f"ner.tag_names to the dataset's list (features['ner_tags'].feature.names; "
+                            f"{0 if label_names is None else len(label_names)} given)", "bad_tags")
         tags = [label_names[int(t)] for t in tags]
     text, token_offsets = join_tokens(tokens, separator=separator, glue_scripts=glue_scripts)
     spans, malformed = spans_from_tags(token_offsets, tags, scheme, where=where)

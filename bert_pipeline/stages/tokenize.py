@@ -106,9 +106,9 @@ def truncation_warning(counts: dict[str, Any], cfg: PipelineConfig, max_length: 
         return []
     return [f"tokenize: {cut:,} of {rows:,} texts of run_date={cfg.run_date} ({cut / rows:.1%}) are longer than "
             f"tokenize.max_length = {length} tokens, and under {' and '.join(truncating)} the model reads only "
-            f"their first {length}: what comes after is never seen. Set train.long_text: chunk and score.long_text: "
-            "chunk to read every token in overlapping windows, or raise tokenize.max_length (the token manifest's "
-            "length_histogram has the texts' lengths)"]
+            f"their first {length}: what comes after is never seen. Set "
+            f"{' and '.join(t.replace('truncate', 'chunk') for t in truncating)} to read every token in overlapping "
+            "windows, or raise tokenize.max_length (the token manifest's length_histogram has the texts' lengths)"]
 
 
 def night_warnings(cfg: PipelineConfig, counts: dict[str, Any]) -> list[str]:

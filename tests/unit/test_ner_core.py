@@ -286,7 +286,8 @@ def test_token_tags_as_strings_and_as_ints_with_a_label_list() -> None:
     assert text == "在東京タワーで Tim Cook と会った 🙂"
     assert [(text[s.start:s.end], s.label) for s in spans] == [("東京タワー", "LOC"), ("Tim Cook", "PER")]
     assert counts["malformed_tag_sequences"] == 1  # I-PER after O: read as an entity, counted
-    with pytest.raises(SpanError, match=r"train\[1\]: integer tags \[0, 3\] need the label list"):
+    with pytest.raises(SpanError, match=r"train\[1\]: integer tags \[0, 3\] need the tag names they index: set "
+                                        r"ner.tag_names"):
         read_token_tags({"tokens": ["a", "b"], "ner_tags": [3, 0]}, "train[1]")
 
 

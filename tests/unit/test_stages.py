@@ -294,6 +294,7 @@ def test_a_night_of_long_texts_is_told_the_model_reads_only_their_start(sample_c
     scored_whole = build_config(sample_config, {"tokenize.max_length": 24, "score.long_text": "chunk"})
     [partly] = [w for w in run_tokenize(scored_whole)["warnings"] if w.startswith("tokenize: ")]
     assert "under train.long_text: truncate the model reads" in partly  # names only the stage that truncates
+    assert "Set train.long_text: chunk to read" in partly  # and advises only the setting still to change
     longer = build_config(sample_config, {"tokenize.max_length": 24, "train.long_text": "chunk",
                                           "score.max_length": 64})  # score reads 64 tokens: not known to cut
     assert not [w for w in run_tokenize(longer).get("warnings", []) if w.startswith("tokenize: ")]
