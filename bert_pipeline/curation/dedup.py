@@ -99,7 +99,8 @@ def _relabelled_keys(ordered: pl.DataFrame, earlier: pl.DataFrame, first_old_by_
 def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight: TextLoader,
                       load_earlier: TextLoader, params: NearDupParams, near: bool = True,
                       run_date: str | None = None, agree: Callable[[str], str] = str) -> pl.DataFrame:
-    """One CLUSTER_SCHEMA row per tonight's candidate (doc_id, dedup_key, label, bands, shard).
+    """One CLUSTER_SCHEMA row per tonight's candidate (doc_id, dedup_key, label, bands, shard), `tonight` in raw
+    order (shard by shard, rows as read): within a cluster an other night's row is kept, else tonight's first.
 
     `agree`: a label's agreement key (`Task.agreement_key`): a cluster is in label conflict, and a re-sent text
     corrects an earlier one, when their labels' keys differ.
@@ -108,7 +109,9 @@ def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight
     doc_id, dedup_key, label, run_date, shard, bands (bands computed with `params`). `run_date` None treats every
     committed night as earlier.
     """
-    ordered = tonight.sort("doc_id")
+    # raw order: of tonight's copies of a text the first to arrive is kept (committed rows come before the rows an
+    # ingest.on_existing: append added, so an append never takes the kept place from a row already scored)
+    ordered = tonight
     reps = ordered.unique("dedup_key", keep="first", maintain_order=True)
     earlier = earlier.sort(["run_date", "doc_id"])
     n_reps, n_old = reps.height, earlier.height
@@ -143,7 +146,7 @@ def cluster_documents(tonight: pl.DataFrame, earlier: pl.DataFrame, load_tonight
     relabelled = _relabelled_keys(ordered, earlier, first_old_by_key, n_reps, run_date, agree)
     roots = uf.roots()
     kept_of_root: dict[int, int] = {}
-    for node in list(range(n_reps, n_reps + n_old)) + list(range(n_reps)):  # earlier nights win, then doc_id order
+    for node in list(range(n_reps, n_reps + n_old)) + list(range(n_reps)):  # earlier nights win, then raw order
         kept_of_root.setdefault(roots[node], node)
     rep_of_key = {key: i for i, key in enumerate(node_key[:n_reps])}
     labels: dict[int, set[str]] = {}

@@ -52,13 +52,14 @@ def test_curate_conserves_rows_dedups_and_flags_conflicts() -> None:
     assert curated.height + rejects.height == raw.height
     assert set(curated["doc_id"]) | set(rejects["doc_id"]) == set(raw["doc_id"])
     reasons = dict(zip(rejects["doc_id"], rejects["reason"]))
-    assert reasons == {"d": "empty", "e": "too_short", "f": "too_long", "b": "exact_duplicate", "c": "exact_duplicate"}
-    assert set(rejects.filter(pl.col("reason") == "exact_duplicate")["duplicate_of"]) == {"a"}  # smallest id kept
-    kept = curated.filter(pl.col("doc_id") == "a").row(0, named=True)
-    assert kept["label_conflict"] and kept["duplicates"] == 3 and kept["cluster_id"] == "a"
-    assert set(rejects.filter(pl.col("duplicate_of") == "a")["cluster_id"]) == {"a"}
+    assert reasons == {"d": "empty", "e": "too_short", "f": "too_long", "a": "exact_duplicate", "c": "exact_duplicate"}
+    # the first copy to arrive is kept (raw order, not the smallest id): an append never displaces a committed row
+    assert set(rejects.filter(pl.col("reason") == "exact_duplicate")["duplicate_of"]) == {"b"}
+    kept = curated.filter(pl.col("doc_id") == "b").row(0, named=True)
+    assert kept["label_conflict"] and kept["duplicates"] == 3 and kept["cluster_id"] == "b"
+    assert set(rejects.filter(pl.col("duplicate_of") == "b")["cluster_id"]) == {"b"}
     assert curated.filter(pl.col("doc_id") == "g")["label"].to_list() == [None]
-    assert rejects.filter(pl.col("doc_id") == "b")["original_text"].to_list() == ["Great product!"]
+    assert rejects.filter(pl.col("doc_id") == "a")["original_text"].to_list() == ["great   PRODUCT!"]
 
 
 def test_splits_are_deterministic_by_text_and_honour_given_splits() -> None:

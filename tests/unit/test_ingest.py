@@ -187,6 +187,29 @@ def test_append_keeps_the_committed_rows_and_is_a_no_op_when_repeated(tmp_path: 
     assert committed(tmp_path)[0] == manifest
 
 
+def test_an_appended_copy_of_a_committed_text_never_takes_its_kept_place(tmp_path: Path) -> None:
+    """Curate keeps the first copy to arrive: the committed row (already scored under its id), not the appended
+    copy whose id happens to sort first."""
+    from bert_pipeline.stages.curate import run_curate
+
+    body = "id,text,label\nm-9,\"Arrived broken, box crushed.\",neg\nm-7,Works fine so far,pos\n"
+    night(tmp_path, "monday.csv", body, id_column="id", label_column="label")
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-01-01",
+                        "ingest": {"sources": [str(tmp_path / "monday.csv")], "id_column": "id",
+                                   "label_column": "label"}})
+    assert run_curate(cfg)["curated_rows"] == 2
+    night(tmp_path, "tuesday.csv", "id,text,label\na-1,\"Arrived broken,  box crushed.\",neg\n", id_column="id",
+          label_column="label", on_existing="append")
+    redone = run_curate(build_config({**cfg.model_dump(mode="json"),
+                                      "ingest": {**cfg.ingest.model_dump(mode="json"),
+                                                 "sources": [str(tmp_path / "tuesday.csv")],
+                                                 "on_existing": "append"}}))
+    assert redone["curated_rows"] == 2 and redone["rejected_by_reason"]["exact_duplicate"] == 1
+    lake = Lake(str(tmp_path / "lake"))
+    assert sorted(read_partition(lake, "curated", "2026-01-01")["doc_id"]) == ["m-7", "m-9"]
+    assert read_partition(lake, "rejects", "2026-01-01").select("doc_id", "duplicate_of").row(0) == ("a-1", "m-9")
+
+
 def test_append_of_a_changed_file_of_the_same_name_continues_its_ids(tmp_path: Path) -> None:
     night(tmp_path, "latest.csv", "text\nhello\nfirst\n")
     _, before = committed(tmp_path)

@@ -74,11 +74,11 @@ def test_near_duplicates_form_clusters_with_one_kept_row_and_a_conflict_flag() -
                         "split": [None] * 4, "source": ["s"] * 4, "source_row": [0, 1, 2, 3],
                         "run_date": ["2026-01-01"] * 4}, schema_overrides={"split": pl.String})
     curated, rejects, _ = curate_frame(raw, build_config({}))
-    assert sorted(curated["doc_id"]) == ["d1", "d4"]
-    kept = curated.filter(pl.col("doc_id") == "d1").row(0, named=True)
-    assert kept["label_conflict"] and kept["duplicates"] == 3 and kept["cluster_id"] == "d1"
-    assert set(rejects["reason"]) == {"near_duplicate"} and set(rejects["duplicate_of"]) == {"d1"}
-    assert set(rejects["cluster_id"]) == {"d1"} and (rejects["similarity"] >= 0.8).all()
+    assert sorted(curated["doc_id"]) == ["d3", "d4"]  # the first to arrive (source_row 0) is kept, not the smallest id
+    kept = curated.filter(pl.col("doc_id") == "d3").row(0, named=True)
+    assert kept["label_conflict"] and kept["duplicates"] == 3 and kept["cluster_id"] == "d3"
+    assert set(rejects["reason"]) == {"near_duplicate"} and set(rejects["duplicate_of"]) == {"d3"}
+    assert set(rejects["cluster_id"]) == {"d3"} and (rejects["similarity"] >= 0.8).all()
 
 
 def test_helpers() -> None:
