@@ -3,8 +3,9 @@ and against the kept documents of every other committed night, earlier or later 
 
 The inputs are small per-document rows (doc_id, dedup_key, label, LSH band hashes) from every shard; texts are
 loaded only for candidate pairs, to verify them exactly. The kept member of a cluster is a committed night's document
-when there is one (earliest run_date, then smallest doc_id), else tonight's smallest doc_id: deterministic whatever
-the input order. A committed row always stays kept: a backfilled night (older than a committed one) yields to the
+when there is one (earliest run_date, then smallest doc_id), else tonight's first in raw order (sources as listed,
+rows as read; rows an append added come after the committed ones, so an append never displaces a kept row). A
+committed row always stays kept: a backfilled night (older than a committed one) yields to the
 later night's copy instead of rewriting it, so no committed decision changes behind the user's back.
 
 Label corrections: a row of tonight whose normalised key equals an earlier night's kept row's key but whose label
