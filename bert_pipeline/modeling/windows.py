@@ -109,8 +109,8 @@ def token_logits_over_windows(windowing: Windowing, sequences: Sequence[np.ndarr
         list[np.ndarray], np.ndarray]:
     """Token classification over windows: per text, the logits of its content tokens [content tokens, tags], each
     token's from the window that reads it in the most context (`ner.tagging.combine_window_logits`); and the windows
-    each text took [texts] int32. sequences: untruncated, special tokens included; predict: windows -> their token logits. A
-    text that fits one window gets exactly its unwindowed logits."""
+    each text took [texts] int32. sequences: untruncated, special tokens included; predict: windows -> their token
+    logits. A text that fits one window gets exactly its unwindowed logits."""
     windows, document = windowing.split(sequences)
     logits = predict(windows)
     counts = np.bincount(document, minlength=len(sequences))
