@@ -2,10 +2,11 @@
 
 Each reader returns None for a record that carries no usable annotation (a Label Studio task whose annotations are all
 cancelled or absent, a Prodigy "reject"/"ignore" answer) - "not annotated" is not "annotated, no entities" - and
-adds what it saw to `counts` if given: `trimmed_spans`, `skipped_records` by reason, `malformed_tag_sequences`,
-`multi_label_regions`. `offsets="utf16"` converts offsets counted in UTF-16 units first (Label Studio and doccano
-count in the browser: an emoji is 2), `offsets="utf8"` offsets counted in UTF-8 bytes (Go, Rust and C tools); it is a
-setting, never guessed. Errors are SpanError naming `where`.
+adds what it saw to `counts` if given: `trimmed_spans`, `unlabelled_records` by reason (the caller keeps such a
+record's text, scored and not trained on), `malformed_tag_sequences`, `multi_label_regions`.
+`offsets="utf16"` converts offsets counted in UTF-16 units first (Label Studio and doccano count in the browser: an
+emoji is 2), `offsets="utf8"` offsets counted in UTF-8 bytes (Go, Rust and C tools); it is a setting, never guessed.
+Errors are SpanError naming `where`.
 """
 
 from __future__ import annotations
@@ -95,9 +96,10 @@ def read_doccano(record: Mapping[str, Any], where: str, *, text_key: str = "text
     return _finish(text, [_entry(item, where) for item in raw], where, offsets, counts, ambiguous)
 
 
-def _skip(counts: Counter[str] | None, reason: str) -> None:
+def _not_annotated(counts: Counter[str] | None, reason: str) -> None:
+    """Counts a record read as text only: the caller keeps its text as an unlabelled row (scored, not trained on)."""
     if counts is not None:
-        counts[f"skipped_records.{reason}"] += 1
+        counts[f"unlabelled_records.{reason}"] += 1
 
 
 def read_label_studio(record: Mapping[str, Any], where: str, *, text_key: str = "text",
@@ -111,7 +113,7 @@ def read_label_studio(record: Mapping[str, Any], where: str, *, text_key: str = 
     text = _text(record.get("data") or {}, text_key, f"{where} (data)")
     usable = [a for a in record.get("annotations") or [] if not a.get("was_cancelled")]
     if not usable:
-        _skip(counts, "cancelled" if record.get("annotations") else "unannotated")
+        _not_annotated(counts, "cancelled" if record.get("annotations") else "unannotated")
         return None
     candidates = [a for a in usable if a.get("ground_truth")] or usable
     entries = [_label_studio_entries(a, where) for a in candidates]
@@ -159,7 +161,7 @@ def read_span_dicts(record: Mapping[str, Any], where: str, *, text_key: str = "t
     (pass "annotation" for Argilla v1, "label" for JSON-MIN). A record without the list is an error (an empty list
     is a record without entities). Returns None for a Prodigy reject/ignore."""
     if record.get("answer") in ("reject", "ignore"):
-        _skip(counts, f"answer_{record['answer']}")
+        _not_annotated(counts, f"answer_{record['answer']}")
         return None
     text = _text(record, text_key, where)
     keys = [spans_key] if spans_key else ["spans", "entities", "ents"]

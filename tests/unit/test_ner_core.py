@@ -160,7 +160,7 @@ def test_label_studio_first_non_cancelled_annotation_and_utf16_setting() -> None
     all_cancelled = {"data": {"text": text}, "annotations": [{"was_cancelled": True, "result": []}]}
     assert read_label_studio(all_cancelled, "export.json[1]", counts=counts) is None
     assert read_label_studio({"data": {"text": text}, "annotations": []}, "export.json[2]", counts=counts) is None
-    assert counts["skipped_records.cancelled"] == 1 and counts["skipped_records.unannotated"] == 1
+    assert counts["unlabelled_records.cancelled"] == 1 and counts["unlabelled_records.unannotated"] == 1
     with pytest.raises(SpanError, match=r"export.json\[3\] \(data\): the record has no text string under 'text'"):
         read_label_studio(_ls_task(text, results), "export.json[3]")
 
@@ -265,7 +265,7 @@ def test_spacy_prodigy_argilla_span_lists() -> None:
     assert read_span_dicts(prodigy, "p.jsonl:4") == (text, [Span(0, 5, "PER"), Span(30, 32, "GPE")])
     counts: Counter[str] = Counter()
     assert read_span_dicts({**prodigy, "answer": "reject"}, "p.jsonl:5", counts=counts) is None
-    assert counts == Counter({"skipped_records.answer_reject": 1})
+    assert counts == Counter({"unlabelled_records.answer_reject": 1})
     argilla_v1 = {"text": text, "annotation": [["GPE", 30, 32], ["PER", 0, 5]]}
     assert read_span_dicts(argilla_v1, "a", spans_key="annotation")[1] == [Span(0, 5, "PER"), Span(30, 32, "GPE")]
     with pytest.raises(SpanError, match=r"p.jsonl:6: no list of entities under \['spans', 'entities', 'ents'\]"):

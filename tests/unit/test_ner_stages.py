@@ -106,6 +106,10 @@ def test_each_export_style_reads_to_the_same_canonical_spans(tmp_path: Path) -> 
     assert manifest["counts"]["labels"] == {"PER": 6, "LOC": 4, "ORG": 3, "MISC": 1}  # entities per type
     assert manifest["counts"]["entities"] == 14
     assert manifest["counts"]["rows"] == 10 and manifest["counts"]["labelled_rows"] == 8
+    # a Prodigy reject and a cancelled Label Studio task are rows of text, counted as unlabelled, not as skipped
+    assert manifest["counts"]["unlabelled_records.answer_reject"] == 1
+    studio_counts = Lake(str(tmp_path / "lake-label-studio" / "ner")).read_manifest("raw", "2026-03-01")["counts"]
+    assert studio_counts["unlabelled_records.cancelled"] == 1 and studio_counts["rows"] == 2
 
 
 @pytest.mark.parametrize(("records", "said"), [
