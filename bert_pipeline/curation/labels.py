@@ -31,7 +31,7 @@ import math
 import re
 import tokenize
 import unicodedata
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping
 
 import polars as pl
 
@@ -260,32 +260,37 @@ def label_key(label: str) -> str:
 
 
 def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None = None, setting: str = "",
-                          map_setting: str = "") -> None:
+                          map_setting: str = "", counts: Mapping[str, int] | None = None,
+                          held: Collection[str] = ()) -> None:
     """Refuse labels that differ only in case, punctuation or spacing, naming both spellings and where each was seen.
 
-    `where` maps a label to where it was seen (a file and line, or a run_date); `map_setting` names the mapping that
-    would merge them (ingest.label_map, ner.label_map). Errors: InputDataError.
+    `where` maps a label to where it was seen (a file and row, or a run_date); `map_setting` names the mapping that
+    would merge them (ingest.label_map, ner.label_map), and the message gives that mapping. It keeps a spelling that
+    committed nights hold (`held`: mapping it away would not change them), else the one `counts` (label -> tonight's
+    rows or spans) holds most of, else the first seen. Errors: InputDataError.
     """
-    seen: dict[str, str] = {}
-    clashes = []
+    groups: dict[str, list[str]] = {}
     for label in member_labels(labels):
-        key = label_key(label)
-        if key in seen:
-            clashes.append((seen[key], label))
-        else:
-            seen[key] = label
+        groups.setdefault(label_key(label), []).append(label)
+    clashes = [group for group in groups.values() if len(group) > 1]
     if not clashes:
         return
-    where = where or {}
+    where, counts = where or {}, counts or {}
 
     def named(label: str) -> str:
-        return f"{label!r}" + (f" ({where[label]})" if label in where else "")
+        times = f"{counts[label]:,} time{'s' * (counts[label] != 1)}" if label in counts else ""
+        seen = ", ".join(part for part in (times, f"first at {where[label]}" if label in where else "") if part)
+        return f"{label!r}" + (f" ({seen})" if seen else "")
 
-    pairs = "; ".join(f"{named(a)} and {named(b)}" for a, b in clashes[:5])
+    pairs = "; ".join(" and ".join(map(named, group)) for group in clashes[:5])
+    # max keeps the first of equals
+    kept = {group[0]: max(group, key=lambda label: (label in held, counts.get(label, 0))) for group in clashes}
+    mapping = ", ".join(f"{label}: {kept[group[0]]}" for group in clashes for label in group if label != kept[group[0]])
     raise InputDataError(
         f"{setting or 'labels'}: {pairs} are different spellings of what would be one label (they differ only in "
         "case, punctuation or spacing); write each label one way in the sources"
-        + (f" or map the other spellings to it with {map_setting}" if map_setting else "") + ". Nothing was written.")
+        + (f" or map the other spellings to one with `{map_setting}: {{{mapping}}}`" if map_setting else "")
+        + ". Nothing was written.")
 
 
 # A label this short that begins a longer one reads as its shortening (neg/negative, PER/PERSON, misc/miscellaneous);

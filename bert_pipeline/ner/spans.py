@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numbers
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, NoReturn, Sequence
 
@@ -403,22 +402,3 @@ def check_spans(text: str, spans: Iterable[object], where: str, *,
     result = sorted(set(checked))
     _check_overlaps(text, result, where)
     return result, trimmed
-
-
-def check_label_case(labels: Iterable[str], where: str = "") -> list[str]:
-    """The distinct labels, sorted; raises SpanError if two spellings differ only in case ("PER" and "Per").
-
-    labels: every span label of one file (or data set), repeats allowed; the message gives each spelling's count.
-    """
-    counts = Counter(labels)
-    groups: dict[str, list[str]] = {}
-    for label in sorted(counts):
-        groups.setdefault(label.casefold(), []).append(label)
-    clashes = [group for group in groups.values() if len(group) > 1]
-    if clashes:
-        shown = "; ".join(", ".join(f"{label!r} ({counts[label]} spans)" for label in group) for group in clashes)
-        keep = {label: min(group, key=lambda g: (-counts[g], g)) for group in clashes for label in group}
-        example = ", ".join(f"{label}: {canonical}" for label, canonical in keep.items() if label != canonical)
-        raise SpanError(f"{where}: entity labels differ only in case: {shown}. Map them to one spelling with "
-                        f"`{LABEL_MAP_SETTING}: {{{example}}}`", "label_case")
-    return sorted(counts)

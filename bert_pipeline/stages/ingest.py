@@ -577,7 +577,8 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
             for label in (manifest.get("counts") or {}).get("labels") or {}:
                 where.setdefault(label, f"run_date={date}")
                 held.add(label)
-    check_label_spellings(where, where, setting=task.label_setting(cfg), map_setting=task.label_map_setting)
+    check_label_spellings(where, where, setting=task.label_setting(cfg), map_setting=task.label_map_setting,
+                          counts=counts, held=held)
     warnings = look_alike_warnings(where, task.label_setting(cfg), task.label_map_setting, new=set(counts) - held)
     for warning in warnings:
         log.warning("ingest: %s", warning)

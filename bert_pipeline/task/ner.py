@@ -23,7 +23,7 @@ from bert_pipeline.config import NerConfig, PipelineConfig
 from bert_pipeline.curation.clean import clean_text
 from bert_pipeline.ner.offsets import UNMAPPABLE, map_spans
 from bert_pipeline.ner.readers import Annotated, read_doccano, read_label_studio, read_span_dicts, read_token_tags
-from bert_pipeline.ner.spans import LABEL_MAP_SETTING, Span, SpanError, check_label_case
+from bert_pipeline.ner.spans import LABEL_MAP_SETTING, Span, SpanError
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.ner.tagging import detect_scheme, join_tokens, scheme_name, tag_names, token_labels_for_spans
 from bert_pipeline.text import coverage as cov
@@ -121,22 +121,22 @@ class NerTask:
     nested_records = True  # json(l) records are read as the objects they are: span lists mix numbers and text
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
-        """Each record's text and spans (see read_record), entity types rewritten by ner.label_map and refused when
-        two spellings differ only in case. Raises SpanError (an InputDataError) naming url and the record or line."""
+        """Each record's text and spans (see read_record), entity types rewritten by ner.label_map (ingest then refuses
+        two spellings of one type, as it does labels). Raises SpanError (an InputDataError) naming url and the record
+        or line."""
         records = frame.to_dicts()
         scheme = file_scheme(records, cfg.ner, url)
         texts: list[str | None] = []
         labels: list[str | None] = []
         counts: Counter[str] = Counter()
-        kinds: list[str] = []
+        entities = 0
         for index, record in enumerate(records):
             where = f"{url} line {lines[index]}" if lines else f"{url} record {index + 1}"
             text, spans = read_record(record, where, cfg, scheme, counts)
             texts.append(text)
             labels.append(None if spans is None else encode_spans(spans))
-            kinds += [s.label for s in spans or []]
-        check_label_case(kinds, url)
-        counts["entities"] = len(kinds)
+            entities += len(spans or [])
+        counts["entities"] = entities
         return RowsRead(pl.Series(texts, dtype=pl.String), pl.Series(labels, dtype=pl.String),
                         {k: int(v) for k, v in counts.items() if v})
 

@@ -15,11 +15,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from bert_pipeline.curation.labels import check_label_spellings
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.ner.metrics import MemorisingTagger, entity_scores, type_confusion
 from bert_pipeline.ner.readers import read_doccano, read_label_studio, read_span_dicts, read_token_tags
-from bert_pipeline.ner.spans import (Span, SpanError, check_label_case, check_spans, utf8_to_code_points,
-                                     utf16_to_code_points)
+from bert_pipeline.ner.spans import Span, SpanError, check_spans, utf8_to_code_points, utf16_to_code_points
 from bert_pipeline.ner.tagging import (
     allowed_transitions, chunks, combine_window_logits, constrained_decode, detect_scheme, join_tokens,
     predict_entities, read_conll, spans_from_tags, spans_from_token_tags, tag_names, tags_from_spans,
@@ -96,14 +96,20 @@ def test_overlapping_and_nested_spans_are_refused() -> None:
     assert same_range.reason == "overlap"
 
 
-def test_label_spellings_that_differ_only_in_case() -> None:
-    assert check_label_case(["PER", "LOC", "PER", "B-PER"]) == ["B-PER", "LOC", "PER"]
-    with pytest.raises(SpanError) as caught:
-        check_label_case(["PER", "per", "LOC", "PER", "Loc"], "ner/train.jsonl")
+def test_entity_type_spellings_are_refused_naming_where_each_first_occurs_and_the_mapping() -> None:
+    check_label_spellings(["PER", "LOC", "B-PER", "ORG", "GPE"])  # a tag and a type are not spellings of one another
+    counts = {"PER": 2, "per": 1, "LOC": 1, "Loc": 3, "DATE_TIME": 4, "date-time": 1}
+    where = {"PER": "ner/train.jsonl row 1", "per": "ner/train.jsonl row 9", "LOC": "run_date=2026-03-01",
+             "Loc": "ner/train.jsonl row 12", "DATE_TIME": "ner/train.jsonl row 2", "date-time": "ner/b.conll row 40"}
+    with pytest.raises(InputDataError) as caught:
+        check_label_spellings(counts, where, "ner.label_map", "ner.label_map", counts)
     message = str(caught.value)
-    assert message.startswith("ner/train.jsonl: entity labels differ only in case: ")
-    assert "'LOC' (1 spans), 'Loc' (1 spans); 'PER' (2 spans), 'per' (1 spans)" in message
-    assert "`ner.label_map: {Loc: LOC, per: PER}`" in message
+    assert ("'DATE_TIME' (4 times, first at ner/train.jsonl row 2) and 'date-time' (1 time, first at ner/b.conll "
+            "row 40)") in message
+    assert "'LOC' (1 time, first at run_date=2026-03-01) and 'Loc' (3 times, first at ner/train.jsonl row 12)" in message
+    assert "'PER' (2 times, first at ner/train.jsonl row 1) and 'per' (1 time, " in message
+    # the mapping keeps the spelling most used
+    assert "`ner.label_map: {date-time: DATE_TIME, LOC: Loc, per: PER}`" in message
 
 
 def test_utf16_offsets_to_code_points() -> None:

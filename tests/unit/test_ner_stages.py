@@ -117,7 +117,10 @@ def test_each_export_style_reads_to_the_same_canonical_spans(tmp_path: Path) -> 
     ([{"text": "ok", "label": []}, {"text": "Ann", "label": [[0, 9, "PER"]]}], ["record 2", "outside"]),
     ([{"text": "Ann Lee", "label": [[4, 4, "PER"]]}], ["record 1"]),
     ([{"text": "Bob and Ann", "spans": [{"start": 0, "end": 3, "label": "PER", "text": "Ann"}]}], ["record 1"]),
-    ([{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "Per"]]}], ["ner.label_map", "'Per'"]),
+    ([{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "PER"]]}, {"text": "Sue", "label": []},
+      {"text": "Zoë in 東京", "label": [[0, 3, "Per"], [7, 9, "LOC"]]}],
+     ["`ner.label_map: {Per: PER}`", "'PER' (2 times, first at ", "bad.jsonl row 1) and 'Per' (1 time, first at ",
+      "bad.jsonl row 3)"]),
 ])
 def test_bad_spans_refuse_the_night_naming_the_record_and_write_nothing(tmp_path: Path, records: list[dict],
                                                                          said: list[str]) -> None:

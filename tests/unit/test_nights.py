@@ -182,9 +182,14 @@ def test_spellings_that_collide_are_refused_before_any_write(tmp_path: Path) -> 
     pl.DataFrame({"text": ["x y z", "z y x"], "label": ["None", "none"]}).write_csv(tmp_path / "three.csv")
     base = {"data_root": str(tmp_path / "lake"), "ingest": {"label_column": "label"}}
     run_ingest(build_config(base, {"run_date": NIGHT1, "ingest.sources": [str(tmp_path / "one.csv")]}))
-    with pytest.raises(InputDataError, match=r"'Positive' \(.*two.csv row 1\) and 'positive' \(run_date=2026-03-01\)"):
+    with pytest.raises(InputDataError) as caught:
         run_ingest(build_config(base, {"run_date": NIGHT2, "ingest.sources": [str(tmp_path / "two.csv")]}))
-    with pytest.raises(InputDataError, match=r"'None' \(.*three.csv row 1\) and 'none' \(.*three.csv row 2\)"):
+    assert "'Positive' (1 time, first at " in str(caught.value)
+    assert "two.csv row 1) and 'positive' (first at run_date=2026-03-01)" in str(caught.value)
+    # the mapping keeps the spelling the committed night holds: mapping that one away would leave the clash
+    assert "`ingest.label_map: {Positive: positive}`" in str(caught.value)
+    with pytest.raises(InputDataError, match=r"'None' \(1 time, first at .*three.csv row 1\) and 'none' \(1 time, "
+                                             r"first at .*three.csv row 2\).*`ingest.label_map: \{none: None\}`"):
         run_ingest(build_config(base, {"run_date": "2026-03-03", "ingest.sources": [str(tmp_path / "three.csv")]}))
     assert Lake(str(tmp_path / "lake")).run_dates("raw") == [NIGHT1]
     assert not (tmp_path / "lake" / "raw" / f"run_date={NIGHT2}").exists()
@@ -232,7 +237,7 @@ def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merg
     assert "warnings" not in five  # told on the night 'negative' came; not again every night
     # without a mapping, spellings that differ in case are refused with the setting that merges them
     pl.DataFrame({"text": ["so so", "meh"], "label": ["Pos", "neg"]}).write_csv(tmp_path / "three.csv")
-    with pytest.raises(InputDataError, match=r"map the other spellings to it with ingest\.label_map"):
+    with pytest.raises(InputDataError, match=r"map the other spellings to one with `ingest\.label_map: \{Pos: pos\}`"):
         run_ingest(build_config(base, {"run_date": "2026-03-05", "ingest.sources": [str(tmp_path / "three.csv")]}))
 
 
