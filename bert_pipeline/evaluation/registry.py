@@ -72,6 +72,22 @@ def constant_baseline(true: Sequence[Answer], multi_label: bool) -> Answer:
     return majority_label(true)  # type: ignore[arg-type]
 
 
+def falls_short(new: float, baseline: float) -> bool:
+    """Whether a new model's validation score (F1 in [0, 1]) fails to beat a baseline's, as the gate asks: strictly,
+    since a tie tells nothing, except a tie at a perfect 1.0, which nothing can beat (the validation rows cannot tell
+    the two apart; `perfect_tie_note` says so)."""
+    return new <= baseline and new < 1.0
+
+
+def perfect_tie_note(new: float, baseline: float | None, what: str) -> str:
+    """'' unless both scores are a perfect 1.0: then a note that the validation rows cannot tell the model from
+    `what` (the baseline it tied), and what would."""
+    if baseline is None or new < 1.0 or baseline < 1.0:
+        return ""
+    return (f" (a tie at a perfect 1.0 with the {what}: these validation rows cannot tell the model from it; more "
+            "varied labelled rows, or a larger curate.validation_fraction, would)")
+
+
 def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_names: Sequence[str],
          champion: dict[str, Any] | None, champion_predicted: Sequence[Answer] | None,
          tolerance: float, linear_predicted: Sequence[Answer] | None = None) -> dict[str, Any]:
@@ -107,7 +123,7 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         return decision | {"promoted": False, "reason": (
             f"validation macro-F1 {new_f1:.4f} does not beat the {kind} {baseline:.4f} (always "
             f"{majority!r}) on {rows} validation rows{one_class}: the model learned too little to be trusted")}
-    if linear is not None and new_f1 <= linear:
+    if linear is not None and falls_short(new_f1, linear):
         return decision | {"promoted": False, "reason": (
             f"validation macro-F1 {new_f1:.4f} does not beat the TF-IDF baseline {linear:.4f} on {rows} validation "
             "rows: TF-IDF + logistic regression trained on the same rows does better; train longer (train.epochs, "
@@ -117,7 +133,8 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
         return decision | {"promoted": True, "reason": f"validation macro-F1 {new_f1:.4f} beats the {kind} "
-                           f"{baseline:.4f}{linear_note(linear)}; {missing}"}
+                           f"{baseline:.4f}{linear_note(linear)}; {missing}"
+                           f"{perfect_tie_note(new_f1, linear, 'TF-IDF baseline')}"}
     labels_note = ""
     if set(champion.get("label_names") or []) != set(label_names):
         labels_note = f"; the champion's labels are {champion.get('label_names')}"
@@ -125,7 +142,8 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
     verdict = "beats or ties" if new_f1 >= theirs else ("is within tolerance of" if promote else "is worse than")
     return decision | {"promoted": promote, "reason": (
         f"validation macro-F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {theirs:.4f} on the "
-        f"same {rows} validation rows, by label name (baseline {baseline:.4f}{linear_note(linear)}){labels_note}")}
+        f"same {rows} validation rows, by label name (baseline {baseline:.4f}{linear_note(linear)}){labels_note}"
+        f"{perfect_tie_note(new_f1, linear, 'TF-IDF baseline')}")}
 
 
 def linear_note(linear: float | None) -> str:

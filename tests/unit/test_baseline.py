@@ -166,7 +166,13 @@ def test_the_gate_refuses_a_model_below_the_tfidf_baseline_naming_both_figures()
                              "baseline 1.0000 on 10 validation rows")
     assert "train.linear_baseline: false" in reason and "\n" not in reason
     # a tie does not beat it either
-    assert gate(TRUE, PERFECT, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=PERFECT)["promoted"] is False
+    assert gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=NEW)["promoted"] is False
+    # except a tie at a perfect 1.0, which nothing can beat: promoted, saying the rows cannot tell the two apart
+    perfect = gate(TRUE, PERFECT, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=PERFECT)
+    assert perfect["promoted"] is True and "learned too little" not in perfect["reason"]
+    assert perfect["reason"].endswith("(a tie at a perfect 1.0 with the TF-IDF baseline: these validation rows cannot "
+                                      "tell the model from it; more varied labelled rows, or a larger "
+                                      "curate.validation_fraction, would)")
 
 
 def test_the_gate_promotes_a_model_above_the_baseline_and_without_the_check_ignores_it() -> None:
@@ -184,6 +190,7 @@ def test_the_gate_promotes_a_model_above_the_baseline_and_without_the_check_igno
     multi = gate(multi_true, [("a",), ("a",), ("b",), ("a",)], ("a", "b"), ["a", "b"], None, None, 0.0,
                  linear_predicted=multi_true)  # multi-label: the same macro-F1 over sets
     assert multi["promoted"] is False and multi["linear_baseline_validation_macro_f1"] == 1.0
+    assert "does not beat the TF-IDF baseline 1.0000" in multi["reason"]
 
 
 # --- through the stages ------------------------------------------------------------------------------------------

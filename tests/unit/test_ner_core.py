@@ -696,6 +696,26 @@ def test_memorising_tagger() -> None:
     assert got[1] == []
 
 
+def test_the_entity_gate_holds_a_model_to_the_memorising_baseline_but_a_perfect_tie_is_not_too_little() -> None:
+    from bert_pipeline.stages.train_entities import entity_gate  # imports torch: only this test needs it
+
+    gold = [[Span(0, 8, "PER"), Span(17, 19, "LOC")], [Span(0, 5, "ORG")], []]
+    partial = [[Span(0, 8, "PER")], [Span(0, 5, "ORG")], []]  # 2 of 3 entities, no false one: F1 0.8
+    refused = entity_gate(gold, partial, gold, None, None, 0.0)
+    assert refused["promoted"] is False and refused["new_validation_entity_f1"] == pytest.approx(0.8)
+    assert refused["reason"].startswith("validation entity F1 0.8000 does not beat the memorising baseline 1.0000")
+    tied = entity_gate(gold, partial, partial, None, None, 0.0)  # a tie below 1.0 tells nothing: refused
+    assert tied["promoted"] is False and "learned too little" in tied["reason"]
+    perfect = entity_gate(gold, gold, gold, None, None, 0.0)  # every validation entity was seen in training
+    assert perfect["promoted"] is True and "learned too little" not in perfect["reason"]
+    assert perfect["reason"].startswith("validation entity F1 1.0000 ties the memorising baseline 1.0000; no champion")
+    assert "these validation rows cannot tell the model from it" in perfect["reason"]
+    champion = {"model_version": "2026-03-01-abc"}
+    kept = entity_gate(gold, gold, gold, champion, partial, 0.0)
+    assert kept["promoted"] is True and "beats or ties champion 2026-03-01-abc at 0.8000" in kept["reason"]
+    assert kept["reason"].endswith("curate.validation_fraction, would)")
+
+
 def test_utf8_byte_offsets_are_converted_when_set_and_refused_with_advice_when_not() -> None:
     text = "José visited Zürich and 北京 😀 today"
     encoded = text.encode("utf-8")
