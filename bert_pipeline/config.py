@@ -11,10 +11,12 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WithJsonSchema, field_validator, model_validator,
+)
 
 from bert_pipeline.errors import ConfigError
 
@@ -135,7 +137,11 @@ class _Section(BaseModel):
 
 
 class IngestConfig(_Section):
-    sources: list[str] = Field(default_factory=list, description="paths, globs or fsspec URLs (pkg://<package>/<path> too)")
+    # one path may be given as a string (`_one_source`): the schema says so, or the Prefect server would refuse
+    # `run_deployment(..., parameters={"overrides": {"ingest.sources": "s3://bucket/night.csv"}})` at submission
+    sources: Annotated[list[str], WithJsonSchema({"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                                            {"type": "string"}]})] = Field(
+        default_factory=list, description="paths, globs or fsspec URLs (pkg://<package>/<path> too); one may be a string")
     format: Format = Field("auto", description="file format of every source; auto = by extension (.csv, .tsv, .jsonl, .json (one array of records, as Label Studio exports), .parquet, .txt, .conll (task: ner); also compressed .gz/.zst/.bz2/.xz)")
     text_column: str = Field("text", description="column (or JSON field) holding the text; txt sources: one text per line")
     label_column: str | None = Field(None, description="column holding the label; empty = every row unlabelled (scored, not trained on); a list or JSON array per row is a set of labels (multi-label)")

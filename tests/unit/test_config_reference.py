@@ -110,3 +110,27 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_the_deployment_schema_takes_what_the_config_takes_and_refuses_what_it_refuses() -> None:
+    """The Prefect server checks `run_deployment(..., parameters=...)` against the flow's parameter schema before
+    the run exists: a value the config accepts but the schema refuses never reaches the pipeline."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools import validate
+
+    from flows.nightly import nightly_flow
+
+    schema = parameter_schema(nightly_flow).model_dump_for_openapi()
+
+    def refused(overrides: dict) -> list[str]:
+        return [error.message for error in validate({"overrides": overrides}, schema)]
+
+    defaults = PipelineConfig().model_dump(mode="json")
+    flat = {f"{section}.{key}": value for section, values in defaults.items() if isinstance(values, dict)
+            for key, value in values.items()} | {k: v for k, v in defaults.items() if not isinstance(v, dict)}
+    assert refused({k: v for k, v in flat.items() if k != "run_date"} | {"run_date": "2026-03-01"}) == []
+    one_path = "s3://bucket/exports/night.csv"  # a Python caller's single path: the config makes it a list of one
+    assert refused({"ingest.sources": one_path}) == []
+    assert PipelineConfig.model_validate({"ingest": {"sources": one_path}}).ingest.sources == [one_path]
+    assert refused({"ingest.sources": ["a.csv", "s3://b/c.jsonl"], "train.epochs": "auto"}) == []
+    assert refused({"ingest.sources": 3}) and refused({"tokenize.max_length": "long"}) and refused({"nope": 1})
