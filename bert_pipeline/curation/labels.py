@@ -14,11 +14,11 @@ The canonical form (applied at ingest, whatever the source format):
     label alone (so {"a"} and "a" are one label), any other count as a JSON array (`["billing","refund"]`, and `[]`
     for a labelled row to which no label applies). `label_set` reads either form back as a list.
 
-Two canonical labels collide when they differ only in case, spacing or separating punctuation ("Positive" /
+Two canonical labels collide when they differ only in case, width, spacing or separating punctuation ("Positive" /
 "positive", "none" / "None", "very-good" / "very good", "N/A" / "NA"; `label_key` says which marks separate): they
 would be one prediction column and one label to a reader, so they are refused before anything is written, naming
 both (`check_label_spellings`). Symbols and other punctuation are part of a label: "C#" / "C", "+" / "-", "😀" / "😞"
-and ":)" / ":(" are two labels each.
+and ":)" / ":(" are two labels each; so are a sign at either end and a mark between digits: "-1" / "1", "1.1" / "11".
 """
 
 from __future__ import annotations
@@ -243,20 +243,49 @@ def split_label_text(text: str, delimiter: str) -> str | None:
 
 
 # What separates the words of a label without changing it: dashes, underscores, brackets, quotes and these marks.
-# Other punctuation and every symbol carry meaning ("C#" is not "C", "+" is not "-", "😀" is not "😞").
+# Other punctuation and every symbol carry meaning ("C#" is not "C", "+" is not "-", "😀" is not "😞"); so does a
+# mark between two digits ("1.1" is not "11", "3/4" is not "34") and a sign at either end ("-1" is not "1", "A-" is
+# not "A").
 _SEPARATOR_CATEGORIES = {"Pd", "Pc", "Ps", "Pe", "Pi", "Pf"}
 _SEPARATOR_MARKS = set("/\\.,;:'\"·・、")
+_SIGNS = set("-+")
 
 
 def label_key(label: str) -> str:
-    """What two spellings of one label share: casefolded, without whitespace and separators (dashes, underscores,
-    brackets, quotes, / . , ; : and the middle dots), so "Very good", "very-good", "very_good", "verygood" share one
-    key and so do "N/A" and "NA". Unicode-aware: Chinese or Cyrillic labels keep their letters, emoji and symbols
-    stay. A label made of nothing else (":)", "-") is its own key, so ":)" and ":(" are two labels."""
-    folded = label.casefold()
-    key = "".join(c for c in folded if not (c.isspace() or c in _SEPARATOR_MARKS
-                                            or unicodedata.category(c) in _SEPARATOR_CATEGORIES))
+    """What two spellings of one label share: NFKC-normalised (fullwidth "Ｎ／Ａ" is "N/A"), casefolded, without
+    whitespace and separators (dashes, underscores, brackets, quotes, / . , ; : and the middle dots), so "Very good",
+    "very-good", "very_good", "verygood" share one key and so do "N/A" and "NA". A separator between two digits and
+    a sign at the start or end stay ("1.1" / "11", "-1" / "1", "A-" / "A" are two labels each). Unicode-aware:
+    Chinese or Cyrillic labels keep their letters, emoji and symbols stay. A label made of nothing else (":)", "-")
+    is its own key, so ":)" and ":(" are two labels."""
+    folded = unicodedata.normalize("NFKC", label).casefold().strip()
+    last = len(folded) - 1
+
+    def kept(i: int, c: str) -> bool:
+        if c.isspace():
+            return False
+        if not (c in _SEPARATOR_MARKS or unicodedata.category(c) in _SEPARATOR_CATEGORIES):
+            return True
+        between_digits = 0 < i < last and folded[i - 1].isdigit() and folded[i + 1].isdigit()
+        return between_digits or (c in _SIGNS and i in (0, last))
+    key = "".join(c for i, c in enumerate(folded) if kept(i, c))
     return key or "".join(folded.split())
+
+
+def yaml_map(pairs: Iterable[tuple[str, str]]) -> str:
+    """A flow mapping to paste into the YAML config, each key and value quoted (JSON is YAML): unquoted, YAML reads
+    `{Yes: yes}` as booleans and `{a: b: c}` not at all."""
+    return "{" + ", ".join(f"{json.dumps(a, ensure_ascii=False)}: {json.dumps(b, ensure_ascii=False)}"
+                           for a, b in pairs) + "}"
+
+
+def spelling_clashes(labels: Iterable[str]) -> list[list[str]]:
+    """The groups of labels (member labels of sets too) that share a `label_key`: two or more spellings of what
+    would be one label, each group in `member_labels` order (sorted)."""
+    groups: dict[str, list[str]] = {}
+    for label in member_labels(labels):
+        groups.setdefault(label_key(label), []).append(label)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None = None, setting: str = "",
@@ -267,16 +296,17 @@ def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None
     `where` maps a label to where it was seen (a file and row, or a run_date); `map_setting` names the mapping that
     would merge them (ingest.label_map, ner.label_map), and the message gives that mapping. It keeps a spelling that
     committed nights hold (`held`: mapping it away would not change them), else the one `counts` (label -> tonight's
-    rows or spans) holds most of, else the first seen. Errors: InputDataError.
+    rows or spans) holds most of, else the alphabetically first. Errors: InputDataError.
     """
-    groups: dict[str, list[str]] = {}
-    for label in member_labels(labels):
-        groups.setdefault(label_key(label), []).append(label)
-    clashes = [group for group in groups.values() if len(group) > 1]
-    if not clashes:
-        return
-    where, counts = where or {}, counts or {}
+    clashes = spelling_clashes(labels)
+    if clashes:
+        raise InputDataError(spelling_message(clashes, where or {}, setting, map_setting, counts or {}, held)
+                             + ". Nothing was written.")
 
+
+def spelling_message(clashes: list[list[str]], where: Mapping[str, str], setting: str, map_setting: str,
+                     counts: Mapping[str, int], held: Collection[str] = ()) -> str:
+    """What `check_label_spellings` says of `spelling_clashes` (see there), without the closing sentence."""
     def named(label: str) -> str:
         times = f"{counts[label]:,} time{'s' * (counts[label] != 1)}" if label in counts else ""
         seen = ", ".join(part for part in (times, f"first at {where[label]}" if label in where else "") if part)
@@ -284,13 +314,11 @@ def check_label_spellings(labels: Iterable[str], where: Mapping[str, str] | None
 
     pairs = "; ".join(" and ".join(map(named, group)) for group in clashes[:5])
     # max keeps the first of equals
-    kept = {group[0]: max(group, key=lambda label: (label in held, counts.get(label, 0))) for group in clashes}
-    mapping = ", ".join(f"{label}: {kept[group[0]]}" for group in clashes for label in group if label != kept[group[0]])
-    raise InputDataError(
-        f"{setting or 'labels'}: {pairs} are different spellings of what would be one label (they differ only in "
-        "case, punctuation or spacing); write each label one way in the sources"
-        + (f" or map the other spellings to one with `{map_setting}: {{{mapping}}}`" if map_setting else "")
-        + ". Nothing was written.")
+    kept = [max(group, key=lambda label: (label in held, counts.get(label, 0))) for group in clashes]
+    mapping = yaml_map((label, keep) for group, keep in zip(clashes, kept) for label in group if label != keep)
+    return (f"{setting or 'labels'}: {pairs} are different spellings of what would be one label (they differ only "
+            "in case, punctuation or spacing); write each label one way in the sources"
+            + (f" or map the other spellings to one with `{map_setting}: {mapping}`" if map_setting else ""))
 
 
 # A label this short that begins a longer one reads as its shortening (neg/negative, PER/PERSON, misc/miscellaneous);
@@ -341,7 +369,7 @@ def look_alike_warnings(where: Mapping[str, str], setting: str, map_setting: str
     numbers = sorted((label for label in where if _INTEGRAL_TEXT.match(label)), key=lambda n: int(float(n)))
     words = sorted(label for label in where if not _INTEGRAL_TEXT.match(label) and any(c.isalpha() for c in label))
     if numbers and words and fresh & {*numbers, *words}:
-        example = ", ".join(f"{number}: <its class>" for number in numbers[:3])
+        example = ", ".join(f"{json.dumps(number)}: <its class>" for number in numbers[:3])
         found.append(f"{setting}: the labels {named(numbers)} are numbers while {named(words)} are words. If the "
                      "numbers are those classes written as ids, each is learned as a class of its own: map them "
                      f"with {map_setting}: {{{example}}} and run the nights that hold them again from ingest; if "
@@ -353,8 +381,8 @@ def look_alike_warnings(where: Mapping[str, str], setting: str, map_setting: str
         short, long = pairs[0]
         found.append(f"{setting}: {shown}{more} look like one label spelt two ways (a shortening or a plural), and "
                      f"each is learned as a label of its own. If they are one, map them with {map_setting}: "
-                     f"{{{short}: {long}}} and run the nights that hold them again from ingest; if they are labels "
-                     "of their own, nothing needs doing")
+                     f"{yaml_map([(short, long)])} and run the nights that hold them again from ingest; if they are "
+                     "labels of their own, nothing needs doing")
     return found
 
 

@@ -75,17 +75,29 @@ def constant_baseline(true: Sequence[Answer], multi_label: bool) -> Answer:
 def falls_short(new: float, baseline: float) -> bool:
     """Whether a new model's validation score (F1 in [0, 1]) fails to beat a baseline's, as the gate asks: strictly,
     since a tie tells nothing, except a tie at a perfect 1.0, which nothing can beat (the validation rows cannot tell
-    the two apart; `perfect_tie_note` says so)."""
+    the two apart; `versus` and `perfect_tie_note` say so)."""
     return new <= baseline and new < 1.0
 
 
+def _perfect_tie(new: float, baseline: float | None) -> bool:
+    return baseline is not None and new >= 1.0 and baseline >= 1.0
+
+
+_CANNOT_TELL = ("these validation rows cannot tell the model from it; more varied labelled rows, or a larger "
+                "curate.validation_fraction, would")
+
+
+def versus(new: float, baseline: float, what: str) -> str:
+    """'beats the TF-IDF baseline 0.8190', or on a perfect tie 'ties the TF-IDF baseline at a perfect 1.0000 (...)':
+    how a promoted model stands against the baseline `what` in its gate reason."""
+    if _perfect_tie(new, baseline):
+        return f"ties the {what} at a perfect 1.0000 ({_CANNOT_TELL})"
+    return f"beats the {what} {baseline:.4f}"
+
+
 def perfect_tie_note(new: float, baseline: float | None, what: str) -> str:
-    """'' unless both scores are a perfect 1.0: then a note that the validation rows cannot tell the model from
-    `what` (the baseline it tied), and what would."""
-    if baseline is None or new < 1.0 or baseline < 1.0:
-        return ""
-    return (f" (a tie at a perfect 1.0 with the {what}: these validation rows cannot tell the model from it; more "
-            "varied labelled rows, or a larger curate.validation_fraction, would)")
+    """'' unless both scores are a perfect 1.0: then that note, for a reason that lists the baseline's figure."""
+    return f" (a tie at a perfect 1.0 with the {what}: {_CANNOT_TELL})" if _perfect_tie(new, baseline) else ""
 
 
 def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_names: Sequence[str],
@@ -132,9 +144,9 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
     if champion is None or theirs is None:
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
+        against_linear = "" if linear is None else f" and {versus(new_f1, linear, 'TF-IDF baseline')}"
         return decision | {"promoted": True, "reason": f"validation macro-F1 {new_f1:.4f} beats the {kind} "
-                           f"{baseline:.4f}{linear_note(linear)}; {missing}"
-                           f"{perfect_tie_note(new_f1, linear, 'TF-IDF baseline')}"}
+                           f"{baseline:.4f}{against_linear}; {missing}"}
     labels_note = ""
     if set(champion.get("label_names") or []) != set(label_names):
         labels_note = f"; the champion's labels are {champion.get('label_names')}"

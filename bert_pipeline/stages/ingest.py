@@ -38,7 +38,7 @@ import xxhash
 from bert_pipeline.lake import storage
 from bert_pipeline.config import NOT_FINGERPRINTED, IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
-from bert_pipeline.curation.labels import check_label_spellings, look_alike_warnings
+from bert_pipeline.curation.labels import look_alike_warnings, spelling_clashes, spelling_message
 from bert_pipeline.ner.tagging import conll_sentences
 from bert_pipeline.task import Task, task_of
 from bert_pipeline.lake.manifests import Lake, fingerprint, manifest_matches, shard_name
@@ -556,9 +556,10 @@ def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 
 
 def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[dict[str, int], list[str]]:
     """(Tonight's rows per label (a multi-label row counts for each of its labels; an NER row for each entity, per
-    type), warnings), after refusing spellings that collide with each other or with an earlier night's labels (from
-    the raw manifests), naming both and where each was seen. Warned: labels that are numbers beside labels that are
-    words, labels that begin others (`labels.look_alike_warnings`), logged."""
+    type), warnings), after refusing tonight's spellings that collide with each other or with an earlier night's
+    labels (from the raw manifests), naming both and where each was seen. Warned: spellings that collide on committed
+    nights only (tonight cannot change them), labels that are numbers beside labels that are words, labels that begin
+    others (`labels.look_alike_warnings`), logged."""
     task = task_of(cfg)
     labelled = raw.filter(pl.col("label").is_not_null()).unique("label", keep="first", maintain_order=True)
     counts: dict[str, int] = {}
@@ -577,9 +578,18 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
             for label in (manifest.get("counts") or {}).get("labels") or {}:
                 where.setdefault(label, f"run_date={date}")
                 held.add(label)
-    check_label_spellings(where, where, setting=task.label_setting(cfg), map_setting=task.label_map_setting,
-                          counts=counts, held=held)
-    warnings = look_alike_warnings(where, task.label_setting(cfg), task.label_map_setting, new=set(counts) - held)
+    setting, map_setting = task.label_setting(cfg), task.label_map_setting
+    clashes = spelling_clashes(where)
+    tonight = [group for group in clashes if set(group) & set(counts)]
+    if tonight:
+        raise InputDataError(spelling_message(tonight, where, setting, map_setting, counts, held)
+                             + ". Nothing was written.")
+    # spellings apart on committed nights only (a lake written before label_key joined them): tonight cannot change
+    # them, so they are told, not refused; training refuses them until those nights are ingested again with the map
+    warnings = [f"{spelling_message(old, where, setting, map_setting, counts, held)}, and run the nights that hold the "
+                "other spellings again from ingest: training refuses them until then" for old in
+                ([group for group in clashes if group not in tonight],) if old]
+    warnings += look_alike_warnings(where, setting, map_setting, new=set(counts) - held)
     for warning in warnings:
         log.warning("ingest: %s", warning)
     return {str(k): int(v) for k, v in counts.items()}, warnings

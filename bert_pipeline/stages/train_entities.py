@@ -299,18 +299,17 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
             "the model learned too little to be trusted; train longer (train.epochs, train.min_steps) or annotate "
             "more rows")}
     base_note = "" if base_f1 is None else f" (memorising baseline {base_f1:.4f})"
-    tie_note = registry.perfect_tie_note(new_f1, base_f1, "memorising baseline")
     if champion is None or their_f1 is None:
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
         return decision | {"promoted": True, "reason": f"validation entity F1 {new_f1:.4f} "
-                           f"{'ties' if tie_note else 'beats'} the memorising baseline {base_f1 or 0:.4f}; "
-                           f"{missing}{tie_note}"}
+                           f"{registry.versus(new_f1, base_f1 or 0.0, 'memorising baseline')}; {missing}"}
     promote = new_f1 >= their_f1 - tolerance
     verdict = "beats or ties" if new_f1 >= their_f1 else ("is within tolerance of" if promote else "is worse than")
     return decision | {"promoted": promote, "reason": (
         f"validation entity F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {their_f1:.4f} on the "
-        f"same {entities} validation entities{base_note}{tie_note}")}
+        f"same {entities} validation entities{base_note}"
+        f"{registry.perfect_tie_note(new_f1, base_f1, 'memorising baseline')}")}
 
 
 class TaggerRecipe:

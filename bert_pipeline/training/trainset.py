@@ -32,9 +32,8 @@ import pyarrow.compute as pc
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.curation.labels import (
-    apply_corrections, canonical_label, canonical_labels, check_label_spellings, encode_label_set, label_set,
-    member_labels,
-    read_corrections,
+    apply_corrections, canonical_label, canonical_labels, encode_label_set, label_set, member_labels, read_corrections,
+    spelling_clashes, spelling_message,
 )
 from bert_pipeline.modeling.multilabel import multi_hot, problem_type
 from bert_pipeline.modeling.windows import Windowing
@@ -244,7 +243,10 @@ def load_training_set(cfg: PipelineConfig, plan: TrainingSetPlan, encoder: Any) 
     dropped = unseen_labels(by_split, label_names, cfg.train.drop_unseen_labels)
     if dropped:
         by_split = {s: without_labels_outside(f, label_names, problem == "multi_label") for s, f in by_split.items()}
-    check_label_spellings(label_names, setting=f"labels of the training set up to run_date={plan.run_date}")
+    if clashes := spelling_clashes(label_names):  # only nights ingested before label_key joined these spellings
+        raise InputDataError(spelling_message(clashes, {}, f"labels of the training set up to run_date={plan.run_date}",
+                                              "ingest.label_map", {}) + ", and run the nights that hold the other "
+                             "spellings again from ingest (their ingest summaries name them)")
     if problem == "multi_label" and not label_names:
         raise InputDataError(
             f"train: every labelled training row of run_dates {[n.run_date for n in plan.nights]} holds the empty "

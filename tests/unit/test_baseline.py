@@ -170,14 +170,20 @@ def test_the_gate_refuses_a_model_below_the_tfidf_baseline_naming_both_figures()
     # except a tie at a perfect 1.0, which nothing can beat: promoted, saying the rows cannot tell the two apart
     perfect = gate(TRUE, PERFECT, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=PERFECT)
     assert perfect["promoted"] is True and "learned too little" not in perfect["reason"]
-    assert perfect["reason"].endswith("(a tie at a perfect 1.0 with the TF-IDF baseline: these validation rows cannot "
-                                      "tell the model from it; more varied labelled rows, or a larger "
-                                      "curate.validation_fraction, would)")
+    assert perfect["reason"] == (
+        "validation macro-F1 1.0000 beats the majority-class baseline 0.3750 and ties the TF-IDF baseline at a perfect "
+        "1.0000 (these validation rows cannot tell the model from it; more varied labelled rows, or a larger "
+        "curate.validation_fraction, would); no champion yet")
+    champion = {"model_version": "2026-01-01-old", "label_names": ["neg", "pos"]}
+    kept = gate(TRUE, PERFECT, "neg", ["neg", "pos"], champion, PERFECT, 0.0, linear_predicted=PERFECT)
+    assert kept["promoted"] is True and kept["reason"].endswith(
+        "(a tie at a perfect 1.0 with the TF-IDF baseline: these validation rows cannot tell the model from it; more "
+        "varied labelled rows, or a larger curate.validation_fraction, would)")
 
 
 def test_the_gate_promotes_a_model_above_the_baseline_and_without_the_check_ignores_it() -> None:
     above = gate(TRUE, PERFECT, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=NEW)
-    assert above["promoted"] is True and "and the TF-IDF baseline" in above["reason"]
+    assert above["promoted"] is True and "and beats the TF-IDF baseline" in above["reason"]
     assert above["linear_baseline_validation_macro_f1"] == macro_f1_by_name(TRUE, NEW) < 1.0
     off = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=None)  # linear_baseline: false
     assert off["promoted"] is True and off["linear_baseline_validation_macro_f1"] is None

@@ -46,7 +46,8 @@ def test_a_label_spelled_two_ways_inside_sets_is_refused() -> None:
 
 
 @pytest.mark.parametrize("spellings", [("N/A", "NA"), ("Very good", "very-good", "very_good"), ("n.a.", "NA"),
-                                       ("ポジ・ネガ", "ポジネガ"), ("(none)", "None"), ("don't know", "dont know")])
+                                       ("ポジ・ネガ", "ポジネガ"), ("(none)", "None"), ("don't know", "dont know"),
+                                       ("Ｎ／Ａ", "N/A"), ("covid-19", "COVID19")])
 def test_spellings_apart_only_by_separators_are_one_label_and_refused(spellings: tuple[str, ...]) -> None:
     with pytest.raises(InputDataError, match="different spellings of what would be one label"):
         check_label_spellings(spellings)
@@ -56,6 +57,10 @@ def test_labels_made_of_symbols_or_apart_by_a_symbol_stay_apart() -> None:
     # an emoji-prediction label set, sentiment as signs, emoticons, programming languages, Chinese sentiment
     check_label_spellings(["😂", "❤", "😍", "🔥", "+", "-", ":)", ":(", "C", "C#", "C++", "F#", "正面", "负面",
                            "good!", "good"])
+    # signs at either end and marks between digits are part of the label: sentiment as -1/0/1, grades, versions,
+    # fractions, ranges
+    check_label_spellings(["-1", "0", "1", "A-", "A", "A+", "B-", "1.1", "11", "3/4", "34", "v1.2", "v12", "1-2", "12",
+                           "10:30", "1030"])
 
 
 def test_ingest_reads_sets_from_jsonl_parquet_and_delimited_csv(tmp_path: Path) -> None:
@@ -299,7 +304,7 @@ def test_look_alike_labels_are_named_with_where_each_was_seen() -> None:
     # a plural, compared case-folded; 'ok' is too short to say, and longer labels with other endings are distinct
     assert alike.startswith("ingest.label_column: 'art' (a.csv row 2) and 'Arts' (a.csv row 5); 'sport' (a.csv row "
                             "1) and 'sports' (b.csv row 9) look like one label spelt two ways")
-    assert alike.count(" and '") == 2 and "{art: Arts}" in alike
+    assert alike.count(" and '") == 2 and '{"art": "Arts"}' in alike
     for distinct in ("'Sport-News'", "'体育新闻'", "'okay'", "'Musical'", "'LABEL_10'", "'cancel_reservation'"):
         assert distinct not in alike
     assert look_alike_warnings({"neg": "x", "pos": "y", "neutral": "z"}, "s", "m") == []

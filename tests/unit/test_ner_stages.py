@@ -119,7 +119,7 @@ def test_each_export_style_reads_to_the_same_canonical_spans(tmp_path: Path) -> 
     ([{"text": "Bob and Ann", "spans": [{"start": 0, "end": 3, "label": "PER", "text": "Ann"}]}], ["record 1"]),
     ([{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "PER"]]}, {"text": "Sue", "label": []},
       {"text": "Zoë in 東京", "label": [[0, 3, "Per"], [7, 9, "LOC"]]}],
-     ["`ner.label_map: {Per: PER}`", "'PER' (2 times, first at ", "bad.jsonl row 1) and 'Per' (1 time, first at ",
+     ['`ner.label_map: {"Per": "PER"}`', "'PER' (2 times, first at ", "bad.jsonl row 1) and 'Per' (1 time, first at ",
       "bad.jsonl row 3)"]),
 ])
 def test_bad_spans_refuse_the_night_naming_the_record_and_write_nothing(tmp_path: Path, records: list[dict],
@@ -200,7 +200,7 @@ def test_types_of_two_annotation_guides_are_warned_of_and_the_label_map_joins_th
     assert summary["labels"] == {"GPE": 1, "LOC": 1, "PER": 1, "PERSON": 1}
     [warning] = summary["warnings"]
     assert warning.startswith("ner.label_map: 'PER' (") and "a.jsonl row 1) and 'PERSON' (" in warning
-    assert "ner.label_map: {PER: PERSON}" in warning
+    assert 'ner.label_map: {"PER": "PERSON"}' in warning
     joined = run_ingest(_cfg(tmp_path, [conll_style, ontonotes_style], label_map={"PER": "PERSON"}))
     assert joined["labels"] == {"PERSON": 2, "GPE": 1, "LOC": 1} and "warnings" not in joined
 

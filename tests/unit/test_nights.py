@@ -187,9 +187,9 @@ def test_spellings_that_collide_are_refused_before_any_write(tmp_path: Path) -> 
     assert "'Positive' (1 time, first at " in str(caught.value)
     assert "two.csv row 1) and 'positive' (first at run_date=2026-03-01)" in str(caught.value)
     # the mapping keeps the spelling the committed night holds: mapping that one away would leave the clash
-    assert "`ingest.label_map: {Positive: positive}`" in str(caught.value)
+    assert '`ingest.label_map: {"Positive": "positive"}`' in str(caught.value)
     with pytest.raises(InputDataError, match=r"'None' \(1 time, first at .*three.csv row 1\) and 'none' \(1 time, "
-                                             r"first at .*three.csv row 2\).*`ingest.label_map: \{none: None\}`"):
+                                             r"first at .*three.csv row 2\).*`ingest.label_map: \{\"none\": \"None\"\}`"):
         run_ingest(build_config(base, {"run_date": "2026-03-03", "ingest.sources": [str(tmp_path / "three.csv")]}))
     assert Lake(str(tmp_path / "lake")).run_dates("raw") == [NIGHT1]
     assert not (tmp_path / "lake" / "raw" / f"run_date={NIGHT2}").exists()
@@ -213,7 +213,7 @@ def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merg
     [warning] = summary["warnings"]
     assert warning.startswith("ingest.label_column: the labels '0' (")
     assert "two.csv row 1), '1' (" in warning and f"'neg' (run_date={NIGHT1}), 'pos' (" in warning
-    assert "ingest.label_map: {0: <its class>, 1: <its class>}" in warning and warning in caplog.text
+    assert 'ingest.label_map: {"0": <its class>, "1": <its class>}' in warning and warning in caplog.text
     assert run_ingest(build_config(base, night2))["warnings"] == [warning]  # a skipped rerun says it again
     run_curate(build_config(base, night2))
     report = Path(write_report(build_config(base, night2))["report"]).read_text()
@@ -230,15 +230,64 @@ def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merg
     [alike] = four["warnings"]
     assert alike.startswith(f"ingest.label_column: 'neg' (run_date={NIGHT1}) and 'negative' (")
     assert "four.csv row 2) look like one label spelt two ways" in alike
-    assert "ingest.label_map: {neg: negative}" in alike
+    assert 'ingest.label_map: {"neg": "negative"}' in alike
     pl.DataFrame({"text": ["livraison rapide", "service client absent"], "label": ["pos", "negative"]}).write_csv(
         tmp_path / "five.csv")
     five = run_ingest(build_config(base, {"run_date": "2026-03-06", "ingest.sources": [str(tmp_path / "five.csv")]}))
     assert "warnings" not in five  # told on the night 'negative' came; not again every night
     # without a mapping, spellings that differ in case are refused with the setting that merges them
     pl.DataFrame({"text": ["so so", "meh"], "label": ["Pos", "neg"]}).write_csv(tmp_path / "three.csv")
-    with pytest.raises(InputDataError, match=r"map the other spellings to one with `ingest\.label_map: \{Pos: pos\}`"):
+    with pytest.raises(InputDataError, match=r"map the other spellings to one with `ingest\.label_map: \{\"Pos\": \"pos\"\}`"):
         run_ingest(build_config(base, {"run_date": "2026-03-05", "ingest.sources": [str(tmp_path / "three.csv")]}))
+
+
+def test_the_suggested_label_map_is_yaml_that_means_what_it_says(tmp_path: Path) -> None:
+    """YAML reads an unquoted {Yes: yes} as booleans: the map a refusal suggests is pasted into the config as given
+    and must merge the spellings."""
+    import yaml
+
+    pl.DataFrame({"text": ["ja, gerne wieder", "nein danke", "sí, claro", "non merci", "yes please"],
+                  "label": ["Yes", "No", "yes", "no", "yes"]}).write_csv(tmp_path / "answers.csv")
+    base = {"data_root": str(tmp_path / "lake"), "run_date": NIGHT1,
+            "ingest": {"label_column": "label", "sources": [str(tmp_path / "answers.csv")]}}
+    with pytest.raises(InputDataError) as caught:
+        run_ingest(build_config(base))
+    suggested = str(caught.value).split("`ingest.label_map: ")[1].split("`")[0]
+    assert suggested == '{"no": "No", "Yes": "yes"}'  # the spelling tonight holds most of is kept (a tie: the first)
+    config = yaml.safe_load(f"ingest:\n  label_map: {suggested}\n")
+    summary = run_ingest(build_config(base, {"ingest.label_map": config["ingest"]["label_map"]}))
+    assert summary["labels"] == {"yes": 3, "No": 2}
+
+
+def test_spellings_apart_on_committed_nights_only_are_told_not_refused(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lake written before label_key joined 'N/A' and 'NA' holds one on each night: tonight cannot change them, so
+    a night of other labels is ingested with a warning that says how to merge them, not refused."""
+    import bert_pipeline.stages.ingest as ingest
+
+    def night(date: str, labels: list[str], **settings: object) -> dict:
+        path = tmp_path / f"{date}.csv"
+        pl.DataFrame({"text": [f"ticket {i} from {date}, nothing to report" for i in range(len(labels))],
+                      "label": labels}).write_csv(path)
+        return run_ingest(build_config({"data_root": str(tmp_path / "lake"), "run_date": date, "ingest": {
+            "label_column": "label", "sources": [str(path)], **settings}}))
+
+    night(NIGHT1, ["N/A", "ok", "N/A"])
+    with monkeypatch.context() as old_rule:  # the older version, which kept the two spellings apart
+        old_rule.setattr(ingest, "spelling_clashes", lambda labels: [])
+        night(NIGHT2, ["NA", "ok"])
+    third = night("2026-03-03", ["ok", "broken"])
+    [warning] = third["warnings"]
+    assert warning.startswith(f"ingest.label_column: 'N/A' (first at run_date={NIGHT1}) and 'NA' (first at run_date="
+                              f"{NIGHT2}) are different spellings of what would be one label")
+    assert warning.endswith('`ingest.label_map: {"NA": "N/A"}`, and run the nights that hold the other spellings '
+                            'again from ingest: training refuses them until then')
+    with pytest.raises(InputDataError, match=r"'OK' \(1 time.* and 'ok' \(first at run_date=2026-03-01\).*"
+                                             r'\{"OK": "ok"\}`. Nothing was written'):  # tonight's own: refused
+        night("2026-03-04", ["OK", "broken"])
+    # the remedy as told: night 2 again with the map; then nothing is left to tell
+    assert night(NIGHT2, ["NA", "ok"], label_map={"NA": "N/A"})["labels"] == {"N/A": 1, "ok": 1}
+    assert "warnings" not in night("2026-03-03", ["ok", "broken"])
 
 
 def test_a_model_for_an_older_night_does_not_replace_a_champion_that_saw_newer_ones(two_nights: dict) -> None:
