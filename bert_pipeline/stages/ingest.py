@@ -440,8 +440,11 @@ def _as_string(df: pl.DataFrame, column: str | None, url: str) -> pl.Series | No
     return series
 
 
-# a whole number written with a zero fraction, as pandas writes an id column that became float ("1.0", "-2.00")
-_WHOLE_WITH_FRACTION = re.compile(r"^[+-]?(0|[1-9][0-9]*)\.0+$")
+# a whole number, with or without a zero fraction, as pandas writes an id column that became float ("1.0", "-2.00")
+_WHOLE_NUMBER = re.compile(r"^[+-]?(0|[1-9][0-9]*)(\.0+)?$")
+# the version of the rule that writes ids (canonical_ids): in ingest's fingerprint when ingest.id_column is set, so
+# that a committed night read under an older rule is read again when it is run again, not skipped with other ids
+ID_RULE = 2
 
 
 def canonical_ids(df: pl.DataFrame, column: str | None, url: str) -> pl.Series | None:
@@ -449,7 +452,8 @@ def canonical_ids(df: pl.DataFrame, column: str | None, url: str) -> pl.Series |
     arrives in: integers as written; a float column (an int id column that a gap made float in pandas, or a jsonl
     `1.0`) with its whole numbers as integers; a text column of which every id is a whole number with a zero
     fraction ("1.0", "2.0": what pandas' to_csv writes for such a column) the same. Any other text is kept as
-    written: leading zeros ("007"), and "1.0" in a column that also holds "A-7".
+    written: leading zeros ("007"), and "1.0" in a column that also holds "A-7". A whole number is written without
+    its sign when positive and "-0" is "0", as an integer column would write it: "+7", "7.0", "7" are one id.
 
     Shape: df.height, dtype String, nulls kept (the caller refuses them); None without an id column. Errors:
     InputDataError naming `url` for a nested column."""
@@ -463,8 +467,9 @@ def canonical_ids(df: pl.DataFrame, column: str | None, url: str) -> pl.Series |
         return pl.select(pl.when(source.is_nan()).then(None).when(whole).then(as_int).otherwise(ids)
                          ).to_series().alias(ids.name)
     present = ids.drop_nulls()
-    if source.dtype == pl.String and present.len() and present.str.contains(_WHOLE_WITH_FRACTION.pattern).all():
-        return ids.str.replace(r"\.0+$", "")
+    if source.dtype == pl.String and present.len() and present.str.contains(_WHOLE_NUMBER.pattern).all():
+        whole = ids.str.replace(r"\.0+$", "").str.strip_prefix("+")
+        return pl.select(pl.when(whole == "-0").then(pl.lit("0")).otherwise(whole)).to_series().alias(ids.name)
     return ids
 
 
@@ -617,6 +622,8 @@ def settings_hash(cfg: PipelineConfig) -> str:
     settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude=unset)}
     if cfg.task != "classification":  # so that a classification lake's committed nights keep their fingerprints
         settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json", exclude=NOT_FINGERPRINTED["ner"])}
+    if cfg.ingest.id_column:
+        settings["id_rule"] = ID_RULE
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -12,7 +12,7 @@ import pytest
 from bert_pipeline.config import build_config
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.stages.curate import begin, run_curate, still_true
-from bert_pipeline.stages.ingest import canonical_ids, run_ingest
+from bert_pipeline.stages.ingest import canonical_ids, run_ingest, settings_hash
 from bert_pipeline.stages.report import write_report
 from bert_pipeline.curation.labels import apply_corrections, read_corrections
 from bert_pipeline.lake.manifests import Lake
@@ -180,6 +180,14 @@ def test_an_id_is_one_document_whether_a_night_writes_it_1_or_1_0(tmp_path: Path
     assert canonical_ids(pl.DataFrame({"id": ["007", "1.0", "A-7"]}), "id", "x.csv").to_list() == ["007", "1.0", "A-7"]
     floats = pl.DataFrame({"id": [3.0, 2.5, float("nan")]})
     assert canonical_ids(floats, "id", "x.parquet").to_list() == ["3", "2.5", None]  # NaN: an empty id, refused
+    # a column of whole numbers is one spelling per number whichever rows carry the fraction: in one file "10" and
+    # "11.0", in the next "11" and "12.0", 11 is one document; signs as an integer column writes them
+    assert canonical_ids(pl.DataFrame({"id": ["10", "11.0", None]}), "id", "a.csv").to_list() == ["10", "11", None]
+    assert canonical_ids(pl.DataFrame({"id": ["11", "+12.00", "-0.0", "-3"]}), "id", "b.csv").to_list() == [
+        "11", "12", "0", "-3"]
+    assert canonical_ids(pl.DataFrame({"id": [-0.0, 12.0]}), "id", "c.parquet").to_list() == ["0", "12"]
+    # a night committed before this rule is read again when it is run again (its ids may change), not skipped
+    assert settings_hash(cfg) != settings_hash(build_config(cfg.model_dump(mode="json"), {"ingest.id_column": None}))
 
 
 def _row_number_night(root: Path, run_date: str, texts: list[str], on_unrelated: str = "warn",
