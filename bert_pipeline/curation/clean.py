@@ -14,7 +14,22 @@ import xxhash
 from bert_pipeline.config import CurateConfig
 from bert_pipeline.curation.neardup import normal_form
 
-_TAG = re.compile(r"</?[A-Za-z!][^<>]{0,500}>")  # an HTML tag; leaves "<3" and "a < b" alone
+# HTML's element names (the HTML Living Standard's, and the obsolete ones scraped pages still hold): only these are
+# markup. Anything else between angle brackets is the user's text: "press <Enter>", "List<String>", "x<y and y>z",
+# "<john@example.com>", a model's "<mask>".
+HTML_ELEMENTS = frozenset("""
+    a abbr address area article aside audio b base bdi bdo blockquote body br button canvas caption cite code col
+    colgroup data datalist dd del details dfn dialog div dl dt em embed fieldset figcaption figure footer form h1 h2 h3
+    h4 h5 h6 head header hgroup hr html i iframe img input ins kbd label legend li link main map mark menu meta meter
+    nav noscript object ol optgroup option output p param picture pre progress q rp rt ruby s samp script search
+    section select slot small source span strong style sub summary sup table tbody td template textarea tfoot th thead
+    time title tr track u ul var video wbr
+    acronym applet basefont big blink center dir font frame frameset marquee nobr noframes plaintext strike tt xmp
+""".split())
+_TAG = re.compile(  # a comment, a doctype, or an element's start or end tag (attributes of up to 500 characters)
+    r"<!--.*?-->|<!doctype[^<>]{0,500}>|</?(?:" + "|".join(sorted(HTML_ELEMENTS, key=len, reverse=True))
+    + r")(?:[\s/][^<>]{0,500})?>", re.IGNORECASE | re.DOTALL)
+CLEAN_RULE = 2  # in curate's fingerprint: 2 = tags of HTML elements only, stripped before entities are unescaped
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
 # The same without C1 (\x80-\x9f): before ftfy those are often part of mojibake ("â€\x9d" is a mangled ”).
 _CONTROL_BUT_C1 = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b\u2028\u2029\ufeff]")
@@ -31,14 +46,16 @@ _REPAIR_ONLY = ftfy.TextFixerConfig(
 
 
 def clean_text(text: str | None) -> str:
-    """The text as the user wrote it, repaired: mojibake fixed (ftfy), HTML entities unescaped and tags stripped,
+    """The text as the user wrote it, repaired: mojibake fixed (ftfy), tags of HTML elements stripped (`_TAG`:
+    other text in angle brackets stays) and HTML entities unescaped,
     control characters removed, whitespace collapsed to single spaces, Unicode NFC. Width, quotes and ligatures are
     kept: "，" stays "，", "“" stays "“", "ﬁ" stays "ﬁ"."""
     if not text:
         return ""
     text = _CONTROL_BUT_C1.sub(" ", text)  # first, so that ftfy does not glue the words around a control character
     text = ftfy.fix_text(text, _REPAIR_ONLY)
-    text = _CONTROL.sub(" ", _TAG.sub(" ", html.unescape(text)))  # again: an entity such as &#7; is a control too
+    # tags first: "&lt;b&gt;" is text that shows a tag, not markup; then controls again, as &#7; is one too
+    text = _CONTROL.sub(" ", html.unescape(_TAG.sub(" ", text)))
     return unicodedata.normalize("NFC", _SPACE.sub(" ", text).strip())  # an entity may spell a decomposed accent
 
 

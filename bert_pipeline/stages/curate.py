@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from bert_pipeline.lake import storage
-from bert_pipeline.curation.clean import clean_frame
+from bert_pipeline.curation.clean import CLEAN_RULE, clean_frame
 from bert_pipeline.config import CurateConfig, PipelineConfig
 from bert_pipeline.curation.dedup import TextLoader, cluster_documents, texts_bands
 from bert_pipeline.errors import InputDataError, LakeStateError
@@ -280,7 +280,7 @@ def begin(cfg: PipelineConfig) -> CuratePlan:
 
     def stage_fp_of(redos: int) -> str:  # the redo count only once there is one: older lakes keep their fingerprints
         return fingerprint("curate", raw_manifest["fingerprint"], cfg.fingerprint("curate"), earlier_fps,
-                           *([{"stale_redos": redos}] if redos else []))
+                           *([{"stale_redos": redos}] if redos else []), {"clean_rule": CLEAN_RULE})
 
     stage_fp = stage_fp_of(redos)
     shards = len(raw_manifest["outputs"])

@@ -1,4 +1,4 @@
-"""Cleaning keeps what the user wrote: only mojibake, HTML, control characters, whitespace and NFC are touched.
+"""Cleaning keeps what the user wrote: only mojibake, HTML markup, control characters, whitespace and NFC are touched.
 Width, quotes and ligatures are folded in the dedup key alone."""
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ from bert_pipeline.curation.neardup import normal_form
     ("  spaced \t out\n\nlines  ", "spaced out lines"),
     ("cafe\u0301 and e&#x301;", "café and é"),
     ("a < b and <3", "a < b and <3"),
+    # only HTML's elements are markup: other text in angle brackets is the user's, and so is an escaped tag
+    ("press <Enter> to save, then <Ctrl+S>", "press <Enter> to save, then <Ctrl+S>"),
+    ("if x<y and y>z the app crashes", "if x<y and y>z the app crashes"),
+    ("returns List<String> or Map<K, V>", "returns List<String> or Map<K, V>"),
+    ("write to <jane.doe@example.com>", "write to <jane.doe@example.com>"),
+    ("the model filled <mask> and <pad>", "the model filled <mask> and <pad>"),
+    ("a &lt;b&gt; tag shows as &lt;b&gt;", "a <b> tag shows as <b>"),
+    ('<DIV class="x">商品<BR/>很好</DIV><!-- tracking\npixel --><img src=x>', "商品 很好"),
+    ("<!DOCTYPE html><a href='/p?id=1&amp;x=2'>Ümlaut</a>", "Ümlaut"),
 ])
 def test_clean_text_keeps_what_the_user_wrote(raw: str, cleaned: str) -> None:
     assert clean_text(raw) == cleaned

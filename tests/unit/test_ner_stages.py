@@ -211,6 +211,7 @@ def test_curation_keeps_every_span_on_the_same_characters(tmp_path: Path) -> Non
         {"id": "b", "text": "cafe\u0301 in  Zürich, \r\n\tsaid Ã©mile", "label": [[0, 5, "ORG"], [10, 16, "LOC"],
                                                                                [26, 32, "PER"]]},
         {"id": "c", "text": "The tag &lt;b&gt; marks bold text here", "label": [[8, 17, "CODE"]]},
+        {"id": "c2", "text": "Use <br> to break lines", "label": [[4, 8, "CODE"]]},
         {"id": "d", "text": "  Trailing spaces around Oslo   ", "label": [[25, 29, "LOC"]]},
         {"id": "e", "text": "just text to score, nobody tagged it"},
     ])
@@ -221,18 +222,19 @@ def test_curation_keeps_every_span_on_the_same_characters(tmp_path: Path) -> Non
     lake = Lake.of(cfg)
     curated = read_partition(lake, "curated", "2026-03-01")
     rejects = read_partition(lake, "rejects", "2026-03-01")
-    assert curated.height + rejects.height == 5
+    assert curated.height + rejects.height == 6
     by_id = dict(zip(curated["doc_id"], curated["text"]))
     assert _entities(curated) == {
         by_id["a"]: [("Paris Hilton", "PER"), ("AT&T", "ORG")],
         by_id["b"]: [("café", "ORG"), ("Zürich", "LOC"), ("émile", "PER")],
+        by_id["c"]: [("<b>", "CODE")],  # an escaped tag is text that shows a tag: kept, and its span with it
         by_id["d"]: [("Oslo", "LOC")],
         by_id["e"]: None,
     }
     assert by_id["a"] == "I met Paris Hilton at AT&T today"
-    # the entity's text is an HTML tag once unescaped, which cleaning strips: the row cannot keep a true span
-    assert rejects.select("doc_id", "reason").rows() == [("c", "span_unmappable")]
-    assert rejects["label"].to_list() == ['[[8,17,"CODE"]]']  # as sent, beside its original text
+    # the entity's text is an HTML tag, which cleaning strips: the row cannot keep a true span
+    assert rejects.select("doc_id", "reason").rows() == [("c2", "span_unmappable")]
+    assert rejects["label"].to_list() == ['[[4,8,"CODE"]]']  # as sent, beside its original text
     assert summary["rejected_by_reason"]["span_unmappable"] == 1
 
 
