@@ -211,7 +211,12 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
         return ("## Coverage\n\nNot measured: the token partition of this night was committed before bert-pipeline "
                 "measured vocabulary coverage (it is measured when tokenize next writes the night).\n")
     unknown = coverage.get("unknown_token")
-    if unknown is None:
+    if unknown is None and coverage.get("drops_text"):
+        head = (f"The tokenizer of {source} has no unknown token, and what its vocabulary cannot spell becomes no "
+                f"token at all: {coverage['hidden_char_share']:.2%} of {coverage['chars']:,} characters are dropped "
+                f"(threshold `tokenize.max_unknown_share` {threshold:.2%}); {coverage['texts_with_unknown']:,} of "
+                f"{coverage['texts']:,} texts lose some.\n")
+    elif unknown is None:
         head = (f"The tokenizer of {source} has no unknown token (byte-level): it reads every character; "
                 f"{coverage['tokens']:,} tokens, {coverage['chars']:,} characters, coverage 100%.\n")
     else:

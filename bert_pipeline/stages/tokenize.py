@@ -191,14 +191,29 @@ class NightTokenizer:
         total = len(vocabulary.added_texts(self.tokenizer)) if self.folder else 0
         entry: dict[str, Any] = {"extend_vocabulary": mode, "extended": self.folder is not None, "added_total": total,
                                  "added_tonight": vocabulary.summary(self.additions)}
-        if self.before is not None:
+        if self.before is not None:  # what the tokenizer it started from hid, kept whole: `coverage` is after
             entry["unknown_token_share_before"] = self.before["unknown_token_share"]
+            entry["coverage_before"] = {k: self.before[k] for k in (
+                "hidden_char_share", "by_script", "top_unknown_chars", "top_unknown_words") if k in self.before}
         if coverage is not None:
             entry["unknown_token_share_after"] = coverage["unknown_token_share"]
         return entry
 
 
-SAMPLE_TEXTS = 2_000  # texts of the first curated shard whose coverage decides extend_vocabulary: auto
+SAMPLE_TEXTS = 2_000  # texts, spread over the night's curated shards, whose coverage decides extend_vocabulary: auto
+
+
+def sample_texts(curated_urls: list[str], size: int = SAMPLE_TEXTS) -> list[str]:
+    """About `size` texts spread evenly over every curated shard (each shard's share evenly over its rows): a night
+    whose first source is English and whose second is Chinese is judged on both."""
+    per_shard = -(-size // max(len(curated_urls), 1))
+    texts: list[str] = []
+    for url in curated_urls:
+        column = storage.read_parquet(url, columns=["text"]).column("text")
+        if len(column):
+            picks = np.unique(np.linspace(0, len(column) - 1, min(per_shard, len(column))).round().astype(np.int64))
+            texts += column.take(pa.array(picks)).to_pylist()
+    return texts
 
 
 def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, curated_urls: list[str],
@@ -217,7 +232,7 @@ def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, 
                             current["folder"] if current else None)
     encoder = fast_encoder(start, settings.max_length)
     if settings.extend_vocabulary == "auto" and curated_urls:
-        texts = storage.read_parquet(curated_urls[0], columns=["text"]).column("text").to_pylist()[:SAMPLE_TEXTS]
+        texts = sample_texts(curated_urls)
         if not cov.is_poor(cov.measure(encoder, texts, batch_size=settings.batch_size), settings.max_unknown_share):
             return chosen
     counter = cov.CoverageCounter(encoder)
@@ -245,7 +260,10 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
     base_hash = tokenizer_hash(base)
     casing = casing_warnings(base, model_dir)  # the manifest's tokenizer.warnings
     warnings = list(casing)  # the summary's: casing, then coverage
-    stage_fp = fingerprint("tokenize", curated_manifest["fingerprint"], base_hash, cfg.fingerprint("tokenize"))
+    # `on` asks for tonight's extension whatever auto decided before: a committed night is then redone, not skipped
+    extend_on = [{"extend_vocabulary": "on"}] if cfg.tokenize.extend_vocabulary == "on" else []
+    stage_fp = fingerprint("tokenize", curated_manifest["fingerprint"], base_hash, cfg.fingerprint("tokenize"),
+                           *extend_on)
     folder = lake.partition("tokens", cfg.run_date)
     manifest = lake.read_manifest("tokens", cfg.run_date)
     if manifest_matches(manifest, stage_fp, folder):

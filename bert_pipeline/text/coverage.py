@@ -16,7 +16,9 @@ pipeline says so. This module measures it from the encodings the tokenize stage 
   "café😀" only 😀) and unknown words (the text of each unknown token's span), with counts.
 
 A tokenizer without an unknown token (byte-level BPE as in RoBERTa and GPT-2: every byte is in the vocabulary) has
-full coverage: every share is 0.
+full coverage: every share is 0. One without an unknown token that leaves characters it cannot spell without any
+token (a character-level BPE trained without one: `drops_text`, found by encoding PROBE) hides what no token's
+offsets cover; every text is then encoded with offsets.
 
 A token's script is that of the text it stands for: for a known token, its vocabulary piece as the tokenizer decodes
 it (a byte-level piece holding only part of a character's bytes counts as BYTE_PIECES); for an unknown token, its
@@ -119,6 +121,8 @@ class CoverageCounter:
     id_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     char_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     unknown_pieces: Counter = field(default_factory=Counter)  # text of an unknown token's span -> occurrences
+    dropped_pieces: Counter = field(default_factory=Counter)  # text that no token covers -> occurrences
+    drops_text: bool = False  # no unknown token, and characters outside the vocabulary become no token at all
 
     def __post_init__(self) -> None:
         self.unk_id = unknown_token_id(self.encoder)
@@ -126,6 +130,8 @@ class CoverageCounter:
         special = [i for i, t in self.encoder.get_added_tokens_decoder().items() if t.special and i != self.unk_id]
         self._special = np.asarray(special, np.int64)
         self._unknown_alone: dict[str, bool] = {}
+        self.drops_text = self.unk_id is None and bool(uncovered_runs(PROBE, self.encoder.encode(
+            PROBE, add_special_tokens=False).offsets))
 
     @property
     def wants_offsets(self) -> bool:
@@ -156,6 +162,8 @@ class CoverageCounter:
         if unk is not None:  # the texts whose tokens hold the unknown id: by position in the flat array
             ends = np.cumsum(lengths)
             need_mask[np.searchsorted(ends, np.flatnonzero(flat == unk), side="right")] = True
+        if self.drops_text:  # what no token covers is only seen in the offsets, of every text
+            need_mask[:] = True
         need = np.flatnonzero(need_mask).tolist()
         if not need:
             return
@@ -167,11 +175,14 @@ class CoverageCounter:
         for j, text in enumerate(chosen):
             encoding = redone[need[j]] if with_offsets else redone[j]
             spans = [span for token, span in zip(encoding.ids, encoding.offsets) if token == unk]
-            if spans:
+            read_to = max((end for _, end in encoding.offsets), default=0) if encoding.overflowing else len(text)
+            dropped = uncovered_runs(text[:read_to], encoding.offsets) if self.drops_text else []
+            if spans or dropped:
                 self.texts_with_unknown += 1
                 pieces += [text[start:end] for start, end in spans]
+                self.dropped_pieces.update(dropped)
             if encoding.overflowing:  # the model never reads what follows its last token
-                tails.append(text[max((end for _, end in encoding.offsets), default=0):])
+                tails.append(text[read_to:])
         self.unknown_pieces.update(pieces)
         if tails:
             self._count_chars(np.frombuffer("".join(tails).encode("utf-32-le"), np.uint32), -1)
@@ -190,7 +201,7 @@ class CoverageCounter:
             for char, encoding in zip(todo, self.encoder.encode_batch_fast(todo, add_special_tokens=False)
                                       if hasattr(self.encoder, "encode_batch_fast")
                                       else self.encoder.encode_batch(todo, add_special_tokens=False)):
-                self._unknown_alone[char] = self.unk_id in encoding.ids
+                self._unknown_alone[char] = self.unk_id in encoding.ids or not encoding.ids  # unknown, or dropped
         return {c: self._unknown_alone[c] for c in chars}
 
     def result(self) -> dict[str, Any]:
@@ -229,6 +240,9 @@ class CoverageCounter:
             for char, k in Counter(piece).items():
                 if not char.isspace():
                     hidden[char] += k * n
+        for piece, n in self.dropped_pieces.items():  # hidden without a token of its own
+            for char, k in Counter(piece).items():
+                hidden[char] += k * n
         for char, n in hidden.items():
             row(char_script(char))["hidden_chars"] += n
         # characters the model reads (not spaces)
@@ -239,7 +253,7 @@ class CoverageCounter:
         chars, hidden_chars = sum(r["chars"] for r in scripts.values()), sum(hidden.values())
         alone = self.is_unknown_alone(sorted(hidden))
         top_chars = sorted(((c, n) for c, n in hidden.items() if alone[c]), key=lambda kv: (-kv[1], kv[0]))[:TOP]
-        top_words = sorted(self.unknown_pieces.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
+        top_words = sorted((self.unknown_pieces + self.dropped_pieces).items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
         tokens = int(counts.sum())
         by_script = {
             script: {"tokens": r["tokens"], "unknown_tokens": r["unknown_tokens"],
@@ -249,6 +263,7 @@ class CoverageCounter:
         }
         return {
             "unknown_token": self.encoder.id_to_token(self.unk_id) if self.unk_id is not None else None,
+            **({"drops_text": True} if self.drops_text else {}),
             "texts": self.texts, "texts_with_unknown": self.texts_with_unknown,
             "tokens": tokens, "unknown_tokens": unknown_tokens, "unknown_token_share": _share(unknown_tokens, tokens),
             "chars": chars, "hidden_chars": hidden_chars, "hidden_char_share": _share(hidden_chars, chars),
@@ -256,6 +271,31 @@ class CoverageCounter:
             "top_unknown_chars": [[c, n] for c, n in top_chars],
             "top_unknown_words": [[w, n] for w, n in top_words],
         }
+
+
+# One character of many scripts: a tokenizer without an unknown token that leaves any of them without a token drops
+# what its vocabulary cannot spell (a character-level BPE trained without one), where a byte-level one reads all.
+PROBE = "a Z é ß 中 あ ア 한 ไ ع Ж ह ⅷ 😀 𝔘 ☃ ꙮ"
+
+
+def uncovered_runs(text: str, offsets: Sequence[tuple[int, int]]) -> list[str]:
+    """The runs of non-space characters of `text` that no token's (start, end) character offsets cover: what the
+    tokenizer dropped."""
+    covered = np.zeros(len(text) + 1, np.int32)
+    for start, end in offsets:
+        if end > start:
+            covered[start] += 1
+            covered[end] -= 1
+    inside = np.cumsum(covered[:-1]) > 0
+    runs, current = [], []
+    for char, seen in zip(text, inside):
+        if seen or char.isspace():
+            if current:
+                runs.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+    return runs + (["".join(current)] if current else [])
 
 
 @contextlib.contextmanager
@@ -326,11 +366,15 @@ def poor_coverage_message(coverage: dict[str, Any], threshold: float, run_date: 
     scripts = "; ".join(f"{s} {n:,} characters hidden ({share:.1%} of its characters)"
                         for s, n, share in affected_scripts(coverage))
     chars = ", ".join(f"{c!r} x{n}" for c, n in (coverage.get("top_unknown_chars") or [])[:10]) or "none on their own"
-    return (f"poor vocabulary coverage for run_date={run_date}: {coverage['unknown_token_share']:.1%} of the tokens "
-            f"are the unknown token {coverage.get('unknown_token')} ({coverage['unknown_tokens']:,} of "
-            f"{coverage['tokens']:,}; tokenize.max_unknown_share is {threshold:.1%}), and "
-            f"{coverage['hidden_char_share']:.1%} of the characters are hidden from the model: the tokenizer of "
-            f"{source} cannot spell them from its vocabulary. Most affected: {scripts or 'none'}. Most frequent "
+    if coverage.get("unknown_token") is None:  # drops_text: nothing stands for what it cannot spell
+        shares = "it has no unknown token and drops what its vocabulary cannot spell, so"
+    else:
+        shares = (f"{coverage['unknown_token_share']:.1%} of the tokens are the unknown token "
+                  f"{coverage.get('unknown_token')} ({coverage['unknown_tokens']:,} of {coverage['tokens']:,}), and")
+    return (f"poor vocabulary coverage for run_date={run_date}: {shares} {coverage['hidden_char_share']:.1%} of the "
+            f"characters are hidden from the model (tokenize.max_unknown_share, {threshold:.1%}, bounds both "
+            f"shares): the tokenizer of {source} cannot spell them from its vocabulary. Most affected: "
+            f"{scripts or 'none'}. Most frequent "
             f"unknown characters: {chars}. {advice(coverage)} Settings: tokenize.max_unknown_share (the threshold), "
             "tokenize.on_poor_coverage (warn, or refuse to stop before any token shard is written).")
 
@@ -340,8 +384,11 @@ MIN_TOKENS_FOR_VERDICT = 200
 
 
 def is_poor(coverage: dict[str, Any] | None, threshold: float) -> bool:
-    """True when a measured night's unknown token share is above threshold (None: not measured) and it holds at least
-    MIN_TOKENS_FOR_VERDICT tokens."""
+    """True when a measured night's unknown token share or its hidden character share is above threshold (None: not
+    measured) and it holds at least MIN_TOKENS_FOR_VERDICT tokens. Both, because either can be small while the other
+    is not: an uncased BERT splits a Hangul syllable into jamo tokens, so a night whose words are [UNK] can hold 4 %
+    unknown tokens and hide 26 % of its characters; a tokenizer that drops what it cannot spell has no unknown token."""
     if not coverage or coverage.get("tokens", 0) < MIN_TOKENS_FOR_VERDICT:
         return False
-    return float(coverage.get("unknown_token_share", 0.0)) > threshold
+    shares = (coverage.get("unknown_token_share", 0.0), coverage.get("hidden_char_share", 0.0))
+    return max(map(float, shares)) > threshold

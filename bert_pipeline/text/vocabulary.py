@@ -60,13 +60,14 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
     counter: a CoverageCounter fed with the night's encodings (its `unknown_pieces` map each unknown span's text to its
     occurrences). Characters: those unknown on their own, counted over all unknown spans. Words: unknown spans of
     more than one character whose script is written with spaces (not Han, Kana, Thai...: there the characters are
-    the units), without spaces inside. Both normalised as the tokenizer normalises (`normalize`). Empty when the
-    tokenizer has no unknown token (byte-level BPE reads everything)."""
-    if counter.unk_id is None:
+    the units), without spaces inside. Both normalised as the tokenizer normalises (`normalize`). A tokenizer
+    without an unknown token that drops what it cannot spell (`counter.drops_text`) gets its dropped text the same
+    way; one that reads everything (byte-level BPE) gets nothing."""
+    if counter.unk_id is None and not counter.drops_text:
         return []
     chars: Counter = Counter()
     words: Counter = Counter()
-    for piece, n in counter.unknown_pieces.items():
+    for piece, n in (counter.unknown_pieces + counter.dropped_pieces).items():
         for char, k in Counter(piece).items():
             if not char.isspace():
                 chars[char] += k * n

@@ -148,6 +148,51 @@ def test_byte_level_tokenizer_has_full_coverage_of_any_script() -> None:
     assert result["tokens"] == sum(r["tokens"] for r in result["by_script"].values())
 
 
+def char_bpe_without_unknown(texts: list[str]) -> object:
+    """A character-level BPE with no unknown token and no byte fallback, trained here on texts: a character it never
+    saw becomes no token at all (the tokenizers library's BPE drops it)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>"],
+                                                       show_progress=False))
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   cls_token="<s>", sep_token="</s>")
+
+
+def test_a_tokenizer_that_drops_what_it_cannot_spell_hides_it() -> None:
+    tokenizer = char_bpe_without_unknown(ENGLISH * 5)  # never saw Kana, Han or emoji
+    japanese = ["この商品は最高です。また買いたい！", "配送が遅くて残念でした", "品質 good だけど 値段 高い 😀"] * 40
+    result = cov.measure(tokenizer, ENGLISH * 20 + japanese, max_length=128)
+    assert result["unknown_token"] is None and result["drops_text"] is True
+    assert result["by_script"]["Han"]["hidden_char_share"] == 1.0  # every Han character became no token
+    assert result["by_script"]["Hiragana"]["hidden_char_share"] == 1.0
+    assert result["by_script"]["Latin"]["hidden_chars"] == 0  # "good" is spelt from what it saw
+    assert result["hidden_char_share"] == 0.25 and cov.is_poor(result, 0.05)  # 1,520 of 6,080 characters
+    assert result["top_unknown_chars"][:2] == [["い", 120], ["た", 120]] and ["品", 80] in result["top_unknown_chars"]
+    assert ["配送が遅くて残念でした", 40] in result["top_unknown_words"]
+    assert "drops what its vocabulary cannot spell" in cov.poor_coverage_message(result, 0.05, RUN_DATE, "x")
+    section = coverage_section({"coverage": result, "tokenizer": {"source": "char-bpe"}}, 0.05)
+    assert "has no unknown token, and what its vocabulary cannot spell becomes no token at all" in section
+    assert "coverage 100%" not in section and "**Poor coverage**" in section
+    # a byte-level tokenizer is told apart by the same probe: it reads every character
+    assert "drops_text" not in cov.measure(byte_level_tokenizer(ENGLISH), japanese[:3], max_length=128)
+
+
+def test_korean_through_an_uncased_vocabulary_is_poor_by_its_hidden_characters(minilm: object) -> None:
+    """The uncased normaliser splits each Hangul syllable into jamo, most of which the vocabulary holds, so a night
+    whose words are [UNK] has few unknown tokens among many: the hidden character share tells."""
+    korean = ["배송이 빨라서 좋아요 최고예요", "최악이에요 고장났어요 환불해 주세요", "가격 대비 괜찮아요 추천합니다",
+              "포장이 엉망이었어요 다시는 안 사요", "색상이 사진이랑 똑같아요 만족합니다"] * 20
+    result = cov.measure(minilm, korean + ENGLISH * 30, max_length=128)
+    assert result["unknown_token_share"] < 0.05 < result["hidden_char_share"]  # judged on tokens alone: not poor
+    assert cov.is_poor(result, 0.05)
+    assert result["by_script"]["Hangul"]["hidden_char_share"] > 0.4  # 680 of 1,460: 좋아요, 최고예요, ...
+
+
 def test_the_counter_switches_to_offsets_when_most_texts_need_them(minilm: object) -> None:
     encoder = fast_encoder(minilm, 128)
     counter = cov.CoverageCounter(encoder)
@@ -206,7 +251,7 @@ def test_poor_coverage_is_in_the_manifest_the_summary_and_a_warning(chinese_nigh
     [warning] = summary["warnings"]
     assert warning.startswith(f"poor vocabulary coverage for run_date={RUN_DATE}: "
                               f"{coverage['unknown_token_share']:.1%} of the tokens are the unknown token [UNK]")
-    for part in ("tokenize.max_unknown_share is 5.0%", "Most affected: Han ", "'很' x235",
+    for part in ("(tokenize.max_unknown_share, 5.0%, bounds both shares)", "Most affected: Han ", "'很' x235",
                  "`bert-base-chinese`", "`xlm-roberta-base`", "set `train.base_model` to that folder",
                  "tokenize.on_poor_coverage (warn, or refuse"):
         assert part in warning, part

@@ -257,3 +257,29 @@ def test_off_keeps_the_base_tokenizer(tmp_path: Path) -> None:
     assert manifest["coverage"]["unknown_token_share"] > 0.6
     assert not (tmp_path / "lake" / "tokenizers").exists()
     assert np.isclose(manifest["coverage"]["unknown_token_share"], summary["coverage"]["unknown_token_share"])
+
+
+def test_auto_judges_the_whole_night_not_its_first_shard_and_on_redoes_a_committed_night(tmp_path: Path) -> None:
+    """An English file listed before a Chinese one: the sample that decides `auto` is spread over every curated
+    shard. A night committed without an extension is made again under `on`, not skipped."""
+    english = tmp_path / "a-english.csv"
+    demo_frame().select("text").head(300).write_csv(english)
+    chinese = tmp_path / "b-chinese.csv"
+    pl.DataFrame({"text": zh_reviews()[:120]}).write_csv(chinese)
+    base = {"data_root": str(tmp_path / "lake"), "run_date": NIGHTS[0],
+            "ingest": {"sources": [str(english), str(chinese)], "shard_rows": 100}}
+    cfg = build_config(base)
+    run_ingest(cfg), run_curate(cfg)
+    assert len(Lake.of(cfg).read_manifest("curated", NIGHTS[0])["outputs"]) >= 3  # English fills the first shards
+    summary = run_tokenize(cfg)
+    words = Lake.of(cfg).read_manifest("tokens", NIGHTS[0])["vocabulary"]
+    assert words["extended"] and words["added_tonight"]["by_script"]["Han"] > 100
+    assert words["coverage_before"]["by_script"]["Han"]["hidden_char_share"] > 0.5  # what the base tokenizer hid
+    assert summary["coverage"]["unknown_token_share"] < words["unknown_token_share_before"]
+
+    off = build_config(base, {"data_root": str(tmp_path / "lake-off"), "tokenize.extend_vocabulary": "off"})
+    run_ingest(off), run_curate(off)
+    assert not run_tokenize(off)["skipped"]
+    assert run_tokenize(build_config(off.model_dump(mode="json"), {"tokenize.extend_vocabulary": "auto"}))["skipped"]
+    again = run_tokenize(build_config(off.model_dump(mode="json"), {"tokenize.extend_vocabulary": "on"}))
+    assert not again["skipped"] and Lake.of(off).read_manifest("tokens", NIGHTS[0])["vocabulary"]["extended"]
