@@ -77,17 +77,25 @@ def safe_name(value: str, what: str) -> str:
     return value
 
 
+# The area only one task writes: a committed partition of it at the top of data_root is that task's lake
+OWN_AREA = {"ner": "entities"}
+
+
 def lake_root(data_root: str, task: str, folder: str) -> str:
     """The root of one task's lake in `data_root`: `data_root/folder` (`folder` "" = the top), except where the top
     of data_root already holds this task's nights (an entity lake written before one data_root could hold both
-    tasks), which is read and written where it is: nothing is moved. Reads one raw manifest for that check."""
+    tasks), which is read and written where it is: nothing is moved. The top is this task's when its first raw
+    manifest that names a task names this one, or, with none (a re-ingest of a one-night lake un-commits its only
+    raw manifest), when it holds committed partitions of the area only this task writes (OWN_AREA)."""
     if not folder:
         return data_root
     top = Lake(data_root)
-    dates = top.run_dates("raw")
-    if dates and (top.read_manifest("raw", dates[0]) or {}).get("task") == task:
-        return data_root
-    return storage.join(data_root, folder)
+    for date in top.run_dates("raw"):
+        named = (top.read_manifest("raw", date) or {}).get("task")
+        if named:
+            return data_root if named == task else storage.join(data_root, folder)
+    own = OWN_AREA.get(task)
+    return data_root if own and top.run_dates(own) else storage.join(data_root, folder)
 
 
 def root_of(cfg: Any) -> str:

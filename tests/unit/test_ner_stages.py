@@ -325,6 +325,12 @@ def test_one_data_root_holds_both_tasks_side_by_side_and_entities_support_every_
     with pytest.raises(InputDataError, match="holds task: ner .*written at the top of data_root"):
         run_ingest(build_config({**classes.model_dump(mode="json"), "data_root": str(old)}))
     assert Lake(str(old)).read_manifest("raw", "2026-03-01")["task"] == "ner"  # nothing written over it
+    # a re-ingest that died after un-committing the one raw night (writer.begin) leaves no raw manifest: the
+    # entities it scored still say whose lake the top is, so the next run does not start an empty one beside it
+    (old / "_manifests" / "entities").mkdir(parents=True)
+    (old / "_manifests" / "entities" / "run_date=2026-03-01.json").write_text('{"fingerprint": "x", "outputs": []}')
+    (old / "_manifests" / "raw" / "run_date=2026-03-01.json").unlink()
+    assert Lake.of(old_cfg).root == str(old)
 
     every = build_config({**cfg.model_dump(mode="json"), "train": {"long_text": "chunk"},
                           "score": {"long_text": "chunk", "fallback": "baseline"}})
