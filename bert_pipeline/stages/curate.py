@@ -320,7 +320,7 @@ def lost_duplicate_targets(cl: CurateLake) -> set[str]:
     `duplicate_of` column of this night's rejects and, filtered to those ids, the doc_id column of the indexes."""
     later = [d for d in cl.every_committed if d > cl.run_date]
     rejects = cl.lake.read_manifest("rejects", cl.run_date)
-    if not later or not rejects:
+    if not later or not rejects or later_curation_under_way(cl):
         return set()
     named = cl.lake.dataset("rejects", {cl.run_date: rejects}).to_table(
         columns=["duplicate_of"], filter=pc.field("duplicate_of").is_valid())
@@ -331,6 +331,14 @@ def lost_duplicate_targets(cl: CurateLake) -> set[str]:
     kept = cl.lake.dataset("dedup_index", nights).to_table(columns=["doc_id"],
                                                           filter=pc.field("doc_id").isin(sorted(targets)))
     return targets - set(kept["doc_id"].to_pylist())
+
+
+def later_curation_under_way(cl: CurateLake) -> bool:
+    """Whether a later night's curation is un-committed but was written (its index folder is there): a redo under
+    way or killed. What it keeps is not known until it commits, and its commit names the nights it leaves stale
+    (remember_previous_kept), so nothing is judged lost meanwhile: a retry answers as the first run did."""
+    return any(d > cl.run_date and d not in cl.every_committed and storage.exists(cl.lake.partition("dedup_index", d))
+               for d in cl.lake.run_dates("raw"))
 
 
 def remember_previous_kept(cl: CurateLake) -> None:
