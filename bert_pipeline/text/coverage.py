@@ -18,7 +18,9 @@ pipeline says so. This module measures it from the encodings the tokenize stage 
 A tokenizer without an unknown token (byte-level BPE as in RoBERTa and GPT-2: every byte is in the vocabulary) has
 full coverage: every share is 0. One without an unknown token that leaves characters it cannot spell without any
 token (a character-level BPE trained without one: `drops_text`, found by encoding PROBE) hides what no token's
-offsets cover; every text is then encoded with offsets.
+offsets cover; every text is then encoded with offsets. Characters of a script (not Common or Inherited) that the
+normaliser deletes before the vocabulary is consulted (an uncased BERT's accent stripping takes Thai vowel and tone
+marks and some Devanagari signs) are hidden too (`stripped_chars`), though their tokens look known.
 
 A token's script is that of the text it stands for: for a known token, its vocabulary piece as the tokenizer decodes
 it (a byte-level piece holding only part of a character's bytes counts as BYTE_PIECES); for an unknown token, its
@@ -194,6 +196,21 @@ class CoverageCounter:
                                                                           np.int64)])
         self.char_counts[:len(counts)] += sign * counts
 
+    def normaliser_strips(self) -> Counter:
+        """char -> occurrences of the characters the model reads that the tokenizer's normaliser deletes before its
+        vocabulary is consulted, in scripts other than Common and Inherited: an uncased BERT strips combining marks,
+        which in Thai and Devanagari are vowels and tones (ดี reads as ด). Latin accents fold to a letter ("é" ->
+        "e"), so they are not counted; what a character becomes is judged alone, once per distinct character."""
+        normalizer = getattr(self.encoder, "normalizer", None)
+        found: Counter = Counter()
+        if normalizer is None:
+            return found
+        for point in np.flatnonzero(self.char_counts > 0).tolist():
+            char = chr(point)
+            if char_script(char) not in (COMMON, INHERITED) and not normalizer.normalize_str(char):
+                found[char] = int(self.char_counts[point])
+        return found
+
     def is_unknown_alone(self, chars: list[str]) -> dict[str, bool]:
         """Whether each character, encoded on its own, becomes the unknown token (cached per counter)."""
         todo = [c for c in chars if c not in self._unknown_alone]
@@ -243,6 +260,9 @@ class CoverageCounter:
         for piece, n in self.dropped_pieces.items():  # hidden without a token of its own
             for char, k in Counter(piece).items():
                 hidden[char] += k * n
+        stripped = self.normaliser_strips()
+        for char, n in stripped.items():  # every occurrence is hidden, some already inside an unknown token's span
+            hidden[char] = max(hidden[char], n)
         for char, n in hidden.items():
             row(char_script(char))["hidden_chars"] += n
         # characters the model reads (not spaces)
@@ -264,6 +284,7 @@ class CoverageCounter:
         return {
             "unknown_token": self.encoder.id_to_token(self.unk_id) if self.unk_id is not None else None,
             **({"drops_text": True} if self.drops_text else {}),
+            **({"stripped_chars": sum(stripped.values())} if stripped else {}),
             "texts": self.texts, "texts_with_unknown": self.texts_with_unknown,
             "tokens": tokens, "unknown_tokens": unknown_tokens, "unknown_token_share": _share(unknown_tokens, tokens),
             "chars": chars, "hidden_chars": hidden_chars, "hidden_char_share": _share(hidden_chars, chars),

@@ -193,6 +193,20 @@ def test_korean_through_an_uncased_vocabulary_is_poor_by_its_hidden_characters(m
     assert result["by_script"]["Hangul"]["hidden_char_share"] > 0.4  # 680 of 1,460: 좋아요, 최고예요, ...
 
 
+def test_marks_the_uncased_normaliser_strips_are_hidden_though_their_tokens_look_known(minilm: object) -> None:
+    """Devanagari vowel signs and the virama vanish in the uncased BERT's accent stripping (बहुत reads as बहत): the
+    model never sees them, whatever its vocabulary holds. Latin accents fold to their letter and stay counted as
+    read."""
+    hindi = ["बहुत अच्छा उत्पाद है", "डिलीवरी बहुत धीमी थी"] * 30
+    result = cov.measure(minilm, hindi + ["Café crème brûlée, naïve résumé"] * 30, max_length=128)
+    virama, u_sign, ai_sign = "\u094d", "\u0941", "\u0948"
+    assert [virama, sum(t.count(virama) for t in hindi)] in result["top_unknown_chars"]
+    assert [u_sign, sum(t.count(u_sign) for t in hindi)] in result["top_unknown_chars"]
+    assert result["stripped_chars"] == sum(t.count(c) for t in hindi for c in (virama, u_sign, ai_sign)) == 150
+    assert result["by_script"]["Latin"]["hidden_chars"] == 0  # é, è, û, ï: folded to a letter, not lost
+    assert result["by_script"]["Devanagari"]["hidden_chars"] <= result["by_script"]["Devanagari"]["chars"]
+
+
 def test_the_counter_switches_to_offsets_when_most_texts_need_them(minilm: object) -> None:
     encoder = fast_encoder(minilm, 128)
     counter = cov.CoverageCounter(encoder)
