@@ -591,9 +591,10 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
                              + ". Nothing was written.")
     # spellings apart on committed nights only (a lake written before label_key joined them): tonight cannot change
     # them, so they are told, not refused; training refuses them until those nights are ingested again with the map
-    warnings = [f"{spelling_message(old, where, setting, map_setting, counts, held)}, and run the nights that hold the "
-                "other spellings again from ingest: training refuses them until then" for old in
-                ([group for group in clashes if group not in tonight],) if old]
+    committed_only = [group for group in clashes if group not in tonight]
+    warnings = [f"{spelling_message(committed_only, where, setting, map_setting, counts, held)}, and run the nights "
+                "that hold the other spellings again from ingest: training refuses them until then"
+                ] if committed_only else []
     warnings += look_alike_warnings(where, setting, map_setting, new=set(counts) - held)
     for warning in warnings:
         log.warning("ingest: %s", warning)
