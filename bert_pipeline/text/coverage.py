@@ -196,6 +196,16 @@ class CoverageCounter:
                                                                           np.int64)])
         self.char_counts[:len(counts)] += sign * counts
 
+    def hidden_chars(self) -> Counter:
+        """char -> occurrences inside unknown tokens' spans and in text no token covers (spaces left out): what
+        the vocabulary could not spell, before the normaliser's stripped marks are added."""
+        hidden: Counter = Counter()
+        for piece, n in (self.unknown_pieces + self.dropped_pieces).items():
+            for char, k in Counter(piece).items():
+                if not char.isspace():
+                    hidden[char] += k * n
+        return hidden
+
     def normaliser_strips(self) -> Counter:
         """char -> occurrences of the characters the model reads that the tokenizer's normaliser deletes before its
         vocabulary is consulted, in scripts other than Common and Inherited: an uncased BERT strips combining marks,
@@ -249,17 +259,11 @@ class CoverageCounter:
         for script, total in zip(names, np.bincount(codes, weights=counts[known], minlength=len(names))):
             row(script)["tokens"] += int(total)
         # unknown tokens: the script of the text they stand for
-        hidden: Counter = Counter()
         for piece, n in self.unknown_pieces.items():
             entry = row(text_script(piece))
             entry["tokens"] += n
             entry["unknown_tokens"] += n
-            for char, k in Counter(piece).items():
-                if not char.isspace():
-                    hidden[char] += k * n
-        for piece, n in self.dropped_pieces.items():  # hidden without a token of its own
-            for char, k in Counter(piece).items():
-                hidden[char] += k * n
+        hidden = self.hidden_chars()
         stripped = self.normaliser_strips()
         for char, n in stripped.items():  # every occurrence is hidden, some already inside an unknown token's span
             hidden[char] = max(hidden[char], n)

@@ -65,12 +65,9 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
     way; one that reads everything (byte-level BPE) gets nothing."""
     if counter.unk_id is None and not counter.drops_text:
         return []
-    chars: Counter = Counter()
+    chars = counter.hidden_chars()
     words: Counter = Counter()
     for piece, n in (counter.unknown_pieces + counter.dropped_pieces).items():
-        for char, k in Counter(piece).items():
-            if not char.isspace():
-                chars[char] += k * n
         if len(piece) > 1 and not any(c.isspace() for c in piece) and text_script(piece) not in NO_SPACE_SCRIPTS:
             words[piece] += n
     encoder = counter.encoder
