@@ -9,6 +9,7 @@ from typing import Callable
 
 import ftfy
 import polars as pl
+import regex
 import xxhash
 
 from bert_pipeline.config import CurateConfig
@@ -29,7 +30,9 @@ HTML_ELEMENTS = frozenset("""
 _TAG = re.compile(  # a comment, a doctype, or an element's start or end tag (attributes of up to 500 characters)
     r"<!--.*?-->|<!doctype[^<>]{0,500}>|</?(?:" + "|".join(sorted(HTML_ELEMENTS, key=len, reverse=True))
     + r")(?:[\s/][^<>]{0,500})?>", re.IGNORECASE | re.DOTALL)
-CLEAN_RULE = 2  # in curate's fingerprint: 2 = tags of HTML elements only, stripped before entities are unescaped
+# in curate's fingerprint: 2 = tags of HTML elements only, stripped before entities are unescaped; 3 = low_alpha counts
+# user-perceived characters, and emoji as content
+CLEAN_RULE = 3
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
 # The same without C1 (\x80-\x9f): before ftfy those are often part of mojibake ("â€\x9d" is a mangled ”).
 _CONTROL_BUT_C1 = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b\u2028\u2029\ufeff]")
@@ -65,9 +68,20 @@ def dedup_key(cleaned: str) -> str:
     return xxhash.xxh3_64_hexdigest(normal_form(cleaned).encode())
 
 
+_GRAPHEME = regex.compile(r"\X")
+# a letter, or an emoji (Unicode's Extended_Pictographic, and the regional indicators that pair into flags): content
+_CONTENT = regex.compile(r"[\p{L}\p{Extended_Pictographic}\p{Regional_Indicator}]")
+
+
 def alpha_ratio(text: str) -> float:
-    visible = [c for c in text if not c.isspace()]
-    return sum(c.isalpha() for c in visible) / len(visible) if visible else 0.0
+    """The share of a text's visible user-perceived characters (grapheme clusters, UAX #29; spaces not counted) that
+    begin with a letter or are an emoji: 0.0-1.0, 0.0 for a text of spaces only.
+
+    Clusters, not code points, so that a Devanagari or Thai syllable's vowel signs, a skin-tone modifier or the
+    joiners of "👨‍👩‍👧" do not count as noise; emoji are content because in reviews and social text they carry
+    the sentiment ("😡😡😡"). What it rejects is what has neither: numbers, codes, punctuation, markup leftovers."""
+    visible = [g for g in _GRAPHEME.findall(text) if not g.isspace()]
+    return sum(bool(_CONTENT.match(g)) for g in visible) / len(visible) if visible else 0.0
 
 
 def repetition(text: str) -> float:

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from bert_pipeline.config import build_config
-from bert_pipeline.curation.clean import clean_text, dedup_key
+from bert_pipeline.curation.clean import alpha_ratio, clean_text, dedup_key
 from bert_pipeline.stages.curate import assign_split, curate_frame
 
 
@@ -88,6 +88,28 @@ def test_quality_filters_reject_symbols_and_repetition() -> None:
     curated, rejects, _ = curate_frame(raw, build_config({"curate": {"max_chars": 10_000}}))
     assert dict(zip(rejects["doc_id"], rejects["reason"])) == {"a": "low_alpha", "b": "repetitive"}
     assert curated["doc_id"].to_list() == ["c"]
+
+
+@pytest.mark.parametrize(("text", "ratio"), [
+    ("😡😡😡", 1.0),                          # an emoji-only review carries its verdict
+    ("👨\u200d👩\u200d👧 🇫🇷 👍🏽 ok", 1.0),   # joiners, flags' halves and skin tones belong to their emoji
+    ("हिन्दी में", 1.0),                       # vowel signs and the virama belong to their syllable
+    ("ดีมาก", 1.0),                           # a Thai vowel mark too
+    ("48215-B", 1 / 7),                       # an order code: one letter in seven
+    ("!!! 123", 0.0),
+    ("   ", 0.0),
+])
+def test_alpha_ratio_counts_letters_and_emoji_as_a_reader_sees_characters(text: str, ratio: float) -> None:
+    assert alpha_ratio(text) == pytest.approx(ratio)
+
+
+def test_a_night_of_emoji_and_of_hindi_is_kept_while_codes_are_rejected() -> None:
+    raw = _raw([("a", "😍😍🎉 👍🏽", "pos"), ("b", "💔😭😭😤", "neg"), ("c", "बहुत अच्छा है", "pos"),
+                ("d", "#4821-7 / 0099", None), ("e", "👎🙄", "neg")])
+    curated, rejects, _ = curate_frame(raw, build_config({}))
+    assert curated["doc_id"].to_list() == ["a", "b", "c"]
+    # curate.min_chars (3) counts code points: two emoji are too short, as "ok" is
+    assert dict(zip(rejects["doc_id"], rejects["reason"])) == {"d": "low_alpha", "e": "too_short"}
 
 
 def test_bad_inputs_end_kept_or_rejected_never_crash() -> None:

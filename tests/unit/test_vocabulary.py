@@ -283,3 +283,30 @@ def test_auto_judges_the_whole_night_not_its_first_shard_and_on_redoes_a_committ
     assert run_tokenize(build_config(off.model_dump(mode="json"), {"tokenize.extend_vocabulary": "auto"}))["skipped"]
     again = run_tokenize(build_config(off.model_dump(mode="json"), {"tokenize.extend_vocabulary": "on"}))
     assert not again["skipped"] and Lake.of(off).read_manifest("tokens", NIGHTS[0])["vocabulary"]["extended"]
+
+
+def test_a_night_of_nothing_but_emoji_is_kept_and_its_emoji_become_tokens(tmp_path: Path) -> None:
+    """Emoji-only reviews pass curate (emoji are content) and the packaged MiniLM, which reads each as [UNK], gets
+    them added: the night's shards then hold no unknown token, and a skin tone stays apart from its hand."""
+    import random
+
+    rng = random.Random(0)
+    moods = {"pos": ["😂", "😍", "🥰", "👍", "🎉", "❤️", "😊", "👍🏽", "🙌", "✨"],
+             "neg": ["😡", "😭", "👎", "💔", "😤", "🤮", "😞", "😢", "🙄", "👎🏿"]}
+    labels = ["pos" if i % 2 else "neg" for i in range(240)]
+    texts = ["".join(rng.choice(moods[label]) for _ in range(rng.randint(3, 6))) for label in labels]
+    path = tmp_path / "emoji.csv"
+    pl.DataFrame({"text": texts, "label": labels}).write_csv(path)
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": NIGHTS[0],
+                        "ingest": {"sources": [str(path)], "label_column": "label"}})
+    run_ingest(cfg)
+    curated = run_curate(cfg)
+    assert curated["curated_rows"] + curated["rejected_rows"] == 240 and curated["curated_rows"] >= 230
+    run_tokenize(cfg)
+    manifest = Lake.of(cfg).read_manifest("tokens", NIGHTS[0])
+    words = manifest["vocabulary"]
+    assert words["coverage_before"]["hidden_char_share"] > 0.9 and words["extended"]
+    tokenizer = vocabulary.load_extension(manifest["tokenizer"]["folder"], manifest["tokenizer"]["hash"])
+    assert {"😡", "👍", "🏽", "🏿"} <= set(vocabulary.added_texts(tokenizer))
+    assert manifest["coverage"]["unknown_token_share"] == 0.0
+    assert tokenizer.tokenize("👍🏽😡") == ["👍", "🏽", "😡"]
