@@ -31,7 +31,7 @@ _TAG = re.compile(  # a comment, a doctype, or an element's start or end tag (at
     r"<!--.*?-->|<!doctype[^<>]{0,500}>|</?(?:" + "|".join(sorted(HTML_ELEMENTS, key=len, reverse=True))
     + r")(?:[\s/][^<>]{0,500})?>", re.IGNORECASE | re.DOTALL)
 # in curate's fingerprint: 2 = tags of HTML elements only, stripped before entities are unescaped; 3 = low_alpha counts
-# user-perceived characters, and emoji as content
+# user-perceived characters, and emoji as content; too_short counts a wide character (CJK, emoji) as two
 CLEAN_RULE = 3
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
 # The same without C1 (\x80-\x9f): before ftfy those are often part of mojibake ("â€\x9d" is a mangled ”).
@@ -84,6 +84,15 @@ def alpha_ratio(text: str) -> float:
     return sum(bool(_CONTENT.match(g)) for g in visible) / len(visible) if visible else 0.0
 
 
+def display_width(text: str) -> int:
+    """A text's length in terminal columns: one per user-perceived character (grapheme cluster, UAX #29, spaces
+    included), two for a wide one (East Asian Width W or F: Han, kana, Hangul, most emoji), as wcwidth counts them.
+
+    curate.min_chars is measured in it, so that "好评" or "最高" (a whole review, as "great" is) and "👎🙄" are not
+    too short while "ok" and "x" still are: one CJK character carries about what a short Latin word does."""
+    return sum(2 if unicodedata.east_asian_width(g[0]) in "WF" else 1 for g in _GRAPHEME.findall(text))
+
+
 def repetition(text: str) -> float:
     """Fraction of character n-grams that repeat an earlier one (10-grams, or 3-grams under 100 characters):
     ~0.05 for prose, near 1 for 'spam spam spam ...'. Texts under 20 characters are not judged."""
@@ -97,7 +106,7 @@ def repetition(text: str) -> float:
 def filter_reason(cleaned: str, c: CurateConfig) -> str | None:
     if not cleaned:
         return "empty"
-    if len(cleaned) < c.min_chars:
+    if display_width(cleaned) < c.min_chars:
         return "too_short"
     if len(cleaned) > c.max_chars:
         return "too_long"

@@ -103,13 +103,14 @@ def test_alpha_ratio_counts_letters_and_emoji_as_a_reader_sees_characters(text: 
     assert alpha_ratio(text) == pytest.approx(ratio)
 
 
-def test_a_night_of_emoji_and_of_hindi_is_kept_while_codes_are_rejected() -> None:
+def test_emoji_hindi_and_two_character_chinese_reviews_are_kept_while_codes_and_ok_are_rejected() -> None:
     raw = _raw([("a", "😍😍🎉 👍🏽", "pos"), ("b", "💔😭😭😤", "neg"), ("c", "बहुत अच्छा है", "pos"),
-                ("d", "#4821-7 / 0099", None), ("e", "👎🙄", "neg")])
+                ("d", "#4821-7 / 0099", None), ("e", "👎🙄", "neg"), ("f", "好评", "pos"), ("g", "最高", "pos"),
+                ("h", "ok", "pos"), ("i", "😂", "pos"), ("j", "no!", "neg")])
     curated, rejects, _ = curate_frame(raw, build_config({}))
-    assert curated["doc_id"].to_list() == ["a", "b", "c"]
-    # curate.min_chars (3) counts code points: two emoji are too short, as "ok" is
-    assert dict(zip(rejects["doc_id"], rejects["reason"])) == {"d": "low_alpha", "e": "too_short"}
+    assert curated["doc_id"].to_list() == ["a", "b", "c", "e", "f", "g", "j"]
+    # curate.min_chars (3) counts columns: a wide character (CJK, emoji) is two, so "好评" is a review and "ok" is not
+    assert dict(zip(rejects["doc_id"], rejects["reason"])) == {"d": "low_alpha", "h": "too_short", "i": "too_short"}
 
 
 def test_bad_inputs_end_kept_or_rejected_never_crash() -> None:
