@@ -453,6 +453,13 @@ class NerConfig(_Section):
                                  "integer stands for, in order (a Hugging Face dataset's features['ner_tags'] names)")
     tag_scheme: Literal["auto", "IOB1", "IOB2", "BIO", "BIOES", "IOBES", "BILOU", "BMES"] = Field(
         "auto", description="tag scheme of token_tags sources and CoNLL files; auto = detected over each file's tags")
+    conll_token_column: int | None = Field(None, ge=1, description="CoNLL files: the 1-based column holding the "
+                                           "token; empty = the first, or the second after a running index "
+                                           "(GermEval 2014, CoNLL-U)")
+    conll_tag_column: int | None = Field(None, ge=1, description="CoNLL files: the 1-based column holding the "
+                                         "entity tag; empty = each line's last (CoNLL-2002/2003), refused where the "
+                                         "last two both hold entity tags (nested layers: GermEval 2014's outer "
+                                         "entities are column 3)")
     token_separator: str | None = Field(None, description="what joins tokens into the stored text; empty = a "
                                         "space, nothing between two Han/Hiragana/Katakana characters")
     offsets: Literal["code_points", "utf16", "utf8"] = Field(

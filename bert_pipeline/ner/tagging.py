@@ -11,6 +11,8 @@ BIOES's E/S and I. Tags are prefix-first (`B-PER`); a tag without a type is an e
 
 from __future__ import annotations
 
+import itertools
+
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -221,37 +223,113 @@ def _looks_like_tag(field: str) -> bool:
     return field == "O" or _TAG.fullmatch(field) is not None
 
 
-def conll_sentences(lines: Iterable[str], where: str) -> tuple[list[list[tuple[str, str, int]]], int]:
-    """Sentences of (token, tag, line number); -DOCSTART- lines and '#' comment lines at a sentence start skipped."""
-    sentences: list[list[tuple[str, str, int]]] = [[]]
+def looks_like_conll(text: str, sample: int = 200) -> bool:
+    """Whether most of the first `sample` lines that are not blank, -DOCSTART- or '#' comments (9 in 10) have two or
+    more columns and end with a tag (O, B-PER ...): a CoNLL column file, whatever its extension."""
+    lines = [line for line in itertools.islice((ln for ln in text.splitlines() if ln.strip()
+                                                and not ln.startswith(("#", "-DOCSTART-"))), sample)]
+    tagged = sum(len(fields) >= 2 and _looks_like_tag(fields[-1].strip())
+                 for fields in (line.split("\t") if "\t" in line else line.split() for line in lines))
+    return bool(lines) and tagged >= 0.9 * len(lines)
+
+
+def conll_sentences(lines: Iterable[str], where: str, *, token_column: int | None = None,
+                    tag_column: int | None = None) -> tuple[list[list[tuple[str, str, int]]], int]:
+    """Sentences of (token, tag, line number) and the -DOCSTART- lines seen; '#' comment lines at a sentence start
+    are skipped. token_column / tag_column: 1-based, None = chosen by `conll_columns`. Raises SpanError naming
+    where:line for a line without the columns or a bad tag, or for a file whose tag column is ambiguous."""
+    rows, documents = _conll_rows(lines, where)
+    token_at, tag_at = conll_columns(rows, where, token_column, tag_column)
+    sentences = []
+    for sentence in rows:
+        read = []
+        for fields, number in sentence:
+            tag = tag_at if tag_at >= 0 else len(fields) + tag_at
+            if not token_at < len(fields) or not 0 <= tag < len(fields) or tag == token_at or not fields[token_at]:
+                raise SpanError(f"{where}:{number}: line {chr(9).join(fields)!r} needs a token in column "
+                                f"{token_at + 1} and a tag in column {tag + 1 if tag_at >= 0 else 'the last'} (tab "
+                                "or space separated; ner.conll_token_column and ner.conll_tag_column choose them)",
+                                "bad_line")
+            parse_tag(fields[tag_at], f"{where}:{number}")
+            read.append((fields[token_at], fields[tag_at], number))
+        sentences.append(read)
+    return sentences, documents
+
+
+def _conll_rows(lines: Iterable[str], where: str) -> tuple[list[list[tuple[list[str], int]]], int]:
+    """The file's sentences as (fields, line number) lists, and its -DOCSTART- lines."""
+    sentences: list[list[tuple[list[str], int]]] = [[]]
     documents = 0
     for number, raw in enumerate(lines, 1):
         line = raw.rstrip("\r\n")
-        fields = line.split("\t") if "\t" in line else line.split()
+        fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
         if not line.strip() or fields[0] == "-DOCSTART-":
             documents += bool(line.strip())
             if sentences[-1]:
                 sentences.append([])
             continue
-        if not sentences[-1] and line.startswith("#") and not _looks_like_tag(fields[-1].strip()):
-            continue  # "# id ... domain=en" (MultiCoNER) or "# text = ..." (CoNLL-U)
+        if not sentences[-1] and line.startswith("#") and not _looks_like_tag(fields[-1]):
+            continue  # "# id ... domain=en" (MultiCoNER), "# text = ..." (CoNLL-U), "# http://... [date]" (GermEval)
         if len(fields) < 2 or not fields[0]:
             raise SpanError(f"{where}:{number}: line {line!r} needs a token in the first column and a tag in the "
                             "last (tab or space separated)", "bad_line")
-        parse_tag(fields[-1].strip(), f"{where}:{number}")
-        sentences[-1].append((fields[0], fields[-1].strip(), number))
+        sentences[-1].append((fields, number))
     return [s for s in sentences if s], documents
 
 
+def conll_columns(rows: Sequence[Sequence[tuple[list[str], int]]], where: str, token_column: int | None,
+                  tag_column: int | None) -> tuple[int, int]:
+    """(token, tag) column indexes of a CoNLL file (the tag's -1 = each line's last), from the 1-based settings or,
+    where None, from the file.
+
+    Token: the first column, or the second where the first is a running index (1, 2, 3 ... in each sentence:
+    GermEval 2014, CoNLL-U). Tag: the last column (CoNLL-2002/2003 put NER last, after POS and chunk tags). A file
+    whose last two columns both hold tags of the same entity types is two annotation layers (GermEval's outer and
+    nested entities): which one to read is not guessed, SpanError names both and ner.conll_tag_column."""
+    if token_column is None:
+        token_column = 2 if _running_index(rows) else 1
+    if tag_column is not None:
+        return token_column - 1, tag_column - 1
+    inner, outer = _tag_types(rows, -1, token_column), _tag_types(rows, -2, token_column)
+    if inner is not None and outer is not None and inner & outer:
+        width = len(rows[0][0][0])
+        raise SpanError(f"{where}: columns {width - 1} and {width} both hold entity tags of the same types "
+                        f"({', '.join(sorted(inner & outer)[:6])}): two annotation layers, as GermEval 2014 keeps "
+                        f"outer entities in column {width - 1} and nested ones in column {width}. Set "
+                        "ner.conll_tag_column to the column to read (ingest reads one layer of flat entities)",
+                        "ambiguous_columns")
+    return token_column - 1, -1
+
+
+def _running_index(rows: Sequence[Sequence[tuple[list[str], int]]]) -> bool:
+    return all(len(fields) > 2 and fields[0] == str(position)
+               for sentence in rows for position, (fields, _) in enumerate(sentence, 1))
+
+
+def _tag_types(rows: Sequence[Sequence[tuple[list[str], int]]], column: int, token_column: int) -> set[str] | None:
+    """The entity types of a column (negative: from each line's end) whose every value is a tag, or None (a
+    column of anything else, or the token column itself)."""
+    types: set[str] = set()
+    for sentence in rows:
+        for fields, _ in sentence:
+            at = len(fields) + column
+            if at < token_column or not _looks_like_tag(fields[at]):
+                return None
+            types.add(parse_tag(fields[at])[1])
+    return types - {""}
+
+
 def read_conll(lines: Iterable[str], where: str, *, scheme: str = "auto", separator: str | None = None,
-               glue_scripts: Sequence[str] = GLUE_SCRIPTS) -> ConllFile:
+               glue_scripts: Sequence[str] = GLUE_SCRIPTS, token_column: int | None = None,
+               tag_column: int | None = None) -> ConllFile:
     """Sentences of a CoNLL column file as (text, spans, first line): token in the first column, tag in the last.
 
     lines: the file's lines (with or without newlines). Blank lines end sentences; -DOCSTART- lines are skipped.
     scheme "auto" detects it over the whole file (detect_scheme). Tokens are joined by join_tokens(separator,
-    glue_scripts). Raises SpanError naming where:line for a line without two columns or a bad tag.
+    glue_scripts). token_column / tag_column: 1-based, None = `conll_columns` chooses. Raises SpanError naming
+    where:line for a line without the columns or a bad tag.
     """
-    rows, documents = conll_sentences(lines, where)
+    rows, documents = conll_sentences(lines, where, token_column=token_column, tag_column=tag_column)
     name = detect_scheme([[tag for _, tag, _ in s] for s in rows], where) if scheme == "auto" else scheme_name(scheme)
     sentences, malformed = [], 0
     for sentence in rows:

@@ -39,7 +39,7 @@ from bert_pipeline.lake import storage
 from bert_pipeline.config import NOT_FINGERPRINTED, IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.curation.labels import look_alike_warnings, spelling_clashes, spelling_message
-from bert_pipeline.ner.tagging import conll_sentences
+from bert_pipeline.ner.tagging import conll_sentences, looks_like_conll
 from bert_pipeline.task import Task, task_of
 from bert_pipeline.lake.manifests import Lake, fingerprint, manifest_matches, shard_name
 
@@ -195,13 +195,20 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
             except InputDataError as problem:
                 raise InputDataError(f"{url}: {problem}") from None
         return _without_nul(_read_jsonl(text, url)), report
-    return _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg.ingest)), report
+    try:
+        return _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg.ingest)), report
+    except InputDataError as problem:
+        if looks_like_conll(text):
+            raise InputDataError(f"{problem}. Its lines look like a CoNLL column file (a token and a tag per "
+                                 "line): for entities set task: ner and ingest.format: conll") from None
+        raise
 
 
 def _read_conll(text: str, url: str, cfg: PipelineConfig) -> pl.DataFrame:
     """One row per sentence of a CoNLL column file: token and tag lists and the 1-based line it starts on."""
-    sentences, _ = conll_sentences(split_lines(text), url)
     n = cfg.ner
+    sentences, _ = conll_sentences(split_lines(text), url, token_column=n.conll_token_column,
+                                   tag_column=n.conll_tag_column)
     return pl.DataFrame({
         n.tokens_key: pl.Series([[t for t, _, _ in s] for s in sentences], dtype=pl.List(pl.String)),
         n.tags_key: pl.Series([[tag for _, tag, _ in s] for s in sentences], dtype=pl.List(pl.String)),
@@ -622,7 +629,10 @@ def settings_hash(cfg: PipelineConfig) -> str:
     unset = {"on_existing"} | (set() if cfg.ingest.label_map else {"label_map"})
     settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude=unset)}
     if cfg.task != "classification":  # so that a classification lake's committed nights keep their fingerprints
-        settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json", exclude=NOT_FINGERPRINTED["ner"])}
+        # unset CoNLL columns are left out, so that nights committed before the settings existed keep theirs
+        columns = {key for key in ("conll_token_column", "conll_tag_column") if getattr(cfg.ner, key) is None}
+        settings |= {"task": cfg.task,
+                     "ner": cfg.ner.model_dump(mode="json", exclude=NOT_FINGERPRINTED["ner"] | columns)}
     if cfg.ingest.id_column:
         settings["id_rule"] = ID_RULE
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

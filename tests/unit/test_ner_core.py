@@ -437,6 +437,47 @@ def test_read_conll_file() -> None:
         read_conll(["EU B-ORG", "", "Peter B-PER", "Smith E-PER"], "wiki.conll", scheme="BIO")
 
 
+GERMEVAL = [  # GermEval 2014's layout: a running index, the token, outer entities, nested entities
+    "# http://de.wikipedia.org/wiki/Manfred_Korfmann [2009-10-17]",
+    "1\tAachen\tB-LOC\tO",
+    "2\tist\tO\tO",
+    "3\tdie\tO\tO",
+    "4\tStadt\tO\tO",
+    "5\tder\tO\tO",
+    "6\tRWTH\tB-ORG\tO",
+    "7\tAachen\tI-ORG\tB-LOC",
+    "",
+    "# http://de.wikipedia.org/wiki/Berlin [2009-10-18]",
+    "1\tBerliner\tB-LOCderiv\tO",
+    "2\tsagen\tO\tO",
+    "3\t1\tO\tO",
+]
+CONLL_2003 = ["-DOCSTART- -X- -X- O", "", "EU NNP B-NP I-ORG", "rejects VBZ B-VP O", "German JJ B-NP I-MISC",
+              "call NN I-NP O", ". . O O", "", "12 CD B-NP O", "Peter NNP B-NP I-PER", "Blackburn NNP I-NP I-PER"]
+
+
+def test_read_conll_finds_the_token_after_a_running_index_and_refuses_two_tag_layers() -> None:
+    """A running index is not the token (GermEval 2014, CoNLL-U); two columns of tags of the same entity types are
+    two annotation layers and which one to read is asked for, with the setting; CoNLL-2003's chunk tags (NP, VP)
+    before its NER column are not entity types, so its last column is read as it always was."""
+    with pytest.raises(SpanError, match=r"germeval.tsv: columns 3 and 4 both hold entity tags of the same types "
+                                        r"\(LOC\): two annotation layers.*Set ner.conll_tag_column") as refused:
+        read_conll(GERMEVAL, "germeval.tsv")
+    assert refused.value.reason == "ambiguous_columns"
+    outer = read_conll(GERMEVAL, "germeval.tsv", tag_column=3)
+    assert outer.sentences == [("Aachen ist die Stadt der RWTH Aachen", (Span(0, 6, "LOC"), Span(25, 36, "ORG")), 2),
+                               ("Berliner sagen 1", (Span(0, 8, "LOCderiv"),), 11)]
+    nested = read_conll(GERMEVAL, "germeval.tsv", tag_column=4)
+    assert nested.sentences[0][1] == (Span(30, 36, "LOC"),)
+    assert read_conll(GERMEVAL, "germeval.tsv", token_column=1, tag_column=3).sentences[0][0] == "1 2 3 4 5 6 7"
+    with pytest.raises(SpanError, match=r"germeval.tsv:2: line .* needs a token in column 2 and a tag in column 9"):
+        read_conll(GERMEVAL, "germeval.tsv", tag_column=9)
+    conll = read_conll(CONLL_2003, "eng.train")
+    assert (conll.scheme, conll.documents) == ("IOB1", 1)
+    assert conll.sentences == [("EU rejects German call .", (Span(0, 2, "ORG"), Span(11, 17, "MISC")), 3),
+                               ("12 Peter Blackburn", (Span(3, 18, "PER"),), 9)]  # "12" with a tag is a token
+
+
 def test_read_conll_bmes_chinese() -> None:
     lines = ["中 B-ORG", "国 M-ORG", "银 M-ORG", "行 E-ORG", "在 O", "2 O", "0 O", "2 O", "0 O", "年 O", "李 S-PER"]
     read = read_conll(lines, "msra.bmes")

@@ -185,6 +185,39 @@ def test_offsets_after_an_emoji_in_text_without_spaces_are_refused_until_a_setti
     assert settings_hash(trusted) != settings_hash(_cfg(tmp_path, [python], offsets="utf16"))
 
 
+def test_a_germeval_file_is_refused_until_its_tag_column_is_chosen_and_then_read_from_it(tmp_path: Path) -> None:
+    """GermEval 2014's .tsv (index, token, outer, nested tags) read as CoNLL: refused before anything is written,
+    naming both tag columns and the setting; read from the chosen one; the columns are part of ingest's
+    fingerprint only when set, so nights committed before the settings existed keep theirs."""
+    from tests.unit.test_ner_core import GERMEVAL
+
+    source = tmp_path / "NER-de-train.tsv"
+    source.write_text("\n".join(GERMEVAL) + "\n", encoding="utf-8")
+    base = {"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01", "task": "ner",
+            "ingest": {"sources": [str(source)], "format": "conll"}}
+    as_table = build_config(base, {"ingest.format": "auto"})  # .tsv: read as a table, and refused as one
+    with pytest.raises(InputDataError, match=r"NER-de-train.tsv: line 2 has 4 fields, the header has 1.*look like a "
+                                             r"CoNLL column file .*set task: ner and ingest.format: conll"):
+        run_ingest(as_table)
+    with pytest.raises(InputDataError, match=r"NER-de-train.tsv: columns 3 and 4 both hold entity tags"):
+        run_ingest(build_config(base))
+    assert not (tmp_path / "lake" / "ner" / "raw").exists() or not any((tmp_path / "lake" / "ner" / "raw").iterdir())
+    summary = run_ingest(build_config(base, {"ner.conll_tag_column": 3}))
+    assert summary["labels"] == {"LOC": 1, "LOCderiv": 1, "ORG": 1}
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-01")) == {
+        "Aachen ist die Stadt der RWTH Aachen": [("Aachen", "LOC"), ("RWTH Aachen", "ORG")],
+        "Berliner sagen 1": [("Berliner", "LOCderiv")]}
+    assert settings_hash(build_config(base)) != settings_hash(build_config(base, {"ner.conll_tag_column": 3}))
+    # unset, the hash is what it was before the settings existed (ingest settings plus ner's, ambiguous_offsets out)
+    import hashlib
+
+    cfg = build_config(base)
+    before = {"ingest": cfg.ingest.model_dump(mode="json", exclude={"on_existing", "label_map"}), "task": "ner",
+              "ner": cfg.ner.model_dump(mode="json", exclude={"ambiguous_offsets", "conll_token_column",
+                                                               "conll_tag_column"})}
+    assert settings_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def test_label_map_joins_spellings_before_the_case_check(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "mixed.jsonl", [{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "Per"]]}])
     run_ingest(_cfg(tmp_path, [source], label_map={"Per": "PER"}))
