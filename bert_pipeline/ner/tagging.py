@@ -12,7 +12,6 @@ BIOES's E/S and I. Tags are prefix-first (`B-PER`); a tag without a type is an e
 from __future__ import annotations
 
 import itertools
-
 import re
 import unicodedata
 from dataclasses import dataclass
