@@ -236,7 +236,7 @@ class IngestConfig(_Section):
 
 
 class CurateConfig(_Section):
-    min_chars: int = Field(3, ge=0, description="cleaned texts narrower than this many columns (a CJK character or emoji counts two) are rejected as too_short")
+    min_chars: int = Field(3, ge=0, description="cleaned texts of fewer characters (code points; a wide CJK character or emoji counts at least two) are rejected as too_short")
     max_chars: int = Field(100_000, ge=1, description="longer cleaned texts are rejected as too_long")
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of labelled rows held out for validation (the gate and early stopping read it)")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of labelled rows held out for the test figures")

@@ -31,7 +31,7 @@ _TAG = re.compile(  # a comment, a doctype, or an element's start or end tag (at
     r"<!--.*?-->|<!doctype[^<>]{0,500}>|</?(?:" + "|".join(sorted(HTML_ELEMENTS, key=len, reverse=True))
     + r")(?:[\s/][^<>]{0,500})?>", re.IGNORECASE | re.DOTALL)
 # in curate's fingerprint: 2 = tags of HTML elements only, stripped before entities are unescaped; 3 = low_alpha counts
-# user-perceived characters, and emoji as content; too_short counts a wide character (CJK, emoji) as two
+# user-perceived characters, and emoji as content; too_short counts a wide character (CJK, emoji) at least two
 CLEAN_RULE = 3
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
 # The same without C1 (\x80-\x9f): before ftfy those are often part of mojibake ("â€\x9d" is a mangled ”).
@@ -85,12 +85,13 @@ def alpha_ratio(text: str) -> float:
 
 
 def display_width(text: str) -> int:
-    """A text's length in terminal columns: one per user-perceived character (grapheme cluster, UAX #29, spaces
-    included), two for a wide one (East Asian Width W or F: Han, kana, Hangul, most emoji), as wcwidth counts them.
+    """A text's length for curate.min_chars: its code points, where a wide user-perceived character (a grapheme
+    cluster, UAX #29, starting with East Asian Width W or F: Han, kana, Hangul, most emoji) counts at least two.
 
-    curate.min_chars is measured in it, so that "好评" or "最高" (a whole review, as "great" is) and "👎🙄" are not
-    too short while "ok" and "x" still are: one CJK character carries about what a short Latin word does."""
-    return sum(2 if unicodedata.east_asian_width(g[0]) in "WF" else 1 for g in _GRAPHEME.findall(text))
+    So "好评" or "最高" (a whole review, as "great" is) and "👎🙄" are not too short while "ok" and "x" still are: one
+    CJK character carries about what a short Latin word does. Never less than len(text): a Hindi "ठीक" or Thai
+    "แย่", whose vowel signs are code points of their own, keeps the length it always had."""
+    return sum(max(len(g), 2 if unicodedata.east_asian_width(g[0]) in "WF" else 1) for g in _GRAPHEME.findall(text))
 
 
 def repetition(text: str) -> float:

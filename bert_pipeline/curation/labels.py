@@ -343,9 +343,18 @@ def look_alike_pairs(labels: Iterable[str]) -> list[tuple[str, str]]:
             if not long.startswith(short):
                 break
             rest = long[len(short):]
+            if _qualified(keys[short], keys[long]):
+                continue
             if (len(short) <= _SHORTENING_CHARS and rest.isalpha()) or rest in _PLURAL_ENDINGS:
                 pairs.append((keys[short], keys[long]))
     return pairs
+
+
+def _qualified(short: str, long: str) -> bool:
+    """An upper-case label and the same in upper case with a lower-case qualifier after it: GermEval 2014's entity
+    types LOC, LOCderiv, LOCpart are three types by design, not a shortening."""
+    head, tail = long[:len(short)], long[len(short):]
+    return short.isupper() and head == short and tail.isalpha() and tail.islower()
 
 
 def look_alike_warnings(where: Mapping[str, str], setting: str, map_setting: str,

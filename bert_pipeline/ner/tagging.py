@@ -249,8 +249,8 @@ def conll_sentences(lines: Iterable[str], where: str, *, token_column: int | Non
                                 f"{token_at + 1} and a tag in column {tag + 1 if tag_at >= 0 else 'the last'} (tab "
                                 "or space separated; ner.conll_token_column and ner.conll_tag_column choose them)",
                                 "bad_line")
-            parse_tag(fields[tag_at], f"{where}:{number}")
-            read.append((fields[token_at], fields[tag_at], number))
+            parse_tag(fields[tag_at].strip(), f"{where}:{number}")
+            read.append((fields[token_at], fields[tag_at].strip(), number))
         sentences.append(read)
     return sentences, documents
 
@@ -261,13 +261,14 @@ def _conll_rows(lines: Iterable[str], where: str) -> tuple[list[list[tuple[list[
     documents = 0
     for number, raw in enumerate(lines, 1):
         line = raw.rstrip("\r\n")
-        fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.split()
+        kept = line.rstrip()  # a trailing tab is not an empty column; a tab-separated token may be a space (KLUE)
+        fields = kept.split("\t") if "\t" in kept else kept.split()
         if not line.strip() or fields[0] == "-DOCSTART-":
             documents += bool(line.strip())
             if sentences[-1]:
                 sentences.append([])
             continue
-        if not sentences[-1] and line.startswith("#") and not _looks_like_tag(fields[-1]):
+        if not sentences[-1] and line.startswith("#") and not _looks_like_tag(fields[-1].strip()):
             continue  # "# id ... domain=en" (MultiCoNER), "# text = ..." (CoNLL-U), "# http://... [date]" (GermEval)
         if len(fields) < 2 or not fields[0]:
             raise SpanError(f"{where}:{number}: line {line!r} needs a token in the first column and a tag in the "
@@ -276,33 +277,41 @@ def _conll_rows(lines: Iterable[str], where: str) -> tuple[list[list[tuple[list[
     return [s for s in sentences if s], documents
 
 
+# The phrase types of chunk tags (CoNLL-2000), which CoNLL-2003 keeps in the column before its entity tags
+CHUNK_TYPES = frozenset("NP VP PP ADJP ADVP SBAR PRT INTJ CONJP LST UCP".split())
+_INDEX = re.compile(r"\d+(?:[-.]\d+)?")  # 7, and CoNLL-U's multiword range 4-5 and empty node 8.1
+
+
 def conll_columns(rows: Sequence[Sequence[tuple[list[str], int]]], where: str, token_column: int | None,
                   tag_column: int | None) -> tuple[int, int]:
     """(token, tag) column indexes of a CoNLL file (the tag's -1 = each line's last), from the 1-based settings or,
     where None, from the file.
 
-    Token: the first column, or the second where the first is a running index (1, 2, 3 ... in each sentence:
-    GermEval 2014, CoNLL-U). Tag: the last column (CoNLL-2002/2003 put NER last, after POS and chunk tags). A file
-    whose last two columns both hold tags of the same entity types is two annotation layers (GermEval's outer and
-    nested entities): which one to read is not guessed, SpanError names both and ner.conll_tag_column."""
+    Token: the first column, or the second where every line has three or more and the first is an index (numbers
+    only: GermEval 2014, CoNLL-U, 0-based or counted over the file). Tag: the last column (CoNLL-2002/2003 put NER
+    last, after POS and chunk tags). A file whose last two columns both hold nothing but tags, the first of them
+    not chunk tags (NP, VP ...), is two annotation layers (GermEval's outer and nested entities): which one to read
+    is not guessed, SpanError names both and ner.conll_tag_column."""
     if token_column is None:
-        token_column = 2 if _running_index(rows) else 1
+        token_column = 2 if _index_first(rows) else 1
     if tag_column is not None:
         return token_column - 1, tag_column - 1
     inner, outer = _tag_types(rows, -1, token_column), _tag_types(rows, -2, token_column)
-    if inner is not None and outer is not None and inner & outer:
+    if inner is not None and outer is not None and not outer <= CHUNK_TYPES:
         width = len(rows[0][0][0])
-        raise SpanError(f"{where}: columns {width - 1} and {width} both hold entity tags of the same types "
-                        f"({', '.join(sorted(inner & outer)[:6])}): two annotation layers, as GermEval 2014 keeps "
-                        f"outer entities in column {width - 1} and nested ones in column {width}. Set "
-                        "ner.conll_tag_column to the column to read (ingest reads one layer of flat entities)",
-                        "ambiguous_columns")
+        raise SpanError(f"{where}: columns {width - 1} and {width} both hold entity tags ({_types(outer)}; "
+                        f"{_types(inner)}): two annotation layers, as GermEval 2014 keeps outer entities in column "
+                        f"{width - 1} and nested ones in column {width}. Set ner.conll_tag_column to the column to "
+                        "read (ingest reads one layer of flat entities)", "ambiguous_columns")
     return token_column - 1, -1
 
 
-def _running_index(rows: Sequence[Sequence[tuple[list[str], int]]]) -> bool:
-    return all(len(fields) > 2 and fields[0] == str(position)
-               for sentence in rows for position, (fields, _) in enumerate(sentence, 1))
+def _types(types: set[str]) -> str:
+    return ", ".join(sorted(types)[:6]) + (" ..." if len(types) > 6 else "") if types else "O only"
+
+
+def _index_first(rows: Sequence[Sequence[tuple[list[str], int]]]) -> bool:
+    return all(len(fields) > 2 and _INDEX.fullmatch(fields[0].strip()) for sentence in rows for fields, _ in sentence)
 
 
 def _tag_types(rows: Sequence[Sequence[tuple[list[str], int]]], column: int, token_column: int) -> set[str] | None:
@@ -312,9 +321,9 @@ def _tag_types(rows: Sequence[Sequence[tuple[list[str], int]]], column: int, tok
     for sentence in rows:
         for fields, _ in sentence:
             at = len(fields) + column
-            if at < token_column or not _looks_like_tag(fields[at]):
+            if at < token_column or not _looks_like_tag(fields[at].strip()):
                 return None
-            types.add(parse_tag(fields[at])[1])
+            types.add(parse_tag(fields[at].strip())[1])
     return types - {""}
 
 

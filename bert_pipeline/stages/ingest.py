@@ -180,6 +180,10 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
     column = cfg.ingest.text_column
     if not text.strip():  # an empty file is a source with no rows, not an error
         return pl.DataFrame(schema={column: pl.String}), report
+    if fmt in ("txt", "csv", "tsv") and cfg.ingest.format == "auto" and looks_like_conll(text):
+        raise InputDataError(f"{url}: its lines look like a CoNLL column file (a token and a tag per line), not "
+                             f"{fmt} texts: to read its entities set task: ner and ingest.format: conll; to read "
+                             f"each line as a text set ingest.format: {fmt}. Nothing was written")
     if fmt == "txt":
         return pl.DataFrame({column: split_lines(text)}, schema={column: pl.String}), report
     if fmt == "conll":

@@ -106,10 +106,12 @@ def test_alpha_ratio_counts_letters_and_emoji_as_a_reader_sees_characters(text: 
 def test_emoji_hindi_and_two_character_chinese_reviews_are_kept_while_codes_and_ok_are_rejected() -> None:
     raw = _raw([("a", "😍😍🎉 👍🏽", "pos"), ("b", "💔😭😭😤", "neg"), ("c", "बहुत अच्छा है", "pos"),
                 ("d", "#4821-7 / 0099", None), ("e", "👎🙄", "neg"), ("f", "好评", "pos"), ("g", "最高", "pos"),
-                ("h", "ok", "pos"), ("i", "😂", "pos"), ("j", "no!", "neg")])
+                ("h", "ok", "pos"), ("i", "😂", "pos"), ("j", "no!", "neg"), ("k", "ठीक", "pos"), ("l", "แย่", "neg"),
+                ("m", "❤️❤️", "pos"), ("n", "🇯🇵🇯🇵", "pos")])
     curated, rejects, _ = curate_frame(raw, build_config({}))
-    assert curated["doc_id"].to_list() == ["a", "b", "c", "e", "f", "g", "j"]
-    # curate.min_chars (3) counts columns: a wide character (CJK, emoji) is two, so "好评" is a review and "ok" is not
+    assert curated["doc_id"].to_list() == ["a", "b", "c", "e", "f", "g", "j", "k", "l", "m", "n"]
+    # curate.min_chars (3) counts code points, a wide character (CJK, emoji) at least two: "好评" is a review, "ok" is
+    # not, and Hindi or Thai vowel signs keep counting as they always did
     assert dict(zip(rejects["doc_id"], rejects["reason"])) == {"d": "low_alpha", "h": "too_short", "i": "too_short"}
 
 

@@ -308,6 +308,12 @@ def test_look_alike_labels_are_named_with_where_each_was_seen() -> None:
     for distinct in ("'Sport-News'", "'体育新闻'", "'okay'", "'Musical'", "'LABEL_10'", "'cancel_reservation'"):
         assert distinct not in alike
     assert look_alike_warnings({"neg": "x", "pos": "y", "neutral": "z"}, "s", "m") == []
+    # GermEval's types: an upper-case type with a lower-case qualifier is another type; 'NEG'/'NEGATIVE' is not
+    germeval = {"LOC": "g row 1", "LOCderiv": "g row 2", "ORG": "g row 3", "ORGpart": "g row 4", "NEG": "h row 1",
+                "NEGATIVE": "h row 2", "Pos": "h row 3", "Positive": "h row 4"}
+    [told] = look_alike_warnings(germeval, "ner.tags_key", "ner.label_map")
+    assert "'NEG' (h row 1) and 'NEGATIVE' (h row 2); 'Pos' (h row 3) and 'Positive' (h row 4)" in told
+    assert "LOC" not in told and "ORG" not in told
     # a pair that other nights already held is not told again; one with a label new tonight is
     held = {"neg": "run_date=2026-03-01", "negative": "run_date=2026-03-02", "pos": "a.csv row 1"}
     assert look_alike_warnings(held, "s", "m", new={"pos"}) == []

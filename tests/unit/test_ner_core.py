@@ -460,10 +460,14 @@ def test_read_conll_finds_the_token_after_a_running_index_and_refuses_two_tag_la
     """A running index is not the token (GermEval 2014, CoNLL-U); two columns of tags of the same entity types are
     two annotation layers and which one to read is asked for, with the setting; CoNLL-2003's chunk tags (NP, VP)
     before its NER column are not entity types, so its last column is read as it always was."""
-    with pytest.raises(SpanError, match=r"germeval.tsv: columns 3 and 4 both hold entity tags of the same types "
-                                        r"\(LOC\): two annotation layers.*Set ner.conll_tag_column") as refused:
+    with pytest.raises(SpanError, match=r"germeval.tsv: columns 3 and 4 both hold entity tags \(LOC, LOCderiv, ORG; "
+                                        r"LOC\): two annotation layers.*Set ner.conll_tag_column") as refused:
         read_conll(GERMEVAL, "germeval.tsv")
     assert refused.value.reason == "ambiguous_columns"
+    # a night whose nested layer is empty is as ambiguous: never read from the nested column
+    flat_night = [line.rsplit("\t", 1)[0] + "\tO" if "\t" in line else line for line in GERMEVAL]
+    with pytest.raises(SpanError, match=r"columns 3 and 4 both hold entity tags \(LOC, LOCderiv, ORG; O only\)"):
+        read_conll(flat_night, "germeval.tsv")
     outer = read_conll(GERMEVAL, "germeval.tsv", tag_column=3)
     assert outer.sentences == [("Aachen ist die Stadt der RWTH Aachen", (Span(0, 6, "LOC"), Span(25, 36, "ORG")), 2),
                                ("Berliner sagen 1", (Span(0, 8, "LOCderiv"),), 11)]
@@ -472,6 +476,17 @@ def test_read_conll_finds_the_token_after_a_running_index_and_refuses_two_tag_la
     assert read_conll(GERMEVAL, "germeval.tsv", token_column=1, tag_column=3).sentences[0][0] == "1 2 3 4 5 6 7"
     with pytest.raises(SpanError, match=r"germeval.tsv:2: line .* needs a token in column 2 and a tag in column 9"):
         read_conll(GERMEVAL, "germeval.tsv", tag_column=9)
+    # an index counted from 0, over the whole file, or with CoNLL-U's multiword range is still not the token
+    for index in (lambda i, n: str(i - 1), lambda i, n: str(n + 1), lambda i, n: "4-5" if i == 4 else str(i)):
+        lines, n = [], 0
+        for i, (token, tag) in enumerate([("EU", "B-ORG"), ("rejects", "O"), ("German", "B-MISC"), ("call", "O")], 1):
+            lines.append(f"{index(i, n)}\t{token}\t_\t{tag}")
+            n += 1
+        assert read_conll(lines, "ud.conllu").sentences[0][:2] == (
+            "EU rejects German call", (Span(0, 2, "ORG"), Span(11, 17, "MISC")))
+    # a trailing tab is not an empty tag column; a tab-separated space token (KLUE) stays a token
+    assert read_conll(["EU\tB-ORG\t", "said\tO\t"], "trail.conll").sentences[0][:2] == ("EU said", (Span(0, 2, "ORG"),))
+    assert read_conll(["서울\tB-LC", " \tO", "간다\tO"], "klue.tsv").sentences[0][:2] == ("서울 간다", (Span(0, 2, "LC"),))
     conll = read_conll(CONLL_2003, "eng.train")
     assert (conll.scheme, conll.documents) == ("IOB1", 1)
     assert conll.sentences == [("EU rejects German call .", (Span(0, 2, "ORG"), Span(11, 17, "MISC")), 3),

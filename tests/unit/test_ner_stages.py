@@ -195,10 +195,21 @@ def test_a_germeval_file_is_refused_until_its_tag_column_is_chosen_and_then_read
     source.write_text("\n".join(GERMEVAL) + "\n", encoding="utf-8")
     base = {"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01", "task": "ner",
             "ingest": {"sources": [str(source)], "format": "conll"}}
-    as_table = build_config(base, {"ingest.format": "auto"})  # .tsv: read as a table, and refused as one
+    as_table = build_config(base, {"ingest.format": "tsv"})  # read as a table, and refused as one
     with pytest.raises(InputDataError, match=r"NER-de-train.tsv: line 2 has 4 fields, the header has 1.*look like a "
                                              r"CoNLL column file .*set task: ner and ingest.format: conll"):
         run_ingest(as_table)
+    # under format auto a .tsv or .txt of token and tag lines is never read as a table or as one text per line
+    plain = tmp_path / "conll03.txt"
+    plain.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n")
+    for path in (source, plain):
+        for task in ("ner", "classification"):
+            with pytest.raises(InputDataError, match=rf"{path.name}: its lines look like a CoNLL column file"):
+                run_ingest(build_config(base, {"ingest.format": "auto", "ingest.sources": [str(path)], "task": task}))
+    run_ingest(build_config(base, {"ingest.format": "conll", "ingest.sources": [str(plain)],
+                                   "data_root": str(tmp_path / "plain")}))
+    assert _entities(read_partition(Lake(str(tmp_path / "plain" / "ner")), "raw", "2026-03-01")) == {
+        "EU rejects": [("EU", "ORG")], "Peter": [("Peter", "PER")]}
     with pytest.raises(InputDataError, match=r"NER-de-train.tsv: columns 3 and 4 both hold entity tags"):
         run_ingest(build_config(base))
     assert not (tmp_path / "lake" / "ner" / "raw").exists() or not any((tmp_path / "lake" / "ner" / "raw").iterdir())
