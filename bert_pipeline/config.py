@@ -461,7 +461,8 @@ class NerConfig(_Section):
                                          "last two both hold entity tags (nested layers: GermEval 2014's outer "
                                          "entities are column 3)")
     token_separator: str | None = Field(None, description="what joins tokens into the stored text; empty = a "
-                                        "space, nothing between two Han/Hiragana/Katakana characters")
+                                        "space, nothing between two Han/Hiragana/Katakana characters, and nothing "
+                                        "at all in a character-level file (9 tokens in 10 one character long)")
     offsets: Literal["code_points", "utf16", "utf8"] = Field(
         "code_points", description="what span offsets count: code_points (Python, spaCy, doccano's API), utf16 "
         "units (Java/JavaScript tools such as Label Studio and doccano's browser export: an emoji counts 2) or utf8 "

@@ -633,10 +633,9 @@ def settings_hash(cfg: PipelineConfig) -> str:
     unset = {"on_existing"} | (set() if cfg.ingest.label_map else {"label_map"})
     settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude=unset)}
     if cfg.task != "classification":  # so that a classification lake's committed nights keep their fingerprints
-        # unset CoNLL columns are left out, so that nights committed before the settings existed keep theirs
-        columns = {key for key in ("conll_token_column", "conll_tag_column") if getattr(cfg.ner, key) is None}
-        settings |= {"task": cfg.task,
-                     "ner": cfg.ner.model_dump(mode="json", exclude=NOT_FINGERPRINTED["ner"] | columns)}
+        settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json", exclude=NOT_FINGERPRINTED["ner"])}
+    if task_of(cfg).read_rule is not None:  # a night read under an older rule is read again when it is run again
+        settings["read_rule"] = task_of(cfg).read_rule
     if cfg.ingest.id_column:
         settings["id_rule"] = ID_RULE
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

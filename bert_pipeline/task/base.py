@@ -24,6 +24,7 @@ class RowsRead:
 class Task(Protocol):
     name: str
     nested_records: bool  # json(l) lists and objects are read as Python objects, not unified by polars
+    read_rule: int | None  # the version of how read_rows turns records into rows, in ingest's fingerprint; None: none
     output_area: str  # the lake area the score stage writes: predictions (classification), entities (ner)
     model_kind: str  # the Hugging Face head of its models: sequence-classification, token-classification
     label_map_setting: str  # the mapping that merges spellings of one label: ingest.label_map, ner.label_map

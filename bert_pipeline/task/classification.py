@@ -53,6 +53,7 @@ class ClassificationTask:
     model_kind = "sequence-classification"  # the Hugging Face head score.model must have
     output_area = "predictions"  # the lake area score writes
     nested_records = False  # a label column may hold lists; polars reads them as typed lists
+    read_rule = None  # label columns are read as they always were (ids have their own rule: ingest.ID_RULE)
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
         """ingest.text_column as text; ingest.label_column in canonical form (1, 1.0 and "1" are the label "1"; a

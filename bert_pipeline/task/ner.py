@@ -74,24 +74,47 @@ def file_scheme(records: list[dict[str, Any]], n: NerConfig, where: str) -> str:
     return detect_scheme(sentences, where) if any(sentences) else "IOB2"
 
 
-def _unlabelled_text(record: Mapping[str, Any], cfg: PipelineConfig, where: str) -> str | None:
+# A file whose token lists are this share of single characters (or more) is character-level: MSRA, Resume, Weibo
+# and KLUE ship one character per line, Latin letters and digits included
+CHARACTER_LEVEL_SHARE = 0.9
+CHARACTER_LEVEL_MIN_TOKENS = 20
+# how token lists become text, in ingest's fingerprint for task ner: 2 = a character-level file is joined with nothing
+# between its tokens; CoNLL's token column follows an index column of numbers only
+TOKENS_RULE = 2
+
+
+def file_separator(records: list[dict[str, Any]], n: NerConfig) -> str | None:
+    """What joins each record's tokens: ner.token_separator, or under auto "" for a character-level file (at least
+    CHARACTER_LEVEL_SHARE of its tokens one character each), so that "M B A" and "1 9 6 6" in a Chinese corpus
+    read "MBA" and "1966" as the text was written; None (a space, nothing between Han or kana) otherwise."""
+    if n.token_separator is not None:
+        return n.token_separator
+    lengths = [len(str(t)) for record in records if isinstance(record.get(n.tokens_key), list)
+               for t in record[n.tokens_key]]
+    single = sum(length == 1 for length in lengths)
+    character_level = len(lengths) >= CHARACTER_LEVEL_MIN_TOKENS and single >= CHARACTER_LEVEL_SHARE * len(lengths)
+    return "" if character_level else None
+
+
+def _unlabelled_text(record: Mapping[str, Any], cfg: PipelineConfig, where: str,
+                     separator: str | None = None) -> str | None:
     text = record.get(cfg.ingest.text_column)
     if text is None and isinstance(record.get(cfg.ner.tokens_key), list):  # tokens without tags: text to score
-        return join_tokens([str(t) for t in record[cfg.ner.tokens_key]], separator=cfg.ner.token_separator)[0]
+        return join_tokens([str(t) for t in record[cfg.ner.tokens_key]], separator=separator)[0]
     if text is not None and not isinstance(text, str):
         raise SpanError(f"{where}: {cfg.ingest.text_column!r} holds {type(text).__name__}, not text", "no_text")
     return text
 
 
 def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, scheme: str,
-                counts: Counter[str]) -> tuple[str | None, list[Span] | None]:
+                counts: Counter[str], separator: str | None = None) -> tuple[str | None, list[Span] | None]:
     """(text, spans) of one record; spans None when it carries no usable annotation (Label Studio cancelled, Prodigy
-    reject, no annotation key under auto)."""
+    reject, no annotation key under auto). separator: what joins token lists (`file_separator`)."""
     n, text_key = cfg.ner, cfg.ingest.text_column
     style = style_of(record, n)
     annotated: Annotated | None
     if style is None:
-        return _unlabelled_text(record, cfg, where), None
+        return _unlabelled_text(record, cfg, where, separator), None
     if style == "doccano":
         keyed = record if n.spans_key is None else {**record, "label": record.get(n.spans_key)}
         annotated = read_doccano(keyed, where, text_key=text_key, offsets=n.offsets, counts=counts,
@@ -104,11 +127,11 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
                                     counts=counts, ambiguous=n.ambiguous_offsets)
     else:
         annotated = read_token_tags(record, where, tokens_key=n.tokens_key, tags_key=n.tags_key,
-                                    label_names=n.tag_names or None, scheme=scheme, separator=n.token_separator,
+                                    label_names=n.tag_names or None, scheme=scheme, separator=separator,
                                     counts=counts)
     if annotated is None:  # a Label Studio task nobody annotated, a Prodigy reject: scored, not trained on
         holder = record.get("data") or {} if style == "label_studio" else record
-        return _unlabelled_text(holder, cfg, where), None
+        return _unlabelled_text(holder, cfg, where, separator), None
     text, spans = annotated
     return text, [Span(s.start, s.end, n.label_map.get(s.label, s.label)) for s in spans]
 
@@ -119,20 +142,21 @@ class NerTask:
     model_kind = "token-classification"  # the Hugging Face head score.model must have
     output_area = "entities"  # the lake area score writes
     nested_records = True  # json(l) records are read as the objects they are: span lists mix numbers and text
+    read_rule = TOKENS_RULE
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
         """Each record's text and spans (see read_record), entity types rewritten by ner.label_map (ingest then refuses
         two spellings of one type, as it does labels). Raises SpanError (an InputDataError) naming url and the record
         or line."""
         records = frame.to_dicts()
-        scheme = file_scheme(records, cfg.ner, url)
+        scheme, separator = file_scheme(records, cfg.ner, url), file_separator(records, cfg.ner)
         texts: list[str | None] = []
         labels: list[str | None] = []
         counts: Counter[str] = Counter()
         entities = 0
         for index, record in enumerate(records):
             where = f"{url} line {lines[index]}" if lines else f"{url} record {index + 1}"
-            text, spans = read_record(record, where, cfg, scheme, counts)
+            text, spans = read_record(record, where, cfg, scheme, counts, separator)
             texts.append(text)
             labels.append(None if spans is None else encode_spans(spans))
             entities += len(spans or [])

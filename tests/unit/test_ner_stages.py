@@ -187,8 +187,7 @@ def test_offsets_after_an_emoji_in_text_without_spaces_are_refused_until_a_setti
 
 def test_a_germeval_file_is_refused_until_its_tag_column_is_chosen_and_then_read_from_it(tmp_path: Path) -> None:
     """GermEval 2014's .tsv (index, token, outer, nested tags) read as CoNLL: refused before anything is written,
-    naming both tag columns and the setting; read from the chosen one; the columns are part of ingest's
-    fingerprint only when set, so nights committed before the settings existed keep theirs."""
+    naming both tag columns and the setting; read from the chosen one, which is part of ingest's fingerprint."""
     from tests.unit.test_ner_core import GERMEVAL
 
     source = tmp_path / "NER-de-train.tsv"
@@ -219,14 +218,30 @@ def test_a_germeval_file_is_refused_until_its_tag_column_is_chosen_and_then_read
         "Aachen ist die Stadt der RWTH Aachen": [("Aachen", "LOC"), ("RWTH Aachen", "ORG")],
         "Berliner sagen 1": [("Berliner", "LOCderiv")]}
     assert settings_hash(build_config(base)) != settings_hash(build_config(base, {"ner.conll_tag_column": 3}))
-    # unset, the hash is what it was before the settings existed (ingest settings plus ner's, ambiguous_offsets out)
-    import hashlib
 
-    cfg = build_config(base)
-    before = {"ingest": cfg.ingest.model_dump(mode="json", exclude={"on_existing", "label_map"}), "task": "ner",
-              "ner": cfg.ner.model_dump(mode="json", exclude={"ambiguous_offsets", "conll_token_column",
-                                                               "conll_tag_column"})}
-    assert settings_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+
+def test_a_character_level_file_keeps_latin_words_and_numbers_whole(tmp_path: Path) -> None:
+    """Resume/MSRA-style corpora put every character on a line of its own, Latin letters and digits too: joined with
+    a space between non-Han characters they would read "M B A" and "1 9 6 6". A file whose tokens are nearly all
+    single characters is joined with nothing; a word-level file next to it keeps its spaces."""
+    chars = [("高", "B-NAME"), ("勇", "E-NAME"), ("：", "O"), ("男", "O"), ("，", "O"), ("1", "O"), ("9", "O"),
+             ("6", "O"), ("6", "O"), ("年", "O"), ("出", "O"), ("生", "O"), ("，", "O"), ("M", "B-EDU"),
+             ("B", "M-EDU"), ("A", "E-EDU"), ("。", "O"), ("", ""), ("现", "O"), ("任", "O"), ("I", "B-ORG"),
+             ("B", "M-ORG"), ("M", "M-ORG"), ("中", "M-ORG"), ("国", "E-ORG"), ("C", "B-TITLE"), ("E", "M-TITLE"),
+             ("O", "E-TITLE")]
+    resume = tmp_path / "resume.bmes"
+    resume.write_text("".join(f"{c} {t}\n" if c else "\n" for c, t in chars), encoding="utf-8")
+    words = _jsonl(tmp_path / "words.jsonl", [{"tokens": ["Peter", "Blackburn", "joined", "IBM", "in", "1966"],
+                                               "ner_tags": ["B-PER", "I-PER", "O", "B-ORG", "O", "O"]}])
+    summary = run_ingest(_cfg(tmp_path, [resume, words]))
+    assert summary["labels"] == {"EDU": 1, "NAME": 1, "ORG": 2, "PER": 1, "TITLE": 1}
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-01")) == {
+        "高勇：男，1966年出生，MBA。": [("高勇", "NAME"), ("MBA", "EDU")],
+        "现任IBM中国CEO": [("IBM中国", "ORG"), ("CEO", "TITLE")],
+        "Peter Blackburn joined IBM in 1966": [("Peter Blackburn", "PER"), ("IBM", "ORG")]}
+    spaced = run_ingest(_cfg(tmp_path, [resume], run_date="2026-03-02", token_separator=" "))
+    assert spaced["labels"]["EDU"] == 1
+    assert "M B A" in read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-02")["text"][0]
 
 
 def test_label_map_joins_spellings_before_the_case_check(tmp_path: Path) -> None:
