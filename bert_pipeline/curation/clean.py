@@ -96,12 +96,18 @@ def display_width(text: str) -> int:
 
 def repetition(text: str) -> float:
     """Fraction of character n-grams that repeat an earlier one (10-grams, or 3-grams under 100 characters):
-    ~0.05 for prose, near 1 for 'spam spam spam ...'. Texts under 20 characters are not judged."""
-    n = 10 if len(text) >= SHORT_TEXT_CHARS else 3
-    windows = len(text) - n + 1
-    if len(text) < REPETITION_MIN_CHARS or windows <= 0:
+    ~0.05 for prose, near 1 for 'spam spam spam ...'. Texts under 20 characters are not judged. Characters are
+    user-perceived ones (grapheme clusters), so "🤦🏽‍♀️" four times is 4 characters, not 20 code points."""
+    clusters = _GRAPHEME.findall(text) if not text.isascii() else text
+    # a text whose clusters are all one code point is sliced as the string it is (fast); else as a list of clusters
+    chars: str | list[str] = text if len(clusters) == len(text) else clusters
+    n = 10 if len(chars) >= SHORT_TEXT_CHARS else 3
+    windows = len(chars) - n + 1
+    if len(chars) < REPETITION_MIN_CHARS or windows <= 0:
         return 0.0
-    return 1.0 - len({text[i:i + n] for i in range(windows)}) / windows
+    seen = {chars[i:i + n] for i in range(windows)} if isinstance(chars, str) else \
+        {tuple(chars[i:i + n]) for i in range(windows)}
+    return 1.0 - len(seen) / windows
 
 
 def filter_reason(cleaned: str, c: CurateConfig) -> str | None:

@@ -115,6 +115,18 @@ def test_emoji_hindi_and_two_character_chinese_reviews_are_kept_while_codes_and_
     assert dict(zip(rejects["doc_id"], rejects["reason"])) == {"d": "low_alpha", "h": "too_short", "i": "too_short"}
 
 
+@pytest.mark.parametrize(("text", "judged"), [
+    ("🤦🏽\u200d♀️" * 4, 0.0),   # 4 characters as a reader sees them (20 code points): too short to judge
+    ("👍🏽" * 10, 0.0), ("🇺🇸" * 10, 0.0),
+    ("😂" * 25, pytest.approx(22 / 23)),  # 25 characters, 3-grams: all but the first repeat
+    ("hahahahahahahahahahahahaha", pytest.approx(22 / 24)),
+])
+def test_repetition_counts_characters_as_a_reader_sees_them(text: str, judged: object) -> None:
+    from bert_pipeline.curation.clean import repetition
+
+    assert repetition(text) == judged
+
+
 def test_bad_inputs_end_kept_or_rejected_never_crash() -> None:
     big = ("word " * 200_000).strip() + " end"  # ~1 MB, and repetitive
     raw = _raw([("a", "", None), ("b", "   \t ", None), ("c", "nul\x00byte\x00text here", None), ("d", big, None),
