@@ -347,7 +347,8 @@ class TrainConfig(_Section):
     linear_baseline: bool = Field(
         True, description="also fit TF-IDF + logistic regression on the same training rows (bert_pipeline.evaluation.baseline), "
         "report its validation/test metrics next to the model's, store it in the model folder, and promote the "
-        "model only if it beats the baseline's validation macro-F1; false = no baseline, no such check")
+        "model only if it beats the baseline's validation macro-F1 (task: ner: a linear-chain CRF on word features, "
+        "bert_pipeline/ner/crf.py, against validation entity F1); false = no baseline, no such check")
     domain_adaptation: Literal["auto", "on", "off"] = Field(
         "auto", description="masked-language-model pretraining on the lake's own text (labelled training rows and "
         "every unlabelled row of the training window) before fine-tuning (Gururangan et al., ACL 2020: don't stop "

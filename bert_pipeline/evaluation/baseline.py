@@ -45,7 +45,9 @@ TENSORS_FILE = "baseline.safetensors"
 KIND = "tfidf-logistic-regression"
 SUFFIX = "+tfidf-baseline"  # model_version of predictions the baseline wrote (score.fallback: baseline)
 MEMORISING_SUFFIX = "+memorising-baseline"  # of entities an entity model's memorising baseline wrote (task: ner)
-BASELINE_NAMES = {SUFFIX: "TF-IDF baseline", MEMORISING_SUFFIX: "memorising baseline"}  # suffix -> what it is
+CRF_SUFFIX = "+crf-baseline"  # of entities an entity model's CRF baseline wrote (task: ner, train.linear_baseline)
+BASELINE_NAMES = {SUFFIX: "TF-IDF baseline", MEMORISING_SUFFIX: "memorising baseline",
+                  CRF_SUFFIX: "CRF baseline"}  # suffix -> what it is
 FORMAT = 1
 
 MAX_FEATURES = 100_000  # per vectorizer: word+char together at most 200k columns
@@ -288,7 +290,8 @@ def fit_and_evaluate(texts: dict[str, Sequence[str]], labels: dict[str, np.ndarr
 
 def model_version_of(baseline_version: str) -> str:
     """The model version whose stored baseline scored rows of this model_version ("<version>+tfidf-baseline" or,
-    for entities, "<version>+memorising-baseline" -> "<version>"); any other version is returned as it is."""
+    for entities, "<version>+crf-baseline" or "+memorising-baseline" -> "<version>"); any other version is returned
+    as it is."""
     for suffix in BASELINE_NAMES:
         if baseline_version.endswith(suffix):
             return baseline_version.removesuffix(suffix)

@@ -1,5 +1,5 @@
 """The nightly report's model and score sections for task: ner (report.py composes them; curation and coverage
-are shared): the gate's figures (entity F1 of the new model, the champion and the memorising baseline), precision,
+are shared): the gate's figures (entity F1 of the new model, the champion and the CRF and memorising baselines), precision,
 recall and F1 per entity type with support, the confusion of types, and the entities found per type tonight against
 the newest earlier night."""
 
@@ -49,10 +49,11 @@ class EntityReport:
         return (f"## Training\n\nEntity model {version} was {promotion.verdict(decision)}. "
                 f"{decision.get('reason', '')}.\n\n"
                 f"| validation entity F1 | new model | champion ({decision.get('previous_champion') or 'none'}) | "
-                f"memorising baseline |\n|---|---|---|---|\n| {decision.get('validation_entities', 0)} entities in "
+                f"CRF baseline | memorising baseline |\n|---|---|---|---|---|\n| "
+                f"{decision.get('validation_entities', 0)} entities in "
                 f"{decision.get('validation_rows', 0)} rows | {_f(decision.get('new_validation_entity_f1'))} | "
-                f"{_f(decision.get('champion_validation_entity_f1'))} | "
-                f"{_f(decision.get('memorising_validation_entity_f1'))} |\n\n"
+                f"{_f(decision.get('champion_validation_entity_f1'))} | {_f(decision.get('crf_validation_entity_f1'))} "
+                f"| {_f(decision.get('memorising_validation_entity_f1'))} |\n\n"
                 f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
                 f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per "
                 f"night:\n\n| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
@@ -63,8 +64,10 @@ class EntityReport:
                         f"{_f(m.get('recall'))} | {_f(m.get('entity_f1'))} | {_f(m.get('entity_macro_f1'))} |\n"
                         for name, m in splits)
         base = metrics.get("baseline") or {}
-        baseline = "".join(f"| {name} | {_f(m.get('entity_f1'))} | {_f((base.get(name) or {}).get('entity_f1'))} |\n"
-                           for name, m in splits) if base else ""
+        crf = base.get("crf") or {}
+        fitted = f"fitted in {crf.get('seconds')} s" if crf else "not fitted"
+        baseline = "".join(f"| {name} | {_f(m.get('entity_f1'))} | {_f((crf.get(name) or {}).get('entity_f1'))} | "
+                           f"{_f((base.get(name) or {}).get('entity_f1'))} |\n" for name, m in splits) if base else ""
         types = "".join(f"| {kind} | {m['support']} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} |\n"
                         for kind, m in (metrics["test"].get("per_type") or {}).items())
         confusion = "".join(f"| {c['gold']} | {c['predicted']} | {c['count']} |\n"
@@ -72,8 +75,10 @@ class EntityReport:
         return (f"## Model {metrics['model_version']}\n\nExact-match entities (start, end and type), as seqeval's "
                 "strict IOB2 mode counts them.\n\n| split | rows | entities | precision | recall | entity F1 (micro) "
                 f"| entity F1 (macro) |\n|---|---|---|---|---|---|---|\n{table}"
-                + (f"\nAgainst the memorising baseline ({base.get('entries')} strings seen as entities in "
-                   "training):\n\n| split | model entity F1 | memorising baseline |\n|---|---|---|\n" + baseline
+                + (f"\nAgainst the baselines fitted on the same training rows: the CRF (train.linear_baseline; "
+                   f"{fitted}) "
+                   f"and the memorising baseline ({base.get('entries')} strings seen as entities in training):\n\n"
+                   "| split | model entity F1 | CRF baseline | memorising baseline |\n|---|---|---|---|\n" + baseline
                    if base else "")
                 + f"\nTest, per type:\n\n| type | entities | precision | recall | F1 |\n|---|---|---|---|---|\n{types}"
                 + ("\nTest, spans found with the right boundaries but another type:\n\n| gold type | predicted type "

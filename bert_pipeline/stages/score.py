@@ -51,6 +51,7 @@ from bert_pipeline.modeling.inference import autocast, collate, pick_device, pic
 from bert_pipeline.training.calibration import softmax
 from bert_pipeline.modeling.multilabel import is_multi_label, sigmoid, thresholds_of
 from bert_pipeline.evaluation.registry import committed_models
+from bert_pipeline.ner.crf import CRF_FILE
 from bert_pipeline.ner.metrics import LEXICON_FILE
 from bert_pipeline.modeling.windows import Windowing, mean_by_document
 
@@ -87,12 +88,13 @@ def no_champion_reason(lake: Lake) -> str:
 
 def no_model_reason(cfg: PipelineConfig, lake: Lake) -> str:
     """What a night without a model to score with says (score stage summary, report)."""
-    fallback = FALLBACKS[cfg.task]
+    fallbacks = FALLBACKS[cfg.task]
+    name = " or ".join(fallback.name for fallback in fallbacks)
     if cfg.score.fallback == "baseline":
-        what = f"score.fallback: baseline found no trained model with a stored {fallback.name} ({fallback.stored_by})"
+        what = (f"score.fallback: baseline found no trained model with a stored {name} "
+                f"({'; '.join(fallback.stored_by for fallback in fallbacks)})")
     else:
-        what = (f"set score.fallback: baseline to score with the {fallback.name} stored with the newest trained "
-                "model, or set score.model")
+        what = f"set score.fallback: baseline to score with the {name} stored with the newest trained model, or set score.model"
     return f"nothing scored: {no_champion_reason(lake)}; {what}"
 
 
@@ -116,6 +118,12 @@ def _lexicon_scorer(folder: str) -> Any:
     from bert_pipeline.stages.score_entities import LexiconScorer  # the task's own module, loaded when it scores
 
     return LexiconScorer(folder)
+
+
+def _crf_scorer(folder: str) -> Any:
+    from bert_pipeline.stages.score_entities import CrfScorer
+
+    return CrfScorer(folder)
 
 
 def newest_baseline(lake: Lake, fallback: Fallback) -> tuple[str, str] | None:
@@ -266,20 +274,29 @@ def classifier_metadata(scorer: "Scorer | BaselineScorer") -> dict[str, str]:
                if scorer.thresholds is not None else {})}
 
 
-# task -> what score.fallback: baseline scores with (bert_pipeline/task names the tasks)
-FALLBACKS: dict[str, Fallback] = {
-    "classification": Fallback((baseline.SETTINGS_FILE, baseline.TENSORS_FILE), baseline.KIND,
-                               "tfidf", baseline.SUFFIX, "models trained with train.linear_baseline: true store one",
-                               BaselineScorer),
-    "ner": Fallback((LEXICON_FILE,), "memorising-lexicon", "memorising",
-                    baseline.MEMORISING_SUFFIX, "every trained entity model stores one", _lexicon_scorer),
+# task -> what score.fallback: baseline scores with, in order of preference (bert_pipeline/task names the tasks)
+FALLBACKS: dict[str, tuple[Fallback, ...]] = {
+    "classification": (Fallback((baseline.SETTINGS_FILE, baseline.TENSORS_FILE), baseline.KIND, "tfidf",
+                                baseline.SUFFIX, "models trained with train.linear_baseline: true store one",
+                                BaselineScorer),),
+    "ner": (Fallback((CRF_FILE,), "crf", "crf", baseline.CRF_SUFFIX,
+                     "entity models trained with train.linear_baseline: true store one", _crf_scorer),
+            Fallback((LEXICON_FILE,), "memorising-lexicon", "memorising", baseline.MEMORISING_SUFFIX,
+                     "every trained entity model stores one", _lexicon_scorer)),
 }
+_BY_SUFFIX = {fallback.suffix: fallback for fallbacks in FALLBACKS.values() for fallback in fallbacks}
+
+
+def fallback_of(model_version: str) -> Fallback:
+    """The Fallback whose rows carry this model_version (its suffix). KeyError for a model's own version."""
+    return next(fallback for suffix, fallback in _BY_SUFFIX.items() if model_version.endswith(suffix))
 
 
 @functools.lru_cache(maxsize=2)
-def cached_baseline_scorer(model_ref: str, model_hash: str, task: str = "classification") -> Any:
-    """One baseline load per worker process (model_hash keys a changed folder anew)."""
-    return FALLBACKS[task].scorer(baseline_dir(model_ref))
+def cached_baseline_scorer(model_ref: str, model_hash: str, suffix: str = baseline.SUFFIX) -> Any:
+    """One baseline load per worker process (model_hash keys a changed folder anew); suffix: which of the model's
+    stored baselines (`Fallback.suffix`)."""
+    return _BY_SUFFIX[suffix].scorer(baseline_dir(model_ref))
 
 
 @dataclass(frozen=True)
@@ -386,8 +403,10 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
         return replace(source, action="empty")
     run_id = run_id or uuid.uuid4().hex
     no_champion = not cfg.score.model and storage.read_json(lake.champion_url) is None
-    fallback = FALLBACKS[cfg.task]
-    found = newest_baseline(lake, fallback) if no_champion and cfg.score.fallback == "baseline" else None
+    found, fallback = None, FALLBACKS[cfg.task][0]
+    if no_champion and cfg.score.fallback == "baseline":
+        found, fallback = next(((hit, candidate) for candidate in FALLBACKS[cfg.task]
+                                if (hit := newest_baseline(lake, candidate)) is not None), (None, fallback))
     if no_champion and found is None:
         reason = no_model_reason(cfg, lake)
         log.warning("score: %s", reason)
@@ -395,7 +414,7 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
     if found is not None:  # score.fallback: baseline, and no champion yet
         model_hash = baseline_hash(baseline_dir(found[0]), fallback)
         stage_fp = fingerprint("score", curated["fingerprint"], model_hash, SCHEMA_VERSION, fallback.kind)
-        labels = cached_baseline_scorer(found[0], model_hash, cfg.task).labels
+        labels = cached_baseline_scorer(found[0], model_hash, fallback.suffix).labels
         plan = replace(source, fingerprint=stage_fp, model_version=found[1] + fallback.suffix, model_ref=found[0],
                        model_hash=model_hash, labels=tuple(labels), run_id=run_id, fallback=True)
     else:
@@ -432,7 +451,7 @@ def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, i
     if shard_matches(url, plan.fingerprint):
         return {"rows": storage.parquet_rows(url), "scored": 0}
     scorer: Any = (
-        cached_baseline_scorer(plan.model_ref, plan.model_hash, cfg.task) if plan.fallback else
+        cached_baseline_scorer(plan.model_ref, plan.model_hash, fallback_of(plan.model_version).suffix) if plan.fallback else
         cached_scorer(plan.model_ref, plan.model_hash, plan.max_length, cfg.score.batch_tokens, cfg.score.precision,
                       cfg.score.device, cfg.score.long_text, cfg.task))
     source = "score.fallback: baseline (no champion)" if plan.fallback else (cfg.score.model or "champion")

@@ -20,6 +20,7 @@ from bert_pipeline.lake.predictions import ScoredBy
 from bert_pipeline.modeling.inference import pick_device, pick_precision, predict_token_logits
 from bert_pipeline.modeling.models import fast_encoder, load_token_classifier, load_tokenizer, tokenizer_hash
 from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
+from bert_pipeline.ner.crf import CrfTagger
 from bert_pipeline.ner.metrics import MemorisingTagger
 from bert_pipeline.ner.tagging import allowed_transitions, predict_entities, tag_names
 
@@ -84,6 +85,26 @@ class EntityScorer:
     def metadata(self) -> dict[str, Any]:
         return {"bert_pipeline.problem_type": "token_classification", "bert_pipeline.tags": ",".join(self.labels),
                 "bert_pipeline.decoding": "constrained Viterbi over BIO transitions"}
+
+
+class CrfScorer:
+    """The CRF baseline stored beside an entity model (baseline/crf.crfsuite, `ner.crf.CrfTagger`) behind the scorer
+    interface, for `score.fallback: baseline` while no entity model has passed the gate. An entity's score is the
+    mean marginal probability of its units' tags. It reads every character of a text (nothing truncated)."""
+
+    def __init__(self, folder: str) -> None:
+        self.tagger = CrfTagger.load(folder)
+        self.labels = tag_names(self.tagger.labels())
+        self.tokenizer_hash, self.dtype = "crf-units", "n/a"
+
+    def table(self, doc_ids: pa.Array, texts: list[str], scored_by: ScoredBy) -> pa.Table:
+        """The entities of these rows (ENTITIES_SCHEMA)."""
+        found = [[(s.start, s.end, s.label, score) for s, score in doc] for doc in self.tagger.predict_scored(texts)]
+        return entity_table(doc_ids, texts, found, np.zeros(len(texts), bool), scored_by)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"bert_pipeline.problem_type": "token_classification", "bert_pipeline.tags": ",".join(self.labels),
+                "bert_pipeline.decoding": "CRF baseline: Viterbi over text units (bert_pipeline/ner/crf.py)"}
 
 
 class LexiconScorer:

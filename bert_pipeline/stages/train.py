@@ -347,13 +347,16 @@ class TrainRun:
 
 def baseline_summary(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
     """The baseline's figures for the stage summary (None when there is none): the TF-IDF baseline's macro-F1, or
-    the memorising baseline's entity F1 (task: ner)."""
+    the memorising baseline's entity F1 and the CRF's (task: ner)."""
     if not metrics:
         return None
     if metrics.get("kind") == "memorising":
+        crf = metrics.get("crf")
         return {"kind": "memorising", "entries": metrics.get("entries"),
                 "validation_entity_f1": metrics["validation"].get("entity_f1"),
-                "test_entity_f1": metrics["test"].get("entity_f1")}
+                "test_entity_f1": metrics["test"].get("entity_f1"),
+                **({"crf_validation_entity_f1": crf["validation"].get("entity_f1"),
+                    "crf_test_entity_f1": crf["test"].get("entity_f1")} if crf else {})}
     return {"features": metrics.get("features"), "validation_macro_f1": metrics["validation"].get("macro_f1"),
             "test_macro_f1": metrics["test"].get("macro_f1"), "seconds": metrics["seconds"].get("total")}
 

@@ -12,7 +12,8 @@ rules and the commit are the classifier's.
   to character offsets of the stored text (`ner.tagging.predict_entities`); exact-match entity precision, recall and
   F1 (micro, macro, per type), as seqeval's strict IOB2 mode counts them (`ner.metrics.entity_scores`); the best epoch
   has the best validation entity F1 (micro).
-- Gate: validation entity F1 must beat the memorising baseline (every string seen as an entity in training, tagged
+- Gate: validation entity F1 must beat the CRF baseline (train.linear_baseline: a linear-chain CRF on word features,
+  `ner.crf.CrfTagger`) and the memorising baseline (every string seen as an entity in training, tagged
   with its most frequent type: `ner.metrics.MemorisingTagger`) and tie or beat the champion's on the same rows.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -39,6 +41,7 @@ from bert_pipeline.modeling.models import (
     check_dropout, fast_encoder, load_token_classifier, load_tokenizer, resolve_model_dir,
 )
 from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
+from bert_pipeline.ner.crf import CrfTagger
 from bert_pipeline.ner.metrics import MemorisingTagger, entity_scores, type_confusion
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.ner.tagging import predict_entities, tag_names, token_labels_for_spans
@@ -238,12 +241,28 @@ class TaggerObjective:
 
 
 @dataclass
+class EntityBaselineModels:
+    """What an entity model stores under baseline/: the memorising lexicon (lexicon.json) and, under
+    train.linear_baseline, the CRF (crf.crfsuite)."""
+
+    lexicon: MemorisingTagger
+    crf: CrfTagger | None
+
+    def save(self, folder: str) -> None:
+        self.lexicon.save(folder)
+        if self.crf is not None:
+            self.crf.save(folder)
+
+
+@dataclass
 class Memorised:
-    """The memorising baseline fitted on a training set: its figures and its validation answers."""
+    """The baselines fitted on a training set: their figures and their validation answers (crf_answers: None when
+    train.linear_baseline is off)."""
 
     metrics: dict[str, Any]
     validation_answers: list[list[Span]]
-    model: MemorisingTagger  # saved as baseline/lexicon.json beside the model
+    model: EntityBaselineModels  # saved under baseline/ beside the model
+    crf_answers: list[list[Span]] | None = None
 
 
 def champion_entities(lake: Lake, champion: dict[str, Any], data: TaggedSplit, cfg: TrainConfig,
@@ -275,16 +294,20 @@ def champion_entities(lake: Lake, champion: dict[str, Any], data: TaggedSplit, c
 
 
 def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[list[Span]] | None,
-                champion: dict[str, Any] | None, theirs: list[list[Span]] | None, tolerance: float) -> dict[str, Any]:
+                champion: dict[str, Any] | None, theirs: list[list[Span]] | None, tolerance: float,
+                crf: list[list[Span]] | None = None) -> dict[str, Any]:
     """The champion decision for a new entity model from validation gold and predictions (pure): it must beat the
-    memorising baseline's entity F1 (strictly) and tie or beat the champion's on the same rows (within tolerance)."""
+    CRF baseline's entity F1 (when given) and the memorising baseline's (strictly), and tie or beat the champion's
+    on the same rows (within tolerance)."""
     rows, entities = len(gold), sum(map(len, gold))
     new_f1 = entity_scores(gold, new)["micro"]["f1"]
     base_f1 = entity_scores(gold, baseline)["micro"]["f1"] if baseline is not None else None
+    crf_f1 = entity_scores(gold, crf)["micro"]["f1"] if crf is not None else None
     their_f1 = entity_scores(gold, theirs)["micro"]["f1"] if champion and theirs is not None else None
     decision: dict[str, Any] = {
         "validation_rows": rows, "validation_entities": entities, "new_validation_entity_f1": new_f1,
-        "memorising_validation_entity_f1": base_f1, "champion_validation_entity_f1": their_f1,
+        "memorising_validation_entity_f1": base_f1, "crf_validation_entity_f1": crf_f1,
+        "champion_validation_entity_f1": their_f1,
         "champion_run_on_these_rows": theirs is not None and bool(rows),
         "previous_champion": champion and champion["model_version"], "tolerance": tolerance,
     }
@@ -298,18 +321,33 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
             f"seen as an entity in training, tagged with its most frequent type) on {entities} validation entities: "
             "the model learned too little to be trusted; train longer (train.epochs, train.min_steps) or annotate "
             "more rows")}
+    if crf_f1 is not None and registry.falls_short(new_f1, crf_f1):
+        return decision | {"promoted": False, "reason": (
+            f"validation entity F1 {new_f1:.4f} does not beat the CRF baseline {crf_f1:.4f} (a linear-chain CRF on "
+            f"word features, trained on the same rows) on {entities} validation entities; with no champion, "
+            "score.fallback: baseline scores with the CRF. For text the base model reads poorly (see the tokenize "
+            "stage's coverage) set train.base_model to a model of its language")}
     base_note = "" if base_f1 is None else f" (memorising baseline {base_f1:.4f})"
+    base_note += "" if crf_f1 is None else f" (CRF baseline {crf_f1:.4f})"
     if champion is None or their_f1 is None:
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
+        crf_versus = "" if crf_f1 is None else f" and {registry.versus(new_f1, crf_f1, 'CRF baseline')}"
         return decision | {"promoted": True, "reason": f"validation entity F1 {new_f1:.4f} "
-                           f"{registry.versus(new_f1, base_f1 or 0.0, 'memorising baseline')}; {missing}"}
+                           f"{registry.versus(new_f1, base_f1 or 0.0, 'memorising baseline')}{crf_versus}; {missing}"}
     promote = new_f1 >= their_f1 - tolerance
     verdict = "beats or ties" if new_f1 >= their_f1 else ("is within tolerance of" if promote else "is worse than")
     return decision | {"promoted": promote, "reason": (
         f"validation entity F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {their_f1:.4f} on the "
         f"same {entities} validation entities{base_note}"
         f"{registry.perfect_tie_note(new_f1, base_f1, 'memorising baseline')}")}
+
+
+def _figures(splits: dict[str, TaggedSplit], answers: dict[str, list[list[Span]]]) -> dict[str, dict[str, float]]:
+    """{split: entity_f1, entity_macro_f1, precision, recall} of a baseline's answers."""
+    return {name: {"entity_f1": s["micro"]["f1"], "entity_macro_f1": s["macro"]["f1"],
+                   "precision": s["micro"]["precision"], "recall": s["micro"]["recall"]}
+            for name, s in ((n, entity_scores(splits[n].gold, a)) for n, a in answers.items())}
 
 
 class TaggerRecipe:
@@ -357,16 +395,27 @@ class TaggerRecipe:
         return metrics, answers
 
     def baseline(self, run: TrainRun, data: TrainingSet) -> Memorised:
+        """The memorising baseline and, under train.linear_baseline, the CRF, fitted on the training rows and
+        scored on validation and test (metrics["baseline"]; the CRF's under its "crf" key)."""
         splits = {name: rows for name, rows in data.splits.items() if isinstance(rows, TaggedSplit)}
         tagger = MemorisingTagger().fit(splits["train"].texts, splits["train"].gold)
         answers = {name: tagger.predict(rows.texts) for name, rows in splits.items() if name != "train"}
         metrics = {"kind": "memorising", "entries": len(tagger.lexicon), "model_version": run.model_version + "-lexicon",
-                   **{name: {"entity_f1": s["micro"]["f1"], "entity_macro_f1": s["macro"]["f1"],
-                             "precision": s["micro"]["precision"], "recall": s["micro"]["recall"]}
-                      for name, s in ((n, entity_scores(splits[n].gold, a)) for n, a in answers.items())}}
+                   **_figures(splits, answers)}
         log.info("train: memorising baseline (%d strings) validation entity F1 %.4f, test %.4f", len(tagger.lexicon),
                  metrics["validation"]["entity_f1"], metrics["test"]["entity_f1"])
-        return Memorised(metrics, answers["validation"], tagger)
+        crf, crf_answers = None, None
+        if run.cfg.train.linear_baseline and any(splits["train"].gold):
+            started = time.perf_counter()
+            crf = CrfTagger().fit(splits["train"].texts, splits["train"].gold)
+            crf_answers = {name: crf.predict(rows.texts) for name, rows in splits.items() if name != "train"}
+            metrics["crf"] = {"kind": "crf", "features": "the sklearn-crfsuite tutorial's, +-2 units and pairs",
+                              "seconds": round(time.perf_counter() - started, 2), **_figures(splits, crf_answers)}
+            log.info("train: CRF baseline validation entity F1 %.4f, test %.4f, in %.1f s",
+                     metrics["crf"]["validation"]["entity_f1"], metrics["crf"]["test"]["entity_f1"],
+                     metrics["crf"]["seconds"])
+        return Memorised(metrics, answers["validation"], EntityBaselineModels(tagger, crf),
+                         crf_answers["validation"] if crf_answers else None)
 
     def gate(self, run: TrainRun, data: TrainingSet, validation_output: Any, metrics: dict[str, Any], pad_id: int,
              device: torch.device, windowing: Windowing | None, baseline: Any) -> dict[str, Any]:
@@ -376,7 +425,8 @@ class TaggerRecipe:
         theirs = (champion_entities(run.lake, champion, validation, run.cfg.train, device)
                   if champion is not None and len(validation) else None)
         decision = entity_gate(validation.gold, validation_output, baseline.validation_answers if baseline else None,
-                               champion, theirs, run.cfg.train.champion_tolerance)
+                               champion, theirs, run.cfg.train.champion_tolerance,
+                               baseline.crf_answers if baseline else None)
         return settle(run, data, decision, champion)
 
     def card(self, model_version: str, run_date: str, base_model: str, metrics: dict[str, Any],
@@ -398,6 +448,8 @@ class TaggerRecipe:
             f"Test, per type:\n\n| type | entities | precision | recall | F1 |\n|---|---|---|---|---|\n{types}\n"
             + (f"Memorising baseline ({base.get('entries')} strings, baseline/lexicon.json): validation entity F1 "
                f"{base['validation']['entity_f1']:.4f}, test {base['test']['entity_f1']:.4f}.\n\n" if base else "")
+            + (f"CRF baseline (baseline/crf.crfsuite): validation entity F1 {base['crf']['validation']['entity_f1']:.4f}"
+               f", test {base['crf']['test']['entity_f1']:.4f}.\n\n" if base.get("crf") else "")
             + f"Training set: the labelled rows of {len(training_set['rows_by_night'])} night(s), "
             f"{training_set['corrections_applied']} label correction(s) applied.\n\nRecipe: {recipe}. Decoding: "
             f"constrained Viterbi (no I- without its B-).\n\nFingerprints: {json.dumps(fingerprints)}\n")

@@ -771,6 +771,15 @@ def test_the_entity_gate_holds_a_model_to_the_memorising_baseline_but_a_perfect_
     kept = entity_gate(gold, gold, gold, champion, partial, 0.0)
     assert kept["promoted"] is True and "beats or ties champion 2026-03-01-abc at 0.8000" in kept["reason"]
     assert kept["reason"].endswith("curate.validation_fraction, would)")
+    # the CRF baseline: a model that beats the lexicon but not the CRF is refused, naming both figures and what to do
+    empty = [[], [], []]
+    below_crf = entity_gate(gold, partial, empty, None, None, 0.0, crf=gold)
+    assert below_crf["promoted"] is False and below_crf["crf_validation_entity_f1"] == 1.0
+    assert below_crf["reason"].startswith("validation entity F1 0.8000 does not beat the CRF baseline 1.0000 (a "
+                                          "linear-chain CRF on word features, trained on the same rows) on 3 ")
+    assert "score.fallback: baseline scores with the CRF" in below_crf["reason"] and "train.base_model" in below_crf["reason"]
+    above_crf = entity_gate(gold, partial, empty, None, None, 0.0, crf=[[Span(0, 8, "PER")], [], []])
+    assert above_crf["promoted"] is True and "beats the CRF baseline 0.5000" in above_crf["reason"]
 
 
 def test_utf8_byte_offsets_are_converted_when_set_and_refused_with_advice_when_not() -> None:
@@ -853,3 +862,32 @@ def test_a_byte_offset_record_is_told_its_unit_even_with_emoji_and_with_every_sp
         read_doccano({"text": "ééééé Lyon 😀😀😀", "label": [[11, 15, "LOC"]]}, "go.jsonl:9")
     assert "it is '😀😀': set `ner.offsets: utf16`. Or: Read as UTF-8 bytes" in str(caught.value)
     assert "it is 'Lyon': set `ner.offsets: utf8`." in str(caught.value)
+
+
+def test_the_crf_baseline_learns_from_units_of_every_script_and_reads_back_what_it_saved(tmp_path) -> None:
+    """CrfTagger on made-up rows in Latin, Han (no spaces: one unit per character) and with emoji: it tags held-out
+    names it never saw by their context, every span is whole units, and a saved model answers the same."""
+    from bert_pipeline.ner.crf import CrfTagger, units
+    from bert_pipeline.ner.metrics import entity_scores
+
+    people = ["Olga Petrova", "Jean Dupont", "Ana Silva", "Li Wei", "Omar Haddad", "Sara Cohen", "Ivan Horvat",
+              "Mia Jensen"]
+    cities = ["北京", "上海", "广州", "深圳", "成都", "杭州", "南京", "武汉"]
+    def row(person: str, city: str) -> tuple[str, list[Span]]:
+        text = f"Yesterday {person} said 😀 hello . 我在{city}工作"
+        start, at = len("Yesterday "), text.index(city)
+        return text, [Span(start, start + len(person), "PER"), Span(at, at + 2, "LOC")]
+
+    train = [row(people[i % 6], cities[(i * 5) % 6]) for i in range(48)]
+    held_out = [row(person, city) for person in people[6:] for city in cities[6:]]  # names and cities never seen
+    crf = CrfTagger().fit([t for t, _ in train], [g for _, g in train])
+    predicted = crf.predict([t for t, _ in held_out])
+    assert entity_scores([g for _, g in held_out], predicted)["micro"]["f1"] == 1.0
+    assert units("我在北京 OK😀") == [(0, 1), (1, 2), (2, 3), (3, 4), (5, 7), (7, 8)]
+    crf.save(str(tmp_path))
+    again = CrfTagger.load(str(tmp_path))
+    assert again.predict([t for t, _ in held_out]) == predicted and again.labels() == ["LOC", "PER"]
+    scored = again.predict_scored(["Yesterday Mia Jensen said 😀 hello . 我在成都工作"])[0]
+    assert [(s.label, round(score, 2) > 0.5) for s, score in scored] == [("PER", True), ("LOC", True)]
+    with pytest.raises(ValueError, match="no training text holds a unit"):
+        CrfTagger().fit(["   "], [[]])

@@ -471,7 +471,7 @@ def test_without_a_champion_the_memorising_baseline_can_score_the_night(tmp_path
     """score.fallback: baseline for task: ner: a refused entity model leaves no champion; the memorising baseline
     stored beside it scores every curated row (model_version <version>+memorising-baseline), with the lexicon of the
     training rows (the default); with score.fallback: none nothing is written and the reason names the memorising
-    baseline; a model given later replaces the partition."""
+    baseline; a model given later replaces the partition. (train.linear_baseline: false, so no CRF is stored.)"""
     from bert_pipeline.stages.report import write_report
     from bert_pipeline.stages.score import run_score
     from bert_pipeline.stages.train import run_train
@@ -484,13 +484,15 @@ def test_without_a_champion_the_memorising_baseline_can_score_the_night(tmp_path
     model = build_tiny_model(tmp_path / "tiny", [r["text"] for r in records + unlabelled], vocab_size=600)
     settings = {"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01", "task": "ner",
                 "ingest": {"sources": [str(source)], "id_column": "id"}, "tokenize": {"max_length": 48},
-                "train": {"base_model": str(model), "learning_rate": 1e-7, "min_steps": 4, "batch_size": 16}}
+                "train": {"base_model": str(model), "learning_rate": 1e-7, "min_steps": 4, "batch_size": 16,
+                          "linear_baseline": False}}  # no CRF: the lexicon is what the fallback has
     cfg = build_config(settings)
     run_ingest(cfg)
     run_curate(cfg)
     run_tokenize(cfg)
     trained = run_train(cfg)
     assert not trained["champion_decision"]["promoted"]  # learned nothing at lr 1e-7: the baseline wins
+    assert trained["champion_decision"]["crf_validation_entity_f1"] is None
 
     nothing = run_score(build_config({**settings, "score": {"fallback": "none"}}))
     assert nothing["skipped"] and "memorising baseline" in nothing["reason"] and "TF-IDF" not in nothing["reason"]
@@ -523,6 +525,54 @@ def test_without_a_champion_the_memorising_baseline_can_score_the_night(tmp_path
     run_score(with_model)
     assert set(read_partition(lake, "entities", "2026-03-01")["model_version"]) != {
         trained["model_version"] + "+memorising-baseline"}
+
+
+def test_a_model_that_loses_to_the_crf_is_refused_and_the_crf_scores_the_night(tmp_path: Path) -> None:
+    """train.linear_baseline (the default): a CRF fitted on the same training rows is stored beside the entity
+    model, its figures are in metrics.json and the report, and the gate holds the model to it. With no champion,
+    score.fallback: baseline scores with the CRF (model_version <version>+crf-baseline), in preference to the
+    memorising lexicon, and every entity's text is its slice of the stored text, whole units."""
+    import os
+
+    from bert_pipeline.ner.crf import CRF_FILE, CrfTagger
+    from bert_pipeline.ner.metrics import entity_scores
+    from bert_pipeline.stages.report import write_report
+    from bert_pipeline.stages.score import run_score
+    from bert_pipeline.stages.train import run_train
+    from tests.helpers import build_tiny_model, ner_corpus
+
+    records = ner_corpus(160, seed=4)
+    unlabelled = [{"id": "u1", "text": "Yesterday Olga Petrova flew from Lyon to 東京 😀"}]
+    source = _jsonl(tmp_path / "night.jsonl", records + unlabelled)
+    model = build_tiny_model(tmp_path / "tiny", [r["text"] for r in records + unlabelled], vocab_size=600)
+    cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-03-01", "task": "ner",
+                        "ingest": {"sources": [str(source)], "id_column": "id"}, "tokenize": {"max_length": 48},
+                        "train": {"base_model": str(model), "learning_rate": 1e-4, "min_steps": 4, "batch_size": 16}})
+    run_ingest(cfg), run_curate(cfg), run_tokenize(cfg)
+    trained = run_train(cfg)
+    decision, crf = trained["champion_decision"], trained["metrics"]["baseline"]["crf"]
+    assert not decision["promoted"] and decision["crf_validation_entity_f1"] == crf["validation"]["entity_f1"]
+    assert crf["validation"]["entity_f1"] > decision["new_validation_entity_f1"]
+    assert os.path.exists(os.path.join(trained["model_uri"], "baseline", CRF_FILE))
+    # the stored CRF answers as the figures say: its test entity F1 worked out again from the curated test rows
+    lake = Lake.of(cfg)
+    curated = read_partition(lake, "curated", "2026-03-01")
+    test = curated.filter((pl.col("split") == "test") & pl.col("label").is_not_null() & ~pl.col("label_conflict"))
+    stored = CrfTagger.load(os.path.join(trained["model_uri"], "baseline"))
+    assert entity_scores([decode_spans(x) for x in test["label"]], stored.predict(test["text"].to_list()))[
+        "micro"]["f1"] == pytest.approx(crf["test"]["entity_f1"])
+
+    scored = run_score(cfg)
+    assert scored["rows"] == curated.height
+    entities = read_partition(lake, "entities", "2026-03-01")
+    assert set(entities["model_version"]) == {trained["model_version"] + "+crf-baseline"}
+    by_text = dict(zip(curated.join(entities, on="doc_id")["text"], curated.join(entities, on="doc_id")["entities"]))
+    found = [(e["text"], e["label"]) for e in by_text[unlabelled[0]["text"]]]
+    assert ("Olga Petrova", "PER") in found and ("Lyon", "LOC") in found
+    assert all(text[e["start"]:e["end"]] == e["text"] and 0.0 < e["score"] <= 1.0 for text, doc in by_text.items()
+               for e in doc)
+    report = Path(write_report(cfg)["report"]).read_text()
+    assert "with the CRF baseline stored with model" in report and "| CRF baseline |" in report
 
 
 def test_train_long_text_chunk_learns_entities_past_the_first_window(tmp_path: Path) -> None:
