@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from typing import Sequence
 
 import regex
@@ -70,6 +71,7 @@ class CrfTagger:
         self.model_file = model_file
         self._tagger = None
         self._workdir: str | None = None
+        self._lock = threading.Lock()  # a crfsuite Tagger holds the sequence it tags: one caller at a time
 
     def fit(self, texts: Sequence[str], spans: Sequence[Sequence[Span]]) -> "CrfTagger":
         """texts: training documents; spans: each one's gold spans (sorted, non-overlapping). Rows without a unit
@@ -107,17 +109,18 @@ class CrfTagger:
     def predict_scored(self, texts: Sequence[str]) -> list[list[tuple[Span, float]]]:
         """Per text, its entity spans (sorted, non-overlapping, whole units) with a score each: the mean marginal
         probability of its units' tags (0-1)."""
-        tagger = self._opened()
         found = []
-        for text in texts:
-            offsets = units(text)
-            if not offsets:
-                found.append([])
-                continue
-            tags = tagger.tag(unit_features(text, offsets))
-            spans, _ = spans_from_tags(offsets, tags, "IOB2")
-            marginals = [tagger.marginal(tag, i) for i, tag in enumerate(tags)]
-            found.append([(span, _mean_inside(span, offsets, marginals)) for span in spans])
+        with self._lock:  # score shards may run in threads of one process and share this tagger
+            tagger = self._opened()
+            for text in texts:
+                offsets = units(text)
+                if not offsets:
+                    found.append([])
+                    continue
+                tags = tagger.tag(unit_features(text, offsets))
+                spans, _ = spans_from_tags(offsets, tags, "IOB2")
+                marginals = [tagger.marginal(tag, i) for i, tag in enumerate(tags)]
+                found.append([(span, _mean_inside(span, offsets, marginals)) for span in spans])
         return found
 
     def predict(self, texts: Sequence[str]) -> list[list[Span]]:
@@ -126,7 +129,8 @@ class CrfTagger:
 
     def labels(self) -> list[str]:
         """The entity types the model can tag, sorted."""
-        return sorted({tag[2:] for tag in self._opened().labels() if tag != "O"})
+        with self._lock:
+            return sorted({tag[2:] for tag in self._opened().labels() if tag != "O"})
 
     def save(self, folder: str) -> None:
         """Copy the model file to folder/crf.crfsuite (local or remote storage)."""
