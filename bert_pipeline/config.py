@@ -348,7 +348,8 @@ class TrainConfig(_Section):
         True, description="also fit TF-IDF + logistic regression on the same training rows (bert_pipeline.evaluation.baseline), "
         "report its validation/test metrics next to the model's, store it in the model folder, and promote the "
         "model only if it beats the baseline's validation macro-F1 (task: ner: a linear-chain CRF on word features, "
-        "bert_pipeline/ner/crf.py, against validation entity F1); false = no baseline, no such check")
+        "bert_pipeline/ner/crf.py, against validation entity F1); false = no such baseline and no such check (an "
+        "entity model is still held to its memorising baseline)")
     domain_adaptation: Literal["auto", "on", "off"] = Field(
         "auto", description="masked-language-model pretraining on the lake's own text (labelled training rows and "
         "every unlabelled row of the training window) before fine-tuning (Gururangan et al., ACL 2020: don't stop "
@@ -405,9 +406,9 @@ class ScoreConfig(_Section):
     fallback: Literal["none", "baseline"] = Field(
         "baseline", description="when no model has passed the champion gate (no champion) and score.model is empty: "
         "baseline = score with the baseline stored with the newest trained model, the best predictions the lake has: "
-        "a classifier's TF-IDF baseline (model_version <its version>+tfidf-baseline), an entity model's memorising "
-        "baseline (task: ner; <its version>+memorising-baseline); none = score nothing (the summary and report say "
-        "why)")
+        "a classifier's TF-IDF baseline (model_version <its version>+tfidf-baseline), an entity model's CRF baseline "
+        "(task: ner; <its version>+crf-baseline) or, where it stores none, its memorising baseline "
+        "(+memorising-baseline); none = score nothing (the summary and report say why)")
 
 
 class RunnerConfig(_Section):

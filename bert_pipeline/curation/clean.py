@@ -75,7 +75,8 @@ _CONTENT = regex.compile(r"[\p{L}\p{Extended_Pictographic}\p{Regional_Indicator}
 
 def alpha_ratio(text: str) -> float:
     """The share of a text's visible user-perceived characters (grapheme clusters, UAX #29; spaces not counted) that
-    begin with a letter or are an emoji: 0.0-1.0, 0.0 for a text of spaces only.
+    begin with a letter or with an Extended_Pictographic character (emoji, and © ® ™) or a regional indicator (a
+    flag): 0.0-1.0, 0.0 for a text of spaces only. A keycap (1️⃣) starts with its digit and does not count.
 
     Clusters, not code points, so that a Devanagari or Thai syllable's vowel signs, a skin-tone modifier or the
     joiners of "👨‍👩‍👧" do not count as noise; emoji are content because in reviews and social text they carry

@@ -354,7 +354,8 @@ def _qualified(short: str, long: str) -> bool:
     """An upper-case label and the same in upper case with a lower-case qualifier after it: GermEval 2014's entity
     types LOC, LOCderiv, LOCpart are three types by design, not a shortening."""
     head, tail = long[:len(short)], long[len(short):]
-    return short.isupper() and head == short and tail.isalpha() and tail.islower()
+    return (short.isupper() and head == short and tail.isalpha() and tail.islower()
+            and tail not in _PLURAL_ENDINGS)  # FAQ/FAQs is a plural, told as one
 
 
 def look_alike_warnings(where: Mapping[str, str], setting: str, map_setting: str,

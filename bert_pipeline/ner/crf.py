@@ -5,8 +5,8 @@ away and the neighbouring pairs, which Chinese NER needs: Zhang & Yang, ACL 2018
 strongest single feature of their character baseline). The gate asks a new entity model to beat it on validation
 (as the classifier is asked to beat TF-IDF); with no champion, `score.fallback: baseline` scores with it.
 
-Units: each Han, Hiragana or Katakana character alone (those scripts have no spaces), else runs of word characters,
-else single other characters. A span is learned over the units it overlaps and predicted as whole units.
+Units: each Han, Hiragana, Katakana, Hangul or Thai character alone (no spaces, or particles glued to names), else
+runs of word characters, else single other characters. A span is learned over the units it overlaps and predicted as whole units.
 Stored as crfsuite's own binary model file (python-crfsuite, the CRFsuite library of Okazaki 2007), never pickled.
 """
 
@@ -24,9 +24,11 @@ from bert_pipeline.lake import storage
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.ner.tagging import spans_from_tags, tags_from_spans
 
-CRF_FILE = "crf.crfsuite"  # inside a model's baseline/ folder, beside the memorising baseline's lexicon.json
-FEATURES = "units-v1"  # the feature set's version, stored in the model file's name list
-UNIT = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]|\w+|[^\w\s]")
+FEATURES = "units-v2"  # the units' and features' version: in the file's name, so a changed set never reads an old file
+CRF_FILE = f"crf-{FEATURES}.crfsuite"  # inside a model's baseline/ folder, beside the memorising lexicon.json
+# one unit per character in scripts whose entities are not whole space-delimited words: Chinese and Japanese (no
+# spaces), Korean (a particle joins the name: 서울에서) and Thai (no spaces)
+UNIT = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}]|\w+|[^\w\s]")
 # L-BFGS with elastic-net regularisation: the sklearn-crfsuite tutorial's settings
 PARAMS = {"c1": 0.1, "c2": 0.1, "max_iterations": 100, "feature.possible_transitions": True}
 
@@ -133,7 +135,7 @@ class CrfTagger:
             return sorted({tag[2:] for tag in self._opened().labels() if tag != "O"})
 
     def save(self, folder: str) -> None:
-        """Copy the model file to folder/crf.crfsuite (local or remote storage)."""
+        """Copy the model file to folder/CRF_FILE (local or remote storage)."""
         if self.model_file is None:
             raise RuntimeError("CrfTagger has no model: fit it first")
         with open(self.model_file, "rb") as handle:
@@ -141,7 +143,7 @@ class CrfTagger:
 
     @classmethod
     def load(cls, folder: str) -> "CrfTagger":
-        """The tagger `save` wrote into a local folder. FileNotFoundError when it holds no crf.crfsuite."""
+        """The tagger `save` wrote into a local folder. FileNotFoundError when it holds no CRF_FILE."""
         path = os.path.join(folder, CRF_FILE)
         if not os.path.exists(path):
             raise FileNotFoundError(path)

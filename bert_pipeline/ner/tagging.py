@@ -222,11 +222,15 @@ def _looks_like_tag(field: str) -> bool:
     return field == "O" or _TAG.fullmatch(field) is not None
 
 
+LOOK_CHARS = 65_536
+
+
 def looks_like_conll(text: str, sample: int = 200) -> bool:
     """Whether most of the first `sample` lines that are not blank, -DOCSTART- or '#' comments (9 in 10) have two or
     more columns and end with a tag (O, B-PER ...): a CoNLL column file, whatever its extension."""
-    lines = [line for line in itertools.islice((ln for ln in text.splitlines() if ln.strip()
-                                                and not ln.startswith(("#", "-DOCSTART-"))), sample)]
+    head = text[:LOOK_CHARS].splitlines()  # a bounded prefix: this runs on every txt, csv and tsv source
+    lines = [ln.rstrip() for ln in itertools.islice((ln for ln in head if ln.strip()
+                                                     and not ln.startswith(("#", "-DOCSTART-"))), sample)]
     tagged = sum(len(fields) >= 2 and _looks_like_tag(fields[-1].strip())
                  for fields in (line.split("\t") if "\t" in line else line.split() for line in lines))
     return bool(lines) and tagged >= 0.9 * len(lines)
@@ -277,8 +281,9 @@ def _conll_rows(lines: Iterable[str], where: str) -> tuple[list[list[tuple[list[
     return [s for s in sentences if s], documents
 
 
-# The phrase types of chunk tags (CoNLL-2000), which CoNLL-2003 keeps in the column before its entity tags
-CHUNK_TYPES = frozenset("NP VP PP ADJP ADVP SBAR PRT INTJ CONJP LST UCP".split())
+# The phrase types of chunk tags, which CoNLL-2003 keeps in the column before its entity tags: English (CoNLL-2000)
+# and German (the German CoNLL-2003 data: I-NC, I-VC ...)
+CHUNK_TYPES = frozenset("NP VP PP ADJP ADVP SBAR PRT INTJ CONJP LST UCP NC VC PC ADJX ADVX".split())
 _INDEX = re.compile(r"\d+(?:[-.]\d+)?")  # 7, and CoNLL-U's multiword range 4-5 and empty node 8.1
 
 
@@ -300,9 +305,9 @@ def conll_columns(rows: Sequence[Sequence[tuple[list[str], int]]], where: str, t
     if inner is not None and outer is not None and not outer <= CHUNK_TYPES:
         width = len(rows[0][0][0])
         raise SpanError(f"{where}: columns {width - 1} and {width} both hold entity tags ({_types(outer)}; "
-                        f"{_types(inner)}): two annotation layers, as GermEval 2014 keeps outer entities in column "
-                        f"{width - 1} and nested ones in column {width}. Set ner.conll_tag_column to the column to "
-                        "read (ingest reads one layer of flat entities)", "ambiguous_columns")
+                        f"{_types(inner)}): two annotation layers (GermEval 2014 keeps outer entities in its column 3 "
+                        "and nested ones in column 4). Set ner.conll_tag_column to the column to read (ingest reads "
+                        "one layer of flat entities)", "ambiguous_columns")
     return token_column - 1, -1
 
 
@@ -330,12 +335,13 @@ def _tag_types(rows: Sequence[Sequence[tuple[list[str], int]]], column: int, tok
 def read_conll(lines: Iterable[str], where: str, *, scheme: str = "auto", separator: str | None = None,
                glue_scripts: Sequence[str] = GLUE_SCRIPTS, token_column: int | None = None,
                tag_column: int | None = None) -> ConllFile:
-    """Sentences of a CoNLL column file as (text, spans, first line): token in the first column, tag in the last.
+    """Sentences of a CoNLL column file as (text, spans, first line); columns as `conll_columns` chooses them.
 
     lines: the file's lines (with or without newlines). Blank lines end sentences; -DOCSTART- lines are skipped.
     scheme "auto" detects it over the whole file (detect_scheme). Tokens are joined by join_tokens(separator,
-    glue_scripts). token_column / tag_column: 1-based, None = `conll_columns` chooses. Raises SpanError naming
-    where:line for a line without the columns or a bad tag.
+    glue_scripts; ingest passes separator "" for a character-level file, task.ner.file_separator). token_column /
+    tag_column: 1-based, None = `conll_columns` chooses. Raises SpanError naming where:line for a line without the
+    columns or a bad tag.
     """
     rows, documents = conll_sentences(lines, where, token_column=token_column, tag_column=tag_column)
     name = detect_scheme([[tag for _, tag, _ in s] for s in rows], where) if scheme == "auto" else scheme_name(scheme)

@@ -10,9 +10,9 @@ Each prediction shard carries the stage fingerprint in its parquet metadata, so 
 shards that are missing, and a rerun of a completed run_date with the same model and data does nothing.
 
 With no champion yet (and score.model empty), `score.fallback: baseline` (the default) scores with the baseline stored
-with the newest trained model (`FALLBACKS`: the TF-IDF baseline of a
-classifier, the memorising baseline of an entity model) scores the night through the same plan, shard writer and
-commit, its rows marked model_version `<version>+tfidf-baseline` (`+memorising-baseline`); a later run with a
+with the newest trained model that stores one (`FALLBACKS`: the TF-IDF baseline of a classifier; an entity model's
+CRF, else its memorising lexicon) scores the night through the same plan, shard writer and commit, its rows marked
+model_version `<version>+tfidf-baseline` (`+crf-baseline`, `+memorising-baseline`); a later run with a
 champion replaces the partition as any change of model does. With `none`, or no stored baseline, nothing is scored
 and the summary says why.
 """
@@ -126,14 +126,18 @@ def _crf_scorer(folder: str) -> Any:
     return CrfScorer(folder)
 
 
-def newest_baseline(lake: Lake, fallback: Fallback) -> tuple[str, str] | None:
-    """(model folder URL, model_version) of the newest committed model (promoted or not) that stores the task's
-    baseline (classification: train.linear_baseline; ner: every model), or None."""
+def newest_baseline(lake: Lake, fallbacks: tuple[Fallback, ...]) -> tuple[str, str, Fallback] | None:
+    """(model folder URL, model_version, which baseline) of the newest committed model (promoted or not) that
+    stores one of the task's baselines (classification: train.linear_baseline; ner: every model), its first one in
+    the order of `fallbacks` (ner: the CRF, else the lexicon); None when no model stores one."""
     for manifest in reversed(committed_models(lake)):
         version = (manifest.get("metrics") or {}).get("model_version")
-        if version and (manifest.get("metrics") or {}).get("baseline") and all(
-                storage.exists(storage.join(lake.model_url(version), baseline.FOLDER, name)) for name in fallback.files):
-            return lake.model_url(version), version
+        if not version or not (manifest.get("metrics") or {}).get("baseline"):
+            continue
+        for fallback in fallbacks:
+            if all(storage.exists(storage.join(lake.model_url(version), baseline.FOLDER, name))
+                   for name in fallback.files):
+                return lake.model_url(version), version, fallback
     return None
 
 
@@ -403,15 +407,13 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
         return replace(source, action="empty")
     run_id = run_id or uuid.uuid4().hex
     no_champion = not cfg.score.model and storage.read_json(lake.champion_url) is None
-    found, fallback = None, FALLBACKS[cfg.task][0]
-    if no_champion and cfg.score.fallback == "baseline":
-        found, fallback = next(((hit, candidate) for candidate in FALLBACKS[cfg.task]
-                                if (hit := newest_baseline(lake, candidate)) is not None), (None, fallback))
+    found = newest_baseline(lake, FALLBACKS[cfg.task]) if no_champion and cfg.score.fallback == "baseline" else None
     if no_champion and found is None:
         reason = no_model_reason(cfg, lake)
         log.warning("score: %s", reason)
         return replace(source, action="no_model", reason=reason)
     if found is not None:  # score.fallback: baseline, and no champion yet
+        fallback = found[2]
         model_hash = baseline_hash(baseline_dir(found[0]), fallback)
         stage_fp = fingerprint("score", curated["fingerprint"], model_hash, SCHEMA_VERSION, fallback.kind)
         labels = cached_baseline_scorer(found[0], model_hash, fallback.suffix).labels

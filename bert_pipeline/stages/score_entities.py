@@ -88,7 +88,7 @@ class EntityScorer:
 
 
 class CrfScorer:
-    """The CRF baseline stored beside an entity model (baseline/crf.crfsuite, `ner.crf.CrfTagger`) behind the scorer
+    """The CRF baseline stored beside an entity model (baseline/`ner.crf.CRF_FILE`, `ner.crf.CrfTagger`) behind the scorer
     interface, for `score.fallback: baseline` while no entity model has passed the gate. An entity's score is the
     mean marginal probability of its units' tags. It reads every character of a text (nothing truncated)."""
 

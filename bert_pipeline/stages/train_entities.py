@@ -41,7 +41,7 @@ from bert_pipeline.modeling.models import (
     check_dropout, fast_encoder, load_token_classifier, load_tokenizer, resolve_model_dir,
 )
 from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
-from bert_pipeline.ner.crf import CrfTagger
+from bert_pipeline.ner.crf import CRF_FILE, CrfTagger
 from bert_pipeline.ner.metrics import MemorisingTagger, entity_scores, type_confusion
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.ner.tagging import predict_entities, tag_names, token_labels_for_spans
@@ -243,7 +243,7 @@ class TaggerObjective:
 @dataclass
 class EntityBaselineModels:
     """What an entity model stores under baseline/: the memorising lexicon (lexicon.json) and, under
-    train.linear_baseline, the CRF (crf.crfsuite)."""
+    train.linear_baseline, the CRF (`ner.crf.CRF_FILE`)."""
 
     lexicon: MemorisingTagger
     crf: CrfTagger | None
@@ -448,7 +448,7 @@ class TaggerRecipe:
             f"Test, per type:\n\n| type | entities | precision | recall | F1 |\n|---|---|---|---|---|\n{types}\n"
             + (f"Memorising baseline ({base.get('entries')} strings, baseline/lexicon.json): validation entity F1 "
                f"{base['validation']['entity_f1']:.4f}, test {base['test']['entity_f1']:.4f}.\n\n" if base else "")
-            + (f"CRF baseline (baseline/crf.crfsuite): validation entity F1 {base['crf']['validation']['entity_f1']:.4f}"
+            + (f"CRF baseline (baseline/{CRF_FILE}): validation entity F1 {base['crf']['validation']['entity_f1']:.4f}"
                f", test {base['crf']['test']['entity_f1']:.4f}.\n\n" if base.get("crf") else "")
             + f"Training set: the labelled rows of {len(training_set['rows_by_night'])} night(s), "
             f"{training_set['corrections_applied']} label correction(s) applied.\n\nRecipe: {recipe}. Decoding: "

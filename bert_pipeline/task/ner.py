@@ -77,7 +77,7 @@ def file_scheme(records: list[dict[str, Any]], n: NerConfig, where: str) -> str:
 # A file whose token lists are this share of single characters (or more) is character-level: MSRA, Resume, Weibo
 # and KLUE ship one character per line, Latin letters and digits included
 CHARACTER_LEVEL_SHARE = 0.9
-CHARACTER_LEVEL_MIN_TOKENS = 20
+CHARACTER_LEVEL_MIN_TOKENS = 8
 # how token lists become text, in ingest's fingerprint for task ner: 2 = a character-level file is joined with nothing
 # between its tokens; CoNLL's token column follows an index column of numbers only
 TOKENS_RULE = 2

@@ -314,6 +314,9 @@ def test_look_alike_labels_are_named_with_where_each_was_seen() -> None:
     [told] = look_alike_warnings(germeval, "ner.tags_key", "ner.label_map")
     assert "'NEG' (h row 1) and 'NEGATIVE' (h row 2); 'Pos' (h row 3) and 'Positive' (h row 4)" in told
     assert "LOC" not in told and "ORG" not in told
+    # an upper-case label's plural is still one label spelt two ways
+    [plural] = look_alike_warnings({"FAQ": "a row 1", "FAQs": "a row 2"}, "s", "m")
+    assert "'FAQ' (a row 1) and 'FAQs' (a row 2)" in plural
     # a pair that other nights already held is not told again; one with a label new tonight is
     held = {"neg": "run_date=2026-03-01", "negative": "run_date=2026-03-02", "pos": "a.csv row 1"}
     assert look_alike_warnings(held, "s", "m", new={"pos"}) == []

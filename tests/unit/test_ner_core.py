@@ -484,9 +484,16 @@ def test_read_conll_finds_the_token_after_a_running_index_and_refuses_two_tag_la
             n += 1
         assert read_conll(lines, "ud.conllu").sentences[0][:2] == (
             "EU rejects German call", (Span(0, 2, "ORG"), Span(11, 17, "MISC")))
+    from bert_pipeline.ner.tagging import looks_like_conll
+
+    assert looks_like_conll("EU\tB-ORG\t\nrejects\tO\t\n") and not looks_like_conll("great flight\nlost my bag\n")
     # a trailing tab is not an empty tag column; a tab-separated space token (KLUE) stays a token
     assert read_conll(["EU\tB-ORG\t", "said\tO\t"], "trail.conll").sentences[0][:2] == ("EU said", (Span(0, 2, "ORG"),))
     assert read_conll(["서울\tB-LC", " \tO", "간다\tO"], "klue.tsv").sentences[0][:2] == ("서울 간다", (Span(0, 2, "LC"),))
+    # the German CoNLL-2003 data's chunk tags (I-NC, I-VC) are phrases too: its last column is read
+    german = read_conll(["Ereignis Ereignis NN I-NC O", "in in APPR I-PC O", "Deutschland Deutschland NE I-NC I-LOC",
+                         "läuft laufen VVFIN I-VC O"], "deu.train")
+    assert german.sentences[0][:2] == ("Ereignis in Deutschland läuft", (Span(12, 23, "LOC"),))
     conll = read_conll(CONLL_2003, "eng.train")
     assert (conll.scheme, conll.documents) == ("IOB1", 1)
     assert conll.sentences == [("EU rejects German call .", (Span(0, 2, "ORG"), Span(11, 17, "MISC")), 3),
@@ -884,6 +891,7 @@ def test_the_crf_baseline_learns_from_units_of_every_script_and_reads_back_what_
     predicted = crf.predict([t for t, _ in held_out])
     assert entity_scores([g for _, g in held_out], predicted)["micro"]["f1"] == 1.0
     assert units("我在北京 OK😀") == [(0, 1), (1, 2), (2, 3), (3, 4), (5, 7), (7, 8)]
+    assert units("서울에서 봐") == [(0, 1), (1, 2), (2, 3), (3, 4), (5, 6)]  # a particle glues to a Korean name
     crf.save(str(tmp_path))
     again = CrfTagger.load(str(tmp_path))
     assert again.predict([t for t, _ in held_out]) == predicted and again.labels() == ["LOC", "PER"]

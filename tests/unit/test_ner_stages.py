@@ -575,6 +575,28 @@ def test_a_model_that_loses_to_the_crf_is_refused_and_the_crf_scores_the_night(t
     assert "with the CRF baseline stored with model" in report and "| CRF baseline |" in report
 
 
+def test_the_fallback_is_the_newest_model_s_best_baseline_not_an_older_model_s_crf(tmp_path: Path) -> None:
+    """Model v1 stored a CRF; v2, newer (train.linear_baseline: false), only its lexicon: the fallback scores with
+    v2's lexicon, as "the baseline stored with the newest trained model" says; with a CRF beside it, v2's CRF."""
+    from bert_pipeline.ner.crf import CRF_FILE
+    from bert_pipeline.ner.metrics import LEXICON_FILE
+    from bert_pipeline.stages.score import FALLBACKS, newest_baseline
+
+    lake = Lake(str(tmp_path / "lake"))
+    for version, committed, files in (("2026-03-01-aaa", "2026-03-01T00:00:00", (CRF_FILE, LEXICON_FILE)),
+                                      ("2026-03-02-bbb", "2026-03-02T00:00:00", (LEXICON_FILE,))):
+        folder = Path(lake.model_url(version))
+        (folder / "baseline").mkdir(parents=True)
+        for name in files:
+            (folder / "baseline" / name).write_text("{}")
+        (folder / "_manifest.json").write_text(json.dumps({"committed_at": committed, "metrics": {
+            "model_version": version, "baseline": {"kind": "memorising"}}}))
+    url, version, fallback = newest_baseline(lake, FALLBACKS["ner"])
+    assert (version, fallback.suffix) == ("2026-03-02-bbb", "+memorising-baseline") and url.endswith(version)
+    (Path(lake.model_url("2026-03-02-bbb")) / "baseline" / CRF_FILE).write_text("{}")
+    assert newest_baseline(lake, FALLBACKS["ner"])[1:] == ("2026-03-02-bbb", FALLBACKS["ner"][0])
+
+
 def test_train_long_text_chunk_learns_entities_past_the_first_window(tmp_path: Path) -> None:
     """Every entity sits after a filler longer than max_length: truncated, training would see none of them. Under
     train.long_text: chunk each window is a training row with its own tokens' tags, validation and test decode
