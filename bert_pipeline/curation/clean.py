@@ -81,6 +81,9 @@ def alpha_ratio(text: str) -> float:
     Clusters, not code points, so that a Devanagari or Thai syllable's vowel signs, a skin-tone modifier or the
     joiners of "👨‍👩‍👧" do not count as noise; emoji are content because in reviews and social text they carry
     the sentiment ("😡😡😡"). What it rejects is what has neither: numbers, codes, punctuation, markup leftovers."""
+    if text.isascii():  # every cluster one character (cleaned text holds no \r\n), and no emoji: letters decide, fast
+        visible = [c for c in text if not c.isspace()]
+        return sum(c.isalpha() for c in visible) / len(visible) if visible else 0.0
     visible = [g for g in _GRAPHEME.findall(text) if not g.isspace()]
     return sum(bool(_CONTENT.match(g)) for g in visible) / len(visible) if visible else 0.0
 
@@ -99,6 +102,8 @@ def repetition(text: str) -> float:
     """Fraction of character n-grams that repeat an earlier one (10-grams, or 3-grams under 100 characters):
     ~0.05 for prose, near 1 for 'spam spam spam ...'. Texts under 20 characters are not judged. Characters are
     user-perceived ones (grapheme clusters), so "🤦🏽‍♀️" four times is 4 characters, not 20 code points."""
+    if len(text) < REPETITION_MIN_CHARS:  # fewer code points, so fewer clusters too: not judged
+        return 0.0
     clusters = _GRAPHEME.findall(text) if not text.isascii() else text
     # a text whose clusters are all one code point is sliced as the string it is (fast); else as a list of clusters
     chars: str | list[str] = text if len(clusters) == len(text) else clusters
@@ -114,7 +119,7 @@ def repetition(text: str) -> float:
 def filter_reason(cleaned: str, c: CurateConfig) -> str | None:
     if not cleaned:
         return "empty"
-    if display_width(cleaned) < c.min_chars:
+    if len(cleaned) < c.min_chars and display_width(cleaned) < c.min_chars:  # the width is never below len()
         return "too_short"
     if len(cleaned) > c.max_chars:
         return "too_long"
