@@ -293,6 +293,17 @@ def champion_entities(lake: Lake, champion: dict[str, Any], data: TaggedSplit, c
     return decode(logits, rows, [str(model.config.id2label[i]) for i in range(model.config.num_labels)])
 
 
+# baseline -> (what it is, what a refusal by it advises), for the gate's messages
+BASELINE_REFUSALS = {
+    "memorising baseline": ("every string seen as an entity in training, tagged with its most frequent type",
+                            ": the model learned too little to be trusted; train longer (train.epochs, "
+                            "train.min_steps) or annotate more rows"),
+    "CRF baseline": ("a linear-chain CRF on word features, trained on the same rows",
+                     "; with no champion, score.fallback: baseline scores with the CRF. For text the base model reads "
+                     "poorly (see the tokenize stage's coverage) set train.base_model to a model of its language"),
+}
+
+
 def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[list[Span]] | None,
                 champion: dict[str, Any] | None, theirs: list[list[Span]] | None, tolerance: float,
                 crf: list[list[Span]] | None = None) -> dict[str, Any]:
@@ -315,18 +326,12 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
         return decision | {"promoted": False, "reason": (
             f"the {rows} labelled validation rows hold no entity: nothing to compare models on; annotate more rows "
             "or raise curate.validation_fraction")}
-    if base_f1 is not None and registry.falls_short(new_f1, base_f1):
-        return decision | {"promoted": False, "reason": (
-            f"validation entity F1 {new_f1:.4f} does not beat the memorising baseline {base_f1:.4f} (every string "
-            f"seen as an entity in training, tagged with its most frequent type) on {entities} validation entities: "
-            "the model learned too little to be trusted; train longer (train.epochs, train.min_steps) or annotate "
-            "more rows")}
-    if crf_f1 is not None and registry.falls_short(new_f1, crf_f1):
-        return decision | {"promoted": False, "reason": (
-            f"validation entity F1 {new_f1:.4f} does not beat the CRF baseline {crf_f1:.4f} (a linear-chain CRF on "
-            f"word features, trained on the same rows) on {entities} validation entities; with no champion, "
-            "score.fallback: baseline scores with the CRF. For text the base model reads poorly (see the tokenize "
-            "stage's coverage) set train.base_model to a model of its language")}
+    for name, f1 in (("memorising baseline", base_f1), ("CRF baseline", crf_f1)):  # each must be beaten
+        if f1 is not None and registry.falls_short(new_f1, f1):
+            what, advice = BASELINE_REFUSALS[name]
+            return decision | {"promoted": False, "reason": (
+                f"validation entity F1 {new_f1:.4f} does not beat the {name} {f1:.4f} ({what}) on {entities} "
+                f"validation entities{advice}")}
     base_note = "" if base_f1 is None else f" (memorising baseline {base_f1:.4f})"
     base_note += "" if crf_f1 is None else f" (CRF baseline {crf_f1:.4f})"
     if champion is None or their_f1 is None:
