@@ -225,14 +225,20 @@ def _looks_like_tag(field: str) -> bool:
 LOOK_CHARS = 65_536
 
 
+def conll_fields(line: str) -> list[str]:
+    """A CoNLL line's columns: split at tabs when it has one (a token may then be a space, as KLUE keeps them), else
+    at runs of spaces; trailing whitespace (a trailing tab) is not an empty column."""
+    kept = line.rstrip()
+    return kept.split("\t") if "\t" in kept else kept.split()
+
+
 def looks_like_conll(text: str, sample: int = 200) -> bool:
     """Whether most of the first `sample` lines that are not blank, -DOCSTART- or '#' comments (9 in 10) have two or
     more columns and end with a tag (O, B-PER ...): a CoNLL column file, whatever its extension."""
     head = text[:LOOK_CHARS].splitlines()  # a bounded prefix: this runs on every txt, csv and tsv source
-    lines = [ln.rstrip() for ln in itertools.islice((ln for ln in head if ln.strip()
-                                                     and not ln.startswith(("#", "-DOCSTART-"))), sample)]
-    tagged = sum(len(fields) >= 2 and _looks_like_tag(fields[-1].strip())
-                 for fields in (line.split("\t") if "\t" in line else line.split() for line in lines))
+    lines = list(itertools.islice((ln for ln in head if ln.strip() and not ln.startswith(("#", "-DOCSTART-"))),
+                                  sample))
+    tagged = sum(len(fields) >= 2 and _looks_like_tag(fields[-1].strip()) for fields in map(conll_fields, lines))
     return bool(lines) and tagged >= 0.9 * len(lines)
 
 
@@ -265,8 +271,7 @@ def _conll_rows(lines: Iterable[str], where: str) -> tuple[list[list[tuple[list[
     documents = 0
     for number, raw in enumerate(lines, 1):
         line = raw.rstrip("\r\n")
-        kept = line.rstrip()  # a trailing tab is not an empty column; a tab-separated token may be a space (KLUE)
-        fields = kept.split("\t") if "\t" in kept else kept.split()
+        fields = conll_fields(line)
         if not line.strip() or fields[0] == "-DOCSTART-":
             documents += bool(line.strip())
             if sentences[-1]:
