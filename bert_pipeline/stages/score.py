@@ -291,11 +291,6 @@ FALLBACKS: dict[str, tuple[Fallback, ...]] = {
 _BY_SUFFIX = {fallback.suffix: fallback for fallbacks in FALLBACKS.values() for fallback in fallbacks}
 
 
-def fallback_of(model_version: str) -> Fallback:
-    """The Fallback whose rows carry this model_version (its suffix). KeyError for a model's own version."""
-    return next(fallback for suffix, fallback in _BY_SUFFIX.items() if model_version.endswith(suffix))
-
-
 @functools.lru_cache(maxsize=2)
 def cached_baseline_scorer(model_ref: str, model_hash: str, suffix: str = baseline.SUFFIX) -> Any:
     """One baseline load per worker process (model_hash keys a changed folder anew); suffix: which of the model's
@@ -309,8 +304,8 @@ class ScorePlan:
 
     `action` is "empty" (no curated rows: commit an empty partition, no model needed), "skip" (the committed
     partition already holds this model's predictions of this data), "no_model" (no champion, score.model empty and
-    no fallback: nothing is written, `reason` says why) or "score". `fallback`: the model is the TF-IDF baseline
-    stored with model folder `model_ref` (score.fallback: baseline). Shards are written to `target`:
+    no fallback: nothing is written, `reason` says why) or "score". `fallback`: which baseline stored with model
+    folder `model_ref` scores (its Fallback.suffix, e.g. +tfidf-baseline; score.fallback: baseline), "" for a model. Shards are written to `target`:
     the partition itself, or a staging folder when a committed partition is being replaced.
     """
 
@@ -331,7 +326,7 @@ class ScorePlan:
     target: str = ""
     committed_counts: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     reason: str = ""
-    fallback: bool = False
+    fallback: str = ""  # the suffix of the stored baseline that scores (Fallback.suffix); "" = a model scores
     area: str = "predictions"  # the task's output area (predictions; entities for task: ner)
 
     @property
@@ -418,7 +413,7 @@ def plan_score(cfg: PipelineConfig, run_id: str | None = None) -> ScorePlan:
         stage_fp = fingerprint("score", curated["fingerprint"], model_hash, SCHEMA_VERSION, fallback.kind)
         labels = cached_baseline_scorer(found[0], model_hash, fallback.suffix).labels
         plan = replace(source, fingerprint=stage_fp, model_version=found[1] + fallback.suffix, model_ref=found[0],
-                       model_hash=model_hash, labels=tuple(labels), run_id=run_id, fallback=True)
+                       model_hash=model_hash, labels=tuple(labels), run_id=run_id, fallback=fallback.suffix)
     else:
         model_dir, model_version = resolve_scoring_model(cfg, lake)
         model_hash = folder_content_hash(model_dir)
@@ -453,7 +448,7 @@ def score_shard(cfg: PipelineConfig, plan: ScorePlan, index: int) -> dict[str, i
     if shard_matches(url, plan.fingerprint):
         return {"rows": storage.parquet_rows(url), "scored": 0}
     scorer: Any = (
-        cached_baseline_scorer(plan.model_ref, plan.model_hash, fallback_of(plan.model_version).suffix) if plan.fallback else
+        cached_baseline_scorer(plan.model_ref, plan.model_hash, plan.fallback) if plan.fallback else
         cached_scorer(plan.model_ref, plan.model_hash, plan.max_length, cfg.score.batch_tokens, cfg.score.precision,
                       cfg.score.device, cfg.score.long_text, cfg.task))
     source = "score.fallback: baseline (no champion)" if plan.fallback else (cfg.score.model or "champion")
