@@ -241,7 +241,7 @@ class CurateConfig(_Section):
     validation_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of labelled rows held out for validation (the gate and early stopping read it)")
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="share of labelled rows held out for the test figures")
     split_seed: int = Field(0, description="salt of the split hash; changing it reshuffles which rows are validation and test")
-    min_alpha_ratio: float = Field(0.25, ge=0.0, le=1.0, description="letters and emoji / visible characters (grapheme clusters) below this: low_alpha")
+    min_alpha_ratio: float = Field(0.25, ge=0.0, le=1.0, description="letters, emoji and rating stars or hearts (★☆♡) / visible characters (grapheme clusters) below this: low_alpha")
     max_repetition: float = Field(0.5, ge=0.0, le=1.0, description="share of a text's character n-grams that repeat an earlier one (10-grams from 100 characters, 3-grams for 20-99) above which it is rejected as repetitive")
     near_dedup: bool = Field(True, description="drop near duplicates (MinHash LSH over character shingles) as well as exact ones")
     near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0, description="character 5-gram Jaccard for near duplicates")

@@ -31,8 +31,9 @@ _TAG = re.compile(  # a comment, a doctype, or an element's start or end tag (at
     r"<!--.*?-->|<!doctype[^<>]{0,500}>|</?(?:" + "|".join(sorted(HTML_ELEMENTS, key=len, reverse=True))
     + r")(?:[\s/][^<>]{0,500})?>", re.IGNORECASE | re.DOTALL)
 # in curate's fingerprint: 2 = tags of HTML elements only, stripped before entities are unescaped; 3 = low_alpha counts
-# user-perceived characters, and emoji as content; too_short counts a wide character (CJK, emoji) at least two
-CLEAN_RULE = 3
+# user-perceived characters, and emoji as content; too_short counts a wide character (CJK, emoji) at least two;
+# 4 = a rating's stars and hearts are content
+CLEAN_RULE = 4
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
 # The same without C1 (\x80-\x9f): before ftfy those are often part of mojibake ("â€\x9d" is a mangled ”).
 _CONTROL_BUT_C1 = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b\u2028\u2029\ufeff]")
@@ -69,18 +70,20 @@ def dedup_key(cleaned: str) -> str:
 
 
 _GRAPHEME = regex.compile(r"\X")
-# a letter, or an emoji (Unicode's Extended_Pictographic, and the regional indicators that pair into flags): content
-_CONTENT = regex.compile(r"[\p{L}\p{Extended_Pictographic}\p{Regional_Indicator}]")
+# a letter, an emoji (Unicode's Extended_Pictographic, and the regional indicators that pair into flags) or a rating's
+# star or heart (★★★★☆, ♡: symbols Unicode does not call pictographic, which reviews use as their verdict): content
+_CONTENT = regex.compile(r"[\p{L}\p{Extended_Pictographic}\p{Regional_Indicator}\u2605\u2606\u2729-\u2730\u2661]")
 
 
 def alpha_ratio(text: str) -> float:
     """The share of a text's visible user-perceived characters (grapheme clusters, UAX #29; spaces not counted) that
-    begin with a letter or with an Extended_Pictographic character (emoji, and © ® ™) or a regional indicator (a
-    flag): 0.0-1.0, 0.0 for a text of spaces only. A keycap (1️⃣) starts with its digit and does not count.
+    begin with a letter, with an Extended_Pictographic character (emoji, and © ® ™), a regional indicator (a flag), or
+    a rating's star or heart (★ ☆ ✩-✰ ♡): 0.0-1.0, 0.0 for a text of spaces only. A keycap (1️⃣) starts with its digit and does not count.
 
     Clusters, not code points, so that a Devanagari or Thai syllable's vowel signs, a skin-tone modifier or the
     joiners of "👨‍👩‍👧" do not count as noise; emoji are content because in reviews and social text they carry
-    the sentiment ("😡😡😡"). What it rejects is what has neither: numbers, codes, punctuation, markup leftovers."""
+    the sentiment ("😡😡😡"), as a star rating does ("★★☆☆☆"). What it rejects is what has neither: numbers, codes,
+    punctuation, markup leftovers."""
     if text.isascii():  # every cluster one character (cleaned text holds no \r\n), and no emoji: letters decide, fast
         visible = [c for c in text if not c.isspace()]
         return sum(c.isalpha() for c in visible) / len(visible) if visible else 0.0

@@ -95,6 +95,8 @@ def test_quality_filters_reject_symbols_and_repetition() -> None:
     ("👨\u200d👩\u200d👧 🇫🇷 👍🏽 ok", 1.0),   # joiners, flags' halves and skin tones belong to their emoji
     ("हिन्दी में", 1.0),                       # vowel signs and the virama belong to their syllable
     ("ดีมาก", 1.0),                           # a Thai vowel mark too
+    ("★★★★☆ ♡", 1.0),                         # a star rating and a heart, which Unicode does not call emoji
+    ("→ ① ✓", 0.0),                           # arrows, numbers in circles and ticks are not content
     ("48215-B", 1 / 7),                       # an order code: one letter in seven
     ("!!! 123", 0.0),
     ("   ", 0.0),
@@ -107,9 +109,9 @@ def test_emoji_hindi_and_two_character_chinese_reviews_are_kept_while_codes_and_
     raw = _raw([("a", "😍😍🎉 👍🏽", "pos"), ("b", "💔😭😭😤", "neg"), ("c", "बहुत अच्छा है", "pos"),
                 ("d", "#4821-7 / 0099", None), ("e", "👎🙄", "neg"), ("f", "好评", "pos"), ("g", "最高", "pos"),
                 ("h", "ok", "pos"), ("i", "😂", "pos"), ("j", "no!", "neg"), ("k", "ठीक", "pos"), ("l", "แย่", "neg"),
-                ("m", "❤️❤️", "pos"), ("n", "🇯🇵🇯🇵", "pos")])
+                ("m", "❤️❤️", "pos"), ("n", "🇯🇵🇯🇵", "pos"), ("o", "★★★★★", "pos"), ("p", "★☆☆☆☆", "neg")])
     curated, rejects, _ = curate_frame(raw, build_config({}))
-    assert curated["doc_id"].to_list() == ["a", "b", "c", "e", "f", "g", "j", "k", "l", "m", "n"]
+    assert curated["doc_id"].to_list() == ["a", "b", "c", "e", "f", "g", "j", "k", "l", "m", "n", "o", "p"]
     # curate.min_chars (3) counts code points, a wide character (CJK, emoji) at least two: "好评" is a review, "ok" is
     # not, and Hindi or Thai vowel signs keep counting as they always did
     assert dict(zip(rejects["doc_id"], rejects["reason"])) == {"d": "low_alpha", "h": "too_short", "i": "too_short"}
