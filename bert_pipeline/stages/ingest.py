@@ -626,11 +626,12 @@ def check_lake_task(lake: Lake, cfg: PipelineConfig) -> None:
                                  f"{cfg.data_root}-{cfg.task}). Nothing was written.")
 
 
-def settings_hash(cfg: PipelineConfig) -> str:
+def settings_hash(cfg: PipelineConfig, *, without: frozenset[str] = frozenset()) -> str:
     """cfg.fingerprint("ingest") without ingest.on_existing, which says what to do with a committed partition, not
-    how to read the sources: setting it for a retry does not make a committed night look changed."""
+    how to read the sources: setting it for a retry does not make a committed night look changed. `without`: other
+    ingest keys left out (`reading_hash`)."""
     # an empty label_map is left out too, so that nights committed before the setting existed keep their fingerprints
-    unset = {"on_existing"} | (set() if cfg.ingest.label_map else {"label_map"})
+    unset = {"on_existing", *without} | (set() if cfg.ingest.label_map else {"label_map"})
     settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude=unset)}
     if cfg.task != "classification":  # so that a classification lake's committed nights keep their fingerprints
         settings |= {"task": cfg.task, "ner": cfg.ner.model_dump(mode="json", exclude=NOT_FINGERPRINTED["ner"])}
@@ -639,6 +640,12 @@ def settings_hash(cfg: PipelineConfig) -> str:
     if cfg.ingest.id_column:
         settings["id_rule"] = ID_RULE
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reading_hash(cfg: PipelineConfig) -> str:
+    """How tonight reads a source, whichever sources they are: `settings_hash` without ingest.sources. A manifest
+    records it (`read_under`), so that a night kept as committed can tell rows read under other settings."""
+    return settings_hash(cfg, without=frozenset({"sources"}))
 
 
 def _same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -688,6 +695,28 @@ def _other_sources(run_date: str, committed: list[dict[str, Any]], tonight: list
             "committed rows for tonight's; or ingest into another run_date")
 
 
+def _settings_drift(cfg: PipelineConfig, manifest: dict[str, Any]) -> str | None:
+    """A warning (logged) when the committed partition was read under other reading settings than tonight's and
+    tonight keeps its rows as they are (a skip because it holds tonight's sources among others, or an append): e.g.
+    another ingest.text_column, or a newer reading rule of the task (a character-level CoNLL file joined without
+    spaces); None when they are the same or the manifest does not record them. Only replace reads them again."""
+    others = [h for h in _read_under(manifest) if h != reading_hash(cfg)]
+    if not others:
+        return None
+    warning = (f"raw run_date={cfg.run_date}: committed rows of it were read under other ingest settings than "
+               f"tonight's (reading hash {', '.join(others)}, tonight {reading_hash(cfg)}: another ingest or ner "
+               "setting, or a newer reading rule of this version); they stay as they were read. To read the night again "
+               "under tonight's settings, run it with all of its sources and ingest.on_existing: replace")
+    log.warning("ingest: %s", warning)
+    return warning
+
+
+def _read_under(manifest: dict[str, Any]) -> list[str]:
+    """The reading hashes (`reading_hash`) a committed partition's rows were read under: several after an append
+    under other settings; none in a manifest written before they were recorded."""
+    return list(manifest.get("read_under") or [])
+
+
 def skipped_warnings(manifest: dict[str, Any]) -> dict[str, list[str]]:
     """The committed night's label warnings for a skipped rerun's summary, logged again ({} when none)."""
     warnings = manifest.get("label_warnings") or []
@@ -733,14 +762,17 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         held = all(_already_committed(s, committed) for s in tonight)
         same = held and len(committed) == len(tonight)
         if not same and held and cfg.ingest.on_existing != "replace":  # e.g. night 1 retried after night 2 appended
+            drift = _settings_drift(cfg, manifest)
+            kept = skipped_warnings(manifest).get("warnings", []) + ([drift] if drift else [])
             return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"],
-                    **skipped_warnings(manifest),
+                    **({"warnings": kept} if kept else {}),
                     "reason": f"tonight's sources are already in the committed partition, which also holds "
                               f"{_describe([c for c in committed if not _already_committed(c, tonight)])}"}
         if not same and cfg.ingest.on_existing == "refuse":
             raise InputDataError(_other_sources(cfg.run_date, committed, tonight))
         if not same and cfg.ingest.on_existing == "append":
-            return _append(cfg, lake, manifest, stage_fp, frames, tonight, warnings)
+            drift = _settings_drift(cfg, manifest)
+            return _append(cfg, lake, manifest, stage_fp, frames, tonight, warnings + ([drift] if drift else []))
         if not same:
             warnings.append(f"ingest.on_existing: replace: the rows committed from {_describe(committed)} "
                             f"were replaced by tonight's from {_describe(tonight, committed)}")
@@ -767,7 +799,8 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         **_task_counts(per_file),
     }
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=inputs, files=_stamped(per_file, ingested_at),
-                  config_hash=settings_hash(cfg), counts=counts, task=cfg.task, label_warnings=label_warnings)
+                  config_hash=settings_hash(cfg), read_under=[reading_hash(cfg)], counts=counts, task=cfg.task,
+                  label_warnings=label_warnings)
     return {"stage": "ingest", "skipped": False, "partition": folder, **counts,
             **({"warnings": warnings} if warnings else {})}
 
@@ -838,12 +871,13 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
         "lone_surrogates": int(before.get("lone_surrogates", 0)) + sum(s.get("lone_surrogates", 0) for _, s in new),
         **_task_counts(list(manifest.get("files") or []) + [s for _, s in new]),
     }
+    read_under = sorted(set(_read_under(manifest)) | {reading_hash(cfg)})  # several when appended under others
     added_inputs = [{k: s[k] for k in ("url", "size", "version", "name")} for _, s in new]
     added_files = _stamped([{k: v for k, v in s.items() if k not in ("url", "size", "version", "name")}
                             for _, s in new], ingested_at)
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=list(manifest.get("inputs") or []) + added_inputs,
                   files=list(manifest.get("files") or []) + added_files, config_hash=settings_hash(cfg),
-                  counts=counts, appended=[s["name"] for _, s in new], task=cfg.task, label_warnings=label_warnings)
+                  read_under=read_under, counts=counts, appended=[s["name"] for _, s in new], task=cfg.task, label_warnings=label_warnings)
     note = (f"ingest.on_existing: append: {added.height} rows from {_describe([s for _, s in new], committed)} "
             f"added to the {old.height} committed")
     log.info("ingest: %s", note)

@@ -256,3 +256,29 @@ def test_relative_sources_keep_their_name_and_ids(tmp_path: Path, monkeypatch: p
     cfg = build_config({"ingest": {"sources": ["d/a.csv"]}})
     frame, _ = read_source(expand_sources(cfg.ingest.sources)[0], cfg)
     assert frame["source"].to_list() == ["d/a.csv"]
+
+
+def test_a_night_kept_as_committed_under_other_reading_settings_says_so(tmp_path: Path) -> None:
+    """A retried night whose partition holds its sources among others is skipped, and an append adds to the
+    committed rows: neither reads the committed rows again, so when they were read under other settings (here a
+    label_map added since) the summary says so and names the setting that reads them again."""
+    night(tmp_path, "monday.csv", "text,label\nArrived broken 😞,neg\n很好用,pos\n", label_column="label")
+    night(tmp_path, "tuesday.csv", "text,label\nworks fine,pos\n", label_column="label", on_existing="append")
+    manifest, before = committed(tmp_path)
+    mapped = {"label_column": "label", "label_map": {"pos": "positive", "neg": "negative"}}
+    again, _ = ingest(tmp_path, [str(tmp_path / "monday.csv")], **mapped)
+    assert again["skipped"] and len(again["warnings"]) == 1
+    assert again["warnings"][0].startswith("raw run_date=2026-01-01: committed rows of it were read under other "
+                                           "ingest settings than tonight's")
+    assert again["warnings"][0].endswith("run it with all of its sources and ingest.on_existing: replace")
+    assert committed(tmp_path)[0] == manifest
+    summary, raw = night(tmp_path, "wednesday.csv", "text,label\nnot bad,pos\n", on_existing="append", **mapped)
+    assert summary["appended_rows"] == 1 and any("other ingest settings" in w for w in summary["warnings"])
+    assert raw.head(3)["label"].to_list() == before["label"].to_list() == ["neg", "pos", "pos"]  # as they were read
+    # the partition now holds rows read under both: a retry under either is told of the other
+    mapped_hash = again["warnings"][0].split("tonight ")[1].split(":")[0]
+    assert committed(tmp_path)[0]["read_under"] == sorted(manifest["read_under"] + [mapped_hash])
+    for settings in ({"label_column": "label"}, mapped):
+        retried, _ = ingest(tmp_path, [str(tmp_path / "monday.csv")], **settings)
+        assert retried["skipped"] and any("other ingest settings" in w for w in retried["warnings"])
+    assert len(manifest["read_under"]) == 1  # tuesday was appended under monday's settings: one reading
