@@ -40,8 +40,8 @@ from bert_pipeline.training.checkpoint import CheckpointStore
 from bert_pipeline.config import TrainConfig
 from bert_pipeline.training.distributed import Dist, launch, process_group
 from bert_pipeline.errors import LakeStateError
-from bert_pipeline.modeling.inference import pick_device
-from bert_pipeline.stages.score import Scorer, token_budget_batches
+from bert_pipeline.modeling.inference import pick_device, token_budget_batches
+from bert_pipeline.stages.score import Scorer
 from bert_pipeline.text.encoding import encode_texts
 from bert_pipeline.stages.train import dropout_overrides, epoch_groups, fit
 from bert_pipeline.training.trainset import SplitData

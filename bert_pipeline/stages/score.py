@@ -47,7 +47,8 @@ from bert_pipeline.modeling.models import (
 )
 from bert_pipeline.lake.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
 from bert_pipeline.text.encoding import encode_texts
-from bert_pipeline.modeling.inference import autocast, collate, pick_device, pick_precision
+from bert_pipeline.modeling.inference import (autocast, batch_tokens_for, collate, longest_first, pick_device,
+                                              pick_precision)
 from bert_pipeline.training.calibration import softmax
 from bert_pipeline.modeling.multilabel import is_multi_label, sigmoid, thresholds_of
 from bert_pipeline.evaluation.registry import committed_models
@@ -157,22 +158,6 @@ def baseline_hash(folder: str, fallback: Fallback) -> str:
     return f"{fallback.hash_prefix}:{digest.hexdigest()}"
 
 
-def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
-    """Indices sorted by length, cut so that rows x longest-row stays within batch_tokens (at least one row)."""
-    order = np.argsort(lengths, kind="stable")
-    batches, start = [], 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and (end - start + 1) * lengths[order[end]] <= batch_tokens:
-            end += 1
-        batches.append(order[start:end])
-        start = end
-    return batches
-
-
-# Measured on a 2-core AVX-512 CPU (MiniLM-L6, tweets): 2k-4k padded tokens per pass is ~30 % faster than 16k (the
-# activations stay in cache); a GPU wants large passes to fill its cores.
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
 
 class Scored(NamedTuple):
@@ -196,7 +181,7 @@ class Scorer:
         self.windowing = Windowing.of(self.encoder, max_length) if long_text == "chunk" else None
         self.model = load_classifier(model_dir).to(self.device).eval()
         self.dtype = pick_precision(precision, self.device)
-        self.batch_tokens = batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, 4096)
+        self.batch_tokens = batch_tokens_for(self.device, batch_tokens)
         self.pad_id = self.tokenizer.pad_token_id or 0
         calibration = storage.read_json(os.path.join(model_dir, "calibration.json")) if os.path.isdir(model_dir) else None
         self.temperature = float((calibration or {}).get("temperature", 1.0))
@@ -234,12 +219,7 @@ class Scorer:
         """Logits [rows, labels] float32 of token-id sequences in input order, batched by the token budget."""
         lengths = np.fromiter((len(x) for x in sequences), dtype=np.int64, count=len(sequences))
         out = np.zeros((len(sequences), len(self.labels)), dtype=np.float32)
-        # Longest batches first: each pass's activations then fit in blocks the allocator freed after an earlier,
-        # larger pass. Shortest first, every pass asks for a little more than any block freed so far, glibc grows
-        # the heap around the live blocks, and peak RSS crept up with the corpus (1.31x for 10x the rows in
-        # benchmarks/bench_score_memory.py; 1.16x longest first). Capping glibc's mmap threshold also bounded it
-        # (1.02x) but cost 23 % of the throughput (mmap + page faults on every activation).
-        for index in token_budget_batches(lengths, self.batch_tokens)[::-1]:
+        for index in longest_first(lengths, self.batch_tokens):
             ids, mask = collate([sequences[i] for i in index], self.pad_id, self.device)
             with autocast(self.device, self.dtype):
                 out[index] = self.model(input_ids=ids, attention_mask=mask).logits.float().cpu().numpy()

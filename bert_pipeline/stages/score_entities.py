@@ -17,14 +17,13 @@ import pyarrow as pa
 from bert_pipeline.errors import ConfigError
 from bert_pipeline.lake.entities import entity_table
 from bert_pipeline.lake.predictions import ScoredBy
-from bert_pipeline.modeling.inference import pick_device, pick_precision, predict_token_logits
+from bert_pipeline.modeling.inference import batch_tokens_for, pick_device, pick_precision, predict_token_logits
 from bert_pipeline.modeling.models import fast_encoder, load_token_classifier, load_tokenizer, tokenizer_hash
 from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
 from bert_pipeline.ner.crf import CrfTagger
 from bert_pipeline.ner.metrics import MemorisingTagger
 from bert_pipeline.ner.tagging import allowed_transitions, predict_entities, tag_names
 
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
 
 class EntityScorer:
@@ -48,8 +47,7 @@ class EntityScorer:
         except ValueError as exc:
             raise ConfigError(f"score.model {model_dir}: its labels {self.labels} are not BIO entity tags (O, B-X, "
                               f"I-X): {exc}") from None
-        tokens = batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, 4096)
-        self.batch_rows = max(1, tokens // max(1, max_length))
+        self.batch_tokens = batch_tokens_for(self.device, batch_tokens)
         self.pad_id = self.tokenizer.pad_token_id or 0
 
     def table(self, doc_ids: pa.Array, texts: list[str], scored_by: ScoredBy) -> pa.Table:
@@ -69,7 +67,7 @@ class EntityScorer:
         return entity_table(doc_ids, texts, found, truncated, scored_by, windows)
 
     def token_logits(self, sequences: list[np.ndarray]) -> list[np.ndarray]:
-        return predict_token_logits(self.model, sequences, self.batch_rows, self.pad_id, self.device,
+        return predict_token_logits(self.model, sequences, self.batch_tokens, self.pad_id, self.device,
                                     "fp32" if self.dtype is None else "bf16")
 
     def windowed(self, sequences: list[np.ndarray], offsets: list[np.ndarray]) -> tuple[

@@ -96,7 +96,9 @@ def split_logits(model: Any, rows: TaggedSplit, cfg: TrainConfig, pad_id: int, d
     each text is read in windows and a token's logits come from the window that reads it in the most context
     (`modeling.windows.token_logits_over_windows`), lining up with the split's content tokens (`stripped`)."""
     def predict(sequences: list[np.ndarray]) -> list[np.ndarray]:
-        return predict_token_logits(model, sequences, cfg.eval_batch_size, pad_id, device, cfg.precision)
+        # at most eval_batch_size rows of the longest sequence in a pass; more of shorter ones
+        longest = max((len(s) for s in sequences), default=1)
+        return predict_token_logits(model, sequences, cfg.eval_batch_size * longest, pad_id, device, cfg.precision)
 
     if windowing is None:
         return predict(rows.sequences), rows

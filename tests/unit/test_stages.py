@@ -16,7 +16,8 @@ from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.errors import LakeStateError
 from bert_pipeline.stages.ingest import run_ingest
 from bert_pipeline.lake.manifests import Lake
-from bert_pipeline.stages.score import run_score, token_budget_batches
+from bert_pipeline.modeling.inference import token_budget_batches
+from bert_pipeline.stages.score import run_score
 from bert_pipeline.stages.tokenize import read_arrow, run_tokenize
 from bert_pipeline.training.optimization import length_grouped_batches
 from bert_pipeline.stages.train import run_train
