@@ -313,7 +313,7 @@ class TrainConfig(_Section):
                                      "to train")
     max_train_samples: int | None = Field(None, ge=1, description="empty = all training rows")
     batch_size: int = Field(32, ge=1, description="training rows per micro-batch (per process under DDP)")
-    learning_rate: float = Field(5e-5, gt=0.0, lt=1.0, description="AdamW peak learning rate, after a linear warmup, decaying linearly to 0")
+    learning_rate: float = Field(5e-5, gt=0.0, lt=1.0, description="AdamW peak learning rate, after a linear warmup, decaying linearly to 0; unset under task: ner = 1e-4")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (not on biases and LayerNorm weights)")
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="share of the optimizer steps spent warming the learning rate up from 0")
     seed: int = Field(0, description="seed of the head's initialisation, the batch order and dropout")
@@ -494,8 +494,11 @@ NOT_FINGERPRINTED: dict[str, set[str] | None] = {
 # Train settings whose default depends on the task: applied to the keys a config leaves unset (a value the user set,
 # empty included, always stands). Entity tagging learns each rare type from few tokens: on WNUT-16 the model's own
 # dropout 0.1 raised entity F1 from 0.391 to 0.431, while for classifiers dropout cost ~30% of a CPU step and did not
-# help (docs/benchmarks.md).
-TASK_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {"ner": {"attention_dropout": 0.1, "hidden_dropout": 0.1}}
+# help (docs/benchmarks.md). A per-token head learns from few tokens per step: at 1e-4 (configs/ner.yaml's rate) the
+# packaged MiniLM's validation entity F1 on 1,500 MSRA sentences rose from 0.437 to 0.459 (test 0.451 -> 0.493), and
+# WNUT-16 stayed where it was (validation 0.470 -> 0.473, test 0.419 -> 0.420).
+TASK_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ner": {"attention_dropout": 0.1, "hidden_dropout": 0.1, "learning_rate": 1e-4}}
 
 
 class PipelineConfig(_Section):

@@ -209,11 +209,14 @@ def test_the_cli_refuses_a_leading_zero_before_any_run_and_passes_typed_override
         "curate.near_dedup": True, "curate.max_chars": 1000, "ingest.text_column": "no", "train.learning_rate": 5e-5}
 
 
-def test_entity_tagging_keeps_the_models_dropout_unless_the_config_sets_one(tmp_path: Path) -> None:
+def test_entity_tagging_keeps_the_models_dropout_and_a_higher_rate_unless_the_config_sets_them(tmp_path: Path) -> None:
     classifier = load_config(None, [])
     assert (classifier.train.hidden_dropout, classifier.train.attention_dropout) == (0.0, 0.0)
+    assert classifier.train.learning_rate == 5e-5
     tagger = load_config(None, ["task=ner"])
     assert (tagger.train.hidden_dropout, tagger.train.attention_dropout) == (0.1, 0.1)
+    assert tagger.train.learning_rate == 1e-4
+    assert load_config(None, ["task=ner", "train.learning_rate=3e-5"]).train.learning_rate == 3e-5
     # what the user wrote stands, in a file or an override, a number or empty (the model's own)
     path = tmp_path / "ner.yaml"
     path.write_text("task: ner\ntrain:\n  hidden_dropout: 0.0\n", encoding="utf-8")
