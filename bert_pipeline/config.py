@@ -318,7 +318,7 @@ class TrainConfig(_Section):
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="share of the optimizer steps spent warming the learning rate up from 0")
     seed: int = Field(0, description="seed of the head's initialisation, the batch order and dropout")
     device: Device = Field("auto", description="auto = cuda when a GPU is visible, else cpu")
-    eval_batch_size: int = Field(128, ge=1, description="rows per forward pass on validation and test")
+    eval_batch_size: int = Field(128, ge=1, description="rows per forward pass on validation and test, at the longest text's length (more rows of shorter texts)")
     grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     class_weights: bool | Literal["auto"] = Field(
         "auto", description="weight the loss by inverse class frequency (multi-label: each label's positives by "

@@ -63,9 +63,10 @@ def collate(sequences: Sequence[np.ndarray], pad_id: int, device: torch.device) 
 @torch.inference_mode()
 def predict_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int, pad_id: int,
                    device: torch.device, precision: str = "auto", windowing: Windowing | None = None) -> np.ndarray:
-    """Logits [rows, num_labels] float32 of token-id sequences, in input order (batched by sorted length), under
-    the autocast dtype `pick_precision(precision, device)` chooses. With `windowing`, sequences are whole documents:
-    each is read in windows and its logits are the mean of its windows' (bert_pipeline/modeling/windows.py)."""
+    """Logits [rows, num_labels] float32 of token-id sequences, in input order, under the autocast dtype
+    `pick_precision(precision, device)` chooses. Batched by `eval_budget`: at most batch_size rows of the longest
+    sequence per pass, more rows of shorter ones. With `windowing`, sequences are whole documents: each is read in
+    windows and its logits are the mean of its windows' (bert_pipeline/modeling/windows.py)."""
     if windowing is not None:
         windows, document = windowing.split(sequences)
         return mean_by_document(predict_logits(model, windows, batch_size, pad_id, device, precision), document,
@@ -73,10 +74,8 @@ def predict_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int,
     dtype = pick_precision(precision, device)
     model.eval()
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-    order = np.argsort(lengths, kind="stable")
     logits = np.zeros((len(sequences), model.config.num_labels), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+    for index in longest_first(lengths, eval_budget(lengths, batch_size)):
         ids, mask = collate([sequences[i] for i in index], pad_id, device)
         with autocast(device, dtype):
             out = model(input_ids=ids, attention_mask=mask).logits
@@ -105,6 +104,12 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndar
         batches.append(order[start:end])
         start = end
     return batches
+
+
+def eval_budget(lengths: np.ndarray, batch_size: int) -> int:
+    """The padded-token budget of an evaluation pass (train.eval_batch_size): batch_size rows of the longest
+    sequence, so a pass never holds more than the rows x longest it always could, and more rows of shorter ones."""
+    return batch_size * max(int(lengths.max()) if len(lengths) else 1, 1)
 
 
 def longest_first(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ before it writes the manifests. Drop reasons are data (datatrove's filter idea),
   empty            nothing left after cleaning
   too_short        fewer than curate.min_chars characters (code points; a wide CJK character or emoji counts two)
   too_long         more than curate.max_chars characters
-  low_alpha        letters and emoji are less than curate.min_alpha_ratio of the visible grapheme clusters
+  low_alpha        letters, emoji and rating stars are less than curate.min_alpha_ratio of the visible grapheme clusters
   repetitive       more than curate.max_repetition of its character n-grams repeat an earlier one (10-grams from
                    100 characters, 3-grams for 20-99)
   exact_duplicate  same normalised text (NFKC, casefold, whitespace collapsed) as the kept row `duplicate_of`

@@ -643,9 +643,10 @@ def settings_hash(cfg: PipelineConfig, *, without: frozenset[str] = frozenset())
 
 
 def reading_hash(cfg: PipelineConfig) -> str:
-    """How tonight reads a source, whichever sources they are: `settings_hash` without ingest.sources. A manifest
+    """How tonight reads a source, whichever sources they are: `settings_hash` without ingest.sources (and
+    ingest.shard_rows, which cuts the rows into files and reads nothing). A manifest
     records it (`read_under`), so that a night kept as committed can tell rows read under other settings."""
-    return settings_hash(cfg, without=frozenset({"sources"}))
+    return settings_hash(cfg, without=frozenset({"sources", "shard_rows"}))  # shard_rows: how rows are stored
 
 
 def _same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -699,8 +700,10 @@ def _settings_drift(cfg: PipelineConfig, manifest: dict[str, Any]) -> str | None
     """A warning (logged) when the committed partition was read under other reading settings than tonight's and
     tonight keeps its rows as they are (a skip because it holds tonight's sources among others, or an append): e.g.
     another ingest.text_column, or a newer reading rule of the task (a character-level CoNLL file joined without
-    spaces); None when they are the same or the manifest does not record them. Only replace reads them again."""
-    others = [h for h in _read_under(manifest) if h != reading_hash(cfg)]
+    spaces); None when they are the same or unknown (UNRECORDED: rows committed by an older version, whose manifest
+    keeps that mark after an append, so it never claims them for tonight's settings). Only replace reads them
+    again."""
+    others = [h for h in _read_under(manifest) if h not in (reading_hash(cfg), UNRECORDED)]
     if not others:
         return None
     warning = (f"raw run_date={cfg.run_date}: committed rows of it were read under other ingest settings than "
@@ -711,10 +714,14 @@ def _settings_drift(cfg: PipelineConfig, manifest: dict[str, Any]) -> str | None
     return warning
 
 
+# in read_under: rows committed before manifests recorded how they were read (their settings are unknown)
+UNRECORDED = "unrecorded"
+
+
 def _read_under(manifest: dict[str, Any]) -> list[str]:
     """The reading hashes (`reading_hash`) a committed partition's rows were read under: several after an append
-    under other settings; none in a manifest written before they were recorded."""
-    return list(manifest.get("read_under") or [])
+    under other settings; UNRECORDED for rows of a manifest written before they were recorded."""
+    return list(manifest.get("read_under") or [UNRECORDED])
 
 
 def skipped_warnings(manifest: dict[str, Any]) -> dict[str, list[str]]:

@@ -36,7 +36,7 @@ from bert_pipeline.errors import ConfigError, InputDataError
 from bert_pipeline.evaluation import registry
 from bert_pipeline.lake import storage
 from bert_pipeline.lake.manifests import Lake
-from bert_pipeline.modeling.inference import predict_token_logits
+from bert_pipeline.modeling.inference import eval_budget, predict_token_logits
 from bert_pipeline.modeling.models import (
     check_dropout, fast_encoder, load_token_classifier, load_tokenizer, resolve_model_dir,
 )
@@ -96,9 +96,9 @@ def split_logits(model: Any, rows: TaggedSplit, cfg: TrainConfig, pad_id: int, d
     each text is read in windows and a token's logits come from the window that reads it in the most context
     (`modeling.windows.token_logits_over_windows`), lining up with the split's content tokens (`stripped`)."""
     def predict(sequences: list[np.ndarray]) -> list[np.ndarray]:
-        # at most eval_batch_size rows of the longest sequence in a pass; more of shorter ones
-        longest = max((len(s) for s in sequences), default=1)
-        return predict_token_logits(model, sequences, cfg.eval_batch_size * longest, pad_id, device, cfg.precision)
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        return predict_token_logits(model, sequences, eval_budget(lengths, cfg.eval_batch_size), pad_id, device,
+                                    cfg.precision)
 
     if windowing is None:
         return predict(rows.sequences), rows

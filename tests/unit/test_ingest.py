@@ -282,3 +282,18 @@ def test_a_night_kept_as_committed_under_other_reading_settings_says_so(tmp_path
         retried, _ = ingest(tmp_path, [str(tmp_path / "monday.csv")], **settings)
         assert retried["skipped"] and any("other ingest settings" in w for w in retried["warnings"])
     assert len(manifest["read_under"]) == 1  # tuesday was appended under monday's settings: one reading
+
+
+def test_an_append_to_a_night_committed_before_readings_were_recorded_does_not_claim_its_rows(tmp_path: Path) -> None:
+    """A manifest written by an older version records no reading: after an append it says that some rows were read
+    under unrecorded settings, instead of claiming every row for tonight's."""
+    night(tmp_path, "monday.csv", "text,label\nArrived broken,neg\n", label_column="label")
+    manifest_url = tmp_path / "lake" / "_manifests" / "raw" / "run_date=2026-01-01.json"
+    old = json.loads(manifest_url.read_text())
+    del old["read_under"]
+    manifest_url.write_text(json.dumps(old))
+    summary, raw = night(tmp_path, "tuesday.csv", "text,label\nworks fine,pos\n", label_column="label",
+                         on_existing="append", shard_rows=7)  # shard_rows cuts files, reads nothing
+    assert summary["appended_rows"] == 1 and "warnings" not in summary and raw.height == 2
+    recorded = committed(tmp_path)[0]["read_under"]
+    assert len(recorded) == 2 and "unrecorded" in recorded

@@ -161,6 +161,26 @@ def test_batching_helpers_cover_every_row_once() -> None:
     assert all(len(b) * lengths[b].max() <= 512 or len(b) == 1 for b in budget)
 
 
+def test_token_logits_come_back_in_input_order_whatever_the_budget_cuts() -> None:
+    """predict_token_logits batches by padded tokens, longest first: every sequence gets its own logits, unpadded,
+    in input order, the same as read alone, also when one sequence is longer than the whole budget."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    from bert_pipeline.modeling.inference import predict_token_logits
+
+    torch.manual_seed(0)
+    model = BertForTokenClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                  num_attention_heads=2, intermediate_size=32, num_labels=3)).eval()
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 50, size=n) for n in (5, 40, 3, 12, 12, 7, 1)]
+    alone = [predict_token_logits(model, [s], 10_000, 0, torch.device("cpu"), "fp32")[0] for s in sequences]
+    batched = predict_token_logits(model, sequences, 24, 0, torch.device("cpu"), "fp32")  # 40 > the budget
+    assert [b.shape for b in batched] == [(n, 3) for n in (5, 40, 3, 12, 12, 7, 1)]
+    for one, many in zip(alone, batched):
+        np.testing.assert_allclose(many, one, atol=1e-5)
+
+
 def test_the_champion_is_compared_on_the_new_validation_set(pipeline: tuple) -> None:
     cfg, lake, (*_, trained, _) = pipeline
     before = storage.read_json(lake.champion_url)["model_version"]
