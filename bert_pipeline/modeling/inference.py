@@ -71,15 +71,23 @@ def predict_logits(model: Any, sequences: Sequence[np.ndarray], batch_size: int,
         windows, document = windowing.split(sequences)
         return mean_by_document(predict_logits(model, windows, batch_size, pad_id, device, precision), document,
                                 len(sequences))
-    dtype = pick_precision(precision, device)
     model.eval()
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    return logits_within_budget(model, sequences, eval_budget(lengths, batch_size), pad_id, device,
+                                pick_precision(precision, device))
+
+
+@torch.inference_mode()
+def logits_within_budget(model: Any, sequences: Sequence[np.ndarray], batch_tokens: int, pad_id: int,
+                         device: torch.device, dtype: torch.dtype | None) -> np.ndarray:
+    """Logits [rows, num_labels] float32 of a sequence classifier over token-id sequences, in input order, in
+    `longest_first` passes of at most batch_tokens padded tokens, under autocast to dtype (None: fp32)."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
     logits = np.zeros((len(sequences), model.config.num_labels), dtype=np.float32)
-    for index in longest_first(lengths, eval_budget(lengths, batch_size)):
+    for index in longest_first(lengths, batch_tokens):
         ids, mask = collate([sequences[i] for i in index], pad_id, device)
         with autocast(device, dtype):
-            out = model(input_ids=ids, attention_mask=mask).logits
-        logits[index] = out.float().cpu().numpy()
+            logits[index] = model(input_ids=ids, attention_mask=mask).logits.float().cpu().numpy()
     return logits
 
 

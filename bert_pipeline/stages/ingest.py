@@ -696,22 +696,23 @@ def _other_sources(run_date: str, committed: list[dict[str, Any]], tonight: list
             "committed rows for tonight's; or ingest into another run_date")
 
 
-def _settings_drift(cfg: PipelineConfig, manifest: dict[str, Any]) -> str | None:
-    """A warning (logged) when the committed partition was read under other reading settings than tonight's and
+def _settings_drift(cfg: PipelineConfig, manifest: dict[str, Any]) -> list[str]:
+    """[a warning] (logged) when the committed partition was read under other reading settings than tonight's and
     tonight keeps its rows as they are (a skip because it holds tonight's sources among others, or an append): e.g.
     another ingest.text_column, or a newer reading rule of the task (a character-level CoNLL file joined without
-    spaces); None when they are the same or unknown (UNRECORDED: rows committed by an older version, whose manifest
+    spaces); [] when they are the same or unknown (UNRECORDED: rows committed by an older version, whose manifest
     keeps that mark after an append, so it never claims them for tonight's settings). Only replace reads them
     again."""
-    others = [h for h in _read_under(manifest) if h not in (reading_hash(cfg), UNRECORDED)]
+    tonight = reading_hash(cfg)
+    others = [h for h in _read_under(manifest) if h not in (tonight, UNRECORDED)]
     if not others:
-        return None
+        return []
     warning = (f"raw run_date={cfg.run_date}: committed rows of it were read under other ingest settings than "
-               f"tonight's (reading hash {', '.join(others)}, tonight {reading_hash(cfg)}: another ingest or ner "
-               "setting, or a newer reading rule of this version); they stay as they were read. To read the night again "
-               "under tonight's settings, run it with all of its sources and ingest.on_existing: replace")
+               f"tonight's (reading hash {', '.join(others)}, tonight {tonight}: another ingest or ner "
+               "setting, or a newer reading rule of this version); they stay as they were read. To read the night "
+               "again under tonight's settings, run it with all of its sources and ingest.on_existing: replace")
     log.warning("ingest: %s", warning)
-    return warning
+    return [warning]
 
 
 # in read_under: rows committed before manifests recorded how they were read (their settings are unknown)
@@ -769,8 +770,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         held = all(_already_committed(s, committed) for s in tonight)
         same = held and len(committed) == len(tonight)
         if not same and held and cfg.ingest.on_existing != "replace":  # e.g. night 1 retried after night 2 appended
-            drift = _settings_drift(cfg, manifest)
-            kept = skipped_warnings(manifest).get("warnings", []) + ([drift] if drift else [])
+            kept = skipped_warnings(manifest).get("warnings", []) + _settings_drift(cfg, manifest)
             return {"stage": "ingest", "skipped": True, "partition": folder, **manifest["counts"],
                     **({"warnings": kept} if kept else {}),
                     "reason": f"tonight's sources are already in the committed partition, which also holds "
@@ -778,8 +778,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         if not same and cfg.ingest.on_existing == "refuse":
             raise InputDataError(_other_sources(cfg.run_date, committed, tonight))
         if not same and cfg.ingest.on_existing == "append":
-            drift = _settings_drift(cfg, manifest)
-            return _append(cfg, lake, manifest, stage_fp, frames, tonight, warnings + ([drift] if drift else []))
+            return _append(cfg, lake, manifest, stage_fp, frames, tonight, warnings + _settings_drift(cfg, manifest))
         if not same:
             warnings.append(f"ingest.on_existing: replace: the rows committed from {_describe(committed)} "
                             f"were replaced by tonight's from {_describe(tonight, committed)}")
@@ -884,7 +883,8 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
                             for _, s in new], ingested_at)
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=list(manifest.get("inputs") or []) + added_inputs,
                   files=list(manifest.get("files") or []) + added_files, config_hash=settings_hash(cfg),
-                  read_under=read_under, counts=counts, appended=[s["name"] for _, s in new], task=cfg.task, label_warnings=label_warnings)
+                  read_under=read_under, counts=counts, appended=[s["name"] for _, s in new], task=cfg.task,
+                  label_warnings=label_warnings)
     note = (f"ingest.on_existing: append: {added.height} rows from {_describe([s for _, s in new], committed)} "
             f"added to the {old.height} committed")
     log.info("ingest: %s", note)

@@ -31,7 +31,6 @@ from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import torch
 import xxhash
 
 from bert_pipeline.evaluation import baseline
@@ -47,8 +46,7 @@ from bert_pipeline.modeling.models import (
 )
 from bert_pipeline.lake.predictions import SCHEMA_VERSION, SCHEMA_VERSION_KEY, ScoredBy, prediction_table
 from bert_pipeline.text.encoding import encode_texts
-from bert_pipeline.modeling.inference import (autocast, batch_tokens_for, collate, longest_first, pick_device,
-                                              pick_precision)
+from bert_pipeline.modeling.inference import batch_tokens_for, logits_within_budget, pick_device, pick_precision
 from bert_pipeline.training.calibration import softmax
 from bert_pipeline.modeling.multilabel import is_multi_label, sigmoid, thresholds_of
 from bert_pipeline.evaluation.registry import committed_models
@@ -158,8 +156,6 @@ def baseline_hash(folder: str, fallback: Fallback) -> str:
     return f"{fallback.hash_prefix}:{digest.hexdigest()}"
 
 
-
-
 class Scored(NamedTuple):
     """A batch of texts scored: probabilities [rows, labels] float32 in input order (softmax rows, or one sigmoid
     per label for a multi-label model), truncated [rows] bool, windows [rows] int32 (windows read per text)."""
@@ -214,16 +210,9 @@ class Scorer:
         probabilities = sigmoid(logits) if self.multi_label else softmax(logits, self.temperature)
         return Scored(probabilities.astype(np.float32), truncated, windows)
 
-    @torch.inference_mode()
     def logits(self, sequences: list[np.ndarray]) -> np.ndarray:
         """Logits [rows, labels] float32 of token-id sequences in input order, batched by the token budget."""
-        lengths = np.fromiter((len(x) for x in sequences), dtype=np.int64, count=len(sequences))
-        out = np.zeros((len(sequences), len(self.labels)), dtype=np.float32)
-        for index in longest_first(lengths, self.batch_tokens):
-            ids, mask = collate([sequences[i] for i in index], self.pad_id, self.device)
-            with autocast(self.device, self.dtype):
-                out[index] = self.model(input_ids=ids, attention_mask=mask).logits.float().cpu().numpy()
-        return out
+        return logits_within_budget(self.model, sequences, self.batch_tokens, self.pad_id, self.device, self.dtype)
 
 
 class BaselineScorer:

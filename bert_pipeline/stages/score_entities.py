@@ -25,7 +25,6 @@ from bert_pipeline.ner.metrics import MemorisingTagger
 from bert_pipeline.ner.tagging import allowed_transitions, predict_entities, tag_names
 
 
-
 class EntityScorer:
     """A loaded token classifier + tokenizer that turns texts into entity rows; one per worker process.
 
