@@ -40,7 +40,7 @@ from bert_pipeline.config import NOT_FINGERPRINTED, IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError
 from bert_pipeline.curation.labels import look_alike_warnings, spelling_clashes, spelling_message
 from bert_pipeline.ner.tagging import conll_sentences, looks_like_conll
-from bert_pipeline.task import Task, task_of
+from bert_pipeline.task import task_of
 from bert_pipeline.lake.manifests import Lake, fingerprint, manifest_matches, shard_name
 
 log = logging.getLogger(__name__)
@@ -630,6 +630,11 @@ def settings_hash(cfg: PipelineConfig, *, without: frozenset[str] = frozenset())
     """cfg.fingerprint("ingest") without ingest.on_existing, which says what to do with a committed partition, not
     how to read the sources: setting it for a retry does not make a committed night look changed. `without`: other
     ingest keys left out (`reading_hash`)."""
+    return _hash_of(_ingest_settings(cfg, without))
+
+
+def _ingest_settings(cfg: PipelineConfig, without: frozenset[str]) -> dict[str, Any]:
+    """The settings `settings_hash` hashes, as JSON-able values."""
     # an empty label_map is left out too, so that nights committed before the setting existed keep their fingerprints
     unset = {"on_existing", *without} | (set() if cfg.ingest.label_map else {"label_map"})
     settings: dict[str, Any] = {"ingest": cfg.ingest.model_dump(mode="json", exclude=unset)}
@@ -639,14 +644,29 @@ def settings_hash(cfg: PipelineConfig, *, without: frozenset[str] = frozenset())
         settings["read_rule"] = task_of(cfg).read_rule
     if cfg.ingest.id_column:
         settings["id_rule"] = ID_RULE
+    return settings
+
+
+def _hash_of(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# how tonight reads a source, whichever sources they are: shard_rows cuts the rows into files and reads nothing
+_NOT_READING = frozenset({"sources", "shard_rows"})
 
 
 def reading_hash(cfg: PipelineConfig) -> str:
     """How tonight reads a source, whichever sources they are: `settings_hash` without ingest.sources (and
     ingest.shard_rows, which cuts the rows into files and reads nothing). A manifest
-    records it (`read_under`), so that a night kept as committed can tell rows read under other settings."""
-    return settings_hash(cfg, without=frozenset({"sources", "shard_rows"}))  # shard_rows: how rows are stored
+    records it (`read_under`), and the settings behind it (`readings`), so that a night kept as committed can tell
+    rows read under other settings, and which setting differs."""
+    return settings_hash(cfg, without=_NOT_READING)
+
+
+def reading_settings(cfg: PipelineConfig) -> dict[str, Any]:
+    """The settings `reading_hash` hashes: {"ingest": {...}, and "task", "ner", "read_rule", "id_rule" where they
+    apply}; `_hash_of` of it is `reading_hash(cfg)`."""
+    return _ingest_settings(cfg, _NOT_READING)
 
 
 def _same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -701,18 +721,76 @@ def _settings_drift(cfg: PipelineConfig, manifest: dict[str, Any]) -> list[str]:
     tonight keeps its rows as they are (a skip because it holds tonight's sources among others, or an append): e.g.
     another ingest.text_column, or a newer reading rule of the task (a character-level CoNLL file joined without
     spaces); [] when they are the same or unknown (UNRECORDED: rows committed by an older version, whose manifest
-    keeps that mark after an append, so it never claims them for tonight's settings). Only replace reads them
+    keeps that mark after an append, so it never claims them for tonight's settings). The warning names the settings
+    that differ where the manifest recorded them (`readings`), else the reading hashes. Only replace reads them
     again."""
     tonight = reading_hash(cfg)
     others = [h for h in _read_under(manifest) if h not in (tonight, UNRECORDED)]
     if not others:
         return []
+    recorded = manifest.get("readings") or {}
+    named = [_differences(recorded[h], reading_settings(cfg), ("then", "tonight")) for h in others if h in recorded]
+    what = ("; ".join(dict.fromkeys(d for d in named if d)) if len(named) == len(others)
+            else f"reading hash {', '.join(others)}, tonight {tonight}: another ingest or ner setting, or a newer "
+                 "reading rule of this version")
     warning = (f"raw run_date={cfg.run_date}: committed rows of it were read under other ingest settings than "
-               f"tonight's (reading hash {', '.join(others)}, tonight {tonight}: another ingest or ner "
-               "setting, or a newer reading rule of this version); they stay as they were read. To read the night "
-               "again under tonight's settings, run it with all of its sources and ingest.on_existing: replace")
+               f"tonight's ({what}); they stay as they were read. To read the night again under tonight's "
+               "settings, run it with all of its sources and ingest.on_existing: replace")
     log.warning("ingest: %s", warning)
     return [warning]
+
+
+_RULES = {"read_rule": "the task's reading rule", "id_rule": "the doc_id rule"}  # versions of this code, not settings
+
+
+def _differences(one: dict[str, Any], other: dict[str, Any], names: tuple[str, str]) -> str:
+    """'ingest.label_map.POS: "pos" then, unset tonight, ner.scheme: ...' (names ("then", "tonight")) for the
+    dotted keys whose values differ between two `reading_settings`."""
+    first, second = _dotted(one), _dotted(other)
+    parts = []
+    for key in sorted(first.keys() | second.keys()):
+        if first.get(key, _UNSET) != second.get(key, _UNSET):
+            parts.append(f"{_RULES.get(key, key)}: {_shown(first.get(key, _UNSET))} {names[0]}, "
+                         f"{_shown(second.get(key, _UNSET))} {names[1]}")
+    return ", ".join(parts)
+
+
+def mixed_readings(manifest: dict[str, Any]) -> list[str]:
+    """[a note] for the report when a committed raw partition holds rows read under several reading settings (an
+    append under other settings), naming what differs between the readings where the manifest recorded them; []
+    when its rows were read one way (or the others are unrecorded)."""
+    read_under = [h for h in _read_under(manifest) if h != UNRECORDED]
+    if len(read_under) < 2:
+        return []
+    recorded = manifest.get("readings") or {}
+    first = next((h for h in read_under if h in recorded), None)
+    named = [_differences(recorded[first], recorded[h], ("in one reading", "in another"))
+             for h in read_under if first is not None and h != first and h in recorded]
+    what = ("; ".join(named) if len(named) == len(read_under) - 1
+            else f"reading hashes {', '.join(read_under)}")
+    return [f"raw run_date={manifest.get('run_date')} holds rows read under {len(read_under)} ingest settings, "
+            f"appended under other settings than the committed rows ({what}). To read them one way, run the "
+            "night with all of its sources and ingest.on_existing: replace"]
+
+
+_UNSET = object()
+
+
+def _dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _shown(value: Any) -> str:
+    if value is _UNSET:
+        return "unset"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # in read_under: rows committed before manifests recorded how they were read (their settings are unknown)
@@ -805,7 +883,8 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         **_task_counts(per_file),
     }
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=inputs, files=_stamped(per_file, ingested_at),
-                  config_hash=settings_hash(cfg), read_under=[reading_hash(cfg)], counts=counts, task=cfg.task,
+                  config_hash=settings_hash(cfg), read_under=[reading_hash(cfg)],
+                  readings={reading_hash(cfg): reading_settings(cfg)}, counts=counts, task=cfg.task,
                   label_warnings=label_warnings)
     return {"stage": "ingest", "skipped": False, "partition": folder, **counts,
             **({"warnings": warnings} if warnings else {})}
@@ -878,13 +957,14 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
         **_task_counts(list(manifest.get("files") or []) + [s for _, s in new]),
     }
     read_under = sorted(set(_read_under(manifest)) | {reading_hash(cfg)})  # several when appended under others
+    readings = (manifest.get("readings") or {}) | {reading_hash(cfg): reading_settings(cfg)}
     added_inputs = [{k: s[k] for k in ("url", "size", "version", "name")} for _, s in new]
     added_files = _stamped([{k: v for k, v in s.items() if k not in ("url", "size", "version", "name")}
                             for _, s in new], ingested_at)
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=list(manifest.get("inputs") or []) + added_inputs,
                   files=list(manifest.get("files") or []) + added_files, config_hash=settings_hash(cfg),
-                  read_under=read_under, counts=counts, appended=[s["name"] for _, s in new], task=cfg.task,
-                  label_warnings=label_warnings)
+                  read_under=read_under, readings=readings, counts=counts, appended=[s["name"] for _, s in new],
+                  task=cfg.task, label_warnings=label_warnings)
     note = (f"ingest.on_existing: append: {added.height} rows from {_describe([s for _, s in new], committed)} "
             f"added to the {old.height} committed")
     log.info("ingest: %s", note)

@@ -25,6 +25,7 @@ from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
 from bert_pipeline.evaluation.registry import committed_models, read_champion
 from bert_pipeline.stages.curate import standing_notes
+from bert_pipeline.stages.ingest import mixed_readings
 from bert_pipeline.stages.tokenize import truncation_warning
 
 
@@ -47,7 +48,8 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
     plots: dict[str, bytes] = {}
     if curated:
         raw = lake.read_manifest("raw", cfg.run_date) or {}
-        notes = standing_notes(lake, curated) + [("Labels", w) for w in raw.get("label_warnings") or []]
+        notes = (standing_notes(lake, curated) + [("Labels", w) for w in raw.get("label_warnings") or []]
+                 + [("Read under several settings", w) for w in mixed_readings(raw)])
         sections.append(curation_section(curated["counts"], notes))
         plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
     tokens = lake.read_manifest("tokens", cfg.run_date)

@@ -271,17 +271,36 @@ def test_a_night_kept_as_committed_under_other_reading_settings_says_so(tmp_path
     assert again["warnings"][0].startswith("raw run_date=2026-01-01: committed rows of it were read under other "
                                            "ingest settings than tonight's")
     assert again["warnings"][0].endswith("run it with all of its sources and ingest.on_existing: replace")
+    # it names the settings that differ, each with both values
+    assert ('tonight\'s (ingest.label_map.neg: unset then, "negative" tonight, ingest.label_map.pos: unset then, '
+            '"positive" tonight); they stay') in again["warnings"][0]
     assert committed(tmp_path)[0] == manifest
     summary, raw = night(tmp_path, "wednesday.csv", "text,label\nnot bad,pos\n", on_existing="append", **mapped)
     assert summary["appended_rows"] == 1 and any("other ingest settings" in w for w in summary["warnings"])
     assert raw.head(3)["label"].to_list() == before["label"].to_list() == ["neg", "pos", "pos"]  # as they were read
-    # the partition now holds rows read under both: a retry under either is told of the other
-    mapped_hash = again["warnings"][0].split("tonight ")[1].split(":")[0]
-    assert committed(tmp_path)[0]["read_under"] == sorted(manifest["read_under"] + [mapped_hash])
-    for settings in ({"label_column": "label"}, mapped):
+    # the partition now holds rows read under both: a retry under either is told of the other, and what differs
+    appended = committed(tmp_path)[0]
+    assert len(appended["read_under"]) == 2 and set(manifest["read_under"]) < set(appended["read_under"])
+    assert set(appended["readings"]) == set(appended["read_under"])
+    for settings, label_map in (({"label_column": "label"}, '"negative" then, unset tonight'),
+                                (mapped, 'unset then, "negative" tonight')):
         retried, _ = ingest(tmp_path, [str(tmp_path / "monday.csv")], **settings)
-        assert retried["skipped"] and any("other ingest settings" in w for w in retried["warnings"])
+        assert retried["skipped"] and any(f"ingest.label_map.neg: {label_map}" in w for w in retried["warnings"])
     assert len(manifest["read_under"]) == 1  # tuesday was appended under monday's settings: one reading
+
+
+def test_a_night_read_before_its_settings_were_recorded_names_the_reading_hashes(tmp_path: Path) -> None:
+    """A manifest that recorded its reading hashes but not the settings behind them (written by the version before
+    `readings`) still draws the warning, naming the hashes instead of the settings."""
+    night(tmp_path, "monday.csv", "text,label\nArrived broken,neg\n", label_column="label")
+    manifest_url = tmp_path / "lake" / "_manifests" / "raw" / "run_date=2026-01-01.json"
+    old = json.loads(manifest_url.read_text())
+    del old["readings"]
+    manifest_url.write_text(json.dumps(old))
+    summary, _ = night(tmp_path, "tuesday.csv", "text,label\nworks fine,pos\n", label_column="label",
+                       label_map={"pos": "positive", "neg": "negative"}, on_existing="append")
+    [warning] = [w for w in summary["warnings"] if "other ingest settings" in w]
+    assert f"(reading hash {old['read_under'][0]}, tonight " in warning and "label_map" not in warning
 
 
 def test_an_append_to_a_night_committed_before_readings_were_recorded_does_not_claim_its_rows(tmp_path: Path) -> None:
@@ -290,10 +309,35 @@ def test_an_append_to_a_night_committed_before_readings_were_recorded_does_not_c
     night(tmp_path, "monday.csv", "text,label\nArrived broken,neg\n", label_column="label")
     manifest_url = tmp_path / "lake" / "_manifests" / "raw" / "run_date=2026-01-01.json"
     old = json.loads(manifest_url.read_text())
-    del old["read_under"]
+    del old["read_under"], old["readings"]
     manifest_url.write_text(json.dumps(old))
     summary, raw = night(tmp_path, "tuesday.csv", "text,label\nworks fine,pos\n", label_column="label",
                          on_existing="append", shard_rows=7)  # shard_rows cuts files, reads nothing
     assert summary["appended_rows"] == 1 and "warnings" not in summary and raw.height == 2
     recorded = committed(tmp_path)[0]["read_under"]
     assert len(recorded) == 2 and "unrecorded" in recorded
+
+
+def test_the_report_says_when_a_night_holds_rows_read_under_several_settings(tmp_path: Path) -> None:
+    """An append under another label_map leaves a partition read two ways; the night's report says so, with what
+    differs, for as long as it holds; a replace under one setting reads the night one way and the note goes."""
+    from bert_pipeline.stages.curate import run_curate
+    from bert_pipeline.stages.report import write_report
+
+    def report(**ingest_cfg) -> str:
+        cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": "2026-01-01",
+                            "ingest": {"sources": [str(tmp_path / "tuesday.csv")], **ingest_cfg}})
+        run_curate(cfg)
+        return Path(write_report(cfg)["report"]).read_text()
+
+    night(tmp_path, "monday.csv", "text,label\nArrived broken 😞,neg\n很好用，物流很快,pos\n", label_column="label")
+    mapped = {"label_column": "label", "label_map": {"neg": "negative"}}
+    night(tmp_path, "tuesday.csv", "text,label\nworks fine for me,neg\n", on_existing="append", **mapped)
+    text = report(**mapped)
+    assert ("**Read under several settings**: raw run_date=2026-01-01 holds rows read under 2 ingest settings, "
+            "appended under other settings than the committed rows (ingest.label_map.neg: ") in text
+    assert '"negative" in another' in text or '"negative" in one reading' in text
+    both = [str(tmp_path / "monday.csv"), str(tmp_path / "tuesday.csv")]
+    ingest(tmp_path, both, on_existing="replace", **mapped)
+    assert "Read under several settings" not in report(**mapped)
+    assert committed(tmp_path)[1]["label"].to_list() == ["negative", "pos", "negative"]
