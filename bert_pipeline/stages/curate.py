@@ -521,8 +521,11 @@ def commit(cfg: PipelineConfig, stage_fp: str, shards: int) -> dict[str, Any]:
                        for i in range(shards)])  # type: ignore[misc]
     versions = id_versions(cl, curated, bands.select("doc_id", "shard"))
     advice = [unrelated_versions_advice(cfg, versions)] if versions.unrelated_ids else []
-    # under refuse: raised before anything is committed (previous_kept: an earlier curation was un-committed)
-    unrelated = unrelated_verdict(cfg, advice, redone=storage.exists(cl.work_url("previous_kept.parquet")))
+    try:  # under refuse: raised before anything is committed (previous_kept: an earlier curation was un-committed)
+        unrelated = unrelated_verdict(cfg, advice, redone=storage.exists(cl.work_url("previous_kept.parquet")))
+    except InputDataError:
+        withdraw(cl)
+        raise
     filtered = filtered_warning(cfg, [storage.join(cl.folders["rejects"], n) for n in names], reasons, raw_rows)
     counts = {
         "raw_rows": raw_rows, "curated_rows": curated.height, "rejected_rows": reasons.height,
@@ -634,12 +637,22 @@ def unrelated_verdict(cfg: PipelineConfig, advice: list[str], committed: bool = 
         return []
     if cfg.curate.on_unrelated_versions == "refuse":
         where = ("its curated partition was committed earlier and is left as it is" if committed
-                 else "it is left uncommitted" + (" (its earlier committed curation is no longer committed: undone "
-                                                  "by this run or an earlier unfinished one)" if redone else "")
+                 else "it is left uncommitted, with no shards in curated/ or rejects/" + (
+                     " (its earlier committed curation is no longer committed: undone by this run or an earlier "
+                     "unfinished one)" if redone else "")
                  + "; rerun curate once the ids are fixed, or with curate.on_unrelated_versions: warn")
         raise InputDataError(f"curate refused run_date={cfg.run_date} (curate.on_unrelated_versions: refuse): "
                              f"{advice[0]}; {where}")
     return [f"{advice[0]}; curate.on_unrelated_versions: refuse stops such a night before it is committed"]
+
+
+def withdraw(cl: CurateLake) -> None:
+    """Remove the shards of a refused night's partitions, which `begin` un-committed, so that a folder reader
+    (polars, duckdb, pandas over curated/ and rejects/) sees no rows of it; its _work files stay, so that a rerun
+    resumes from the cleaned shards. Called with the stage's lock held."""
+    for folder in cl.folders.values():
+        storage.remove(storage.list_files(folder, "part-*"))
+        storage.remove_empty_folders(folder)
 
 
 def stale_advice(run_date: str, stale: dict[str, int]) -> str:

@@ -252,15 +252,24 @@ def test_ids_that_are_row_numbers_are_told_apart_from_edited_versions(tmp_path: 
                                             "eine Lampe, die flackert."], on_unrelated="refuse")
     assert "un-committed" not in str(refused.value)  # a night never committed before
     assert lake.read_manifest("curated", third) is None
+    # a folder reader sees none of the refused night's rows; the nights before it stay whole
+    curated = pl.read_parquet(f"{tmp_path}/lake/curated/*/*.parquet", hive_partitioning=True)
+    assert sorted(curated["run_date"].cast(pl.Utf8).unique().to_list()) == [EARLY, LATE]
+    assert not (tmp_path / "lake" / "rejects" / f"run_date={third}").exists()
     # each id against its newest other version only, and whatever curate.dedup_across_nights says
     fourth = _row_number_night(tmp_path, "2026-05-07", ["Completely different text about a lamp, still."],
                                dedup_across_nights=False)
     [only] = [w for w in fourth["warnings"] if "nothing like" in w]
     assert only.startswith("1 of the 1 id(s)") and f"'r0' on {LATE}: " in only
     # a committed night curated again (other settings) and refused: says that its earlier curation is undone
-    with pytest.raises(InputDataError, match=r"left uncommitted \(its earlier committed curation is no longer"):
+    with pytest.raises(InputDataError, match=r"left uncommitted, with no shards in curated/ or rejects/ \(its earlier "
+                                              r"committed curation is no longer"):
         _row_number_night(tmp_path, LATE, SECOND, on_unrelated="refuse", min_chars=4)
+    assert not (tmp_path / "lake" / "curated" / f"run_date={LATE}").exists()  # its earlier shards went too
     assert lake.read_manifest("curated", LATE) is None
+    # the refused night told to warn instead: it commits with its two rows, from where the refusal left it
+    warned = _row_number_night(tmp_path, third, [], on_unrelated="warn")
+    assert warned["curated_rows"] == 2 and any("nothing like" in w for w in warned["warnings"])
 
 
 def test_a_version_that_adds_or_drops_accents_or_vowel_marks_is_an_edit(tmp_path: Path) -> None:
