@@ -11,8 +11,9 @@ tell 好 from 差 when both are the same vector. Following the usual Hugging Fac
 - whole words of space-delimited scripts whose span is unknown (a Cyrillic or Arabic word the vocabulary cannot spell,
   a product code with an unknown symbol), at least `min_count` times, matched only as whole words (`single_word`).
 
-Additions are written as the tokenizer's normaliser writes them (lower case for an uncased model), never equal to a
-special token, so a user's "[SEP]" stays text (models.fast_encoder). They are appended after the base vocabulary, in
+Additions are written as the tokenizer's normaliser writes them (lower case for an uncased model) and matched on the
+normalised text, except Han characters, matched as written (`written_one_way`: so that the vocabulary holds `如`,
+not the normaliser's `' 如 '`); never equal to a special token, so a user's "[SEP]" stays text (models.fast_encoder). They are appended after the base vocabulary, in
 order of frequency, so ids of the base vocabulary never move and an extension only ever grows: an extended tokenizer
 of a later night holds every addition of an earlier one.
 
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from bert_pipeline.lake import storage
-from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, CoverageCounter, text_script
+from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, CoverageCounter, char_script, text_script
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +98,28 @@ def _looks_special(text: str) -> bool:
 def extend(tokenizer: Any, additions: Iterable[Addition]) -> int:
     """Add `additions` to a transformers fast tokenizer, in place, after every id it has; returns how many were new.
 
-    Characters are matched anywhere, words only as whole words (AddedToken(single_word=True)); both against the
-    normalised text, never as special tokens."""
+    Characters are matched anywhere, words only as whole words (AddedToken(single_word=True)); against the
+    normalised text, except a Han character (`written_one_way`), matched as written; never as special tokens."""
     from tokenizers import AddedToken
 
-    tokens = [AddedToken(a.text, single_word=a.word, normalized=True, special=False) for a in additions]
+    tokens = [AddedToken(a.text, single_word=a.word, normalized=not written_one_way(a.text), special=False)
+              for a in additions]
     return int(tokenizer.add_tokens(tokens)) if tokens else 0
+
+
+def written_one_way(text: str) -> bool:
+    """Whether `text` is one Han character outside the CJK compatibility blocks: one with no case, no accents and
+    no other character that a BERT normaliser folds into it (compatibility ideographs decompose into unified ones).
+    Such an addition is matched on the text as written (AddedToken(normalized=False)), which tokenizes as matching
+    it on the normalised text would, and the vocabulary holds it as the character itself: a normalised addition is
+    held as BERT's normaliser writes it, ' 如 ' with the spaces it puts around CJK characters, which Hugging Face's
+    `pipeline("token-classification")` takes for a subword (its length differs from the text's), merging a whole
+    Chinese sentence into one word. Kana, Hangul and Thai stay normalised: an uncased normaliser folds が into か
+    and strips Thai marks, so their other spellings must still match."""
+    if len(text) != 1 or char_script(text) != "Han":
+        return False
+    code = ord(text)
+    return not (0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F)
 
 
 def added_texts(tokenizer: Any) -> list[str]:

@@ -310,3 +310,43 @@ def test_a_night_of_nothing_but_emoji_is_kept_and_its_emoji_become_tokens(tmp_pa
     assert {"😡", "👍", "🏽", "🏿"} <= set(vocabulary.added_texts(tokenizer))
     assert manifest["coverage"]["unknown_token_share"] == 0.0
     assert tokenizer.tokenize("👍🏽😡") == ["👍", "🏽", "😡"]
+
+
+def test_a_han_addition_is_held_as_written_so_that_hf_token_classification_reads_its_words_as_ours() -> None:
+    """The packaged MiniLM's normaliser writes 如 as ' 如 ' (spaces around CJK characters). An addition held that way
+    made Hugging Face's token-classification pipeline take every added Chinese character for a subword (its token
+    is 3 characters long, its text 1) and merge a sentence into one word under aggregation_strategy="first". Han
+    additions are now held as written and tokenize exactly as a normalised addition does; kana, whose other
+    spellings an uncased normaliser folds into them (が into か), stay normalised."""
+    from tokenizers import AddedToken
+    from transformers import BertConfig, BertForTokenClassification, pipeline
+    from transformers.pipelines.token_classification import AggregationStrategy
+
+    chars = ["如", "果", "鱻", "很", "好", "😡", "ゑ"]
+    held, normalised = (load_tokenizer(resolve_model_dir("")) for _ in range(2))
+    vocabulary.extend(held, [vocabulary.Addition(c, 5, False) for c in chars])
+    normalised.add_tokens([AddedToken(c, normalized=True, special=False) for c in chars])
+    assert vocabulary.written_one_way("如") and not vocabulary.written_one_way("ゑ")
+    assert not vocabulary.written_one_way("\uf900") and not vocabulary.written_one_way("如果")  # compatibility form
+    texts = ["如果很好😡 iPhone如何？", "鱻很好，ゑ\tゑ", "如\u0301果 [SEP] 好"]
+    for text in texts:  # the same ids and offsets as before: models trained on either read the same tokens
+        ours, before = (t(text, return_offsets_mapping=True) for t in (held, normalised))
+        assert ours.input_ids == before.input_ids and ours.offset_mapping == before.offset_mapping
+    assert held.convert_ids_to_tokens(held.convert_tokens_to_ids(["如", "鱻"])) == ["如", "鱻"]
+    assert normalised.convert_ids_to_tokens(normalised.convert_tokens_to_ids(["如"]))[0].strip() == "如"
+    model = BertForTokenClassification(BertConfig(vocab_size=len(held), hidden_size=16, num_hidden_layers=1,
+                                                  num_attention_heads=2, intermediate_size=32, num_labels=3))
+    text = texts[0]
+
+    def han_words(tokenizer: object) -> list[dict]:
+        tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="first")
+        encoding = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+        pre = tagger.gather_pre_entities(text, np.array(encoding.input_ids), np.zeros((len(encoding.input_ids), 3)),
+                                         encoding.offset_mapping, np.array(encoding.special_tokens_mask),
+                                         AggregationStrategy.FIRST)
+        return [p for p in pre if p["word"].strip() in chars]
+
+    assert [p["word"] for p in han_words(held)] == ["如", "果", "很", "好", "😡", "如"]
+    assert not any(p["is_subword"] for p in han_words(held))  # each a word of its own, as our scorer reads them
+    # how it was: every added Han character a subword of the word before it
+    assert [p["is_subword"] for p in han_words(normalised)] == [True] * 4 + [False, True]
