@@ -272,15 +272,17 @@ class TokenizeConfig(_Section):
     # the stage fingerprint (NOT_FINGERPRINTED): changing them never re-tokenizes a committed night.
     max_unknown_share: float = Field(
         0.05, ge=0.0, le=1.0, description="share of a night's tokens that may be the unknown token ([UNK]), and of "
-        "its characters that may be hidden (behind it, or dropped by a tokenizer without one), before coverage is "
-        "called poor (a warning naming the scripts and a base model that reads them)")
+        "its characters that may be hidden (behind it, or dropped by a tokenizer without one) or spelled in pieces "
+        "(in a script whose words take more than 4 tokens each), before coverage is called poor (a warning naming "
+        "the scripts and a base model that reads them)")
     on_poor_coverage: Literal["warn", "refuse"] = Field(
         "warn", description="poor coverage: warn = log it and go on; refuse = stop before any token shard is written")
     # Vocabulary extension (bert_pipeline/text/vocabulary.py). Not fingerprinted either: the tokenizer it makes is (its
     # hash is part of every token shard's fingerprint and of the model version).
     extend_vocabulary: Literal["auto", "on", "off"] = Field(
         "auto", description="add the night's characters (and, in scripts written with spaces, whole words) that the "
-        "tokenizer reads as its unknown token (or drops), seen at least tokenize.vocabulary_min_count times, to the tokenizer; "
+        "tokenizer reads as its unknown token (or drops), and the words of a script it spells in pieces, seen at "
+        "least tokenize.vocabulary_min_count times, to the tokenizer; "
         "the model's embeddings grow to match and the extended tokenizer is saved with the model. The lake keeps one "
         "extended tokenizer per base model that grows night by night. auto = when a sample of the night has poor "
         "coverage (above tokenize.max_unknown_share) or the lake is already extended; off = the base tokenizer")

@@ -61,7 +61,8 @@ def publish_summary(summary: dict[str, Any]) -> dict[str, Any]:
     stage = summary.get("stage", "stage")
     get_run_logger().info("%s: %s", stage, stage_outcome(summary))
     for warning in summary.get("warnings") or []:  # what the user must act on, said where they look
-        get_run_logger().warning("%s: %s", stage, warning)
+        named = warning.startswith(f"{stage}: ")  # some name their stage already ("tokenize: 755 of 1,177 ...")
+        get_run_logger().warning("%s%s", "" if named else f"{stage}: ", warning)
     create_table_artifact(table=summary_rows(summary), key=f"bert-{stage}-summary",
                           description=f"bert-pipeline {stage} stage summary")
     if summary.get("partition"):

@@ -227,14 +227,20 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
                 f"{coverage['hidden_char_share']:.2%} of {coverage['chars']:,} characters are hidden behind it; "
                 f"{coverage['texts_with_unknown']:,} of {coverage['texts']:,} texts hold at least one.\n")
     verdict = ""
+    pieces = cov.pieces_line(coverage)
+    if pieces:
+        head += (f"\nSpelled in pieces (more than {cov.MAX_TOKENS_PER_WORD:g} tokens per word, though no token is "
+                 f"unknown; English takes about 1.2): {pieces}: the model reads these words nearly letter by "
+                 "letter.\n")
     if cov.is_poor(coverage, threshold):
         verdict = (f"\n**Poor coverage**: the model cannot read much of this night's text. {cov.advice(coverage)} "
                    "`tokenize.on_poor_coverage: refuse` stops such a night before its token shards are written.\n")
     rows = "".join(f"| {script} | {r['tokens']:,} | {r['unknown_tokens']:,} | {r['unknown_token_share']:.2%} | "
-                   f"{r['chars']:,} | {r['hidden_chars']:,} | {r['hidden_char_share']:.2%} |\n"
+                   f"{r['chars']:,} | {r['hidden_chars']:,} | {r['hidden_char_share']:.2%} | "
+                   f"{r['tokens_per_word'] if 'tokens_per_word' in r else ''} |\n"
                    for script, r in (coverage.get("by_script") or {}).items())
-    table = ("\n| script | tokens | unknown tokens | unknown share | characters | hidden characters | hidden share |\n"
-             "|---|---|---|---|---|---|---|\n" + rows) if rows else ""
+    table = ("\n| script | tokens | unknown tokens | unknown share | characters | hidden characters | hidden share | "
+             "tokens per word |\n|---|---|---|---|---|---|---|---|\n" + rows) if rows else ""
     chars = ", ".join(f"{_code(c)} {n:,}" for c, n in coverage.get("top_unknown_chars") or [])
     words = ", ".join(f"{_code(w)} {n:,}" for w, n in coverage.get("top_unknown_words") or [])
     tops = ((f"\nMost frequent unknown characters: {chars}.\n" if chars else "")
@@ -252,7 +258,8 @@ def length_line(tokens_manifest: dict[str, Any], cfg: PipelineConfig, scored_who
         return ""
     length = tokens_manifest.get("max_length") or cfg.tokenize.max_length
     # the length the night was tokenized at
-    warning = truncation_warning(counts, cfg, max_length=length, scored_whole=scored_whole)
+    warning = truncation_warning(counts, cfg, max_length=length, scored_whole=scored_whole,
+                                 coverage=tokens_manifest.get("coverage"))
     whole = " The night was scored by a baseline, which reads whole texts." if scored_whole else ""
     if warning:
         return f"\n**Long texts**: {warning[0].removeprefix('tokenize: ')}.{whole}\n"

@@ -91,11 +91,12 @@ TRUNCATION_WARNING = 0.05
 
 
 def truncation_warning(counts: dict[str, Any], cfg: PipelineConfig, max_length: int | None = None,
-                       scored_whole: bool = False) -> list[str]:
+                       scored_whole: bool = False, coverage: dict[str, Any] | None = None) -> list[str]:
     """A warning when more than TRUNCATION_WARNING of the night's texts (counts: the token manifest's, `rows` and
     `truncated`) are longer than max_length tokens (default tokenize.max_length) and train or score reads only their
     first max_length (`long_text: truncate`); [] otherwise. scored_whole: the night was scored by a baseline (the
-    score.fallback), which reads every character, so score cut nothing."""
+    score.fallback), which reads every character, so score cut nothing. coverage: the night's (token manifest);
+    when the vocabulary spells a script in pieces, the warning says that this, not the texts, makes them long."""
     length = max_length or cfg.tokenize.max_length
     truncating = ["train.long_text: truncate"] if cfg.train.long_text == "truncate" else []
     # score tokenizes the text again at its own score.max_length: these counts say nothing about a longer one
@@ -104,16 +105,19 @@ def truncation_warning(counts: dict[str, Any], cfg: PipelineConfig, max_length: 
     rows, cut = counts.get("rows", 0), counts.get("truncated", 0)
     if not truncating or not rows or cut <= TRUNCATION_WARNING * rows:
         return []
+    pieces = cov.pieces_line(coverage or {})
+    cause = (f" They are long in tokens because the vocabulary spells their words in pieces ({pieces}): a base model "
+             "whose vocabulary reads the script (see the coverage warning) fits more of each text." if pieces else "")
     return [f"tokenize: {cut:,} of {rows:,} texts of run_date={cfg.run_date} ({cut / rows:.1%}) are longer than "
             f"tokenize.max_length = {length} tokens, and under {' and '.join(truncating)} the model reads only "
-            f"their first {length}: what comes after is never seen. Set "
+            f"their first {length}: what comes after is never seen.{cause} Set "
             f"{' and '.join(t.replace('truncate', 'chunk') for t in truncating)} to read every token in overlapping "
             "windows, or raise tokenize.max_length (the token manifest's length_histogram has the texts' lengths)"]
 
 
-def night_warnings(cfg: PipelineConfig, counts: dict[str, Any]) -> list[str]:
+def night_warnings(cfg: PipelineConfig, counts: dict[str, Any], coverage: dict[str, Any] | None) -> list[str]:
     """The warnings the night's token counts call for (truncated texts, the task's own), logged, in order."""
-    found = truncation_warning(counts, cfg) + task_of(cfg).token_warnings(counts, cfg)
+    found = truncation_warning(counts, cfg, coverage=coverage) + task_of(cfg).token_warnings(counts, cfg)
     for message in found:
         log.warning("%s", message)
     return found
@@ -235,7 +239,7 @@ def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, 
         texts = sample_texts(curated_urls)
         if not cov.is_poor(cov.measure(encoder, texts, batch_size=settings.batch_size), settings.max_unknown_share):
             return chosen
-    counter = cov.CoverageCounter(encoder)
+    counter = cov.CoverageCounter(encoder, collect_words=True)  # words: for a script spelled in pieces
     chosen.before = measure_coverage(encoder, curated_urls, settings.batch_size, counter)
     if settings.extend_vocabulary == "auto" and not cov.is_poor(chosen.before, settings.max_unknown_share):
         return chosen
@@ -269,7 +273,7 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
     if manifest_matches(manifest, stage_fp, folder):
         measured = manifest.get("coverage")  # None for nights committed before coverage was measured
         warnings = warnings + coverage_verdict(cfg, measured, committed=True, casing=casing)
-        warnings += night_warnings(cfg, manifest["counts"])  # a skipped rerun still says them
+        warnings += night_warnings(cfg, manifest["counts"], measured)  # a skipped rerun still says them
         return {"stage": "tokenize", "skipped": True, "partition": folder, **manifest["counts"],
                 **_summary_coverage(measured), **({"warnings": warnings} if warnings else {})}
 
@@ -315,7 +319,7 @@ def run_tokenize(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         coverage = counter.result()
         warnings = warnings + coverage_verdict(cfg, coverage, casing=casing)  # under warn: logged, never raised
     counts = _summarise(tables)
-    warnings += night_warnings(cfg, counts)
+    warnings += night_warnings(cfg, counts, coverage)
     if progress:
         progress(f"{len(curated_urls)} curated shards tokenized", 1.0)
     tokenizer = night.tokenizer

@@ -47,6 +47,7 @@ from functools import lru_cache
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import regex
 from fontTools import unicodedata as ucd
 
 TOP = 20  # unknown characters and words kept, most frequent first
@@ -125,6 +126,9 @@ class CoverageCounter:
     unknown_pieces: Counter = field(default_factory=Counter)  # text of an unknown token's span -> occurrences
     dropped_pieces: Counter = field(default_factory=Counter)  # text that no token covers -> occurrences
     drops_text: bool = False  # no unknown token, and characters outside the vocabulary become no token at all
+    word_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # code point -> words it begins
+    collect_words: bool = False  # keep `words` (for vocabulary.choose_additions): costs a pass over every word
+    words: Counter = field(default_factory=Counter)  # word (WORD_PATTERN) -> occurrences, when collect_words
 
     def __post_init__(self) -> None:
         self.unk_id = unknown_token_id(self.encoder)
@@ -159,6 +163,10 @@ class CoverageCounter:
         if texts:
             points = np.frombuffer("".join(texts).encode("utf-32-le"), np.uint32)
             self._count_chars(points, 1)
+            self._count_word_starts(points, texts, 1)
+            if self.collect_words:
+                for text in texts:
+                    self.words.update(WORD_PATTERN.findall(text))
         unk = self.unk_id
         need_mask = np.asarray(truncated, bool).copy()
         if unk is not None:  # the texts whose tokens hold the unknown id: by position in the flat array
@@ -187,7 +195,9 @@ class CoverageCounter:
                 tails.append(text[read_to:])
         self.unknown_pieces.update(pieces)
         if tails:
-            self._count_chars(np.frombuffer("".join(tails).encode("utf-32-le"), np.uint32), -1)
+            tail_points = np.frombuffer("".join(tails).encode("utf-32-le"), np.uint32)
+            self._count_chars(tail_points, -1)
+            self._count_word_starts(tail_points, tails, -1)
 
     def _count_chars(self, points: np.ndarray, sign: int) -> None:
         counts = np.bincount(points)
@@ -195,6 +205,21 @@ class CoverageCounter:
             self.char_counts = np.concatenate([self.char_counts, np.zeros(len(counts) - len(self.char_counts),
                                                                           np.int64)])
         self.char_counts[:len(counts)] += sign * counts
+
+    def _count_word_starts(self, points: np.ndarray, texts: Sequence[str], sign: int) -> None:
+        """Count, per code point, the words it begins (a word: a run of non-space characters; texts[i] is one run
+        of `points`), so that `result` can say how many tokens each script's words take (fertility)."""
+        space = np.isin(points, SPACE_POINTS)
+        start = ~space
+        start[1:] &= space[:-1]
+        firsts = np.cumsum([0, *map(len, texts)])[:-1]
+        firsts = firsts[firsts < len(points)]
+        start[firsts] = ~space[firsts]  # a text's first character begins a word whatever ended the text before it
+        counts = np.bincount(points[start])
+        if len(counts) > len(self.word_starts):
+            self.word_starts = np.concatenate([self.word_starts, np.zeros(len(counts) - len(self.word_starts),
+                                                                          np.int64)])
+        self.word_starts[:len(counts)] += sign * counts
 
     def hidden_chars(self) -> Counter:
         """char -> occurrences inside unknown tokens' spans and in text no token covers (spaces left out): what
@@ -236,8 +261,11 @@ class CoverageCounter:
 
         {"unknown_token": "[UNK]" | None, "texts", "texts_with_unknown", "tokens", "unknown_tokens",
          "unknown_token_share", "chars", "hidden_chars", "hidden_char_share",
+         "spelled_in_pieces_chars", "spelled_in_pieces_char_share" (characters of the scripts whose words take
+         more than MAX_TOKENS_PER_WORD tokens),
          "by_script": {script: {"tokens", "unknown_tokens", "unknown_token_share", "chars", "hidden_chars",
-                                "hidden_char_share"}} (most characters first),
+                                "hidden_char_share", and for a script written with spaces whose words it saw at
+                                least MIN_WORDS times "words", "tokens_per_word"}} (most characters first),
          "top_unknown_chars": [[char, occurrences], ...], "top_unknown_words": [[text, occurrences], ...]}
         """
         counts = self.id_counts.copy()
@@ -246,7 +274,8 @@ class CoverageCounter:
         scripts: dict[str, dict[str, int]] = {}
 
         def row(script: str) -> dict[str, int]:
-            return scripts.setdefault(script, {"tokens": 0, "unknown_tokens": 0, "chars": 0, "hidden_chars": 0})
+            return scripts.setdefault(script, {"tokens": 0, "unknown_tokens": 0, "chars": 0, "hidden_chars": 0,
+                                               "words": 0})
 
         # known tokens: the script of the vocabulary piece, decoded as the tokenizer decodes it
         known = np.flatnonzero(counts)
@@ -269,11 +298,13 @@ class CoverageCounter:
             hidden[char] = max(hidden[char], n)
         for char, n in hidden.items():
             row(char_script(char))["hidden_chars"] += n
-        # characters the model reads (not spaces)
+        # characters the model reads (not spaces), and the words they begin
         for point in np.flatnonzero(self.char_counts):
             char = chr(int(point))
             if not char.isspace():
                 row(char_script(char))["chars"] += int(self.char_counts[point])
+        for point in np.flatnonzero(self.word_starts > 0):
+            row(char_script(chr(int(point))))["words"] += int(self.word_starts[point])
         chars, hidden_chars = sum(r["chars"] for r in scripts.values()), sum(hidden.values())
         alone = self.is_unknown_alone(sorted(hidden))
         top_chars = sorted(((c, n) for c, n in hidden.items() if alone[c]), key=lambda kv: (-kv[1], kv[0]))[:TOP]
@@ -282,9 +313,11 @@ class CoverageCounter:
         by_script = {
             script: {"tokens": r["tokens"], "unknown_tokens": r["unknown_tokens"],
                      "unknown_token_share": _share(r["unknown_tokens"], r["tokens"]), "chars": r["chars"],
-                     "hidden_chars": r["hidden_chars"], "hidden_char_share": _share(r["hidden_chars"], r["chars"])}
+                     "hidden_chars": r["hidden_chars"], "hidden_char_share": _share(r["hidden_chars"], r["chars"]),
+                     **_fertility(script, r)}
             for script, r in sorted(scripts.items(), key=lambda kv: (-kv[1]["chars"], -kv[1]["tokens"], kv[0]))
         }
+        pieces = sum(r["chars"] for r in by_script.values() if r.get("tokens_per_word", 0) > MAX_TOKENS_PER_WORD)
         return {
             "unknown_token": self.encoder.id_to_token(self.unk_id) if self.unk_id is not None else None,
             **({"drops_text": True} if self.drops_text else {}),
@@ -292,6 +325,7 @@ class CoverageCounter:
             "texts": self.texts, "texts_with_unknown": self.texts_with_unknown,
             "tokens": tokens, "unknown_tokens": unknown_tokens, "unknown_token_share": _share(unknown_tokens, tokens),
             "chars": chars, "hidden_chars": hidden_chars, "hidden_char_share": _share(hidden_chars, chars),
+            "spelled_in_pieces_chars": pieces, "spelled_in_pieces_char_share": _share(pieces, chars),
             "by_script": by_script,
             "top_unknown_chars": [[c, n] for c, n in top_chars],
             "top_unknown_words": [[w, n] for w, n in top_words],
@@ -338,6 +372,26 @@ def _share(part: int, whole: int) -> float:
     return round(part / whole, 6) if whole else 0.0
 
 
+# Fertility (tokens per word; Rust et al., "How Good is Your Tokenizer?", ACL 2021): the packaged MiniLM takes 1.2
+# tokens per word of English tweets, 2.4 of German, 2.9 of Finnish, 3.2 of Turkish, and 4.5-5.6 of Greek, Arabic and
+# Russian, which its English vocabulary spells nearly letter by letter though no token is unknown. Above this the
+# script counts as spelled in pieces (`spelled_in_pieces_char_share`), and coverage as poor like hidden text.
+MAX_TOKENS_PER_WORD = 4.0
+MIN_WORDS = 50  # words of a script below which its tokens per word say little
+SPACE_POINTS = np.array([p for p in range(0x3001) if chr(p).isspace()], np.uint32)
+# a word for fertility is a run of non-space characters; for the words an extension may add, letters with their marks
+WORD_PATTERN = regex.compile(r"\p{L}[\p{L}\p{M}]*")
+
+
+def _fertility(script: str, row: dict[str, int]) -> dict[str, Any]:
+    """{"words", "tokens_per_word"} of a script written with spaces whose words were seen at least MIN_WORDS
+    times; {} otherwise (Common, Inherited, and Han, Kana, Thai..., whose runs are sentences, not words)."""
+    words = row["words"]
+    if script in (COMMON, INHERITED) or script in NO_SPACE_SCRIPTS or words < MIN_WORDS:
+        return {}
+    return {"words": words, "tokens_per_word": round(row["tokens"] / words, 3)}
+
+
 def measure(tokenizer: Any, texts: Sequence[str], max_length: int | None = None, batch_size: int = 2048,
             counter: CoverageCounter | None = None) -> dict[str, Any]:
     """Coverage of texts (any number) through a tokenizer: a transformers fast tokenizer (encoded as the tokenize
@@ -367,10 +421,27 @@ def affected_scripts(coverage: dict[str, Any], limit: int = 3) -> list[tuple[str
     return sorted(rows, key=lambda r: (-r[1], r[0]))[:limit]
 
 
+def pieced_scripts(coverage: dict[str, Any]) -> list[tuple[str, float, int]]:
+    """(script, tokens per word, characters) of the scripts spelled in pieces (more than MAX_TOKENS_PER_WORD tokens
+    per word), most characters first."""
+    rows = [(s, r["tokens_per_word"], r["chars"]) for s, r in (coverage.get("by_script") or {}).items()
+            if r.get("tokens_per_word", 0) > MAX_TOKENS_PER_WORD]
+    return sorted(rows, key=lambda r: (-r[2], r[0]))
+
+
+def pieces_line(coverage: dict[str, Any]) -> str:
+    """'Cyrillic 5.8 tokens per word (133,398 characters, 93.4 % of the night's)' for the scripts spelled in pieces;
+    '' when none is."""
+    return "; ".join(f"{s} {per_word:.1f} tokens per word ({n:,} characters, "
+                     f"{n / max(coverage.get('chars', 0), 1):.1%} of the night's)"
+                     for s, per_word, n in pieced_scripts(coverage))
+
+
 def advice(coverage: dict[str, Any]) -> str:
     """One sentence: which kind of base model reads the scripts this night's unknown tokens hide, and how to set it."""
     by_script = coverage.get("by_script") or {}
     scripts = [s for s, _, _ in affected_scripts(coverage, limit=99) if s not in (COMMON, INHERITED)]
+    scripts += [s for s, _, _ in pieced_scripts(coverage) if s not in scripts]
     setting = ("download it into a local Hugging Face folder and set `train.base_model` to that folder (the token "
                "shards are then made again with its tokenizer)")
     if not scripts:
@@ -386,8 +457,9 @@ def advice(coverage: dict[str, Any]) -> str:
 
 
 def poor_coverage_message(coverage: dict[str, Any], threshold: float, run_date: str, source: str) -> str:
-    """The warning for a night whose unknown token share is above `threshold`: the shares, the scripts most
-    affected, the top unknown characters, what to do, and the two settings."""
+    """The warning for a night whose coverage is poor (`is_poor`): the shares, the scripts most affected, the top
+    unknown characters or the scripts spelled in pieces (whichever made it poor, or both), what to do, and the two
+    settings."""
     scripts = "; ".join(f"{s} {n:,} characters hidden ({share:.1%} of its characters)"
                         for s, n, share in affected_scripts(coverage))
     chars = ", ".join(f"{c!r} x{n}" for c, n in (coverage.get("top_unknown_chars") or [])[:10]) or "none on their own"
@@ -396,12 +468,24 @@ def poor_coverage_message(coverage: dict[str, Any], threshold: float, run_date: 
     else:
         shares = (f"{coverage['unknown_token_share']:.1%} of the tokens are the unknown token "
                   f"{coverage.get('unknown_token')} ({coverage['unknown_tokens']:,} of {coverage['tokens']:,}), and")
-    return (f"poor vocabulary coverage for run_date={run_date}: {shares} {coverage['hidden_char_share']:.1%} of the "
-            f"characters are hidden from the model (tokenize.max_unknown_share, {threshold:.1%}, bounds both "
-            f"shares): the tokenizer of {source} cannot spell them from its vocabulary. Most affected: "
-            f"{scripts or 'none'}. Most frequent "
-            f"unknown characters: {chars}. {advice(coverage)} Settings: tokenize.max_unknown_share (the threshold), "
-            "tokenize.on_poor_coverage (warn, or refuse to stop before any token shard is written).")
+    pieces = pieces_line(coverage)
+    hidden = max(coverage.get("unknown_token_share", 0.0), coverage.get("hidden_char_share", 0.0)) > threshold
+    parts = []
+    if hidden or not pieces:
+        parts.append(f"{shares} {coverage['hidden_char_share']:.1%} of the characters are hidden from the model "
+                     f"(tokenize.max_unknown_share, {threshold:.1%}, bounds both shares): the tokenizer of {source} "
+                     f"cannot spell them from its vocabulary. Most affected: {scripts or 'none'}. Most frequent "
+                     f"unknown characters: {chars}.")
+    if pieces:
+        parts.append(f"{'T' if hidden else 'the t'}okenizer of {source} spells "
+                     f"{coverage.get('spelled_in_pieces_char_share', 0.0):.1%} of the characters in pieces (more "
+                     f"than {MAX_TOKENS_PER_WORD:g} tokens per word; English takes about 1.2; "
+                     f"tokenize.max_unknown_share, {threshold:.1%}, bounds this share too): {pieces}. The model then "
+                     "reads their words nearly letter by letter, and a text holds fewer words within "
+                     "tokenize.max_length.")
+    return (f"poor vocabulary coverage for run_date={run_date}: {' '.join(parts)} {advice(coverage)} Settings: "
+            "tokenize.max_unknown_share (the threshold), tokenize.on_poor_coverage (warn, or refuse to stop before "
+            "any token shard is written).")
 
 
 # Below this many tokens a share says little (a night of 8 tokens, 4 of them emoji): no verdict either way.
@@ -409,11 +493,13 @@ MIN_TOKENS_FOR_VERDICT = 200
 
 
 def is_poor(coverage: dict[str, Any] | None, threshold: float) -> bool:
-    """True when a measured night's unknown token share or its hidden character share is above threshold (None: not
-    measured) and it holds at least MIN_TOKENS_FOR_VERDICT tokens. Both, because either can be small while the other
+    """True when a measured night's unknown token share, its hidden character share or the share of its characters
+    spelled in pieces (`pieced_scripts`) is above threshold (None: not measured) and it holds at least
+    MIN_TOKENS_FOR_VERDICT tokens. Both, because either can be small while the other
     is not: an uncased BERT splits a Hangul syllable into jamo tokens, so a night whose words are [UNK] can hold 4 %
     unknown tokens and hide 26 % of its characters; a tokenizer that drops what it cannot spell has no unknown token."""
     if not coverage or coverage.get("tokens", 0) < MIN_TOKENS_FOR_VERDICT:
         return False
-    shares = (coverage.get("unknown_token_share", 0.0), coverage.get("hidden_char_share", 0.0))
+    shares = (coverage.get("unknown_token_share", 0.0), coverage.get("hidden_char_share", 0.0),
+              coverage.get("spelled_in_pieces_char_share", 0.0))  # absent from nights measured before 2026-12-05
     return max(map(float, shares)) > threshold

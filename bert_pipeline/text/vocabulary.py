@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from bert_pipeline.lake import storage
-from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, CoverageCounter, char_script, text_script
+from bert_pipeline.text.coverage import NO_SPACE_SCRIPTS, CoverageCounter, char_script, pieced_scripts, text_script
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,14 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
     more than one character whose script is written with spaces (not Han, Kana, Thai...: there the characters are
     the units), without spaces inside. Both normalised as the tokenizer normalises (`normalize`). A tokenizer
     without an unknown token that drops what it cannot spell (`counter.drops_text`) gets its dropped text the same
-    way; one that reads everything (byte-level BPE) gets nothing."""
-    if counter.unk_id is None and not counter.drops_text:
+    way; one that reads everything (byte-level BPE) gets nothing. Words of a script the vocabulary spells in
+    pieces (`coverage.pieced_scripts`: Russian through an English vocabulary, nearly letter by letter), when the
+    counter collected its words (`collect_words`): those the tokenizer splits, at least `min_count` times, whatever
+    the tokenizer (their embeddings start as the mean of their pieces', `grow_embeddings`)."""
+    words = pieced_words(counter, min_count)
+    if counter.unk_id is None and not counter.drops_text and not words:
         return []
     chars = counter.hidden_chars()
-    words: Counter = Counter()
     for piece, n in (counter.unknown_pieces + counter.dropped_pieces).items():
         if len(piece) > 1 and not any(c.isspace() for c in piece) and text_script(piece) not in NO_SPACE_SCRIPTS:
             words[piece] += n
@@ -81,6 +84,17 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
              if n >= min_count and text.strip() and text not in known and not _looks_special(text)]
     ranked = sorted(found, key=lambda a: (-a.count, a.word, a.text))
     return ranked[:max_new]
+
+
+def pieced_words(counter: CoverageCounter, min_count: int) -> Counter:
+    """word -> occurrences of the collected words (`counter.words`) of scripts spelled in pieces that occur at least
+    min_count times and that the tokenizer splits into more than one token."""
+    scripts = {script for script, _, _ in pieced_scripts(counter.result())} if counter.words else set()
+    frequent = [(w, n) for w, n in counter.words.items() if n >= min_count and text_script(w) in scripts]
+    if not frequent:
+        return Counter()
+    encoded = counter.encoder.encode_batch([w for w, _ in frequent], add_special_tokens=False)
+    return Counter({w: n for (w, n), e in zip(frequent, encoded) if len(e.ids) > 1})
 
 
 def normalize(encoder: Any, text: str) -> str:

@@ -129,6 +129,53 @@ def test_mixed_scripts_emoji_and_literal_special_tokens(minilm: object) -> None:
     assert dict(map(tuple, result["top_unknown_words"])) == {"好": 1, "👍👍": 1}
 
 
+# Hand-written reviews in scripts the packaged MiniLM knows letter by letter (no [UNK], but a word in 4-8 pieces)
+RUSSIAN = ["Доставка быстрая, упаковка целая, но зарядка перестала работать через неделю.",
+           "Отличный горшок для цветов, купила ещё два в подарок маме 😍",
+           "Продавец не отвечает на сообщения, деньги вернули только через месяц!",
+           "Качество так себе: ткань тонкая, швы кривые, размер маломерит.",
+           "Всё понравилось, рекомендую этот магазин друзьям и знакомым.",
+           "Мой кот разбил вазу в первый же день, но это не вина магазина :)"]
+GREEK = ["Το προϊόν ήρθε γρήγορα και είναι πολύ καλό, το συνιστώ ανεπιφύλακτα.",
+         "Κακή ποιότητα υλικών, επέστρεψα το παραγγελθέν μετά από δύο εβδομάδες."]
+
+
+def test_a_script_spelled_letter_by_letter_is_poor_coverage_though_nothing_is_unknown(minilm: object) -> None:
+    """Cyrillic and Greek through the English MiniLM: almost no [UNK], but more than four tokens per word, which
+    the report, the summary and auto judge as they judge hidden text; English and Chinese have no such figure to
+    trip (Chinese has no words between spaces), and a night that is mostly English stays fine."""
+    ru = cov.measure(minilm, RUSSIAN * 3 + GREEK * 4, max_length=128)
+    assert ru["unknown_token_share"] < 0.01 and ru["hidden_char_share"] < 0.01
+    cyrillic, greek = ru["by_script"]["Cyrillic"], ru["by_script"]["Greek"]
+    assert cyrillic["words"] == 3 * sum(len([w for w in t.split() if w[0].isalpha()]) for t in RUSSIAN)
+    assert cyrillic["tokens_per_word"] > 4.5 and greek["tokens_per_word"] > 4
+    assert ru["spelled_in_pieces_char_share"] == round((cyrillic["chars"] + greek["chars"]) / ru["chars"], 6) > 0.9
+    assert cov.is_poor(ru, 0.05) and cov.pieces_line(ru).startswith("Cyrillic ")
+    message = cov.poor_coverage_message(ru, 0.05, RUN_DATE, "the packaged MiniLM")
+    assert "spells 9" in message and "more than 4 tokens per word" in message and "hidden from the model" not in message
+    assert "a base model whose vocabulary covers Cyrillic and Greek: a multilingual encoder" in message
+    en = cov.measure(minilm, ENGLISH * 10, max_length=128)
+    assert en["by_script"]["Latin"]["tokens_per_word"] < 1.6 and en["spelled_in_pieces_char_share"] == 0.0
+    assert not cov.is_poor(en, 0.05) and cov.pieces_line(en) == ""
+    mostly_english = cov.measure(minilm, ENGLISH * 40 + RUSSIAN[:1], max_length=128)
+    assert mostly_english["by_script"]["Latin"]["words"] > 10 * 50 and not cov.is_poor(mostly_english, 0.05)
+    assert "tokens_per_word" not in cov.measure(minilm, zh_reviews(), max_length=128)["by_script"]["Han"]
+    # a text the model reads only the start of counts only the words it reads
+    section = coverage_section({"coverage": ru, "counts": {"rows": 26}}, 0.05)
+    assert "\nSpelled in pieces (more than 4 tokens per word, though no token is unknown; " in section
+    assert "**Poor coverage**" in section and "| tokens per word |" in section
+    assert f"{cyrillic['hidden_char_share']:.2%} | {cyrillic['tokens_per_word']} |" in section
+    # the long-text warning says what makes such texts long
+    from bert_pipeline.stages.tokenize import truncation_warning
+
+    [long] = truncation_warning({"rows": 10, "truncated": 6}, build_config({"run_date": RUN_DATE}), coverage=ru)
+    assert "They are long in tokens because the vocabulary spells their words in pieces (Cyrillic " in long
+    [plain] = truncation_warning({"rows": 10, "truncated": 6}, build_config({"run_date": RUN_DATE}), coverage=en)
+    assert "in pieces" not in plain and plain.startswith("tokenize: 6 of 10 texts")
+    cut = cov.measure(minilm, [" ".join(RUSSIAN) * 3] * 10, max_length=64)["by_script"]["Cyrillic"]
+    assert 60 < cut["words"] < 150 and abs(cut["tokens_per_word"] - cyrillic["tokens_per_word"]) < 1.5
+
+
 def test_a_night_of_nothing_but_emoji(minilm: object) -> None:
     result = cov.measure(minilm, ["😀😂👍", "🎉🎉", "❤️🔥"], max_length=128)
     assert result["unknown_token_share"] == 1.0 and result["hidden_char_share"] == 1.0

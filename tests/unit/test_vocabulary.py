@@ -350,3 +350,31 @@ def test_a_han_addition_is_held_as_written_so_that_hf_token_classification_reads
     assert not any(p["is_subword"] for p in han_words(held))  # each a word of its own, as our scorer reads them
     # how it was: every added Han character a subword of the word before it
     assert [p["is_subword"] for p in han_words(normalised)] == [True] * 4 + [False, True]
+
+
+def test_a_night_spelled_letter_by_letter_gets_its_frequent_words_as_tokens(tmp_path: Path) -> None:
+    """Russian through the packaged MiniLM has no [UNK] but takes about six tokens a word: auto extends the
+    vocabulary with the night's frequent words (whole words only, normalised as the tokenizer reads them), so that
+    they are one token each, the night's tokens per word fall, and nothing else changes meaning: a user's [SEP] is
+    text, and a Cyrillic word seen less than vocabulary_min_count times keeps its pieces."""
+    from tests.unit.test_coverage import RUSSIAN, night_config
+
+    rows = [f"{RUSSIAN[i % len(RUSSIAN)]} Заказ {1000 + i}, оценка {i % 5 + 1}." for i in range(120)]
+    rows += ["Редкостный экземпляр [SEP] доставка"]
+    cfg = build_config(night_config(tmp_path, rows))
+    run_ingest(cfg), run_curate(cfg)
+    summary = run_tokenize(cfg)
+    manifest = Lake.of(cfg).read_manifest("tokens", cfg.run_date)
+    words = manifest["vocabulary"]
+    before = words["coverage_before"]["by_script"]["Cyrillic"]["tokens_per_word"]
+    after = manifest["coverage"]["by_script"]["Cyrillic"]["tokens_per_word"]
+    assert words["extended"] and before > 4.5 and after < 2.0, (before, after)
+    assert words["unknown_token_share_before"] < 0.01  # poor by its pieces, not by [UNK]
+    tokenizer = vocabulary.load_extension(manifest["tokenizer"]["folder"], manifest["tokenizer"]["hash"])
+    added = set(vocabulary.added_texts(tokenizer))
+    assert {"доставка", "заказ", "горшок", "магазина"} <= added and "редкостныи" not in added  # й folds to и
+    assert tokenizer.tokenize("ДОСТАВКА быстрая") == ["доставка", "быстрая"]
+    assert "достав" not in added and tokenizer.tokenize("доставками")[0] != "доставка"  # whole words only
+    encoder = fast_encoder(tokenizer, 64)
+    assert tokenizer.sep_token_id not in encoder.encode(rows[-1]).ids[1:-1]
+    assert not any("poor vocabulary coverage" in w for w in summary.get("warnings", []))  # read well after it
