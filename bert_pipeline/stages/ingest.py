@@ -564,10 +564,18 @@ def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 
         holders = duplicated.filter(pl.col("doc_id") == examples[0]).head(2)
         places = [f"{source} row {row + 1}" + (" (already committed)" if at < committed else "")
                   for at, source, row in holders.select("at", "source", "source_row").iter_rows()]
-        where = f"ingest.id_column {id_column!r}" if id_column else "derived doc_ids"
+        where = f"the ids in ingest.id_column {id_column!r}" if id_column else "the derived doc_ids"
         scope = " across the committed partition and tonight's sources" if committed else ""
+        keys = ["doc_id", "text", "label"]
+        repeats = (duplicated.height - duplicated.unique(keys).height) if set(keys) <= set(duplicated.columns) else 0
+        exact = (f"; {repeats} of them repeat another row exactly (id, text and label), as a file concatenated "
+                 "twice or an export that overlaps the one before does" if repeats else "")
+        fix = ("give each document one id, remove the repeated rows from the source, or leave ingest.id_column empty "
+               "(doc_ids are then derived from the text)" if id_column else "report it: derived doc_ids include "
+               "the source and row")
         raise InputDataError(f"{where} are not unique{scope}: {duplicated.height} rows share ids such as {examples}; "
-                             f"{examples[0]!r} is {places[0]} and {places[1]}")
+                             f"{examples[0]!r} is {places[0]} and {places[1]}{exact}. An id names one document, so "
+                             f"these rows cannot all be kept: {fix}. Nothing was written")
 
 
 def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[dict[str, int], list[str]]:

@@ -104,7 +104,18 @@ def test_duplicate_given_ids_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("id,text\n1,a\n2,b\n1,c\n")
     with pytest.raises(InputDataError, match="not unique") as failure:
         ingest(tmp_path, [str(tmp_path / "a.csv")], id_column="id")
-    assert f"'1' is {tmp_path / 'a.csv'} row 1 and {tmp_path / 'a.csv'} row 3" in str(failure.value)
+    assert f"'1' is {tmp_path / 'a.csv'} row 1 and {tmp_path / 'a.csv'} row 3. An id names one" in str(failure.value)
+    assert "leave ingest.id_column empty (doc_ids are then derived from the text). Nothing was written" in str(
+        failure.value)
+    assert "repeat another row exactly" not in str(failure.value)  # '1,a' and '1,c' are two documents
+    # a night exported twice over: the repeats are named as such
+    (tmp_path / "b.csv").write_text("id,text,label\n7,Доставка быстрая,pos\n8,Слабо,neg\n7,Доставка быстрая,pos\n"
+                                    "8,Слабо,neg\n")
+    with pytest.raises(InputDataError) as failure:
+        ingest(tmp_path, [str(tmp_path / "b.csv")], id_column="id", label_column="label")
+    assert ("4 rows share ids such as ['7', '8']; '7' is " in str(failure.value)
+            and "; 2 of them repeat another row exactly (id, text and label)" in str(failure.value))
+    assert not (tmp_path / "lake").exists()
 
 
 def test_split_column_is_normalised_and_checked(tmp_path: Path) -> None:
@@ -224,7 +235,8 @@ def test_append_refuses_an_id_the_partition_already_holds(tmp_path: Path) -> Non
     with pytest.raises(InputDataError) as failure:
         night(tmp_path, "tuesday.csv", "id,text\n9,nine\n7,seven again\n", id_column="id", on_existing="append")
     message = str(failure.value)
-    assert "ingest.id_column 'id' are not unique across the committed partition and tonight's sources" in message
+    assert ("the ids in ingest.id_column 'id' are not unique across the committed partition and tonight's sources"
+            in message)
     assert (f"'7' is {tmp_path / 'monday.csv'} row 1 (already committed) and {tmp_path / 'tuesday.csv'} row 2"
             in message)
     assert committed(tmp_path)[0] == manifest
