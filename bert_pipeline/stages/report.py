@@ -77,6 +77,8 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
         storage.write_bytes_atomic(storage.join(folder, name), png)
     report_url = storage.join(folder, "report.md")
     storage.write_bytes_atomic(report_url, "\n".join(sections).encode())  # last: the report names its plots
+    if storage.is_local(folder):  # the atomic writes' staging folder, empty once every rename is done
+        storage.remove_empty_folders(storage.temp_folder(folder))
     return {"stage": "report", "report": report_url, "plots": sorted(plots), "previous_run_date": previous,
             "skipped_empty_nights": skipped, "compared": task.output_area}
 

@@ -45,6 +45,7 @@ def test_the_report_skips_empty_nights_and_a_backfill_compares_with_the_night_be
     commit_predictions(lake, "2026-03-04", ["a", "b", "b", "b"])  # a 25%, b 75%
 
     summary, text = report(root, "2026-03-04")  # after an empty night: the night before it that has rows
+    assert not (root / "_tmp" / "reports" / "run_date=2026-03-04").exists()  # its staging folder went with it
     assert summary["previous_run_date"] == "2026-03-01" and summary["skipped_empty_nights"] == ["2026-03-02"]
     assert ("4 rows scored with model m1. Compared with run_date 2026-03-01, the newest earlier night with "
             "predictions (skipped 1 empty night(s) with no predictions: 2026-03-02).") in text
