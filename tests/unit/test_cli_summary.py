@@ -46,3 +46,24 @@ def test_the_report_line_names_where_the_report_went(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert f"  score     done                         lake/predictions/run_date=2026-11-27\n" in out
     assert f"  report    written                      {report}\n" in out
+
+
+def test_a_night_the_fallback_scored_prints_the_baselines_figures_beside_the_refused_models(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    tfidf = {"kind": "tfidf-logistic-regression", "validation": {"rows": 40, "macro_f1": 0.6565},
+             "test": {"rows": 30, "macro_f1": 0.5894}}
+    night = summary(False, "2026-11-27-132b37607a+tfidf-baseline")
+    night["train"]["metrics"] = METRICS | {"baseline": tfidf}
+    _print_summary("run", night)
+    out = capsys.readouterr().out
+    assert ("  baseline:   tfidf-logistic-regression: validation macro-F1 0.6565, test macro-F1 0.5894 (it scored "
+            "this night: score.fallback)\n") in out
+    # an entity tagger: its memorising baseline, then the CRF that a fallback uses; the model scored its own night
+    entities = {"kind": "memorising", "validation": {"entity_f1": 0.25}, "test": {"entity_f1": 0.22},
+                "crf": {"kind": "crf", "validation": {"entity_f1": 0.37}, "test": {"entity_f1": 0.30}}}
+    night = summary(False, "2026-11-27-132b37607a")
+    night["train"]["metrics"] = METRICS | {"baseline": entities, "problem_type": "token_classification"}
+    _print_summary("run", night)
+    out = capsys.readouterr().out
+    assert "  baseline:   memorising: validation entity F1 0.2500, test entity F1 0.2200\n" in out
+    assert "  baseline:   crf: validation entity F1 0.3700, test entity F1 0.3000\n" in out
