@@ -229,6 +229,10 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
                 f"{coverage['hidden_char_share']:.2%} of {coverage['chars']:,} characters are hidden behind it; "
                 f"{coverage['texts_with_unknown']:,} of {coverage['texts']:,} texts hold at least one.\n")
     verdict = ""
+    folded = ", ".join(f"{_code(c)} as {_code(into)} {n:,}" for c, into, n in coverage.get("folded_chars") or [])
+    if folded:
+        head += (f"\nThe tokenizer's normaliser reads these letters as others (so words that differ only there "
+                 f"read the same; a cased or multilingual base model keeps them apart): {folded}.\n")
     pieces = cov.pieces_line(coverage)
     if pieces:
         head += (f"\nSpelled in pieces (more than {cov.MAX_TOKENS_PER_WORD:g} tokens per word, though no token is "

@@ -48,6 +48,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import regex
+import unicodedata
 from fontTools import unicodedata as ucd
 
 TOP = 20  # unknown characters and words kept, most frequent first
@@ -246,6 +247,25 @@ class CoverageCounter:
                 found[char] = int(self.char_counts[point])
         return found
 
+    def normaliser_folds(self) -> list[list[Any]]:
+        """[[char, what the normaliser makes of it, occurrences], ...] (most first, at most TOP) of the letters of
+        scripts other than Latin, Common and Inherited that the tokenizer's normaliser turns into another letter, not
+        only into its lower case: an uncased BERT's accent stripping reads Russian й as и and ё as е, so мой and
+        мои are one word to the model. Latin accents (é -> e) are left out, as in `normaliser_strips`."""
+        normalizer = getattr(self.encoder, "normalizer", None)
+        if normalizer is None:
+            return []
+        found = []
+        for point in np.flatnonzero(self.char_counts > 0).tolist():
+            char = chr(point)
+            if char_script(char) in (COMMON, INHERITED, "Latin") or not char.isalpha():
+                continue
+            read = normalizer.normalize_str(char).strip()
+            # a Hangul syllable decomposed into its jamo is the same letter, spelled as coverage counts elsewhere
+            if read and read not in (char, char.lower()) and unicodedata.normalize("NFC", read) != char:
+                found.append([char, read, int(self.char_counts[point])])
+        return sorted(found, key=lambda row: (-row[2], row[0]))[:TOP]
+
     def is_unknown_alone(self, chars: list[str]) -> dict[str, bool]:
         """Whether each character, encoded on its own, becomes the unknown token (cached per counter)."""
         todo = [c for c in chars if c not in self._unknown_alone]
@@ -266,7 +286,9 @@ class CoverageCounter:
          "by_script": {script: {"tokens", "unknown_tokens", "unknown_token_share", "chars", "hidden_chars",
                                 "hidden_char_share", and for a script written with spaces whose words it saw at
                                 least MIN_WORDS times "words", "tokens_per_word"}} (most characters first),
-         "top_unknown_chars": [[char, occurrences], ...], "top_unknown_words": [[text, occurrences], ...]}
+         "top_unknown_chars": [[char, occurrences], ...], "top_unknown_words": [[text, occurrences], ...],
+         and where there are some "stripped_chars" (an occurrence count) and "folded_chars" ([[char, read as,
+         occurrences], ...], `normaliser_folds`)}
         """
         counts = self.id_counts.copy()
         counts[self._special] = 0
@@ -322,6 +344,7 @@ class CoverageCounter:
             "unknown_token": self.encoder.id_to_token(self.unk_id) if self.unk_id is not None else None,
             **({"drops_text": True} if self.drops_text else {}),
             **({"stripped_chars": sum(stripped.values())} if stripped else {}),
+            **({"folded_chars": folded} if (folded := self.normaliser_folds()) else {}),
             "texts": self.texts, "texts_with_unknown": self.texts_with_unknown,
             "tokens": tokens, "unknown_tokens": unknown_tokens, "unknown_token_share": _share(unknown_tokens, tokens),
             "chars": chars, "hidden_chars": hidden_chars, "hidden_char_share": _share(hidden_chars, chars),

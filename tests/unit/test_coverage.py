@@ -176,6 +176,21 @@ def test_a_script_spelled_letter_by_letter_is_poor_coverage_though_nothing_is_un
     assert 60 < cut["words"] < 150 and abs(cut["tokens_per_word"] - cyrillic["tokens_per_word"]) < 1.5
 
 
+def test_letters_the_uncased_normaliser_reads_as_others_are_named(minilm: object) -> None:
+    """й reads as и and が as か through the uncased MiniLM (мой and мои are one word to it): named with their
+    counts, in the manifest and the report (they are not hidden: coverage stays as it is); Latin accents, Hangul (not
+    folded) and English are not named."""
+    texts = ["Мой кот съел ёлку, но мои соседи не против.", "Мой заказ пришёл вовремя.", "がんばって ください",
+             "Café naïve résumé", "한국어 리뷰 좋아요", "Shoes run small."]
+    result = cov.measure(minilm, texts, max_length=128)
+    assert result["folded_chars"] == [["й", "и", 2], ["ё", "е", 2], ["が", "か", 1], ["だ", "た", 1], ["ば", "は", 1]]
+    assert "folded_chars" not in cov.measure(minilm, ENGLISH + ["Café naïve résumé", "한국어 리뷰"], max_length=128)
+    section = coverage_section({"coverage": result, "counts": {"rows": 6}}, 0.05)
+    assert ("The tokenizer's normaliser reads these letters as others (so words that differ only there read the "
+            "same; a cased or multilingual base model keeps them apart): `й` as `и` 2, `ё` as `е` 2, `が` as `か` 1, "
+            "`だ` as `た` 1, `ば` as `は` 1.") in section
+
+
 def test_a_night_of_nothing_but_emoji(minilm: object) -> None:
     result = cov.measure(minilm, ["😀😂👍", "🎉🎉", "❤️🔥"], max_length=128)
     assert result["unknown_token_share"] == 1.0 and result["hidden_char_share"] == 1.0
