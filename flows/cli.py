@@ -121,22 +121,22 @@ def _print_summary(command: str, result: dict[str, Any]) -> None:
                   f"{training['run_dates'][-1]}), {training['corrections_applied']} label correction(s) applied")
         for name, split in (("validation", metrics["validation"]), ("test", test)):
             print(f"  {name + ':':<11} {split_figures(split, metrics.get('problem_type'))}")
-        fallback = bool(scored) and scored != train["model_version"] and scored.startswith(train["model_version"])
-        for line in baseline_lines(metrics, fallback):
+        for line in baseline_lines(metrics, scored or ""):
             print(f"  {'baseline:':<11} {line}")
         print(f"  metrics:    {train['model_uri']}/metrics.json")
 
 
-def baseline_lines(metrics: dict[str, Any], scored_by_one: bool = False) -> list[str]:
+def baseline_lines(metrics: dict[str, Any], scored_by: str = "") -> list[str]:
     """'tfidf-logistic-regression: validation macro-F1 0.6565, test macro-F1 0.5894' for each baseline that
     metrics.json holds (an entity tagger's memorising baseline and CRF; a classifier's TF-IDF), so that the figures
-    of what scored a night under score.fallback stand beside the refused model's; scored_by_one says so on the last
-    (the one a fallback uses: the TF-IDF, or the CRF)."""
+    of what scored a night under score.fallback stand beside the refused model's; the one whose model_version is
+    `scored_by` (the night's, e.g. <version>+crf-baseline) says so."""
     found = [b for b in (metrics.get("baseline"), (metrics.get("baseline") or {}).get("crf")) if b]
     lines = []
-    for index, base in enumerate(found):
+    for base in found:
         figures = [f"{name} {headline(base[name])}" for name in ("validation", "test") if base.get(name)]
-        scored = " (it scored this night: score.fallback)" if scored_by_one and index == len(found) - 1 else ""
+        own = base.get("model_version") or f"{metrics.get('model_version')}+{base.get('kind')}-baseline"
+        scored = " (it scored this night: score.fallback)" if scored_by and scored_by == own else ""
         lines.append(f"{base.get('kind', 'baseline')}: {', '.join(figures)}{scored}")
     return lines
 

@@ -566,8 +566,7 @@ def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 
                   for at, source, row in holders.select("at", "source", "source_row").iter_rows()]
         where = f"the ids in ingest.id_column {id_column!r}" if id_column else "the derived doc_ids"
         scope = " across the committed partition and tonight's sources" if committed else ""
-        keys = ["doc_id", "text", "label"]
-        repeats = (duplicated.height - duplicated.unique(keys).height) if set(keys) <= set(duplicated.columns) else 0
+        repeats = duplicated.height - duplicated.unique(["doc_id", "text", "label"]).height
         exact = (f"; {repeats} of them repeat another row exactly (id, text and label), as a file concatenated "
                  "twice or an export that overlaps the one before does" if repeats else "")
         fix = ("give each document one id, remove the repeated rows from the source, or leave ingest.id_column empty "
@@ -940,7 +939,7 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
     ingested_at = dt.datetime.now(dt.timezone.utc)
     added = pl.concat(frames, how="vertical").with_columns(
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
-    keys = ["doc_id", "label", "source", "source_row"]
+    keys = ["doc_id", "text", "label", "source", "source_row"]  # text: to tell an exact repeat from another text
     whole = pl.concat([old.select(keys), added.select(keys)], how="vertical")
     _check_unique_ids(whole, cfg.ingest.id_column, committed=old.height)
     labels, label_warnings = check_labels(whole, lake, cfg)

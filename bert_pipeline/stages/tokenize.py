@@ -105,7 +105,8 @@ def truncation_warning(counts: dict[str, Any], cfg: PipelineConfig, max_length: 
     rows, cut = counts.get("rows", 0), counts.get("truncated", 0)
     if not truncating or not rows or cut <= TRUNCATION_WARNING * rows:
         return []
-    pieces = cov.pieces_line(coverage or {})
+    pieced = (coverage or {}).get("spelled_in_pieces_char_share", 0.0) > cfg.tokenize.max_unknown_share
+    pieces = cov.pieces_line(coverage or {}) if pieced else ""
     cause = (f" They are long in tokens because the vocabulary spells their words in pieces ({pieces}): a base model "
              "whose vocabulary reads the script (see the coverage warning) fits more of each text." if pieces else "")
     return [f"tokenize: {cut:,} of {rows:,} texts of run_date={cfg.run_date} ({cut / rows:.1%}) are longer than "
@@ -143,8 +144,8 @@ def coverage_verdict(cfg: PipelineConfig, coverage: dict[str, Any] | None, commi
                  else "no token shard was written")
         raise ConfigError(
             f"tokenize refused run_date={cfg.run_date} (tokenize.on_poor_coverage: refuse): "
-            f"{coverage['unknown_token_share']:.1%} of its tokens are {coverage.get('unknown_token')}, above "
-            f"tokenize.max_unknown_share {threshold:.1%}; {where}. {cov.advice(coverage)} To tokenize it anyway, "
+            f"{cov.over_threshold(coverage, threshold)}, above tokenize.max_unknown_share {threshold:.1%}; {where}. "
+            f"{cov.advice(coverage)} To tokenize it anyway, "
             f"set tokenize.on_poor_coverage: warn or raise tokenize.max_unknown_share. Details: {message}")
     log.warning("%s", message)
     return [message]

@@ -13,7 +13,12 @@ pipeline says so. This module measures it from the encodings the tokenize stage 
   emoji; looked up with fontTools.unicodedata, which ships Unicode's Scripts.txt), with the token and character
   counts behind them;
 - the most frequent unknown characters (characters of unknown spans that are unknown on their own as well: in
-  "café😀" only 😀) and unknown words (the text of each unknown token's span), with counts.
+  "café😀" only 😀) and unknown words (the text of each unknown token's span), with counts;
+- tokens per word (fertility) of each script written with spaces: a vocabulary that reads a script without any
+  unknown token can still spell its words nearly letter by letter (Russian through the packaged MiniLM: 5.8 tokens
+  a word, English 1.2); above MAX_TOKENS_PER_WORD the script is spelled in pieces, and the share of the night's
+  characters in such scripts counts towards poor coverage as hidden characters do;
+- the letters outside Latin that an uncased normaliser reads as other letters (й as и, が as か).
 
 A tokenizer without an unknown token (byte-level BPE as in RoBERTa and GPT-2: every byte is in the vocabulary) has
 full coverage: every share is 0. One without an unknown token that leaves characters it cannot spell without any
@@ -115,7 +120,8 @@ class CoverageCounter:
     """Accumulates coverage over the batches of a night; `result()` is the JSON-able summary.
 
     Feed it every batch that `encoder` encoded: `add(texts, encodings, ids, with_offsets)`. Memory: one int64 count
-    per vocabulary id and per code point seen (at most 0x110000, 8.9 MB), plus counters of unknown pieces."""
+    per vocabulary id and two per code point seen (at most 0x110000, 8.9 MB each), plus counters of unknown
+    pieces; with collect_words, a counter of every distinct word of the scripts written with spaces."""
 
     encoder: Any
     unk_id: int | None = None
@@ -129,7 +135,7 @@ class CoverageCounter:
     drops_text: bool = False  # no unknown token, and characters outside the vocabulary become no token at all
     word_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # code point -> words it begins
     collect_words: bool = False  # keep `words` (for vocabulary.choose_additions): costs a pass over every word
-    words: Counter = field(default_factory=Counter)  # word (WORD_PATTERN) -> occurrences, when collect_words
+    words: Counter = field(default_factory=Counter)  # word (`script_words`) -> occurrences, when collect_words
 
     def __post_init__(self) -> None:
         self.unk_id = unknown_token_id(self.encoder)
@@ -167,7 +173,7 @@ class CoverageCounter:
             self._count_word_starts(points, texts, 1)
             if self.collect_words:
                 for text in texts:
-                    self.words.update(WORD_PATTERN.findall(text))
+                    self.words.update(script_words(text))
         unk = self.unk_id
         need_mask = np.asarray(truncated, bool).copy()
         if unk is not None:  # the texts whose tokens hold the unknown id: by position in the flat array
@@ -193,34 +199,37 @@ class CoverageCounter:
                 pieces += [text[start:end] for start, end in spans]
                 self.dropped_pieces.update(dropped)
             if encoding.overflowing:  # the model never reads what follows its last token
-                tails.append(text[read_to:])
+                tails.append(text[max(read_to - 1, 0):] if read_to else " " + text)  # with the character before
         self.unknown_pieces.update(pieces)
         if tails:
             tail_points = np.frombuffer("".join(tails).encode("utf-32-le"), np.uint32)
-            self._count_chars(tail_points, -1)
-            self._count_word_starts(tail_points, tails, -1)
+            self._count_chars(np.frombuffer("".join(t[1:] for t in tails).encode("utf-32-le"), np.uint32), -1)
+            self._count_word_starts(tail_points, tails, -1, context=True)
 
     def _count_chars(self, points: np.ndarray, sign: int) -> None:
-        counts = np.bincount(points)
-        if len(counts) > len(self.char_counts):
-            self.char_counts = np.concatenate([self.char_counts, np.zeros(len(counts) - len(self.char_counts),
-                                                                          np.int64)])
-        self.char_counts[:len(counts)] += sign * counts
+        self.char_counts = _added(self.char_counts, np.bincount(points), sign)
 
-    def _count_word_starts(self, points: np.ndarray, texts: Sequence[str], sign: int) -> None:
-        """Count, per code point, the words it begins (a word: a run of non-space characters; texts[i] is one run
-        of `points`), so that `result` can say how many tokens each script's words take (fertility)."""
-        space = np.isin(points, SPACE_POINTS)
-        start = ~space
-        start[1:] &= space[:-1]
+    def _count_word_starts(self, points: np.ndarray, texts: Sequence[str], sign: int, context: bool = False) -> None:
+        """Count, per code point, the words it begins, so that `result` can say how many tokens each script's words
+        take (fertility). A word is a run of letters (and marks) of one script: `@user`, `«горшок»` and the Latin
+        of `OPPO手机` are words of their letters' scripts. texts[i] is one run of `points`; context: each text's
+        first character is the one before it in its document (a truncation tail), only there to tell whether the
+        next one begins a word."""
+        if not len(points):
+            return
+        present = np.flatnonzero(np.bincount(points))
+        kinds = np.array([_word_char(int(p)) for p in present], np.int64)  # script id * 4 + (1 letter, 2 mark)
+        kind = kinds[np.searchsorted(present, points)]
+        letter, mark = kind % 4 == 1, kind % 4 == 2
+        cont = np.zeros(len(points), bool)
+        cont[1:] = (letter | mark)[:-1] & (mark[:-1] | (kind[:-1] // 4 == kind[1:] // 4))
         firsts = np.cumsum([0, *map(len, texts)])[:-1]
         firsts = firsts[firsts < len(points)]
-        start[firsts] = ~space[firsts]  # a text's first character begins a word whatever ended the text before it
-        counts = np.bincount(points[start])
-        if len(counts) > len(self.word_starts):
-            self.word_starts = np.concatenate([self.word_starts, np.zeros(len(counts) - len(self.word_starts),
-                                                                          np.int64)])
-        self.word_starts[:len(counts)] += sign * counts
+        cont[firsts] = False  # a text's first letter begins a word whatever ended the text before it
+        start = letter & ~cont
+        if context:
+            start[firsts] = False
+        self.word_starts = _added(self.word_starts, np.bincount(points[start]), sign)
 
     def hidden_chars(self) -> Counter:
         """char -> occurrences inside unknown tokens' spans and in text no token covers (spaces left out): what
@@ -339,7 +348,7 @@ class CoverageCounter:
                      **_fertility(script, r)}
             for script, r in sorted(scripts.items(), key=lambda kv: (-kv[1]["chars"], -kv[1]["tokens"], kv[0]))
         }
-        pieces = sum(r["chars"] for r in by_script.values() if r.get("tokens_per_word", 0) > MAX_TOKENS_PER_WORD)
+        pieces = sum(chars for _, _, chars in pieced_scripts({"by_script": by_script}))
         return {
             "unknown_token": self.encoder.id_to_token(self.unk_id) if self.unk_id is not None else None,
             **({"drops_text": True} if self.drops_text else {}),
@@ -395,15 +404,52 @@ def _share(part: int, whole: int) -> float:
     return round(part / whole, 6) if whole else 0.0
 
 
+def _added(counts: np.ndarray, more: np.ndarray, sign: int) -> np.ndarray:
+    """counts + sign * more, per code point, counts grown to more's length where it is shorter."""
+    if len(more) > len(counts):
+        counts = np.concatenate([counts, np.zeros(len(more) - len(counts), np.int64)])
+    counts[:len(more)] += sign * more
+    return counts
+
+
+_SCRIPT_IDS: dict[str, int] = {}
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_char(point: int) -> int:
+    """script id * 4 + 1 for a letter, + 2 for a mark (a combining accent, a vowel sign), + 0 otherwise."""
+    char = chr(point)
+    category = unicodedata.category(char)
+    script = _SCRIPT_IDS.setdefault(char_script(char), len(_SCRIPT_IDS))
+    return script * 4 + (1 if category[0] == "L" else 2 if category[0] == "M" else 0)
+
+
 # Fertility (tokens per word; Rust et al., "How Good is Your Tokenizer?", ACL 2021): the packaged MiniLM takes 1.2
 # tokens per word of English tweets, 2.4 of German, 2.9 of Finnish, 3.2 of Turkish, and 4.5-5.6 of Greek, Arabic and
 # Russian, which its English vocabulary spells nearly letter by letter though no token is unknown. Above this the
 # script counts as spelled in pieces (`spelled_in_pieces_char_share`), and coverage as poor like hidden text.
 MAX_TOKENS_PER_WORD = 4.0
 MIN_WORDS = 50  # words of a script below which its tokens per word say little
-SPACE_POINTS = np.array([p for p in range(0x3001) if chr(p).isspace()], np.uint32)
-# a word for fertility is a run of non-space characters; for the words an extension may add, letters with their marks
+# a run of letters with their marks; `script_words` cuts it where the script changes (OPPO手机: OPPO, 手机)
 WORD_PATTERN = regex.compile(r"\p{L}[\p{L}\p{M}]*")
+
+
+def script_words(text: str) -> list[str]:
+    """The words of `text` in scripts written with spaces (not Common, Inherited or NO_SPACE_SCRIPTS): runs of
+    letters and marks, cut where the letters' script changes."""
+    words = []
+    for run in WORD_PATTERN.findall(text):
+        start, script = 0, None
+        for index, char in enumerate(run):
+            here = char_script(char)
+            if here in (COMMON, INHERITED):
+                continue
+            if script is not None and here != script:
+                words.append((script, run[start:index]))
+                start = index
+            script = here
+        words.append((script, run[start:]))
+    return [word for script, word in words if script not in (None, COMMON, INHERITED) and script not in NO_SPACE_SCRIPTS]
 
 
 def _fertility(script: str, row: dict[str, int]) -> dict[str, Any]:
@@ -518,11 +564,22 @@ MIN_TOKENS_FOR_VERDICT = 200
 def is_poor(coverage: dict[str, Any] | None, threshold: float) -> bool:
     """True when a measured night's unknown token share, its hidden character share or the share of its characters
     spelled in pieces (`pieced_scripts`) is above threshold (None: not measured) and it holds at least
-    MIN_TOKENS_FOR_VERDICT tokens. Both, because either can be small while the other
-    is not: an uncased BERT splits a Hangul syllable into jamo tokens, so a night whose words are [UNK] can hold 4 %
-    unknown tokens and hide 26 % of its characters; a tokenizer that drops what it cannot spell has no unknown token."""
+    MIN_TOKENS_FOR_VERDICT tokens. All three, because any can be small while another is not: an uncased BERT splits
+    a Hangul syllable into jamo tokens, so a night whose words are [UNK] can hold 4 % unknown tokens and hide 26 % of
+    its characters; a tokenizer that drops what it cannot spell has no unknown token; Russian through an English
+    vocabulary has neither, and takes six tokens a word."""
     if not coverage or coverage.get("tokens", 0) < MIN_TOKENS_FOR_VERDICT:
         return False
     shares = (coverage.get("unknown_token_share", 0.0), coverage.get("hidden_char_share", 0.0),
               coverage.get("spelled_in_pieces_char_share", 0.0))  # absent from nights measured before 2026-12-05
     return max(map(float, shares)) > threshold
+
+
+def over_threshold(coverage: dict[str, Any], threshold: float) -> str:
+    """'72.1% of its tokens are [UNK]' (or its characters hidden, or spelled in pieces): the largest of the shares
+    `is_poor` bounds, for a refusal to name the one that went over `threshold`."""
+    shares = [(coverage.get("unknown_token_share", 0.0), f"of its tokens are {coverage.get('unknown_token')}"),
+              (coverage.get("hidden_char_share", 0.0), "of its characters are hidden from the model"),
+              (coverage.get("spelled_in_pieces_char_share", 0.0), "of its characters are spelled in pieces")]
+    share, what = max(shares, key=lambda pair: float(pair[0]))
+    return f"{float(share):.1%} {what}"

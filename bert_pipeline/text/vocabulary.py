@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -63,13 +64,14 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
     more than one character whose script is written with spaces (not Han, Kana, Thai...: there the characters are
     the units), without spaces inside. Both normalised as the tokenizer normalises (`normalize`). A tokenizer
     without an unknown token that drops what it cannot spell (`counter.drops_text`) gets its dropped text the same
-    way; one that reads everything (byte-level BPE) gets nothing. Words of a script the vocabulary spells in
-    pieces (`coverage.pieced_scripts`: Russian through an English vocabulary, nearly letter by letter), when the
-    counter collected its words (`collect_words`): those the tokenizer splits, at least `min_count` times, whatever
-    the tokenizer (their embeddings start as the mean of their pieces', `grow_embeddings`)."""
-    words = pieced_words(counter, min_count)
-    if counter.unk_id is None and not counter.drops_text and not words:
+    way; one that reads everything (byte-level BPE) gets nothing (its pre-tokenizer would leave the space before
+    an added word as a token of its own). Words of a script the vocabulary spells in pieces
+    (`coverage.pieced_scripts`: Russian through an English vocabulary, nearly letter by letter), when the counter
+    collected its words (`collect_words`): those the tokenizer splits, seen at least `min_count` times (their
+    embeddings start as the mean of their pieces', `grow_embeddings`)."""
+    if counter.unk_id is None and not counter.drops_text:
         return []
+    words = pieced_words(counter, min_count)
     chars = counter.hidden_chars()
     for piece, n in (counter.unknown_pieces + counter.dropped_pieces).items():
         if len(piece) > 1 and not any(c.isspace() for c in piece) and text_script(piece) not in NO_SPACE_SCRIPTS:
@@ -80,8 +82,8 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
     totals: Counter = Counter()  # (normalised text, is a word) -> occurrences: Word and WORD are one token
     for text, n, word in [(c, n, False) for c, n in chars.items() if alone[c]] + [(w, n, True) for w, n in words.items()]:
         totals[normalize(encoder, text), word] += n
-    found = [Addition(text, n, word) for (text, word), n in totals.items()
-             if n >= min_count and text.strip() and text not in known and not _looks_special(text)]
+    found = [Addition(text, n, word) for (text, word), n in totals.items()  # a space inside never matches
+             if n >= min_count and text.strip() and " " not in text and text not in known and not _looks_special(text)]
     ranked = sorted(found, key=lambda a: (-a.count, a.word, a.text))
     return ranked[:max_new]
 
@@ -133,7 +135,13 @@ def written_one_way(text: str) -> bool:
     if len(text) != 1 or char_script(text) != "Han":
         return False
     code = ord(text)
-    return not (0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F)
+    return not (0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F) and text not in _COMPATIBILITY_TARGETS
+
+
+# the unified ideographs that BERT's NFD makes of compatibility ideographs in a text (豈 U+F900 is read as 豈 U+8C48):
+# added as written, they would no longer match the compatibility form
+_COMPATIBILITY_TARGETS = frozenset(unicodedata.normalize("NFD", chr(code)) for code in (
+    *range(0xF900, 0xFB00), *range(0x2F800, 0x2FA20)))
 
 
 def added_texts(tokenizer: Any) -> list[str]:

@@ -51,7 +51,7 @@ def test_the_report_line_names_where_the_report_went(capsys: pytest.CaptureFixtu
 def test_a_night_the_fallback_scored_prints_the_baselines_figures_beside_the_refused_models(
         capsys: pytest.CaptureFixture[str]) -> None:
     tfidf = {"kind": "tfidf-logistic-regression", "validation": {"rows": 40, "macro_f1": 0.6565},
-             "test": {"rows": 30, "macro_f1": 0.5894}}
+             "test": {"rows": 30, "macro_f1": 0.5894}, "model_version": "2026-11-27-132b37607a+tfidf-baseline"}
     night = summary(False, "2026-11-27-132b37607a+tfidf-baseline")
     night["train"]["metrics"] = METRICS | {"baseline": tfidf}
     _print_summary("run", night)
@@ -62,8 +62,14 @@ def test_a_night_the_fallback_scored_prints_the_baselines_figures_beside_the_ref
     entities = {"kind": "memorising", "validation": {"entity_f1": 0.25}, "test": {"entity_f1": 0.22},
                 "crf": {"kind": "crf", "validation": {"entity_f1": 0.37}, "test": {"entity_f1": 0.30}}}
     night = summary(False, "2026-11-27-132b37607a")
-    night["train"]["metrics"] = METRICS | {"baseline": entities, "problem_type": "token_classification"}
+    night["train"]["metrics"] = METRICS | {"baseline": entities, "problem_type": "token_classification",
+                                           "model_version": "2026-11-27-132b37607a"}
     _print_summary("run", night)
     out = capsys.readouterr().out
     assert "  baseline:   memorising: validation entity F1 0.2500, test entity F1 0.2200\n" in out
     assert "  baseline:   crf: validation entity F1 0.3700, test entity F1 0.3000\n" in out
+    night["score"]["model_version"] = "2026-11-27-132b37607a+crf-baseline"  # the CRF scored it
+    _print_summary("run", night)
+    out = capsys.readouterr().out
+    assert "  baseline:   crf: validation entity F1 0.3700, test entity F1 0.3000 (it scored this night" in out
+    assert "memorising: validation entity F1 0.2500, test entity F1 0.2200\n" in out

@@ -172,8 +172,31 @@ def test_a_script_spelled_letter_by_letter_is_poor_coverage_though_nothing_is_un
     assert "They are long in tokens because the vocabulary spells their words in pieces (Cyrillic " in long
     [plain] = truncation_warning({"rows": 10, "truncated": 6}, build_config({"run_date": RUN_DATE}), coverage=en)
     assert "in pieces" not in plain and plain.startswith("tokenize: 6 of 10 texts")
+    [mostly] = truncation_warning({"rows": 10, "truncated": 6}, build_config({"run_date": RUN_DATE}),
+                                  coverage=mostly_english)  # a few pieced words do not make the texts long
+    assert "in pieces" not in mostly
     cut = cov.measure(minilm, [" ".join(RUSSIAN) * 3] * 10, max_length=64)["by_script"]["Cyrillic"]
     assert 60 < cut["words"] < 150 and abs(cut["tokens_per_word"] - cyrillic["tokens_per_word"]) < 1.5
+
+
+def test_a_word_is_a_run_of_one_scripts_letters_and_truncation_counts_only_the_words_read(minilm: object) -> None:
+    """Words that begin with @, # or a quote, or that are glued to another script (OPPO手机), are words of their
+    letters' script, so English tweets and Chinese reviews with brand names are not called spelled in pieces; a
+    text cut mid-word counts the word it began once, and never a word it did not read."""
+    tweets = ['@anna_k #sale "great" (really) iPhone手机 OPPO手机, 10/10 would buy again!!'] * 60
+    latin = cov.measure(minilm, tweets, max_length=128)["by_script"]["Latin"]
+    assert latin["words"] == 60 * 10 and latin["tokens_per_word"] < 2  # anna, k, sale, great ... again
+    assert cov.script_words("OPPO手机拍照效果不错 «горшок»дом ё\u0308лка café") == ["OPPO", "горшок", "дом",
+                                                                              "ё\u0308лка", "café"]
+    counter = cov.CoverageCounter(fast_encoder(minilm, 8))
+    cov.measure(minilm, ["достопримечательность достопримечательность"] * 3, max_length=8, counter=counter)
+    assert int(counter.word_starts.sum()) == 3  # one word each: the first, cut inside; the second never read
+    counter = cov.CoverageCounter(fast_encoder(minilm, 8))
+    cov.measure(minilm, ["yes no yes no yes no yes no"] * 3, max_length=8, counter=counter)
+    assert int(counter.word_starts.sum()) == 3 * 6  # six one-token words read; the tail starts at a word
+    counter = cov.CoverageCounter(fast_encoder(minilm, 8))
+    cov.measure(minilm, ["да нет да нет да нет да нет"] * 3, max_length=8, counter=counter)
+    assert int(counter.word_starts.sum()) == 3 * 3  # д ##а н ##е ##т д: да, нет and the да it cut
 
 
 def test_letters_the_uncased_normaliser_reads_as_others_are_named(minilm: object) -> None:

@@ -239,6 +239,9 @@ def test_append_refuses_an_id_the_partition_already_holds(tmp_path: Path) -> Non
             in message)
     assert (f"'7' is {tmp_path / 'monday.csv'} row 1 (already committed) and {tmp_path / 'tuesday.csv'} row 2"
             in message)
+    assert "repeat another row exactly" not in message  # 'seven again' is another text
+    with pytest.raises(InputDataError, match=r"; 1 of them repeat another row exactly \(id, text and label\)"):
+        night(tmp_path, "overlap.csv", "id,text\n9,nine\n7,seven\n", id_column="id", on_existing="append")
     assert committed(tmp_path)[0] == manifest
 
 

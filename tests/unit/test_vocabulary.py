@@ -328,6 +328,7 @@ def test_a_han_addition_is_held_as_written_so_that_hf_token_classification_reads
     normalised.add_tokens([AddedToken(c, normalized=True, special=False) for c in chars])
     assert vocabulary.written_one_way("如") and not vocabulary.written_one_way("ゑ")
     assert not vocabulary.written_one_way("\uf900") and not vocabulary.written_one_way("如果")  # compatibility form
+    assert not vocabulary.written_one_way("\u8c48")  # 豈, which BERT's NFD makes of U+F900: it must still match it
     texts = ["如果很好😡 iPhone如何？", "鱻很好，ゑ\tゑ", "如\u0301果 [SEP] 好"]
     for text in texts:  # the same ids and offsets as before: models trained on either read the same tokens
         ours, before = (t(text, return_offsets_mapping=True) for t in (held, normalised))
