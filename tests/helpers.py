@@ -14,7 +14,6 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from bert_pipeline.lake import storage
 from bert_pipeline.stages.ingest import decode_text
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.lake.storage import resolve_package_url

@@ -37,7 +37,7 @@ from bert_pipeline.evaluation import baseline
 from bert_pipeline.lake import storage
 from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
-from bert_pipeline.errors import ConfigError, LakeStateError
+from bert_pipeline.errors import LakeStateError
 from bert_pipeline.progress import Progress
 from bert_pipeline.lake.manifests import SHARD_FINGERPRINT, STAGING, Lake, fingerprint, manifest_matches, shard_matches, shard_name
 from bert_pipeline.modeling.models import (

@@ -34,7 +34,6 @@ from bert_pipeline.config import PipelineConfig, TrainConfig
 from bert_pipeline.curation.labels import apply_corrections, read_corrections
 from bert_pipeline.errors import ConfigError, InputDataError
 from bert_pipeline.evaluation import registry
-from bert_pipeline.lake import storage
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.modeling.inference import eval_budget, predict_token_logits
 from bert_pipeline.modeling.models import (

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bert_pipeline.config import build_config
-from bert_pipeline.errors import ConfigError, InputDataError
+from bert_pipeline.errors import InputDataError
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.stages.curate import run_curate
 from bert_pipeline.stages.ingest import run_ingest, settings_hash
