@@ -20,8 +20,8 @@ pipeline says so. This module measures it from the encodings the tokenize stage 
   characters in such scripts counts towards poor coverage as hidden characters do;
 - the letters outside Latin that an uncased normaliser reads as other letters (й as и, が as か).
 
-A tokenizer without an unknown token (byte-level BPE as in RoBERTa and GPT-2: every byte is in the vocabulary) has
-full coverage: every share is 0. One without an unknown token that leaves characters it cannot spell without any
+A tokenizer without an unknown token (byte-level BPE as in RoBERTa and GPT-2: every byte is in the vocabulary) hides
+nothing: its unknown and hidden shares are 0 (an English one still spells other scripts in pieces). One without an unknown token that leaves characters it cannot spell without any
 token (a character-level BPE trained without one: `drops_text`, found by encoding PROBE) hides what no token's
 offsets cover; every text is then encoded with offsets. Characters of a script (not Common or Inherited) that the
 normaliser deletes before the vocabulary is consulted (an uncased BERT's accent stripping takes Thai vowel and tone
@@ -46,6 +46,7 @@ import contextlib
 import gc
 import itertools
 import json
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -53,7 +54,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import regex
-import unicodedata
 from fontTools import unicodedata as ucd
 
 TOP = 20  # unknown characters and words kept, most frequent first
@@ -449,12 +449,13 @@ def script_words(text: str) -> list[str]:
                 start = index
             script = here
         words.append((script, run[start:]))
-    return [word for script, word in words if script not in (None, COMMON, INHERITED) and script not in NO_SPACE_SCRIPTS]
+    return [word for script, word in words
+            if script not in (None, COMMON, INHERITED) and script not in NO_SPACE_SCRIPTS]
 
 
 def _fertility(script: str, row: dict[str, int]) -> dict[str, Any]:
     """{"words", "tokens_per_word"} of a script written with spaces whose words were seen at least MIN_WORDS
-    times; {} otherwise (Common, Inherited, and Han, Kana, Thai..., whose runs are sentences, not words)."""
+    times; {} otherwise (Common, Inherited, and Han, Kana, Thai..., whose letter runs are phrases, not words)."""
     words = row["words"]
     if script in (COMMON, INHERITED) or script in NO_SPACE_SCRIPTS or words < MIN_WORDS:
         return {}

@@ -9,12 +9,14 @@ tell 好 from 差 when both are the same vector. Following the usual Hugging Fac
   night's unknown spans: every script (Han, Kana, Thai, Hangul, emoji...). In scripts without spaces they are the
   units the model reads;
 - whole words of space-delimited scripts whose span is unknown (a Cyrillic or Arabic word the vocabulary cannot spell,
-  a product code with an unknown symbol), at least `min_count` times, matched only as whole words (`single_word`).
+  a product code with an unknown symbol), at least `min_count` times, matched only as whole words (`single_word`);
+- whole words, as often, of a script the vocabulary spells in pieces though none is unknown (Russian through an
+  English vocabulary: `coverage.pieced_scripts`), that the tokenizer splits.
 
 Additions are written as the tokenizer's normaliser writes them (lower case for an uncased model) and matched on the
 normalised text, except Han characters, matched as written (`written_one_way`: so that the vocabulary holds `如`,
-not the normaliser's `' 如 '`); never equal to a special token, so a user's "[SEP]" stays text (models.fast_encoder). They are appended after the base vocabulary, in
-order of frequency, so ids of the base vocabulary never move and an extension only ever grows: an extended tokenizer
+not the normaliser's `' 如 '`); never equal to a special token, so a user's "[SEP]" stays text
+(models.fast_encoder). They are appended after the base vocabulary, in order of frequency, so ids of the base vocabulary never move and an extension only ever grows: an extended tokenizer
 of a later night holds every addition of an earlier one.
 
 New embedding rows (`grow_embeddings`): a token the base tokenizer could spell from known pieces starts as the mean of
