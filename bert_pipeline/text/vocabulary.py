@@ -16,8 +16,9 @@ tell 好 from 差 when both are the same vector. Following the usual Hugging Fac
 Additions are written as the tokenizer's normaliser writes them (lower case for an uncased model) and matched on the
 normalised text, except Han characters, matched as written (`written_one_way`: so that the vocabulary holds `如`,
 not the normaliser's `' 如 '`); never equal to a special token, so a user's "[SEP]" stays text
-(models.fast_encoder). They are appended after the base vocabulary, in order of frequency, so ids of the base vocabulary never move and an extension only ever grows: an extended tokenizer
-of a later night holds every addition of an earlier one.
+(models.fast_encoder). They are appended after the base vocabulary, in order of frequency, so ids of the base
+vocabulary never move and an extension only ever grows: an extended tokenizer of a later night holds every addition
+of an earlier one.
 
 New embedding rows (`grow_embeddings`): a token the base tokenizer could spell from known pieces starts as the mean of
 those pieces' vectors; a token it could not spell starts from Hugging Face's `mean_resizing` (a sample from a normal
