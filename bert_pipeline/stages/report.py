@@ -236,7 +236,7 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
     pieces = cov.pieces_line(coverage)
     if pieces:
         head += (f"\nSpelled in pieces (more than {cov.MAX_TOKENS_PER_WORD:g} tokens per word, though no token is "
-                 f"unknown; English takes about 1.2): {pieces}: the model reads these words nearly letter by "
+                 f"unknown; English takes about 1.3): {pieces}: the model reads these words nearly letter by "
                  "letter.\n")
     if cov.is_poor(coverage, threshold):
         verdict = (f"\n**Poor coverage**: the model cannot read much of this night's text. {cov.advice(coverage)} "

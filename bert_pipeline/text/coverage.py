@@ -16,7 +16,7 @@ pipeline says so. This module measures it from the encodings the tokenize stage 
   "café😀" only 😀) and unknown words (the text of each unknown token's span), with counts;
 - tokens per word (fertility) of each script written with spaces: a vocabulary that reads a script without any
   unknown token can still spell its words nearly letter by letter (Russian through the packaged MiniLM: 5.8 tokens
-  a word, English 1.2); above MAX_TOKENS_PER_WORD the script is spelled in pieces, and the share of the night's
+  a word, English tweets 1.3); above MAX_TOKENS_PER_WORD the script is spelled in pieces, and the share of the night's
   characters in such scripts counts towards poor coverage as hidden characters do;
 - the letters outside Latin that an uncased normaliser reads as other letters (й as и, が as か).
 
@@ -424,7 +424,7 @@ def _word_char(point: int) -> int:
     return script * 4 + (1 if category[0] == "L" else 2 if category[0] == "M" else 0)
 
 
-# Fertility (tokens per word; Rust et al., "How Good is Your Tokenizer?", ACL 2021): the packaged MiniLM takes 1.2
+# Fertility (tokens per word; Rust et al., "How Good is Your Tokenizer?", ACL 2021): the packaged MiniLM takes 1.3
 # tokens per word of English tweets, 2.4 of German, 2.9 of Finnish, 3.2 of Turkish, and 4.5-5.6 of Greek, Arabic and
 # Russian, which its English vocabulary spells nearly letter by letter though no token is unknown. Above this the
 # script counts as spelled in pieces (`spelled_in_pieces_char_share`), and coverage as poor like hidden text.
@@ -549,7 +549,7 @@ def poor_coverage_message(coverage: dict[str, Any], threshold: float, run_date: 
     if pieces:
         parts.append(f"{'T' if hidden else 'the t'}okenizer of {source} spells "
                      f"{coverage.get('spelled_in_pieces_char_share', 0.0):.1%} of the characters in pieces (more "
-                     f"than {MAX_TOKENS_PER_WORD:g} tokens per word; English takes about 1.2; "
+                     f"than {MAX_TOKENS_PER_WORD:g} tokens per word; English takes about 1.3; "
                      f"tokenize.max_unknown_share, {threshold:.1%}, bounds this share too): {pieces}. The model then "
                      "reads their words nearly letter by letter, and a text holds fewer words within "
                      "tokenize.max_length.")
