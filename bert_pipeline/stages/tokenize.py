@@ -245,7 +245,7 @@ def night_tokenizer(cfg: PipelineConfig, lake: Lake, base: Any, base_hash: str, 
     if settings.extend_vocabulary == "auto" and not cov.is_poor(chosen.before, settings.max_unknown_share):
         return chosen
     room = settings.vocabulary_max_new - len(vocabulary.added_texts(start)) if current else settings.vocabulary_max_new
-    additions = vocabulary.choose_additions(counter, settings.vocabulary_min_count, max(room, 0))
+    additions = vocabulary.choose_additions(counter, settings.vocabulary_min_count, max(room, 0), chosen.before)
     if not additions:
         return chosen
     extended = copy.deepcopy(start)

@@ -571,16 +571,21 @@ def is_poor(coverage: dict[str, Any] | None, threshold: float) -> bool:
     vocabulary has neither, and takes six tokens a word."""
     if not coverage or coverage.get("tokens", 0) < MIN_TOKENS_FOR_VERDICT:
         return False
-    shares = (coverage.get("unknown_token_share", 0.0), coverage.get("hidden_char_share", 0.0),
-              coverage.get("spelled_in_pieces_char_share", 0.0))  # absent from nights measured before 2026-12-05
-    return max(map(float, shares)) > threshold
+    return _largest_share(coverage)[0] > threshold
 
 
 def over_threshold(coverage: dict[str, Any], threshold: float) -> str:
     """'72.1% of its tokens are [UNK]' (or its characters hidden, or spelled in pieces): the largest of the shares
     `is_poor` bounds, for a refusal to name the one that went over `threshold`."""
+    share, what = _largest_share(coverage)
+    return f"{share:.1%} {what}"
+
+
+def _largest_share(coverage: dict[str, Any]) -> tuple[float, str]:
+    """(share, what it is a share of) of the largest of the three shares `is_poor` bounds; the pieced share is
+    absent from nights measured before 2026-12-05."""
     shares = [(coverage.get("unknown_token_share", 0.0), f"of its tokens are {coverage.get('unknown_token')}"),
               (coverage.get("hidden_char_share", 0.0), "of its characters are hidden from the model"),
               (coverage.get("spelled_in_pieces_char_share", 0.0), "of its characters are spelled in pieces")]
     share, what = max(shares, key=lambda pair: float(pair[0]))
-    return f"{float(share):.1%} {what}"
+    return float(share), what

@@ -59,7 +59,8 @@ class Addition:
     word: bool
 
 
-def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> list[Addition]:
+def choose_additions(counter: CoverageCounter, min_count: int, max_new: int,
+                     coverage: dict[str, Any] | None = None) -> list[Addition]:
     """The characters and words to add, most frequent first, at most `max_new`, from a night's coverage count.
 
     counter: a CoverageCounter fed with the night's encodings (its `unknown_pieces` map each unknown span's text to its
@@ -71,10 +72,11 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
     an added word as a token of its own). Words of a script the vocabulary spells in pieces
     (`coverage.pieced_scripts`: Russian through an English vocabulary, nearly letter by letter), when the counter
     collected its words (`collect_words`): those the tokenizer splits, seen at least `min_count` times (their
-    embeddings start as the mean of their pieces', `grow_embeddings`)."""
+    embeddings start as the mean of their pieces', `grow_embeddings`). coverage: `counter.result()`, when the caller
+    has it."""
     if counter.unk_id is None and not counter.drops_text:
         return []
-    words = pieced_words(counter, min_count)
+    words = pieced_words(counter, min_count, coverage)
     chars = counter.hidden_chars()
     for piece, n in (counter.unknown_pieces + counter.dropped_pieces).items():
         if len(piece) > 1 and not any(c.isspace() for c in piece) and text_script(piece) not in NO_SPACE_SCRIPTS:
@@ -91,10 +93,13 @@ def choose_additions(counter: CoverageCounter, min_count: int, max_new: int) -> 
     return ranked[:max_new]
 
 
-def pieced_words(counter: CoverageCounter, min_count: int) -> Counter:
+def pieced_words(counter: CoverageCounter, min_count: int, coverage: dict[str, Any] | None = None) -> Counter:
     """word -> occurrences of the collected words (`counter.words`) of scripts spelled in pieces that occur at least
-    min_count times and that the tokenizer splits into more than one token."""
-    scripts = {script for script, _, _ in pieced_scripts(counter.result())} if counter.words else set()
+    min_count times and that the tokenizer splits into more than one token. coverage: `counter.result()` where the
+    caller has it already (it decodes every token id seen)."""
+    if not counter.words:
+        return Counter()
+    scripts = {script for script, _, _ in pieced_scripts(coverage or counter.result())}
     frequent = [(w, n) for w, n in counter.words.items() if n >= min_count and text_script(w) in scripts]
     if not frequent:
         return Counter()
