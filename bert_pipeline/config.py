@@ -349,8 +349,9 @@ class TrainConfig(_Section):
     linear_baseline: bool = Field(
         True, description="also fit TF-IDF + logistic regression on the same training rows (bert_pipeline.evaluation.baseline), "
         "report its validation/test metrics next to the model's, store it in the model folder, and promote the "
-        "model only if it beats the baseline's validation macro-F1 (task: ner: a linear-chain CRF on word features, "
-        "bert_pipeline/ner/crf.py, against validation entity F1); false = no such baseline and no such check (an "
+        "model only if its nested validation macro-F1 (each half of the validation rows answered at the epoch the other "
+        "half chose, bert_pipeline/evaluation/selection.py) beats the baseline's (task: ner: a linear-chain CRF on word "
+        "features, bert_pipeline/ner/crf.py, against validation entity F1); false = no such baseline and no such check (an "
         "entity model is still held to its memorising baseline)")
     domain_adaptation: Literal["auto", "on", "off"] = Field(
         "auto", description="masked-language-model pretraining on the lake's own text (labelled training rows and "

@@ -84,6 +84,7 @@ def review(lake: Lake, model_version: str) -> dict[str, Any]:
     champion = registry.read_champion(lake)
     return {"model_version": model_version, "run_date": manifest.get("run_date"),
             "new_validation_macro_f1": decision.get("new_validation_macro_f1"),
+            "new_validation_macro_f1_nested": decision.get("new_validation_macro_f1_nested"),
             "champion": decision.get("previous_champion"), "current_champion": champion and champion["model_version"],
             "champion_validation_macro_f1": decision.get("champion_validation_macro_f1"),
             "baseline_validation_macro_f1": decision.get("baseline_validation_macro_f1"),
@@ -100,9 +101,10 @@ def review_markdown(facts: dict[str, Any]) -> str:
         return "" if value is None else f"{value:.4f}"
 
     nights = facts.get("nights") or []
+    new = registry.figure_cell(facts.get("new_validation_macro_f1"), facts.get("new_validation_macro_f1_nested"))
     return (f"### Promote model `{facts['model_version']}` to champion?\n\n"
             f"| validation macro-F1 on {facts.get('validation_rows') or 0} rows | score |\n|---|---|\n"
-            f"| this model | {number(facts.get('new_validation_macro_f1'))} |\n"
+            f"| this model | {new} |\n"
             f"| champion `{facts.get('champion') or 'none'}` | {number(facts.get('champion_validation_macro_f1'))} |\n"
             f"| best constant answer | {number(facts.get('baseline_validation_macro_f1'))} |\n\n"
             f"Test macro-F1 {number(facts.get('test_macro_f1'))}, accuracy {number(facts.get('test_accuracy'))}; "

@@ -7,6 +7,9 @@ The gate (`gate`) promotes a new model only when, on this run's validation rows 
   2. with `train.linear_baseline` (the default), its macro-F1 beats that of TF-IDF + logistic regression fitted on
      the same training rows (`baseline`): a fine-tuned model that a bag of n-grams beats is not worth serving, and
   3. when a champion exists, its macro-F1 is at least the champion's minus `train.champion_tolerance`.
+In 1 and 2 the new model's figure is its two-fold nested validation macro-F1 (`evaluation.selection`: each half of
+the validation rows answered at the epoch the other half chose), since training chose its epoch on these rows and
+the baselines chose nothing on them; in 3 it is the plain figure, as the champion's was chosen on rows like these.
 The champion is re-evaluated on the same rows (re-tokenized with its own tokenizer when that differs); a label the
 champion lacks counts as wrong for it, so a label-set change is compared like anything else, never waved through.
 Every decision records both numbers and the baseline. A refused model stays in the registry, marked as refused in
@@ -102,17 +105,23 @@ def perfect_tie_note(new: float, baseline: float | None, what: str) -> str:
 
 def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_names: Sequence[str],
          champion: dict[str, Any] | None, champion_predicted: Sequence[Answer] | None,
-         tolerance: float, linear_predicted: Sequence[Answer] | None = None) -> dict[str, Any]:
+         tolerance: float, linear_predicted: Sequence[Answer] | None = None,
+         nested: float | None = None) -> dict[str, Any]:
     """The champion decision for a new model, from validation labels and predictions by name (pure).
 
     `champion_predicted` is None when a champion exists but could not be run (its folder is gone, so scoring could
     not use it either): the new model is then held to the baseline alone, and the reason says so.
     `linear_predicted`: the TF-IDF baseline's answers on the same rows (`baseline`, train.linear_baseline), which
     the new model must beat in macro-F1 (strictly, as the constant answer); None = no such check.
+    `nested`: the new model's two-fold nested validation macro-F1 (`evaluation.selection`: each half of these rows
+    answered at the epoch the other half chose), which is what the baselines are compared with, since they chose
+    nothing on these rows; None = the plain figure (no per-epoch counts). The champion, itself chosen on rows like
+    these, is compared with the plain figure.
     """
     rows = len(true)
     kind = "majority-class baseline" if isinstance(majority, str) else "best constant answer"
     new_f1 = macro_f1_by_name(true, new)
+    judged, figure = held_figure(new_f1, nested, "validation macro-F1")
     baseline = macro_f1_by_name(true, [majority] * rows)
     share = Counter(new).most_common(1)[0] if rows else (None, 0)
     theirs = macro_f1_by_name(true, champion_predicted) if champion and champion_predicted is not None else None
@@ -123,29 +132,29 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         "champion_run_on_these_rows": champion_predicted is not None and bool(rows),
         "previous_champion": champion and champion["model_version"], "new_top_predicted_label": share[0],
         "new_top_predicted_share": share[1] / rows if rows else None, "tolerance": tolerance,
-        "linear_baseline_validation_macro_f1": linear,
+        "linear_baseline_validation_macro_f1": linear, "new_validation_macro_f1_nested": nested,
     }
     if len(set(true)) < 2:  # one answer: always giving it scores 1.0, so nothing tells learning from guessing
         what = "label(s)" if isinstance(majority, str) else "distinct label set(s)"
         return decision | {"promoted": False, "reason": (
             f"the {rows} labelled validation rows hold {len(set(true))} {what}: nothing to compare models on; give "
             "the sources more labelled rows or raise curate.validation_fraction")}
-    if new_f1 <= baseline:
+    if judged <= baseline:
         one_class = f"; it predicts {share[0]!r} for {share[1] / rows:.0%} of them" if share[1] / rows > 0.95 else ""
         return decision | {"promoted": False, "reason": (
-            f"validation macro-F1 {new_f1:.4f} does not beat the {kind} {baseline:.4f} (always "
+            f"{figure} does not beat the {kind} {baseline:.4f} (always "
             f"{majority!r}) on {rows} validation rows{one_class}: the model learned too little to be trusted")}
-    if linear is not None and falls_short(new_f1, linear):
+    if linear is not None and falls_short(judged, linear):
         return decision | {"promoted": False, "reason": (
-            f"validation macro-F1 {new_f1:.4f} does not beat the TF-IDF baseline {linear:.4f} on {rows} validation "
+            f"{figure} does not beat the TF-IDF baseline {linear:.4f} on {rows} validation "
             "rows: TF-IDF + logistic regression trained on the same rows does better; train longer (train.epochs, "
             "train.min_steps), use a base model whose vocabulary covers the text (train.base_model), or set "
             "train.linear_baseline: false")}
     if champion is None or theirs is None:
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
-        against_linear = "" if linear is None else f" and {versus(new_f1, linear, 'TF-IDF baseline')}"
-        return decision | {"promoted": True, "reason": f"validation macro-F1 {new_f1:.4f} beats the {kind} "
+        against_linear = "" if linear is None else f" and {versus(judged, linear, 'TF-IDF baseline')}"
+        return decision | {"promoted": True, "reason": f"{figure} beats the {kind} "
                            f"{baseline:.4f}{against_linear}; {missing}"}
     labels_note = ""
     if set(champion.get("label_names") or []) != set(label_names):
@@ -156,6 +165,24 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         f"validation macro-F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {theirs:.4f} on the "
         f"same {rows} validation rows, by label name (baseline {baseline:.4f}{linear_note(linear)}){labels_note}"
         f"{perfect_tie_note(new_f1, linear, 'TF-IDF baseline')}")}
+
+
+def held_figure(plain: float, nested: float | None, name: str) -> tuple[float, str]:
+    """(the figure the baselines are compared with, how a reason states it): the nested figure when there is one
+    and it differs from the plain one, e.g. 'validation macro-F1 0.6400 (0.7100 at the epoch these rows chose; each
+    half scored at the epoch the other half chose)', else the plain figure."""
+    if nested is None or round(nested, 4) == round(plain, 4):
+        return (plain if nested is None else nested), f"{name} {plain:.4f}"
+    return nested, (f"{name} {nested:.4f} ({plain:.4f} at the epoch these rows chose; each half scored at the epoch "
+                    "the other half chose)")
+
+
+def figure_cell(plain: float | None, nested: float | None) -> str:
+    """A new model's validation figure for a table: '0.7100', or '0.7100 (nested 0.6400)' when its nested figure
+    (`held_figure`) differs; '' without a figure."""
+    if plain is None:
+        return ""
+    return f"{plain:.4f}" + ("" if nested is None or round(nested, 4) == round(plain, 4) else f" (nested {nested:.4f})")
 
 
 def linear_note(linear: float | None) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import regex
 
+from bert_pipeline.evaluation.selection import FOLDS
 from bert_pipeline.lake import storage
 from bert_pipeline.ner.spans import Span
 
@@ -59,6 +61,16 @@ def entity_scores(gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any]]) 
     n = len(per_type)
     macro = {key: (sum(v[key] for v in per_type.values()) / n if n else 0.0) for key in ("precision", "recall", "f1")}
     return {"micro": micro, "macro": {**macro, "support": total["gold"]}, "per_type": per_type}
+
+
+def entity_fold_counts(gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any]]) -> np.ndarray:
+    """Exact-match entity (correct, predicted but wrong, gold but missed) per fold, pooled over types: int64
+    [FOLDS, 1, 3] with document i in fold i % FOLDS, for `evaluation.selection.nested_figure` (micro)."""
+    counts = np.zeros((FOLDS, 1, 3), np.int64)
+    for fold in range(FOLDS):
+        micro = entity_scores(gold[fold::FOLDS], pred[fold::FOLDS])["micro"]
+        counts[fold, 0] = (micro["correct"], micro["predicted"] - micro["correct"], micro["support"] - micro["correct"])
+    return counts
 
 
 def type_confusion(gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any]]) -> Counter[tuple[str, str]]:

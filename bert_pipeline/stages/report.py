@@ -23,7 +23,7 @@ from bert_pipeline.lake import storage
 from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
-from bert_pipeline.evaluation.registry import committed_models, read_champion
+from bert_pipeline.evaluation.registry import committed_models, figure_cell, read_champion
 from bert_pipeline.stages.curate import standing_notes
 from bert_pipeline.stages.ingest import mixed_readings
 from bert_pipeline.stages.tokenize import truncation_warning
@@ -139,11 +139,12 @@ def training_section(manifest: dict[str, Any]) -> str:
                      for date, c in sorted((training.get("rows_by_night") or {}).items()))
     champion = decision.get("champion_validation_macro_f1")
     linear = decision.get("linear_baseline_validation_macro_f1")
+    new_cell = figure_cell(decision.get("new_validation_macro_f1", 0), decision.get("new_validation_macro_f1_nested"))
     return (f"## Training\n\nModel {version} was {promotion.verdict(decision)}. "
             f"{decision.get('reason', '')}.\n\n"
             f"| validation macro-F1 | new model | champion ({decision.get('previous_champion') or 'none'}) | "
             f"best constant answer | TF-IDF baseline |\n|---|---|---|---|---|\n| {decision.get('validation_rows', 0)} "
-            f"rows | {decision.get('new_validation_macro_f1', 0):.4f} | {'' if champion is None else f'{champion:.4f}'} "
+            f"rows | {new_cell} | {'' if champion is None else f'{champion:.4f}'} "
             f"| {decision.get('baseline_validation_macro_f1', 0):.4f} | "
             f"{'none' if linear is None else f'{linear:.4f}'} |\n\n"
             f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"

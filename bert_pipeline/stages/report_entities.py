@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from bert_pipeline.lake.manifests import Lake
-from bert_pipeline.evaluation import promotion
+from bert_pipeline.evaluation import promotion, registry
 from bert_pipeline.stages.report import adaptation_line, comparison_note, scored_by
 
 
@@ -46,12 +46,14 @@ class EntityReport:
         version = (manifest.get("metrics") or {}).get("model_version", "")
         rows = "\n".join(f"| {date} | {c['train']} | {c['validation']} | {c['test']} |"
                          for date, c in sorted((training.get("rows_by_night") or {}).items()))
+        new_cell = registry.figure_cell(decision.get("new_validation_entity_f1"),
+                                        decision.get("new_validation_entity_f1_nested"))
         return (f"## Training\n\nEntity model {version} was {promotion.verdict(decision)}. "
                 f"{decision.get('reason', '')}.\n\n"
                 f"| validation entity F1 | new model | champion ({decision.get('previous_champion') or 'none'}) | "
                 f"CRF baseline | memorising baseline |\n|---|---|---|---|---|\n| "
                 f"{decision.get('validation_entities', 0)} entities in "
-                f"{decision.get('validation_rows', 0)} rows | {_f(decision.get('new_validation_entity_f1'))} | "
+                f"{decision.get('validation_rows', 0)} rows | {new_cell} | "
                 f"{_f(decision.get('champion_validation_entity_f1'))} | {_f(decision.get('crf_validation_entity_f1'))} "
                 f"| {_f(decision.get('memorising_validation_entity_f1'))} |\n\n"
                 f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"

@@ -49,6 +49,7 @@ from bert_pipeline.training.distributed import Dist, launch, process_group
 from bert_pipeline.modeling.inference import autocast, collate, pick_device, predict_logits
 from bert_pipeline.lake.manifests import Lake, fingerprint, root_of, utc_now
 from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
+from bert_pipeline.evaluation.selection import Average, label_counts, nested_figure, one_hot
 from bert_pipeline.modeling.models import (
     check_dropout, fast_encoder, folder_content_hash, load_classifier, load_tokenizer, resolve_model_dir,
     tokenizer_hash,
@@ -109,9 +110,11 @@ FIGURE_NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity F1"}  # selection k
 
 class Objective(Protocol):
     """What a task's training loop computes that the loop itself does not: the targets of a batch, the loss, and
-    the validation figure that picks the best epoch and stops early (`selection`, a key of `validate`'s result)."""
+    the validation figure that picks the best epoch and stops early (`selection`, a key of `validate`'s result), and
+    how that figure averages its labels' counts (`average`, for `evaluation.selection.nested_figure`)."""
 
     selection: str
+    average: Average
 
     def batch_labels(self, batch: np.ndarray, width: int, device: torch.device) -> torch.Tensor:
         """The targets of the training rows `batch` (indices into the training split), for inputs `width` wide."""
@@ -124,7 +127,8 @@ class Objective(Protocol):
     def validate(self, model: Any, data: SplitData, pad_id: int, device: torch.device,
                  windowing: Windowing | None) -> dict[str, Any]:
         """Validation metrics of the model on `data` (with `selection`, `loss` and, where it means something,
-        `accuracy`)."""
+        `accuracy`), and `fold_counts`: the answers' (tp, fp, fn) per fold and label, [FOLDS, labels, 3]
+        (`evaluation.selection`), from which the loop computes the nested figure."""
         ...
 
 
@@ -138,6 +142,7 @@ class ClassifierObjective:
     label_names: list[str]
     device: torch.device
     selection: str = "macro_f1"
+    average: Average = "macro"
 
     def __post_init__(self) -> None:
         self.weight = (class_weight_tensor(self.train.labels, len(self.label_names), self.device)
@@ -155,7 +160,19 @@ class ClassifierObjective:
                  windowing: Windowing | None) -> dict[str, Any]:
         logits = predict_logits(model, data.sequences, self.cfg.eval_batch_size, pad_id, device, self.cfg.precision,
                                 windowing)
-        return validation_report(logits, data, self.label_names)[0]
+        metrics, thresholds = validation_report(logits, data, self.label_names)
+        return metrics | {"fold_counts": answer_counts(logits, data, thresholds)}
+
+
+def answer_counts(logits: np.ndarray, data: SplitData, thresholds: np.ndarray | None) -> np.ndarray:
+    """(tp, fp, fn) per fold and label of the answers of logits [rows, labels] (argmax; multi-label: the labels at
+    or above `thresholds`, 0.5 when None), [FOLDS, labels, 3] (`evaluation.selection.label_counts`)."""
+    labels = logits.shape[1] if logits.ndim == 2 else 0
+    if data.multi_label:
+        chosen = np.full(labels, 0.5, np.float32) if thresholds is None else thresholds
+        return label_counts(data.labels, predicted_sets(sigmoid(logits), chosen))
+    return label_counts(one_hot(data.labels, labels), one_hot(logits.argmax(axis=1), labels) if len(logits)
+                        else np.zeros((0, labels), bool))
 
 
 @dataclass
@@ -271,6 +288,7 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
                 store.save(state, model, loop.optimizer, loop.scheduler, loop.scaler)
                 dist.barrier()
         val = goal.validate(model, validation, pad_id, device, windowing)
+        state.fold_counts.append(np.asarray(val.pop("fold_counts")).tolist())
         f1 = val.get(goal.selection, 0.0)
         if f1 > state.best_macro_f1 or not len(validation):
             state.best_macro_f1, state.best_epoch, state.bad_epochs = f1, epoch, 0
@@ -295,9 +313,11 @@ def fit(model: Any, splits: dict[str, SplitData], label_names: list[str], cfg: T
                  f"{state.best_epoch + 1}, validation {FIGURE_NAMES[goal.selection]} {state.best_macro_f1:.4f}", 1.0)
     store.load_best(model)
     seconds = time.monotonic() - started
+    # every epoch's counts, or none: a checkpoint from before they were kept resumes without the nested figure
+    nested = nested_figure(state.fold_counts, goal.average) if len(state.fold_counts) == state.epoch else None
     return {"steps": state.global_step, "resumed_from_step": resumed_from, "epochs_run": state.epoch,
             "epochs_planned": epochs, "best_epoch": state.best_epoch + 1, "stopped_early": state.epoch < epochs,
-            "history": state.history,
+            "history": state.history, "nested_validation": nested if len(validation) else None,
             "seconds": round(seconds, 2), "samples_per_second": round(samples / max(seconds, 1e-9), 2),
             "precision": str(loop.dtype).replace("torch.", "") if loop.dtype else "fp32", "world_size": dist.world,
             "training_rows": len(train), "long_text": "chunk" if windowing else "truncate"}
@@ -454,7 +474,8 @@ class ClassifierRecipe:
 
     def gate(self, run: "TrainRun", data: TrainingSet, validation_output: Any, metrics: dict[str, Any], pad_id: int,
              device: torch.device, windowing: Windowing | None, baseline: Any) -> dict[str, Any]:
-        return decide(run, data, validation_output, metrics["calibration"], pad_id, device, windowing, baseline)
+        return decide(run, data, validation_output, metrics["calibration"], pad_id, device, windowing, baseline,
+                      nested_of(metrics))
 
     def card(self, model_version: str, run_date: str, base_model: str, metrics: dict[str, Any],
              training_set: dict[str, Any], decision: dict[str, Any], recipe: str, fingerprints: dict[str, str]) -> str:
@@ -627,10 +648,10 @@ def fit_linear_baseline(run: TrainRun, data: TrainingSet) -> linear_baseline.Eva
 
 def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration: dict[str, Any], pad_id: int,
            device: torch.device, windowing: Windowing | None = None,
-           linear: linear_baseline.Evaluated | None = None) -> dict[str, Any]:
+           linear: linear_baseline.Evaluated | None = None, nested: float | None = None) -> dict[str, Any]:
     """The registry's gate on this run's validation rows, with the champion run on the same rows and, when given,
-    the TF-IDF baseline's answers on them. Labels are compared by name: one per row (single-label) or the row's set
-    (multi-label, a tuple in label order)."""
+    the TF-IDF baseline's answers on them and the model's nested validation figure (`nested_of`). Labels are
+    compared by name: one per row (single-label) or the row's set (multi-label, a tuple in label order)."""
     names, validation = data.label_names, data.splits["validation"]
     true: list[Any] = [validation.label_names_of(i, names) for i in range(len(validation))]
     if data.multi_label:
@@ -650,8 +671,16 @@ def decide(run: TrainRun, data: TrainingSet, val_logits: np.ndarray, calibration
     # the best constant answer: no model that answers the same for everything can score above it
     majority = registry.constant_baseline(true, data.multi_label) if true else ""
     decision = registry.gate(true, new, majority, names, champion, theirs, run.cfg.train.champion_tolerance,
-                             linear.validation_answers if linear is not None else None)
+                             linear.validation_answers if linear is not None else None, nested)
     return settle(run, data, decision, champion)
+
+
+def nested_of(metrics: dict[str, Any]) -> float | None:
+    """The model's two-fold nested validation figure (`evaluation.selection`), as `fit` recorded it under
+    metrics["train"]["nested_validation"]; None when it has none (no validation rows, or resumed from an older
+    checkpoint)."""
+    nested = (metrics.get("train") or {}).get("nested_validation")
+    return float(nested["figure"]) if nested else None
 
 
 def settle(run: TrainRun, data: TrainingSet, decision: dict[str, Any], champion: dict[str, Any] | None) -> dict[

@@ -41,10 +41,11 @@ from bert_pipeline.modeling.models import (
 )
 from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
 from bert_pipeline.ner.crf import CRF_FILE, CrfTagger
-from bert_pipeline.ner.metrics import MemorisingTagger, entity_scores, type_confusion
+from bert_pipeline.evaluation.selection import Average
+from bert_pipeline.ner.metrics import MemorisingTagger, entity_fold_counts, entity_scores, type_confusion
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.ner.tagging import predict_entities, tag_names, token_labels_for_spans
-from bert_pipeline.stages.train import Objective, TrainRun, settle
+from bert_pipeline.stages.train import Objective, TrainRun, nested_of, settle
 from bert_pipeline.task.ner import decode_spans, encode_spans
 from bert_pipeline.text.vocabulary import grow_embeddings
 from bert_pipeline.training.trainset import (
@@ -223,6 +224,7 @@ class TaggerObjective:
     train: TaggedSplit
     tags: list[str]
     selection: str = "entity_f1"
+    average: Average = "micro"
 
     def batch_labels(self, batch: np.ndarray, width: int, device: torch.device) -> torch.Tensor:
         targets = np.full((len(batch), width), -100, np.int64)
@@ -238,7 +240,8 @@ class TaggerObjective:
                  windowing: Windowing | None) -> dict[str, Any]:
         assert isinstance(data, TaggedSplit)
         logits, rows = split_logits(model, data, self.cfg, pad_id, device, windowing)
-        return entity_report(decode(logits, rows, self.tags), rows, logits)
+        predicted = decode(logits, rows, self.tags)
+        return entity_report(predicted, rows, logits) | {"fold_counts": entity_fold_counts(rows.gold, predicted)}
 
 
 @dataclass
@@ -307,19 +310,21 @@ BASELINE_REFUSALS = {
 
 def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[list[Span]] | None,
                 champion: dict[str, Any] | None, theirs: list[list[Span]] | None, tolerance: float,
-                crf: list[list[Span]] | None = None) -> dict[str, Any]:
-    """The champion decision for a new entity model from validation gold and predictions (pure): it must beat the
-    CRF baseline's entity F1 (when given) and the memorising baseline's (strictly), and tie or beat the champion's
-    on the same rows (within tolerance)."""
+                crf: list[list[Span]] | None = None, nested: float | None = None) -> dict[str, Any]:
+    """The champion decision for a new entity model from validation gold and predictions (pure): its nested
+    validation entity F1 (`nested`, see `registry.gate`; None = the plain figure) must beat the CRF baseline's
+    (when given) and the memorising baseline's (strictly), and its plain figure tie or beat the champion's on the
+    same rows (within tolerance)."""
     rows, entities = len(gold), sum(map(len, gold))
     new_f1 = entity_scores(gold, new)["micro"]["f1"]
+    judged, figure = registry.held_figure(new_f1, nested, "validation entity F1")
     base_f1 = entity_scores(gold, baseline)["micro"]["f1"] if baseline is not None else None
     crf_f1 = entity_scores(gold, crf)["micro"]["f1"] if crf is not None else None
     their_f1 = entity_scores(gold, theirs)["micro"]["f1"] if champion and theirs is not None else None
     decision: dict[str, Any] = {
         "validation_rows": rows, "validation_entities": entities, "new_validation_entity_f1": new_f1,
         "memorising_validation_entity_f1": base_f1, "crf_validation_entity_f1": crf_f1,
-        "champion_validation_entity_f1": their_f1,
+        "champion_validation_entity_f1": their_f1, "new_validation_entity_f1_nested": nested,
         "champion_run_on_these_rows": theirs is not None and bool(rows),
         "previous_champion": champion and champion["model_version"], "tolerance": tolerance,
     }
@@ -328,19 +333,19 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
             f"the {rows} labelled validation rows hold no entity: nothing to compare models on; annotate more rows "
             "or raise curate.validation_fraction")}
     for name, f1 in (("memorising baseline", base_f1), ("CRF baseline", crf_f1)):  # each must be beaten
-        if f1 is not None and registry.falls_short(new_f1, f1):
+        if f1 is not None and registry.falls_short(judged, f1):
             what, advice = BASELINE_REFUSALS[name]
             return decision | {"promoted": False, "reason": (
-                f"validation entity F1 {new_f1:.4f} does not beat the {name} {f1:.4f} ({what}) on {entities} "
+                f"{figure} does not beat the {name} {f1:.4f} ({what}) on {entities} "
                 f"validation entities{advice}")}
     base_note = "" if base_f1 is None else f" (memorising baseline {base_f1:.4f})"
     base_note += "" if crf_f1 is None else f" (CRF baseline {crf_f1:.4f})"
     if champion is None or their_f1 is None:
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
-        crf_versus = "" if crf_f1 is None else f" and {registry.versus(new_f1, crf_f1, 'CRF baseline')}"
-        return decision | {"promoted": True, "reason": f"validation entity F1 {new_f1:.4f} "
-                           f"{registry.versus(new_f1, base_f1 or 0.0, 'memorising baseline')}{crf_versus}; {missing}"}
+        crf_versus = "" if crf_f1 is None else f" and {registry.versus(judged, crf_f1, 'CRF baseline')}"
+        return decision | {"promoted": True, "reason": f"{figure} "
+                           f"{registry.versus(judged, base_f1 or 0.0, 'memorising baseline')}{crf_versus}; {missing}"}
     promote = new_f1 >= their_f1 - tolerance
     verdict = "beats or ties" if new_f1 >= their_f1 else ("is within tolerance of" if promote else "is worse than")
     return decision | {"promoted": promote, "reason": (
@@ -432,7 +437,7 @@ class TaggerRecipe:
                   if champion is not None and len(validation) else None)
         decision = entity_gate(validation.gold, validation_output, baseline.validation_answers if baseline else None,
                                champion, theirs, run.cfg.train.champion_tolerance,
-                               baseline.crf_answers if baseline else None)
+                               baseline.crf_answers if baseline else None, nested_of(metrics))
         return settle(run, data, decision, champion)
 
     def card(self, model_version: str, run_date: str, base_model: str, metrics: dict[str, Any],

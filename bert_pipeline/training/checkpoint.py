@@ -32,6 +32,7 @@ class Progress:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    fold_counts: list[Any] = field(default_factory=list)  # per epoch, evaluation.selection's [FOLDS, labels, 3]
 
 
 def _to_bytes(obj: Any) -> bytes:

@@ -62,6 +62,9 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path: Path
     assert 40 <= resumed["metrics"]["train"]["resumed_from_step"] == killed_at
     assert resumed["metrics"]["train"]["steps"] == reference["metrics"]["train"]["steps"]
     assert resumed["model_version"] == reference["model_version"]
+    # the epochs' validation counts before the kill travel in the checkpoint: the nested figure covers all six
+    nested = resumed["metrics"]["train"]["nested_validation"]
+    assert nested == reference["metrics"]["train"]["nested_validation"] and nested["epochs"] == 6
     for split in ("validation", "test"):
         assert resumed["metrics"][split]["confusion_matrix"] == reference["metrics"][split]["confusion_matrix"]
     ours = load_file(str(Path(resumed["model_uri"]) / "model.safetensors"))

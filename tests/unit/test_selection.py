@@ -1,0 +1,126 @@
+"""The nested validation figure (bert_pipeline/evaluation/selection.py): the figure of a model whose epoch was chosen
+on the validation rows, corrected for that choice, and the gates that hold it to the baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
+from bert_pipeline.evaluation.registry import gate
+from bert_pipeline.evaluation.selection import f1_of, label_counts, nested_figure, one_hot
+from bert_pipeline.ner.metrics import entity_fold_counts, entity_scores
+from bert_pipeline.ner.spans import Span
+from bert_pipeline.stages.train_entities import entity_gate
+
+
+def _counts(true: np.ndarray, predicted: np.ndarray, labels: int) -> np.ndarray:
+    return label_counts(one_hot(true, labels), one_hot(predicted, labels))
+
+
+def test_the_counts_give_the_reports_macro_f1_including_a_label_predicted_but_absent() -> None:
+    rng = np.random.default_rng(3)
+    true = rng.integers(0, 4, 37)  # labels 0..3 occur; 4 is only ever predicted, 5 never appears
+    predicted = np.where(rng.random(37) < 0.6, true, rng.integers(0, 5, 37))
+    predicted[0] = 4
+    names = [f"l{i}" for i in range(6)]
+    counts = _counts(true, predicted, 6)
+    assert counts.shape == (2, 6, 3) and counts[:, :, 0].sum() == (true == predicted).sum()
+    assert f1_of(counts.sum(0), "macro") == pytest.approx(classification_report(true, predicted, names)["macro_f1"])
+    multi_true = rng.random((23, 5)) < 0.4
+    multi_pred = multi_true ^ (rng.random((23, 5)) < 0.25)
+    report = multilabel_report(multi_true, multi_pred, list("abcde"))
+    pooled = label_counts(multi_true, multi_pred).sum(0)
+    assert f1_of(pooled, "macro") == pytest.approx(report["macro_f1"])
+    assert f1_of(pooled, "micro") == pytest.approx(report["micro_f1"])
+    assert f1_of(np.zeros((3, 3)), "macro") == 0.0  # nothing counted
+
+
+def test_each_half_is_answered_at_the_epoch_the_other_half_chose() -> None:
+    # rows 0 and 2 are fold 0, rows 1 and 3 fold 1. Epoch 1 is right on fold 0 only, epoch 2 on fold 1 only:
+    # each fold chooses the epoch that suits it, so its rows are answered by the one that does not
+    true = np.array([0, 1, 0, 1])
+    epoch1 = _counts(true, np.array([0, 0, 0, 0]), 2)  # fold 0 right, fold 1 wrong
+    epoch2 = _counts(true, np.array([1, 1, 1, 1]), 2)  # fold 0 wrong, fold 1 right
+    nested = nested_figure([epoch1, epoch2], "macro")
+    assert nested == {"figure": 0.0, "chosen_epochs": [1, 2], "epochs": 2}
+    # the plain figure of either epoch (what choosing on all four rows reports) is 1/3: one label right on half
+    assert f1_of(epoch1.sum(0), "macro") == pytest.approx(1 / 3)
+    # one epoch: nothing was chosen, so the nested figure is the plain one
+    assert nested_figure([epoch1], "macro") == {"figure": pytest.approx(1 / 3), "chosen_epochs": [1, 1], "epochs": 1}
+    assert nested_figure([], "macro") is None
+
+
+def test_choosing_the_best_of_many_noisy_epochs_overstates_and_the_nested_figure_does_not() -> None:
+    """A hundred validation rows of 25 labels (the Russian word senses' shape) and 30 epochs that each answer at
+    chance level: the best plain figure looks like learning; the nested figure stays at chance."""
+    rng = np.random.default_rng(7)
+    true = rng.integers(0, 25, 100)
+    epochs = [_counts(true, np.where(rng.random(100) < 0.3, true, rng.integers(0, 25, 100)), 25) for _ in range(30)]
+    plain = [f1_of(e.sum(0), "macro") for e in epochs]
+    nested = nested_figure(epochs, "macro")
+    assert nested is not None
+    assert max(plain) - np.mean(plain) > 0.05  # the winner's curse
+    assert abs(nested["figure"] - np.mean(plain)) < 0.05 < max(plain) - nested["figure"]
+
+
+def test_entity_fold_counts_pool_to_the_micro_entity_f1() -> None:
+    gold = [[Span(0, 2, "PER")], [Span(3, 5, "LOC"), Span(6, 8, "ORG")], [], [Span(0, 4, "PER")], [Span(1, 2, "LOC")]]
+    pred = [[Span(0, 2, "PER")], [Span(3, 5, "ORG")], [Span(0, 1, "LOC")], [Span(0, 4, "PER")], []]
+    counts = entity_fold_counts(gold, pred)
+    assert counts.shape == (2, 1, 3)
+    assert counts[0, 0].tolist() == [1, 1, 1]  # rows 0, 2, 4: one right, one spurious, one missed
+    assert counts[1, 0].tolist() == [1, 1, 2]  # rows 1, 3
+    assert f1_of(counts.sum(0), "micro") == pytest.approx(entity_scores(gold, pred)["micro"]["f1"])
+
+
+TRUE = ["neg"] * 6 + ["pos"] * 4
+NEW = ["neg"] * 5 + ["pos"] * 2 + ["neg", "pos", "pos"]  # 8 of 10 right: macro-F1 0.7917
+LINEAR = ["neg"] * 5 + ["pos", "neg", "neg", "pos", "pos"]  # 7 of 10 right: 0.6703
+
+
+def test_the_gate_holds_the_nested_figure_to_the_baselines_and_the_plain_one_to_the_champion() -> None:
+    plain = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR)
+    assert plain["promoted"] is True and plain["new_validation_macro_f1_nested"] is None
+    refused = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR, nested=0.55)
+    assert refused["promoted"] is False and refused["new_validation_macro_f1_nested"] == 0.55
+    assert refused["reason"].startswith(
+        "validation macro-F1 0.5500 (0.7917 at the epoch these rows chose; each half scored at the epoch the other "
+        "half chose) does not beat the TF-IDF baseline 0.6703 on 10 validation rows")
+    below_majority = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=None, nested=0.3)
+    assert below_majority["promoted"] is False and "does not beat the majority-class baseline 0.3750" in \
+        below_majority["reason"]
+    same = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR, nested=0.79166)
+    assert same["promoted"] is True and same["reason"].startswith("validation macro-F1 0.7917 beats")
+    # against a champion the plain figures are compared (the champion too was chosen on rows like these)
+    champion = {"model_version": "2026-01-01-old", "label_names": ["neg", "pos"]}
+    theirs = ["neg"] * 8 + ["pos"] * 2  # macro-F1 0.7619: between the new model's nested and plain figures
+    kept = gate(TRUE, NEW, "neg", ["neg", "pos"], champion, theirs, 0.0, linear_predicted=LINEAR, nested=0.7)
+    assert kept["promoted"] is True and "0.7917 beats or ties champion 2026-01-01-old at 0.7619" in kept["reason"]
+
+
+def test_the_entity_gate_holds_the_nested_figure_to_the_crf() -> None:
+    gold = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [Span(2, 4, "ORG")], [Span(0, 2, "PER")]]
+    new = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [Span(2, 4, "ORG")], []]  # 3 of 4: F1 0.8571
+    crf = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [], []]  # 2 of 4: 0.6667
+    assert entity_gate(gold, new, None, None, None, 0.0, crf)["promoted"] is True
+    refused = entity_gate(gold, new, None, None, None, 0.0, crf, nested=0.6)
+    assert refused["promoted"] is False and refused["new_validation_entity_f1_nested"] == 0.6
+    assert refused["reason"].startswith("validation entity F1 0.6000 (0.8571 at the epoch these rows chose")
+    assert "does not beat the CRF baseline 0.6667" in refused["reason"]
+
+
+def test_the_report_and_the_approval_form_show_the_nested_figure_where_it_differs() -> None:
+    from bert_pipeline.evaluation import promotion
+    from bert_pipeline.stages.report import training_section
+
+    decision = {"promoted": False, "reason": "refused", "validation_rows": 118, "new_validation_macro_f1": 0.71,
+                "new_validation_macro_f1_nested": 0.58, "baseline_validation_macro_f1": 0.02,
+                "linear_baseline_validation_macro_f1": 0.6043, "previous_champion": None}
+    section = training_section({"champion_decision": decision, "metrics": {"model_version": "v1"}})
+    assert "| 118 rows | 0.7100 (nested 0.5800) |  | 0.0200 | 0.6043 |" in section
+    same = training_section({"champion_decision": decision | {"new_validation_macro_f1_nested": 0.71},
+                             "metrics": {"model_version": "v1"}})
+    assert "| 118 rows | 0.7100 |  |" in same
+    form = promotion.review_markdown({"model_version": "v1", **decision})
+    assert "| this model | 0.7100 (nested 0.5800) |" in form
