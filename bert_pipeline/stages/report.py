@@ -23,7 +23,7 @@ from bert_pipeline.lake import storage
 from bert_pipeline.task import task_of
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, utc_now
-from bert_pipeline.evaluation.registry import committed_models, figure_cell, read_champion
+from bert_pipeline.evaluation.registry import committed_models, figure_cell, interval_line, read_champion
 from bert_pipeline.stages.curate import standing_notes
 from bert_pipeline.stages.ingest import mixed_readings
 from bert_pipeline.stages.tokenize import truncation_warning
@@ -147,7 +147,10 @@ def training_section(manifest: dict[str, Any]) -> str:
             f"rows | {new_cell} | {'' if champion is None else f'{champion:.4f}'} "
             f"| {decision.get('baseline_validation_macro_f1', 0):.4f} | "
             f"{'none' if linear is None else f'{linear:.4f}'} |\n\n"
-            f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
+            + interval_line(decision.get("new_validation_macro_f1"), linear,
+                            decision.get("linear_baseline_difference_interval"), "Validation macro-F1",
+                            "TF-IDF baseline")
+            + f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
             f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; "
             f"{superseded_clause(training.get('superseded_versions', 0))}rows per night:\n\n"
             f"| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")

@@ -56,7 +56,11 @@ class EntityReport:
                 f"{decision.get('validation_rows', 0)} rows | {new_cell} | "
                 f"{_f(decision.get('champion_validation_entity_f1'))} | {_f(decision.get('crf_validation_entity_f1'))} "
                 f"| {_f(decision.get('memorising_validation_entity_f1'))} |\n\n"
-                f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
+                + registry.interval_line(decision.get("new_validation_entity_f1"),
+                                         decision.get("crf_validation_entity_f1"),
+                                         decision.get("crf_difference_interval"), "Validation entity F1",
+                                         "CRF baseline")
+                + f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
                 f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per "
                 f"night:\n\n| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
 

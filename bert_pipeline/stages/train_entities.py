@@ -41,8 +41,11 @@ from bert_pipeline.modeling.models import (
 )
 from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
 from bert_pipeline.ner.crf import CRF_FILE, CrfTagger
+from bert_pipeline.evaluation import selection
 from bert_pipeline.evaluation.selection import Average
-from bert_pipeline.ner.metrics import MemorisingTagger, entity_fold_counts, entity_scores, type_confusion
+from bert_pipeline.ner.metrics import (
+    MemorisingTagger, entity_fold_counts, entity_row_counts, entity_scores, type_confusion,
+)
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.ner.tagging import predict_entities, tag_names, token_labels_for_spans
 from bert_pipeline.stages.train import Objective, TrainRun, nested_of, settle
@@ -318,6 +321,9 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
     rows, entities = len(gold), sum(map(len, gold))
     new_f1 = entity_scores(gold, new)["micro"]["f1"]
     judged, figure = registry.held_figure(new_f1, nested, "validation entity F1")
+    interval = None if crf is None else selection.difference_interval(entity_row_counts(gold, new),
+                                                                      entity_row_counts(gold, crf), "micro")
+    told = registry.tell_apart_note(interval, entities, "validation entities", "CRF baseline")
     base_f1 = entity_scores(gold, baseline)["micro"]["f1"] if baseline is not None else None
     crf_f1 = entity_scores(gold, crf)["micro"]["f1"] if crf is not None else None
     their_f1 = entity_scores(gold, theirs)["micro"]["f1"] if champion and theirs is not None else None
@@ -325,6 +331,7 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
         "validation_rows": rows, "validation_entities": entities, "new_validation_entity_f1": new_f1,
         "memorising_validation_entity_f1": base_f1, "crf_validation_entity_f1": crf_f1,
         "champion_validation_entity_f1": their_f1, "new_validation_entity_f1_nested": nested,
+        "crf_difference_interval": interval,
         "champion_run_on_these_rows": theirs is not None and bool(rows),
         "previous_champion": champion and champion["model_version"], "tolerance": tolerance,
     }
@@ -337,7 +344,7 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
             what, advice = BASELINE_REFUSALS[name]
             return decision | {"promoted": False, "reason": (
                 f"{figure} does not beat the {name} {f1:.4f} ({what}) on {entities} "
-                f"validation entities{advice}")}
+                f"validation entities{advice}{told if name == 'CRF baseline' else ''}")}
     base_note = "" if base_f1 is None else f" (memorising baseline {base_f1:.4f})"
     base_note += "" if crf_f1 is None else f" (CRF baseline {crf_f1:.4f})"
     if champion is None or their_f1 is None:
@@ -345,13 +352,13 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
         crf_versus = "" if crf_f1 is None else f" and {registry.versus(judged, crf_f1, 'CRF baseline')}"
         return decision | {"promoted": True, "reason": f"{figure} "
-                           f"{registry.versus(judged, base_f1 or 0.0, 'memorising baseline')}{crf_versus}; {missing}"}
+                           f"{registry.versus(judged, base_f1 or 0.0, 'memorising baseline')}{crf_versus}{told}; {missing}"}
     promote = new_f1 >= their_f1 - tolerance
     verdict = "beats or ties" if new_f1 >= their_f1 else ("is within tolerance of" if promote else "is worse than")
     return decision | {"promoted": promote, "reason": (
         f"validation entity F1 {new_f1:.4f} {verdict} champion {champion['model_version']} at {their_f1:.4f} on the "
         f"same {entities} validation entities{base_note}"
-        f"{registry.perfect_tie_note(new_f1, base_f1, 'memorising baseline')}")}
+        f"{registry.perfect_tie_note(new_f1, base_f1, 'memorising baseline')}{told}")}
 
 
 def _figures(splits: dict[str, TaggedSplit], answers: dict[str, list[list[Span]]]) -> dict[str, dict[str, float]]:

@@ -124,3 +124,56 @@ def test_the_report_and_the_approval_form_show_the_nested_figure_where_it_differ
     assert "| 118 rows | 0.7100 |  |" in same
     form = promotion.review_markdown({"model_version": "v1", **decision})
     assert "| this model | 0.7100 (nested 0.5800) |" in form
+
+
+def test_the_paired_bootstrap_says_when_the_rows_cannot_tell_two_models_apart() -> None:
+    from bert_pipeline.evaluation.selection import difference_interval, row_counts
+
+    rng = np.random.default_rng(11)
+
+    def counts(true: np.ndarray, answers: np.ndarray) -> np.ndarray:
+        return row_counts(one_hot(true, 4), one_hot(answers, 4))
+
+    def answers(true: np.ndarray, right: float) -> np.ndarray:
+        return np.where(rng.random(len(true)) < right, true, rng.integers(0, 4, len(true)))
+
+    many = rng.integers(0, 4, 4000)
+    low, high = difference_interval(counts(many, answers(many, 0.9)), counts(many, answers(many, 0.6)), "macro")
+    assert 0.15 < low < high < 0.35  # 4,000 rows tell 90 % from 60 % right
+    few = many[:40]
+    low, high = difference_interval(counts(few, answers(few, 0.7)), counts(few, answers(few, 0.6)), "macro")
+    assert low < 0 < high  # 40 rows cannot tell 70 % from 60 %
+    same = counts(few, few)
+    assert difference_interval(same, same, "macro") == (0.0, 0.0)
+    assert difference_interval(same[:0], same[:0], "macro") is None
+    again = difference_interval(counts(few, np.roll(few, 1)), same, "macro", seed=3)
+    assert again == difference_interval(counts(few, np.roll(few, 1)), same, "macro", seed=3)  # seeded
+    assert again[1] < 0  # every answer wrong against every answer right: the second is ahead in every resample
+
+
+def test_the_gates_and_the_report_say_when_the_validation_rows_cannot_tell_the_model_from_its_baseline() -> None:
+    from bert_pipeline.stages.report import training_section
+
+    close = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR)
+    low, high = close["linear_baseline_difference_interval"]
+    # they differ on one row of ten (row 6, which the model gets right): a resample leaves it out a third of the time
+    assert close["promoted"] is True and low == 0.0 < high
+    assert f"; these 10 validation rows cannot tell it from the TF-IDF baseline (the difference's 90 % paired " \
+           f"bootstrap interval is {low:+.4f} to {high:+.4f}); no champion yet" in close["reason"]
+    section = training_section({"champion_decision": close, "metrics": {"model_version": "v1"}})
+    assert (f"Validation macro-F1, new model minus TF-IDF baseline: +0.1213 (90 % paired bootstrap interval "
+            f"{low:+.4f} to {high:+.4f}, 1000 resamples of these rows): these rows cannot tell the two apart.") \
+        in section
+    wide_true, wide_new, wide_linear = TRUE * 40, PERFECT_ROWS * 40, LINEAR * 40
+    apart = gate(wide_true, wide_new, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=wide_linear)
+    assert apart["linear_baseline_difference_interval"][0] > 0 and "cannot tell" not in apart["reason"]
+    assert "the new model is ahead in at least 95 % of the resamples" in training_section(
+        {"champion_decision": apart, "metrics": {"model_version": "v1"}})
+    gold = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [Span(2, 4, "ORG")], [Span(0, 2, "PER")]]
+    crf = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [], []]
+    ner = entity_gate(gold, gold, None, None, None, 0.0, crf)
+    assert ner["promoted"] is True and ner["crf_difference_interval"][1] > 0
+    assert "these 4 validation entities cannot tell it from the CRF baseline" in ner["reason"]
+
+
+PERFECT_ROWS = list(TRUE)
