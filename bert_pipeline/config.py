@@ -353,6 +353,13 @@ class TrainConfig(_Section):
         "half chose, bert_pipeline/evaluation/selection.py) beats the baseline's (task: ner: a linear-chain CRF on word "
         "features, bert_pipeline/ner/crf.py, against validation entity F1); false = no such baseline and no such check (an "
         "entity model is still held to its memorising baseline)")
+    baseline_margin: Literal["auto", "figure", "interval"] = Field(
+        "auto", description="how far ahead of its TF-IDF baseline (task: ner: its CRF baseline) a new model must be "
+        "on validation to be promoted: figure = its nested validation figure above the baseline's; interval = also "
+        "the lower end of the 90 % paired bootstrap interval of the difference above 0, i.e. ahead by more than "
+        "the validation rows' noise (bert_pipeline/evaluation/selection.py); auto = interval where the base model "
+        "reads the text poorly (tonight's tokenizer is the lake's extended vocabulary, or its coverage is poor), "
+        "else figure")
     domain_adaptation: Literal["auto", "on", "off"] = Field(
         "auto", description="masked-language-model pretraining on the lake's own text (labelled training rows and "
         "every unlabelled row of the training window) before fine-tuning (Gururangan et al., ACL 2020: don't stop "

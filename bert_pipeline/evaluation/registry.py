@@ -107,7 +107,7 @@ def perfect_tie_note(new: float, baseline: float | None, what: str) -> str:
 def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_names: Sequence[str],
          champion: dict[str, Any] | None, champion_predicted: Sequence[Answer] | None,
          tolerance: float, linear_predicted: Sequence[Answer] | None = None,
-         nested: float | None = None) -> dict[str, Any]:
+         nested: float | None = None, margin: str = "figure") -> dict[str, Any]:
     """The champion decision for a new model, from validation labels and predictions by name (pure).
 
     `champion_predicted` is None when a champion exists but could not be run (its folder is gone, so scoring could
@@ -118,6 +118,9 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
     answered at the epoch the other half chose), which is what the baselines are compared with, since they chose
     nothing on these rows; None = the plain figure (no per-epoch counts). The champion, itself chosen on rows like
     these, is compared with the plain figure.
+    `margin`: "figure", or "interval ..." (`margin_of`: the words after it say why): the model must also be ahead of
+    the TF-IDF baseline by more than the rows' noise, the 90 % paired bootstrap interval's lower end above 0
+    (`answers_interval`; `within_noise`).
     """
     rows = len(true)
     kind = "majority-class baseline" if isinstance(majority, str) else "best constant answer"
@@ -136,7 +139,7 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         "previous_champion": champion and champion["model_version"], "new_top_predicted_label": share[0],
         "new_top_predicted_share": share[1] / rows if rows else None, "tolerance": tolerance,
         "linear_baseline_validation_macro_f1": linear, "new_validation_macro_f1_nested": nested,
-        "linear_baseline_difference_interval": interval,
+        "linear_baseline_difference_interval": interval, "baseline_margin": margin,
     }
     if len(set(true)) < 2:  # one answer: always giving it scores 1.0, so nothing tells learning from guessing
         what = "label(s)" if isinstance(majority, str) else "distinct label set(s)"
@@ -154,6 +157,9 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
             "rows: TF-IDF + logistic regression trained on the same rows does better; train longer (train.epochs, "
             "train.min_steps), use a base model whose vocabulary covers the text (train.base_model), or set "
             f"train.linear_baseline: false{told}")}
+    if linear is not None and (refusal := within_noise(figure, interval, margin, rows, "validation rows",
+                                                         f"TF-IDF baseline {linear:.4f}")):
+        return decision | {"promoted": False, "reason": refusal}
     if champion is None or theirs is None:
         missing = "no champion yet" if champion is None else (
             f"champion {champion['model_version']} could not be loaded, so it is compared with the baseline alone")
@@ -193,6 +199,20 @@ def answers_interval(true: Sequence[Answer], ours: Sequence[Answer],
     return selection.difference_interval(selection.row_counts(gold, multi_hot(sets(ours), names).astype(bool)),
                                          selection.row_counts(gold, multi_hot(sets(theirs), names).astype(bool)),
                                          "macro")
+
+
+def within_noise(figure: str, interval: tuple[float, float] | None, margin: str, count: int, what: str,
+                 baseline: str) -> str | None:
+    """The refusal when `margin` is "interval ..." and the difference's interval does not lie above 0 (the model is
+    not ahead by more than these rows' noise), else None. `margin` after "interval" says why it applies."""
+    if not margin.startswith("interval") or interval is None or interval[0] > 0:
+        return None
+    why = margin.removeprefix("interval").strip(" :")
+    return (f"{figure} is not ahead of the {baseline} by more than these {count} {what} can tell: the difference's "
+            f"{selection.LEVEL * 100:.0f} % paired bootstrap interval is {interval[0]:+.4f} to {interval[1]:+.4f} "
+            f"(train.baseline_margin: interval{', ' + why if why else ''}); while the lake has no champion, "
+            "score.fallback: baseline scores with the baseline. More labelled rows, or train.baseline_margin: "
+            "figure, would let a model ahead on the figures through")
 
 
 def tell_apart_note(interval: tuple[float, float] | None, count: int, what: str, baseline: str) -> str:

@@ -48,7 +48,7 @@ from bert_pipeline.ner.metrics import (
 )
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.ner.tagging import predict_entities, tag_names, token_labels_for_spans
-from bert_pipeline.stages.train import Objective, TrainRun, nested_of, settle
+from bert_pipeline.stages.train import Objective, TrainRun, margin_of, nested_of, settle
 from bert_pipeline.task.ner import decode_spans, encode_spans
 from bert_pipeline.text.vocabulary import grow_embeddings
 from bert_pipeline.training.trainset import (
@@ -313,11 +313,12 @@ BASELINE_REFUSALS = {
 
 def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[list[Span]] | None,
                 champion: dict[str, Any] | None, theirs: list[list[Span]] | None, tolerance: float,
-                crf: list[list[Span]] | None = None, nested: float | None = None) -> dict[str, Any]:
+                crf: list[list[Span]] | None = None, nested: float | None = None,
+                margin: str = "figure") -> dict[str, Any]:
     """The champion decision for a new entity model from validation gold and predictions (pure): its nested
     validation entity F1 (`nested`, see `registry.gate`; None = the plain figure) must beat the CRF baseline's
     (when given) and the memorising baseline's (strictly), and its plain figure tie or beat the champion's on the
-    same rows (within tolerance)."""
+    same rows (within tolerance). `margin`: as `registry.gate`'s, against the CRF baseline."""
     rows, entities = len(gold), sum(map(len, gold))
     new_f1 = entity_scores(gold, new)["micro"]["f1"]
     judged, figure = registry.held_figure(new_f1, nested, "validation entity F1")
@@ -331,7 +332,7 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
         "validation_rows": rows, "validation_entities": entities, "new_validation_entity_f1": new_f1,
         "memorising_validation_entity_f1": base_f1, "crf_validation_entity_f1": crf_f1,
         "champion_validation_entity_f1": their_f1, "new_validation_entity_f1_nested": nested,
-        "crf_difference_interval": interval,
+        "crf_difference_interval": interval, "baseline_margin": margin,
         "champion_run_on_these_rows": theirs is not None and bool(rows),
         "previous_champion": champion and champion["model_version"], "tolerance": tolerance,
     }
@@ -345,6 +346,9 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
             return decision | {"promoted": False, "reason": (
                 f"{figure} does not beat the {name} {f1:.4f} ({what}) on {entities} "
                 f"validation entities{advice}{told if name == 'CRF baseline' else ''}")}
+    if crf_f1 is not None and (refusal := registry.within_noise(figure, interval, margin, entities,
+                                                                "validation entities", f"CRF baseline {crf_f1:.4f}")):
+        return decision | {"promoted": False, "reason": refusal}
     base_note = "" if base_f1 is None else f" (memorising baseline {base_f1:.4f})"
     base_note += "" if crf_f1 is None else f" (CRF baseline {crf_f1:.4f})"
     if champion is None or their_f1 is None:
@@ -444,7 +448,7 @@ class TaggerRecipe:
                   if champion is not None and len(validation) else None)
         decision = entity_gate(validation.gold, validation_output, baseline.validation_answers if baseline else None,
                                champion, theirs, run.cfg.train.champion_tolerance,
-                               baseline.crf_answers if baseline else None, nested_of(metrics))
+                               baseline.crf_answers if baseline else None, nested_of(metrics), margin_of(run))
         return settle(run, data, decision, champion)
 
     def card(self, model_version: str, run_date: str, base_model: str, metrics: dict[str, Any],

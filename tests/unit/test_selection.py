@@ -177,3 +177,27 @@ def test_the_gates_and_the_report_say_when_the_validation_rows_cannot_tell_the_m
 
 
 PERFECT_ROWS = list(TRUE)
+
+
+def test_under_the_interval_margin_a_model_must_lead_its_baseline_by_more_than_the_rows_noise() -> None:
+    close = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR,
+                 margin="interval: auto: tonight's vocabulary coverage is poor")
+    low, high = close["linear_baseline_difference_interval"]
+    assert close["promoted"] is False and close["baseline_margin"].startswith("interval")
+    assert close["reason"] == (
+        f"validation macro-F1 0.7917 is not ahead of the TF-IDF baseline 0.6703 by more than these 10 validation rows "
+        f"can tell: the difference's 90 % paired bootstrap interval is {low:+.4f} to {high:+.4f} "
+        "(train.baseline_margin: interval, auto: tonight's vocabulary coverage is poor); while the lake has no "
+        "champion, score.fallback: baseline scores with the baseline. More labelled rows, or "
+        "train.baseline_margin: figure, would let a model ahead on the figures through")
+    # the same rows forty times over tell the two apart: promoted under the interval margin too
+    apart = gate(TRUE * 40, NEW * 40, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR * 40,
+                 margin="interval")
+    assert apart["promoted"] is True and apart["linear_baseline_difference_interval"][0] > 0
+    # figure: the point figures decide, as before
+    assert gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR)["promoted"] is True
+    gold = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [Span(2, 4, "ORG")], [Span(0, 2, "PER")]]
+    crf = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [], []]
+    ner = entity_gate(gold, gold, None, None, None, 0.0, crf, margin="interval")
+    assert ner["promoted"] is False and "is not ahead of the CRF baseline 0.6667 by more than these 4 validation " \
+        "entities can tell" in ner["reason"] and "(train.baseline_margin: interval);" in ner["reason"]
