@@ -33,7 +33,8 @@ import xxhash
 from bert_pipeline.config import PipelineConfig, TrainConfig
 from bert_pipeline.curation.labels import apply_corrections, read_corrections
 from bert_pipeline.errors import ConfigError, InputDataError
-from bert_pipeline.evaluation import registry
+from bert_pipeline.evaluation import registry, selection
+from bert_pipeline.evaluation.selection import Average
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.modeling.inference import eval_budget, predict_token_logits
 from bert_pipeline.modeling.models import (
@@ -41,8 +42,6 @@ from bert_pipeline.modeling.models import (
 )
 from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
 from bert_pipeline.ner.crf import CRF_FILE, CrfTagger
-from bert_pipeline.evaluation import selection
-from bert_pipeline.evaluation.selection import Average
 from bert_pipeline.ner.metrics import (
     MemorisingTagger, entity_fold_counts, entity_row_counts, entity_scores, type_confusion,
 )
