@@ -15,7 +15,6 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import regex
 
-from bert_pipeline.evaluation.selection import by_fold
 from bert_pipeline.lake import storage
 from bert_pipeline.ner.spans import Span
 
@@ -65,7 +64,8 @@ def entity_scores(gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any]]) 
 
 def entity_row_counts(gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any]]) -> np.ndarray:
     """Exact-match entity (correct, predicted but wrong, gold but missed) per document, pooled over types: int64
-    [documents, 1, 3], as `evaluation.selection` counts answers (micro F1). ValueError if the counts differ."""
+    [documents, 1, 3], as bert_pipeline/evaluation/selection.py counts answers (micro F1). ValueError if the counts
+    differ."""
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold documents but {len(pred)} predicted")
     counts = np.zeros((len(gold), 1, 3), np.int64)
@@ -74,12 +74,6 @@ def entity_row_counts(gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any
         correct = len(g & p)
         counts[row, 0] = (correct, len(p) - correct, len(g) - correct)
     return counts
-
-
-def entity_fold_counts(gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any]]) -> np.ndarray:
-    """`entity_row_counts` summed per fold (document i in fold i % FOLDS): [FOLDS, 1, 3], for
-    `evaluation.selection.nested_figure` (micro)."""
-    return by_fold(entity_row_counts(gold, pred))
 
 
 def type_confusion(gold: Sequence[Iterable[Any]], pred: Sequence[Iterable[Any]]) -> Counter[tuple[str, str]]:

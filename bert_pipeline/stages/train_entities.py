@@ -43,7 +43,7 @@ from bert_pipeline.modeling.models import (
 from bert_pipeline.modeling.windows import Windowing, token_logits_over_windows
 from bert_pipeline.ner.crf import CRF_FILE, CrfTagger
 from bert_pipeline.ner.metrics import (
-    MemorisingTagger, entity_fold_counts, entity_row_counts, entity_scores, type_confusion,
+    MemorisingTagger, entity_row_counts, entity_scores, type_confusion,
 )
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.ner.tagging import predict_entities, tag_names, token_labels_for_spans
@@ -243,7 +243,8 @@ class TaggerObjective:
         assert isinstance(data, TaggedSplit)
         logits, rows = split_logits(model, data, self.cfg, pad_id, device, windowing)
         predicted = decode(logits, rows, self.tags)
-        return entity_report(predicted, rows, logits) | {"fold_counts": entity_fold_counts(rows.gold, predicted)}
+        return entity_report(predicted, rows, logits) | {
+            "fold_counts": selection.by_fold(entity_row_counts(rows.gold, predicted))}
 
 
 @dataclass

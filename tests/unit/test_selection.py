@@ -8,8 +8,8 @@ import pytest
 
 from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
 from bert_pipeline.evaluation.registry import gate
-from bert_pipeline.evaluation.selection import f1_of, label_counts, nested_figure, one_hot
-from bert_pipeline.ner.metrics import entity_fold_counts, entity_scores
+from bert_pipeline.evaluation.selection import by_fold, f1_of, label_counts, nested_figure, one_hot
+from bert_pipeline.ner.metrics import entity_row_counts, entity_scores
 from bert_pipeline.ner.spans import Span
 from bert_pipeline.stages.train_entities import entity_gate
 
@@ -67,7 +67,7 @@ def test_choosing_the_best_of_many_noisy_epochs_overstates_and_the_nested_figure
 def test_entity_fold_counts_pool_to_the_micro_entity_f1() -> None:
     gold = [[Span(0, 2, "PER")], [Span(3, 5, "LOC"), Span(6, 8, "ORG")], [], [Span(0, 4, "PER")], [Span(1, 2, "LOC")]]
     pred = [[Span(0, 2, "PER")], [Span(3, 5, "ORG")], [Span(0, 1, "LOC")], [Span(0, 4, "PER")], []]
-    counts = entity_fold_counts(gold, pred)
+    counts = by_fold(entity_row_counts(gold, pred))
     assert counts.shape == (2, 1, 3)
     assert counts[0, 0].tolist() == [1, 1, 1]  # rows 0, 2, 4: one right, one spurious, one missed
     assert counts[1, 0].tolist() == [1, 1, 2]  # rows 1, 3
