@@ -32,7 +32,6 @@ from bert_pipeline.errors import ConfigError
 from bert_pipeline.modeling.inference import predict_logits
 from bert_pipeline.lake.manifests import Lake, utc_now
 from bert_pipeline.evaluation import selection
-from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
 from bert_pipeline.modeling.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
 from bert_pipeline.modeling.multilabel import (
     is_multi_label, multi_hot, names_of, predicted_sets, sigmoid, thresholds_of, tune_thresholds,
@@ -48,18 +47,23 @@ log = logging.getLogger(__name__)
 
 def macro_f1_by_name(true: Sequence[Answer], predicted: Sequence[Answer]) -> float:
     """Macro-F1 over the labels present in either list (scikit-learn's default set of classes), matched by name.
-    When either holds sets (tuples), both are read as sets (a single label is the set of it): multi-label macro-F1."""
+    A row's answer is a label or (multi-label) a tuple of them, read as a set; single-label macro-F1 is the same
+    figure as `metrics.classification_report`'s, multi-label as `metrics.multilabel_report`'s."""
     if not len(true):
         return 0.0
-    if any(isinstance(x, tuple) for x in (*true[:1], *predicted[:1])):
-        true_sets = [x if isinstance(x, tuple) else (x,) for x in true]
-        predicted_sets_ = [x if isinstance(x, tuple) else (x,) for x in predicted]
-        names = sorted(set().union(*true_sets, *predicted_sets_))
-        return multilabel_report(multi_hot(true_sets, names), multi_hot(predicted_sets_, names), names)["macro_f1"]
-    names = sorted(set(true) | set(predicted))
-    index = {name: i for i, name in enumerate(names)}
-    return classification_report(np.asarray([index[x] for x in true]), np.asarray([index[x] for x in predicted]),
-                                 names)["macro_f1"]
+    names = sorted(set().union(*_as_sets(true), *_as_sets(predicted)))
+    return selection.f1_of(answer_counts(true, predicted, names).sum(0), "macro")
+
+
+def _as_sets(answers: Sequence[Answer]) -> list[tuple[str, ...]]:
+    return [x if isinstance(x, tuple) else (x,) for x in answers]
+
+
+def answer_counts(true: Sequence[Answer], predicted: Sequence[Answer], names: Sequence[str]) -> np.ndarray:
+    """(tp, fp, fn) per row and label of answers by name against the truths, labels in `names` order (a name
+    outside it is left out): int64 [rows, len(names), 3] (`selection.row_counts`)."""
+    gold = multi_hot(_as_sets(true), names).astype(bool)
+    return selection.row_counts(gold, multi_hot(_as_sets(predicted), names).astype(bool))
 
 
 def majority_label(labels: Sequence[str]) -> str:
@@ -181,7 +185,7 @@ def held_figure(plain: float, nested: float | None, name: str) -> tuple[float, s
     """(the figure the baselines are compared with, how a reason states it): the nested figure when there is one
     and it differs from the plain one, e.g. 'validation macro-F1 0.6400 (0.7100 at the epoch these rows chose; each
     half scored at the epoch the other half chose)', else the plain figure."""
-    if nested is None or round(nested, 4) == round(plain, 4):
+    if not _shows_nested(plain, nested):
         return (plain if nested is None else nested), f"{name} {plain:.4f}"
     return nested, (f"{name} {nested:.4f} ({plain:.4f} at the epoch these rows chose; each half scored at the epoch "
                     "the other half chose)")
@@ -190,14 +194,9 @@ def held_figure(plain: float, nested: float | None, name: str) -> tuple[float, s
 def answers_interval(true: Sequence[Answer], ours: Sequence[Answer],
                      theirs: Sequence[Answer]) -> tuple[float, float] | None:
     """The 90 % paired bootstrap interval of macro-F1(ours) - macro-F1(theirs) on the same rows, by label name
-    (`selection.difference_interval`; sets for multi-label rows); None without rows."""
-    def sets(answers: Sequence[Answer]) -> list[tuple[str, ...]]:
-        return [x if isinstance(x, tuple) else (x,) for x in answers]
-
-    names = sorted(set().union(*sets(true), *sets(ours), *sets(theirs)))
-    gold = multi_hot(sets(true), names).astype(bool)
-    return selection.difference_interval(selection.row_counts(gold, multi_hot(sets(ours), names).astype(bool)),
-                                         selection.row_counts(gold, multi_hot(sets(theirs), names).astype(bool)),
+    (`selection.difference_interval` of `answer_counts`); None without rows."""
+    names = sorted(set().union(*_as_sets(true), *_as_sets(ours), *_as_sets(theirs)))
+    return selection.difference_interval(answer_counts(true, ours, names), answer_counts(true, theirs, names),
                                          "macro")
 
 
@@ -208,9 +207,8 @@ def within_noise(figure: str, interval: tuple[float, float] | None, margin: str,
     if not margin.startswith("interval") or interval is None or interval[0] > 0:
         return None
     why = margin.removeprefix("interval").strip(" :")
-    return (f"{figure} is not ahead of the {baseline} by more than these {count} {what} can tell: the difference's "
-            f"{selection.LEVEL * 100:.0f} % paired bootstrap interval is {interval[0]:+.4f} to {interval[1]:+.4f} "
-            f"(train.baseline_margin: interval{', ' + why if why else ''}); while the lake has no champion, "
+    return (f"{figure} is not ahead of the {baseline} by more than these {count} {what} can tell: "
+            f"{_interval_words(interval)} (train.baseline_margin: interval{', ' + why if why else ''}); while the lake has no champion, "
             "score.fallback: baseline scores with the baseline. More labelled rows, or train.baseline_margin: "
             "figure, would let a model ahead on the figures through")
 
@@ -222,8 +220,12 @@ def tell_apart_note(interval: tuple[float, float] | None, count: int, what: str,
     decision."""
     if interval is None or interval[0] > 0 or interval[1] < 0 or interval[0] == interval[1]:
         return ""
-    return (f"; these {count} {what} cannot tell it from the {baseline} (the difference's "
-            f"{selection.LEVEL * 100:.0f} % paired bootstrap interval is {interval[0]:+.4f} to {interval[1]:+.4f})")
+    return f"; these {count} {what} cannot tell it from the {baseline} ({_interval_words(interval)})"
+
+
+def _interval_words(interval: Sequence[float]) -> str:
+    return (f"the difference's {selection.LEVEL * 100:.0f} % paired bootstrap interval is {interval[0]:+.4f} to "
+            f"{interval[1]:+.4f}")
 
 
 def interval_line(new: float | None, theirs: float | None, interval: Sequence[float] | None, figure: str,
@@ -252,7 +254,12 @@ def figure_cell(plain: float | None, nested: float | None) -> str:
     (`held_figure`) differs; '' without a figure."""
     if plain is None:
         return ""
-    return f"{plain:.4f}" + ("" if nested is None or round(nested, 4) == round(plain, 4) else f" (nested {nested:.4f})")
+    return f"{plain:.4f}" + (f" (nested {nested:.4f})" if _shows_nested(plain, nested) else "")
+
+
+def _shows_nested(plain: float, nested: float | None) -> bool:
+    """Whether a nested figure differs from the plain one as the reasons and tables print them (4 decimals)."""
+    return nested is not None and round(nested, 4) != round(plain, 4)
 
 
 def linear_note(linear: float | None) -> str:
