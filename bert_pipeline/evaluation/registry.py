@@ -31,7 +31,7 @@ from bert_pipeline.lake import storage
 from bert_pipeline.errors import ConfigError
 from bert_pipeline.modeling.inference import predict_logits
 from bert_pipeline.lake.manifests import Lake, utc_now
-from bert_pipeline.evaluation import selection
+from bert_pipeline.evaluation import baseline as linear_baseline, selection
 from bert_pipeline.modeling.models import fast_encoder, load_classifier, load_tokenizer, resolve_model_dir
 from bert_pipeline.modeling.multilabel import (
     is_multi_label, multi_hot, names_of, predicted_sets, sigmoid, thresholds_of, tune_thresholds,
@@ -375,8 +375,8 @@ def linear_baseline_line(baseline: dict[str, Any] | None) -> str:
     """The model card's line on the TF-IDF baseline fitted on the same rows ('' when train.linear_baseline is off)."""
     if not baseline:
         return ""
-    return (f"TF-IDF + logistic regression on the same training rows ({baseline.get('features')} n-grams, stored in "
-            f"baseline/): validation macro-F1 {baseline['validation'].get('macro_f1', 0):.4f}, test macro-F1 "
+    return (f"TF-IDF + logistic regression on the same training rows ({baseline.get('features')} n-grams"
+            f"{linear_baseline.feature_choice_words(baseline.get('feature_choice'))}; stored in baseline/): validation macro-F1 {baseline['validation'].get('macro_f1', 0):.4f}, test macro-F1 "
             f"{baseline['test'].get('macro_f1', 0):.4f}.\n\n")
 
 

@@ -86,7 +86,7 @@ def test_character_ngrams_for_scripts_without_spaces_words_and_characters_otherw
     english_with_a_chinese_word = ["The dumplings (饺子) were great and the staff friendly, would come again"]
     for texts, chosen in ((chinese, "char"), (japanese, "char"), (thai, "char"), (brands, "char"),
                           (english, "word+char"), (english_with_a_chinese_word, "word+char"), ([], "word+char")):
-        assert baseline.choose_features(texts)[0] == chosen, texts[:1]
+        assert baseline.choose_features(texts).features == chosen, texts[:1]
     labels = np.asarray([i % 2 for i in range(50)])
     char_only = baseline.fit(chinese, labels, ["neg", "pos"])
     assert [s["analyzer"] for _, s in char_only.settings] == ["char"]
@@ -95,6 +95,61 @@ def test_character_ngrams_for_scripts_without_spaces_words_and_characters_otherw
     assert [(name, s["analyzer"], s["ngram_range"]) for name, s in both.settings] == [
         ("word", "word", [1, 2]), ("char", "char_wb", [1, 3])]
     assert all(s["sublinear_tf"] and s["max_features"] == baseline.MAX_FEATURES for _, s in both.settings)
+
+
+def word_order_review(rng: random.Random, good: bool, i: int) -> str:
+    """Every review says 'not' with both 'good' and 'bad': only the word pair 'not bad' / 'not good' tells them
+    apart, which character n-grams within words cannot see."""
+    first, second = ("bad", "good") if good else ("good", "bad")
+    filler = rng.sample(FILLER_EN, 4)
+    return f"{filler[0]} {filler[1]} not {first} {filler[2]} {second} {filler[3]}{'!' * (i % 3)} #{i // 2}"
+
+
+def test_for_spaced_scripts_cross_validation_on_the_training_rows_chooses_the_features() -> None:
+    rng = random.Random(3)
+    labels = np.asarray([i % 2 for i in range(240)])
+    texts = [word_order_review(rng, bool(y), i) for i, y in enumerate(labels)]
+    choice = baseline.choose_features(texts, labels, seed=0)
+    assert choice.features == "word+char" and choice.rows == 240
+    assert choice.why == "3-fold cross-validation on 240 training rows"
+    assert choice.cross_validated["word+char"] >= 0.95 > 0.7 > choice.cross_validated["char_wb"]
+    # each figure is the macro-F1 of out-of-fold answers: the same folds and classifier, refitted here by hand
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold
+
+    x = TfidfVectorizer(**{**baseline.vectorizer_settings("char_wb")[0][1], "ngram_range": (1, 3)}).fit_transform(texts)
+    answers = np.zeros(len(texts), dtype=np.int64)
+    for train, held_out in StratifiedKFold(3, shuffle=True, random_state=0).split(x, labels):
+        answers[held_out] = baseline._logistic(0).fit(x[train], labels[train]).predict(x[held_out])
+    assert choice.cross_validated["char_wb"] == pytest.approx(f1_score(labels, answers, average="macro"))
+    # fitted with the choice, the baseline reads it; a tie (both perfect) keeps the default, word+char
+    fitted = baseline.fit(texts, labels, ["bad", "good"], choice=choice)
+    assert [s["analyzer"] for _, s in fitted.settings] == ["word", "char_wb"]
+    assert fitted.describe()["feature_choice"]["cross_validated_macro_f1"]["word+char"] >= 0.95
+    easy = [english_review(rng, bool(y), i) for i, y in enumerate(labels)]
+    tie = baseline.choose_features(easy, labels, seed=0)
+    assert tie.cross_validated == {"word+char": 1.0, "char_wb": 1.0} and tie.features == "word+char"
+
+
+def test_the_feature_choice_says_why_it_kept_the_default() -> None:
+    rng = random.Random(4)
+    few = baseline.choose_features([english_review(rng, i % 2 == 0, i) for i in range(40)],
+                                   np.asarray([i % 2 for i in range(40)]))
+    assert few.features == "word+char" and few.cross_validated == {}
+    assert few.why == "default: 40 training rows are too few to cross-validate (at least 60)"
+    lone = np.asarray([0] * 99 + [1])  # one row of the second label: the fold that holds it out trains on one label
+    unsplittable = baseline.choose_features([english_review(rng, True, i) for i in range(100)], lone)
+    assert unsplittable.features == "word+char" and unsplittable.why.startswith(
+        "default: the labels cannot be split into 3 folds (")
+    chinese = baseline.choose_features([chinese_review(rng, True, i) for i in range(100)], lone)
+    assert chinese.features == "char" and chinese.why.endswith("of the letters are of scripts written without spaces")
+    # a stored baseline fitted on char_wb alone reads the same after a round trip
+    labels = np.asarray([i % 2 for i in range(120)])
+    texts = [word_order_review(rng, bool(y), i) for i, y in enumerate(labels)]
+    choice = baseline.FeatureChoice("char_wb", 0.0, "chosen by hand", {})
+    fitted = baseline.fit(texts, labels, ["bad", "good"], choice=choice)
+    assert [(name, s["analyzer"]) for name, s in fitted.settings] == [("char", "char_wb")]
 
 
 def assert_no_pickle(folder: Path) -> None:
@@ -138,6 +193,9 @@ def test_multi_label_sets_one_model_per_label_with_thresholds_tuned_on_validatio
     evaluated = baseline.fit_and_evaluate(texts, targets, names, seed=0)
     assert evaluated.model.multi_label and evaluated.metrics["test"]["macro_f1"] >= 0.9, evaluated.metrics["test"]
     assert set(evaluated.metrics["thresholds"]) == set(names)
+    chosen = evaluated.metrics["feature_choice"]  # cross-validated with one model per label
+    assert chosen["rows"] == 180 and set(chosen["cross_validated_macro_f1"]) == {"word+char", "char_wb"}
+    assert max(chosen["cross_validated_macro_f1"].values()) >= 0.9
     assert all(answer[-1] == "support" for answer in evaluated.validation_answers)  # the constant label
     probabilities = evaluated.model.probabilities(texts["test"])
     assert evaluated.metrics["test"] == multilabel_report(
