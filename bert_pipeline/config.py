@@ -412,6 +412,12 @@ class ScoreConfig(_Section):
     precision: Precision = Field("auto", description="auto = bf16 autocast on CUDA GPUs with bf16 and on CPUs with native bf16 (AMX or avx512_bf16), else fp32")
     device: Device = Field("auto", description="auto = cuda when a GPU is visible, else cpu")
     force: bool = Field(False, description="rescore a run_date even when its predictions are already committed")
+    rescore_nights: int = Field(
+        7, ge=0, le=366, description="after scoring run_date, the score flow also rescores each of the this many "
+        "committed nights before it whose rows another model (or baseline) scored, with tonight's, so analysts read "
+        "the latest nights as the current champion's (or, with no champion, the newest baseline's) predictions; each "
+        "is swapped in whole, as a change of model always is, and a night already scored by tonight's model is "
+        "skipped; 0 = only run_date. A backfill rescores once, after its last night")
     long_text: LongText = Field("truncate", description=LONG_TEXT_HELP)
     fallback: Literal["none", "baseline"] = Field(
         "baseline", description="when no model has passed the champion gate (no champion) and score.model is empty: "
@@ -498,7 +504,7 @@ class NerConfig(_Section):
 NOT_FINGERPRINTED: dict[str, set[str] | None] = {
     "train": {"promotion"}, "timeouts": None, "tokenize": {"max_unknown_share", "on_poor_coverage", "extend_vocabulary",
                                                   "vocabulary_min_count", "vocabulary_max_new"},
-    "ner": {"ambiguous_offsets"}, "curate": {"on_unrelated_versions"}}
+    "ner": {"ambiguous_offsets"}, "curate": {"on_unrelated_versions"}, "score": {"rescore_nights"}}
 
 
 # Train settings whose default depends on the task: applied to the keys a config leaves unset (a value the user set,

@@ -119,10 +119,35 @@ def plan_backfill(dates: Sequence[str], done: Mapping[str, bool]) -> tuple[list[
     return list(dates), []
 
 
+def backfill_overrides(overrides: Mapping[str, Any] | None, night: str, to_run: Sequence[str]) -> dict[str, Any]:
+    """The overrides a backfill runs `night` with: run_date pinned and, on every night but the last, no rescoring of
+    earlier nights (score.rescore_nights 0): the next night's model replaces each night's, so only the last one's
+    rescoring would last."""
+    once = {} if night == to_run[-1] else {"score.rescore_nights": 0}
+    return {**(overrides or {}), "run_date": night, **once}
+
+
 def latest_night(lake: Lake, table: str = "predictions") -> str | None:
     """The newest run_date with a committed `table` partition: the night a new champion rescores."""
     dates = lake.run_dates(table)
     return dates[-1] if dates else None
+
+
+def nights_to_rescore(lake: Lake, run_date: str, window: int, table: str = "predictions") -> list[str]:
+    """Of the `window` newest curated nights before run_date, oldest first, those whose `table` partition another
+    model scored than run_date's (by model_hash; each baseline has its own) or that have none yet (no model had
+    passed the gate and score.fallback was none): what score.rescore_nights brings up to tonight's model. Nights
+    committed empty (no curated rows) are left alone. [] when run_date's partition is not committed or holds no
+    scored rows, or window is 0."""
+    tonight = lake.read_manifest(table, run_date)
+    if not window or not tonight or not tonight.get("model_hash"):
+        return []
+    stale = []
+    for night in [d for d in lake.run_dates("curated") if d < run_date][-window:]:
+        manifest = lake.read_manifest(table, night)
+        if manifest is None or (manifest.get("model_hash") and manifest["model_hash"] != tonight["model_hash"]):
+            stale.append(night)
+    return stale
 
 
 def commit_event(lake: Lake, stage: str, run_date: str, summary: Mapping[str, Any],

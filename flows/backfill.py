@@ -6,7 +6,8 @@ sub-flow. The range is checked before any night starts: reversed, ending in the 
 bert_pipeline.schedule.MAX_BACKFILL_DAYS nights is refused, naming the parameter. Nights whose requested stages and
 report are all committed are skipped until the first one that is not; from there every night runs (its stages skip
 what is still up to date), so curate's cross-night dedup, the accumulating training set and the report's comparison
-with the previous night come out as if the nights had run in order.
+with the previous night come out as if the nights had run in order. Only the last night's score rescores the nights
+before it (score.rescore_nights): every earlier night would rescore them again with a model the next one replaces.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from bert_pipeline.config import load_config
 from bert_pipeline.errors import PipelineError
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.task import preflight, task_of
-from bert_pipeline.schedule import backfill_dates, night_status, ordered_stages, plan_backfill, today
+from bert_pipeline.schedule import (
+    backfill_dates, backfill_overrides, night_status, ordered_stages, plan_backfill, today,
+)
 from flows.nightly import nightly_flow
 from flows.stages import Config, Overrides, Stages
 from tasks.runtime import pipeline_timezone
@@ -46,7 +49,7 @@ def backfill_flow(start: Day, end: Day, stages: Stages = None, config: Config = 
              ", ".join(to_run) or "none")
     results: dict[str, Any] = {"skipped": skipped, "ran": {}}
     for night in to_run:
-        params = {"config": config, "overrides": {**(overrides or {}), "run_date": night}, "stages": picked}
+        params = {"config": config, "overrides": backfill_overrides(overrides, night, to_run), "stages": picked}
         if deployment.id:
             run = run_deployment("bert-nightly/nightly", parameters=params, timeout=None)
             if not run.state or not run.state.is_completed():

@@ -9,8 +9,11 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field, WithJsonSchema
 
 from bert_pipeline.config import PipelineConfig, load_config, overrides_schema
-from bert_pipeline.lake.manifests import root_of, stage_lock
-from bert_pipeline.task import preflight
+from bert_pipeline.errors import LakeStateError
+from bert_pipeline.lake import storage
+from bert_pipeline.lake.manifests import Lake, root_of, stage_lock
+from bert_pipeline.schedule import nights_to_rescore, report_url
+from bert_pipeline.task import preflight, task_of
 from tasks.events import announce_stage
 from tasks.reporting import ProgressReporter
 from tasks.runtime import started_alone, time_limit, with_scheduled_run_date
@@ -90,6 +93,31 @@ def _score(cfg: PipelineConfig) -> dict[str, Any]:
     return score_commit_task(data, plan, results)
 
 
+def _score_then_rescore(cfg: PipelineConfig) -> dict[str, Any]:
+    """Score run_date, then each earlier night `schedule.nights_to_rescore` names (score.rescore_nights) with the
+    same model, each under its own lock, oldest first; a rescored night whose report exists gets it rewritten. A
+    night whose score another run holds is left for the next run, with a warning."""
+    summary = _score(cfg)
+    nights = nights_to_rescore(Lake.of(cfg), cfg.run_date, cfg.score.rescore_nights, task_of(cfg).output_area)
+    rescored: dict[str, Any] = {}
+    warnings = list(summary.get("warnings") or [])
+    for night in nights:
+        earlier = cfg.model_copy(update={"run_date": night})
+        try:
+            with stage_lock(root_of(cfg), "score", night):
+                result = _score(earlier)
+        except LakeStateError as exc:  # another run holds that night's score: it, or the next night, rescores it
+            warnings.append(f"score: run_date={night} was not rescored: {exc}")
+            get_run_logger().warning("%s", warnings[-1])
+            continue
+        rescored[night] = {"rows": result.get("rows", 0), "model_version": result.get("model_version")}
+        get_run_logger().info("score: rescored run_date=%s (%s rows) with %s (score.rescore_nights: %d)", night,
+                              rescored[night]["rows"], rescored[night]["model_version"], cfg.score.rescore_nights)
+        if storage.exists(report_url(root_of(cfg), night)):
+            rescored[night] |= {"report": with_report({}, earlier).get("report")}
+    return summary | ({"rescored": rescored} if rescored else {}) | ({"warnings": warnings} if warnings else {})
+
+
 def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: str) -> Callable[..., dict[str, Any]]:
     """The flow of one stage: validate the parameters (a scheduled run writes its scheduled date), check the models,
     take the stage's lock, run the body within timeouts.<stage>, announce the commit (tasks/events.py); a train or
@@ -131,4 +159,6 @@ ingest_flow = _stage("ingest", _one_task(ingest_task), "read the sources into ra
 curate_flow = _stage("curate", _curate, "clean and filter each shard, cluster duplicates, write each shard, commit.")
 tokenize_flow = _stage("tokenize", _one_task(tokenize_task), "tokenize curated rows into Arrow shards.")
 train_flow = _stage("train", _one_task(train_task), "fine-tune on the labelled rows; commit the model and champion.")
-score_flow = _stage("score", _score, "plan, score each curated shard, commit (or swap in a replacement).")
+score_flow = _stage("score", _score_then_rescore, "plan, score each curated shard, commit (or swap in a "
+                    "replacement); then bring the nights before it that another model scored up to this one "
+                    "(score.rescore_nights).")

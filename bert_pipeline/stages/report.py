@@ -65,7 +65,8 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
         plots |= view.model_plots(metrics, scores)
     if scores:
         before = view.scores(lake, previous) if previous else None
-        sections.append(view.score_section(scores, before, previous, skipped))
+        sections.append(view.score_section(scores, before, previous, skipped)
+                        + same_model_line(lake, task.output_area, cfg.run_date, cfg.score.rescore_nights))
         plots |= view.score_plots(scores, before, previous)
     elif lake.read_manifest(task.output_area, cfg.run_date) is not None:
         sections.append(f"## Scores\n\nNo rows scored for run_date {cfg.run_date}: an empty night, with nothing "
@@ -347,9 +348,37 @@ def baseline_rows(metrics: dict[str, Any]) -> str:
                    f"{metrics[name].get('macro_f1', 0) - linear[name].get('macro_f1', 0):+.4f} |\n"
                    for name in ("validation", "test"))
     return (f"\nAgainst TF-IDF + logistic regression fitted on the same training rows ({linear.get('features')} "
-            f"n-grams, {linear.get('seconds', {}).get('total', 0):.1f} s):\n\n"
+            f"n-grams{baseline.feature_choice_words(linear.get('feature_choice'))}, "
+            f"{linear.get('seconds', {}).get('total', 0):.1f} s):\n\n"
             "| split | rows | model macro-F1 | TF-IDF baseline macro-F1 | model - baseline |\n|---|---|---|---|---|\n"
             + rows)
+
+
+def same_model_line(lake: Lake, area: str, run_date: str, window: int) -> str:
+    """Which earlier nights the model that scored run_date scored too (rescored by score.rescore_nights, or scored
+    by the same champion), and which nights before it within the window another one did; '' for none of either."""
+    tonight = (lake.read_manifest(area, run_date) or {}).get("model_hash")
+    if not tonight:
+        return ""
+    same, other = [], []
+    for night in [d for d in lake.run_dates(area) if d < run_date]:
+        manifest = lake.read_manifest(area, night) or {}
+        rows = (manifest.get("counts") or {}).get("rows", 0)
+        if manifest.get("model_hash") == tonight:
+            same.append(f"{night} ({rows:,} rows)")
+        elif manifest.get("model_hash"):
+            other.append(f"{night} ({manifest.get('model_version')})")
+    line = f"\nThe same model's rows also fill {len(same)} earlier night(s): {newest(same)}." if same else ""
+    if other:
+        line += (f"\n{len(other)} earlier night(s) were scored by other models: {newest(other)} "
+                 f"(`score.rescore_nights`: {window} nights before a night's score are brought up to its model).")
+    return line + "\n" if line else ""
+
+
+def newest(items: list[str], shown: int = 5) -> str:
+    """The last `shown` items, newest last, and how many more came before them."""
+    more = f"{len(items) - shown} older and " if len(items) > shown else ""
+    return more + ", ".join(items[-shown:])
 
 
 def scored_by(version: str) -> str:

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 from prefect.client.orchestration import get_client
@@ -197,3 +198,73 @@ def test_a_person_s_answer_rewrites_the_report_of_the_model_s_night(tmp_path: Pa
     again = promote_flow(nights["2026-11-23"], config=config)  # ... decides nothing and writes the report again
     assert again["state"] == "approved" and "promoted to champion" in report("2026-11-23")
     assert not Path(sample_config["data_root"], "reports", "run_date=2026-11-27").exists()  # only the models' nights
+
+
+def named_model(tiny_model: Path, folder: Path, init_seed: int) -> Path:
+    """The tiny BERT's tokenizer with weights of its own (init_seed), naming its labels as a scoring folder must."""
+    from tests.helpers import build_tiny_model, demo_frame
+
+    return build_tiny_model(folder, demo_frame()["text"].head(3000).to_list(), labels=["negative", "positive"],
+                            init_seed=init_seed)
+
+
+def test_a_new_model_rescores_the_nights_before_it_within_score_rescore_nights(
+        tmp_path: Path, sample_config: dict, tiny_model: Path) -> None:
+    """Night 1 is scored with model A. Night 2's score with model B also rescores night 1 (score.rescore_nights,
+    default 7): every curated row once, all B's, its report rewritten; a night already scored by B is left alone;
+    with rescore_nights 0 nothing earlier changes; a night whose score another run holds is left with a warning."""
+    from bert_pipeline.lake.manifests import stage_lock
+    from tests.helpers import write_sample_csv
+
+    first_model = named_model(tiny_model, tmp_path / "model-a", init_seed=1)
+    second_model = named_model(tiny_model, tmp_path / "model-b", init_seed=2)
+    write_sample_csv(tmp_path / "night2.csv", seed=1)
+    write_sample_csv(tmp_path / "night3.csv", seed=2)
+    sample_config["ingest"]["label_column"] = None  # scored with given models: no training in this test
+    lake = Lake(sample_config["data_root"])
+    config = write_config(tmp_path, sample_config)
+    stages = ["ingest", "curate", "score"]
+
+    def night(date: str, model: Path, source: str | None = None, **overrides: object) -> dict:
+        return nightly_flow(config=config, stages=stages, overrides={
+            "run_date": date, "score.model": str(model), **({"ingest.sources": [source]} if source else {}),
+            **overrides})
+
+    def versions(date: str) -> set[str]:
+        return set(read_partition(lake, "predictions", date)["model_version"])
+
+    first = night("2026-11-27", first_model)
+    assert versions("2026-11-27") == {"model-a"} and "rescored" not in first["score"]
+    before = read_partition(lake, "predictions", "2026-11-27")
+    second = night("2026-11-28", second_model, str(tmp_path / "night2.csv"))
+    assert versions("2026-11-28") == {"model-b"}
+    curated = read_partition(lake, "curated", "2026-11-27")
+    rescored = read_partition(lake, "predictions", "2026-11-27")
+    assert set(rescored["model_version"]) == {"model-b"}
+    assert rescored.height == curated.height == rescored["doc_id"].n_unique() == before.height
+    assert sorted(rescored["doc_id"]) == sorted(curated["doc_id"])
+    assert second["score"]["rescored"]["2026-11-27"]["rows"] == curated.height
+    changed = before.join(rescored, on="doc_id").filter(pl.col("confidence") != pl.col("confidence_right"))
+    assert changed.height > curated.height // 2  # other weights: other probabilities, not a relabelled copy
+    assert lake.read_manifest("predictions", "2026-11-27")["model_version"] == "model-b"
+    report = Path(second["score"]["rescored"]["2026-11-27"]["report"]).read_text()
+    assert f"{curated.height} rows scored with model model-b" in report
+    tonight = Path(second["report"]["report"]).read_text()
+    assert f"The same model's rows also fill 1 earlier night(s): 2026-11-27 ({curated.height:,} rows)." in tonight
+
+    # night 3 with model A but score.rescore_nights 0: the nights before keep B's rows
+    third = night("2026-11-29", first_model, str(tmp_path / "night3.csv"), **{"score.rescore_nights": 0})
+    assert "rescored" not in third["score"] and versions("2026-11-28") == versions("2026-11-27") == {"model-b"}
+    text = Path(third["report"]["report"]).read_text()
+    assert "2 earlier night(s) were scored by other models: 2026-11-27 (model-b), 2026-11-28 (model-b)" in text
+    # the score alone again, window 1, while another run holds night 2's score: refused for that night only
+    with stage_lock(sample_config["data_root"], "score", "2026-11-28"):
+        held = score_flow(config=config, overrides={"run_date": "2026-11-29", "score.model": str(first_model),
+                                                    "score.rescore_nights": 1})
+    assert "rescored" not in held and versions("2026-11-28") == {"model-b"}
+    assert held["warnings"] == [f"score: run_date=2026-11-28 was not rescored: {held['warnings'][0].split(': ', 2)[2]}"]
+    assert "already running" in held["warnings"][0]
+    again = score_flow(config=config, overrides={"run_date": "2026-11-29", "score.model": str(first_model),
+                                                 "score.rescore_nights": 1})
+    assert list(again["rescored"]) == ["2026-11-28"] and versions("2026-11-28") == {"model-a"}
+    assert versions("2026-11-27") == {"model-b"}  # outside the window of 1

@@ -405,3 +405,6 @@ def test_no_champion_scores_nothing_and_says_why_or_scores_with_the_baseline(chi
             in report)
     assert "score.long_text" not in report  # the baseline read every character: only training cut them
     assert "| validation | " in report and "TF-IDF baseline macro-F1" in report  # the model section, both figures
+    share = newest["metrics"]["baseline"]["feature_choice"]["why"]  # the features, and why: Chinese text
+    assert share.endswith("of the letters are of scripts written without spaces") and int(share.split("%")[0]) > 50
+    assert f"fitted on the same training rows (char n-grams: {share}, " in report

@@ -18,8 +18,8 @@ from bert_pipeline.config import build_config
 from bert_pipeline.errors import ConfigError
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.schedule import (
-    MAX_BACKFILL_DAYS, backfill_dates, commit_event, explicit_run_date, latest_night, missing_by_morning,
-    night_status, ordered_stages, plan_backfill, scheduled_run_date, today,
+    MAX_BACKFILL_DAYS, backfill_dates, backfill_overrides, commit_event, explicit_run_date, latest_night,
+    missing_by_morning, night_status, nights_to_rescore, ordered_stages, plan_backfill, scheduled_run_date, today,
 )
 
 UTC = dt.timezone.utc
@@ -115,6 +115,35 @@ def test_a_backfill_skips_done_nights_only_until_the_first_one_that_is_not() -> 
 
 def commit(lake: Lake, table: str, run_date: str, **fields) -> None:
     storage.write_json_atomic(lake.manifest_url(table, run_date), {"fingerprint": f"fp-{table}-{run_date}", **fields})
+
+
+def test_the_nights_to_rescore_are_those_within_the_window_that_another_model_scored(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    nights = {"2026-11-20": "aaa", "2026-11-21": "bbb", "2026-11-22": None, "2026-11-23": "ccc", "2026-11-24": "ccc",
+              "2026-11-25": "unscored", "2026-11-26": "ccc"}  # model_hash per night; None: committed empty
+    for night, model_hash in nights.items():
+        commit(lake, "curated", night)
+        if model_hash == "unscored":  # curated, never scored (no model had passed the gate, fallback none)
+            continue
+        commit(lake, "predictions", night, **({"model_hash": model_hash} if model_hash else {"counts": {"rows": 0}}))
+    commit(lake, "curated", "2026-11-27")  # a later night: never rescored by an earlier one
+    commit(lake, "predictions", "2026-11-27", model_hash="zzz")
+    assert nights_to_rescore(lake, "2026-11-26", 7) == ["2026-11-20", "2026-11-21", "2026-11-25"]
+    assert nights_to_rescore(lake, "2026-11-26", 3) == ["2026-11-25"]  # 11-23 .. 11-25: 11-23, 11-24 are ccc's
+    assert nights_to_rescore(lake, "2026-11-26", 0) == []
+    assert nights_to_rescore(lake, "2026-11-25", 7) == []  # tonight not scored: nothing to bring the others up to
+    assert nights_to_rescore(lake, "2026-11-22", 7) == []  # tonight committed empty
+    assert nights_to_rescore(lake, "2026-11-21", 7, table="entities") == []  # another task's table
+
+
+def test_a_backfill_rescores_earlier_nights_only_on_its_last_night() -> None:
+    to_run = ["2026-11-01", "2026-11-02", "2026-11-03"]
+    given = {"score.rescore_nights": 30, "train.epochs": 2}
+    assert backfill_overrides(given, "2026-11-01", to_run) == {"score.rescore_nights": 0, "train.epochs": 2,
+                                                              "run_date": "2026-11-01"}
+    assert backfill_overrides(given, "2026-11-03", to_run) == {**given, "run_date": "2026-11-03"}
+    assert backfill_overrides(None, "2026-11-03", to_run) == {"run_date": "2026-11-03"}
+    assert given == {"score.rescore_nights": 30, "train.epochs": 2}  # the caller's overrides are not changed
 
 
 def test_night_status_and_the_watchdog_read_the_manifests(tmp_path: Path) -> None:
