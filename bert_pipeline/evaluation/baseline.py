@@ -14,9 +14,9 @@ Features, chosen from the training rows (`choose_features`):
 - otherwise one of `SPACED_FEATURES`, chosen by `SELECTION_FOLDS`-fold cross-validation on the training rows (at
   most `SELECTION_ROWS` of them, a seeded sample): word 1-2-grams + character 1-3-grams within word boundaries
   (`char_wb`) side by side ("word+char"), or the character n-grams alone ("char_wb"). Neither wins everywhere
-  (test macro-F1, C = 4, balanced: English tweets 0.691 against 0.665 and fine-food reviews 0.777 against 0.743
-  with words; Russian word senses 0.585 against 0.636 without, where inflection scatters a word's forms over many
-  word features). Ties go to word+char. Fewer than `MIN_SELECTION_ROWS` rows, or labels the folds cannot split,
+  (benchmarks/bench_baseline_features.py, test macro-F1: English tweets 0.700 against 0.675 and fine-food reviews
+  0.777 against 0.743 with words; on Russian word senses, where inflection scatters a word's forms over many word
+  features, the folds prefer characters by 0.06, and the lake's two nights' test rows by 0.05). Ties go to word+char. Fewer than `MIN_SELECTION_ROWS` rows, or labels the folds cannot split,
   keep word+char and say why.
 Sublinear tf, l2-normalised rows, at most `MAX_FEATURES` columns per vectorizer (the most frequent n-grams), so
 memory stays bounded whatever the corpus.
