@@ -413,7 +413,7 @@ class ScoreConfig(_Section):
     device: Device = Field("auto", description="auto = cuda when a GPU is visible, else cpu")
     force: bool = Field(False, description="rescore a run_date even when its predictions are already committed")
     rescore_nights: int = Field(
-        7, ge=0, le=366, description="after scoring run_date, the score flow also rescores each of the this many "
+        7, ge=0, le=366, description="after scoring run_date, the score flow also rescores each of this many "
         "committed nights before it whose rows another model (or baseline) scored, with tonight's, so analysts read "
         "the latest nights as the current champion's (or, with no champion, the newest baseline's) predictions; each "
         "is swapped in whole, as a change of model always is, and a night already scored by tonight's model is "

@@ -114,7 +114,9 @@ def _score_then_rescore(cfg: PipelineConfig) -> dict[str, Any]:
         get_run_logger().info("score: rescored run_date=%s (%s rows) with %s (score.rescore_nights: %d)", night,
                               rescored[night]["rows"], rescored[night]["model_version"], cfg.score.rescore_nights)
         if storage.exists(report_url(root_of(cfg), night)):
-            rescored[night] |= {"report": with_report({}, earlier).get("report")}
+            written = with_report({}, earlier)
+            rescored[night]["report"] = written.get("report")
+            warnings += written.get("warnings") or []
     return summary | ({"rescored": rescored} if rescored else {}) | ({"warnings": warnings} if warnings else {})
 
 

@@ -16,8 +16,8 @@ Features, chosen from the training rows (`choose_features`):
   (`char_wb`) side by side ("word+char"), or the character n-grams alone ("char_wb"). Neither wins everywhere
   (benchmarks/bench_baseline_features.py, test macro-F1: English tweets 0.700 against 0.675 and fine-food reviews
   0.777 against 0.743 with words; on Russian word senses, where inflection scatters a word's forms over many word
-  features, the folds prefer characters by 0.06, and the lake's two nights' test rows by 0.05). Ties go to word+char. Fewer than `MIN_SELECTION_ROWS` rows, or labels the folds cannot split,
-  keep word+char and say why.
+  features, the folds prefer characters by 0.06, and the lake's two nights' test rows by 0.05). Ties go to
+  word+char. Fewer than `MIN_SELECTION_ROWS` rows, or labels the folds cannot split, keep word+char and say why.
 Sublinear tf, l2-normalised rows, at most `MAX_FEATURES` columns per vectorizer (the most frequent n-grams), so
 memory stays bounded whatever the corpus.
 
@@ -62,7 +62,8 @@ SAMPLE_TEXTS = 5_000  # texts read to decide the script (the first ones: determi
 SPACED_FEATURES = ("word+char", "char_wb")  # the candidates for spaced scripts, the default first
 SELECTION_FOLDS = 3
 # Rows the choice is cross-validated on: a seeded sample bounds its cost (two vectorizer fits and six logistic
-# regressions on at most this many rows; on the demo's 8,000 training rows about 0.05 of the train stage).
+# regressions on at most this many rows: 2.5 to 10 times the chosen baseline's own fit on 1,900-4,000 rows,
+# benchmarks/bench_baseline_features.py).
 SELECTION_ROWS = 6_000
 MIN_SELECTION_ROWS = 60  # fewer: folds of 20 rows cannot tell two feature sets apart
 # Inverse regularisation strength. With class_weight="balanced", C=4 gave the best macro-F1 of C in {1, 4, 10} on
@@ -93,7 +94,7 @@ class FeatureChoice:
     features: str
     script_share: float  # share of letters in scripts written without spaces (`no_space_share`)
     why: str  # one phrase, for metrics.json and the report
-    cross_validated: dict[str, float]  # candidate -> out-of-fold macro-F1 (micro for none); empty when not chosen so
+    cross_validated: dict[str, float]  # candidate -> out-of-fold macro-F1; empty when not cross-validated
     rows: int = 0  # training rows the candidates were cross-validated on
 
     def describe(self) -> dict[str, Any]:

@@ -376,7 +376,8 @@ def linear_baseline_line(baseline: dict[str, Any] | None) -> str:
     if not baseline:
         return ""
     return (f"TF-IDF + logistic regression on the same training rows ({baseline.get('features')} n-grams"
-            f"{linear_baseline.feature_choice_words(baseline.get('feature_choice'))}; stored in baseline/): validation macro-F1 {baseline['validation'].get('macro_f1', 0):.4f}, test macro-F1 "
+            f"{linear_baseline.feature_choice_words(baseline.get('feature_choice'))}; stored in baseline/): "
+            f"validation macro-F1 {baseline['validation'].get('macro_f1', 0):.4f}, test macro-F1 "
             f"{baseline['test'].get('macro_f1', 0):.4f}.\n\n")
 
 
