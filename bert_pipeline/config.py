@@ -413,11 +413,11 @@ class ScoreConfig(_Section):
     device: Device = Field("auto", description="auto = cuda when a GPU is visible, else cpu")
     force: bool = Field(False, description="rescore a run_date even when its predictions are already committed")
     rescore_nights: int = Field(
-        7, ge=0, le=366, description="after scoring run_date, the score flow also rescores each of this many "
-        "committed nights before it whose rows another model (or baseline) scored, with tonight's, so analysts read "
-        "the latest nights as the current champion's (or, with no champion, the newest baseline's) predictions; each "
-        "is swapped in whole, as a change of model always is, and a night already scored by tonight's model is "
-        "skipped; 0 = only run_date. A backfill rescores once, after its last night")
+        7, ge=0, le=366, description="after scoring run_date with the lake's serving model (the champion or, with "
+        "none, the newest baseline), the score flow also rescores each of this many curated nights before it that "
+        "another model scored or none has, so analysts read the latest nights as one model's predictions; each is "
+        "swapped in whole, as a change of model always is; a night already scored by that model is left alone. 0 = "
+        "only run_date. A run with score.model set rescores nothing; a backfill rescores once, after its last night")
     long_text: LongText = Field("truncate", description=LONG_TEXT_HELP)
     fallback: Literal["none", "baseline"] = Field(
         "baseline", description="when no model has passed the champion gate (no champion) and score.model is empty: "

@@ -121,15 +121,16 @@ def plan_backfill(dates: Sequence[str], done: Mapping[str, bool]) -> tuple[list[
 
 def backfill_overrides(overrides: Mapping[str, Any] | None, night: str, to_run: Sequence[str]) -> dict[str, Any]:
     """The overrides a backfill runs `night` with: run_date pinned and, on every night but the last, no rescoring of
-    earlier nights (score.rescore_nights 0): the next night's model replaces each night's, so only the last one's
-    rescoring would last."""
+    earlier nights (score.rescore_nights 0): the next night's model replaces each night's, so within the last
+    night's window only its rescoring would last."""
     once = {} if night == to_run[-1] else {"score.rescore_nights": 0}
     return {**(overrides or {}), "run_date": night, **once}
 
 
 def latest_night(lake: Lake, table: str = "predictions") -> str | None:
-    """The newest run_date with a committed `table` partition: the night a new champion rescores."""
-    dates = lake.run_dates(table)
+    """The newest run_date with a committed `table` partition of scored rows (not one committed empty): the night a
+    new champion rescores, and from which it rescores the nights before (score.rescore_nights)."""
+    dates = [d for d in lake.run_dates(table) if (lake.read_manifest(table, d) or {}).get("model_hash")]
     return dates[-1] if dates else None
 
 

@@ -6,8 +6,10 @@ sub-flow. The range is checked before any night starts: reversed, ending in the 
 bert_pipeline.schedule.MAX_BACKFILL_DAYS nights is refused, naming the parameter. Nights whose requested stages and
 report are all committed are skipped until the first one that is not; from there every night runs (its stages skip
 what is still up to date), so curate's cross-night dedup, the accumulating training set and the report's comparison
-with the previous night come out as if the nights had run in order. Only the last night's score rescores the nights
-before it (score.rescore_nights): every earlier night would rescore them again with a model the next one replaces.
+with the previous night come out as if the nights had run in order. One difference: only the last night's score
+rescores the nights before it (score.rescore_nights), since every earlier night would rescore them with a model the
+next night replaces; nights outside the last night's window keep their own night's model (run in order, each would
+have been rescored by a night within the window after it).
 """
 
 from __future__ import annotations

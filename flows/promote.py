@@ -4,7 +4,8 @@ The train run commits the model and ends (the GPU is free); its `bert-pipeline.m
 this flow on the cpu pool (the trigger in deployments/prefect.yaml). The run pauses with a form in the Prefect UI
 (the flow run's Resume button) that shows the model's scores against the champion's on the same validation rows;
 approved, the model becomes champion and the latest night is rescored with it (once, by the score deployment's
-trigger, whose run rewrites that night's report); rejected, or unanswered after `timeouts.approval` seconds, it is kept
+trigger, whose run rewrites that night's report and brings the score.rescore_nights nights before it up to the new
+champion too); rejected, or unanswered after `timeouts.approval` seconds, it is kept
 in the registry and marked. Whatever the answer, the report of the night the model was trained for is rewritten at
 once, so it no longer reads "waiting for a person's approval".
 """
@@ -30,7 +31,8 @@ from tasks.runtime import started_alone
 class Approval(RunInput):
     """The person's answer."""
 
-    approve: bool = Field(False, description="make this model the champion (the latest night is then rescored)")
+    approve: bool = Field(False, description="make this model the champion (the latest night, and the "
+                          "score.rescore_nights nights before it, are then rescored)")
     reviewer: str = Field("", description="who decided (kept in models/<version>/_promotion.json)")
     note: str = Field("", description="why, for the record")
 
@@ -56,7 +58,7 @@ def promote_flow(model_version: str, config: Config = None, overrides: Overrides
 def record_answer(model_version: str, answer: Approval | None, config: Config = None,
                   overrides: Overrides = None) -> dict[str, Any]:
     """Record a person's answer (None: nobody answered within timeouts.approval) in models/<version>/_promotion.json,
-    make an approved model champion (its event rescores the newest night), and rewrite the report of the night the
+    make an approved model champion (its event rescores the newest night and the nights before it), and rewrite the report of the night the
     model was trained for. Returns the promotion record (`promotion.status`'s shape) with "report": its URI."""
     cfg = load_config(config, overrides)
     lake, log = Lake.of(cfg), get_run_logger()

@@ -9,7 +9,6 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import Field, WithJsonSchema
 
 from bert_pipeline.config import PipelineConfig, load_config, overrides_schema
-from bert_pipeline.errors import LakeStateError
 from bert_pipeline.lake import storage
 from bert_pipeline.lake.manifests import Lake, root_of, stage_lock
 from bert_pipeline.schedule import nights_to_rescore, report_url
@@ -93,21 +92,26 @@ def _score(cfg: PipelineConfig) -> dict[str, Any]:
     return score_commit_task(data, plan, results)
 
 
-def _score_then_rescore(cfg: PipelineConfig) -> dict[str, Any]:
-    """Score run_date, then each earlier night `schedule.nights_to_rescore` names (score.rescore_nights) with the
-    same model, each under its own lock, oldest first; a rescored night whose report exists gets it rewritten. A
-    night whose score another run holds is left for the next run, with a warning."""
-    summary = _score(cfg)
+def rescore_earlier(cfg: PipelineConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    """After run_date's score is committed and announced: score each earlier night `schedule.nights_to_rescore`
+    names (score.rescore_nights) with the lake's serving model, oldest first, each under its own lock and its own
+    timeouts.score, never forced; a rescored night whose report exists gets it rewritten. A night that fails (another
+    run holds its score, it ran past its limit, storage failed) keeps the rows it had and becomes a warning: tonight's
+    commit stands. A run with score.model set rescores nothing: that model was picked for run_date alone."""
+    if cfg.score.model:
+        return summary
     nights = nights_to_rescore(Lake.of(cfg), cfg.run_date, cfg.score.rescore_nights, task_of(cfg).output_area)
     rescored: dict[str, Any] = {}
     warnings = list(summary.get("warnings") or [])
     for night in nights:
-        earlier = cfg.model_copy(update={"run_date": night})
+        earlier = cfg.model_copy(update={"run_date": night, "score": cfg.score.model_copy(update={"force": False})})
         try:
-            with stage_lock(root_of(cfg), "score", night):
-                result = _score(earlier)
-        except LakeStateError as exc:  # another run holds that night's score: it, or the next night, rescores it
-            warnings.append(f"score: run_date={night} was not rescored: {exc}")
+            with time_limit("timeouts.score", cfg.timeouts.score):
+                with stage_lock(root_of(cfg), "score", night):
+                    result = _score(earlier)
+        except Exception as exc:  # noqa: BLE001 - the night keeps its rows (a replacement is swapped in whole)
+            warnings.append(f"score: run_date={night} was not rescored ({type(exc).__name__}: {exc}); it keeps the "
+                            "rows it had until a later score rescores it")
             get_run_logger().warning("%s", warnings[-1])
             continue
         rescored[night] = {"rows": result.get("rows", 0), "model_version": result.get("model_version")}
@@ -120,10 +124,13 @@ def _score_then_rescore(cfg: PipelineConfig) -> dict[str, Any]:
     return summary | ({"rescored": rescored} if rescored else {}) | ({"warnings": warnings} if warnings else {})
 
 
-def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: str) -> Callable[..., dict[str, Any]]:
+def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: str,
+           after: Callable[[PipelineConfig, dict[str, Any]], dict[str, Any]] | None = None
+           ) -> Callable[..., dict[str, Any]]:
     """The flow of one stage: validate the parameters (a scheduled run writes its scheduled date), check the models,
-    take the stage's lock, run the body within timeouts.<stage>, announce the commit (tasks/events.py); a train or
-    score run that no other run started then rewrites the night's report (its URI under "report")."""
+    take the stage's lock, run the body within timeouts.<stage>, announce the commit (tasks/events.py), then run
+    `after` (outside the lock and the limit: what it does cannot undo the commit); a train or score run that no other
+    run started then rewrites the night's report (its URI under "report")."""
 
     def run(config: Config = None, overrides: Overrides = None) -> dict[str, Any]:
         overrides = with_scheduled_run_date(config, overrides)
@@ -133,6 +140,8 @@ def _stage(stage: str, body: Callable[[PipelineConfig], dict[str, Any]], doc: st
             with stage_lock(root_of(cfg), stage, cfg.run_date):  # a second run of this stage and date is refused
                 summary = body(cfg)
         announce_stage(stage, cfg, summary, config, overrides)
+        if after is not None:
+            summary = after(cfg, summary)
         return with_report(summary, cfg) if stage in ENDS_A_NIGHT and started_alone() else summary
 
     run.__name__ = f"{stage}_flow"
@@ -161,6 +170,6 @@ ingest_flow = _stage("ingest", _one_task(ingest_task), "read the sources into ra
 curate_flow = _stage("curate", _curate, "clean and filter each shard, cluster duplicates, write each shard, commit.")
 tokenize_flow = _stage("tokenize", _one_task(tokenize_task), "tokenize curated rows into Arrow shards.")
 train_flow = _stage("train", _one_task(train_task), "fine-tune on the labelled rows; commit the model and champion.")
-score_flow = _stage("score", _score_then_rescore, "plan, score each curated shard, commit (or swap in a "
-                    "replacement); then bring the nights before it that another model scored up to this one "
-                    "(score.rescore_nights).")
+score_flow = _stage("score", _score, "plan, score each curated shard, commit (or swap in a replacement); then "
+                    "bring the nights before it that another model scored up to the lake's serving model "
+                    "(score.rescore_nights).", after=rescore_earlier)

@@ -5,7 +5,8 @@
   `bert-pipeline.skipped`, `bert-pipeline.chain`; payload: counts, fingerprint, and the config and overrides (with
   the run_date pinned) the next stage runs with.
 - `bert-pipeline.champion.promoted` when a model becomes champion: payload `rescore` holds the parameters that rescore
-  the latest night with it (`score.force`).
+  the latest night with scored rows with it (`score.force`); that score run brings the `score.rescore_nights` nights
+  before it up to the new champion too.
 - `bert-pipeline.model.awaiting-approval` when a model passed the gate under `train.promotion: approve`.
 
 `bert-pipeline.chain` is "true" only for a run that no other run started (the UI, `prefect deployment run`, a
@@ -34,9 +35,16 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
+def carried(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides an event hands to the runs it starts: all but score.rescore_nights, which a backfill sets to 0
+    on its nights but the last and which must not stop the rescore a later champion starts."""
+    return {key: value for key, value in overrides.items() if key != "score.rescore_nights"}
+
+
 def announce_stage(stage: str, cfg: PipelineConfig, summary: dict[str, Any], config: str | None,
                    overrides: dict[str, Any]) -> None:
     """Emit what this stage run committed (see the module's docstring)."""
+    overrides = carried(overrides)
     pinned = {**overrides, "run_date": cfg.run_date}
     chain = started_alone()
     if stage in TABLE_OF:
@@ -59,12 +67,13 @@ def announce_stage(stage: str, cfg: PipelineConfig, summary: dict[str, Any], con
 
 def announce_champion(cfg: PipelineConfig, model_version: str, previous: str | None, config: str | None,
                       overrides: dict[str, Any], chain: bool) -> None:
-    """Emit champion.promoted; with `chain` and a night with predictions, the score deployment's trigger rescores
-    the latest such night with the new champion, once."""
+    """Emit champion.promoted; with `chain` and a night with scored rows, the score deployment's trigger rescores
+    the latest such night with the new champion, once (and, through it, the score.rescore_nights nights before
+    it)."""
     night = latest_night(Lake.of(cfg), task_of(cfg).output_area)
     rescore = None
     if night is not None:
-        rescore = {"config": config, "overrides": {**overrides, "run_date": night, "score.force": True}}
+        rescore = {"config": config, "overrides": {**carried(overrides), "run_date": night, "score.force": True}}
     emit_event(PROMOTED, {"prefect.resource.id": f"bert-pipeline.champion.{model_version}",
                           "prefect.resource.name": model_version, "bert-pipeline.lake": root_of(cfg),
                           "bert-pipeline.chain": _flag(chain and rescore is not None)},

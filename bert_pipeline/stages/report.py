@@ -356,7 +356,8 @@ def baseline_rows(metrics: dict[str, Any]) -> str:
 
 def same_model_line(lake: Lake, area: str, run_date: str, window: int) -> str:
     """Which earlier nights the model that scored run_date scored too (rescored by score.rescore_nights, or scored
-    by the same champion), and which nights before it within the window another one did; '' for none of either."""
+    by the same champion) and which another model did, all nights before run_date, the newest five of each named;
+    '' for none of either."""
     tonight = (lake.read_manifest(area, run_date) or {}).get("model_hash")
     if not tonight:
         return ""

@@ -208,63 +208,73 @@ def named_model(tiny_model: Path, folder: Path, init_seed: int) -> Path:
                             init_seed=init_seed)
 
 
-def test_a_new_model_rescores_the_nights_before_it_within_score_rescore_nights(
+def test_a_new_champion_rescores_the_nights_before_it_within_score_rescore_nights(
         tmp_path: Path, sample_config: dict, tiny_model: Path) -> None:
-    """Night 1 is scored with model A. Night 2's score with model B also rescores night 1 (score.rescore_nights,
-    default 7): every curated row once, all B's, its report rewritten; a night already scored by B is left alone;
-    with rescore_nights 0 nothing earlier changes; a night whose score another run holds is left with a warning."""
+    """Night 1 is scored by champion A. Night 2's score under champion B also rescores night 1 (score.rescore_nights,
+    default 7): every curated row once, all B's, its report rewritten. With rescore_nights 0, or a model picked for
+    the run (score.model), nothing earlier changes; a night whose score another run holds is left with a warning."""
+    from bert_pipeline.evaluation import registry
     from bert_pipeline.lake.manifests import stage_lock
     from tests.helpers import write_sample_csv
 
-    first_model = named_model(tiny_model, tmp_path / "model-a", init_seed=1)
-    second_model = named_model(tiny_model, tmp_path / "model-b", init_seed=2)
+    lake = Lake(sample_config["data_root"])
+    first, second = "2026-11-27-aaaaaaaaaa", "2026-11-28-bbbbbbbbbb"
+    named_model(tiny_model, Path(lake.model_url(first)), init_seed=1)
+    named_model(tiny_model, Path(lake.model_url(second)), init_seed=2)
+
+    def crown(version: str) -> None:
+        registry.promote(lake, version, ["negative", "positive"], {"promoted": True})
+
     write_sample_csv(tmp_path / "night2.csv", seed=1)
     write_sample_csv(tmp_path / "night3.csv", seed=2)
-    sample_config["ingest"]["label_column"] = None  # scored with given models: no training in this test
-    lake = Lake(sample_config["data_root"])
+    sample_config["ingest"]["label_column"] = None  # scored by the champions set here: no training in this test
     config = write_config(tmp_path, sample_config)
-    stages = ["ingest", "curate", "score"]
 
-    def night(date: str, model: Path, source: str | None = None, **overrides: object) -> dict:
-        return nightly_flow(config=config, stages=stages, overrides={
-            "run_date": date, "score.model": str(model), **({"ingest.sources": [source]} if source else {}),
-            **overrides})
+    def night(date: str, source: str | None = None, **overrides: object) -> dict:
+        return nightly_flow(config=config, stages=["ingest", "curate", "score"], overrides={
+            "run_date": date, **({"ingest.sources": [source]} if source else {}), **overrides})
 
     def versions(date: str) -> set[str]:
         return set(read_partition(lake, "predictions", date)["model_version"])
 
-    first = night("2026-11-27", first_model)
-    assert versions("2026-11-27") == {"model-a"} and "rescored" not in first["score"]
+    crown(first)
+    one = night("2026-11-27")
+    assert versions("2026-11-27") == {first} and "rescored" not in one["score"]
     before = read_partition(lake, "predictions", "2026-11-27")
-    second = night("2026-11-28", second_model, str(tmp_path / "night2.csv"))
-    assert versions("2026-11-28") == {"model-b"}
+    crown(second)
+    two = night("2026-11-28", str(tmp_path / "night2.csv"))
+    assert versions("2026-11-28") == {second}
     curated = read_partition(lake, "curated", "2026-11-27")
     rescored = read_partition(lake, "predictions", "2026-11-27")
-    assert set(rescored["model_version"]) == {"model-b"}
+    assert set(rescored["model_version"]) == {second}
     assert rescored.height == curated.height == rescored["doc_id"].n_unique() == before.height
     assert sorted(rescored["doc_id"]) == sorted(curated["doc_id"])
-    assert second["score"]["rescored"]["2026-11-27"]["rows"] == curated.height
+    assert two["score"]["rescored"]["2026-11-27"]["rows"] == curated.height
     changed = before.join(rescored, on="doc_id").filter(pl.col("confidence") != pl.col("confidence_right"))
     assert changed.height > curated.height // 2  # other weights: other probabilities, not a relabelled copy
-    assert lake.read_manifest("predictions", "2026-11-27")["model_version"] == "model-b"
-    report = Path(second["score"]["rescored"]["2026-11-27"]["report"]).read_text()
-    assert f"{curated.height} rows scored with model model-b" in report
-    tonight = Path(second["report"]["report"]).read_text()
+    assert lake.read_manifest("predictions", "2026-11-27")["model_version"] == second
+    report = Path(two["score"]["rescored"]["2026-11-27"]["report"]).read_text()
+    assert f"{curated.height} rows scored with model {second}" in report
+    tonight = Path(two["report"]["report"]).read_text()
     assert f"The same model's rows also fill 1 earlier night(s): 2026-11-27 ({curated.height:,} rows)." in tonight
 
-    # night 3 with model A but score.rescore_nights 0: the nights before keep B's rows
-    third = night("2026-11-29", first_model, str(tmp_path / "night3.csv"), **{"score.rescore_nights": 0})
-    assert "rescored" not in third["score"] and versions("2026-11-28") == versions("2026-11-27") == {"model-b"}
-    text = Path(third["report"]["report"]).read_text()
-    assert "2 earlier night(s) were scored by other models: 2026-11-27 (model-b), 2026-11-28 (model-b)" in text
-    # the score alone again, window 1, while another run holds night 2's score: refused for that night only
+    # night 3 under champion A again but score.rescore_nights 0: the nights before keep B's rows
+    crown(first)
+    three = night("2026-11-29", str(tmp_path / "night3.csv"), **{"score.rescore_nights": 0})
+    assert "rescored" not in three["score"] and versions("2026-11-28") == versions("2026-11-27") == {second}
+    text = Path(three["report"]["report"]).read_text()
+    assert f"2 earlier night(s) were scored by other models: 2026-11-27 ({second}), 2026-11-28 ({second})" in text
+    # a model picked for one run (score.model) scores that night only
+    picked = score_flow(config=config, overrides={"run_date": "2026-11-29", "score.model": lake.model_url(second)})
+    assert "rescored" not in picked and versions("2026-11-29") == {second} == versions("2026-11-27")
+    # the champion's score again, window 1, while another run holds night 2's score: that night is left as it was
     with stage_lock(sample_config["data_root"], "score", "2026-11-28"):
-        held = score_flow(config=config, overrides={"run_date": "2026-11-29", "score.model": str(first_model),
-                                                    "score.rescore_nights": 1})
-    assert "rescored" not in held and versions("2026-11-28") == {"model-b"}
-    assert held["warnings"] == [f"score: run_date=2026-11-28 was not rescored: {held['warnings'][0].split(': ', 2)[2]}"]
-    assert "already running" in held["warnings"][0]
-    again = score_flow(config=config, overrides={"run_date": "2026-11-29", "score.model": str(first_model),
-                                                 "score.rescore_nights": 1})
-    assert list(again["rescored"]) == ["2026-11-28"] and versions("2026-11-28") == {"model-a"}
-    assert versions("2026-11-27") == {"model-b"}  # outside the window of 1
+        held = score_flow(config=config, overrides={"run_date": "2026-11-29", "score.rescore_nights": 1})
+    assert versions("2026-11-29") == {first} and "rescored" not in held and versions("2026-11-28") == {second}
+    assert len(held["warnings"]) == 1 and held["warnings"][0].startswith(
+        "score: run_date=2026-11-28 was not rescored (LakeStateError: score for run_date=2026-11-28 is already "
+        "running")
+    assert held["warnings"][0].endswith("it keeps the rows it had until a later score rescores it")
+    again = score_flow(config=config, overrides={"run_date": "2026-11-29", "score.rescore_nights": 1})
+    assert list(again["rescored"]) == ["2026-11-28"] and versions("2026-11-28") == {first}
+    assert versions("2026-11-27") == {second}  # outside the window of 1

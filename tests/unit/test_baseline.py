@@ -132,7 +132,7 @@ def test_for_spaced_scripts_cross_validation_on_the_training_rows_chooses_the_fe
     assert tie.cross_validated == {"word+char": 1.0, "char_wb": 1.0} and tie.features == "word+char"
 
 
-def test_the_feature_choice_says_why_it_kept_the_default() -> None:
+def test_the_feature_choice_says_why_it_kept_the_default(tmp_path: Path) -> None:
     rng = random.Random(4)
     few = baseline.choose_features([english_review(rng, i % 2 == 0, i) for i in range(40)],
                                    np.asarray([i % 2 for i in range(40)]))
@@ -150,6 +150,11 @@ def test_the_feature_choice_says_why_it_kept_the_default() -> None:
     choice = baseline.FeatureChoice("char_wb", 0.0, "chosen by hand", {})
     fitted = baseline.fit(texts, labels, ["bad", "good"], choice=choice)
     assert [(name, s["analyzer"]) for name, s in fitted.settings] == [("char", "char_wb")]
+    fitted.save(str(tmp_path / "char_wb"))
+    loaded = baseline.load(str(tmp_path / "char_wb"))
+    assert loaded.features == "char_wb" and [s["analyzer"] for _, s in loaded.settings] == ["char_wb"]
+    assert np.array_equal(loaded.probabilities(texts[:30] + ["не видел", ""]),
+                          fitted.probabilities(texts[:30] + ["не видел", ""]))
 
 
 def assert_no_pickle(folder: Path) -> None:

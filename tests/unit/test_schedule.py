@@ -133,7 +133,11 @@ def test_the_nights_to_rescore_are_those_within_the_window_that_another_model_sc
     assert nights_to_rescore(lake, "2026-11-26", 0) == []
     assert nights_to_rescore(lake, "2026-11-25", 7) == []  # tonight not scored: nothing to bring the others up to
     assert nights_to_rescore(lake, "2026-11-22", 7) == []  # tonight committed empty
-    assert nights_to_rescore(lake, "2026-11-21", 7, table="entities") == []  # another task's table
+    assert nights_to_rescore(lake, "2026-11-26", 7, table="entities") == []  # no entity model scored tonight
+    commit(lake, "entities", "2026-11-24", model_hash="crf-1")  # an entity model's table, beside the classifier's
+    commit(lake, "entities", "2026-11-26", model_hash="ner-2")
+    assert nights_to_rescore(lake, "2026-11-26", 7, table="entities") == [
+        "2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24", "2026-11-25"]
 
 
 def test_a_backfill_rescores_earlier_nights_only_on_its_last_night() -> None:
@@ -155,12 +159,14 @@ def test_night_status_and_the_watchdog_read_the_manifests(tmp_path: Path) -> Non
                       "report": False}
     assert "first stage without output is score" in missing_by_morning(lake, "2026-11-27")
     assert "first stage without output is ingest (raw/run_date=2026-11-28" in missing_by_morning(lake, "2026-11-28")
-    commit(lake, "predictions", "2026-11-27")
+    commit(lake, "predictions", "2026-11-27", model_hash="aaa")
     storage.write_json_atomic(storage.join(lake.models, "2026-11-27-abcdef0123", "_manifest.json"), {})
     storage.write_bytes_atomic(storage.join(lake.root, "reports", "run_date=2026-11-27", "report.md"), b"# r")
     assert all(night_status(lake, "2026-11-27").values())
     assert missing_by_morning(lake, "2026-11-27") is None
     assert latest_night(lake) == "2026-11-27" and latest_night(Lake(str(tmp_path / "empty"))) is None
+    commit(lake, "predictions", "2026-11-28", counts={"rows": 0})  # a night of duplicates, committed empty
+    assert latest_night(lake) == "2026-11-27"  # what a new champion rescores, and rescores the nights before from
 
 
 def test_a_commit_event_names_the_table_and_night_and_carries_counts(tmp_path: Path) -> None:
