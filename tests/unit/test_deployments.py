@@ -96,6 +96,30 @@ def test_events_the_flows_emit_are_the_ones_the_triggers_expect() -> None:
     assert expected == {events.COMMITTED, events.PROMOTED, events.AWAITING}
 
 
+def test_a_new_champion_rescores_the_newest_scored_night_without_a_backfill_s_rescore_nights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The champion event's rescore parameters: the newest night with scored rows (not one committed empty), forced,
+    and without the score.rescore_nights 0 a backfill gave the night that trained the model."""
+    from bert_pipeline.config import build_config
+    from bert_pipeline.lake import storage
+    from bert_pipeline.lake.manifests import Lake
+    from tasks import events
+
+    lake = Lake(str(tmp_path / "lake"))
+    for night, manifest in (("2026-11-27", {"model_hash": "aaa", "counts": {"rows": 280}}),
+                            ("2026-11-28", {"counts": {"rows": 0}})):  # a night of duplicates: committed empty
+        storage.write_json_atomic(lake.manifest_url("predictions", night), {"fingerprint": night, **manifest})
+    sent: list[tuple] = []
+    monkeypatch.setattr(events, "emit_event", lambda event, resource, payload=None: sent.append((event, payload)))
+    cfg = build_config({"data_root": lake.root, "run_date": "2026-11-28"})
+    events.announce_champion(cfg, "2026-11-28-bbbbbbbbbb", "2026-11-27-aaaaaaaaaa", "night.yaml",
+                             {"score.rescore_nights": 0, "train.epochs": 2, "run_date": "2026-11-28"}, chain=True)
+    ((event, payload),) = sent
+    assert event == events.PROMOTED and payload["previous_champion"] == "2026-11-27-aaaaaaaaaa"
+    assert payload["rescore"] == {"config": "night.yaml", "overrides": {
+        "train.epochs": 2, "run_date": "2026-11-27", "score.force": True}}
+
+
 def automations_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("automations", DEPLOYMENTS / "automations.py")
     module = importlib.util.module_from_spec(spec)
