@@ -23,7 +23,8 @@ import os
 import tempfile
 from collections import Counter
 import logging
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -108,10 +109,24 @@ def perfect_tie_note(new: float, baseline: float | None, what: str) -> str:
     return f" (a tie at a perfect 1.0 with the {what}: {_CANNOT_TELL})" if _perfect_tie(new, baseline) else ""
 
 
+@dataclass(frozen=True)
+class Margin:
+    """train.baseline_margin as the gates apply it: `rule` "figure" (the point figures decide) or "interval" (the
+    model must also lead its baseline by more than the rows' noise: `within_noise`); `why` says why under auto
+    ("" when the setting named the rule). str(): what a decision records, e.g. "interval: auto: tonight's
+    vocabulary coverage is poor"."""
+
+    rule: Literal["figure", "interval"] = "figure"
+    why: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.why}" if self.why else self.rule
+
+
 def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_names: Sequence[str],
          champion: dict[str, Any] | None, champion_predicted: Sequence[Answer] | None,
          tolerance: float, linear_predicted: Sequence[Answer] | None = None,
-         nested: float | None = None, margin: str = "figure") -> dict[str, Any]:
+         nested: float | None = None, margin: Margin = Margin()) -> dict[str, Any]:
     """The champion decision for a new model, from validation labels and predictions by name (pure).
 
     `champion_predicted` is None when a champion exists but could not be run (its folder is gone, so scoring could
@@ -122,8 +137,8 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
     answered at the epoch the other half chose), which is what the baselines are compared with, since they chose
     nothing on these rows; None = the plain figure (no per-epoch counts). The champion, itself chosen on rows like
     these, is compared with the plain figure.
-    `margin`: "figure", or "interval ..." (`margin_of`: the words after it say why): the model must also be ahead of
-    the TF-IDF baseline by more than the rows' noise, the 90 % paired bootstrap interval's lower end above 0
+    `margin`: under the "interval" rule (`Margin`, from train.margin_of) the model must also be ahead of the TF-IDF
+    baseline by more than the rows' noise, the 90 % paired bootstrap interval's lower end above 0
     (`answers_interval`; `within_noise`).
     """
     rows = len(true)
@@ -143,7 +158,7 @@ def gate(true: Sequence[Answer], new: Sequence[Answer], majority: Answer, label_
         "previous_champion": champion and champion["model_version"], "new_top_predicted_label": share[0],
         "new_top_predicted_share": share[1] / rows if rows else None, "tolerance": tolerance,
         "linear_baseline_validation_macro_f1": linear, "new_validation_macro_f1_nested": nested,
-        "linear_baseline_difference_interval": interval, "baseline_margin": margin,
+        "linear_baseline_difference_interval": interval, "baseline_margin": str(margin),
     }
     if len(set(true)) < 2:  # one answer: always giving it scores 1.0, so nothing tells learning from guessing
         what = "label(s)" if isinstance(majority, str) else "distinct label set(s)"
@@ -200,15 +215,15 @@ def answers_interval(true: Sequence[Answer], ours: Sequence[Answer],
                                          "macro")
 
 
-def within_noise(figure: str, interval: tuple[float, float] | None, margin: str, count: int, what: str,
+def within_noise(figure: str, interval: tuple[float, float] | None, margin: Margin, count: int, what: str,
                  baseline: str) -> str | None:
-    """The refusal when `margin` is "interval ..." and the difference's interval does not lie above 0 (the model is
-    not ahead by more than these rows' noise), else None. `margin` after "interval" says why it applies."""
-    if not margin.startswith("interval") or interval is None or interval[0] > 0:
+    """The refusal when `margin`'s rule is "interval" and the difference's interval does not lie above 0 (the model
+    is not ahead by more than these rows' noise), else None."""
+    if margin.rule != "interval" or interval is None or interval[0] > 0:
         return None
-    why = margin.removeprefix("interval").strip(" :")
+    why = f", {margin.why}" if margin.why else ""
     return (f"{figure} is not ahead of the {baseline} by more than these {count} {what} can tell: "
-            f"{_interval_words(interval)} (train.baseline_margin: interval{', ' + why if why else ''}); while the lake has no champion, "
+            f"{_interval_words(interval)} (train.baseline_margin: interval{why}); while the lake has no champion, "
             "score.fallback: baseline scores with the baseline. More labelled rows, or train.baseline_margin: "
             "figure, would let a model ahead on the figures through")
 

@@ -584,15 +584,15 @@ def adaptation_reason(run: TrainRun) -> str | None:
     return f"auto: {why}" if (why := poor_reading(run)) else None
 
 
-def margin_of(run: TrainRun) -> str:
-    """train.baseline_margin as the gate takes it: "figure", or "interval" with why under auto ("interval: auto:
-    tonight's vocabulary coverage is poor"): where the base model reads the text poorly, a model must show it is
-    ahead of the baseline by more than the validation rows' noise (Russian word senses, 118 validation rows: the
-    model led TF-IDF by +0.056 there, interval -0.037 to +0.119, and trailed it by 0.086 on test)."""
+def margin_of(run: TrainRun) -> registry.Margin:
+    """train.baseline_margin as the gate takes it, with why under auto (interval: "auto: tonight's vocabulary
+    coverage is poor"): where the base model reads the text poorly, a model must show it is ahead of the baseline by
+    more than the validation rows' noise (Russian word senses, 118 validation rows: the model led TF-IDF by +0.056
+    there, interval -0.037 to +0.119, and trailed it by 0.086 on test)."""
     margin = run.cfg.train.baseline_margin
     if margin != "auto":
-        return margin
-    return f"interval: auto: {why}" if (why := poor_reading(run)) else "figure"
+        return registry.Margin(margin)
+    return registry.Margin("interval", f"auto: {why}") if (why := poor_reading(run)) else registry.Margin()
 
 
 def adaptation_texts(run: TrainRun, data: TrainingSet) -> list[str]:

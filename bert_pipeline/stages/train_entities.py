@@ -314,7 +314,7 @@ BASELINE_REFUSALS = {
 def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[list[Span]] | None,
                 champion: dict[str, Any] | None, theirs: list[list[Span]] | None, tolerance: float,
                 crf: list[list[Span]] | None = None, nested: float | None = None,
-                margin: str = "figure") -> dict[str, Any]:
+                margin: registry.Margin = registry.Margin()) -> dict[str, Any]:
     """The champion decision for a new entity model from validation gold and predictions (pure): its nested
     validation entity F1 (`nested`, see `registry.gate`; None = the plain figure) must beat the CRF baseline's
     (when given) and the memorising baseline's (strictly), and its plain figure tie or beat the champion's on the
@@ -332,7 +332,7 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
         "validation_rows": rows, "validation_entities": entities, "new_validation_entity_f1": new_f1,
         "memorising_validation_entity_f1": base_f1, "crf_validation_entity_f1": crf_f1,
         "champion_validation_entity_f1": their_f1, "new_validation_entity_f1_nested": nested,
-        "crf_difference_interval": interval, "baseline_margin": margin,
+        "crf_difference_interval": interval, "baseline_margin": str(margin),
         "champion_run_on_these_rows": theirs is not None and bool(rows),
         "previous_champion": champion and champion["model_version"], "tolerance": tolerance,
     }

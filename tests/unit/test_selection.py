@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bert_pipeline.evaluation.metrics import classification_report, multilabel_report
-from bert_pipeline.evaluation.registry import gate
+from bert_pipeline.evaluation.registry import Margin, gate
 from bert_pipeline.evaluation.selection import by_fold, f1_of, label_counts, nested_figure, one_hot
 from bert_pipeline.ner.metrics import entity_row_counts, entity_scores
 from bert_pipeline.ner.spans import Span
@@ -181,7 +181,7 @@ PERFECT_ROWS = list(TRUE)
 
 def test_under_the_interval_margin_a_model_must_lead_its_baseline_by_more_than_the_rows_noise() -> None:
     close = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR,
-                 margin="interval: auto: tonight's vocabulary coverage is poor")
+                 margin=Margin("interval", "auto: tonight's vocabulary coverage is poor"))
     low, high = close["linear_baseline_difference_interval"]
     assert close["promoted"] is False and close["baseline_margin"].startswith("interval")
     assert close["reason"] == (
@@ -192,12 +192,12 @@ def test_under_the_interval_margin_a_model_must_lead_its_baseline_by_more_than_t
         "train.baseline_margin: figure, would let a model ahead on the figures through")
     # the same rows forty times over tell the two apart: promoted under the interval margin too
     apart = gate(TRUE * 40, NEW * 40, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR * 40,
-                 margin="interval")
+                 margin=Margin("interval"))
     assert apart["promoted"] is True and apart["linear_baseline_difference_interval"][0] > 0
     # figure: the point figures decide, as before
     assert gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR)["promoted"] is True
     gold = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [Span(2, 4, "ORG")], [Span(0, 2, "PER")]]
     crf = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [], []]
-    ner = entity_gate(gold, gold, None, None, None, 0.0, crf, margin="interval")
+    ner = entity_gate(gold, gold, None, None, None, 0.0, crf, margin=Margin("interval"))
     assert ner["promoted"] is False and "is not ahead of the CRF baseline 0.6667 by more than these 4 validation " \
         "entities can tell" in ner["reason"] and "(train.baseline_margin: interval);" in ner["reason"]
