@@ -66,8 +66,7 @@ def main() -> None:
         choice = baseline.choose_features(texts, labels, seed=0)
         chose = time.perf_counter() - started
         figures, fit_seconds = {}, {}
-        for features in dict.fromkeys([choice.features, *baseline.SPACED_FEATURES]) if choice.cross_validated \
-                else [choice.features]:
+        for features in dict.fromkeys([choice.features, *choice.cross_validated]):  # the chosen, then the others
             forced = baseline.FeatureChoice(features, choice.script_share, "benchmark", {})
             started = time.perf_counter()
             model = baseline.fit(texts, labels, names, 0, forced)

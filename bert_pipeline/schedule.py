@@ -119,19 +119,28 @@ def plan_backfill(dates: Sequence[str], done: Mapping[str, bool]) -> tuple[list[
     return list(dates), []
 
 
+RESCORE_NIGHTS = "score.rescore_nights"  # the override a backfill sets on its nights but the last
+
+
 def backfill_overrides(overrides: Mapping[str, Any] | None, night: str, to_run: Sequence[str]) -> dict[str, Any]:
     """The overrides a backfill runs `night` with: run_date pinned and, on every night but the last, no rescoring of
     earlier nights (score.rescore_nights 0): the next night's model replaces each night's, so within the last
     night's window only its rescoring would last."""
-    once = {} if night == to_run[-1] else {"score.rescore_nights": 0}
+    once = {} if night == to_run[-1] else {RESCORE_NIGHTS: 0}
     return {**(overrides or {}), "run_date": night, **once}
+
+
+def carried_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides a run's events hand to the runs they start: all but score.rescore_nights, which a backfill sets
+    to 0 on its nights (`backfill_overrides`) and which must not stop the rescore a later champion starts."""
+    return {key: value for key, value in overrides.items() if key != RESCORE_NIGHTS}
 
 
 def latest_night(lake: Lake, table: str = "predictions") -> str | None:
     """The newest run_date with a committed `table` partition of scored rows (not one committed empty): the night a
     new champion rescores, and from which it rescores the nights before (score.rescore_nights)."""
-    dates = [d for d in lake.run_dates(table) if (lake.read_manifest(table, d) or {}).get("model_hash")]
-    return dates[-1] if dates else None
+    return next((d for d in reversed(lake.run_dates(table)) if (lake.read_manifest(table, d) or {}).get("model_hash")),
+                None)  # newest first: one manifest read on a lake whose newest night was scored
 
 
 def nights_to_rescore(lake: Lake, run_date: str, window: int, table: str = "predictions") -> list[str]:

@@ -22,7 +22,7 @@ from prefect.events import emit_event
 
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.lake.manifests import Lake, root_of
-from bert_pipeline.schedule import TABLE_OF, commit_event, latest_night
+from bert_pipeline.schedule import TABLE_OF, carried_overrides, commit_event, latest_night
 from bert_pipeline.task import task_of
 from tasks.runtime import started_alone
 
@@ -35,16 +35,10 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def carried(overrides: dict[str, Any]) -> dict[str, Any]:
-    """The overrides an event hands to the runs it starts: all but score.rescore_nights, which a backfill sets to 0
-    on its nights but the last and which must not stop the rescore a later champion starts."""
-    return {key: value for key, value in overrides.items() if key != "score.rescore_nights"}
-
-
 def announce_stage(stage: str, cfg: PipelineConfig, summary: dict[str, Any], config: str | None,
                    overrides: dict[str, Any]) -> None:
     """Emit what this stage run committed (see the module's docstring)."""
-    overrides = carried(overrides)
+    overrides = carried_overrides(overrides)
     pinned = {**overrides, "run_date": cfg.run_date}
     chain = started_alone()
     if stage in TABLE_OF:
@@ -73,7 +67,8 @@ def announce_champion(cfg: PipelineConfig, model_version: str, previous: str | N
     night = latest_night(Lake.of(cfg), task_of(cfg).output_area)
     rescore = None
     if night is not None:
-        rescore = {"config": config, "overrides": {**carried(overrides), "run_date": night, "score.force": True}}
+        rescore = {"config": config,
+                   "overrides": {**carried_overrides(overrides), "run_date": night, "score.force": True}}
     emit_event(PROMOTED, {"prefect.resource.id": f"bert-pipeline.champion.{model_version}",
                           "prefect.resource.name": model_version, "bert-pipeline.lake": root_of(cfg),
                           "bert-pipeline.chain": _flag(chain and rescore is not None)},
