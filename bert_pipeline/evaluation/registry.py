@@ -244,11 +244,13 @@ def _interval_words(interval: Sequence[float]) -> str:
 
 
 def interval_line(new: float | None, theirs: float | None, interval: Sequence[float] | None, figure: str,
-                  baseline: str) -> str:
+                  baseline: str, nested: float | None = None) -> str:
     """The report's paragraph on the difference between the new model's validation figure and a baseline's, with
     its paired bootstrap interval ('' without one), e.g. 'Validation macro-F1, new model minus TF-IDF baseline:
     +0.0400 (90 % paired bootstrap interval -0.0512 to +0.1203, 1000 resamples of these rows): these rows cannot
-    tell the two apart.'"""
+    tell the two apart.' The interval resamples the answers at the epoch these rows chose (the plain figure); when
+    the nested figure (`held_figure`), which the gate compares with the baseline, differs, the paragraph gives its
+    difference too, so that a refusal the plain difference would not explain reads true."""
     if new is None or theirs is None or not interval:
         return ""
     low, high = interval
@@ -259,9 +261,11 @@ def interval_line(new: float | None, theirs: float | None, interval: Sequence[fl
     else:
         leader = "the new model" if low > 0 else f"the {baseline}"
         verdict = f"{leader} is ahead in at least {(1 + selection.LEVEL) * 50:.0f} % of the resamples"
+    held = (f" The gate compares the nested figure (each half scored at the epoch the other half chose): "
+            f"{nested - theirs:+.4f}." if _shows_nested(new, nested) else "")
     return (f"{figure}, new model minus {baseline}: {new - theirs:+.4f} ({selection.LEVEL * 100:.0f} % paired "
             f"bootstrap interval {low:+.4f} to {high:+.4f}, {selection.RESAMPLES} resamples of these rows): {verdict}."
-            "\n\n")
+            f"{held}\n\n")
 
 
 def figure_cell(plain: float | None, nested: float | None) -> str:

@@ -150,7 +150,7 @@ def training_section(manifest: dict[str, Any]) -> str:
             f"{'none' if linear is None else f'{linear:.4f}'} |\n\n"
             + interval_line(decision.get("new_validation_macro_f1"), linear,
                             decision.get("linear_baseline_difference_interval"), "Validation macro-F1",
-                            "TF-IDF baseline")
+                            "TF-IDF baseline", decision.get("new_validation_macro_f1_nested"))
             + f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
             f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; "
             f"{superseded_clause(training.get('superseded_versions', 0))}rows per night:\n\n"

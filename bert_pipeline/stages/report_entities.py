@@ -59,7 +59,7 @@ class EntityReport:
                 + registry.interval_line(decision.get("new_validation_entity_f1"),
                                          decision.get("crf_validation_entity_f1"),
                                          decision.get("crf_difference_interval"), "Validation entity F1",
-                                         "CRF baseline")
+                                         "CRF baseline", decision.get("new_validation_entity_f1_nested"))
                 + f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
                 f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per "
                 f"night:\n\n| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")

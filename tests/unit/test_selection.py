@@ -113,6 +113,7 @@ def test_the_entity_gate_holds_the_nested_figure_to_the_crf() -> None:
 def test_the_report_and_the_approval_form_show_the_nested_figure_where_it_differs() -> None:
     from bert_pipeline.evaluation import promotion
     from bert_pipeline.stages.report import training_section
+    from bert_pipeline.stages.report_entities import EntityReport
 
     decision = {"promoted": False, "reason": "refused", "validation_rows": 118, "new_validation_macro_f1": 0.71,
                 "new_validation_macro_f1_nested": 0.58, "baseline_validation_macro_f1": 0.02,
@@ -124,6 +125,21 @@ def test_the_report_and_the_approval_form_show_the_nested_figure_where_it_differ
     assert "| 118 rows | 0.7100 |  |" in same
     form = promotion.review_markdown({"model_version": "v1", **decision})
     assert "| this model | 0.7100 (nested 0.5800) |" in form
+    # the interval paragraph: the plain difference its interval resamples, and the nested one the gate compared
+    refused = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR, nested=0.55)
+    paragraph = training_section({"champion_decision": refused, "metrics": {"model_version": "v1"}})
+    assert ("Validation macro-F1, new model minus TF-IDF baseline: +0.1213 (90 % paired bootstrap interval" in
+            paragraph and "The gate compares the nested figure (each half scored at the epoch the other half "
+            "chose): -0.1203." in paragraph)
+    plain = gate(TRUE, NEW, "neg", ["neg", "pos"], None, None, 0.0, linear_predicted=LINEAR)
+    assert "The gate compares" not in training_section({"champion_decision": plain, "metrics": {}})
+    gold = [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [Span(2, 4, "ORG")], [Span(0, 2, "PER")]]
+    ner = entity_gate(gold, [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [Span(2, 4, "ORG")], []], None, None, None,
+                      0.0, [[Span(0, 3, "PER")], [Span(0, 5, "LOC")], [], []], nested=0.6)
+    entities = EntityReport().training_section({"champion_decision": ner, "metrics": {"model_version": "v1"}})
+    assert ("Validation entity F1, new model minus CRF baseline: +0.1905" in entities and
+            "The gate compares the nested figure (each half scored at the epoch the other half chose): -0.0667." in
+            entities)
 
 
 def test_the_paired_bootstrap_says_when_the_rows_cannot_tell_two_models_apart() -> None:
