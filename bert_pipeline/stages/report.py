@@ -354,15 +354,22 @@ def baseline_rows(metrics: dict[str, Any]) -> str:
             + rows)
 
 
+REPORT_NIGHTS = 30
+"""How many nights before a night its report's Scores section reads to say which model scored them: one manifest
+read each, so a report costs the same on a lake of years as on one of a month (at least score.rescore_nights)."""
+
+
 def same_model_line(lake: Lake, area: str, run_date: str, window: int) -> str:
     """Which earlier nights the model that scored run_date scored too (rescored by score.rescore_nights, or scored
-    by the same champion) and which another model did, all nights before run_date, the newest five of each named;
-    '' for none of either."""
+    by the same champion) and which another model did, among the max(window, REPORT_NIGHTS) nights before run_date
+    (older ones are counted, not read), the newest five of each named; '' for none of either."""
     tonight = (lake.read_manifest(area, run_date) or {}).get("model_hash")
     if not tonight:
         return ""
+    earlier = [d for d in lake.run_dates(area) if d < run_date]
+    horizon = max(window, REPORT_NIGHTS)
     same, other = [], []
-    for night in [d for d in lake.run_dates(area) if d < run_date]:
+    for night in earlier[-horizon:]:
         manifest = lake.read_manifest(area, night) or {}
         rows = (manifest.get("counts") or {}).get("rows", 0)
         if manifest.get("model_hash") == tonight:
@@ -373,6 +380,9 @@ def same_model_line(lake: Lake, area: str, run_date: str, window: int) -> str:
     if other:
         line += (f"\n{len(other)} earlier night(s) were scored by other models: {newest(other)} "
                  f"(`score.rescore_nights`: {window} nights before a night's score are brought up to its model).")
+    if line and len(earlier) > horizon:
+        line += (f"\nOf the nights before this one, the newest {horizon} were read; {len(earlier) - horizon} older "
+                 f"night(s) keep the model their manifests name.")
     return line + "\n" if line else ""
 
 

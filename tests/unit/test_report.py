@@ -83,3 +83,30 @@ def test_previous_night_by_date_before_run_date_whatever_the_commit_order(tmp_pa
     assert previous_night(lake, "predictions", "2026-05-03") == ("2026-05-01", ["2026-05-02"])
     assert previous_night(lake, "predictions", "2026-05-01") == (None, [])
     assert comparison_note(None, [], "predictions") == "No earlier night with predictions to compare with."
+
+
+def test_the_scores_section_names_the_nights_each_model_scored_reading_only_the_newest_nights(
+        tmp_path: Path, monkeypatch) -> None:
+    from bert_pipeline.stages import report
+
+    lake = Lake(str(tmp_path / "lake"))
+    hashes = ["old"] * 4 + ["other"] * 3 + ["new"] * 5  # twelve nights, 2026-11-01 .. 11-12; tonight is 11-12
+    nights = [f"2026-11-{day:02d}" for day in range(1, len(hashes) + 1)]
+    for night, model_hash in zip(nights, hashes):
+        storage.write_json_atomic(lake.manifest_url("predictions", night), {
+            "model_hash": model_hash, "model_version": f"v-{model_hash}", "counts": {"rows": 10}})
+    read: list[str] = []
+    original = Lake.read_manifest
+    monkeypatch.setattr(Lake, "read_manifest", lambda self, area, night: read.append(night) or original(
+        self, area, night))
+    monkeypatch.setattr(report, "REPORT_NIGHTS", 6)
+    line = report.same_model_line(lake, "predictions", "2026-11-12", 2)
+    assert read == ["2026-11-12", *nights[5:11]]  # tonight, then the six nights before it: not the older five
+    assert "The same model's rows also fill 4 earlier night(s): 2026-11-08 (10 rows), 2026-11-09 (10 rows), " \
+           "2026-11-10 (10 rows), 2026-11-11 (10 rows)." in line
+    assert "2 earlier night(s) were scored by other models: 2026-11-06 (v-other), 2026-11-07 (v-other) " \
+           "(`score.rescore_nights`: 2 nights" in line
+    assert "the newest 6 were read; 5 older night(s) keep the model their manifests name." in line
+    read.clear()
+    assert "older night(s)" not in report.same_model_line(lake, "predictions", "2026-11-12", 20)  # the window's 11
+    assert len(read) == 12
