@@ -382,7 +382,7 @@ def same_model_line(lake: Lake, area: str, run_date: str, window: int) -> str:
                  f"(`score.rescore_nights`: {window} nights before a night's score are brought up to its model).")
     if line and len(earlier) > horizon:
         line += (f"\nOf the nights before this one, the newest {horizon} were read; {len(earlier) - horizon} older "
-                 f"night(s) keep the model their manifests name.")
+                 "night(s) were not (each night's manifest names the model that scored it).")
     return line + "\n" if line else ""
 
 

@@ -106,7 +106,7 @@ def test_the_scores_section_names_the_nights_each_model_scored_reading_only_the_
            "2026-11-10 (10 rows), 2026-11-11 (10 rows)." in line
     assert "2 earlier night(s) were scored by other models: 2026-11-06 (v-other), 2026-11-07 (v-other) " \
            "(`score.rescore_nights`: 2 nights" in line
-    assert "the newest 6 were read; 5 older night(s) keep the model their manifests name." in line
+    assert "the newest 6 were read; 5 older night(s) were not (each night's manifest names the model that scored it)." in line
     read.clear()
     assert "older night(s)" not in report.same_model_line(lake, "predictions", "2026-11-12", 20)  # the window's 11
     assert len(read) == 12
