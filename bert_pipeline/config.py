@@ -481,6 +481,11 @@ class NerConfig(_Section):
     token_separator: str | None = Field(None, description="what joins tokens into the stored text; empty = a "
                                         "space, nothing between two Han/Hiragana/Katakana characters, and nothing "
                                         "at all in a character-level file (9 tokens in 10 one character long)")
+    position_marks: Literal["auto", "strip", "keep"] = Field(
+        "auto", description="CoNLL and token-list files whose tokens are one character followed by its position in "
+        "its word (Weibo NER's second release: 科0 技1 for the word 科技, segmentation marks, not text): auto = "
+        "read the characters alone where 9 tokens in 10 are so marked (positions counting up from 0 in each word), "
+        "said in a warning; strip = always drop such a number; keep = read the tokens as written")
     offsets: Literal["code_points", "utf16", "utf8"] = Field(
         "code_points", description="what span offsets count: code_points (Python, spaCy, doccano's API), utf16 "
         "units (Java/JavaScript tools such as Label Studio and doccano's browser export: an emoji counts 2) or utf8 "

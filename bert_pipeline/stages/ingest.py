@@ -81,6 +81,7 @@ class SourceReport:
     surrogates: int = 0
     surrogate_lines: list[int] = field(default_factory=list)
     task_counts: dict[str, int] = field(default_factory=dict)  # what the task's reading counted (trimmed_spans ...)
+    task_notes: list[str] = field(default_factory=list)  # what the task's reading must tell the user (RowsRead.notes)
 
 
 def expand_sources(sources: list[str]) -> list[SourceFile]:
@@ -525,7 +526,9 @@ def read_source(source: SourceFile, cfg: PipelineConfig) -> tuple[pl.DataFrame, 
     _require_columns(df, source.url, ingest, task.required_columns(cfg))
     lines = df["line"].to_list() if fmt == "conll" else None
     read = task.read_rows(df, cfg, source.url, lines)
-    report.task_counts = read.counts
+    report.task_counts, report.task_notes = read.counts, read.notes
+    for note in read.notes:
+        log.warning("ingest: %s", note)
     text, labels = read.text, read.label
     ids = canonical_ids(df, ingest.id_column, source.url)
     if ids is not None and ids.null_count():
@@ -849,6 +852,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
             per_file[-1] |= {"lone_surrogates": report.surrogates,
                              "lone_surrogate_lines": report.surrogate_lines[:LINES_NAMED]}
             warnings.append(_surrogate_warning(source.name, report))
+        warnings += report.task_notes
     tonight = [entry | read for entry, read in zip(inputs, per_file)]
     if manifest is not None:
         committed = committed_sources(manifest)

@@ -14,11 +14,13 @@ from bert_pipeline.errors import InputDataError
 @dataclass
 class RowsRead:
     """One source file's rows as the task reads them: `text` (String, the text to store), `label` (String canonical
-    labels, null = unlabelled) and what reading found worth counting in the manifest (e.g. trimmed_spans)."""
+    labels, null = unlabelled), what reading found worth counting in the manifest (e.g. trimmed_spans) and `notes`:
+    what the user must hear about how the file was read (ingest logs them and returns them among its warnings)."""
 
     text: pl.Series
     label: pl.Series
     counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 class Task(Protocol):

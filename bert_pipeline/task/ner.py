@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import polars as pl
+import regex
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -79,8 +80,56 @@ def file_scheme(records: list[dict[str, Any]], n: NerConfig, where: str) -> str:
 CHARACTER_LEVEL_SHARE = 0.9
 CHARACTER_LEVEL_MIN_TOKENS = 8
 # how token lists become text, in ingest's fingerprint for task ner: 2 = a character-level file is joined with nothing
-# between its tokens; CoNLL's token column follows an index column of numbers only
-TOKENS_RULE = 2
+# between its tokens; CoNLL's token column follows an index column of numbers only; 3 = a file whose tokens carry
+# word-position marks (Weibo NER: 科0 技1) is read without them (ner.position_marks)
+TOKENS_RULE = 3
+# one character (a grapheme: a letter and its combining marks) and its position in its word, as Weibo NER's second
+# release (golden-horse's weiboNER_2nd_conll) writes each token: the word segmentation its authors used, not text
+POSITION_MARK = regex.compile(r"^(\X)(\d{1,2})$")
+
+
+def without_position_marks(records: list[dict[str, Any]], n: NerConfig, where: str
+                           ) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """(records with each token list's position marks dropped, how many tokens lost one, [a note saying so]) under
+    ner.position_marks: strip drops every mark, auto only in a file whose tokens are marked (`position_marked`),
+    keep none ((records, 0, [])). '科0' reads '科'; a token that is not one character and a number stays as it is."""
+    lists = [record.get(n.tokens_key) for record in records]
+    if n.position_marks == "keep" or (n.position_marks == "auto" and not position_marked(lists)):
+        return records, 0, []
+    read, dropped, examples = [], 0, []
+    for record, listed in zip(records, lists):
+        if not isinstance(listed, list):
+            read.append(record)
+            continue
+        bare = [match.group(1) if (match := POSITION_MARK.match(str(t))) else t for t in listed]
+        changed = [str(a) for a, b in zip(listed, bare) if str(a) != str(b)]
+        dropped, examples = dropped + len(changed), (examples + changed)[:6]
+        read.append({**record, n.tokens_key: bare})
+    if not dropped:
+        return read, 0, []
+    total = sum(len(tokens) for tokens in lists if isinstance(tokens, list))
+    return read, dropped, [
+        f"{where}: {dropped:,} of {total:,} tokens are one character followed by its position in its word "
+        f"({' '.join(examples)} ...: Weibo NER's word segmentation marks, not text), so each is read as its character "
+        "alone and the text has no such numbers; ner.position_marks: keep reads the tokens as written"]
+
+
+def position_marked(lists: list[Any]) -> bool:
+    """Whether token lists carry word-position marks: at least CHARACTER_LEVEL_SHARE of their tokens (and at least
+    CHARACTER_LEVEL_MIN_TOKENS) are one character and a number that is 0 or one more than the token's before it
+    (each word's characters counted from 0), so that a file of codes (A1 B2) or years (19 66) is not taken for one."""
+    marked = total = 0
+    for tokens in lists:
+        if not isinstance(tokens, list):
+            continue
+        before = -1  # a list starts with a word
+        for token in tokens:
+            total += 1
+            match = POSITION_MARK.match(str(token))
+            position = int(match.group(2)) if match else None
+            marked += position is not None and position in (0, before + 1)
+            before = -1 if position is None else position
+    return total >= CHARACTER_LEVEL_MIN_TOKENS and marked >= CHARACTER_LEVEL_SHARE * total
 
 
 def file_separator(records: list[dict[str, Any]], n: NerConfig) -> str | None:
@@ -148,11 +197,11 @@ class NerTask:
         """Each record's text and spans (see read_record), entity types rewritten by ner.label_map (ingest then refuses
         two spellings of one type, as it does labels). Raises SpanError (an InputDataError) naming url and the record
         or line."""
-        records = frame.to_dicts()
+        records, dropped, notes = without_position_marks(frame.to_dicts(), cfg.ner, url)
         scheme, separator = file_scheme(records, cfg.ner, url), file_separator(records, cfg.ner)
         texts: list[str | None] = []
         labels: list[str | None] = []
-        counts: Counter[str] = Counter()
+        counts: Counter[str] = Counter(position_marks_dropped=dropped)
         entities = 0
         for index, record in enumerate(records):
             where = f"{url} line {lines[index]}" if lines else f"{url} record {index + 1}"
@@ -162,7 +211,7 @@ class NerTask:
             entities += len(spans or [])
         counts["entities"] = entities
         return RowsRead(pl.Series(texts, dtype=pl.String), pl.Series(labels, dtype=pl.String),
-                        {k: int(v) for k, v in counts.items() if v})
+                        {k: int(v) for k, v in counts.items() if v}, notes)
 
     def required_columns(self, cfg: PipelineConfig) -> dict[str, str | None]:
         """None beyond ingest's: each record's style says where its text is (a text key, Label Studio's data, or

@@ -244,6 +244,48 @@ def test_a_character_level_file_keeps_latin_words_and_numbers_whole(tmp_path: Pa
     assert "M B A" in read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-02")["text"][0]
 
 
+def test_weibo_word_position_marks_are_read_as_segmentation_not_text(tmp_path: Path) -> None:
+    """Weibo NER's second release writes each character with its position in its word (科0 技1 = 科技), digits and
+    Latin letters included (2 0 1 3 as 20 01 12 03): under auto such a file is read as its characters, said in a
+    warning and counted; a file of codes next to it (A1 B2, positions that do not count up from 0) is not touched;
+    ner.position_marks: keep reads the tokens as written."""
+    weibo = [("我0", "O"), ("在0", "O"), ("北0", "B-GPE.NAM"), ("京1", "I-GPE.NAM"), ("见0", "O"), ("到1", "O"),
+             ("李0", "B-PER.NAM"), ("明1", "I-PER.NAM"), ("华2", "I-PER.NAM"), ("20", "O"), ("01", "O"), ("12", "O"),
+             ("33", "O"), ("年0", "O"), ("～0", "O"), ("", ""), ("去0", "O"), ("i0", "B-ORG.NAM"), ("P1", "I-ORG.NAM"),
+             ("h2", "I-ORG.NAM"), ("o3", "I-ORG.NAM"), ("n4", "I-ORG.NAM"), ("e5", "I-ORG.NAM"), ("店0", "O"),
+             ("h0", "O"), ("t1", "O"), ("t2", "O"), ("p3", "O"), ("：4", "O"), ("/5", "O"), ("/6", "O"), ("t7", "O"),
+             ("·8", "O"), ("c9", "O"), ("n10", "O"), ("😂0", "O")]
+    marked = tmp_path / "weiboNER_2nd_conll.train"
+    marked.write_text("".join(f"{c}\t{t}\n" if c else "\n" for c, t in weibo), encoding="utf-8")
+    codes = _jsonl(tmp_path / "codes.jsonl", [{"tokens": ["Gate", "A1", "to", "B2", "via", "C3", "and", "D4", "E5"],
+                                               "ner_tags": ["O", "B-LOC", "O", "B-LOC", "O", "B-LOC", "O", "O", "O"]}])
+    def night(run_date: str, source: Path, **ner: object) -> dict:
+        return run_ingest(build_config({"data_root": str(tmp_path / "lake"), "run_date": run_date, "task": "ner",
+                                        "ingest": {"sources": [str(source)], "format": "conll"}, "ner": ner}))
+
+    summary = night("2026-03-01", marked)  # the file's own name: its extension cannot tell the format
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-01")) == {
+        "我在北京见到李明华2013年～": [("北京", "GPE.NAM"), ("李明华", "PER.NAM")],
+        "去iPhone店http：//t·cn😂": [("iPhone", "ORG.NAM")]}
+    assert [w for w in summary["warnings"] if "position in its word" in w] == [
+        f"{marked}: 35 of 35 tokens are one character followed by its position in its word (我0 在0 北0 京1 见0 到1 "
+        "...: Weibo NER's word segmentation marks, not text), so each is read as its character alone and the text "
+        "has no such numbers; ner.position_marks: keep reads the tokens as written"]
+    manifest = Lake(str(tmp_path / "lake" / "ner")).read_manifest("raw", "2026-03-01")
+    assert manifest["counts"]["position_marks_dropped"] == 35
+    kept = night("2026-03-02", marked, position_marks="keep")
+    assert "warnings" not in kept or not any("position" in w for w in kept["warnings"])
+    assert read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-02")["text"].to_list()[0] == \
+        "我0 在0 北0 京1 见0 到1 李0 明1 华2 20 01 12 33 年0 ～0"
+    untouched = run_ingest(_cfg(tmp_path, [codes], run_date="2026-03-03"))
+    assert "warnings" not in untouched
+    assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-03")) == {
+        "Gate A1 to B2 via C3 and D4 E5": [("A1", "LOC"), ("B2", "LOC"), ("C3", "LOC")]}
+    run_ingest(_cfg(tmp_path, [codes], run_date="2026-03-04", position_marks="strip"))
+    assert read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-04")["text"].to_list() == [
+        "Gate A to B via C and D E"]
+
+
 def test_label_map_joins_spellings_before_the_case_check(tmp_path: Path) -> None:
     source = _jsonl(tmp_path / "mixed.jsonl", [{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "Per"]]}])
     run_ingest(_cfg(tmp_path, [source], label_map={"Per": "PER"}))
