@@ -13,6 +13,19 @@ class InputDataError(PipelineError, ValueError):
     """An input file or column is missing or malformed; the message names the file and the problem."""
 
 
+class RowError(InputDataError):
+    """A value of one row of a source is malformed: `row` is its 0-based index in the file's rows, so that the reader,
+    which knows the line each row starts on, can name the line; str() says 'row N: problem' (1-based)."""
+
+    def __init__(self, row: int, problem: str) -> None:
+        super().__init__(f"row {row + 1}: {problem}")
+        self.row, self.problem = row, problem
+
+    def at(self, lines: list[int] | None) -> str:
+        """'line 14: problem' where the rows' lines are known, else 'row 3: problem'."""
+        return f"line {lines[self.row]}: {self.problem}" if lines else str(self)
+
+
 class LakeStateError(PipelineError, RuntimeError):
     """A stage found the lake in a state it cannot continue from (e.g. an earlier stage has not run)."""
 

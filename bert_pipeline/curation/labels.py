@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping
 
 import polars as pl
 
-from bert_pipeline.errors import InputDataError
+from bert_pipeline.errors import InputDataError, RowError
 
 if TYPE_CHECKING:
     from bert_pipeline.lake.manifests import Lake
@@ -208,14 +208,13 @@ def canonical_labels(series: pl.Series, delimiter: str | None = None) -> pl.Seri
 
 def _per_distinct_value(series: pl.Series, canonical: Callable[[Any], str | None]) -> pl.Series:
     """series mapped through `canonical`, one Python call per distinct value, not per row; an InputDataError names
-    the row (1-based, as other label errors count) of the first value that raised it."""
+    the row (RowError: its 0-based index, said 1-based) of the first value that raised it."""
     mapping = {}
     for value in series.drop_nulls().unique(maintain_order=True).to_list():
         try:
             mapping[value] = canonical(value)
         except InputDataError as exc:
-            row = series.to_list().index(value)
-            raise InputDataError(f"row {row + 1}: {exc}") from None
+            raise RowError(series.to_list().index(value), str(exc)) from None
     return series.replace_strict(mapping, default=None, return_dtype=pl.String)
 
 

@@ -82,6 +82,7 @@ class SourceReport:
     surrogate_lines: list[int] = field(default_factory=list)
     task_counts: dict[str, int] = field(default_factory=dict)  # what the task's reading counted (trimmed_spans ...)
     task_notes: list[str] = field(default_factory=list)  # what the task's reading must tell the user (RowsRead.notes)
+    row_lines: list[int] | None = None  # the 1-based line each row starts on; None where rows are not lines (parquet)
 
 
 def expand_sources(sources: list[str]) -> list[SourceFile]:
@@ -186,14 +187,19 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
                              f"{fmt} texts: to read its entities set task: ner and ingest.format: conll; to read "
                              f"each line as a text set ingest.format: {fmt}. Nothing was written")
     if fmt == "txt":
-        return pl.DataFrame({column: split_lines(text)}, schema={column: pl.String}), report
+        lines = split_lines(text)
+        report.row_lines = list(range(1, len(lines) + 1))
+        return pl.DataFrame({column: lines}, schema={column: pl.String}), report
     if fmt == "conll":
-        return _read_conll(text, url, cfg), report
+        frame = _read_conll(text, url, cfg)
+        report.row_lines = frame["line"].to_list()
+        return frame, report
     if fmt == "json" and text.lstrip().startswith("["):
         return _without_nul(_frame_of_mixed_fields(json_array_objects(text, url), nested)), report
     if fmt in ("jsonl", "json"):
         text, report.surrogates, report.surrogate_lines = _jsonl_without_lone_surrogates(text)
         report.replaced += report.surrogates
+        report.row_lines = [n for n, line in enumerate(split_lines(text), start=1) if line.strip()]  # one a line
         if nested:
             try:
                 return _without_nul(_frame_of_mixed_fields(jsonl_objects(text), nested)), report
@@ -201,7 +207,8 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
                 raise InputDataError(f"{url}: {problem}") from None
         return _without_nul(_read_jsonl(text, url)), report
     try:
-        return _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg.ingest)), report
+        frame, report.row_lines = _read_delimited(text, url, fmt, *csv_dialect(fmt, cfg.ingest))
+        return frame, report
     except InputDataError as problem:
         if looks_like_conll(text):
             raise InputDataError(f"{problem}. Its lines look like a CoNLL column file (a token and a tag per "
@@ -323,9 +330,11 @@ def _frame_of_mixed_fields(rows: list[dict[str, Any]], nested: bool = False) -> 
     return pl.DataFrame(columns)
 
 
-def _read_delimited(text: str, url: str, fmt: str, delimiter: str, quote: str | None) -> pl.DataFrame:
-    """csv/tsv text as string columns, empty values null, a blank line a row of nulls. A record whose field count
-    differs from the header's is refused naming its line, never padded with nulls or cut.
+def _read_delimited(text: str, url: str, fmt: str, delimiter: str,
+                    quote: str | None) -> tuple[pl.DataFrame, list[int]]:
+    """csv/tsv text as string columns, empty values null, a blank line a row of nulls, and the 1-based line each row
+    starts on (a quoted value may hold line ends). A record whose field count differs from the header's is refused
+    naming its line, never padded with nulls or cut.
 
     polars reads text in which quoting cannot matter (no quote character in it) and whose lines end at \\n (polars
     does not end a line at a lone \\r): most files, fast. Python's csv module reads the rest, with its defaults,
@@ -335,12 +344,16 @@ def _read_delimited(text: str, url: str, fmt: str, delimiter: str, quote: str | 
         problem = unquoted_ragged_line(text, fmt, delimiter, quote)
         if problem is None:
             try:
-                return pl.read_csv(io.BytesIO(text.encode()), separator=delimiter, infer_schema=False, quote_char=None)
+                frame = pl.read_csv(io.BytesIO(text.encode()), separator=delimiter, infer_schema=False,
+                                    quote_char=None)
+                lines = split_lines(text)  # one row a line after the header, the first line not blank
+                header = next((i for i, line in enumerate(lines) if line), 0)
+                return frame, list(range(header + 2, len(lines) + 1))
             except (pl.exceptions.PolarsError, ValueError) as exc:
                 advice = _dialect_advice(fmt, delimiter, quote, quotes_in_text=False)
                 problem = f"cannot parse as {fmt} ({str(exc).splitlines()[0]}); {advice}"
         raise InputDataError(f"{url}: {problem}")
-    records, problem = csv_records(text, fmt, delimiter, quote)
+    records, starts, problem = csv_records(text, fmt, delimiter, quote)
     if problem is not None:
         raise InputDataError(f"{url}: {problem}")
     header, rows = records[0], records[1:]
@@ -348,17 +361,19 @@ def _read_delimited(text: str, url: str, fmt: str, delimiter: str, quote: str | 
     columns = list(zip(*rows)) if rows else [()] * len(header)
     frame = pl.DataFrame([pl.Series(name, values, dtype=pl.String) for name, values in
                           zip(_unique_names(header), columns)])
-    return frame.with_columns(pl.all().replace("", None))  # empty is null, as polars reads an unquoted file
+    return frame.with_columns(pl.all().replace("", None)), starts[1:]  # empty is null, as polars reads it unquoted
 
 
 _END = "\x00"  # NUL is removed from the text first: a record of it alone marks where the file ends
 
 
-def csv_records(text: str, fmt: str, delimiter: str, quote: str | None) -> tuple[list[list[str]], str | None]:
+def csv_records(text: str, fmt: str, delimiter: str,
+                quote: str | None) -> tuple[list[list[str]], list[int], str | None]:
     """The records of csv/tsv text as Python's csv module reads them (strict=False, doublequote: a quote opens a value
     only at its start, `""` inside is one quote, text after the closing quote is kept), the header first and leading
-    blank lines dropped; and the first problem, 'line N ...; what to set', for a record whose field count is not the
-    header's or a quoted value the file never closes (csv would silently read the rest of the file into it)."""
+    blank lines dropped; the 1-based line each record starts on; and the first problem, 'line N ...; what to set', for
+    a record whose field count is not the header's or a quoted value the file never closes (csv would silently read
+    the rest of the file into it)."""
     csv.field_size_limit(2**31 - 1)  # one review may be megabytes; the default limit is 128 KiB
     ended = text if text.endswith(("\n", "\r")) else text + "\n"
     quoting = {"quotechar": quote, "doublequote": True} if quote else {"quoting": csv.QUOTE_NONE}
@@ -371,15 +386,15 @@ def csv_records(text: str, fmt: str, delimiter: str, quote: str | None) -> tuple
         start = reader.line_num + 1
     if records[-1] != [_END]:  # the end marker was read into a value: its opening quote is never closed
         opened = count_line_ends(ended) - count_line_ends(records[-1][-1]) + 1
-        return records, (f"line {opened} opens a {quote}-quoted value that the file never closes; "
-                         f"{_plain_quotes(quote)}")
+        return records, starts, (f"line {opened} opens a {quote}-quoted value that the file never closes; "
+                                 f"{_plain_quotes(quote)}")
     first = next((i for i, record in enumerate(records) if record), len(records) - 1)
     records, starts = records[first:-1], starts[first:-1]
     width = len(records[0]) if records else 0
     for record, line in zip(records, starts):
         if record and len(record) != width:
-            return records, _field_count(line, len(record), width, fmt, delimiter, quote)
-    return records or [[]], None
+            return records, starts, _field_count(line, len(record), width, fmt, delimiter, quote)
+    return records or [[]], starts or [1], None
 
 
 def _unique_names(header: list[str]) -> list[str]:
@@ -524,15 +539,18 @@ def read_source(source: SourceFile, cfg: PipelineConfig) -> tuple[pl.DataFrame, 
         df = pl.DataFrame(schema={c: pl.String for c in (ingest.text_column, ingest.label_column, ingest.id_column,
                                                          ingest.split_column) if c})
     _require_columns(df, source.url, ingest, task.required_columns(cfg))
-    lines = df["line"].to_list() if fmt == "conll" else None
-    read = task.read_rows(df, cfg, source.url, lines)
+    row_lines = report.row_lines if report.row_lines and len(report.row_lines) == df.height else None
+    read = task.read_rows(df, cfg, source.url, row_lines)
     report.task_counts, report.task_notes = read.counts, read.notes
     for note in read.notes:
         log.warning("ingest: %s", note)
     text, labels = read.text, read.label
     ids = canonical_ids(df, ingest.id_column, source.url)
     if ids is not None and ids.null_count():
-        raise InputDataError(f"{source.url}: ingest.id_column {ingest.id_column!r} has {ids.null_count()} empty ids")
+        empty = ids.is_null().arg_true().head(LINES_NAMED).to_list()
+        raise InputDataError(f"{source.url}: ingest.id_column {ingest.id_column!r} has {ids.null_count()} empty ids, "
+                             f"at {_places(empty, row_lines)}: give every row an id, or leave ingest.id_column empty "
+                             "(doc_ids are then derived from the text). Nothing was written")
     split = _normalise_split(_as_string(df, ingest.split_column, source.url), source.url)
     rows = df.height
     out = pl.DataFrame({
@@ -542,12 +560,24 @@ def read_source(source: SourceFile, cfg: PipelineConfig) -> tuple[pl.DataFrame, 
         "split": split if split is not None else pl.Series([None] * rows, dtype=pl.String),
         "source": pl.Series([source.name] * rows, dtype=pl.String),
         "source_row": pl.Series(range(rows), dtype=pl.Int64),
+        "source_line": pl.Series(row_lines or [None] * rows, dtype=pl.Int64),  # for messages; not written
     })
     replaced = pl.lit(report.replaced > 0)
     out = out.with_columns(invalid_utf8=replaced & pl.col("text").fill_null("").str.contains("\ufffd"))
     if report.surrogates:  # said where the user looks (the stage log, the Prefect run), not only in the manifest
         log.warning("ingest: %s", _surrogate_warning(source.name, report))
     return out, report
+
+
+def _places(rows: list[int], row_lines: list[int] | None) -> str:
+    """'line 7, line 12' where rows start on known lines (row_lines), else 'row 5, row 9' (1-based data rows)."""
+    return ", ".join(f"line {row_lines[row]}" if row_lines else f"row {row + 1}" for row in rows)
+
+
+def place(source: str, row: int, line: int | None) -> str:
+    """Where a row of a source is, for a message: 'reviews.csv line 14' where the line is known (a quoted value may
+    span lines, so a row's number is not its line's), else 'reviews.parquet row 3' (1-based)."""
+    return f"{source} line {line}" if line is not None else f"{source} row {row + 1}"
 
 
 def _surrogate_warning(name: str, report: SourceReport) -> str:
@@ -559,14 +589,14 @@ def _surrogate_warning(name: str, report: SourceReport) -> str:
 
 
 def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 0) -> None:
-    """Refuse ids that several rows share, naming an example and two rows that hold it (file and row). The first
+    """Refuse ids that several rows share, naming an example and two rows that hold it (file and line, or row where rows are not lines: `place`). The first
     `committed` rows of df are the partition's committed rows (ingest.on_existing: append)."""
     duplicated = df.with_row_index("at").filter(pl.col("doc_id").is_duplicated())
     if duplicated.height:
         examples = duplicated["doc_id"].unique(maintain_order=True).head(5).to_list()
         holders = duplicated.filter(pl.col("doc_id") == examples[0]).head(2)
-        places = [f"{source} row {row + 1}" + (" (already committed)" if at < committed else "")
-                  for at, source, row in holders.select("at", "source", "source_row").iter_rows()]
+        places = [place(source, row, line) + (" (already committed)" if at < committed else "")
+                  for at, source, row, line in holders.select("at", "source", "source_row", "source_line").iter_rows()]
         where = f"the ids in ingest.id_column {id_column!r}" if id_column else "the derived doc_ids"
         scope = " across the committed partition and tonight's sources" if committed else ""
         repeats = duplicated.height - duplicated.unique(["doc_id", "text", "label"]).height
@@ -594,9 +624,9 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
             counts[label] = counts.get(label, 0) + rows
     counts = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     where: dict[str, str] = {}
-    for value, source, row in labelled.select("label", "source", "source_row").iter_rows():
+    for value, source, row, line in labelled.select("label", "source", "source_row", "source_line").iter_rows():
         for label in task.label_members(value):
-            where.setdefault(label, f"{source} row {row + 1}")
+            where.setdefault(label, place(source, row, line))
     held: set[str] = set()  # the other nights' labels
     for date in lake.run_dates("raw"):
         manifest = lake.read_manifest("raw", date) or {}
@@ -881,7 +911,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     warnings += label_warnings
 
     writer = lake.writer("raw", cfg.run_date, stage_fp).begin()
-    table = raw.to_arrow().cast(RAW_SCHEMA)
+    table = raw.drop("source_line").to_arrow().cast(RAW_SCHEMA)
     for index, start in enumerate(range(0, max(table.num_rows, 1), cfg.ingest.shard_rows)):
         storage.write_parquet_atomic(writer.add(shard_name(index)), table.slice(start, cfg.ingest.shard_rows))
     counts = {
@@ -944,14 +974,15 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
     added = pl.concat(frames, how="vertical").with_columns(
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
     keys = ["doc_id", "text", "label", "source", "source_row"]  # text: to tell an exact repeat from another text
-    whole = pl.concat([old.select(keys), added.select(keys)], how="vertical")
+    lines = pl.lit(None, dtype=pl.Int64).alias("source_line")  # committed rows: their lines are not kept
+    whole = pl.concat([old.select(*keys, lines), added.select(*keys, "source_line")], how="vertical")
     _check_unique_ids(whole, cfg.ingest.id_column, committed=old.height)
     labels, label_warnings = check_labels(whole, lake, cfg)
     warnings += label_warnings
 
     outputs = list(manifest["outputs"])
     writer = lake.writer("raw", cfg.run_date, stage_fp, outputs=outputs)  # no begin(): the old commit stands till ours
-    table, index = added.to_arrow().cast(RAW_SCHEMA), len(outputs)
+    table, index = added.drop("source_line").to_arrow().cast(RAW_SCHEMA), len(outputs)
     for start in range(0, table.num_rows, cfg.ingest.shard_rows):
         while shard_name(index) in outputs:
             index += 1

@@ -34,8 +34,9 @@ class Task(Protocol):
 
     def read_rows(self, frame: pl.DataFrame, cfg: PipelineConfig, url: str, lines: list[int] | None) -> RowsRead:
         """The text and canonical label of each row of `frame` (a source file's columns, in file order). lines:
-        the 1-based line (CoNLL) of each row, None where rows are records. Raises InputDataError naming url, the
-        record or line, and the setting that would help."""
+        the 1-based line each row starts on (csv, tsv, jsonl, txt, CoNLL), None where rows are not lines (parquet,
+        a JSON array). Raises InputDataError naming url, the line (else the record or row), and the setting that
+        would help."""
         ...
 
     def required_columns(self, cfg: PipelineConfig) -> dict[str, str | None]:

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from bert_pipeline.config import PipelineConfig
 from bert_pipeline.curation.labels import canonical_labels, label_set, mapped_labels
-from bert_pipeline.errors import InputDataError
+from bert_pipeline.errors import InputDataError, RowError
 from bert_pipeline.lake.manifests import Lake
 from bert_pipeline.task.base import RowsRead, string_column
 from bert_pipeline.text import coverage as cov
@@ -67,6 +67,8 @@ class ClassificationTask:
         try:
             labels = canonical_labels(frame[column], cfg.ingest.label_delimiter)
             return RowsRead(text, mapped_labels(labels, cfg.ingest.label_map))
+        except RowError as exc:
+            raise InputDataError(f"{url}: ingest.label_column {column!r}: {exc.at(lines)}") from None
         except InputDataError as exc:
             raise InputDataError(f"{url}: ingest.label_column {column!r}: {exc}") from None
 

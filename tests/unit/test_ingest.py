@@ -100,11 +100,22 @@ def test_derived_ids_are_stable_and_unique_even_for_repeated_texts(tmp_path: Pat
     assert again["doc_id"].to_list() == first["doc_id"].to_list()
 
 
+def test_empty_ids_are_refused_naming_their_lines(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text('id,text\n1,a\n,"b\nstill b"\n3,c\n,d\n')
+    with pytest.raises(InputDataError) as failure:
+        ingest(tmp_path, [str(tmp_path / "a.csv")], id_column="id")
+    assert f"{tmp_path / 'a.csv'}: ingest.id_column 'id' has 2 empty ids, at line 3, line 6: give every row an id" \
+        in str(failure.value)
+    pq.write_table(pa.table({"id": ["1", None], "text": ["a", "b"]}), tmp_path / "b.parquet")
+    with pytest.raises(InputDataError, match="has 1 empty ids, at row 2: "):  # no lines in parquet: its rows
+        ingest(tmp_path, [str(tmp_path / "b.parquet")], id_column="id")
+
+
 def test_duplicate_given_ids_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "a.csv").write_text("id,text\n1,a\n2,b\n1,c\n")
+    (tmp_path / "a.csv").write_text('id,text\n1,a\n2,"b\nstill b"\n1,c\n')  # a quoted value over two lines
     with pytest.raises(InputDataError, match="not unique") as failure:
         ingest(tmp_path, [str(tmp_path / "a.csv")], id_column="id")
-    assert f"'1' is {tmp_path / 'a.csv'} row 1 and {tmp_path / 'a.csv'} row 3. An id names one" in str(failure.value)
+    assert f"'1' is {tmp_path / 'a.csv'} line 2 and {tmp_path / 'a.csv'} line 5. An id names one" in str(failure.value)
     assert "leave ingest.id_column empty (doc_ids are then derived from the text). Nothing was written" in str(
         failure.value)
     assert "repeat another row exactly" not in str(failure.value)  # '1,a' and '1,c' are two documents
@@ -237,7 +248,7 @@ def test_append_refuses_an_id_the_partition_already_holds(tmp_path: Path) -> Non
     message = str(failure.value)
     assert ("the ids in ingest.id_column 'id' are not unique across the committed partition and tonight's sources"
             in message)
-    assert (f"'7' is {tmp_path / 'monday.csv'} row 1 (already committed) and {tmp_path / 'tuesday.csv'} row 2"
+    assert (f"'7' is {tmp_path / 'monday.csv'} row 1 (already committed) and {tmp_path / 'tuesday.csv'} line 3"
             in message)
     assert "repeat another row exactly" not in message  # 'seven again' is another text
     with pytest.raises(InputDataError, match=r"; 1 of them repeat another row exactly \(id, text and label\)"):

@@ -188,9 +188,9 @@ def test_a_list_column_written_to_csv_by_pandas_or_numpy_is_read_as_sets(tmp_pat
     for label in ("[draft, final]", "[draft]", "[18 - 25]", "[1+2]", "[[1, 2]]", "[f(1)]", "(none)", "('a')",
                   "(see note)", "{x}", "[Loading...]", "[TODO: ...]", "['unclosed]", "[" + "-" * 3000 + "1]"):
         assert canonical_label(label) == label
-    # numpy shortens long arrays with '...': the members are lost, so the file is refused, naming the row
+    # numpy shortens long arrays with '...': the members are lost, so the file is refused, naming the line
     csv.write_text("text,topics\nrefund not received,billing\nmany,[1 2 3 ... 998 999]\n")
-    with pytest.raises(InputDataError, match=r"tickets.csv: ingest.label_column 'topics': row 2: label "
+    with pytest.raises(InputDataError, match=r"tickets.csv: ingest.label_column 'topics': line 3: label "
                                              r"'\[1 2 3 ... 998 999\]' is an array that numpy shortened with '...'"):
         read_source(expand_sources(cfg.sources)[0], PipelineConfig(ingest=cfg))
 

@@ -113,14 +113,14 @@ def test_each_export_style_reads_to_the_same_canonical_spans(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("records", "said"), [
-    ([{"text": "Ann Lee", "label": [[0, 3, "PER"], [2, 7, "PER"]]}], ["record 1", "overlap"]),
-    ([{"text": "ok", "label": []}, {"text": "Ann", "label": [[0, 9, "PER"]]}], ["record 2", "outside"]),
-    ([{"text": "Ann Lee", "label": [[4, 4, "PER"]]}], ["record 1"]),
-    ([{"text": "Bob and Ann", "spans": [{"start": 0, "end": 3, "label": "PER", "text": "Ann"}]}], ["record 1"]),
+    ([{"text": "Ann Lee", "label": [[0, 3, "PER"], [2, 7, "PER"]]}], ["line 1", "overlap"]),
+    ([{"text": "ok", "label": []}, {"text": "Ann", "label": [[0, 9, "PER"]]}], ["line 2", "outside"]),
+    ([{"text": "Ann Lee", "label": [[4, 4, "PER"]]}], ["line 1"]),
+    ([{"text": "Bob and Ann", "spans": [{"start": 0, "end": 3, "label": "PER", "text": "Ann"}]}], ["line 1"]),
     ([{"text": "Ann met Bob", "label": [[0, 3, "PER"], [8, 11, "PER"]]}, {"text": "Sue", "label": []},
       {"text": "Zoë in 東京", "label": [[0, 3, "Per"], [7, 9, "LOC"]]}],
-     ['`ner.label_map: {"Per": "PER"}`', "'PER' (2 times, first at ", "bad.jsonl row 1) and 'Per' (1 time, first at ",
-      "bad.jsonl row 3)"]),
+     ['`ner.label_map: {"Per": "PER"}`', "'PER' (2 times, first at ", "bad.jsonl line 1) and 'Per' (1 time, first at ",
+      "bad.jsonl line 3)"]),
 ])
 def test_bad_spans_refuse_the_night_naming_the_record_and_write_nothing(tmp_path: Path, records: list[dict],
                                                                          said: list[str]) -> None:
@@ -129,6 +129,20 @@ def test_bad_spans_refuse_the_night_naming_the_record_and_write_nothing(tmp_path
         run_ingest(cfg)
     assert all(part in str(caught.value) for part in ["bad.jsonl", *said]), str(caught.value)
     assert Lake.of(cfg).read_manifest("raw", "2026-03-01") is None
+
+
+def test_a_refusal_names_the_line_of_a_jsonl_file_and_the_record_of_a_json_array(tmp_path: Path) -> None:
+    """Blank lines between records (an export edited by hand) make a record's number differ from its line's: the
+    message names the line a user's editor shows; a JSON array has no record lines, so its record is named."""
+    records = [{"text": "ok", "label": []}, {"text": "Ann", "label": [[0, 9, "PER"]]}]
+    spaced = tmp_path / "spaced.jsonl"
+    spaced.write_text("\n".join(json.dumps(r) for r in records[:1]) + "\n\n\n" + json.dumps(records[1]) + "\n")
+    with pytest.raises(InputDataError, match=r"spaced.jsonl line 4: span .* is outside the text"):
+        run_ingest(_cfg(tmp_path, [spaced]))
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps(records, indent=2))
+    with pytest.raises(InputDataError, match=r"array.json record 2: span .* is outside the text"):
+        run_ingest(_cfg(tmp_path, [array]))
 
 
 def test_utf16_offsets_are_a_setting_never_a_guess(tmp_path: Path) -> None:
@@ -149,7 +163,7 @@ def test_a_file_that_counts_code_points_is_refused_under_the_utf16_setting(tmp_p
     with pytest.raises(InputDataError) as caught:
         run_ingest(_cfg(tmp_path, [python_tool], offsets="utf16"))
     message = str(caught.value)
-    assert f"{python_tool} record 2" in message and "' Angela Merke'" in message, message
+    assert f"{python_tool} line 2" in message and "' Angela Merke'" in message, message
     assert "'Angela Merkel', 'São Paulo'" in message and "`ner.offsets: code_points`" in message
     assert Lake(str(tmp_path / "lake" / "ner")).read_manifest("raw", "2026-03-01") is None
     run_ingest(_cfg(tmp_path, [python_tool]))  # read as what it is
@@ -170,7 +184,7 @@ def test_offsets_after_an_emoji_in_text_without_spaces_are_refused_until_a_setti
         with pytest.raises(InputDataError) as caught:
             run_ingest(_cfg(tmp_path, [source]))
         message = str(caught.value)
-        assert f"{source} record 2" in message and said in message, message
+        assert f"{source} line 2" in message and said in message, message
         assert "`ner.offsets: utf16`" in message and "`ner.ambiguous_offsets: code_points`" in message
         assert Lake(str(tmp_path / "lake" / "ner")).read_manifest("raw", "2026-03-01") is None
     expected = {"李伟在东京工作": [("李伟", "PER"), ("东京", "LOC")],
@@ -300,7 +314,7 @@ def test_types_of_two_annotation_guides_are_warned_of_and_the_label_map_joins_th
     summary = run_ingest(_cfg(tmp_path, [conll_style, ontonotes_style]))
     assert summary["labels"] == {"GPE": 1, "LOC": 1, "PER": 1, "PERSON": 1}
     [warning] = summary["warnings"]
-    assert warning.startswith("ner.label_map: 'PER' (") and "a.jsonl row 1) and 'PERSON' (" in warning
+    assert warning.startswith("ner.label_map: 'PER' (") and "a.jsonl line 1) and 'PERSON' (" in warning
     assert 'ner.label_map: {"PER": "PERSON"}' in warning
     joined = run_ingest(_cfg(tmp_path, [conll_style, ontonotes_style], label_map={"PER": "PERSON"}))
     assert joined["labels"] == {"PERSON": 2, "GPE": 1, "LOC": 1} and "warnings" not in joined
