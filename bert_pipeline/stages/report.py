@@ -169,11 +169,17 @@ def adaptation_line(adaptation: dict[str, Any] | None) -> str:
     """Domain adaptation before fine-tuning (train.domain_adaptation), in one paragraph; '' when it did not run."""
     if not adaptation:
         return ""
-    return (f"Domain adaptation ({adaptation.get('reason')}): {adaptation.get('steps')} masked-LM steps over "
-            f"{adaptation.get('texts') or 0:,} of the lake's texts (stopped by {adaptation.get('stopped_by')}, "
-            f"{adaptation.get('seconds')} s), held-out masked-LM loss {adaptation.get('heldout_loss_before')} -> "
-            f"{adaptation.get('heldout_loss_after')}; kept in `{adaptation.get('folder')}` and reused by later "
-            "nights.\n\n")
+    work = (f"{adaptation.get('steps')} masked-LM steps over {adaptation.get('texts') or 0:,} of the lake's texts "
+            f"(stopped by {adaptation.get('stopped_by')}, {adaptation.get('seconds')} s), held-out masked-LM loss "
+            f"{adaptation.get('heldout_loss_before')} -> {adaptation.get('heldout_loss_after')}")
+    if adaptation.get("reused"):  # made by an earlier run with the same key: tonight's texts were not read
+        made = f" on {str(adaptation['committed_at'])[:10]}" if adaptation.get("committed_at") else ""
+        return (f"Domain adaptation ({adaptation.get('reason')}): reused the model adapted{made} for the same base "
+                f"model, tokenizer and settings ({work}), kept in `{adaptation.get('folder')}`; tonight adapted "
+                "nothing and read none of tonight's texts for it. A change to the tokenizer (the vocabulary "
+                "extension adding tokens) or to an adaptation setting adapts again.\n\n")
+    return (f"Domain adaptation ({adaptation.get('reason')}): {work}; kept in `{adaptation.get('folder')}` and reused "
+            "by later nights with the same base model, tokenizer and settings.\n\n")
 
 
 def model_metrics(lake: Lake, model_version: str | None) -> dict[str, Any] | None:

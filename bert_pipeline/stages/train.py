@@ -639,7 +639,9 @@ def domain_adapted_base(run: TrainRun, data: TrainingSet, base_dir: str, vocab: 
     dist.barrier()
     manifest = manifest or adapt_committed(plan.out_url, key)
     summary = {k: manifest.get(k) for k in ("steps", "planned_steps", "stopped_by", "seconds", "texts", "tokens_seen",
-                                            "heldout_loss_before", "heldout_loss_after", "embedding_rows_added")}
+                                            "heldout_loss_before", "heldout_loss_after", "embedding_rows_added",
+                                            "committed_at")}
+    summary["reused"] = bool(manifest.get("reused"))
     return (resolve_model_dir(plan.out_url, "the domain-adapted model"),
             {"reason": reason, "folder": plan.out_url, "key": key, **summary})
 

@@ -318,7 +318,8 @@ def adapt(plan: AdaptationPlan, texts: Sequence[str], device: torch.device | str
     larger (default: `resize_token_embeddings(..., mean_resizing=True)`). The caller's torch RNG state is left as
     it was.
 
-    Manifest: key, steps, planned_steps, stopped_by ("steps" | "minutes" | "data": max_passes passes done), seconds,
+    Manifest (with "reused": True added when the folder was already committed for plan.key): key, steps,
+    planned_steps, stopped_by ("steps" | "minutes" | "data": max_passes passes done), seconds,
     texts, heldout_texts, tokens_seen (non-padding tokens of the training batches), mlm_loss_first/_last (mean over
     the first/last 10 % of steps), heldout_loss_before/_after, resumed_from_step, device, precision, and the settings.
 
@@ -331,7 +332,7 @@ def adapt(plan: AdaptationPlan, texts: Sequence[str], device: torch.device | str
         CheckpointStore(plan.work_url).clear()  # left behind by a run killed between its commit and its cleanup
         if progress:
             progress(f"adapting to the lake's text: reused {plan.out_url}", 1.0)
-        return done
+        return done | {"reused": True}
     started = time.monotonic()
     device = torch.device(device)
     with torch.random.fork_rng(devices=_cuda_devices(device)):

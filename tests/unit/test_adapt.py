@@ -116,7 +116,15 @@ def test_same_key_is_reused_and_another_key_adapts_again(base: Path, tmp_path: P
 
     calls: list[tuple[str, float]] = []
     again = adapt(replace(plan, max_steps=500), TEXTS[:50], "cpu", progress=lambda m, f: calls.append((m, f)))
-    assert again == first  # the same key: nothing run, whatever the texts or settings now
+    assert again == first | {"reused": True}  # the same key: nothing run, whatever the texts or settings now
+    assert "reused" not in first
+    from bert_pipeline.stages.report import adaptation_line
+
+    line = adaptation_line({"reason": "auto", "folder": plan.out_url, **again})
+    assert line.startswith(f"Domain adaptation (auto): reused the model adapted on {first['committed_at'][:10]} "
+                           f"for the same base model, tokenizer and settings ({first['steps']} masked-LM steps")
+    assert "tonight adapted nothing and read none of tonight's texts for it" in line
+    assert "reused the model" not in adaptation_line({"reason": "auto", "folder": plan.out_url, **first})
     assert calls == [(f"adapting to the lake's text: reused {plan.out_url}", 1.0)]
     assert os.stat(path).st_mtime_ns == stamp and not os.path.exists(plan.work_url)
 
