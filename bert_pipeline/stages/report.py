@@ -12,6 +12,7 @@ run_date.
 from __future__ import annotations
 
 import io
+import unicodedata
 from typing import Any, Callable
 
 import numpy as np
@@ -237,7 +238,8 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
     else:
         head = (f"Tokenizer of {source}: {coverage['unknown_token_share']:.2%} of {coverage['tokens']:,} tokens are "
                 f"the unknown token `{unknown}` (threshold `tokenize.max_unknown_share` {threshold:.2%}); "
-                f"{coverage['hidden_char_share']:.2%} of {coverage['chars']:,} characters are hidden behind it; "
+                f"{coverage['hidden_char_share']:.2%} of {coverage['chars']:,} characters are hidden "
+                f"{'(behind it, or deleted by the normaliser)' if coverage.get('stripped_chars') else 'behind it'}; "
                 f"{coverage['texts_with_unknown']:,} of {coverage['texts']:,} texts hold at least one.\n")
     verdict = ""
     folded = ", ".join(f"{_code(c)} as {_code(into)} {n:,}" for c, into, n in coverage.get("folded_chars") or [])
@@ -261,7 +263,7 @@ def coverage_section(tokens_manifest: dict[str, Any], threshold: float) -> str:
     chars = ", ".join(f"{_code(c)} {n:,}" for c, n in coverage.get("top_unknown_chars") or [])
     words = ", ".join(f"{_code(w)} {n:,}" for w, n in coverage.get("top_unknown_words") or [])
     tops = ((f"\nMost frequent unknown characters: {chars}.\n" if chars else "")
-            + (f"\nMost frequent unknown words: {words}.\n" if words else ""))
+            + (f"\nMost frequent unknown words: {words}.\n" if words else "") + _normaliser_lines(coverage))
     return f"## Coverage\n\n{head}{vocabulary_line(tokens_manifest)}{verdict}{table}{tops}"
 
 
@@ -298,11 +300,46 @@ def vocabulary_line(tokens_manifest: dict[str, Any]) -> str:
     top = " ".join(text for text, _ in (tonight.get("top") or [])[:10])
     change = (f"the unknown token share went from {before:.2%} (the tokenizer it started from) to "
               f"{words.get('unknown_token_share_after', 0.0):.2%}; " if before is not None else "")
+    change += _pieces_change(words.get("coverage_before") or {}, tokens_manifest.get("coverage") or {})
     added = (f"{tonight.get('added', 0):,} tokens added tonight ({scripts}; most frequent: {top}), "
              if tonight.get("added") else "no token added tonight, ")
     return (f"\nThe night was read with the lake's extended vocabulary (`tokenize.extend_vocabulary`: "
             f"{words.get('extend_vocabulary')}): {change}{added}{words.get('added_total', 0):,} added to the base "
             "tokenizer in all.\n")
+
+
+def _normaliser_lines(coverage: dict[str, Any]) -> str:
+    """What the tokenizer's normaliser deletes before its vocabulary reads the text: characters of a script (hidden,
+    counted in the shares above) and combining marks (not hidden: the words read as written without them)."""
+    def shown(pairs: list[list[Any]]) -> str:
+        return ", ".join(f"{_code(_visible(c))} {n:,}" for c, n in pairs[:10])
+
+    lines = ""
+    if coverage.get("stripped_chars"):
+        lines += (f"\nDeleted by the tokenizer's normaliser before its vocabulary reads the text, so hidden though no "
+                  f"token is unknown: {coverage['stripped_chars']:,} characters, most often "
+                  f"{shown(coverage.get('top_stripped_chars') or [])}.\n")
+    if coverage.get("removed_marks"):
+        share = coverage["removed_marks"] / max(coverage.get("chars", 0), 1)
+        lines += (f"\nThe normaliser also deletes {coverage['removed_marks']:,} combining marks ({share:.1%} of the "
+                  f"characters), most often {shown(coverage.get('top_removed_marks') or [])}: vowel signs or accents "
+                  "the model never sees. They are not counted as hidden (the words read as written without them, as "
+                  "Arabic usually is); where they tell words apart, a cased or multilingual base model keeps them.\n")
+    return lines
+
+
+def _visible(char: str) -> str:
+    """A combining mark shown on a dotted circle (◌َ), as Unicode's charts show it; other characters as they are."""
+    return "\u25cc" + char if unicodedata.combining(char) else char
+
+
+def _pieces_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """'tokens per word of Arabic went from 4.20 to 2.46; ' for each script the tokenizer it started from spelled in
+    pieces (coverage.pieced_scripts): the reason an extension ran where no token was unknown; '' for none."""
+    now = after.get("by_script") or {}
+    return "".join(f"tokens per word of {script} went from {per_word:.2f} to "
+                   f"{now.get(script, {}).get('tokens_per_word', float('nan')):.2f}; "
+                   for script, per_word, _ in cov.pieced_scripts(before))
 
 
 def _code(text: str) -> str:

@@ -25,7 +25,9 @@ nothing: its unknown and hidden shares are 0 (an English one still spells other 
 token (a character-level BPE trained without one: `drops_text`, found by encoding PROBE) hides what no token's
 offsets cover; every text is then encoded with offsets. Characters of a script (not Common or Inherited) that the
 normaliser deletes before the vocabulary is consulted (an uncased BERT's accent stripping takes Thai vowel and tone
-marks and some Devanagari signs) are hidden too (`stripped_chars`), though their tokens look known.
+marks and some Devanagari signs) are hidden too (`stripped_chars`), though their tokens look known. Combining marks
+of script Inherited that it deletes (Arabic and Hebrew vowel signs, decomposed Latin accents) are counted apart
+(`removed_marks`), not as hidden: the words read as written without them.
 
 A token's script is that of the text it stands for: for a known token, its vocabulary piece as the tokenizer decodes
 it (a byte-level piece holding only part of a character's bytes counts as BYTE_PIECES); for an unknown token, its
@@ -256,6 +258,22 @@ class CoverageCounter:
                 found[char] = int(self.char_counts[point])
         return found
 
+    def normaliser_removes_marks(self) -> Counter:
+        """char -> occurrences of the combining marks of script Inherited (nonspacing: Arabic's and Hebrew's vowel
+        signs, the combining accents of decomposed Latin) that the tokenizer's normaliser deletes. They are not counted
+        as hidden: a text reads as written without them, as Arabic is usually written and as Arabic models'
+        own preprocessing reads it; they are counted so that the report can say what the model never sees."""
+        normalizer = getattr(self.encoder, "normalizer", None)
+        found: Counter = Counter()
+        if normalizer is None:
+            return found
+        for point in np.flatnonzero(self.char_counts > 0).tolist():
+            char = chr(point)
+            if (char_script(char) == INHERITED and unicodedata.category(char) == "Mn"
+                    and not normalizer.normalize_str(char)):
+                found[char] = int(self.char_counts[point])
+        return found
+
     def normaliser_folds(self) -> list[list[Any]]:
         """[[char, what the normaliser makes of it, occurrences], ...] (most first, at most TOP) of the letters of
         scripts other than Latin, Common and Inherited that the tokenizer's normaliser turns into another letter, not
@@ -295,9 +313,11 @@ class CoverageCounter:
          "by_script": {script: {"tokens", "unknown_tokens", "unknown_token_share", "chars", "hidden_chars",
                                 "hidden_char_share", and for a script written with spaces whose words it saw at
                                 least MIN_WORDS times "words", "tokens_per_word"}} (most characters first),
-         "top_unknown_chars": [[char, occurrences], ...], "top_unknown_words": [[text, occurrences], ...],
-         and where there are some "stripped_chars" (an occurrence count) and "folded_chars" ([[char, read as,
-         occurrences], ...], `normaliser_folds`)}
+         "top_unknown_chars": [[char, occurrences], ...] (unknown to the vocabulary, not the normaliser's),
+         "top_unknown_words": [[text, occurrences], ...], and where there are some "stripped_chars" (an occurrence
+         count, hidden) with "top_stripped_chars" (`normaliser_strips`), "removed_marks" with "top_removed_marks"
+         (`normaliser_removes_marks`, not hidden) and "folded_chars" ([[char, read as, occurrences], ...],
+         `normaliser_folds`)}
         """
         counts = self.id_counts.copy()
         counts[self._special] = 0
@@ -338,7 +358,9 @@ class CoverageCounter:
             row(char_script(chr(int(point))))["words"] += int(self.word_starts[point])
         chars, hidden_chars = sum(r["chars"] for r in scripts.values()), sum(hidden.values())
         alone = self.is_unknown_alone(sorted(hidden))
-        top_chars = sorted(((c, n) for c, n in hidden.items() if alone[c]), key=lambda kv: (-kv[1], kv[0]))[:TOP]
+        top_chars = sorted(((c, n) for c, n in hidden.items() if alone[c] and c not in stripped),
+                           key=lambda kv: (-kv[1], kv[0]))[:TOP]
+        marks = self.normaliser_removes_marks()
         top_words = sorted((self.unknown_pieces + self.dropped_pieces).items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
         tokens = int(counts.sum())
         by_script = {
@@ -352,7 +374,8 @@ class CoverageCounter:
         return {
             "unknown_token": self.encoder.id_to_token(self.unk_id) if self.unk_id is not None else None,
             **({"drops_text": True} if self.drops_text else {}),
-            **({"stripped_chars": sum(stripped.values())} if stripped else {}),
+            **({"stripped_chars": sum(stripped.values()), "top_stripped_chars": _most(stripped)} if stripped else {}),
+            **({"removed_marks": sum(marks.values()), "top_removed_marks": _most(marks)} if marks else {}),
             **({"folded_chars": folded} if (folded := self.normaliser_folds()) else {}),
             "texts": self.texts, "texts_with_unknown": self.texts_with_unknown,
             "tokens": tokens, "unknown_tokens": unknown_tokens, "unknown_token_share": _share(unknown_tokens, tokens),
@@ -489,6 +512,11 @@ def affected_scripts(coverage: dict[str, Any], limit: int = 3) -> list[tuple[str
     rows = [(s, r["hidden_chars"], r["hidden_char_share"]) for s, r in (coverage.get("by_script") or {}).items()
             if r.get("hidden_chars")]
     return sorted(rows, key=lambda r: (-r[1], r[0]))[:limit]
+
+
+def _most(counts: Counter) -> list[list[Any]]:
+    """[[char, occurrences], ...], most first (ties by character), at most TOP."""
+    return [[c, n] for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]]
 
 
 def pieced_scripts(coverage: dict[str, Any]) -> list[tuple[str, float, int]]:

@@ -110,3 +110,21 @@ def test_the_scores_section_names_the_nights_each_model_scored_reading_only_the_
     read.clear()
     assert "older night(s)" not in report.same_model_line(lake, "predictions", "2026-11-12", 20)  # the window's 11
     assert len(read) == 12
+
+
+def test_the_vocabulary_line_says_why_an_extension_ran_where_no_token_was_unknown() -> None:
+    """Arabic through the packaged MiniLM: no [UNK], but 4.2 tokens a word, so `auto` extended the vocabulary. The
+    report gives the figure that moved, not only the unknown share that stayed 0.00%."""
+    from bert_pipeline.stages.report import vocabulary_line
+
+    tokens = {"vocabulary": {"extended": True, "extend_vocabulary": "auto", "unknown_token_share_before": 0.0,
+                             "unknown_token_share_after": 0.0, "added_total": 819,
+                             "added_tonight": {"added": 819, "by_script": {"Arabic": 819}, "top": [["الله", 40]]},
+                             "coverage_before": {"by_script": {"Arabic": {"tokens_per_word": 4.197, "chars": 900},
+                                                               "Common": {"chars": 40}}}},
+              "coverage": {"by_script": {"Arabic": {"tokens_per_word": 2.457, "chars": 900}}}}
+    line = vocabulary_line(tokens)
+    assert ("the unknown token share went from 0.00% (the tokenizer it started from) to 0.00%; tokens per word of "
+            "Arabic went from 4.20 to 2.46; 819 tokens added tonight (Arabic 819; most frequent: الله)") in line
+    tokens["vocabulary"]["coverage_before"]["by_script"]["Arabic"]["tokens_per_word"] = 1.9  # read whole before
+    assert "tokens per word" not in vocabulary_line(tokens)
