@@ -588,6 +588,37 @@ def _surrogate_warning(name: str, report: SourceReport) -> str:
             f"character) replaced by U+FFFD and the rows flagged invalid_utf8, on line(s) {lines}{more}")
 
 
+EXACT_KEYS = ["doc_id", "text", "label"]  # a row that repeats another in all three is a copy of it, not a document
+
+
+def without_exact_repeats(rows: pl.DataFrame, id_column: str | None,
+                          committed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, int, list[str]]:
+    """(rows less those that repeat an earlier one exactly: the same given id, text and label, as a file
+    concatenated twice or an export that overlaps the one before leaves them; the first is kept, and so is every
+    row that repeats none; how many were left out; [the warning saying so, naming where the first repeat is]).
+    `committed`: the partition's committed rows (ingest.on_existing: append), which tonight's rows may repeat too.
+    Without ingest.id_column nothing is left out: a derived doc_id counts a text's occurrences, so a repeated text
+    is another document (curate then rejects it as an exact duplicate, keeping the row)."""
+    if id_column is None or rows.is_empty():
+        return rows, 0, []
+    fresh = pl.struct(EXACT_KEYS).is_first_distinct()
+    kept = rows.filter(fresh)
+    if committed is not None and committed.height:
+        kept = kept.join(committed.select(EXACT_KEYS).unique(), on=EXACT_KEYS, how="anti", nulls_equal=True,
+                         maintain_order="left")
+    left_out = rows.height - kept.height
+    if not left_out:
+        return rows, 0, []
+    first = rows.join(kept.select("source", "source_row"), on=["source", "source_row"], how="anti",
+                      maintain_order="left").row(0, named=True)
+    warning = (f"{left_out:,} row(s) repeat an earlier row exactly (ingest.id_column {id_column!r}, text and label), "
+               f"as a file concatenated twice or an export that overlaps the one before leaves them, the first at "
+               f"{place(first['source'], first['source_row'], first['source_line'])} (id {first['doc_id']!r}): one "
+               "of each is kept, the copies are left out (`repeated_rows` in the raw manifest)")
+    log.warning("ingest: %s", warning)
+    return kept, left_out, [warning]
+
+
 def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 0) -> None:
     """Refuse ids that several rows share, naming an example and two rows that hold it (file and line, or row where rows are not lines: `place`). The first
     `committed` rows of df are the partition's committed rows (ingest.on_existing: append)."""
@@ -599,14 +630,12 @@ def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 
                   for at, source, row, line in holders.select("at", "source", "source_row", "source_line").iter_rows()]
         where = f"the ids in ingest.id_column {id_column!r}" if id_column else "the derived doc_ids"
         scope = " across the committed partition and tonight's sources" if committed else ""
-        repeats = duplicated.height - duplicated.unique(["doc_id", "text", "label"]).height
-        exact = (f"; {repeats} of them repeat another row exactly (id, text and label), as a file concatenated "
-                 "twice or an export that overlaps the one before does" if repeats else "")
         fix = ("give each document one id, remove the repeated rows from the source, or leave ingest.id_column empty "
                "(doc_ids are then derived from the text)" if id_column else "report it: derived doc_ids include "
                "the source and row")
         raise InputDataError(f"{where} are not unique{scope}: {duplicated.height} rows share ids such as {examples}; "
-                             f"{examples[0]!r} is {places[0]} and {places[1]}{exact}. An id names one document, so "
+                             f"{examples[0]!r} is {places[0]} and {places[1]} with other texts or labels. An id names "
+                             "one document, so "
                              f"these rows cannot all be kept: {fix}. Nothing was written")
 
 
@@ -906,6 +935,8 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     ingested_at = dt.datetime.now(dt.timezone.utc)
     raw = pl.concat(frames, how="vertical").with_columns(
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
+    raw, repeated, said = without_exact_repeats(raw, cfg.ingest.id_column)
+    warnings += said
     _check_unique_ids(raw, cfg.ingest.id_column)
     labels, label_warnings = check_labels(raw, lake, cfg)
     warnings += label_warnings
@@ -921,6 +952,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
         "invalid_utf8_rows": int(raw["invalid_utf8"].sum()),
         "invalid_utf8_replaced": sum(f["invalid_utf8_replaced"] for f in per_file),
         "lone_surrogates": sum(f.get("lone_surrogates", 0) for f in per_file),
+        **({"repeated_rows": repeated} if repeated else {}),
         **_task_counts(per_file),
     }
     writer.commit(stage="ingest", run_date=cfg.run_date, inputs=inputs, files=_stamped(per_file, ingested_at),
@@ -973,6 +1005,8 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
     ingested_at = dt.datetime.now(dt.timezone.utc)
     added = pl.concat(frames, how="vertical").with_columns(
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
+    added, repeated, said = without_exact_repeats(added, cfg.ingest.id_column, old)
+    warnings = warnings + said
     keys = ["doc_id", "text", "label", "source", "source_row"]  # text: to tell an exact repeat from another text
     lines = pl.lit(None, dtype=pl.Int64).alias("source_line")  # committed rows: their lines are not kept
     whole = pl.concat([old.select(*keys, lines), added.select(*keys, "source_line")], how="vertical")
@@ -996,6 +1030,8 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
         "invalid_utf8_replaced": int(before.get("invalid_utf8_replaced", 0))
         + sum(s["invalid_utf8_replaced"] for _, s in new),
         "lone_surrogates": int(before.get("lone_surrogates", 0)) + sum(s.get("lone_surrogates", 0) for _, s in new),
+        **({"repeated_rows": int(before.get("repeated_rows", 0)) + repeated}
+           if repeated or before.get("repeated_rows") else {}),
         **_task_counts(list(manifest.get("files") or []) + [s for _, s in new]),
     }
     read_under = sorted(set(_read_under(manifest)) | {reading_hash(cfg)})  # several when appended under others

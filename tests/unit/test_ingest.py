@@ -115,18 +115,30 @@ def test_duplicate_given_ids_are_refused(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text('id,text\n1,a\n2,"b\nstill b"\n1,c\n')  # a quoted value over two lines
     with pytest.raises(InputDataError, match="not unique") as failure:
         ingest(tmp_path, [str(tmp_path / "a.csv")], id_column="id")
-    assert f"'1' is {tmp_path / 'a.csv'} line 2 and {tmp_path / 'a.csv'} line 5. An id names one" in str(failure.value)
+    assert f"'1' is {tmp_path / 'a.csv'} line 2 and {tmp_path / 'a.csv'} line 5 with other texts or labels. " \
+        "An id names one" in str(failure.value)
     assert "leave ingest.id_column empty (doc_ids are then derived from the text). Nothing was written" in str(
         failure.value)
-    assert "repeat another row exactly" not in str(failure.value)  # '1,a' and '1,c' are two documents
-    # a night exported twice over: the repeats are named as such
-    (tmp_path / "b.csv").write_text("id,text,label\n7,Доставка быстрая,pos\n8,Слабо,neg\n7,Доставка быстрая,pos\n"
-                                    "8,Слабо,neg\n")
-    with pytest.raises(InputDataError) as failure:
-        ingest(tmp_path, [str(tmp_path / "b.csv")], id_column="id", label_column="label")
-    assert ("4 rows share ids such as ['7', '8']; '7' is " in str(failure.value)
-            and "; 2 of them repeat another row exactly (id, text and label)" in str(failure.value))
+    assert "with other texts or labels" in str(failure.value)  # '1,a' and '1,c' are two documents
     assert not (tmp_path / "lake").exists()
+
+
+def test_rows_that_repeat_another_exactly_are_kept_once(tmp_path: Path) -> None:
+    """A night exported twice over (id 7 and 8 again, same text and label; 9 without a label, twice): one of each is
+    kept and the copies are counted and said; the same id with another label is still refused."""
+    (tmp_path / "b.csv").write_text("id,text,label\n7,Доставка быстрая,pos\n8,Слабо,neg\n9,Без оценки,\n"
+                                    "7,Доставка быстрая,pos\n8,Слабо,neg\n9,Без оценки,\n")
+    summary, raw = ingest(tmp_path, [str(tmp_path / "b.csv")], id_column="id", label_column="label")
+    assert raw.select("doc_id", "label", "source_row").rows() == [("7", "pos", 0), ("8", "neg", 1), ("9", None, 2)]
+    assert summary["rows"] == 3 and summary["repeated_rows"] == 3
+    assert summary["warnings"] == [
+        f"3 row(s) repeat an earlier row exactly (ingest.id_column 'id', text and label), as a file concatenated "
+        f"twice or an export that overlaps the one before leaves them, the first at {tmp_path / 'b.csv'} line 5 "
+        "(id '7'): one of each is kept, the copies are left out (`repeated_rows` in the raw manifest)"]
+    assert Lake(str(tmp_path / "lake")).read_manifest("raw", "2026-01-01")["counts"]["repeated_rows"] == 3
+    (tmp_path / "c.csv").write_text("id,text,label\n7,Доставка быстрая,pos\n7,Доставка быстрая,neg\n")
+    with pytest.raises(InputDataError, match="with other texts or labels"):
+        ingest(tmp_path / "c", [str(tmp_path / "c.csv")], id_column="id", label_column="label")
 
 
 def test_split_column_is_normalised_and_checked(tmp_path: Path) -> None:
@@ -250,10 +262,12 @@ def test_append_refuses_an_id_the_partition_already_holds(tmp_path: Path) -> Non
             in message)
     assert (f"'7' is {tmp_path / 'monday.csv'} row 1 (already committed) and {tmp_path / 'tuesday.csv'} line 3"
             in message)
-    assert "repeat another row exactly" not in message  # 'seven again' is another text
-    with pytest.raises(InputDataError, match=r"; 1 of them repeat another row exactly \(id, text and label\)"):
-        night(tmp_path, "overlap.csv", "id,text\n9,nine\n7,seven\n", id_column="id", on_existing="append")
     assert committed(tmp_path)[0] == manifest
+    # an export that overlaps the committed one: the overlap is left out, the new row appended
+    summary, raw = night(tmp_path, "overlap.csv", "id,text\n9,nine\n7,seven\n", id_column="id",
+                         on_existing="append")
+    assert raw["doc_id"].to_list() == ["7", "8", "9"] and summary["repeated_rows"] == 1
+    assert f"the first at {tmp_path / 'overlap.csv'} line 3 (id '7')" in summary["warnings"][0]
 
 
 def test_on_existing_is_checked() -> None:
