@@ -153,7 +153,8 @@ def training_section(manifest: dict[str, Any]) -> str:
                             decision.get("linear_baseline_difference_interval"), "Validation macro-F1",
                             "TF-IDF baseline", decision.get("new_validation_macro_f1_nested"))
             + f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
-            f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; "
+            f"Training set: {training.get('corrections_applied', 0)} earlier row(s) relabelled by later nights' "
+            "corrections; "
             f"{superseded_clause(training.get('superseded_versions', 0))}rows per night:\n\n"
             f"| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
 
@@ -356,7 +357,8 @@ def curation_section(counts: dict[str, Any], notes: list[tuple[str, str]]) -> st
     rows += [f"| rejected: {reason} | {n} | {n / raw:.2%} |" for reason, n in counts["rejected_by_reason"].items() if n]
     return ("## Curation\n\n" f"{counts['raw_rows']} raw rows = {counts['curated_rows']} curated + "
             f"{counts['rejected_rows']} rejected; {counts.get('label_conflicts', 0)} label conflicts; "
-            f"{counts.get('label_corrections', 0)} label corrections of earlier nights' rows.\n\n"
+            f"{counts.get('label_corrections', 0)} of tonight's rows correct the label of an earlier night's row "
+            "(several may correct one; the training set applies one correction per earlier row).\n\n"
             "| outcome | rows | share of raw |\n|---|---|---|\n" + "\n".join(rows) + "\n"
             + "".join(f"\n**{title}**: {warning}.\n" for title, warning in notes))
 

@@ -61,8 +61,8 @@ class EntityReport:
                                          decision.get("crf_difference_interval"), "Validation entity F1",
                                          "CRF baseline", decision.get("new_validation_entity_f1_nested"))
                 + f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
-                f"Training set: {training.get('corrections_applied', 0)} label correction(s) applied; rows per "
-                f"night:\n\n| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
+                f"Training set: {training.get('corrections_applied', 0)} earlier row(s) relabelled by later "
+                f"nights' corrections; rows per night:\n\n| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
 
     def model_section(self, metrics: dict[str, Any]) -> str:
         splits = (("validation", metrics["validation"]), ("test", metrics["test"]))
