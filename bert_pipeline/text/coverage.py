@@ -52,7 +52,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import regex
@@ -248,29 +248,25 @@ class CoverageCounter:
         vocabulary is consulted, in scripts other than Common and Inherited: an uncased BERT strips combining marks,
         which in Thai and Devanagari are vowels and tones (ดี reads as ด). Latin accents fold to a letter ("é" ->
         "e"), so they are not counted; what a character becomes is judged alone, once per distinct character."""
-        normalizer = getattr(self.encoder, "normalizer", None)
-        found: Counter = Counter()
-        if normalizer is None:
-            return found
-        for point in np.flatnonzero(self.char_counts > 0).tolist():
-            char = chr(point)
-            if char_script(char) not in (COMMON, INHERITED) and not normalizer.normalize_str(char):
-                found[char] = int(self.char_counts[point])
-        return found
+        return self._deleted(lambda char: char_script(char) not in (COMMON, INHERITED))
 
     def normaliser_removes_marks(self) -> Counter:
         """char -> occurrences of the combining marks of script Inherited (nonspacing: Arabic's and Hebrew's vowel
         signs, the combining accents of decomposed Latin) that the tokenizer's normaliser deletes. They are not counted
         as hidden: a text reads as written without them, as Arabic is usually written and as Arabic models'
         own preprocessing reads it; they are counted so that the report can say what the model never sees."""
+        return self._deleted(lambda char: char_script(char) == INHERITED and unicodedata.category(char) == "Mn")
+
+    def _deleted(self, considered: Callable[[str], bool]) -> Counter:
+        """char -> occurrences of the characters read tonight, `considered(char)` true, that the tokenizer's
+        normaliser turns into nothing, judged alone (once per distinct character); empty without a normaliser."""
         normalizer = getattr(self.encoder, "normalizer", None)
         found: Counter = Counter()
         if normalizer is None:
             return found
         for point in np.flatnonzero(self.char_counts > 0).tolist():
             char = chr(point)
-            if (char_script(char) == INHERITED and unicodedata.category(char) == "Mn"
-                    and not normalizer.normalize_str(char)):
+            if considered(char) and not normalizer.normalize_str(char):
                 found[char] = int(self.char_counts[point])
         return found
 
