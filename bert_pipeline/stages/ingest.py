@@ -620,7 +620,8 @@ def without_exact_repeats(rows: pl.DataFrame, id_column: str | None,
 
 
 def _check_unique_ids(df: pl.DataFrame, id_column: str | None, committed: int = 0) -> None:
-    """Refuse ids that several rows share, naming an example and two rows that hold it (file and line, or row where rows are not lines: `place`). The first
+    """Refuse ids that several rows share with other texts or labels (exact copies are gone: without_exact_repeats),
+    naming an example and two rows that hold it (`place`: file and line, or row where rows are not lines). The first
     `committed` rows of df are the partition's committed rows (ingest.on_existing: append)."""
     duplicated = df.with_row_index("at").filter(pl.col("doc_id").is_duplicated())
     if duplicated.height:
@@ -1007,7 +1008,7 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
         ingested_at=pl.lit(ingested_at, dtype=pl.Datetime("us", "UTC")))
     added, repeated, said = without_exact_repeats(added, cfg.ingest.id_column, old)
     warnings = warnings + said
-    keys = ["doc_id", "text", "label", "source", "source_row"]  # text: to tell an exact repeat from another text
+    keys = ["doc_id", "text", "label", "source", "source_row"]
     lines = pl.lit(None, dtype=pl.Int64).alias("source_line")  # committed rows: their lines are not kept
     whole = pl.concat([old.select(*keys, lines), added.select(*keys, "source_line")], how="vertical")
     _check_unique_ids(whole, cfg.ingest.id_column, committed=old.height)

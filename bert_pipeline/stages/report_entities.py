@@ -62,7 +62,8 @@ class EntityReport:
                                          "CRF baseline", decision.get("new_validation_entity_f1_nested"))
                 + f"{adaptation_line((manifest.get('metrics') or {}).get('adaptation'))}"
                 f"Training set: {training.get('corrections_applied', 0)} earlier row(s) relabelled by later "
-                f"nights' corrections; rows per night:\n\n| run_date | train | validation | test |\n|---|---|---|---|\n{rows}\n")
+                f"nights' corrections; rows per night:\n\n| run_date | train | validation | test |\n"
+                f"|---|---|---|---|\n{rows}\n")
 
     def model_section(self, metrics: dict[str, Any]) -> str:
         splits = (("validation", metrics["validation"]), ("test", metrics["test"]))
