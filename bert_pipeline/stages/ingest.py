@@ -101,8 +101,12 @@ def expand_sources(sources: list[str]) -> list[SourceFile]:
     return list(found.values())
 
 
+UNNAMED = "unnamed"  # a format no extension names: weiboNER_2nd_conll.train, a corpus's .dev and .test files
+
+
 def detect_format(url: str, configured: str) -> tuple[str, str | None]:
-    """(format, compression) from the configured format or the file's extension."""
+    """(format, compression) from the configured format or the file's extension; UNNAMED under auto for an extension
+    that names none, which `_read_table` reads as CoNLL when its lines are (`looks_like_conll`), else refuses."""
     lowered = url.lower()
     compression = None
     for suffix, codec in COMPRESSION_SUFFIXES.items():
@@ -113,10 +117,7 @@ def detect_format(url: str, configured: str) -> tuple[str, str | None]:
     for extension, fmt in FORMAT_BY_EXTENSION.items():
         if lowered.endswith(extension):
             return fmt, compression
-    raise InputDataError(
-        f"{url}: cannot tell the format from the extension; set ingest.format to one of "
-        "csv, tsv, jsonl, json, parquet, txt, conll"
-    )
+    return UNNAMED, compression
 
 
 def read_raw_bytes(url: str, compression: str | None) -> bytes:
@@ -182,6 +183,12 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
     column = cfg.ingest.text_column
     if not text.strip():  # an empty file is a source with no rows, not an error
         return pl.DataFrame(schema={column: pl.String}), report
+    if fmt == UNNAMED:
+        if not looks_like_conll(text):
+            raise InputDataError(f"{url}: cannot tell the format from the extension; set ingest.format to one of "
+                                 "csv, tsv, jsonl, json, parquet, txt, conll")
+        fmt = "conll"  # corpora ship their CoNLL splits as .train, .dev and .test
+        log.info("ingest: %s: no extension names its format; its lines are CoNLL columns, read as conll", url)
     if fmt in ("txt", "csv", "tsv") and cfg.ingest.format == "auto" and looks_like_conll(text):
         raise InputDataError(f"{url}: its lines look like a CoNLL column file (a token and a tag per line), not "
                              f"{fmt} texts: to read its entities set task: ner and ingest.format: conll; to read "

@@ -274,10 +274,9 @@ def test_weibo_word_position_marks_are_read_as_segmentation_not_text(tmp_path: P
     codes = _jsonl(tmp_path / "codes.jsonl", [{"tokens": ["Gate", "A1", "to", "B2", "via", "C3", "and", "D4", "E5"],
                                                "ner_tags": ["O", "B-LOC", "O", "B-LOC", "O", "B-LOC", "O", "O", "O"]}])
     def night(run_date: str, source: Path, **ner: object) -> dict:
-        return run_ingest(build_config({"data_root": str(tmp_path / "lake"), "run_date": run_date, "task": "ner",
-                                        "ingest": {"sources": [str(source)], "format": "conll"}, "ner": ner}))
+        return run_ingest(_cfg(tmp_path, [source], run_date=run_date, **ner))
 
-    summary = night("2026-03-01", marked)  # the file's own name: its extension cannot tell the format
+    summary = night("2026-03-01", marked)  # .train names no format: its lines are CoNLL columns
     assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-01")) == {
         "我在北京见到李明华2013年～": [("北京", "GPE.NAM"), ("李明华", "PER.NAM")],
         "去iPhone店http：//t·cn😂": [("iPhone", "ORG.NAM")]}
@@ -291,6 +290,10 @@ def test_weibo_word_position_marks_are_read_as_segmentation_not_text(tmp_path: P
     assert "warnings" not in kept or not any("position" in w for w in kept["warnings"])
     assert read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-02")["text"].to_list()[0] == \
         "我0 在0 北0 京1 见0 到1 李0 明1 华2 20 01 12 33 年0 ～0"
+    notes = tmp_path / "README.train"  # an extension that names no format, and lines that are not CoNLL
+    notes.write_text("Weibo NER, second release.\nSplits: train, dev, test.\n", encoding="utf-8")
+    with pytest.raises(InputDataError, match="cannot tell the format from the extension; set ingest.format"):
+        night("2026-03-05", notes)
     untouched = run_ingest(_cfg(tmp_path, [codes], run_date="2026-03-03"))
     assert "warnings" not in untouched
     assert _entities(read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-03")) == {
