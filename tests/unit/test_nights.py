@@ -185,11 +185,11 @@ def test_spellings_that_collide_are_refused_before_any_write(tmp_path: Path) -> 
     with pytest.raises(InputDataError) as caught:
         run_ingest(build_config(base, {"run_date": NIGHT2, "ingest.sources": [str(tmp_path / "two.csv")]}))
     assert "'Positive' (1 time, first at " in str(caught.value)
-    assert "two.csv row 1) and 'positive' (first at run_date=2026-03-01)" in str(caught.value)
+    assert "two.csv line 2) and 'positive' (first at run_date=2026-03-01)" in str(caught.value)
     # the mapping keeps the spelling the committed night holds: mapping that one away would leave the clash
     assert '`ingest.label_map: {"Positive": "positive"}`' in str(caught.value)
-    with pytest.raises(InputDataError, match=r"'None' \(1 time, first at .*three.csv row 1\) and 'none' \(1 time, "
-                                             r"first at .*three.csv row 2\).*`ingest.label_map: \{\"none\": \"None\"\}`"):
+    with pytest.raises(InputDataError, match=r"'None' \(1 time, first at .*three.csv line 2\) and 'none' \(1 time, "
+                                             r"first at .*three.csv line 3\).*`ingest.label_map: \{\"none\": \"None\"\}`"):
         run_ingest(build_config(base, {"run_date": "2026-03-03", "ingest.sources": [str(tmp_path / "three.csv")]}))
     assert Lake(str(tmp_path / "lake")).run_dates("raw") == [NIGHT1]
     assert not (tmp_path / "lake" / "raw" / f"run_date={NIGHT2}").exists()
@@ -212,7 +212,7 @@ def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merg
     assert summary["labels"] == {"0": 2, "1": 1, "pos": 1}
     [warning] = summary["warnings"]
     assert warning.startswith("ingest.label_column: the labels '0' (")
-    assert "two.csv row 1), '1' (" in warning and f"'neg' (run_date={NIGHT1}), 'pos' (" in warning
+    assert "two.csv line 2), '1' (" in warning and f"'neg' (run_date={NIGHT1}), 'pos' (" in warning
     assert 'ingest.label_map: {"0": <its class>, "1": <its class>}' in warning and warning in caplog.text
     assert run_ingest(build_config(base, night2))["warnings"] == [warning]  # a skipped rerun says it again
     run_curate(build_config(base, night2))
@@ -229,7 +229,7 @@ def test_labels_that_are_numbers_beside_words_are_told_and_ingest_label_map_merg
     four = run_ingest(build_config(base, {"run_date": "2026-03-04", "ingest.sources": [str(tmp_path / "four.csv")]}))
     [alike] = four["warnings"]
     assert alike.startswith(f"ingest.label_column: 'neg' (run_date={NIGHT1}) and 'negative' (")
-    assert "four.csv row 2) look like one label spelt two ways" in alike
+    assert "four.csv line 3) look like one label spelt two ways" in alike
     assert 'ingest.label_map: {"neg": "negative"}' in alike
     pl.DataFrame({"text": ["livraison rapide", "service client absent"], "label": ["pos", "negative"]}).write_csv(
         tmp_path / "five.csv")
