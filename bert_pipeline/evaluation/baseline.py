@@ -25,10 +25,11 @@ Classifier: single-label, one multinomial LogisticRegression (lbfgs); multi-labe
 label (one-vs-rest) with a decision threshold per label tuned on validation (`multilabel.tune_thresholds`, the
 model's rule). Class weights (`CLASS_WEIGHTS`): balanced, each class weighing as much as any other in the fit (the
 default), or none, each row weighing the same, whichever the same folds score higher on the chosen features, ties
-to balanced (for text in scripts without spaces too). Neither wins everywhere: on 25 imbalanced Russian word
-senses balanced weights read 0.47 out of fold against 0.38 without; on two-class Quranic verses (3 Meccan to 1
-Medinan) 0.799 against 0.806, and the test rows agreed (0.760 against 0.783). Deterministic: same rows and seed,
-same coefficients.
+to balanced (for text in scripts without spaces too). Neither wins everywhere (benchmarks/bench_baseline_features.py,
+4,000 training rows): on 25 imbalanced Russian word senses balanced weights read 0.457 out of fold against 0.364
+without (test 0.601 against 0.503); on two-class Quranic verses (3 Meccan to 1 Medinan) 0.798 against 0.799 (test
+0.811 against 0.827). The folds' margin can be that small: on fewer rows the choice is close to a coin.
+Deterministic: same rows and seed, same coefficients.
 
 Stored without pickle (the project loads nothing that can run code): `baseline/baseline.json` holds the settings,
 labels, thresholds and each vectorizer's vocabulary (terms in column order); `baseline/baseline.safetensors` holds
@@ -67,8 +68,8 @@ SAMPLE_TEXTS = 5_000  # texts read to decide the script (the first ones: determi
 SPACED_FEATURES = ("word+char", "char_wb")  # the candidates for spaced scripts, the default first
 CLASS_WEIGHTS = ("balanced", None)  # the candidates for the chosen features, the default first
 SELECTION_FOLDS = 3
-# Rows the choice is cross-validated on: a seeded sample bounds its cost (two vectorizer fits and six logistic
-# regressions on at most this many rows: 2.5 to 10 times the chosen baseline's own fit on 1,900-4,000 rows,
+# Rows the choice is cross-validated on: a seeded sample bounds its cost (two vectorizer fits and nine logistic
+# regressions on at most this many rows: 2.3 to 11 times the chosen baseline's own fit on 1,900-4,000 rows,
 # benchmarks/bench_baseline_features.py).
 SELECTION_ROWS = 6_000
 MIN_SELECTION_ROWS = 60  # fewer: folds of 20 rows cannot tell two feature sets apart
