@@ -124,12 +124,13 @@ def choose_features(texts: Sequence[str], labels: np.ndarray | None = None, seed
     share = no_space_share(texts)
     by_script = share >= NO_SPACE_SHARE
     features = ("char",) if by_script else SPACED_FEATURES
-    script_why = f"char: {share:.0%} of the letters are of scripts written without spaces; " if by_script else ""
+    script = f"script ({share:.0%} of the letters are of scripts written without spaces)" if by_script else ""
+    default = f"{script}; default class weights: " if by_script else "default: "
     if labels is None:
-        return FeatureChoice(features[0], share, f"{script_why}default: no labels to choose by", {})
+        return FeatureChoice(features[0], share, f"{default}no labels to choose by", {})
     sample = np.sort(np.random.default_rng(seed).permutation(len(texts))[:SELECTION_ROWS])
     if len(sample) < MIN_SELECTION_ROWS:
-        return FeatureChoice(features[0], share, f"{script_why}default: {len(sample)} training rows are too few to "
+        return FeatureChoice(features[0], share, f"{default}{len(sample)} training rows are too few to "
                              f"cross-validate (at least {MIN_SELECTION_ROWS})", {}, len(sample))
     chosen_texts, chosen_labels = [texts[i] for i in sample], np.asarray(labels)[sample]
     try:
@@ -139,11 +140,12 @@ def choose_features(texts: Sequence[str], labels: np.ndarray | None = None, seed
         unweighted = candidate_name(best, None)
         figures[unweighted] = pooled_f1(matrices[best], chosen_labels, seed, None)
     except ValueError as error:  # a fold's training rows hold one label only: nothing to compare
-        return FeatureChoice(features[0], share, f"{script_why}default: the labels cannot be split into "
+        return FeatureChoice(features[0], share, f"{default}the labels cannot be split into "
                              f"{SELECTION_FOLDS} folds ({error})", {}, len(sample))
     weight = None if figures[unweighted] > figures[best] else CLASS_WEIGHTS[0]  # ties: balanced, the default
-    return FeatureChoice(best, share, f"{script_why}{SELECTION_FOLDS}-fold cross-validation on {len(sample)} "
-                         "training rows", figures, len(sample), weight)
+    folds = f"{SELECTION_FOLDS}-fold cross-validation on {len(sample)} training rows"
+    return FeatureChoice(best, share, f"{script}, class weights by {folds}" if by_script else folds, figures,
+                         len(sample), weight)
 
 
 def feature_choice_words(choice: dict[str, Any] | None) -> str:

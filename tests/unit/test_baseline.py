@@ -183,7 +183,8 @@ def test_the_feature_choice_says_why_it_kept_the_default(tmp_path: Path) -> None
         "default: the labels cannot be split into 3 folds (")
     chinese = baseline.choose_features([chinese_review(rng, True, i) for i in range(100)], lone)
     assert chinese.features == "char" and chinese.why.startswith(
-        "char: 100% of the letters are of scripts written without spaces; default: the labels cannot be split")
+        "script (100% of the letters are of scripts written without spaces); default class weights: the labels "
+        "cannot be split into 3 folds (")
     # a stored baseline fitted on char_wb alone reads the same after a round trip
     labels = np.asarray([i % 2 for i in range(120)])
     texts = [word_order_review(rng, bool(y), i) for i, y in enumerate(labels)]
@@ -452,5 +453,8 @@ def test_no_champion_scores_nothing_and_says_why_or_scores_with_the_baseline(chi
     assert "score.long_text" not in report  # the baseline read every character: only training cut them
     assert "| validation | " in report and "TF-IDF baseline macro-F1" in report  # the model section, both figures
     share = newest["metrics"]["baseline"]["feature_choice"]["why"]  # the features, and why: Chinese text
-    assert share.endswith("of the letters are of scripts written without spaces") and int(share.split("%")[0]) > 50
-    assert f"fitted on the same training rows (char n-grams: {share}, " in report
+    assert share.startswith("script (") and share.endswith(
+        "% of the letters are of scripts written without spaces), class weights by 3-fold cross-validation on "
+        f"{newest['metrics']['baseline']['feature_choice']['rows']} training rows")
+    assert int(share.removeprefix("script (").split("%")[0]) > 50
+    assert f"fitted on the same training rows (char n-grams, chosen by {share}: char 0." in report
