@@ -13,17 +13,24 @@ class InputDataError(PipelineError, ValueError):
     """An input file or column is missing or malformed; the message names the file and the problem."""
 
 
+def line_or_row(row: int, line: int | None, unit: str = "row") -> str:
+    """Where a row of a source file is, for a message: 'line 14' where the line it starts on is known (a quoted
+    value spans lines and a jsonl file may hold blank lines, so a row's number is not its line's), else 'row 3'
+    (`row` is 0-based, said 1-based; unit 'record' for a JSON array's elements)."""
+    return f"line {line}" if line is not None else f"{unit} {row + 1}"
+
+
 class RowError(InputDataError):
     """A value of one row of a source is malformed: `row` is its 0-based index in the file's rows, so that the reader,
     which knows the line each row starts on, can name the line; str() says 'row N: problem' (1-based)."""
 
     def __init__(self, row: int, problem: str) -> None:
-        super().__init__(f"row {row + 1}: {problem}")
+        super().__init__(f"{line_or_row(row, None)}: {problem}")
         self.row, self.problem = row, problem
 
     def at(self, lines: list[int] | None) -> str:
         """'line 14: problem' where the rows' lines are known, else 'row 3: problem'."""
-        return f"line {lines[self.row]}: {self.problem}" if lines else str(self)
+        return f"{line_or_row(self.row, lines[self.row] if lines else None)}: {self.problem}"
 
 
 class LakeStateError(PipelineError, RuntimeError):

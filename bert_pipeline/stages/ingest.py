@@ -37,7 +37,7 @@ import xxhash
 
 from bert_pipeline.lake import storage
 from bert_pipeline.config import NOT_FINGERPRINTED, IngestConfig, PipelineConfig
-from bert_pipeline.errors import InputDataError
+from bert_pipeline.errors import InputDataError, line_or_row
 from bert_pipeline.curation.labels import look_alike_warnings, spelling_clashes, spelling_message
 from bert_pipeline.ner.tagging import conll_sentences, looks_like_conll
 from bert_pipeline.task import task_of
@@ -578,13 +578,12 @@ def read_source(source: SourceFile, cfg: PipelineConfig) -> tuple[pl.DataFrame, 
 
 def _places(rows: list[int], row_lines: list[int] | None) -> str:
     """'line 7, line 12' where rows start on known lines (row_lines), else 'row 5, row 9' (1-based data rows)."""
-    return ", ".join(f"line {row_lines[row]}" if row_lines else f"row {row + 1}" for row in rows)
+    return ", ".join(line_or_row(row, row_lines[row] if row_lines else None) for row in rows)
 
 
 def place(source: str, row: int, line: int | None) -> str:
-    """Where a row of a source is, for a message: 'reviews.csv line 14' where the line is known (a quoted value may
-    span lines, so a row's number is not its line's), else 'reviews.parquet row 3' (1-based)."""
-    return f"{source} line {line}" if line is not None else f"{source} row {row + 1}"
+    """'reviews.csv line 14', or 'reviews.parquet row 3' where rows are not lines (`errors.line_or_row`)."""
+    return f"{source} {line_or_row(row, line)}"
 
 
 def _surrogate_warning(name: str, report: SourceReport) -> str:

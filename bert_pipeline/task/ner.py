@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bert_pipeline.config import NerConfig, PipelineConfig
+from bert_pipeline.errors import line_or_row
 from bert_pipeline.curation.clean import clean_text
 from bert_pipeline.ner.offsets import UNMAPPABLE, map_spans
 from bert_pipeline.ner.readers import Annotated, read_doccano, read_label_studio, read_span_dicts, read_token_tags
@@ -204,7 +205,7 @@ class NerTask:
         counts: Counter[str] = Counter(position_marks_dropped=dropped)
         entities = 0
         for index, record in enumerate(records):
-            where = f"{url} line {lines[index]}" if lines else f"{url} record {index + 1}"
+            where = f"{url} {line_or_row(index, lines[index] if lines else None, 'record')}"
             text, spans = read_record(record, where, cfg, scheme, counts, separator)
             texts.append(text)
             labels.append(None if spans is None else encode_spans(spans))
