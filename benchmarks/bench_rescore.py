@@ -15,13 +15,12 @@ the same size costs); the ratio, not the seconds, is the figure.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import polars as pl
 import torch
 
-from benchmarks._common import DEMO, cpu_flags, run_parser
+from benchmarks._common import DEMO, cpu_flags, median_seconds, run_parser
 from bert_pipeline.config import load_config
 from bert_pipeline.evaluation import registry
 from bert_pipeline.lake.manifests import Lake
@@ -50,12 +49,6 @@ def champion(lake: Lake, version: str, seed: int) -> None:
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(base).save_pretrained(folder)
     registry.promote(lake, version, LABELS, {"promoted": True})
-
-
-def timed(run) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -93,10 +86,10 @@ def main() -> None:
     tonight = dates[-1]
     base = {"data_root": args.lake, "run_date": tonight, "ingest.label_column": None}
     alone = score_flow(overrides=base | {"score.rescore_nights": 0})  # untimed: Prefect's temporary server starts
-    anchor = timed(lambda: score_flow(overrides=base | {"score.force": True, "score.rescore_nights": 0}))
+    anchor = median_seconds(lambda: score_flow(overrides=base | {"score.force": True, "score.rescore_nights": 0}), 1)
     both: dict = {}
-    whole = timed(lambda: both.update(score_flow(overrides=base | {"score.force": True,
-                                                                   "score.rescore_nights": args.nights})))
+    whole = median_seconds(lambda: both.update(score_flow(overrides=base | {"score.force": True,
+                                                                   "score.rescore_nights": args.nights})), 1)
     rescored = both.get("rescored") or {}
     versions = {date: pl.from_arrow(lake.dataset("predictions", [date]).to_table(columns=["model_version"]))
                 ["model_version"].unique().to_list() for date in dates}
