@@ -13,11 +13,12 @@ Features, chosen from the training rows (`choose_features`):
   make a whole Chinese sentence one token;
 - otherwise one of `SPACED_FEATURES`, chosen by `SELECTION_FOLDS`-fold cross-validation on the training rows (at
   most `SELECTION_ROWS` of them, a seeded sample): word 1-2-grams + character 1-3-grams within word boundaries
-  (`char_wb`) side by side ("word+char"), or the character n-grams alone ("char_wb"). Neither wins everywhere
-  (benchmarks/bench_baseline_features.py, test macro-F1: English tweets 0.700 against 0.675 and fine-food reviews
-  0.777 against 0.743 with words; on Russian word senses, where inflection scatters a word's forms over many word
-  features, the folds prefer characters by 0.06, and the lake's two nights' test rows by 0.05). Ties go to
-  word+char. Fewer than `MIN_SELECTION_ROWS` rows, or labels the folds cannot split, keep word+char and say why.
+  (`char_wb`) side by side ("word+char"), the character 1-3-grams alone ("char_wb"), or character 1-5-grams within
+  word boundaries alone ("char_wb 1-5"). None wins everywhere (benchmarks/bench_baseline_features.py, test
+  macro-F1: fine-food reviews 0.777 with words against 0.743 and 0.751; on Russian word senses, where inflection
+  scatters a word's forms over many word features, the folds prefer the 1-3-grams by 0.03 to 0.06; on vowelled
+  Arabic verses, whose words are long, the 1-5-grams read 0.804 against 0.791 and 0.784 on 2,000 rows). Ties go to
+  the first. Fewer than `MIN_SELECTION_ROWS` rows, or labels the folds cannot split, keep word+char and say why.
 Sublinear tf, l2-normalised rows, at most `MAX_FEATURES` columns per vectorizer (the most frequent n-grams), so
 memory stays bounded whatever the corpus.
 
@@ -65,7 +66,7 @@ FORMAT = 1
 MAX_FEATURES = 100_000  # per vectorizer: word+char together at most 200k columns
 NO_SPACE_SHARE = 0.3
 SAMPLE_TEXTS = 5_000  # texts read to decide the script (the first ones: deterministic)
-SPACED_FEATURES = ("word+char", "char_wb")  # the candidates for spaced scripts, the default first
+SPACED_FEATURES = ("word+char", "char_wb", "char_wb 1-5")  # the candidates for spaced scripts, the default first
 CLASS_WEIGHTS = ("balanced", None)  # the candidates for the chosen features, the default first
 SELECTION_FOLDS = 3
 # Rows the choice is cross-validated on: a seeded sample bounds its cost (two vectorizer fits and nine logistic
@@ -96,7 +97,7 @@ def no_space_share(texts: Sequence[str]) -> float:
 
 @dataclass(frozen=True)
 class FeatureChoice:
-    """Which n-grams the baseline reads (`features`: "char", "word+char" or "char_wb"), how its logistic regression
+    """Which n-grams the baseline reads (`features`: "char", "word+char", "char_wb" or "char_wb 1-5"), how its logistic regression
     weighs the classes (`class_weight`: "balanced" or None) and why."""
 
     features: str
@@ -203,6 +204,8 @@ def vectorizer_settings(features: str) -> list[tuple[str, dict[str, Any]]]:
     common = {"sublinear_tf": True, "lowercase": True, "max_features": MAX_FEATURES, "min_df": 1, "norm": "l2",
               "smooth_idf": True, "use_idf": True}
     char_wb = ("char", {"analyzer": "char_wb", "ngram_range": [1, 3], **common})
+    if features == "char_wb 1-5":
+        return [("char", {"analyzer": "char_wb", "ngram_range": [1, 5], **common})]
     if features == "char":
         return [("char", {"analyzer": "char", "ngram_range": [1, 3], **common})]
     if features == "char_wb":

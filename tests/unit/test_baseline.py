@@ -129,7 +129,7 @@ def test_for_spaced_scripts_cross_validation_on_the_training_rows_chooses_the_fe
     assert fitted.describe()["feature_choice"]["cross_validated_macro_f1"]["word+char"] >= 0.95
     easy = [english_review(rng, bool(y), i) for i, y in enumerate(labels)]
     tie = baseline.choose_features(easy, labels, seed=0)
-    assert tie.cross_validated == {"word+char": 1.0, "char_wb": 1.0, "word+char unweighted": 1.0}
+    assert tie.cross_validated == {"word+char": 1.0, "char_wb": 1.0, "char_wb 1-5": 1.0, "word+char unweighted": 1.0}
     assert tie.features == "word+char" and tie.class_weight == "balanced"  # ties keep the defaults
 
 
@@ -146,7 +146,7 @@ def test_the_class_weights_are_chosen_by_the_same_folds_and_the_fit_uses_them(tm
     texts = [english_review(rng, bool(y) if rng.random() < 0.8 else not y, i) for i, y in enumerate(labels)]
     choice = baseline.choose_features(texts, labels, seed=0)
     unweighted = f"{choice.features} unweighted"
-    assert set(choice.cross_validated) == {"word+char", "char_wb", unweighted}
+    assert set(choice.cross_validated) == {"word+char", "char_wb", "char_wb 1-5", unweighted}
     x = baseline.features_matrix(texts, choice.features)
     answers = np.zeros(len(texts), dtype=np.int64)
     for train, held_out in StratifiedKFold(3, shuffle=True, random_state=0).split(x, labels):
@@ -185,17 +185,20 @@ def test_the_feature_choice_says_why_it_kept_the_default(tmp_path: Path) -> None
     assert chinese.features == "char" and chinese.why.startswith(
         "script (100% of the letters are of scripts written without spaces); default class weights: the labels "
         "cannot be split into 3 folds (")
-    # a stored baseline fitted on char_wb alone reads the same after a round trip
+    # a stored baseline fitted on character n-grams alone (1-3 or 1-5) reads the same after a round trip
     labels = np.asarray([i % 2 for i in range(120)])
     texts = [word_order_review(rng, bool(y), i) for i, y in enumerate(labels)]
-    choice = baseline.FeatureChoice("char_wb", 0.0, "chosen by hand", {})
-    fitted = baseline.fit(texts, labels, ["bad", "good"], choice=choice)
-    assert [(name, s["analyzer"]) for name, s in fitted.settings] == [("char", "char_wb")]
-    fitted.save(str(tmp_path / "char_wb"))
-    loaded = baseline.load(str(tmp_path / "char_wb"))
-    assert loaded.features == "char_wb" and [s["analyzer"] for _, s in loaded.settings] == ["char_wb"]
-    assert np.array_equal(loaded.probabilities(texts[:30] + ["не видел", ""]),
-                          fitted.probabilities(texts[:30] + ["не видел", ""]))
+    for features, longest in (("char_wb", 3), ("char_wb 1-5", 5)):
+        choice = baseline.FeatureChoice(features, 0.0, "chosen by hand", {})
+        fitted = baseline.fit(texts, labels, ["bad", "good"], choice=choice)
+        assert [(name, s["analyzer"], s["ngram_range"]) for name, s in fitted.settings] == [
+            ("char", "char_wb", [1, longest])]
+        assert max(len(term) for term in fitted.vectorizer("char").vocabulary_) == longest
+        fitted.save(str(tmp_path / features))
+        loaded = baseline.load(str(tmp_path / features))
+        assert loaded.features == features and loaded.settings == fitted.settings
+        assert np.array_equal(loaded.probabilities(texts[:30] + ["не видел", ""]),
+                              fitted.probabilities(texts[:30] + ["не видел", ""]))
 
 
 def assert_no_pickle(folder: Path) -> None:
@@ -241,7 +244,7 @@ def test_multi_label_sets_one_model_per_label_with_thresholds_tuned_on_validatio
     assert set(evaluated.metrics["thresholds"]) == set(names)
     chosen = evaluated.metrics["feature_choice"]  # cross-validated with one model per label
     assert chosen["rows"] == 180 and set(chosen["cross_validated_macro_f1"]) == {
-        "word+char", "char_wb", f"{chosen['features']} unweighted"}
+        "word+char", "char_wb", "char_wb 1-5", f"{chosen['features']} unweighted"}
     assert max(chosen["cross_validated_macro_f1"].values()) >= 0.9
     assert all(answer[-1] == "support" for answer in evaluated.validation_answers)  # the constant label
     probabilities = evaluated.model.probabilities(texts["test"])
