@@ -72,3 +72,45 @@ def test_help_lists_commands_and_keys(tmp_path: Path) -> None:
     everything = run_cli("run", "--help", cwd=tmp_path)
     for text in ("train.max_train_samples", "score.model", "ingest.split_column", "runner.address"):
         assert text in everything.stdout
+
+
+def test_a_refused_night_prints_its_message_without_tracebacks(tmp_path: Path) -> None:
+    """A refusal (a PipelineError) is a message for the user: Prefect logs it once per task and flow run, with the
+    message and the exception's name, and without the 190 lines of frames it adds to a bug's log (tasks/logs.py)."""
+    source = tmp_path / "night.csv"
+    source.write_text('id,text,label\n7,"Das Essen war gut, gern wieder",pos\n8,夜景很美,pos\n'
+                      "7,The soup was cold,neg\n")  # id 7 twice, with other texts and labels
+    done = run_cli("ingest", "--set", f"ingest.sources=[{source}]", "--set", "ingest.id_column=id",
+                   "--set", "run_date=2026-12-01", "--set", "data_root=./lake", cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "bert-pipeline ingest failed: the ids in ingest.id_column 'id' are not unique" in done.stderr
+    assert "night.csv line 2 and" in done.stderr and "night.csv line 4" in done.stderr
+    assert "InputDataError" in output  # Prefect's own lines still say which run failed and with what
+    assert "Traceback" not in output and 'File "' not in output, output[-3000:]
+    assert not (tmp_path / "lake" / "raw").exists()
+
+
+def test_a_bug_keeps_its_traceback_and_a_refusal_loses_only_its_own() -> None:
+    import importlib
+    import logging
+    import sys
+
+    importlib.import_module("flows")  # importing the flows installs the filter
+    from bert_pipeline.errors import InputDataError
+    from tasks.logs import RUN_LOGGERS, RefusalsWithoutTraceback
+
+    for name in RUN_LOGGERS:
+        assert sum(isinstance(f, RefusalsWithoutTraceback) for f in logging.getLogger(name).filters) == 1
+    records = []
+    for error in (InputDataError("a.csv line 3: empty id"), KeyError("label")):
+        try:
+            raise error
+        except Exception:
+            record = logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "failed: %r", (error,),
+                                       sys.exc_info())
+        assert RefusalsWithoutTraceback().filter(record)  # every record passes
+        records.append(record)
+    refusal, bug = records
+    assert refusal.exc_info is None and refusal.getMessage() == "failed: InputDataError('a.csv line 3: empty id')"
+    assert bug.exc_info is not None and "Traceback" in logging.Formatter().format(bug)
