@@ -109,16 +109,20 @@ def truncation_warning(counts: dict[str, Any], cfg: PipelineConfig, max_length: 
     pieces = cov.pieces_line(coverage or {}) if pieced else ""
     cause = (f" They are long in tokens because the vocabulary spells their words in pieces ({pieces}): a base model "
              "whose vocabulary reads the script (see the coverage warning) fits more of each text." if pieces else "")
+    entities, entities_cut = counts.get("entities", 0), counts.get("entities_cut", 0)
+    unseen = (f" Training never sees {entities_cut:,} of the night's {entities:,} entity spans, which lie past it."
+              if entities_cut and cfg.train.long_text == "truncate" else "")
     return [f"tokenize: {cut:,} of {rows:,} texts of run_date={cfg.run_date} ({cut / rows:.1%}) are longer than "
             f"tokenize.max_length = {length} tokens, and under {' and '.join(truncating)} the model reads only "
-            f"their first {length}: what comes after is never seen.{cause} Set "
+            f"their first {length}: what comes after is never seen.{unseen}{cause} Set "
             f"{' and '.join(t.replace('truncate', 'chunk') for t in truncating)} to read every token in overlapping "
             "windows, or raise tokenize.max_length (the token manifest's length_histogram has the texts' lengths)"]
 
 
 def night_warnings(cfg: PipelineConfig, counts: dict[str, Any], coverage: dict[str, Any] | None) -> list[str]:
     """The warnings the night's token counts call for (truncated texts, the task's own), logged, in order."""
-    found = truncation_warning(counts, cfg, coverage=coverage) + task_of(cfg).token_warnings(counts, cfg)
+    texts_cut = truncation_warning(counts, cfg, coverage=coverage)
+    found = texts_cut + task_of(cfg).token_warnings(counts, cfg, texts_cut_warned=bool(texts_cut))
     for message in found:
         log.warning("%s", message)
     return found

@@ -58,8 +58,10 @@ class Task(Protocol):
         """The setting a label-spelling clash message names."""
         ...
 
-    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig) -> list[str]:
-        """Tokenize's warnings about the night's token counts that are the task's own (logged and in the summary)."""
+    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig, texts_cut_warned: bool = False) -> list[str]:
+        """Tokenize's warnings about the night's token counts that are the task's own (logged and in the summary).
+        texts_cut_warned: the shared warning about truncated texts was given (it names what they cut, so a task does
+        not warn of the same cause twice)."""
         ...
 
     def relabel(self, raw: list[str | None], cleaned: list[str], labels: list[str | None]) -> tuple[

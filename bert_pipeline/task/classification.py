@@ -92,7 +92,7 @@ class ClassificationTask:
                     coverage: cov.CoverageCounter | None = None) -> pa.Table:
         return token_table(curated, encoder, labels, batch_size, coverage)
 
-    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig) -> list[str]:
+    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig, texts_cut_warned: bool = False) -> list[str]:
         """Nothing beyond the shared coverage warning."""
         return []
 

@@ -244,14 +244,15 @@ class NerTask:
         """token_shard_table: the token ids, and for each labelled row its tags and what they could not keep."""
         return token_shard_table(curated, encoder, labels, batch_size, coverage)
 
-    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig) -> list[str]:
+    def token_warnings(self, counts: dict[str, Any], cfg: PipelineConfig, texts_cut_warned: bool = False) -> list[str]:
         """A warning when more than MISMATCH_WARNING of the night's entities cannot be reproduced by its tokens (an
-        edge inside a token) or lie past tokenize.max_length while training reads only the first window."""
+        edge inside a token) or lie past tokenize.max_length while training reads only the first window (unless
+        the truncated texts' warning was given: it counts the entities they cut)."""
         entities = counts.get("entities", 0)
         found = []
         checks = [("boundary_mismatches", "have an edge inside a token (they train as the whole tokens they overlap)",
                    "a tokenizer that splits these words, or annotations on word edges")]
-        if cfg.train.long_text != "chunk":  # under chunk, training reads every window of a text
+        if cfg.train.long_text != "chunk" and not texts_cut_warned:  # under chunk, training reads every window
             checks.append(("entities_cut", "lie past tokenize.max_length (training never sees them)",
                            "train.long_text: chunk to train on every window, and score.long_text: chunk to find "
                            "them when scoring"))

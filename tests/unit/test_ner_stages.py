@@ -481,6 +481,19 @@ def test_tokenize_aligns_spans_to_subword_tokens_and_counts_what_it_cannot_keep(
     assert any("1 of 10 entity spans of run_date=2026-03-01 have an edge inside a token" in w
                for w in summary["warnings"]), summary.get("warnings")
     assert summary["entities_cut"] == 1  # Oslo, past 64 tokens
+    # one cause, one warning: the truncated texts' warning counts the entity they cut
+    cut = [w for w in summary["warnings"] if "max_length" in w]
+    assert len(cut) == 1 and "1 of 8 texts of run_date=2026-03-01 (12.5%) are longer than" in cut[0], cut
+    assert "Training never sees 1 of the night's 10 entity spans, which lie past it." in cut[0]
+    # with few texts cut (none warned of), entities past max_length still warn on their own
+    from bert_pipeline.task import task_of
+
+    few = {"rows": 100, "truncated": 2, "entities": 50, "entities_cut": 3, "boundary_mismatches": 0}
+    assert task_of(cfg).token_warnings(few, cfg) == [
+        "tokenize: 3 of 50 entity spans of run_date=2026-03-01 lie past tokenize.max_length (training never sees "
+        "them); see train.long_text: chunk to train on every window, and score.long_text: chunk to find them when "
+        "scoring"]
+    assert task_of(cfg).token_warnings(few, cfg, texts_cut_warned=True) == []
     lake = Lake.of(cfg)
     manifest = lake.read_manifest("tokens", "2026-03-01")
     table = pa.concat_tables(read_arrow(u) for u in lake.shard_urls("tokens", "2026-03-01", manifest))
