@@ -474,19 +474,21 @@ def _as_string(df: pl.DataFrame, column: str | None, url: str) -> pl.Series | No
     return series
 
 
-# a whole number, with or without a zero fraction, as pandas writes an id column that became float ("1.0", "-2.00")
-_WHOLE_NUMBER = re.compile(r"^[+-]?(0|[1-9][0-9]*)(\.0+)?$")
+# a whole number, with or without a zero fraction, as pandas writes an id column that became float ("1.0", "-2.00"),
+# or with a bare point, as spreadsheets and printf's %#g write one ("1.")
+_WHOLE_NUMBER = re.compile(r"^[+-]?(0|[1-9][0-9]*)(\.0*)?$")
 # the version of the rule that writes ids (canonical_ids): in ingest's fingerprint when ingest.id_column is set, so
 # that a committed night read under an older rule is read again when it is run again, not skipped with other ids
-ID_RULE = 2
+ID_RULE = 3
 
 
 def canonical_ids(df: pl.DataFrame, column: str | None, url: str) -> pl.Series | None:
     """ingest.id_column as text, one spelling per number, so that an id is one document whatever format a night
     arrives in: integers as written; a float column (an int id column that a gap made float in pandas, or a jsonl
     `1.0`) with its whole numbers as integers; a text column of which every id is a whole number with a zero
-    fraction ("1.0", "2.0": what pandas' to_csv writes for such a column) the same. Any other text is kept as
-    written: leading zeros ("007"), and "1.0" in a column that also holds "A-7". A whole number is written without
+    fraction ("1.0", "2.0": what pandas' to_csv writes for such a column) or a bare point ("1.") the same. Any
+    other text is kept as written: leading zeros ("007"), and "1.0" in a column that also holds "A-7". A whole
+    number is written without
     its sign when positive and "-0" is "0", as an integer column would write it: "+7", "7.0", "7" are one id.
 
     Shape: df.height, dtype String, nulls kept (the caller refuses them); None without an id column. Errors:
@@ -502,7 +504,7 @@ def canonical_ids(df: pl.DataFrame, column: str | None, url: str) -> pl.Series |
                          ).to_series().alias(ids.name)
     present = ids.drop_nulls()
     if source.dtype == pl.String and present.len() and present.str.contains(_WHOLE_NUMBER.pattern).all():
-        whole = ids.str.replace(r"\.0+$", "").str.strip_prefix("+")
+        whole = ids.str.replace(r"\.0*$", "").str.strip_prefix("+")
         return pl.select(pl.when(whole == "-0").then(pl.lit("0")).otherwise(whole)).to_series().alias(ids.name)
     return ids
 
