@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,14 @@ def typed_overrides(cfg: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     return typed
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM (a scheduler's timeout, systemd, Kubernetes, `kill`) ends a run as Ctrl-C does: Python unwinds, so the
+    stage's lock is released and the temporary Prefect server the run started is stopped by its atexit hook. Python's
+    default for SIGTERM exits at once, which left that server running, orphaned, after every killed run. The exit
+    status is 143 (128 + SIGTERM), as a shell reports it."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -186,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"bert-pipeline: {exc}", file=sys.stderr)
         return 2
+    exit_on_sigterm()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from flows.nightly import STAGE_FLOWS, nightly_flow
