@@ -446,15 +446,17 @@ def require_safetensors(model_dir: str, field: str = "model") -> None:
 
 def load_classifier(model_dir: str, **kwargs: Any) -> Any:
     """A Hugging Face sequence classifier from a folder (or hub id), with the pooling its config.json records
-    (`bert_pipeline.modeling.pooling`); kwargs go to `from_pretrained`."""
+    (`bert_pipeline.modeling.pooling`); kwargs go to `from_pretrained`. Transformers' load report is said only when
+    the encoder itself lacks weights (`with_fresh_heads`)."""
     from transformers import AutoModelForSequenceClassification
 
     from bert_pipeline.modeling.pooling import quiet_pooler_report, restore_pooling
 
     require_safetensors(model_dir)
     with quiet_pooler_report(model_dir):
-        model = _loading(model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
-            model_dir, use_safetensors=True, trust_remote_code=False, **kwargs))
+        model, _ = with_fresh_heads(model_dir, lambda: _loading(
+            model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
+                model_dir, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs)))
     return restore_pooling(model)
 
 
@@ -464,5 +466,46 @@ def load_token_classifier(model_dir: str, **kwargs: Any) -> Any:
     from transformers import AutoModelForTokenClassification
 
     require_safetensors(model_dir)
-    return _loading(model_dir, "weights", lambda: AutoModelForTokenClassification.from_pretrained(
-        model_dir, use_safetensors=True, trust_remote_code=False, **kwargs))
+    return with_fresh_heads(model_dir, lambda: _loading(
+        model_dir, "weights", lambda: AutoModelForTokenClassification.from_pretrained(
+            model_dir, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs)))[0]
+
+
+LOAD_LOGGER = "transformers.modeling_utils"  # where transformers logs its load report and tied-weight warnings
+
+
+class _Held(logging.Filter):
+    """Keeps the records it sees instead of passing them on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+def with_fresh_heads(source: str, load: Callable[[], tuple[Any, dict[str, Any]]]) -> tuple[Any, list[str]]:
+    """(the model `load` returns, the sorted keys of its heads that start fresh). `load` is a
+    `from_pretrained(..., output_loading_info=True)` call: (model, loading info); transformers' load messages are
+    held while it runs. A task head the checkpoint lacks (a base model's classifier, the masked-LM head of an encoder
+    saved without one: every missing key outside `base_model_prefix`) is expected: one INFO line names it, where
+    transformers printed a table of MISSING and UNEXPECTED keys and, for an absent tied head, "This checkpoint seem
+    corrupted" on every night. When the encoder itself lacks or mismatches weights, transformers' own messages are
+    passed on as they were."""
+    logger, held = logging.getLogger(LOAD_LOGGER), _Held()
+    logger.addFilter(held)
+    try:
+        model, info = load()
+    finally:
+        logger.removeFilter(held)
+    prefix = f"{model.base_model_prefix}."
+    missing = sorted(info.get("missing_keys") or ())
+    if any(key.startswith(prefix) for key in missing) or info.get("mismatched_keys") or info.get("error_msgs"):
+        for record in held.records:
+            logger.handle(record)
+    elif missing:
+        log.info("%s: %d tensors of the %s head start fresh (%s)", source, len(missing), type(model).__name__,
+                 ", ".join(missing[:6]))
+    return model, [key for key in missing if not key.startswith(prefix)]

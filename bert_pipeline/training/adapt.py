@@ -45,7 +45,7 @@ from bert_pipeline.lake import storage
 from bert_pipeline.modeling.inference import autocast
 from bert_pipeline.training.checkpoint import CheckpointStore
 from bert_pipeline.lake.manifests import utc_now
-from bert_pipeline.modeling.models import fast_encoder, require_safetensors
+from bert_pipeline.modeling.models import fast_encoder, require_safetensors, with_fresh_heads
 from bert_pipeline.training.optimization import length_grouped_batches, make_optimizer, training_precision, warmup_linear
 from bert_pipeline.progress import Progress
 
@@ -239,13 +239,8 @@ def _load_model(plan: AdaptationPlan, grow_embeddings: GrowEmbeddings | None) ->
     from transformers import AutoModelForMaskedLM
 
     require_safetensors(plan.base_dir, "adapt: base model")
-    model, info = AutoModelForMaskedLM.from_pretrained(plan.base_dir, use_safetensors=True, trust_remote_code=False,
-                                                       output_loading_info=True)
-    prefix = f"{model.base_model_prefix}."
-    fresh = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
-    if fresh:
-        log.info("adapt: %s has no masked-LM head; its %d tensors start fresh (%s)", plan.base_dir, len(fresh),
-                 ", ".join(fresh[:6]))
+    model, fresh = with_fresh_heads(plan.base_dir, lambda: AutoModelForMaskedLM.from_pretrained(
+        plan.base_dir, use_safetensors=True, trust_remote_code=False, output_loading_info=True))
     rows, wanted = model.get_input_embeddings().weight.shape[0], len(plan.tokenizer)
     if wanted > rows:
         if grow_embeddings is not None:

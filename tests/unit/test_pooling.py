@@ -154,3 +154,52 @@ def test_a_model_that_pools_by_its_own_config_keeps_its_choice_under_auto(own: s
     assert choose_pooling("auto", str(tmp_path), True, model) == own
     assert choose_pooling("auto", str(tmp_path), False, model) == own
     assert apply_pooling(model, "mean").config.classifier_pooling == "mean"  # its own head does the mean
+
+
+def test_a_missing_task_head_is_one_line_and_a_damaged_encoder_keeps_transformers_report(
+        base: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A base encoder saved without heads (as sentence-transformers ship MiniLM) loads as a classifier, a tagger and
+    a masked-LM without transformers' MISSING/UNEXPECTED table or its "This checkpoint seem corrupted" about the
+    absent tied head, on every night: one INFO line names what starts fresh. An encoder that lacks its own weights
+    is still reported as transformers reports it."""
+    import logging
+
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    from bert_pipeline.modeling.models import load_token_classifier, with_fresh_heads
+
+    encoder = tmp_path / "encoder"
+    AutoModel.from_pretrained(base).save_pretrained(encoder)  # the bare encoder: no classifier, no masked-LM head
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (encoder / name).write_bytes((base / name).read_bytes())
+    logger, seen = logging.getLogger("transformers.modeling_utils"), []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    level = logger.level
+    logger.addHandler(handler), logger.setLevel(logging.WARNING)  # the test session quiets transformers
+    try:
+        with caplog.at_level(logging.INFO, logger="bert_pipeline.modeling.models"):
+            load_classifier(str(encoder), num_labels=3)
+            load_token_classifier(str(encoder), num_labels=5)
+            with_fresh_heads(str(encoder), lambda: AutoModelForMaskedLM.from_pretrained(
+                encoder, use_safetensors=True, output_loading_info=True))
+        assert not [m for m in seen if "LOAD REPORT" in m or "corrupted" in m], seen
+        fresh = [r.getMessage() for r in caplog.records if "start fresh" in r.getMessage()]
+        assert fresh == [
+            f"{encoder}: 2 tensors of the BertForSequenceClassification head start fresh (classifier.bias, "
+            "classifier.weight)",
+            f"{encoder}: 2 tensors of the BertForTokenClassification head start fresh (classifier.bias, "
+            "classifier.weight)",
+            f"{encoder}: 6 tensors of the BertForMaskedLM head start fresh (cls.predictions.bias, "
+            "cls.predictions.decoder.bias, cls.predictions.transform.LayerNorm.bias, "
+            "cls.predictions.transform.LayerNorm.weight, cls.predictions.transform.dense.bias, "
+            "cls.predictions.transform.dense.weight)"], fresh
+        # an encoder layer lost from the file: transformers' own report is passed on
+        weights = load_file(str(encoder / "model.safetensors"))
+        save_file({k: v for k, v in weights.items() if ".layer.0.attention.self.query." not in k},
+                  str(encoder / "model.safetensors"), metadata={"format": "pt"})
+        load_classifier(str(encoder), num_labels=3)
+        assert [m for m in seen if "LOAD REPORT" in m and "attention.self.query" in m], seen
+    finally:
+        logger.removeHandler(handler), logger.setLevel(level)
