@@ -186,6 +186,19 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
     return text, [Span(s.start, s.end, n.label_map.get(s.label, s.label)) for s in spans]
 
 
+def malformed_note(url: str, malformed: int, entities: int, scheme: str, setting: str, first: str) -> str:
+    """What ingest says of a file whose tag sequences break their scheme (an I- that no B- begins, a type that
+    changes inside an entity, BIOES without its E-): how many of its entities, which scheme (and whether detected),
+    where the first is (`first`: 'line 12' or 'record 3', the record it is in), how they were read and the setting
+    that would read them otherwise."""
+    how = "detected over the file (ner.tag_scheme: auto)" if setting == "auto" else "ner.tag_scheme"
+    return (f"{url}: {malformed:,} of its {entities:,} entities have tags that break the {scheme} scheme ({how}), "
+            f"the first in the record at {first}: an I- that no B- begins, or a type that changes inside an entity. "
+            "They are read as seqeval's default mode reads them (an I- after O begins an entity) and counted as "
+            "malformed_tag_sequences in the raw manifest; if the file is written in another scheme, set "
+            "ner.tag_scheme")
+
+
 class NerTask:
     name = "ner"
     label_map_setting = LABEL_MAP_SETTING  # the mapping that merges spellings of one label
@@ -203,14 +216,19 @@ class NerTask:
         texts: list[str | None] = []
         labels: list[str | None] = []
         counts: Counter[str] = Counter(position_marks_dropped=dropped)
-        entities = 0
+        entities, first_malformed = 0, ""
         for index, record in enumerate(records):
-            where = f"{url} {line_or_row(index, lines[index] if lines else None, 'record')}"
-            text, spans = read_record(record, where, cfg, scheme, counts, separator)
+            at = line_or_row(index, lines[index] if lines else None, 'record')
+            before = counts["malformed_tag_sequences"]
+            text, spans = read_record(record, f"{url} {at}", cfg, scheme, counts, separator)
+            first_malformed = first_malformed or (at if counts["malformed_tag_sequences"] > before else "")
             texts.append(text)
             labels.append(None if spans is None else encode_spans(spans))
             entities += len(spans or [])
         counts["entities"] = entities
+        if first_malformed:
+            notes.append(malformed_note(url, counts["malformed_tag_sequences"], entities, scheme, cfg.ner.tag_scheme,
+                                        first_malformed))
         return RowsRead(pl.Series(texts, dtype=pl.String), pl.Series(labels, dtype=pl.String),
                         {k: int(v) for k, v in counts.items() if v}, notes)
 

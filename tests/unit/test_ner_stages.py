@@ -712,3 +712,37 @@ def test_train_long_text_chunk_learns_entities_past_the_first_window(tmp_path: P
     found = [e for row in entities["entities"].to_list() for e in row]
     assert len(found) > 100 and all(e["start"] >= len(filler) for e in found)
     assert set(entities["windows"]) - {1}  # texts took more than one window
+
+
+def test_tags_that_break_their_scheme_are_read_leniently_and_said_with_the_first_record(tmp_path: Path) -> None:
+    """An I- that no B- begins (a hand-edited IOB2 file, the Japanese hironsan corpus), or a file whose first
+    sentences are BIOES and the rest IOB2, is read as seqeval reads it: entities kept, counted, and ingest says so
+    naming the scheme it read by and the first record (not only a count in the raw manifest)."""
+    iob2 = tmp_path / "ja.conll"
+    iob2.write_text("東京\tB-LOC\nに\tO\n行く\tO\n\nこの\tI-LOC\n公園\tI-LOC\nは\tO\n広い\tO\n\n"
+                    "Ann\tB-PER\nmet\tO\nBob\tB-PER\n", encoding="utf-8")
+    cfg = _cfg(tmp_path, [iob2])
+    summary = run_ingest(cfg)
+    raw = read_partition(Lake.of(cfg), "raw", "2026-03-01")
+    assert _entities(raw)["この公園は広い"] == [("この公園", "LOC")]  # an I- after O begins an entity
+    assert Lake.of(cfg).read_manifest("raw", "2026-03-01")["counts"]["malformed_tag_sequences"] == 1
+    said = [w for w in summary["warnings"] if "break the" in w]
+    assert said == [f"{iob2}: 1 of its 4 entities have tags that break the IOB2 scheme (detected over the file "
+                    "(ner.tag_scheme: auto)), the first in the record at line 5: an I- that no B- begins, or a type "
+                    "that changes inside an entity. They are read as seqeval's default mode reads them (an I- after "
+                    "O begins an entity) and counted as malformed_tag_sequences in the raw manifest; if the file is "
+                    "written in another scheme, set ner.tag_scheme"], summary["warnings"]
+    # schemes mixed in one file: BIOES detected (S-), so IOB2's B- without E- breaks it, and is said
+    mixed = tmp_path / "mixed" / "en.conll"
+    mixed.parent.mkdir()
+    mixed.write_text("Ann\tB-PER\nmet\tO\nBob\tB-PER\n\nParis\tS-LOC\n", encoding="utf-8")
+    told = run_ingest(_cfg(tmp_path / "mixed", [mixed]))
+    assert [w[:w.index(":", len(str(mixed)) + 1)] for w in told["warnings"] if "break the" in w] == [
+        f"{mixed}: 2 of its 3 entities have tags that break the BIOES scheme (detected over the file (ner.tag_scheme"]
+    assert "the first in the record at line 1" in " ".join(told["warnings"])
+    # a well-formed file says nothing of it
+    clean = tmp_path / "clean" / "en.conll"
+    clean.parent.mkdir()
+    clean.write_text("Ann\tB-PER\nmet\tO\nBob\tB-PER\n\nParis\tB-LOC\n", encoding="utf-8")
+    quiet = run_ingest(_cfg(tmp_path / "clean", [clean]))
+    assert not [w for w in quiet.get("warnings") or [] if "break the" in w]
