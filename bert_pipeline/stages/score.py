@@ -10,8 +10,8 @@ Each prediction shard carries the stage fingerprint in its parquet metadata, so 
 shards that are missing, and a rerun of a completed run_date with the same model and data does nothing.
 
 With no champion yet (and score.model empty), `score.fallback: baseline` (the default) scores with the baseline stored
-with the newest trained model that stores one (`FALLBACKS`: the TF-IDF baseline of a classifier; an entity model's
-CRF, else its memorising lexicon) scores the night through the same plan, shard writer and commit, its rows marked
+with the newest trained model that stores one (`FALLBACKS`: the TF-IDF baseline of a classifier; of an entity
+model's CRF and memorising lexicon, the one that read the validation rows better) scores the night through the same plan, shard writer and commit, its rows marked
 model_version `<version>+tfidf-baseline` (`+crf-baseline`, `+memorising-baseline`); a later run with a
 champion replaces the partition as any change of model does. With `none`, or no stored baseline, nothing is scored
 and the summary says why.
@@ -107,6 +107,7 @@ class Fallback:
     suffix: str  # of the model_version its rows carry
     stored_by: str  # which models store one
     scorer: Callable[[str], Any]  # local baseline folder -> a scorer (table, metadata, labels, tokenizer_hash, dtype)
+    figure: str = ""  # the model manifest's champion_decision key of its validation figure
 
     @property
     def name(self) -> str:
@@ -127,16 +128,21 @@ def _crf_scorer(folder: str) -> Any:
 
 def newest_baseline(lake: Lake, fallbacks: tuple[Fallback, ...]) -> tuple[str, str, Fallback] | None:
     """(model folder URL, model_version, which baseline) of the newest committed model (promoted or not) that
-    stores one of the task's baselines (classification: train.linear_baseline; ner: every model), its first one in
-    the order of `fallbacks` (ner: the CRF, else the lexicon); None when no model stores one."""
+    stores one of the task's baselines (classification: train.linear_baseline; ner: every model): of those it
+    stores, the one with the best validation figure in its champion decision (ner: the CRF or the memorising
+    lexicon, whichever read the validation rows better), ties and unrecorded figures to the first in the order of
+    `fallbacks`; None when no model stores one."""
     for manifest in reversed(committed_models(lake)):
         version = (manifest.get("metrics") or {}).get("model_version")
         if not version or not (manifest.get("metrics") or {}).get("baseline"):
             continue
-        for fallback in fallbacks:
-            if all(storage.exists(storage.join(lake.model_url(version), baseline.FOLDER, name))
-                   for name in fallback.files):
-                return lake.model_url(version), version, fallback
+        stored = [fallback for fallback in fallbacks
+                  if all(storage.exists(storage.join(lake.model_url(version), baseline.FOLDER, name))
+                         for name in fallback.files)]
+        if stored:
+            decision = manifest.get("champion_decision") or {}
+            best = max(stored, key=lambda f: -1.0 if decision.get(f.figure) is None else float(decision[f.figure]))
+            return lake.model_url(version), version, best
     return None
 
 
@@ -251,11 +257,12 @@ def classifier_metadata(scorer: "Scorer | BaselineScorer") -> dict[str, str]:
 FALLBACKS: dict[str, tuple[Fallback, ...]] = {
     "classification": (Fallback((baseline.SETTINGS_FILE, baseline.TENSORS_FILE), baseline.KIND, "tfidf",
                                 baseline.SUFFIX, "models trained with train.linear_baseline: true store one",
-                                BaselineScorer),),
+                                BaselineScorer, "linear_baseline_validation_macro_f1"),),
     "ner": (Fallback((CRF_FILE,), "crf", "crf", baseline.CRF_SUFFIX,
-                     "entity models trained with train.linear_baseline: true store one", _crf_scorer),
+                     "entity models trained with train.linear_baseline: true store one", _crf_scorer,
+                     "crf_validation_entity_f1"),
             Fallback((LEXICON_FILE,), "memorising-lexicon", "memorising", baseline.MEMORISING_SUFFIX,
-                     "every trained entity model stores one", _lexicon_scorer)),
+                     "every trained entity model stores one", _lexicon_scorer, "memorising_validation_entity_f1")),
 }
 _BY_SUFFIX = {fallback.suffix: fallback for fallbacks in FALLBACKS.values() for fallback in fallbacks}
 

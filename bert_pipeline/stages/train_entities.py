@@ -340,12 +340,14 @@ def entity_gate(gold: list[list[Span]], new: list[list[Span]], baseline: list[li
         return decision | {"promoted": False, "reason": (
             f"the {rows} labelled validation rows hold no entity: nothing to compare models on; annotate more rows "
             "or raise curate.validation_fraction")}
-    for name, f1 in (("memorising baseline", base_f1), ("CRF baseline", crf_f1)):  # each must be beaten
-        if f1 is not None and registry.falls_short(judged, f1):
-            what, advice = BASELINE_REFUSALS[name]
-            return decision | {"promoted": False, "reason": (
-                f"{figure} does not beat the {name} {f1:.4f} ({what}) on {entities} "
-                f"validation entities{advice}{told if name == 'CRF baseline' else ''}")}
+    short = [(name, f1) for name, f1 in (("memorising baseline", base_f1), ("CRF baseline", crf_f1))
+             if f1 is not None and registry.falls_short(judged, f1)]  # each must be beaten; name all it is not
+    if short:
+        beaten_by = " nor ".join(f"the {name} {f1:.4f} ({BASELINE_REFUSALS[name][0]})" for name, f1 in short)
+        advice = "".join(BASELINE_REFUSALS[name][1] for name, _ in short)
+        return decision | {"promoted": False, "reason": (
+            f"{figure} does not beat {beaten_by} on {entities} validation entities{advice}"
+            f"{told if 'CRF baseline' in dict(short) else ''}")}
     if crf_f1 is not None and (refusal := registry.within_noise(figure, interval, margin, entities,
                                                                 "validation entities", f"CRF baseline {crf_f1:.4f}")):
         return decision | {"promoted": False, "reason": refusal}

@@ -785,6 +785,13 @@ def test_the_entity_gate_holds_a_model_to_the_memorising_baseline_but_a_perfect_
     assert below_crf["reason"].startswith("validation entity F1 0.8000 does not beat the CRF baseline 1.0000 (a "
                                           "linear-chain CRF on word features, trained on the same rows) on 3 ")
     assert "score.fallback: baseline scores with the CRF" in below_crf["reason"] and "train.base_model" in below_crf["reason"]
+    # below both: both named, each with what it is, and the advice of each (the CRF scores while no champion)
+    below_both = entity_gate(gold, partial, gold, None, None, 0.0, crf=gold)
+    assert below_both["reason"].startswith(
+        "validation entity F1 0.8000 does not beat the memorising baseline 1.0000 (every string seen as an entity in "
+        "training, tagged with its most frequent type) nor the CRF baseline 1.0000 (a linear-chain CRF on word "
+        "features, trained on the same rows) on 3 validation entities: the model learned too little to be trusted")
+    assert "score.fallback: baseline scores with the CRF" in below_both["reason"]
     above_crf = entity_gate(gold, partial, empty, None, None, 0.0, crf=[[Span(0, 8, "PER")], [], []])
     assert above_crf["promoted"] is True and "beats the CRF baseline 0.5000" in above_crf["reason"]
 
