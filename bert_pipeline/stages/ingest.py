@@ -189,7 +189,10 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
                                  "csv, tsv, jsonl, json, parquet, txt, conll")
         fmt = "conll"  # corpora ship their CoNLL splits as .train, .dev and .test
         log.info("ingest: %s: no extension names its format; its lines are CoNLL columns, read as conll", url)
-    if fmt in ("txt", "csv", "tsv") and cfg.ingest.format == "auto" and looks_like_conll(text):
+    if fmt in ("txt", "csv", "tsv") and cfg.ingest.format == "auto" and looks_like_conll(text) and cfg.task == "ner":
+        fmt = "conll"  # an entity corpus shipped as .txt (hironsan's iob_sents.txt) or .tsv: what the task reads
+        log.info("ingest: %s: its lines are CoNLL columns (a token and a tag per line), read as conll", url)
+    elif fmt in ("txt", "csv", "tsv") and cfg.ingest.format == "auto" and looks_like_conll(text):
         raise InputDataError(f"{url}: its lines look like a CoNLL column file (a token and a tag per line), not "
                              f"{fmt} texts: to read its entities set task: ner and ingest.format: conll; to read "
                              f"each line as a text set ingest.format: {fmt}. Nothing was written")
@@ -218,8 +221,9 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
         return frame, report
     except InputDataError as problem:
         if looks_like_conll(text):
+            setting = "ingest.format: conll" if cfg.task == "ner" else "task: ner and ingest.format: conll"
             raise InputDataError(f"{problem}. Its lines look like a CoNLL column file (a token and a tag per "
-                                 "line): for entities set task: ner and ingest.format: conll") from None
+                                 f"line): for entities set {setting}") from None
         raise
 
 
