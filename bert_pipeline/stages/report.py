@@ -52,7 +52,8 @@ def write_report(cfg: PipelineConfig) -> dict[str, Any]:
         notes = (standing_notes(lake, curated) + [("Labels", w) for w in raw.get("label_warnings") or []]
                  + [("Read under several settings", w) for w in mixed_readings(raw)])
         sections.append(curation_section(curated["counts"], notes))
-        plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
+        if any((curated["counts"].get("rejected_by_reason") or {}).values()):  # one bar of curated rows says nothing
+            plots["reject_reasons.png"] = plot_reject_reasons(curated["counts"])
     tokens = lake.read_manifest("tokens", cfg.run_date)
     if tokens:
         version = scores["model_version"] if scores else None
@@ -405,10 +406,11 @@ read each, so a report costs the same on a lake of years as on one of a month (a
 
 
 def same_model_line(lake: Lake, area: str, run_date: str, window: int) -> str:
-    """Which earlier nights the model that scored run_date scored too (rescored by score.rescore_nights, or scored
-    by the same champion) and which another model did, among the max(window, REPORT_NIGHTS) nights before run_date
+    """Which earlier nights the model that scored run_date scored too (rescored by score.rescore_nights, said where
+    their score was committed after run_date's, or scored by the same champion) and which another model did, among the max(window, REPORT_NIGHTS) nights before run_date
     (older ones are counted, not read), the newest five of each named; '' for none of either."""
-    tonight = (lake.read_manifest(area, run_date) or {}).get("model_hash")
+    tonight_manifest = lake.read_manifest(area, run_date) or {}
+    tonight, scored_at = tonight_manifest.get("model_hash"), str(tonight_manifest.get("committed_at") or "")
     if not tonight:
         return ""
     earlier = [d for d in lake.run_dates(area) if d < run_date]
@@ -417,8 +419,10 @@ def same_model_line(lake: Lake, area: str, run_date: str, window: int) -> str:
     for night in earlier[-horizon:]:
         manifest = lake.read_manifest(area, night) or {}
         rows = (manifest.get("counts") or {}).get("rows", 0)
-        if manifest.get("model_hash") == tonight:
-            same.append(f"{night} ({rows:,} rows)")
+        if manifest.get("model_hash") == tonight:  # committed after this night's score: rescored with its model
+            again = ", rescored after this night's score" if scored_at and str(
+                manifest.get("committed_at") or "") > scored_at else ""
+            same.append(f"{night} ({rows:,} rows{again})")
         elif manifest.get("model_hash"):
             other.append(f"{night} ({manifest.get('model_version')})")
     line = f"\nThe same model's rows also fill {len(same)} earlier night(s): {newest(same)}." if same else ""

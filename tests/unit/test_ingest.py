@@ -381,3 +381,25 @@ def test_the_report_says_when_a_night_holds_rows_read_under_several_settings(tmp
     ingest(tmp_path, both, on_existing="replace", **mapped)
     assert "Read under several settings" not in report(**mapped)
     assert committed(tmp_path)[1]["label"].to_list() == ["negative", "pos", "negative"]
+
+
+def test_the_report_plots_curation_outcomes_only_when_rows_were_rejected(tmp_path: Path) -> None:
+    """A chart of one bar (every row curated) says nothing the sentence above it does not: it is left out."""
+    from bert_pipeline.stages.curate import run_curate
+    from bert_pipeline.stages.report import write_report
+
+    texts = ["Arrived broken and nobody answered my emails", "很好用，物流很快，包装也很仔细",
+             "Works fine for me, battery lasts two days"]
+    for run_date, rows in (("2026-01-01", texts), ("2026-01-02", texts + [texts[0]])):  # the second: a duplicate
+        source = tmp_path / f"{run_date}.csv"
+        pl.DataFrame({"text": rows}).write_csv(source)
+        cfg = build_config({"data_root": str(tmp_path / "lake"), "run_date": run_date,
+                            "ingest": {"sources": [str(source)]}})
+        ingest_only = run_ingest(cfg)
+        assert ingest_only["rows"] == len(rows)
+        run_curate(cfg)
+        written = write_report(cfg)
+        text = Path(written["report"]).read_text()
+        rejected = run_date == "2026-01-02"
+        assert ("reject_reasons.png" in written["plots"]) is rejected
+        assert ("![reject_reasons.png](reject_reasons.png)" in text) is rejected

@@ -92,9 +92,11 @@ def test_the_scores_section_names_the_nights_each_model_scored_reading_only_the_
     lake = Lake(str(tmp_path / "lake"))
     hashes = ["old"] * 4 + ["other"] * 3 + ["new"] * 5  # twelve nights, 2026-11-01 .. 11-12; tonight is 11-12
     nights = [f"2026-11-{day:02d}" for day in range(1, len(hashes) + 1)]
-    for night, model_hash in zip(nights, hashes):
+    for night, model_hash in zip(nights, hashes):  # 11-10 and 11-11 rescored after tonight's score
+        committed = "2026-11-12T03:05:00Z" if night in ("2026-11-10", "2026-11-11") else f"{night}T03:00:00Z"
         storage.write_json_atomic(lake.manifest_url("predictions", night), {
-            "model_hash": model_hash, "model_version": f"v-{model_hash}", "counts": {"rows": 10}})
+            "model_hash": model_hash, "model_version": f"v-{model_hash}", "counts": {"rows": 10},
+            "committed_at": committed})
     read: list[str] = []
     original = Lake.read_manifest
     monkeypatch.setattr(Lake, "read_manifest", lambda self, area, night: read.append(night) or original(
@@ -103,7 +105,8 @@ def test_the_scores_section_names_the_nights_each_model_scored_reading_only_the_
     line = report.same_model_line(lake, "predictions", "2026-11-12", 2)
     assert read == ["2026-11-12", *nights[5:11]]  # tonight, then the six nights before it: not the older five
     assert "The same model's rows also fill 4 earlier night(s): 2026-11-08 (10 rows), 2026-11-09 (10 rows), " \
-           "2026-11-10 (10 rows), 2026-11-11 (10 rows)." in line
+           "2026-11-10 (10 rows, rescored after this night's score), 2026-11-11 (10 rows, rescored after this " \
+           "night's score)." in line
     assert "2 earlier night(s) were scored by other models: 2026-11-06 (v-other), 2026-11-07 (v-other) " \
            "(`score.rescore_nights`: 2 nights" in line
     assert "the newest 6 were read; 5 older night(s) were not (each night's manifest names the model that scored it)." in line
