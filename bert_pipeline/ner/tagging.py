@@ -182,8 +182,9 @@ def join_tokens(tokens: Sequence[str], *, separator: str | None = None,
     """The text of pre-split tokens and each token's (start, end) code-point offsets in it.
 
     separator None (the default): one space between tokens, nothing between two characters of `glue_scripts`
-    (Han, Hiragana, Katakana: Chinese and Japanese have no spaces) and nothing next to a token that is or ends with
-    whitespace (KLUE-style corpora keep spaces as tokens). A fixed separator ("" for a character-level Chinese corpus
+    (Han, Hiragana, Katakana: Chinese and Japanese have no spaces) or between one of them and a digit, punctuation or
+    symbol ("2005年", "（北海道）"), and nothing next to a token that is or ends with whitespace (KLUE-style corpora
+    keep spaces as tokens). A fixed separator ("" for a character-level Chinese corpus
     whose Latin letters and digits would otherwise be spaced out, " " for plain joining) is used everywhere.
     Pass glue_scripts=(*GLUE_SCRIPTS, "Hangul") for character-level Korean without space tokens.
     """
@@ -203,9 +204,16 @@ def join_tokens(tokens: Sequence[str], *, separator: str | None = None,
 
 
 def _auto_separator(before: str, after: str, glue: regex.Pattern[str]) -> str:
+    """"" where the texts meet without a space: next to whitespace, between two characters of the glue scripts, and
+    between one of them and a character that is not a letter (digits, punctuation, symbols: "2005年", "（北海道）"
+    as Japanese and Chinese write them); " " otherwise, so a Latin or Cyrillic word beside Han keeps its space."""
     if not before or not after or before[-1].isspace() or after[0].isspace():
         return ""
-    return "" if glue.match(before[-1]) and glue.match(after[0]) else " "
+    left, right = before[-1], after[0]
+    left_glued, right_glued = glue.match(left) is not None, glue.match(right) is not None
+    if (left_glued and (right_glued or not right.isalpha())) or (right_glued and not left.isalpha()):
+        return ""
+    return " "
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,9 @@ CHARACTER_LEVEL_SHARE = 0.9
 CHARACTER_LEVEL_MIN_TOKENS = 8
 # how token lists become text, in ingest's fingerprint for task ner: 2 = a character-level file is joined with nothing
 # between its tokens; CoNLL's token column follows an index column of numbers only; 3 = a file whose tokens carry
-# word-position marks (Weibo NER: 科0 技1) is read without them (ner.position_marks)
-TOKENS_RULE = 3
+# word-position marks (Weibo NER: 科0 技1) is read without them (ner.position_marks); 4 = nothing between a Han or
+# kana character and a digit, punctuation or symbol ("2005年", "（北海道）", join_tokens)
+TOKENS_RULE = 4
 # one character (a grapheme: a letter and its combining marks) and its position in its word, as Weibo NER's second
 # release (golden-horse's weiboNER_2nd_conll) writes each token: the word segmentation its authors used, not text
 POSITION_MARK = regex.compile(r"^(\X)(\d{1,2})$")

@@ -289,9 +289,15 @@ def test_token_tags_as_strings_and_as_ints_with_a_label_list() -> None:
              "tags": ["O", "B-LOC", "I-LOC", "O", "I-PER", "I-PER", "O", "O", "O", "O"]}
     counts: Counter[str] = Counter()
     text, spans = read_token_tags(mixed, "wiki[5]", tags_key="tags", counts=counts)
-    assert text == "在東京タワーで Tim Cook と会った 🙂"
+    assert text == "在東京タワーで Tim Cook と会った🙂"  # Latin words keep their spaces; the emoji, a symbol, none
     assert [(text[s.start:s.end], s.label) for s in spans] == [("東京タワー", "LOC"), ("Tim Cook", "PER")]
     assert counts["malformed_tag_sequences"] == 1  # I-PER after O: read as an entity, counted
+    dated = {"tokens": ["2005", "年", "7", "月", "、", "（", "北海道", "）", "で", "iPhone", "を", "買った", "."],
+             "tags": ["B-DAT", "I-DAT", "I-DAT", "I-DAT", "O", "O", "B-LOC", "O", "O", "B-ART", "O", "O", "O"]}
+    text, spans = read_token_tags(dated, "hironsan[0]", tags_key="tags")  # as Japanese writes it (hironsan corpus)
+    assert text == "2005年7月、（北海道）で iPhone を買った."
+    assert [(text[s.start:s.end], s.label) for s in spans] == [("2005年7月", "DAT"), ("北海道", "LOC"),
+                                                              ("iPhone", "ART")]
     with pytest.raises(SpanError, match=r"train\[1\]: integer tags \[0, 3\] need the tag names they index: set "
                                         r"ner.tag_names"):
         read_token_tags({"tokens": ["a", "b"], "ner_tags": [3, 0]}, "train[1]")
@@ -303,7 +309,9 @@ def test_join_tokens_glues_only_chinese_and_japanese_and_keeps_space_tokens() ->
     korean = ["서울", "에", " ", "갔", "다"]  # KLUE-style: the space is a token
     assert join_tokens(korean)[0] == "서울 에 갔 다"  # Hangul words are spaced
     assert join_tokens(korean, glue_scripts=("Han", "Hangul"))[0] == "서울에 갔다"
-    assert join_tokens(["中", "国", "2", "0", "2", "0", "年"])[0] == "中国 2 0 2 0 年"
+    # a digit beside Han is written without a space ("2020年"); digits beside each other keep theirs (each token
+    # may be a number: a character-level file is joined with separator "", ner.token_separator auto)
+    assert join_tokens(["中", "国", "2", "0", "2", "0", "年"])[0] == "中国2 0 2 0年"
     assert join_tokens(["中", "国", "2", "0", "2", "0", "年"], separator="")[0] == "中国2020年"
 
 
@@ -425,7 +433,7 @@ def test_read_conll_file() -> None:
     assert read.sentences == [
         ("EU rejects German call .", (Span(0, 2, "ORG"), Span(11, 17, "MISC")), 3),
         ("Peter Blackburn", (Span(0, 15, "PER"),), 11),
-        ("我爱北京天安门 😀", (Span(2, 4, "LOC"), Span(4, 7, "LOC")), 15),
+        ("我爱北京天安门😀", (Span(2, 4, "LOC"), Span(4, 7, "LOC")), 15),
         ("said Smith", (Span(5, 10, "PER"),), 24),
         ("# NLP", (Span(2, 5, "MISC"),), 27),  # '#' with a tag is a token, not a comment
     ]
@@ -504,7 +512,7 @@ def test_read_conll_bmes_chinese() -> None:
     lines = ["中 B-ORG", "国 M-ORG", "银 M-ORG", "行 E-ORG", "在 O", "2 O", "0 O", "2 O", "0 O", "年 O", "李 S-PER"]
     read = read_conll(lines, "msra.bmes")
     assert (read.scheme, read.malformed) == ("BMES", 0)
-    assert read.sentences == [("中国银行在 2 0 2 0 年李", (Span(0, 4, "ORG"), Span(15, 16, "PER")), 1)]
+    assert read.sentences == [("中国银行在2 0 2 0年李", (Span(0, 4, "ORG"), Span(13, 14, "PER")), 1)]
     flat = read_conll(lines, "msra.bmes", separator="")
     assert flat.sentences == [("中国银行在2020年李", (Span(0, 4, "ORG"), Span(10, 11, "PER")), 1)]
 

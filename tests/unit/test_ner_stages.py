@@ -297,7 +297,7 @@ def test_weibo_word_position_marks_are_read_as_segmentation_not_text(tmp_path: P
     kept = night("2026-03-02", marked, position_marks="keep")
     assert "warnings" not in kept or not any("position" in w for w in kept["warnings"])
     assert read_partition(Lake(str(tmp_path / "lake" / "ner")), "raw", "2026-03-02")["text"].to_list()[0] == \
-        "我0 在0 北0 京1 见0 到1 李0 明1 华2 20 01 12 33 年0 ～0"
+        "我0在0北0京1见0到1李0明1华2 20 01 12 33年0 ～0"  # a digit beside Han: no space (join_tokens)
     notes = tmp_path / "README.train"  # an extension that names no format, and lines that are not CoNLL
     notes.write_text("Weibo NER, second release.\nSplits: train, dev, test.\n", encoding="utf-8")
     with pytest.raises(InputDataError, match="cannot tell the format from the extension; set ingest.format"):
