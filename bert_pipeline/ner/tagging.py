@@ -33,6 +33,7 @@ _TAG = re.compile(r"([BIESLUM])-(.+)", re.S)
 # Scripts written without spaces between words. Script_Extensions, not Script, so that the prolonged sound mark ー,
 # 。、「」 and ・ (script Common, used only with these) glue too. Hangul is left out: Korean puts spaces between words.
 GLUE_SCRIPTS = ("Han", "Hiragana", "Katakana")
+TOKEN_LINES = "token_lines"  # a CoNLL sentence's column (ingest): each token's 1-based line, for messages
 
 
 def scheme_name(scheme: str) -> str:

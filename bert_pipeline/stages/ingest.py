@@ -39,7 +39,7 @@ from bert_pipeline.lake import storage
 from bert_pipeline.config import NOT_FINGERPRINTED, IngestConfig, PipelineConfig
 from bert_pipeline.errors import InputDataError, line_or_row
 from bert_pipeline.curation.labels import look_alike_warnings, spelling_clashes, spelling_message
-from bert_pipeline.ner.tagging import conll_sentences, looks_like_conll
+from bert_pipeline.ner.tagging import TOKEN_LINES, conll_sentences, looks_like_conll
 from bert_pipeline.task import task_of
 from bert_pipeline.lake.manifests import Lake, fingerprint, manifest_matches, shard_name
 
@@ -228,7 +228,8 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
 
 
 def _read_conll(text: str, url: str, cfg: PipelineConfig) -> pl.DataFrame:
-    """One row per sentence of a CoNLL column file: token and tag lists and the 1-based line it starts on."""
+    """One row per sentence of a CoNLL column file: token and tag lists, the 1-based line it starts on and each
+    token's line (TOKEN_LINES)."""
     n = cfg.ner
     sentences, _ = conll_sentences(split_lines(text), url, token_column=n.conll_token_column,
                                    tag_column=n.conll_tag_column)
@@ -236,6 +237,7 @@ def _read_conll(text: str, url: str, cfg: PipelineConfig) -> pl.DataFrame:
         n.tokens_key: pl.Series([[t for t, _, _ in s] for s in sentences], dtype=pl.List(pl.String)),
         n.tags_key: pl.Series([[tag for _, tag, _ in s] for s in sentences], dtype=pl.List(pl.String)),
         "line": pl.Series([s[0][2] for s in sentences], dtype=pl.Int64),
+        TOKEN_LINES: pl.Series([[number for _, _, number in s] for s in sentences], dtype=pl.List(pl.Int64)),
     })
 
 
@@ -574,6 +576,8 @@ def read_source(source: SourceFile, cfg: PipelineConfig) -> tuple[pl.DataFrame, 
         "source": pl.Series([source.name] * rows, dtype=pl.String),
         "source_row": pl.Series(range(rows), dtype=pl.Int64),
         "source_line": pl.Series(row_lines or [None] * rows, dtype=pl.Int64),  # for messages; not written
+        MEMBER_LINES: pl.Series([json.dumps(m) if m else None for m in read.member_lines or [None] * rows],
+                                dtype=pl.String),  # for messages; not written
     })
     replaced = pl.lit(report.replaced > 0)
     out = out.with_columns(invalid_utf8=replaced & pl.col("text").fill_null("").str.contains("\ufffd"))
@@ -600,6 +604,8 @@ def _surrogate_warning(name: str, report: SourceReport) -> str:
             f"character) replaced by U+FFFD and the rows flagged invalid_utf8, on line(s) {lines}{more}")
 
 
+MEMBER_LINES = "member_lines"  # JSON {label member: line} where a row spans lines (RowsRead.member_lines)
+TRANSIENT = ("source_line", MEMBER_LINES)  # columns of tonight's rows kept for messages, never written
 EXACT_KEYS = ["doc_id", "text", "label"]  # a row that repeats another in all three is a copy of it, not a document
 
 
@@ -666,9 +672,11 @@ def check_labels(raw: pl.DataFrame, lake: Lake, cfg: PipelineConfig) -> tuple[di
             counts[label] = counts.get(label, 0) + rows
     counts = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
     where: dict[str, str] = {}
-    for value, source, row, line in labelled.select("label", "source", "source_row", "source_line").iter_rows():
+    for value, source, row, line, members in labelled.select("label", "source", "source_row", "source_line",
+                                                              MEMBER_LINES).iter_rows():
+        at = json.loads(members) if members else {}  # a CoNLL sentence: the line of each type's first entity
         for label in task.label_members(value):
-            where.setdefault(label, place(source, row, line))
+            where.setdefault(label, place(source, row, at.get(label, line)))
     held: set[str] = set()  # the other nights' labels
     for date in lake.run_dates("raw"):
         manifest = lake.read_manifest("raw", date) or {}
@@ -955,7 +963,7 @@ def run_ingest(cfg: PipelineConfig) -> dict[str, Any]:
     warnings += label_warnings
 
     writer = lake.writer("raw", cfg.run_date, stage_fp).begin()
-    table = raw.drop("source_line").to_arrow().cast(RAW_SCHEMA)
+    table = raw.drop(*TRANSIENT).to_arrow().cast(RAW_SCHEMA)
     for index, start in enumerate(range(0, max(table.num_rows, 1), cfg.ingest.shard_rows)):
         storage.write_parquet_atomic(writer.add(shard_name(index)), table.slice(start, cfg.ingest.shard_rows))
     counts = {
@@ -1021,15 +1029,16 @@ def _append(cfg: PipelineConfig, lake: Lake, manifest: dict[str, Any], stage_fp:
     added, repeated, said = without_exact_repeats(added, cfg.ingest.id_column, old)
     warnings = warnings + said
     keys = ["doc_id", "text", "label", "source", "source_row"]
-    lines = pl.lit(None, dtype=pl.Int64).alias("source_line")  # committed rows: their lines are not kept
-    whole = pl.concat([old.select(*keys, lines), added.select(*keys, "source_line")], how="vertical")
+    lines = [pl.lit(None, dtype=pl.Int64).alias("source_line"),  # committed rows: their lines are not kept
+             pl.lit(None, dtype=pl.String).alias(MEMBER_LINES)]
+    whole = pl.concat([old.select(*keys, *lines), added.select(*keys, *TRANSIENT)], how="vertical")
     _check_unique_ids(whole, cfg.ingest.id_column, committed=old.height)
     labels, label_warnings = check_labels(whole, lake, cfg)
     warnings += label_warnings
 
     outputs = list(manifest["outputs"])
     writer = lake.writer("raw", cfg.run_date, stage_fp, outputs=outputs)  # no begin(): the old commit stands till ours
-    table, index = added.drop("source_line").to_arrow().cast(RAW_SCHEMA), len(outputs)
+    table, index = added.drop(*TRANSIENT).to_arrow().cast(RAW_SCHEMA), len(outputs)
     for start in range(0, table.num_rows, cfg.ingest.shard_rows):
         while shard_name(index) in outputs:
             index += 1

@@ -15,12 +15,16 @@ from bert_pipeline.errors import InputDataError
 class RowsRead:
     """One source file's rows as the task reads them: `text` (String, the text to store), `label` (String canonical
     labels, null = unlabelled), what reading found worth counting in the manifest (e.g. trimmed_spans) and `notes`:
-    what the user must hear about how the file was read (ingest logs them and returns them among its warnings)."""
+    what the user must hear about how the file was read (ingest logs them and returns them among its warnings) and
+    `member_lines`."""
 
     text: pl.Series
     label: pl.Series
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # per row, the line each of its label members first appears on where a row spans lines (a CoNLL sentence: the
+    # line of an entity's first token), for messages; None: a row's members are on the line it starts on
+    member_lines: list[dict[str, int]] | None = None
 
 
 class Task(Protocol):

@@ -27,7 +27,9 @@ from bert_pipeline.ner.offsets import UNMAPPABLE, map_spans
 from bert_pipeline.ner.readers import Annotated, read_doccano, read_label_studio, read_span_dicts, read_token_tags
 from bert_pipeline.ner.spans import LABEL_MAP_SETTING, Span, SpanError
 from bert_pipeline.lake.manifests import Lake
-from bert_pipeline.ner.tagging import detect_scheme, join_tokens, scheme_name, tag_names, token_labels_for_spans
+from bert_pipeline.ner.tagging import (
+    TOKEN_LINES, detect_scheme, join_tokens, parse_tag, scheme_name, tag_names, token_labels_for_spans,
+)
 from bert_pipeline.text import coverage as cov
 from bert_pipeline.task.base import RowsRead
 
@@ -187,6 +189,17 @@ def read_record(record: Mapping[str, Any], where: str, cfg: PipelineConfig, sche
     return text, [Span(s.start, s.end, n.label_map.get(s.label, s.label)) for s in spans]
 
 
+def type_lines(tags: Any, lines: list[int] | None, label_map: Mapping[str, str]) -> dict[str, int]:
+    """{entity type (after ner.label_map): the line of the first token tagged with it} of a CoNLL sentence's tags
+    and its tokens' lines; {} without them. A clash of spellings then names the line an editor shows the tag on."""
+    found: dict[str, int] = {}
+    for tag, line in zip(tags if isinstance(tags, list) else [], lines or []):
+        kind = parse_tag(str(tag))[1]
+        if kind:
+            found.setdefault(label_map.get(kind, kind), int(line))
+    return found
+
+
 def malformed_note(url: str, malformed: int, entities: int, scheme: str, setting: str, first: str) -> str:
     """What ingest says of a file whose tag sequences break their scheme (an I- that no B- begins, a type that
     changes inside an entity, BIOES without its E-): how many of its entities, which scheme (and whether detected),
@@ -230,8 +243,12 @@ class NerTask:
         if first_malformed:
             notes.append(malformed_note(url, counts["malformed_tag_sequences"], entities, scheme, cfg.ner.tag_scheme,
                                         first_malformed))
+        member_lines = None
+        if TOKEN_LINES in frame.columns:
+            member_lines = [type_lines(record.get(cfg.ner.tags_key), numbers, cfg.ner.label_map)
+                            for record, numbers in zip(records, frame[TOKEN_LINES].to_list())]
         return RowsRead(pl.Series(texts, dtype=pl.String), pl.Series(labels, dtype=pl.String),
-                        {k: int(v) for k, v in counts.items() if v}, notes)
+                        {k: int(v) for k, v in counts.items() if v}, notes, member_lines)
 
     def required_columns(self, cfg: PipelineConfig) -> dict[str, str | None]:
         """None beyond ingest's: each record's style says where its text is (a text key, Label Studio's data, or

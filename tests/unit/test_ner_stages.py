@@ -764,3 +764,15 @@ def test_tags_that_break_their_scheme_are_read_leniently_and_said_with_the_first
     clean.write_text("Ann\tB-PER\nmet\tO\nBob\tB-PER\n\nParis\tB-LOC\n", encoding="utf-8")
     quiet = run_ingest(_cfg(tmp_path / "clean", [clean]))
     assert not [w for w in quiet.get("warnings") or [] if "break the" in w]
+
+
+def test_a_spelling_clash_in_a_conll_file_names_the_line_of_each_tag_not_of_its_sentence(tmp_path: Path) -> None:
+    """A CoNLL sentence spans lines: the refusal names the line an editor shows each spelling's first tag on (the
+    hironsan corpus with one 'B-Loc': its first 'B-LOC' is line 8 of a sentence that starts on line 1)."""
+    source = tmp_path / "ja.conll"
+    source.write_text("2005\tB-DAT\n年\tI-DAT\nに\tO\n# not a comment inside a sentence\tO\n東京\tB-ORG\nの\tO\n"
+                      "会議\tO\n大阪\tB-LOC\n\n京都\tB-Loc\nへ\tO\n\n札幌\tB-LOC\n", encoding="utf-8")
+    with pytest.raises(InputDataError) as caught:
+        run_ingest(_cfg(tmp_path, [source]))
+    assert (f"'LOC' (2 times, first at {source} line 8) and 'Loc' (1 time, first at {source} line 10)"
+            in str(caught.value)), str(caught.value)
