@@ -97,8 +97,8 @@ def no_space_share(texts: Sequence[str]) -> float:
 
 @dataclass(frozen=True)
 class FeatureChoice:
-    """Which n-grams the baseline reads (`features`: "char", "word+char", "char_wb" or "char_wb 1-5"), how its logistic regression
-    weighs the classes (`class_weight`: "balanced" or None) and why."""
+    """Which n-grams the baseline reads (`features`: "char", "word+char", "char_wb" or "char_wb 1-5"), how its
+    logistic regression weighs the classes (`class_weight`: "balanced" or None) and why."""
 
     features: str
     script_share: float  # share of letters in scripts written without spaces (`no_space_share`)

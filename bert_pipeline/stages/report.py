@@ -407,8 +407,9 @@ read each, so a report costs the same on a lake of years as on one of a month (a
 
 def same_model_line(lake: Lake, area: str, run_date: str, window: int) -> str:
     """Which earlier nights the model that scored run_date scored too (rescored by score.rescore_nights, said where
-    their score was committed after run_date's, or scored by the same champion) and which another model did, among the max(window, REPORT_NIGHTS) nights before run_date
-    (older ones are counted, not read), the newest five of each named; '' for none of either."""
+    their score was committed after run_date's, or scored by the same champion) and which another model did, among
+    the max(window, REPORT_NIGHTS) nights before run_date (older ones are counted, not read), the newest five of
+    each named; '' for none of either."""
     tonight_manifest = lake.read_manifest(area, run_date) or {}
     tonight, scored_at = tonight_manifest.get("model_hash"), str(tonight_manifest.get("committed_at") or "")
     if not tonight:

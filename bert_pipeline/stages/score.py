@@ -11,9 +11,9 @@ shards that are missing, and a rerun of a completed run_date with the same model
 
 With no champion yet (and score.model empty), `score.fallback: baseline` (the default) scores with the baseline stored
 with the newest trained model that stores one (`FALLBACKS`: the TF-IDF baseline of a classifier; of an entity
-model's CRF and memorising lexicon, the one that read the validation rows better) scores the night through the same plan, shard writer and commit, its rows marked
-model_version `<version>+tfidf-baseline` (`+crf-baseline`, `+memorising-baseline`); a later run with a
-champion replaces the partition as any change of model does. With `none`, or no stored baseline, nothing is scored
+model's CRF and memorising lexicon, the one that read the validation rows better) scores the night through the same
+plan, shard writer and commit, its rows marked model_version `<version>+tfidf-baseline` (`+crf-baseline`,
+`+memorising-baseline`); a later run with a champion replaces the partition as any change of model does. With `none`, or no stored baseline, nothing is scored
 and the summary says why.
 """
 
