@@ -13,8 +13,8 @@ With no champion yet (and score.model empty), `score.fallback: baseline` (the de
 with the newest trained model that stores one (`FALLBACKS`: the TF-IDF baseline of a classifier; of an entity
 model's CRF and memorising lexicon, the one that read the validation rows better) scores the night through the same
 plan, shard writer and commit, its rows marked model_version `<version>+tfidf-baseline` (`+crf-baseline`,
-`+memorising-baseline`); a later run with a champion replaces the partition as any change of model does. With `none`, or no stored baseline, nothing is scored
-and the summary says why.
+`+memorising-baseline`); a later run with a champion replaces the partition as any change of model does. With
+`none`, or no stored baseline, nothing is scored and the summary says why.
 """
 
 from __future__ import annotations
