@@ -256,7 +256,8 @@ def test_a_new_champion_rescores_the_nights_before_it_within_score_rescore_night
     report = Path(two["score"]["rescored"]["2026-11-27"]["report"]).read_text()
     assert f"{curated.height} rows scored with model {second}" in report
     tonight = Path(two["report"]["report"]).read_text()
-    assert f"The same model's rows also fill 1 earlier night(s): 2026-11-27 ({curated.height:,} rows)." in tonight
+    assert (f"The same model's rows also fill 1 earlier night(s): 2026-11-27 ({curated.height:,} rows, rescored "
+            "after this night's score).") in tonight
 
     # night 3 under champion A again but score.rescore_nights 0: the nights before keep B's rows
     crown(first)
