@@ -494,8 +494,8 @@ def canonical_ids(df: pl.DataFrame, column: str | None, url: str) -> pl.Series |
     `1.0`) with its whole numbers as integers; a text column of which every id is a whole number with a zero
     fraction ("1.0", "2.0": what pandas' to_csv writes for such a column) or a bare point ("1.") the same. Any
     other text is kept as written: leading zeros ("007"), and "1.0" in a column that also holds "A-7". A whole
-    number is written without
-    its sign when positive and "-0" is "0", as an integer column would write it: "+7", "7.0", "7" are one id.
+    number is written without its sign when positive and "-0" is "0", as an integer column would write it: "+7",
+    "7.0", "7." and "7" are one id.
 
     Shape: df.height, dtype String, nulls kept (the caller refuses them); None without an id column. Errors:
     InputDataError naming `url` for a nested column."""
