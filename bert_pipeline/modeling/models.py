@@ -450,13 +450,15 @@ def load_classifier(model_dir: str, **kwargs: Any) -> Any:
     the encoder itself lacks weights (`with_fresh_heads`)."""
     from transformers import AutoModelForSequenceClassification
 
-    from bert_pipeline.modeling.pooling import quiet_pooler_report, restore_pooling
+    from bert_pipeline.modeling.pooling import recorded_pooling, restore_pooling
 
     require_safetensors(model_dir)
-    with quiet_pooler_report(model_dir):
-        model, _ = with_fresh_heads(model_dir, lambda: _loading(
-            model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
-                model_dir, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs)))
+    # a mean-pooled folder leaves its unused pooler out on purpose: missing, it is no loss of the encoder's
+    left_out = (lambda key: ".pooler." in key) if recorded_pooling(model_dir) == "mean" else None
+    model, _ = with_fresh_heads(model_dir, lambda: _loading(
+        model_dir, "weights", lambda: AutoModelForSequenceClassification.from_pretrained(
+            model_dir, use_safetensors=True, trust_remote_code=False, output_loading_info=True, **kwargs)),
+        left_out)
     return restore_pooling(model)
 
 
@@ -486,14 +488,16 @@ class _Held(logging.Filter):
         return False
 
 
-def with_fresh_heads(source: str, load: Callable[[], tuple[Any, dict[str, Any]]]) -> tuple[Any, list[str]]:
+def with_fresh_heads(source: str, load: Callable[[], tuple[Any, dict[str, Any]]],
+                     left_out: Callable[[str], bool] | None = None) -> tuple[Any, list[str]]:
     """(the model `load` returns, the sorted keys of its heads that start fresh). `load` is a
     `from_pretrained(..., output_loading_info=True)` call: (model, loading info); transformers' load messages are
     held while it runs. A task head the checkpoint lacks (a base model's classifier, the masked-LM head of an encoder
     saved without one: every missing key outside `base_model_prefix`) is expected: one INFO line names it, where
     transformers printed a table of MISSING and UNEXPECTED keys and, for an absent tied head, "This checkpoint seem
     corrupted" on every night. When the encoder itself lacks or mismatches weights, transformers' own messages are
-    passed on as they were."""
+    passed on as they were. `left_out(key)`: encoder keys a folder leaves out on purpose (a mean-pooled model's
+    pooler), neither a loss nor a fresh head."""
     logger, held = logging.getLogger(LOAD_LOGGER), _Held()
     logger.addFilter(held)
     try:
@@ -501,7 +505,7 @@ def with_fresh_heads(source: str, load: Callable[[], tuple[Any, dict[str, Any]]]
     finally:
         logger.removeFilter(held)
     prefix = f"{model.base_model_prefix}."
-    missing = sorted(info.get("missing_keys") or ())
+    missing = sorted(key for key in info.get("missing_keys") or () if not (left_out and left_out(key)))
     if any(key.startswith(prefix) for key in missing) or info.get("mismatched_keys") or info.get("error_msgs"):
         for record in held.records:
             logger.handle(record)

@@ -24,11 +24,9 @@ pooler), so load such a folder with `bert_pipeline.modeling.models.load_classifi
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -164,30 +162,3 @@ def recorded_pooling(model_dir: str) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
-
-
-class _PoolerOnlyReport(logging.Filter):
-    """Drops transformers' load report when the only keys it reports missing are the pooler's, which a mean-pooled
-    folder leaves out on purpose: "newly initialized ... consider training" would be a false alarm on every load."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "LOAD REPORT" not in message:
-            return True
-        reported = [line for line in message.splitlines() if "| MISSING" in line or "| UNEXPECTED" in line
-                    or "| MISMATCH" in line]
-        return not reported or not all(".pooler." in line and "| MISSING" in line for line in reported)
-
-
-@contextlib.contextmanager
-def quiet_pooler_report(model_dir: str) -> Iterator[None]:
-    """While loading a folder that records mean pooling, silence the load report about its absent pooler only."""
-    if recorded_pooling(model_dir) != "mean":
-        yield
-        return
-    logger, quiet = logging.getLogger("transformers.modeling_utils"), _PoolerOnlyReport()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
