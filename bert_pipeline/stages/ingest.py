@@ -189,10 +189,11 @@ def _read_table(url: str, fmt: str, compression: str | None, cfg: PipelineConfig
                                  "csv, tsv, jsonl, json, parquet, txt, conll")
         fmt = "conll"  # corpora ship their CoNLL splits as .train, .dev and .test
         log.info("ingest: %s: no extension names its format; its lines are CoNLL columns, read as conll", url)
-    if fmt in ("txt", "csv", "tsv") and cfg.ingest.format == "auto" and looks_like_conll(text) and cfg.task == "ner":
+    guessed_conll = fmt in ("txt", "csv", "tsv") and cfg.ingest.format == "auto" and looks_like_conll(text)
+    if guessed_conll and cfg.task == "ner":
         fmt = "conll"  # an entity corpus shipped as .txt (hironsan's iob_sents.txt) or .tsv: what the task reads
         log.info("ingest: %s: its lines are CoNLL columns (a token and a tag per line), read as conll", url)
-    elif fmt in ("txt", "csv", "tsv") and cfg.ingest.format == "auto" and looks_like_conll(text):
+    elif guessed_conll:
         raise InputDataError(f"{url}: its lines look like a CoNLL column file (a token and a tag per line), not "
                              f"{fmt} texts: to read its entities set task: ner and ingest.format: conll; to read "
                              f"each line as a text set ingest.format: {fmt}. Nothing was written")
